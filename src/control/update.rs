@@ -1,0 +1,39 @@
+//! The one update path from control sources to consumers.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::wire::ethernet::EthernetAddress;
+
+/// What the control plane knows about one peer host on one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's underlay (outer) IPv4 address.
+    pub underlay: Ipv4Addr,
+    /// The peer's VTEP MAC (its gateway MAC in routed mode), when known.
+    pub vtep_mac: Option<EthernetAddress>,
+}
+
+/// A change of cluster state, consumed by the dataplane and the kernel drivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlUpdate {
+    /// A peer host joined network `vni` (it receives flooded traffic from now on).
+    PeerUp { vni: u32, peer: PeerInfo },
+    /// A peer host left network `vni`: withdraw everything learned or installed for it.
+    PeerDown { vni: u32, underlay: Ipv4Addr },
+    /// `subnet` is owned by the host at `via` (its underlay address).
+    RouteAdd { vni: u32, subnet: Ipv4Net, via: Ipv4Addr },
+    /// `subnet` is no longer owned by anyone we know.
+    RouteRemove { vni: u32, subnet: Ipv4Net },
+    /// A static FDB entry: `mac` on network `vni` lives behind the host at `underlay`.
+    StaticFdb { vni: u32, mac: EthernetAddress, underlay: Ipv4Addr },
+    /// Remove a static FDB entry.
+    StaticFdbRemove { vni: u32, mac: EthernetAddress },
+    /// Container `ip` on network `vni` has MAC `mac` (feeds the proxy-ARP responder).
+    ArpBinding { vni: u32, ip: Ipv4Addr, mac: EthernetAddress },
+    /// Forget the binding of `ip`.
+    ArpUnbind { vni: u32, ip: Ipv4Addr },
+    /// The peer at `underlay` has this long-term X25519 public key and start epoch.
+    EspKey { underlay: Ipv4Addr, public_key: [u8; 32], epoch: u64 },
+}

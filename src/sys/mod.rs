@@ -1,0 +1,1 @@
+//! Drivers: the only place with file descriptors, syscalls, clocks, threads and `unsafe`.
