@@ -1,1 +1,11 @@
-//! The sans-IO switch core.
+//! The sans-IO switch core: FDB, forwarding decisions and counters.
+//!
+//! Nothing here opens a socket or reads the clock; see [`switch`] for the driving contract.
+
+pub mod counters;
+pub mod fdb;
+pub mod switch;
+
+pub use counters::{Counters, CountersSnapshot, DropReason};
+pub use fdb::{Fdb, Location};
+pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

@@ -1,0 +1,132 @@
+//! Counters of the switch core: traffic per direction and one counter per drop reason, so that
+//! every packet the switch does not forward is accounted for.
+
+use serde::Serialize;
+
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $name:ident => $label:literal,)*) => {
+        /// Why a packet was not forwarded.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason { $($(#[doc = $doc])* $name,)* }
+
+        impl DropReason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Stable snake_case name, used in status output and metrics.
+            pub fn label(self) -> &'static str {
+                match self { $(DropReason::$name => $label,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// A TAP frame shorter than an Ethernet header.
+    TapMalformed => "tap_malformed",
+    /// A TAP frame that would not fit the underlay MTU after encapsulation.
+    TapOversize => "tap_oversize",
+    /// A TAP frame with a multicast source MAC.
+    TapBadSourceMac => "tap_bad_source_mac",
+    /// A TAP frame for a MAC that lives behind the same TAP.
+    TapLocalDestination => "tap_local_destination",
+    /// A TAP frame on a network that has no peers to send it to.
+    NoPeers => "no_peers",
+    /// An underlay datagram too short for a VXLAN header.
+    VxlanTruncated => "vxlan_truncated",
+    /// An underlay datagram without the VXLAN I flag.
+    VxlanBadFlags => "vxlan_bad_flags",
+    /// A VXLAN datagram for a VNI this host does not run.
+    UnknownVni => "unknown_vni",
+    /// A datagram from an address that is not a peer of the network.
+    UnknownPeer => "unknown_peer",
+    /// A VXLAN datagram whose inner frame is not a valid Ethernet frame.
+    InnerMalformed => "inner_malformed",
+    /// A VXLAN datagram whose inner source MAC is multicast.
+    InnerBadSourceMac => "inner_bad_source_mac",
+}
+
+/// Traffic and drop counters of the switch core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames read from TAPs.
+    pub tap_rx_frames: u64,
+    /// Bytes read from TAPs.
+    pub tap_rx_bytes: u64,
+    /// Frames handed to TAPs.
+    pub tap_tx_frames: u64,
+    /// Datagrams received from the underlay.
+    pub underlay_rx_packets: u64,
+    /// Bytes received from the underlay (UDP payload).
+    pub underlay_rx_bytes: u64,
+    /// Datagrams sent to the underlay (one per destination).
+    pub underlay_tx_packets: u64,
+    /// Frames flooded by head-end replication.
+    pub flooded_frames: u64,
+    /// Copies sent by head-end replication.
+    pub flood_copies: u64,
+    /// VXLAN datagrams accepted with reserved bits set (RFC 7348: ignored on receipt).
+    pub vxlan_reserved_bits: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    /// Count one dropped packet.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Drops for one reason.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Drops for all reasons together.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// A serializable snapshot (field name -> value), for status output and metrics.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            tap_rx_frames: self.tap_rx_frames,
+            tap_rx_bytes: self.tap_rx_bytes,
+            tap_tx_frames: self.tap_tx_frames,
+            underlay_rx_packets: self.underlay_rx_packets,
+            underlay_rx_bytes: self.underlay_rx_bytes,
+            underlay_tx_packets: self.underlay_tx_packets,
+            flooded_frames: self.flooded_frames,
+            flood_copies: self.flood_copies,
+            vxlan_reserved_bits: self.vxlan_reserved_bits,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), self.drops(*r)))
+                .collect(),
+        }
+    }
+}
+
+/// Counters as plain data (what `vxswitch stats` prints).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`Counters::tap_rx_frames`].
+    pub tap_rx_frames: u64,
+    /// See [`Counters::tap_rx_bytes`].
+    pub tap_rx_bytes: u64,
+    /// See [`Counters::tap_tx_frames`].
+    pub tap_tx_frames: u64,
+    /// See [`Counters::underlay_rx_packets`].
+    pub underlay_rx_packets: u64,
+    /// See [`Counters::underlay_rx_bytes`].
+    pub underlay_rx_bytes: u64,
+    /// See [`Counters::underlay_tx_packets`].
+    pub underlay_tx_packets: u64,
+    /// See [`Counters::flooded_frames`].
+    pub flooded_frames: u64,
+    /// See [`Counters::flood_copies`].
+    pub flood_copies: u64,
+    /// See [`Counters::vxlan_reserved_bits`].
+    pub vxlan_reserved_bits: u64,
+    /// Drops by reason label.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}

@@ -1,0 +1,316 @@
+//! The switch: forwarding decisions between local TAPs and peer VTEPs.
+//!
+//! Sans-IO, in the style of quinn-proto: the driver feeds frames in with `handle_*` (with `now`
+//! passed in), and gets back a [`Forward`] decision naming ranges of *its own* buffer, so a
+//! frame is read once into a buffer with headroom, encapsulated in place and sent without a copy.
+//! Packets the switch originates itself (replies, later ICMP errors) are queued and drained with
+//! [`Switch::poll_transmit`]. Timers are exposed through [`Switch::poll_timeout`].
+//!
+//! Forwarding rules (one TAP per VNI, every peer VTEP reachable directly over the underlay):
+//! - TAP -> underlay: learn the source MAC as local; a known unicast destination goes to the VTEP
+//!   it was learned behind; broadcast, multicast and unknown unicast are flooded by head-end
+//!   replication to every peer of the VNI (one copy each).
+//! - underlay -> TAP: learn the inner source MAC as behind the sending VTEP and deliver to the TAP
+//!   of the VNI. Never forwarded back to the underlay (split horizon), so no loops between VTEPs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use super::counters::{Counters, DropReason};
+use super::fdb::{Fdb, Location};
+use crate::control::ControlUpdate;
+use crate::vxlan;
+use crate::wire::ethernet::EthernetFrame;
+use crate::wire::vxlan::Vni;
+use crate::wire::Error as WireError;
+
+/// Identifies a local TAP port: the index of its network in [`SwitchConfig::networks`].
+pub type PortId = usize;
+
+/// Configuration of one overlay network (one VNI, one TAP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// Largest inner Ethernet frame (header included) that fits the underlay after encapsulation.
+    pub max_frame_len: usize,
+    /// Peer VTEPs known from static configuration.
+    pub peers: Vec<Ipv4Addr>,
+}
+
+/// Configuration of the switch core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// FDB ageing time.
+    pub fdb_ageing: Duration,
+    /// FDB cap on dynamic entries.
+    pub fdb_max_entries: usize,
+    /// The networks, indexed by [`PortId`].
+    pub networks: Vec<NetworkSpec>,
+}
+
+/// What to do with the packet the driver just handed in.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forward<'a> {
+    /// Send `buf[payload]` (VXLAN header already in place) to the VXLAN port of every address in
+    /// `dests`, from a source port chosen by `flow_hash`.
+    Underlay {
+        /// The UDP payload inside the driver's buffer.
+        payload: Range<usize>,
+        /// Destination VTEPs: one for known unicast, every peer for flooding.
+        dests: &'a [Ipv4Addr],
+        /// Hash of the inner flow, for the outer source port.
+        flow_hash: u32,
+    },
+    /// Write `buf[frame]` to the TAP of `port`.
+    Tap {
+        /// The TAP to write to.
+        port: PortId,
+        /// The inner frame inside the driver's buffer.
+        frame: Range<usize>,
+    },
+    /// Nothing to send: the packet was dropped (and counted) or consumed.
+    Nothing,
+}
+
+/// A packet the switch originates itself, drained with [`Switch::poll_transmit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A frame to write to a local TAP.
+    Tap {
+        /// The TAP to write to.
+        port: PortId,
+        /// The whole Ethernet frame.
+        frame: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct Network {
+    vni: Vni,
+    max_frame_len: usize,
+    /// Sorted, deduplicated.
+    peers: Vec<Ipv4Addr>,
+}
+
+impl Network {
+    fn has_peer(&self, addr: Ipv4Addr) -> bool {
+        self.peers.binary_search(&addr).is_ok()
+    }
+}
+
+/// The sans-IO switch core.
+#[derive(Debug)]
+pub struct Switch {
+    networks: Vec<Network>,
+    by_vni: HashMap<u32, PortId>,
+    fdb: Fdb,
+    counters: Counters,
+    /// The single destination of a unicast decision (borrowed by [`Forward::Underlay`]).
+    unicast_dest: [Ipv4Addr; 1],
+    transmits: VecDeque<Transmit>,
+}
+
+impl Switch {
+    /// A switch for the given networks.
+    pub fn new(config: SwitchConfig) -> Self {
+        let mut by_vni = HashMap::new();
+        let networks = config
+            .networks
+            .into_iter()
+            .enumerate()
+            .map(|(port, spec)| {
+                by_vni.insert(spec.vni.get(), port);
+                let mut peers = spec.peers;
+                peers.sort_unstable();
+                peers.dedup();
+                Network { vni: spec.vni, max_frame_len: spec.max_frame_len, peers }
+            })
+            .collect();
+        Switch {
+            networks,
+            by_vni,
+            fdb: Fdb::new(config.fdb_ageing, config.fdb_max_entries),
+            counters: Counters::default(),
+            unicast_dest: [Ipv4Addr::UNSPECIFIED],
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// Handle a frame read from the TAP of `port`, lying at `buf[frame]` with at least
+    /// [`vxlan::ENCAP_HEADROOM`] bytes of headroom in front. // hot path
+    pub fn handle_tap_frame(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        buf: &mut [u8],
+        frame: Range<usize>,
+    ) -> Forward<'_> {
+        self.counters.tap_rx_frames += 1;
+        self.counters.tap_rx_bytes += frame.len() as u64;
+        let Some(net) = self.networks.get(port) else {
+            self.counters.drop(DropReason::TapMalformed);
+            return Forward::Nothing;
+        };
+        let vni = net.vni;
+        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
+            self.counters.drop(DropReason::TapMalformed);
+            return Forward::Nothing;
+        };
+        if frame.len() > net.max_frame_len {
+            self.counters.drop(DropReason::TapOversize);
+            return Forward::Nothing;
+        }
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        if src.is_multicast() {
+            self.counters.drop(DropReason::TapBadSourceMac);
+            return Forward::Nothing;
+        }
+        self.fdb.learn(now, vni.get(), src, Location::Local);
+        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
+        let known = if dst.is_unicast() { self.fdb.lookup(vni.get(), dst) } else { None };
+        let dests: &[Ipv4Addr] = match known {
+            Some(Location::Local) => {
+                self.counters.drop(DropReason::TapLocalDestination);
+                return Forward::Nothing;
+            }
+            Some(Location::Remote(vtep)) => {
+                self.unicast_dest[0] = vtep;
+                &self.unicast_dest
+            }
+            None => {
+                let peers = &self.networks[port].peers;
+                if peers.is_empty() {
+                    self.counters.drop(DropReason::NoPeers);
+                    return Forward::Nothing;
+                }
+                self.counters.flooded_frames += 1;
+                self.counters.flood_copies += peers.len() as u64;
+                peers
+            }
+        };
+        self.counters.underlay_tx_packets += dests.len() as u64;
+        let payload = vxlan::encap(buf, frame, vni);
+        Forward::Underlay { payload, dests, flow_hash }
+    }
+
+    /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
+    /// // hot path
+    pub fn handle_underlay(
+        &mut self,
+        now: Instant,
+        from: Ipv4Addr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> Forward<'_> {
+        self.counters.underlay_rx_packets += 1;
+        self.counters.underlay_rx_bytes += payload.len() as u64;
+        let decapped = match vxlan::decap(buf, payload) {
+            Ok(d) => d,
+            Err(WireError::Truncated) => {
+                self.counters.drop(DropReason::VxlanTruncated);
+                return Forward::Nothing;
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::VxlanBadFlags);
+                return Forward::Nothing;
+            }
+        };
+        let Some(&port) = self.by_vni.get(&decapped.vni.get()) else {
+            self.counters.drop(DropReason::UnknownVni);
+            return Forward::Nothing;
+        };
+        if !self.networks[port].has_peer(from) {
+            self.counters.drop(DropReason::UnknownPeer);
+            return Forward::Nothing;
+        }
+        if decapped.reserved_bits {
+            self.counters.vxlan_reserved_bits += 1;
+        }
+        let Ok(eth) = EthernetFrame::new_checked(&buf[decapped.inner.clone()]) else {
+            self.counters.drop(DropReason::InnerMalformed);
+            return Forward::Nothing;
+        };
+        let src = eth.src_addr();
+        if src.is_multicast() {
+            self.counters.drop(DropReason::InnerBadSourceMac);
+            return Forward::Nothing;
+        }
+        self.fdb.learn(now, decapped.vni.get(), src, Location::Remote(from));
+        self.counters.tap_tx_frames += 1;
+        Forward::Tap { port, frame: decapped.inner }
+    }
+
+    /// Apply a control-plane update.
+    pub fn apply(&mut self, now: Instant, update: ControlUpdate) {
+        match update {
+            ControlUpdate::PeerUp { vni, peer } => {
+                if let Some(net) = self.network_mut(vni) {
+                    if let Err(at) = net.peers.binary_search(&peer.underlay) {
+                        net.peers.insert(at, peer.underlay);
+                    }
+                }
+            }
+            ControlUpdate::PeerDown { vni, underlay } => {
+                if let Some(net) = self.network_mut(vni) {
+                    net.peers.retain(|p| *p != underlay);
+                }
+                self.fdb.flush_remote(vni, underlay);
+            }
+            ControlUpdate::StaticFdb { vni, mac, underlay } => {
+                self.fdb.insert_static(now, vni, mac, Location::Remote(underlay));
+            }
+            ControlUpdate::StaticFdbRemove { vni, mac } => {
+                self.fdb.remove(vni, mac);
+            }
+            ControlUpdate::RouteAdd { .. }
+            | ControlUpdate::RouteRemove { .. }
+            | ControlUpdate::ArpBinding { .. }
+            | ControlUpdate::ArpUnbind { .. }
+            | ControlUpdate::EspKey { .. } => {}
+        }
+    }
+
+    /// Run timers due at `now` (FDB ageing).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.fdb.age(now);
+    }
+
+    /// When [`Switch::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.fdb.next_expiry()
+    }
+
+    /// Next packet the switch originated itself.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Traffic and drop counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The forwarding database.
+    pub fn fdb(&self) -> &Fdb {
+        &self.fdb
+    }
+
+    /// The VNI of a port.
+    pub fn vni(&self, port: PortId) -> Option<Vni> {
+        self.networks.get(port).map(|n| n.vni)
+    }
+
+    /// Current peers of a port's network.
+    pub fn peers(&self, port: PortId) -> &[Ipv4Addr] {
+        self.networks.get(port).map_or(&[], |n| &n.peers)
+    }
+
+    fn network_mut(&mut self, vni: u32) -> Option<&mut Network> {
+        let port = *self.by_vni.get(&vni)?;
+        self.networks.get_mut(port)
+    }
+}

@@ -1,0 +1,28 @@
+//! Link set-up around the TAPs: enslave to a bridge, put an address on, bring up — over netlink.
+
+use ipnet::Ipv4Net;
+
+use super::netlink::Netlink;
+use super::SysError;
+
+fn link_err(op: &'static str, name: &str) -> impl FnOnce(super::netlink::NetlinkError) -> SysError + '_ {
+    move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }
+}
+
+/// Configure the TAP `name`: enslave it to `bridge` and add `address`, then bring it up.
+/// // = ip link set NAME master BRIDGE; ip addr add ADDRESS dev NAME; ip link set NAME up
+pub fn configure_tap(name: &str, bridge: Option<&str>, address: Option<Ipv4Net>) -> Result<(), SysError> {
+    let nl = Netlink::new().map_err(link_err("open netlink", name))?;
+    let index = nl.link_index(name).map_err(link_err("find", name))?;
+    if let Some(bridge) = bridge {
+        let master = nl.link_index(bridge).map_err(link_err("find bridge", bridge))?;
+        nl.set_master(index, master).map_err(link_err("enslave to bridge", name))?;
+    }
+    if let Some(address) = address {
+        if !nl.addresses(index).map_err(link_err("list addresses", name))?.contains(&address) {
+            nl.add_address(index, address).map_err(link_err("add address", name))?;
+        }
+    }
+    nl.set_up(index).map_err(link_err("set up", name))?;
+    Ok(())
+}

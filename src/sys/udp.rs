@@ -1,0 +1,232 @@
+//! Underlay UDP sockets with batched I/O (`recvmmsg` / `sendmmsg`).
+//!
+//! One socket bound to `underlay:4789` receives VXLAN from any source port. Sending goes through a
+//! small pool of sockets bound to the same address on kernel-chosen ephemeral ports: the switch's
+//! inner-flow hash picks the socket, so the outer source port follows the inner flow the way
+//! Linux vxlan does it, and ECMP underlays spread flows while each flow keeps one path.
+//! All sockets set `IP_PMTUDISC_PROBE` (DF on, never fragmented, PMTU cache ignored): the switch
+//! already guarantees that an encapsulated frame fits the configured underlay MTU.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::SysError;
+
+/// Most datagrams moved per `recvmmsg` / `sendmmsg` call.
+pub const BATCH: usize = 64;
+
+/// Number of source sockets (distinct outer source ports).
+pub const SOURCE_PORTS: usize = 8;
+
+/// Socket buffer size asked for (forced when running as root).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The underlay sockets.
+#[derive(Debug)]
+pub struct UnderlaySockets {
+    rx: Socket,
+    tx: Vec<Socket>,
+    peer_port: u16,
+}
+
+fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError> {
+    let ctx = |op: &'static str| move |source| SysError::Socket { op, what, addr, source };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))
+        .map_err(ctx("socket"))?;
+    s.set_reuse_address(true).map_err(ctx("SO_REUSEADDR"))?;
+    if s.set_recv_buffer_size(SOCKET_BUFFER).is_err() {
+        tracing::debug!("could not raise SO_RCVBUF");
+    }
+    let _ = force_buffers(&s);
+    set_pmtudisc_probe(&s).map_err(ctx("IP_MTU_DISCOVER"))?;
+    s.bind(&SocketAddr::V4(addr).into()).map_err(ctx("bind"))?;
+    Ok(s)
+}
+
+fn force_buffers(s: &Socket) -> io::Result<()> {
+    let size = SOCKET_BUFFER as libc::c_int;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+        // SAFETY: valid fd, pointer to a c_int that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn set_pmtudisc_probe(s: &Socket) -> io::Result<()> {
+    let val: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: valid fd, pointer to a c_int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl UnderlaySockets {
+    /// Bind the receive socket to `local:port` and the source pool to `local:0`.
+    pub fn bind(local: Ipv4Addr, port: u16, peer_port: u16) -> Result<Self, SysError> {
+        let rx = udp_socket(SocketAddrV4::new(local, port), "VXLAN receive socket")?;
+        let tx = (0..SOURCE_PORTS)
+            .map(|_| udp_socket(SocketAddrV4::new(local, 0), "VXLAN source socket"))
+            .collect::<Result<_, _>>()?;
+        Ok(UnderlaySockets { rx, tx, peer_port })
+    }
+
+    /// The receive socket's fd (for polling).
+    pub fn rx_fd(&self) -> RawFd {
+        self.rx.as_raw_fd()
+    }
+
+    /// Local source ports of the pool (for tests and status).
+    pub fn source_ports(&self) -> Vec<u16> {
+        self.tx
+            .iter()
+            .filter_map(|s| s.local_addr().ok()?.as_socket_ipv4().map(|a| a.port()))
+            .collect()
+    }
+
+    /// Receive up to `bufs.len()` datagrams. Each lands at `bufs[i][offset..]`; returns how many
+    /// arrived, with their lengths and sources in `meta`. `Ok(0)` when nothing is pending.
+    pub fn recv_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+        meta: &mut Vec<(usize, SocketAddrV4)>,
+    ) -> io::Result<usize> {
+        meta.clear();
+        let n = bufs.len().min(BATCH);
+        let mut addrs: [MaybeUninit<libc::sockaddr_in>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
+        // SAFETY: mmsghdr is plain data; zeroed is a valid initial state.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            let b = &mut bufs[i][offset..];
+            iovs[i] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+            msgs[i].msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every mmsghdr points at live iovecs and address storage for the call's duration.
+        let rc = unsafe {
+            libc::recvmmsg(self.rx.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+        }
+        for i in 0..rc as usize {
+            // SAFETY: the kernel filled a sockaddr_in for each received message on an AF_INET socket.
+            let sa = unsafe { addrs[i].assume_init() };
+            let from = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port));
+            let len = msgs[i].msg_len as usize;
+            // A datagram longer than the buffer is truncated by the kernel: report it as such.
+            let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            meta.push((if truncated { usize::MAX } else { len }, from));
+        }
+        Ok(rc as usize)
+    }
+
+    /// Send each `(dest, payload)` to `dest:peer_port` from the source socket picked by `flow`.
+    /// Returns the number sent; failures are reported per datagram through `on_error`.
+    pub fn send_batch(&self, flow: u32, batch: &[(Ipv4Addr, &[u8])], mut on_error: impl FnMut(io::Error)) -> usize {
+        let sock = &self.tx[flow as usize % self.tx.len()];
+        let mut sent = 0;
+        for chunk in batch.chunks(BATCH) {
+            let mut addrs: [libc::sockaddr_in; BATCH] = [sockaddr_in(Ipv4Addr::UNSPECIFIED, 0); BATCH];
+            let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
+            // SAFETY: mmsghdr is plain data; zeroed is a valid initial state.
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (i, (dest, payload)) in chunk.iter().enumerate() {
+                addrs[i] = sockaddr_in(*dest, self.peer_port);
+                iovs[i] = libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() };
+                msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+                msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            let mut done = 0;
+            while done < chunk.len() {
+                // SAFETY: the headers point at live iovecs/addresses; the kernel only reads them.
+                let rc = unsafe {
+                    libc::sendmmsg(sock.as_raw_fd(), msgs[done..].as_mut_ptr(), (chunk.len() - done) as u32, 0)
+                };
+                if rc < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    on_error(e);
+                    done += 1; // skip the datagram that failed, keep the rest
+                } else {
+                    done += rc as usize;
+                    sent += rc as usize;
+                }
+            }
+        }
+        sent
+    }
+}
+
+fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trip_on_loopback() {
+        let a = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 0).unwrap();
+        let port = a.rx.local_addr().unwrap().as_socket_ipv4().unwrap().port();
+        let b = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, port).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + i as usize]).collect();
+        let batch: Vec<(Ipv4Addr, &[u8])> = payloads.iter().map(|p| (Ipv4Addr::LOCALHOST, &p[..])).collect();
+        assert_eq!(b.send_batch(3, &batch, |e| panic!("{e}")), 10);
+        let mut bufs = vec![vec![0u8; 2048]; BATCH];
+        let mut meta = Vec::new();
+        let mut got = 0;
+        for _ in 0..100 {
+            got += a.recv_batch(&mut bufs[got..], 16, &mut meta).unwrap();
+            if got == 10 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got, 10);
+        assert_eq!(&bufs[4][16..16 + 104], &payloads[4][..]);
+        let src_ports = b.source_ports();
+        assert_eq!(src_ports.len(), SOURCE_PORTS);
+        assert!(src_ports.contains(&meta[0].1.port()), "sent from a pool socket");
+    }
+}

@@ -1,0 +1,270 @@
+//! A lab: N hosts with containers, in network namespaces on this machine.
+//!
+//! ```text
+//!   container ─veth─ [br0 + vxs1042 TAP | vtep1042] host-i ─veth─┐
+//!                                                                 ├─ bridge "ul" in the underlay namespace
+//!   container ─veth─ [br0 + ...]                     host-j ─veth─┘
+//! ```
+//! Host i has underlay address 198.18.0.(i+1)/24 (RFC 2544 benchmarking range); containers share
+//! the overlay subnet 192.0.2.0/24 (documentation range). Everything is named after a unique
+//! prefix and removed when the lab is dropped, also when set-up fails half way or a test panics.
+
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::Netns;
+use crate::sys::control_socket;
+
+/// Underlay MTU of the lab.
+pub const UNDERLAY_MTU: u32 = 1500;
+/// Container MTU: the underlay MTU minus the 50 bytes of VXLAN overhead.
+pub const CONTAINER_MTU: u32 = 1450;
+/// The VNI of the lab overlay.
+pub const VNI: u32 = 1042;
+
+/// How a host joins the overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// A vxswitch daemon with its TAP on the host bridge.
+    Vxswitch,
+    /// A Linux kernel vxlan device `vtep1042` on the host bridge (configured as Rancher did).
+    KernelVxlan,
+    /// No overlay device at all (the caller sets the host up, e.g. host-subnet routing).
+    Bare,
+}
+
+/// A container: a namespace with one veth into its host's bridge.
+#[derive(Debug)]
+pub struct Container {
+    /// The namespace.
+    pub ns: Netns,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+/// A host namespace.
+#[derive(Debug)]
+pub struct Host {
+    /// The namespace.
+    pub ns: Netns,
+    /// Underlay address (on `eth0`).
+    pub underlay_ip: Ipv4Addr,
+    /// How it joins the overlay.
+    pub kind: HostKind,
+    /// Its containers.
+    pub containers: Vec<Container>,
+}
+
+/// A running lab. Dropping it stops the daemons and deletes every namespace.
+#[derive(Debug)]
+pub struct Lab {
+    daemons: Vec<Option<Child>>,
+    /// Hosts (dropped before the underlay).
+    pub hosts: Vec<Host>,
+    /// The underlay namespace holding bridge `ul`.
+    pub underlay: Netns,
+    /// Scratch directory for configs, logs and control sockets.
+    pub dir: PathBuf,
+    bin: PathBuf,
+    prefix: String,
+}
+
+/// Underlay address of host `i` (0-based).
+pub fn underlay_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, (i + 1) as u8)
+}
+
+/// Overlay address of container `j` of host `i`.
+pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
+}
+
+impl Lab {
+    /// Build hosts of the given kinds with `containers` containers each. `tag` goes into every
+    /// name (keep it short), together with the process id so parallel runs never collide.
+    /// `bin` is the vxswitch executable to run on [`HostKind::Vxswitch`] hosts.
+    pub fn build(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path) -> io::Result<Lab> {
+        let prefix = format!("vxs-{tag}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        fs::create_dir_all(&dir)?;
+        let underlay = Netns::create(&format!("{prefix}-ul"))?;
+        underlay.ip(&["link", "add", "ul", "type", "bridge"])?;
+        underlay.ip(&["link", "set", "ul", "up"])?;
+        let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, dir, bin: bin.to_path_buf(), prefix };
+        for (i, kind) in kinds.iter().enumerate() {
+            let host = lab.build_host(i, *kind, containers)?;
+            lab.hosts.push(host);
+            lab.daemons.push(None);
+        }
+        for i in 0..kinds.len() {
+            match kinds[i] {
+                HostKind::Vxswitch => lab.start_vxswitch(i, "")?,
+                HostKind::KernelVxlan => lab.add_kernel_vxlan(i)?,
+                HostKind::Bare => {}
+            }
+        }
+        Ok(lab)
+    }
+
+    fn build_host(&self, i: usize, kind: HostKind, containers: usize) -> io::Result<Host> {
+        let ns = Netns::create(&format!("{}-h{i}", self.prefix))?;
+        let _ = ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        let ul_port = format!("h{i}");
+        self.underlay.ip(&["link", "add", &ul_port, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
+        self.underlay.ip(&["link", "set", &ul_port, "master", "ul", "up"])?;
+        let ip = underlay_ip(i);
+        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "mtu", &UNDERLAY_MTU.to_string(), "up"])?;
+        ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+        ns.ip(&["link", "set", "br0", "up"])?;
+        let mut host = Host { ns, underlay_ip: ip, kind, containers: Vec::new() };
+        for j in 0..containers {
+            let c = Netns::create(&format!("{}-h{i}c{j}", self.prefix))?;
+            let _ = c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+            let port = format!("c{j}");
+            host.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", c.name()])?;
+            host.ns.ip(&["link", "set", &port, "master", "br0", "up"])?;
+            let cip = container_ip(i, j);
+            c.ip(&["addr", "add", &format!("{cip}/24"), "dev", "eth0"])?;
+            c.ip(&["link", "set", "eth0", "mtu", &CONTAINER_MTU.to_string(), "up"])?;
+            host.containers.push(Container { ns: c, ip: cip });
+        }
+        Ok(host)
+    }
+
+    /// Underlay addresses of every host but `i`.
+    pub fn peers_of(&self, i: usize) -> Vec<Ipv4Addr> {
+        (0..self.hosts.len()).filter(|&k| k != i).map(underlay_ip).collect()
+    }
+
+    /// Control socket path of host `i`'s daemon.
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("h{i}.sock"))
+    }
+
+    /// Log file of host `i`'s daemon.
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("h{i}.log"))
+    }
+
+    /// The default vxswitch configuration of host `i` (plus `extra` appended).
+    pub fn vxswitch_config(&self, i: usize, extra: &str) -> String {
+        let peers: Vec<String> = self.peers_of(i).iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\npeers = [{peers}]\n{extra}",
+            sock = self.socket(i).display(),
+            ip = underlay_ip(i),
+            peers = peers.join(", "),
+        )
+    }
+
+    /// Write `config` for host `i` and start its daemon; waits until it answers on its socket.
+    pub fn start_vxswitch_with(&mut self, i: usize, config: &str) -> io::Result<()> {
+        let path = self.dir.join(format!("h{i}.toml"));
+        fs::write(&path, config)?;
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log(i))?;
+        let bin = self.bin.to_string_lossy().into_owned();
+        let child = self.hosts[i].ns.spawn(&bin, &["run", "--config", &path.to_string_lossy()], Stdio::from(log))?;
+        self.daemons[i] = Some(child);
+        self.wait_ready(i, Duration::from_secs(10))
+    }
+
+    /// Start host `i`'s daemon with the default configuration plus `extra`.
+    pub fn start_vxswitch(&mut self, i: usize, extra: &str) -> io::Result<()> {
+        let config = self.vxswitch_config(i, extra);
+        self.start_vxswitch_with(i, &config)
+    }
+
+    fn wait_ready(&mut self, i: usize, patience: Duration) -> io::Result<()> {
+        let start = Instant::now();
+        loop {
+            if control_socket::query(&self.socket(i), "stats").is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.daemons[i].as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "vxswitch on host {i} exited ({status}): {}",
+                        fs::read_to_string(self.log(i)).unwrap_or_default()
+                    )));
+                }
+            }
+            if start.elapsed() > patience {
+                return Err(io::Error::other(format!("vxswitch on host {i} did not come up")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop host `i`'s daemon with SIGTERM (SIGKILL after 5 s). Returns whether it exited cleanly.
+    pub fn stop_vxswitch(&mut self, i: usize) -> io::Result<bool> {
+        let Some(mut child) = self.daemons[i].take() else { return Ok(true) };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill()?;
+        child.wait()?;
+        Ok(false)
+    }
+
+    /// Kill host `i`'s daemon with SIGKILL (a crash).
+    pub fn kill_vxswitch(&mut self, i: usize) -> io::Result<()> {
+        if let Some(mut child) = self.daemons[i].take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Host `i`'s daemon status as JSON.
+    pub fn stats(&self, i: usize) -> io::Result<serde_json::Value> {
+        let text = control_socket::query(&self.socket(i), "stats")?;
+        serde_json::from_str(&text).map_err(io::Error::other)
+    }
+
+    /// Add kernel vxlan device `vtep1042` on host `i`, flooding to every other host.
+    /// // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local IP dev eth0 nolearning
+    /// //   bridge fdb append 00:00:00:00:00:00 dev vtep1042 dst PEER
+    pub fn add_kernel_vxlan(&self, i: usize) -> io::Result<()> {
+        let h = &self.hosts[i].ns;
+        let local = underlay_ip(i).to_string();
+        let vni = VNI.to_string();
+        h.ip(&["link", "add", "vtep1042", "type", "vxlan", "id", &vni, "dstport", "4789", "local", &local, "dev", "eth0", "nolearning"])?;
+        h.ip(&["link", "set", "vtep1042", "mtu", &CONTAINER_MTU.to_string(), "master", "br0", "up"])?;
+        for peer in self.peers_of(i) {
+            super::netns::run_cmd(std::process::Command::new("bridge").args([
+                "-n", h.name(), "fdb", "append", "00:00:00:00:00:00", "dev", "vtep1042", "dst", &peer.to_string(),
+            ]))?;
+        }
+        Ok(())
+    }
+
+    /// The vxswitch executable the lab runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Namespace names of this lab (for leak checks).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 0..self.daemons.len() {
+            let _ = self.stop_vxswitch(i);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

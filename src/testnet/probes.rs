@@ -1,0 +1,41 @@
+//! Running the traffic probes inside lab containers.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::lab::{Container, Lab};
+use crate::sys::probe::{PingReport, ThroughputReport};
+
+fn bin(lab: &Lab) -> String {
+    lab.bin().to_string_lossy().into_owned()
+}
+
+/// Ping `dst` from container `from` with the built-in ICMP probe.
+pub fn ping(lab: &Lab, from: &Container, dst: Ipv4Addr, count: u32, interval: Duration) -> io::Result<PingReport> {
+    let out = from.ns.output(
+        &bin(lab),
+        &["probe", "ping", &dst.to_string(), "--count", &count.to_string(), "--interval-ms", &interval.as_millis().to_string()],
+    )?;
+    serde_json::from_str(out.trim()).map_err(io::Error::other)
+}
+
+/// One TCP stream from `from` to `to` for `duration`, with the built-in generator.
+pub fn tcp_throughput(lab: &Lab, from: &Container, to: &Container, duration: Duration) -> io::Result<ThroughputReport> {
+    let mut sink = to.ns.command(&bin(lab)).args(["probe", "tcp-sink", "--port", "5299"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let sent = from.ns.output(
+        &bin(lab),
+        &["probe", "tcp-send", &to.ip.to_string(), "--port", "5299", "--secs", &duration.as_secs_f64().to_string()],
+    );
+    let sent = match sent {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sink.kill();
+            let _ = sink.wait();
+            return Err(e);
+        }
+    };
+    let _ = sink.wait();
+    serde_json::from_str(sent.trim()).map_err(io::Error::other)
+}
