@@ -122,3 +122,55 @@ fn routes_with_proto_replace_list_get_delete() {
     assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("proto static"));
     assert!(nl.route_delete(&a2).unwrap_err().is_not_found());
 }
+
+#[test]
+fn vxlan_device_fdb_flood_list_and_neighbours() {
+    if !have_root("vxlan_device_fdb_flood_list_and_neighbours") {
+        return;
+    }
+    let ns = NetnsGuard::new("nl-vxlan");
+    let nl = netlink_in(&ns);
+    let ul0 = underlay(&nl);
+
+    // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local 198.18.0.1 dev ul0 nolearning
+    let spec = VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(ul0));
+    let vtep = nl.create_vxlan(&spec).unwrap();
+    nl.set_up(vtep).unwrap();
+    let shown = ns.ip(&["-d", "link", "show", "vtep1042"]);
+    for want in ["vxlan id 1042 ", "local 198.18.0.1 ", "dev ul0 ", "dstport 4789 ", "nolearning "] {
+        assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
+    }
+
+    // Two peers in the flood list: append keeps both.
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
+    let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
+    for peer in ["198.18.0.2", "198.18.0.3"] {
+        let line = format!("00:00:00:00:00:00 dst {peer} self permanent");
+        assert!(fdb.contains(&line), "missing {line:?} in:\n{fdb}");
+    }
+    // Withdrawing one peer leaves the other.
+    nl.fdb_delete(vtep, [0; 6], Some(Ipv4Addr::new(198, 18, 0, 2))).unwrap();
+    let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
+    assert!(!fdb.contains("dst 198.18.0.2"), "{fdb}");
+    assert!(fdb.contains("00:00:00:00:00:00 dst 198.18.0.3"), "{fdb}");
+
+    // A unicast MAC moves between peers with replace, then goes away.
+    let mac = [0x02, 0x42, 0xc6, 0x13, 0x01, 0x05];
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
+    let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
+    assert!(fdb.contains("02:42:c6:13:01:05 dst 198.18.0.3 self permanent"), "{fdb}");
+    assert_eq!(fdb.matches("02:42:c6:13:01:05").count(), 1, "{fdb}");
+    nl.fdb_delete(vtep, mac, None).unwrap();
+    assert!(!ns.bridge(&["fdb", "show", "dev", "vtep1042"]).contains("02:42:c6:13:01:05"));
+
+    // = ip neigh replace 198.19.1.5 lladdr 02:42:c6:13:01:05 dev vtep1042 nud permanent
+    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac).unwrap();
+    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac).unwrap();
+    let neigh = ns.ip(&["neigh", "show", "dev", "vtep1042"]);
+    assert_eq!(neigh.trim(), "198.19.1.5 lladdr 02:42:c6:13:01:05 PERMANENT", "{neigh}");
+    nl.neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5)).unwrap();
+    assert_eq!(ns.ip(&["neigh", "show", "dev", "vtep1042"]).trim(), "");
+    assert!(nl.neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5)).unwrap_err().is_not_found());
+}
