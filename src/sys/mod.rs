@@ -2,7 +2,10 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod hostsubnet;
 pub mod links;
+pub mod netlink;
+pub mod netns;
 pub mod probe;
 pub mod tap;
 pub mod udp;

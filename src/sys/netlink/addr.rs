@@ -1,0 +1,82 @@
+//! IPv4 interface addresses.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::AddressFamily;
+
+use super::{Netlink, NetlinkError, Result};
+
+/// The IPv4 address and prefix of an address message (IFA_LOCAL, else IFA_ADDRESS).
+fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
+    if msg.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let pick = |want_local: bool| {
+        msg.attributes.iter().find_map(|a| match (a, want_local) {
+            (AddressAttribute::Local(IpAddr::V4(ip)), true) => Some(*ip),
+            (AddressAttribute::Address(IpAddr::V4(ip)), false) => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip: Ipv4Addr = pick(true).or_else(|| pick(false))?;
+    Ipv4Net::new(ip, msg.header.prefix_len).ok()
+}
+
+impl Netlink {
+    /// Adds an IPv4 address with its prefix length.
+    // = ip addr add ADDR/LEN dev DEV
+    pub fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
+        let req = self.handle.address().add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
+        self.run(req.execute())
+            .map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index}"), e))
+    }
+
+    fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {
+        let req = self.handle.address().get().set_link_index_filter(index).execute();
+        self.run(req.try_collect::<Vec<_>>())
+            .map_err(|e| NetlinkError::request(format!("addr show dev {index}"), e))
+    }
+
+    /// The IPv4 addresses of the link.
+    // = ip -4 addr show dev DEV
+    pub fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        Ok(self.address_messages(index)?.iter().filter_map(ipv4_of).collect())
+    }
+
+    /// Removes every IPv4 address from the link.
+    // = ip -4 addr flush dev DEV
+    pub fn flush_addresses(&self, index: u32) -> Result<()> {
+        for msg in self.address_messages(index)? {
+            let Some(net) = ipv4_of(&msg) else { continue };
+            self.run(self.handle.address().del(msg).execute())
+                .map_err(|e| NetlinkError::request(format!("addr del {net} dev {index}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefers_local_over_peer_address() {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = 24;
+        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))));
+        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
+        assert_eq!(ipv4_of(&msg), Some("192.0.2.1/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn ignores_ipv6() {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.attributes.push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
+        assert_eq!(ipv4_of(&msg), None);
+    }
+}
