@@ -61,6 +61,7 @@ fn switch_learns_and_then_unicasts_to_one_vtep() {
     sim.tap_send(0, 0, &arp_like(BCAST, a));
     sim.take_underlay();
     sim.take_tap(1, 0);
+    assert_eq!(sim.take_tap(2, 0).len(), 1, "the broadcast reached host 2 too");
     // b answers a: host 1 learned a behind host 0, so exactly one datagram, to host 0.
     sim.tap_send(1, 0, &arp_like(a, b));
     let crossed = sim.take_underlay();

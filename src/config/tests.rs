@@ -42,9 +42,9 @@ fn rejected(text: &str) -> ConfigError {
 #[test]
 fn rejects_out_of_range_vni_with_line_and_key() {
     let e = rejected(&GOOD.replace("vni = 7", "vni = 16777216"));
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(18));
     assert_eq!(e.key, "network[1].vni");
-    assert!(e.to_string().starts_with("19: network[1].vni: 16777216 is out of range"), "{e}");
+    assert!(e.to_string().starts_with("18: network[1].vni: 16777216 is out of range"), "{e}");
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn rejects_unknown_keys_and_bad_addresses_with_lines() {
     assert_eq!(e.line, Some(13));
     assert!(e.reason.contains("unknown field `brige`"), "{e}");
     let e = rejected(&GOOD.replace("\"198.18.0.3\"", "\"198.18.0.300\""));
-    assert_eq!(e.line, Some(16));
+    assert_eq!(e.line, Some(15));
 }
 
 #[test]

@@ -132,10 +132,10 @@ impl Sim {
             let range = HEADROOM..HEADROOM + d.payload.len();
             self.buf[range.clone()].copy_from_slice(&d.payload);
             let now = self.now;
+            let from = self.hosts[host].underlay;
             match self.hosts[host].switch.handle_underlay(now, d.from, &mut self.buf, range) {
                 Forward::Tap { port, frame } => self.hosts[host].tap_out[port].push(self.buf[frame].to_vec()),
                 Forward::Underlay { payload, dests, .. } => {
-                    let from = self.hosts[host].underlay;
                     for to in dests {
                         self.in_flight.push_back(Datagram { from, to: *to, payload: self.buf[payload.clone()].to_vec() });
                     }

@@ -5,7 +5,7 @@ use ipnet::Ipv4Net;
 use super::netlink::Netlink;
 use super::SysError;
 
-fn link_err(op: &'static str, name: &str) -> impl FnOnce(super::netlink::NetlinkError) -> SysError + '_ {
+fn link_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(super::netlink::NetlinkError) -> SysError + 'a {
     move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }
 }
 

@@ -34,8 +34,8 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     }
     // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, on_sigint as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_sigint as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
     }
     let bin = std::env::current_exe().context("locating the vxswitch executable")?;
     println!("vxswitch demo: building 2 hosts x 1 container in network namespaces ...");

@@ -83,6 +83,21 @@ pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
 }
 
+/// IPv4-only labs keep the underlay quiet (no DAD, router or MLD chatter from new links).
+fn disable_ipv6(ns: &Netns) {
+    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+        let _ = ns.sysctl(key, "1");
+    }
+}
+
+impl Container {
+    /// The MAC address of the container's `eth0`.
+    pub fn mac(&self) -> io::Result<String> {
+        let out = self.ns.output("cat", &["/sys/class/net/eth0/address"])?;
+        Ok(out.trim().to_string())
+    }
+}
+
 impl Lab {
     /// Build hosts of the given kinds with `containers` containers each. `tag` goes into every
     /// name (keep it short), together with the process id so parallel runs never collide.
@@ -112,7 +127,7 @@ impl Lab {
 
     fn build_host(&self, i: usize, kind: HostKind, containers: usize) -> io::Result<Host> {
         let ns = Netns::create(&format!("{}-h{i}", self.prefix))?;
-        let _ = ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        disable_ipv6(&ns);
         let ul_port = format!("h{i}");
         self.underlay.ip(&["link", "add", &ul_port, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
         self.underlay.ip(&["link", "set", &ul_port, "master", "ul", "up"])?;
@@ -124,7 +139,7 @@ impl Lab {
         let mut host = Host { ns, underlay_ip: ip, kind, containers: Vec::new() };
         for j in 0..containers {
             let c = Netns::create(&format!("{}-h{i}c{j}", self.prefix))?;
-            let _ = c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+            disable_ipv6(&c);
             let port = format!("c{j}");
             host.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", c.name()])?;
             host.ns.ip(&["link", "set", &port, "master", "br0", "up"])?;
