@@ -40,16 +40,24 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let out = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
         if !matches!(&out, Ok(o) if o.status.success()) {
-            eprintln!("warning: could not delete network namespace {}: {out:?}", self.name);
+            eprintln!(
+                "warning: could not delete network namespace {}: {out:?}",
+                self.name
+            );
         }
     }
 }
 
 /// Runs a command, panics with its stderr on failure, returns stdout.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {}: {}",
