@@ -35,9 +35,40 @@ pub(super) struct RawFdb {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNetwork {
     pub vni: Spanned<u32>,
-    pub tap: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub tap: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u32>>,
     pub bridge: Option<Spanned<String>>,
     pub address: Option<Spanned<Ipv4Net>>,
-    pub peers: Option<Vec<Spanned<Ipv4Addr>>>,
+    pub subnet: Option<Spanned<Ipv4Net>>,
+    pub gateway: Option<Spanned<Ipv4Addr>>,
+    pub range_start: Option<Spanned<Ipv4Addr>>,
+    pub range_end: Option<Spanned<Ipv4Addr>>,
+    pub gateway_mac: Option<Spanned<String>>,
+    pub unknown_arp: Option<Spanned<String>>,
+    pub peers: Option<Vec<Spanned<RawPeer>>>,
+    #[serde(default)]
+    pub arp: Vec<Spanned<RawBinding>>,
+}
+
+/// A peer: just its underlay address, or a table with the subnet it owns.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPeer {
+    Address(Ipv4Addr),
+    Full(RawPeerTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeerTable {
+    pub address: Ipv4Addr,
+    pub subnet: Option<Ipv4Net>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBinding {
+    pub ip: Ipv4Addr,
+    pub mac: String,
 }

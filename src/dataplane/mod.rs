@@ -4,8 +4,12 @@
 
 pub mod counters;
 pub mod fdb;
+pub mod router;
+pub mod routes;
 pub mod switch;
 
 pub use counters::{Counters, CountersSnapshot, DropReason};
 pub use fdb::{Fdb, Location};
+pub use router::{default_gateway_mac, RoutedSpec, Router};
+pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

@@ -12,6 +12,10 @@
 //!   replication to every peer of the VNI (one copy each).
 //! - underlay -> TAP: learn the inner source MAC as behind the sending VTEP and deliver to the TAP
 //!   of the VNI. Never forwarded back to the underlay (split horizon), so no loops between VTEPs.
+//! - Proxy ARP (see [`crate::arp`]): ARP requests for bound IPs are answered on the TAP and never
+//!   cross the overlay; ARP contradicting a binding is dropped in both directions.
+//! - Routed networks (see [`super::router`]) replace L2 switching with the anycast gateway: only
+//!   routed unicast crosses the overlay, never a broadcast.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -20,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use super::counters::{Counters, DropReason};
 use super::fdb::{Fdb, Location};
+use super::router::{Routed, RoutedSpec, Router};
+use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
 use crate::vxlan;
-use crate::wire::ethernet::EthernetFrame;
+use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -38,6 +44,10 @@ pub struct NetworkSpec {
     pub max_frame_len: usize,
     /// Peer VTEPs known from static configuration.
     pub peers: Vec<Ipv4Addr>,
+    /// What to do with ARP requests for IPs without a binding (switched networks).
+    pub unknown_arp: UnknownArp,
+    /// Routed mode: this host's subnet and gateway. `None` for a switched (L2) network.
+    pub routed: Option<RoutedSpec>,
 }
 
 /// Configuration of the switch core.
@@ -94,6 +104,8 @@ struct Network {
     max_frame_len: usize,
     /// Sorted, deduplicated.
     peers: Vec<Ipv4Addr>,
+    unknown_arp: UnknownArp,
+    router: Option<Router>,
 }
 
 impl Network {
@@ -112,11 +124,14 @@ pub struct Switch {
     /// The single destination of a unicast decision (borrowed by [`Forward::Underlay`]).
     unicast_dest: [Ipv4Addr; 1],
     transmits: VecDeque<Transmit>,
+    proxy_arp: ProxyArp,
+    /// Frames the router wants written to the TAP it is working for.
+    router_out: VecDeque<Vec<u8>>,
 }
 
 impl Switch {
-    /// A switch for the given networks.
-    pub fn new(config: SwitchConfig) -> Self {
+    /// A switch for the given networks; `now` starts the routers' clocks.
+    pub fn new(config: SwitchConfig, now: Instant) -> Self {
         let mut by_vni = HashMap::new();
         let networks = config
             .networks
@@ -127,7 +142,13 @@ impl Switch {
                 let mut peers = spec.peers;
                 peers.sort_unstable();
                 peers.dedup();
-                Network { vni: spec.vni, max_frame_len: spec.max_frame_len, peers }
+                Network {
+                    vni: spec.vni,
+                    max_frame_len: spec.max_frame_len,
+                    peers,
+                    unknown_arp: spec.unknown_arp,
+                    router: spec.routed.map(|r| Router::new(r, now)),
+                }
             })
             .collect();
         Switch {
@@ -137,6 +158,8 @@ impl Switch {
             counters: Counters::default(),
             unicast_dest: [Ipv4Addr::UNSPECIFIED],
             transmits: VecDeque::new(),
+            proxy_arp: ProxyArp::new(),
+            router_out: VecDeque::new(),
         }
     }
 
@@ -164,10 +187,31 @@ impl Switch {
             self.counters.drop(DropReason::TapOversize);
             return Forward::Nothing;
         }
-        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        let (src, dst, ethertype) = (eth.src_addr(), eth.dst_addr(), eth.ethertype());
         if src.is_multicast() {
             self.counters.drop(DropReason::TapBadSourceMac);
             return Forward::Nothing;
+        }
+        if self.networks[port].router.is_some() {
+            return self.route_tap_frame(now, port, buf, frame);
+        }
+        if ethertype == EtherType::ARP {
+            match self.proxy_arp.judge(vni.get(), &buf[frame.clone()]) {
+                ArpVerdict::Reply(reply) => {
+                    self.counters.arp_replies += 1;
+                    self.transmits.push_back(Transmit::Tap { port, frame: reply });
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Spoofed => {
+                    self.counters.drop(DropReason::ArpSpoofed);
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Unknown if self.networks[port].unknown_arp == UnknownArp::Drop => {
+                    self.counters.drop(DropReason::ArpUnknownDropped);
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Unknown | ArpVerdict::Forward => {}
+            }
         }
         self.fdb.learn(now, vni.get(), src, Location::Local);
         let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
@@ -195,6 +239,40 @@ impl Switch {
         self.counters.underlay_tx_packets += dests.len() as u64;
         let payload = vxlan::encap(buf, frame, vni);
         Forward::Underlay { payload, dests, flow_hash }
+    }
+
+    /// A frame from the TAP of a routed network. // hot path
+    fn route_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
+        let net = &mut self.networks[port];
+        let vni = net.vni;
+        let router = net.router.as_mut().expect("routed network");
+        let verdict = router.from_tap(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+        self.flush_router_out(port);
+        match verdict {
+            Routed::ToVtep(vtep) => {
+                self.unicast_dest[0] = vtep;
+                self.counters.underlay_tx_packets += 1;
+                let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
+                let payload = vxlan::encap(buf, frame, vni);
+                Forward::Underlay { payload, dests: &self.unicast_dest, flow_hash }
+            }
+            Routed::ToTap => {
+                self.counters.tap_tx_frames += 1;
+                Forward::Tap { port, frame }
+            }
+            Routed::Consumed => Forward::Nothing,
+            Routed::Drop(reason) => {
+                self.counters.drop(reason);
+                Forward::Nothing
+            }
+        }
+    }
+
+    fn flush_router_out(&mut self, port: PortId) {
+        while let Some(frame) = self.router_out.pop_front() {
+            self.counters.tap_tx_frames += 1;
+            self.transmits.push_back(Transmit::Tap { port, frame });
+        }
     }
 
     /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
@@ -234,9 +312,30 @@ impl Switch {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
         };
-        let src = eth.src_addr();
+        let (src, ethertype) = (eth.src_addr(), eth.ethertype());
         if src.is_multicast() {
             self.counters.drop(DropReason::InnerBadSourceMac);
+            return Forward::Nothing;
+        }
+        if let Some(router) = self.networks[port].router.as_mut() {
+            let verdict = router.from_underlay(now, &mut buf[decapped.inner.clone()], &mut self.router_out, &mut self.counters);
+            self.flush_router_out(port);
+            return match verdict {
+                Routed::ToTap => {
+                    self.counters.tap_tx_frames += 1;
+                    Forward::Tap { port, frame: decapped.inner }
+                }
+                Routed::Drop(reason) => {
+                    self.counters.drop(reason);
+                    Forward::Nothing
+                }
+                Routed::Consumed | Routed::ToVtep(_) => Forward::Nothing,
+            };
+        }
+        if ethertype == EtherType::ARP
+            && self.proxy_arp.judge(decapped.vni.get(), &buf[decapped.inner.clone()]) == ArpVerdict::Spoofed
+        {
+            self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
         self.fdb.learn(now, decapped.vni.get(), src, Location::Remote(from));
@@ -257,31 +356,60 @@ impl Switch {
             ControlUpdate::PeerDown { vni, underlay } => {
                 if let Some(net) = self.network_mut(vni) {
                     net.peers.retain(|p| *p != underlay);
+                    if let Some(router) = net.router.as_mut() {
+                        router.routes_mut().remove_via(underlay);
+                    }
                 }
                 self.fdb.flush_remote(vni, underlay);
             }
+            ControlUpdate::RouteAdd { vni, subnet, via } => {
+                if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {
+                    router.routes_mut().insert(subnet, via);
+                }
+            }
+            ControlUpdate::RouteRemove { vni, subnet } => {
+                if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {
+                    router.routes_mut().remove(subnet);
+                }
+            }
+            ControlUpdate::ArpBinding { vni, ip, mac } => self.proxy_arp.bind(vni, ip, mac),
+            ControlUpdate::ArpUnbind { vni, ip } => self.proxy_arp.unbind(vni, ip),
             ControlUpdate::StaticFdb { vni, mac, underlay } => {
                 self.fdb.insert_static(now, vni, mac, Location::Remote(underlay));
             }
             ControlUpdate::StaticFdbRemove { vni, mac } => {
                 self.fdb.remove(vni, mac);
             }
-            ControlUpdate::RouteAdd { .. }
-            | ControlUpdate::RouteRemove { .. }
-            | ControlUpdate::ArpBinding { .. }
-            | ControlUpdate::ArpUnbind { .. }
-            | ControlUpdate::EspKey { .. } => {}
+            ControlUpdate::EspKey { .. } => {}
         }
     }
 
-    /// Run timers due at `now` (FDB ageing).
+    /// Run timers due at `now` (FDB ageing, routers' neighbour resolution).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.fdb.age(now);
+        for net in &mut self.networks {
+            if let Some(router) = net.router.as_mut() {
+                for _ in 0..router.handle_timeout(now) {
+                    self.counters.drop(DropReason::NeighbourUnresolved);
+                }
+            }
+        }
     }
 
     /// When [`Switch::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fdb.next_expiry()
+        let routers = self.networks.iter().filter_map(|n| n.router.as_ref()?.poll_timeout());
+        self.fdb.next_expiry().into_iter().chain(routers).min()
+    }
+
+    /// The router of a routed network.
+    pub fn router(&self, port: PortId) -> Option<&Router> {
+        self.networks.get(port)?.router.as_ref()
+    }
+
+    /// The proxy-ARP bindings.
+    pub fn proxy_arp(&self) -> &ProxyArp {
+        &self.proxy_arp
     }
 
     /// Next packet the switch originated itself.

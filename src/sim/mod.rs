@@ -63,11 +63,12 @@ const MAX_STEPS: usize = 100_000;
 impl Sim {
     /// Hosts given as (underlay address, switch configuration).
     pub fn new(hosts: Vec<(Ipv4Addr, SwitchConfig)>) -> Sim {
+        let now = Instant::now();
         let hosts = hosts
             .into_iter()
             .map(|(underlay, cfg)| {
                 let ports = cfg.networks.len();
-                SimHost { underlay, switch: Switch::new(cfg), tap_out: vec![Vec::new(); ports] }
+                SimHost { underlay, switch: Switch::new(cfg, now), tap_out: vec![Vec::new(); ports] }
             })
             .collect();
         Sim {

@@ -19,8 +19,9 @@ use super::control_socket::ControlSocket;
 use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
-use crate::config::Config;
-use crate::dataplane::{CountersSnapshot, Forward, NetworkSpec, Switch, SwitchConfig, Transmit};
+use super::hostsubnet_driver::HostSubnetDriver;
+use crate::config::{Config, Mode};
+use crate::dataplane::{CountersSnapshot, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::wire::vxlan::Vni;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
@@ -59,7 +60,9 @@ struct Status<'a> {
 struct NetworkStatus {
     vni: u32,
     tap: String,
+    mode: String,
     peers: Vec<Ipv4Addr>,
+    routes: Vec<(String, Ipv4Addr)>,
     fdb: Vec<FdbRow>,
 }
 
@@ -92,8 +95,9 @@ struct PendingSend {
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
+    let host_subnet = HostSubnetDriver::start(config)?;
     let mut taps = Vec::new();
-    for net in &config.networks {
+    for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
         links::configure_tap(&net.tap, net.bridge.as_deref(), net.address)?;
         tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
@@ -101,7 +105,12 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     let udp = UnderlaySockets::bind(config.underlay.address, config.underlay.port, config.underlay.port)?;
     let control = ControlSocket::bind(&config.control_socket)?;
-    let mut switch = Switch::new(switch_config(config));
+    let mut switch = Switch::new(switch_config(config), Instant::now());
+    for net in switched_networks(config) {
+        for update in net.static_updates() {
+            switch.apply(Instant::now(), update);
+        }
+    }
     tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
 
     let started = Instant::now();
@@ -204,7 +213,15 @@ pub fn run(config: &Config) -> Result<(), SysError> {
             control.serve(|cmd| answer(cmd, started, &switch, &driver, config));
         }
     }
+    if let Some(h) = host_subnet {
+        h.withdraw_all();
+    }
     Ok(())
+}
+
+/// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
+pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
+    config.networks.iter().filter(|n| n.mode != Mode::HostSubnet)
 }
 
 /// Send every pending frame to its destinations, one `sendmmsg` per run of equal flow sockets.
@@ -230,14 +247,17 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
     match cmd {
         "stats" | "" => {
             let now = Instant::now();
-            let networks = config
-                .networks
-                .iter()
+            let networks = switched_networks(config)
                 .enumerate()
                 .map(|(port, n)| NetworkStatus {
                     vni: n.vni,
                     tap: n.tap.clone(),
+                    mode: format!("{:?}", n.mode),
                     peers: switch.peers(port).to_vec(),
+                    routes: switch
+                        .router(port)
+                        .map(|r| r.routes().iter().map(|(net, via)| (net.to_string(), via)).collect())
+                        .unwrap_or_default(),
                     fdb: switch
                         .fdb()
                         .iter()
@@ -272,13 +292,19 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: config.fdb_ageing,
         fdb_max_entries: config.fdb_max_entries,
-        networks: config
-            .networks
-            .iter()
+        networks: switched_networks(config)
             .map(|n| NetworkSpec {
                 vni: Vni::new(n.vni).expect("validated by config"),
                 max_frame_len: n.max_frame_len(config.underlay.mtu),
-                peers: n.peers.clone(),
+                // Peers, routes and bindings arrive as ControlUpdates, like gossip's.
+                peers: Vec::new(),
+                unknown_arp: n.unknown_arp,
+                routed: match (n.mode, &n.host_subnet) {
+                    (Mode::Routed, Some(h)) => {
+                        Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac })
+                    }
+                    _ => None,
+                },
             })
             .collect(),
     }

@@ -3,6 +3,7 @@
 pub mod control_socket;
 pub mod daemon;
 pub mod hostsubnet;
+pub mod hostsubnet_driver;
 pub mod links;
 pub mod netlink;
 pub mod netns;
