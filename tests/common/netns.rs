@@ -76,6 +76,11 @@ pub fn have_root(test: &str) -> bool {
     if std::env::var("VXSWITCH_REQUIRE_ROOT").as_deref() == Ok("1") {
         panic!("{test}: needs root (VXSWITCH_REQUIRE_ROOT=1)");
     }
-    eprintln!("SKIP {test}: needs root to create network namespaces (set VXSWITCH_REQUIRE_ROOT=1 to fail instead)");
+    // Written to the process's stderr directly: libtest would swallow eprintln! of a passing test.
+    let line = format!(
+        "SKIP {test}: needs root to create network namespaces \
+         (set VXSWITCH_REQUIRE_ROOT=1 to fail instead)\n"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     false
 }
