@@ -473,6 +473,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
         #[test]
         fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..80),
                                        fix_version in any::<bool>()) {

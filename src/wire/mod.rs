@@ -72,4 +72,14 @@ pub(crate) mod testutil {
         let clean: String = dump.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         hex::decode(clean).expect("test vector is valid hex")
     }
+
+    /// Deterministic property tests: fixed seed, many cases, no regression files.
+    pub fn proptest_config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: 2048,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x7673_7769),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
 }
