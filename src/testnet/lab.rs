@@ -73,6 +73,26 @@ pub struct Lab {
     prefix: String,
 }
 
+/// How containers are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// One overlay subnet across hosts: 192.0.2.0/24 (L2 overlay).
+    Shared,
+    /// One subnet per host: host i owns 198.19.(i+1).0/24, gateway .1, containers from .10 on
+    /// (routed overlay and host-subnet modes).
+    PerHost,
+}
+
+/// Host `i`'s container subnet under [`Addressing::PerHost`].
+pub fn host_subnet(i: usize) -> ipnet::Ipv4Net {
+    ipnet::Ipv4Net::new(Ipv4Addr::new(198, 19, (i + 1) as u8, 0), 24).expect("valid")
+}
+
+/// Host `i`'s gateway address under [`Addressing::PerHost`].
+pub fn host_gateway(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (i + 1) as u8, 1)
+}
+
 /// Underlay address of host `i` (0-based).
 pub fn underlay_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, (i + 1) as u8)
@@ -103,6 +123,11 @@ impl Lab {
     /// name (keep it short), together with the process id so parallel runs never collide.
     /// `bin` is the vxswitch executable to run on [`HostKind::Vxswitch`] hosts.
     pub fn build(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path) -> io::Result<Lab> {
+        Lab::build_with(tag, kinds, containers, bin, Addressing::Shared)
+    }
+
+    /// As [`Lab::build`], with a choice of container addressing.
+    pub fn build_with(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing) -> io::Result<Lab> {
         let prefix = format!("vxs-{tag}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         fs::create_dir_all(&dir)?;
@@ -111,7 +136,7 @@ impl Lab {
         underlay.ip(&["link", "set", "ul", "up"])?;
         let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, dir, bin: bin.to_path_buf(), prefix };
         for (i, kind) in kinds.iter().enumerate() {
-            let host = lab.build_host(i, *kind, containers)?;
+            let host = lab.build_host(i, *kind, containers, addressing)?;
             lab.hosts.push(host);
             lab.daemons.push(None);
         }
@@ -125,7 +150,7 @@ impl Lab {
         Ok(lab)
     }
 
-    fn build_host(&self, i: usize, kind: HostKind, containers: usize) -> io::Result<Host> {
+    fn build_host(&self, i: usize, kind: HostKind, containers: usize, addressing: Addressing) -> io::Result<Host> {
         let ns = Netns::create(&format!("{}-h{i}", self.prefix))?;
         disable_ipv6(&ns);
         let ul_port = format!("h{i}");
@@ -143,9 +168,15 @@ impl Lab {
             let port = format!("c{j}");
             host.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", c.name()])?;
             host.ns.ip(&["link", "set", &port, "master", "br0", "up"])?;
-            let cip = container_ip(i, j);
+            let cip = match addressing {
+                Addressing::Shared => container_ip(i, j),
+                Addressing::PerHost => Ipv4Addr::new(198, 19, (i + 1) as u8, (10 + j) as u8),
+            };
             c.ip(&["addr", "add", &format!("{cip}/24"), "dev", "eth0"])?;
             c.ip(&["link", "set", "eth0", "mtu", &CONTAINER_MTU.to_string(), "up"])?;
+            if addressing == Addressing::PerHost {
+                c.ip(&["route", "add", "default", "via", &host_gateway(i).to_string()])?;
+            }
             host.containers.push(Container { ns: c, ip: cip });
         }
         Ok(host)
@@ -173,6 +204,24 @@ impl Lab {
             "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\npeers = [{peers}]\n{extra}",
             sock = self.socket(i).display(),
             ip = underlay_ip(i),
+            peers = peers.join(", "),
+        )
+    }
+
+    /// The configuration of host `i` for a per-host-subnet network in `mode` ("routed" or
+    /// "host-subnet"), with every other host as a peer owning its subnet.
+    pub fn subnet_config(&self, i: usize, mode: &str, peers: &[usize]) -> String {
+        let peers: Vec<String> = peers
+            .iter()
+            .filter(|&&k| k != i)
+            .map(|&k| format!("{{ address = \"{}\", subnet = \"{}\" }}", underlay_ip(k), host_subnet(k)))
+            .collect();
+        let tap = if mode == "host-subnet" { String::new() } else { format!("tap = \"vxs{VNI}\"\n") };
+        format!(
+            "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\nmode = \"{mode}\"\n{tap}bridge = \"br0\"\nsubnet = \"{subnet}\"\npeers = [{peers}]\n",
+            sock = self.socket(i).display(),
+            ip = underlay_ip(i),
+            subnet = host_subnet(i),
             peers = peers.join(", "),
         )
     }
