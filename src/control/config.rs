@@ -57,17 +57,17 @@ impl Default for GossipConfig {
             cluster: "vxswitch".to_string(),
             listen: SocketAddr::from(([0, 0, 0, 0], 4790)),
             seeds: Vec::new(),
-            interval: Duration::from_millis(1000),
-            probe_rtt: Duration::from_millis(300),
-            indirect_probes: 3,
+            interval: Duration::from_millis(500),
+            probe_rtt: Duration::from_millis(200),
+            indirect_probes: 5,
             suspect_timeout: Duration::from_millis(4000),
             dead_grace: Duration::from_secs(600),
-            gossip_every: Duration::from_millis(300),
+            gossip_every: Duration::from_millis(200),
             refresh_every: Duration::from_secs(10),
             announce_dead_every: Duration::from_secs(3),
             mtu: 1400,
             window: 1024,
-            max_transmissions: 8,
+            max_transmissions: 12,
         }
     }
 }

@@ -56,10 +56,19 @@
 //!
 //! ## Timing (defaults, see [`GossipConfig`])
 //!
-//! Probe every 1 s (rtt 300 ms, 3 indirect probes), suspicion 4 s, gossip to 3 members every
-//! 300 ms, record re-offer every 10 s, dead members re-contacted every 3 s. A killed host is
-//! probed within ~1–2 s on average by someone, suspected, and declared dead ~4 s later; the
-//! simulator asserts the whole withdrawal under 10 s at 16 hosts.
+//! Probe one member every 500 ms (direct ack within 200 ms, else 5 indirect probes), suspicion
+//! 4 s, membership gossip to 5 members every 200 ms, record re-offer every 10 s, dead members
+//! re-contacted every 3 s, dead identities remembered 10 min. With 15 probers a killed host is
+//! usually probed within a fraction of a second, suspected at the end of that probe period, and
+//! declared dead 4 s later. Five indirect probes make a false suspicion at 20 % loss rare
+//! (a probe fails only if the direct round trip and all five 4-datagram relays fail) and a
+//! suspected live host refutes well within 4 s.
+//!
+//! Measured on the simulator (`tests/gossip_sim.rs`, 1 ms latency, seeded): 64 hosts converge
+//! in about 0.5 s; a killed host is withdrawn everywhere in 4.9–5.4 s at 16 hosts; a restarted
+//! host is re-announced within 0.5 s; a 2|2 partition heals to identical tables about 5.5 s
+//! after the heal; no false death in 5 minutes at 20 % loss; about 0.7 kB/s of gossip per host
+//! at 4 hosts and 0.9 kB/s at 64 hosts.
 
 pub mod config;
 pub mod identity;

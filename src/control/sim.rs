@@ -22,6 +22,9 @@ use super::seal::ClusterKey;
 use super::update::ControlUpdate;
 use crate::wire::ethernet::EthernetAddress;
 
+/// Condition checks in [`SimNet::run_until_cond`] happen this often (simulated).
+pub const CHECK_EVERY: Duration = Duration::from_millis(10);
+
 /// The network all simulated hosts are on.
 pub const SIM_VNI: u32 = 100;
 
@@ -260,12 +263,18 @@ impl SimNet {
     /// Runs until `done` holds (checked after every event) or `deadline`; returns whether `done`
     /// held.
     pub fn run_until_cond(&mut self, deadline: Instant, mut done: impl FnMut(&SimNet) -> bool) -> bool {
+        // Checked every 10 ms of simulated time (checks can cost O(hosts^2)).
         let mut met = done(self);
+        let mut next_check = self.now + CHECK_EVERY;
         if !met {
             self.run_while(deadline, |net| {
-                met = done(net);
+                if net.now >= next_check {
+                    next_check = net.now + CHECK_EVERY;
+                    met = done(net);
+                }
                 !met
             });
+            met = met || done(self);
         }
         met
     }
