@@ -602,3 +602,45 @@ fn local_salt(local: &MemberRecord) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::sim::{host_addr, host_record};
+
+    #[test]
+    fn garbage_and_truncated_datagrams_are_counted_not_panics() {
+        let key = ClusterKey::from_bytes([4; 32]);
+        let now = Instant::now();
+        let mut m = Membership::with_seed(GossipConfig::default(), host_record(0, 1), &key, now, 1).unwrap();
+        let mut peer = Sealer::new(&key, "vxswitch", 77);
+        let mut rng = SmallRng::seed_from_u64(3);
+        for len in 0..300usize {
+            let mut junk = vec![0u8; len];
+            rng.fill_bytes(&mut junk);
+            m.handle_datagram(now, host_addr(1), &junk);
+            // Authenticated but meaningless content, of every kind byte.
+            junk.insert(0, (len % 4) as u8);
+            m.handle_datagram(now, host_addr(1), &peer.seal(&junk));
+        }
+        assert!(m.dropped(DropReason::Malformed) > 250);
+        assert!(m.dropped(DropReason::Truncated) > 0);
+        assert!(m.dropped(DropReason::BadHeader) + m.dropped(DropReason::AuthFailed) > 250);
+        assert!(m.poll_update().is_none());
+    }
+
+    #[test]
+    fn lone_host_keeps_announcing_to_seeds() {
+        let key = ClusterKey::from_bytes([4; 32]);
+        let now = Instant::now();
+        let cfg = GossipConfig { seeds: vec![host_addr(1)], ..GossipConfig::default() };
+        let mut m = Membership::with_seed(cfg, host_record(0, 1), &key, now, 1).unwrap();
+        let first: Vec<_> = std::iter::from_fn(|| m.poll_transmit()).collect();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, host_addr(1));
+        let t = m.poll_timeout().unwrap();
+        assert!(t <= now + Duration::from_secs(1));
+        m.handle_timeout(now + Duration::from_secs(1));
+        assert!(std::iter::from_fn(|| m.poll_transmit()).any(|(to, _)| to == host_addr(1)));
+    }
+}

@@ -83,6 +83,9 @@ impl View {
     }
 }
 
+/// (arrival, sequence, to, from, bytes).
+type InFlight = (Instant, u64, SocketAddr, SocketAddr, Vec<u8>);
+
 /// One simulated host.
 pub struct SimHost {
     /// Running membership, `None` while killed.
@@ -115,7 +118,7 @@ pub struct SimNet {
     key: ClusterKey,
     rng: SmallRng,
     seed: u64,
-    flight: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>>,
+    flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     /// Events processed so far (bounded by the step budget of each run).
     pub steps: u64,

@@ -249,3 +249,70 @@ fn diff(old: &BTreeMap<Key, Val>, new: &BTreeMap<Key, Val>, out: &mut Vec<Contro
     came.sort_by_key(|(k, _)| rank(k));
     out.extend(came.into_iter().map(|(k, v)| addition(k, v)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::sim::{host_ip, host_record, SIM_VNI};
+
+    #[test]
+    fn peer_first_then_routes_and_withdrawal_in_reverse() {
+        let local = host_record(0, 1);
+        let r1 = host_record(1, 1);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        t.sync(&local, [&r1].into_iter(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::PeerUp { vni: SIM_VNI, .. }));
+        assert!(matches!(out[1], ControlUpdate::EspKey { epoch: 1, .. }));
+        assert!(matches!(out[2], ControlUpdate::RouteAdd { via, .. } if via == host_ip(1)));
+        assert!(matches!(out[3], ControlUpdate::ArpBinding { .. }));
+        assert_eq!(out.len(), 4);
+        out.clear();
+        t.sync(&local, [&r1].into_iter(), &mut out);
+        assert!(out.is_empty(), "no change, no updates");
+        t.sync(&local, std::iter::empty(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::ArpUnbind { .. }));
+        assert!(matches!(out[1], ControlUpdate::RouteRemove { .. }));
+        assert!(matches!(out[2], ControlUpdate::PeerDown { underlay, .. } if underlay == host_ip(1)));
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn restart_withdraws_and_reannounces() {
+        let local = host_record(0, 1);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        t.sync(&local, [&host_record(1, 1)].into_iter(), &mut out);
+        out.clear();
+        t.sync(&local, [&host_record(1, 2)].into_iter(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::ArpUnbind { .. }));
+        assert!(matches!(out[1], ControlUpdate::PeerDown { .. }));
+        assert!(matches!(out[2], ControlUpdate::PeerUp { .. }));
+        assert!(matches!(out[3], ControlUpdate::EspKey { epoch: 2, .. }));
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { .. })));
+    }
+
+    #[test]
+    fn other_networks_are_ignored_and_conflicts_resolved_by_age_then_name() {
+        let local = host_record(0, 1);
+        let mut other_net = host_record(1, 1);
+        other_net.networks[0].vni = 7;
+        let mut a = host_record(2, 1);
+        let mut b = host_record(3, 1);
+        let net: Ipv4Net = "198.19.200.0/24".parse().unwrap();
+        a.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
+        b.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        let fresh = t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out);
+        assert!(!out.iter().any(|u| matches!(u, ControlUpdate::PeerUp { peer, .. } if peer.underlay == host_ip(1))));
+        // Same age: the lower name (h002) keeps it.
+        assert_eq!(fresh.len(), 1);
+        assert_eq!((fresh[0].winner.as_str(), fresh[0].loser.as_str()), ("h002", "h003"));
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { subnet, via, .. } if *subnet == net && *via == host_ip(2))));
+        // Reported once only.
+        out.clear();
+        assert!(t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out).is_empty());
+        assert_eq!(t.conflicts().count(), 1);
+    }
+}
