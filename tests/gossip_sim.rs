@@ -71,6 +71,7 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
     converge(&mut net, Duration::from_secs(30));
     net.run_for(Duration::from_secs(3));
     let victim = 9;
+    let downs_before: Vec<u64> = net.hosts.iter().map(|h| h.view.peer_downs).collect();
     net.kill(victim);
     net.run_for(Duration::from_millis(500));
     net.start_host(victim, 2000);
@@ -82,6 +83,14 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
     };
     assert!(net.run_until_cond(t0 + Duration::from_secs(5), new_epoch_everywhere), "not rejoined within 5 s");
     println!("16 hosts: restarted host re-announced (new epoch) everywhere in {:?}", net.now - t0);
+    net.run_for(Duration::from_secs(10));
+    assert!(net.converged(), "stable after the restart");
+    for (i, h) in net.hosts.iter().enumerate() {
+        if i != victim {
+            // The old life is withdrawn once (PeerDown), the new one announced; no flapping.
+            assert_eq!(h.view.peer_downs - downs_before[i], 1, "host {i}");
+        }
+    }
 }
 
 #[test]
