@@ -34,6 +34,17 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Print a running daemon's gossip members, their state and records as JSON.
+    Peers {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Write a new random 32-byte cluster key (hex) to FILE with mode 0600.
+    Genkey {
+        /// Where to write the key; refuses to overwrite an existing file.
+        file: PathBuf,
+    },
     /// Build two hosts with a container each in network namespaces, run the overlay between
     /// them, show ping and throughput, and remove everything again (needs root).
     Demo {
@@ -62,6 +73,10 @@ fn main() -> ExitCode {
         Command::Stats { socket } => vxswitch::sys::control_socket::query(&socket, "stats")
             .map(|s| print!("{s}"))
             .map_err(Into::into),
+        Command::Peers { socket } => vxswitch::sys::control_socket::query(&socket, "peers")
+            .map(|s| print!("{s}"))
+            .map_err(Into::into),
+        Command::Genkey { file } => write_cluster_key(&file),
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
         Command::Probe(cmd) => vxswitch::sys::probe::run(cmd),
     };
@@ -72,4 +87,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_cluster_key(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key: [u8; 32] = rand::random();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    writeln!(f, "{}", hex::encode(key))?;
+    println!("wrote a new cluster key to {}", file.display());
+    Ok(())
 }

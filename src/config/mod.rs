@@ -16,7 +16,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use crate::arp::UnknownArp;
-use crate::control::{ControlUpdate, PeerInfo};
+use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
 use crate::vxlan::IPV4_OVERHEAD;
 use crate::wire::ethernet::EthernetAddress;
@@ -41,6 +41,22 @@ pub struct Config {
     pub fdb_max_entries: usize,
     /// The overlay networks (one TAP each).
     pub networks: Vec<Network>,
+    /// Gossip membership, when the cluster is formed by gossip instead of (or besides) static peers.
+    pub gossip: Option<Gossip>,
+}
+
+/// Default gossip UDP port.
+pub const DEFAULT_GOSSIP_PORT: u16 = 4790;
+
+/// The `[gossip]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gossip {
+    /// This host's name in the cluster (default: the hostname).
+    pub name: String,
+    /// File holding the 32-byte cluster key (hex or raw, not readable by group or others).
+    pub key_file: PathBuf,
+    /// Timers, addresses and limits.
+    pub config: GossipConfig,
 }
 
 /// The local underlay endpoint.
@@ -244,7 +260,12 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         let net = validate_network(text, i, n, address, underlay_mtu, &mut vnis, &mut taps)?;
         networks.push(net);
     }
+    let gossip = match raw.gossip {
+        None => None,
+        Some(g) => Some(validate_gossip(text, g, address)?),
+    };
     Ok(Config {
+        gossip,
         underlay: Underlay { address, port, mtu: underlay_mtu },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,
@@ -390,6 +411,56 @@ fn validate_network(
         unknown_arp,
         arp,
     })
+}
+
+fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4Addr) -> Result<Gossip, ConfigError> {
+    let line = Some(line_of(text, g.span().start));
+    let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("gossip.{k}"), reason };
+    let g = g.into_inner();
+    let addr = |s: &str, k: &str| -> Result<std::net::SocketAddr, ConfigError> {
+        if let Ok(a) = s.parse() {
+            return Ok(a);
+        }
+        s.parse::<Ipv4Addr>()
+            .map(|ip| std::net::SocketAddr::from((ip, DEFAULT_GOSSIP_PORT)))
+            .map_err(|_| err(k, format!("{s:?} is not an address (IP or IP:PORT)")))
+    };
+    if g.cluster.is_empty() {
+        return Err(err("cluster", "the cluster name must not be empty".into()));
+    }
+    let mut config = GossipConfig { cluster: g.cluster, ..GossipConfig::default() };
+    config.listen = match &g.listen {
+        Some(l) => addr(l, "listen")?,
+        None => std::net::SocketAddr::from((underlay, DEFAULT_GOSSIP_PORT)),
+    };
+    config.seeds = g.seeds.iter().map(|s| addr(s, "seeds")).collect::<Result<_, _>>()?;
+    if let Some(ms) = g.interval_ms {
+        if !(10..=60_000).contains(&ms) {
+            return Err(err("interval_ms", format!("{ms} is out of range (10..=60000)")));
+        }
+        config.interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = g.suspect_timeout_ms {
+        if ms < 100 {
+            return Err(err("suspect_timeout_ms", format!("{ms} is too short (at least 100)")));
+        }
+        config.suspect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(s) = g.dead_grace_secs {
+        config.dead_grace = Duration::from_secs(s);
+    }
+    if let Some(mtu) = g.mtu {
+        if !(512..=65000).contains(&mtu) {
+            return Err(err("mtu", format!("{mtu} is out of range (512..=65000)")));
+        }
+        config.mtu = mtu;
+    }
+    let name = match g.name {
+        Some(n) if !n.is_empty() => n,
+        Some(_) => return Err(err("name", "must not be empty".into())),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| underlay.to_string()),
+    };
+    Ok(Gossip { name, key_file: PathBuf::from(g.key_file), config })
 }
 
 fn validate_host_subnet(

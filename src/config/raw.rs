@@ -12,8 +12,24 @@ pub(super) struct RawConfig {
     pub underlay: RawUnderlay,
     pub control_socket: Option<String>,
     pub fdb: Option<RawFdb>,
+    pub gossip: Option<Spanned<RawGossip>>,
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGossip {
+    pub cluster: String,
+    pub key_file: String,
+    pub name: Option<String>,
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    pub interval_ms: Option<u64>,
+    pub suspect_timeout_ms: Option<u64>,
+    pub dead_grace_secs: Option<u64>,
+    pub mtu: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,7 +28,8 @@ use super::router::{Routed, RoutedSpec, Router};
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
 use crate::vxlan;
-use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::arp::{ArpPacket, ArpRepr};
+use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame};
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -127,7 +128,14 @@ pub struct Switch {
     proxy_arp: ProxyArp,
     /// Frames the router wants written to the TAP it is working for.
     router_out: VecDeque<Vec<u8>>,
+    /// Container bindings seen in ARP from local TAPs: (vni, ip) -> mac.
+    local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
+    /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
+    local_bindings_changed: bool,
 }
+
+/// Most local container bindings remembered (the gossip record must stay small).
+const MAX_LOCAL_BINDINGS: usize = 1024;
 
 impl Switch {
     /// A switch for the given networks; `now` starts the routers' clocks.
@@ -160,6 +168,8 @@ impl Switch {
             transmits: VecDeque::new(),
             proxy_arp: ProxyArp::new(),
             router_out: VecDeque::new(),
+            local_bindings: HashMap::new(),
+            local_bindings_changed: false,
         }
     }
 
@@ -210,7 +220,7 @@ impl Switch {
                     self.counters.drop(DropReason::ArpUnknownDropped);
                     return Forward::Nothing;
                 }
-                ArpVerdict::Unknown | ArpVerdict::Forward => {}
+                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni.get(), &buf[frame.clone()]),
             }
         }
         self.fdb.learn(now, vni.get(), src, Location::Local);
@@ -266,6 +276,32 @@ impl Switch {
                 Forward::Nothing
             }
         }
+    }
+
+    /// Remember which container IP sits behind this host (for the gossip record).
+    fn snoop_local_binding(&mut self, vni: u32, frame: &[u8]) {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return };
+        let Ok(arp) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) else { return };
+        let (ip, mac) = (arp.source_protocol_addr, arp.source_hardware_addr);
+        if arp.is_probe() || !mac.is_unicast() || self.proxy_arp.lookup(vni, ip).is_some() {
+            return;
+        }
+        if self.local_bindings.len() >= MAX_LOCAL_BINDINGS && !self.local_bindings.contains_key(&(vni, ip)) {
+            return;
+        }
+        if self.local_bindings.insert((vni, ip), mac) != Some(mac) {
+            self.local_bindings_changed = true;
+        }
+    }
+
+    /// The local container bindings, if they changed since the last call.
+    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(u32, Ipv4Addr, EthernetAddress)>> {
+        if !std::mem::take(&mut self.local_bindings_changed) {
+            return None;
+        }
+        let mut v: Vec<_> = self.local_bindings.iter().map(|(&(vni, ip), &mac)| (vni, ip, mac)).collect();
+        v.sort();
+        Some(v)
     }
 
     fn flush_router_out(&mut self, port: PortId) {

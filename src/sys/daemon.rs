@@ -19,6 +19,7 @@ use super::control_socket::ControlSocket;
 use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
+use super::gossip::GossipDriver;
 use super::hostsubnet_driver::HostSubnetDriver;
 use crate::config::{Config, Mode};
 use crate::dataplane::{CountersSnapshot, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
@@ -30,6 +31,10 @@ pub const HEADROOM: usize = 64;
 pub const TAILROOM: usize = 64;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// Poll slot of the first TAP (after signals, VXLAN, control and gossip).
+const FIRST_TAP_SLOT: usize = 4;
+/// How often changed local container bindings are published to the cluster.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Driver-level counters (I/O failures that the sans-IO core cannot see).
 #[derive(Debug, Default, Clone, Serialize)]
@@ -95,7 +100,7 @@ struct PendingSend {
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
-    let host_subnet = HostSubnetDriver::start(config)?;
+    let mut host_subnet = HostSubnetDriver::start(config)?;
     let mut taps = Vec::new();
     for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
@@ -113,6 +118,8 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
 
+    let mut gossip = GossipDriver::start(config, None, Instant::now())?;
+    let mut next_publish = Instant::now();
     let started = Instant::now();
     let payload_len = (config.underlay.mtu as usize).max(2048);
     let mut tap_bufs = Buffers::new(udp::BATCH, payload_len);
@@ -122,7 +129,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut dests: Vec<Ipv4Addr> = Vec::new();
     let mut driver = DriverCounters::default();
 
-    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd()]
+    // Fixed slots: 0 signals, 1 VXLAN socket, 2 control socket, 3 gossip (or -1), then TAPs.
+    let gossip_fd = gossip.as_ref().map_or(-1, GossipDriver::fd);
+    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd]
         .into_iter()
         .chain(taps.iter().map(Tap::fd))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
@@ -130,7 +139,8 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 
     loop {
         let now = Instant::now();
-        let sleep = switch.poll_timeout().map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP));
+        let next = switch.poll_timeout().into_iter().chain(gossip.as_ref().and_then(GossipDriver::poll_timeout)).min();
+        let sleep = next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP));
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
         let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, sleep.as_millis() as i32) };
         if rc < 0 {
@@ -150,7 +160,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         }
         // TAP -> underlay.
         for (port, tap) in taps.iter().enumerate() {
-            if pollfds[3 + port].revents == 0 {
+            if pollfds[FIRST_TAP_SLOT + port].revents == 0 {
                 continue;
             }
             pending.clear();
@@ -209,8 +219,31 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                 }
             }
         }
+        if let Some(g) = gossip.as_mut() {
+            if pollfds[3].revents != 0 {
+                g.on_readable(now);
+            }
+            g.poll(now, |update| {
+                if let Some(h) = host_subnet.as_mut() {
+                    h.apply(&update);
+                }
+                switch.apply(now, update);
+            });
+            if now >= next_publish {
+                next_publish = now + PUBLISH_EVERY;
+                if let Some(bindings) = switch.take_local_bindings_changed() {
+                    g.publish_bindings(now, config, &bindings);
+                }
+            }
+        }
         if pollfds[2].revents != 0 {
-            control.serve(|cmd| answer(cmd, started, &switch, &driver, config));
+            control.serve(|cmd| match cmd {
+                "peers" => match gossip.as_ref() {
+                    Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
+                    None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
+                },
+                _ => answer(cmd, started, &switch, &driver, config),
+            });
         }
     }
     if let Some(h) = host_subnet {

@@ -2,6 +2,7 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod gossip;
 pub mod hostsubnet;
 pub mod hostsubnet_driver;
 pub mod links;

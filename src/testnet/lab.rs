@@ -226,6 +226,22 @@ impl Lab {
         )
     }
 
+    /// Host `i` in a gossip cluster: per-host subnet in `mode`, no static peers, joining through
+    /// the hosts in `seeds`. The cluster key is created on first use in the lab directory.
+    pub fn gossip_config(&self, i: usize, mode: &str, seeds: &[usize]) -> io::Result<String> {
+        let key = self.dir.join("cluster.key");
+        if !key.exists() {
+            super::netns::run_cmd(std::process::Command::new(&self.bin).arg("genkey").arg(&key))?;
+        }
+        let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", underlay_ip(k))).collect();
+        let base = self.subnet_config(i, mode, &[]);
+        Ok(format!(
+            "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\n",
+            key = key.display(),
+            seeds = seeds.join(", ")
+        ))
+    }
+
     /// Write `config` for host `i` and start its daemon; waits until it answers on its socket.
     pub fn start_vxswitch_with(&mut self, i: usize, config: &str) -> io::Result<()> {
         let path = self.dir.join(format!("h{i}.toml"));
