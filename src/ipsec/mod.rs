@@ -30,10 +30,12 @@
 //!   static (non-ephemeral) X25519 keys and HKDF, which the key file and derivation need.
 
 pub mod error;
+pub mod keys;
 pub mod replay;
 pub mod sa;
 
 pub use error::{DropCounters, DropReason, EspError};
+pub use keys::{random_epoch, Direction, HostKey, KeyFileError, ManualKeyError, ManualSa, SessionKeys};
 pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use sa::{
     sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM, ESP_ICV_LEN,
