@@ -164,7 +164,7 @@ impl HostKey {
         let result = file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(io_err);
         // Overwrite the hex copy in its own allocation before it is freed (best effort).
         line.clear();
-        line.extend(std::iter::repeat_n('0', KEY_LEN * 2));
+        line.extend(std::iter::repeat('0').take(KEY_LEN * 2));
         result
     }
 }

@@ -152,6 +152,7 @@ impl Cipher {
     /// Seals the plaintext at `buf[ESP_HEADROOM..][..inner_len]` with an explicit `seq` and
     /// `iv` and returns the ESP length. Callers guarantee (seq, iv) never repeats for the key.
     // hot path
+    #[allow(clippy::too_many_arguments)] // every argument is one field of the packet
     fn seal(
         &self,
         buf: &mut [u8],
