@@ -18,6 +18,7 @@ use ipnet::Ipv4Net;
 use crate::arp::UnknownArp;
 use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
+use crate::ipsec::{ManualSa, Suite};
 use crate::vxlan::IPV4_OVERHEAD;
 use crate::wire::ethernet::EthernetAddress;
 
@@ -43,6 +44,26 @@ pub struct Config {
     pub networks: Vec<Network>,
     /// Gossip membership, when the cluster is formed by gossip instead of (or besides) static peers.
     pub gossip: Option<Gossip>,
+    /// ESP settings (used when a network is encrypted).
+    pub esp: EspSettings,
+}
+
+/// Default path of the host's X25519 key.
+pub const DEFAULT_HOST_KEY: &str = "/var/lib/vxswitch/host.key";
+
+/// The `[esp]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspSettings {
+    /// The host's long-term X25519 key (created with mode 0600 on first start).
+    pub key_file: PathBuf,
+    /// AEAD suite of automatically keyed SAs.
+    pub suite: Suite,
+    /// ESP-in-UDP port (RFC 3948), local and peers'.
+    pub port: u16,
+    /// Anti-replay window (packets).
+    pub replay_window: u32,
+    /// Rekey an SA that carried traffic after this long.
+    pub rekey_after: Duration,
 }
 
 /// Default gossip UDP port.
@@ -99,6 +120,8 @@ pub struct Peer {
     pub address: Ipv4Addr,
     /// The container subnet it owns (routed and host-subnet modes).
     pub subnet: Option<Ipv4Net>,
+    /// Manual ESP keys: (outbound SA, inbound SA), as `ip xfrm state` takes them.
+    pub manual_keys: Option<(ManualSa, ManualSa)>,
 }
 
 /// One overlay network.
@@ -126,6 +149,8 @@ pub struct Network {
     pub unknown_arp: UnknownArp,
     /// Static IP -> MAC bindings for the proxy-ARP responder.
     pub arp: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Carried in ESP-in-UDP instead of cleartext VXLAN.
+    pub encrypted: bool,
 }
 
 impl Network {
@@ -264,8 +289,37 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         None => None,
         Some(g) => Some(validate_gossip(text, g, address)?),
     };
+    let esp = validate_esp(text, raw.esp)?;
+    let encrypted: Vec<&Network> = networks.iter().filter(|n| n.encrypted).collect();
+    if encrypted.len() > 1 {
+        return Err(ConfigError {
+            file: None,
+            line: None,
+            key: "network.encryption".into(),
+            reason: format!(
+                "only one network per host can be encrypted (VNIs {} and {}): ESP carries no VNI, the SAs belong to the host pair",
+                encrypted[0].vni, encrypted[1].vni
+            ),
+        });
+    }
+    if let Some(n) = encrypted.first() {
+        if gossip.is_none() {
+            if let Some(p) = n.peers.iter().find(|p| p.manual_keys.is_none()) {
+                return Err(ConfigError {
+                    file: None,
+                    line: None,
+                    key: format!("network[vni={}].peers", n.vni),
+                    reason: format!(
+                        "peer {} has no manual ESP keys: automatic keys need each peer's per-start epoch, which the [gossip] control plane carries; configure [gossip] or give `esp = {{ spi_out, key_out, spi_in, key_in }}`",
+                        p.address
+                    ),
+                });
+            }
+        }
+    }
     Ok(Config {
         gossip,
+        esp,
         underlay: Underlay { address, port, mtu: underlay_mtu },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,
@@ -342,8 +396,23 @@ fn validate_network(
     for p in n.peers.unwrap_or_default() {
         let span = p.span();
         let peer = match p.into_inner() {
-            raw::RawPeer::Address(address) => Peer { address, subnet: None },
-            raw::RawPeer::Full(t) => Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()) },
+            raw::RawPeer::Address(address) => Peer { address, subnet: None, manual_keys: None },
+            raw::RawPeer::Full(t) => {
+                let manual_keys = match t.esp {
+                    None => None,
+                    Some(k) => {
+                        let aead = k.aead.as_deref().unwrap_or("rfc4106(gcm(aes))");
+                        let parse = |spi: &str, key: &str| ManualSa::parse(spi, aead, key, 128);
+                        match (parse(&k.spi_out, &k.key_out), parse(&k.spi_in, &k.key_in)) {
+                            (Ok(o), Ok(i)) => Some((o, i)),
+                            (Err(e), _) | (_, Err(e)) => {
+                                return Err(err(span, "peers", format!("peer {}: manual ESP keys: {e}", t.address)))
+                            }
+                        }
+                    }
+                };
+                Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys }
+            }
         };
         let addr = peer.address;
         if addr == local {
@@ -385,6 +454,19 @@ fn validate_network(
         Some(("drop", _)) => UnknownArp::Drop,
         Some((other, span)) => return Err(err(span, "unknown_arp", format!("{other:?} is not \"flood\" or \"drop\""))),
     };
+    let encrypted = match n.encryption.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
+        None | Some(("none", _)) => false,
+        Some(("esp", _)) if mode == Mode::HostSubnet => {
+            return Err(err(n.encryption.as_ref().map_or(0..0, |e| e.span()), "encryption", "host-subnet mode has no tunnel to encrypt".into()))
+        }
+        Some(("esp", _)) => true,
+        Some((other, span)) => return Err(err(span, "encryption", format!("{other:?} is not \"none\" or \"esp\""))),
+    };
+    if !encrypted {
+        if let Some(p) = peers.iter().find(|p| p.manual_keys.is_some()) {
+            return Err(err(n.vni.span(), "peers", format!("peer {}: ESP keys given but the network is not encrypted (encryption = \"esp\")", p.address)));
+        }
+    }
     let mut arp = Vec::new();
     for b in n.arp {
         let span = b.span();
@@ -410,7 +492,52 @@ fn validate_network(
         gateway_mac,
         unknown_arp,
         arp,
+        encrypted,
     })
+}
+
+fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<EspSettings, ConfigError> {
+    let mut esp = EspSettings {
+        key_file: PathBuf::from(DEFAULT_HOST_KEY),
+        suite: Suite::Aes256Gcm,
+        port: crate::wire::esp::ESP_IN_UDP_PORT,
+        replay_window: crate::ipsec::DEFAULT_WINDOW,
+        rekey_after: Duration::from_secs(120),
+    };
+    let Some(e) = e else { return Ok(esp) };
+    let line = Some(line_of(text, e.span().start));
+    let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("esp.{k}"), reason };
+    let e = e.into_inner();
+    if let Some(k) = e.key_file {
+        esp.key_file = PathBuf::from(k);
+    }
+    if let Some(s) = e.suite {
+        esp.suite = match s.as_str() {
+            "aes-128-gcm" => Suite::Aes128Gcm,
+            "aes-256-gcm" => Suite::Aes256Gcm,
+            "chacha20-poly1305" => Suite::ChaCha20Poly1305,
+            other => return Err(err("suite", format!("{other:?} is not aes-128-gcm, aes-256-gcm or chacha20-poly1305"))),
+        };
+    }
+    if let Some(p) = e.port {
+        if p == 0 {
+            return Err(err("port", "port 0 is not allowed".into()));
+        }
+        esp.port = p;
+    }
+    if let Some(w) = e.replay_window {
+        if !(64..=crate::ipsec::MAX_WINDOW).contains(&w) {
+            return Err(err("replay_window", format!("{w} is out of range (64..={})", crate::ipsec::MAX_WINDOW)));
+        }
+        esp.replay_window = w;
+    }
+    if let Some(r) = e.rekey_secs {
+        if r < 10 {
+            return Err(err("rekey_secs", format!("{r} is too short (at least 10)")));
+        }
+        esp.rekey_after = Duration::from_secs(r);
+    }
+    Ok(esp)
 }
 
 fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4Addr) -> Result<Gossip, ConfigError> {

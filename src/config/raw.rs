@@ -13,8 +13,29 @@ pub(super) struct RawConfig {
     pub control_socket: Option<String>,
     pub fdb: Option<RawFdb>,
     pub gossip: Option<Spanned<RawGossip>>,
+    pub esp: Option<Spanned<RawEsp>>,
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEsp {
+    pub key_file: Option<String>,
+    pub suite: Option<String>,
+    pub port: Option<u16>,
+    pub replay_window: Option<u32>,
+    pub rekey_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManualKeys {
+    pub aead: Option<String>,
+    pub spi_out: String,
+    pub key_out: String,
+    pub spi_in: String,
+    pub key_in: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +83,7 @@ pub(super) struct RawNetwork {
     pub range_end: Option<Spanned<Ipv4Addr>>,
     pub gateway_mac: Option<Spanned<String>>,
     pub unknown_arp: Option<Spanned<String>>,
+    pub encryption: Option<Spanned<String>>,
     pub peers: Option<Vec<Spanned<RawPeer>>>,
     #[serde(default)]
     pub arp: Vec<Spanned<RawBinding>>,
@@ -80,6 +102,7 @@ pub(super) enum RawPeer {
 pub(super) struct RawPeerTable {
     pub address: Ipv4Addr,
     pub subnet: Option<Ipv4Net>,
+    pub esp: Option<RawManualKeys>,
 }
 
 #[derive(Debug, Deserialize)]

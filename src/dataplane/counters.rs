@@ -63,6 +63,22 @@ drop_reasons! {
     NeighbourQueueFull => "neighbour_queue_full",
     /// Routed mode: packets that waited for ARP resolution in vain.
     NeighbourUnresolved => "neighbour_unresolved",
+    /// Cleartext VXLAN for a network configured as encrypted (fail closed).
+    CleartextOnEncrypted => "cleartext_on_encrypted",
+    /// ESP for or from a peer without keys (not yet known, or not a configured peer).
+    EspNoSession => "esp_no_session",
+    /// ESP rejected by the ESP layer (replay, window, ICV, padding, SPI: see `esp_drops`).
+    EspRejected => "esp_rejected",
+    /// A UDP/4500 datagram too short for ESP.
+    EspMalformed => "esp_malformed",
+    /// A UDP/4500 datagram with the non-ESP marker (IKE): vxswitch does not speak IKE.
+    EspIke => "esp_ike",
+    /// ESP arriving while no network is encrypted.
+    EspNotConfigured => "esp_not_configured",
+    /// Decrypted ESP whose next header does not fit the network (e.g. IPv6, or Ethernet on a routed network).
+    EspInnerUnsupported => "esp_inner_unsupported",
+    /// Sealing failed (sequence numbers exhausted before rekey, buffer too small).
+    EspSealFailed => "esp_seal_failed",
 }
 
 /// Traffic and drop counters of the switch core.
@@ -96,6 +112,8 @@ pub struct Counters {
     pub routed_packets: u64,
     /// ICMP echo requests to the gateway address answered.
     pub gateway_echo_replies: u64,
+    /// ESP-in-UDP NAT keepalives received (RFC 3948).
+    pub esp_keepalives: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -133,6 +151,7 @@ impl Counters {
             arp_requests_sent: self.arp_requests_sent,
             routed_packets: self.routed_packets,
             gateway_echo_replies: self.gateway_echo_replies,
+            esp_keepalives: self.esp_keepalives,
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.label().to_string(), self.drops(*r)))
@@ -172,6 +191,8 @@ pub struct CountersSnapshot {
     pub routed_packets: u64,
     /// See [`Counters::gateway_echo_replies`].
     pub gateway_echo_replies: u64,
+    /// See [`Counters::esp_keepalives`].
+    pub esp_keepalives: u64,
     /// Drops by reason label.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

@@ -23,13 +23,16 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::counters::{Counters, DropReason};
+use super::esp::{EspTunnels, TunnelError};
 use super::fdb::{Fdb, Location};
 use super::router::{Routed, RoutedSpec, Router};
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
+use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
+use crate::wire::esp::{classify_udp_4500, Udp4500Payload};
 use crate::vxlan;
 use crate::wire::arp::{ArpPacket, ArpRepr};
-use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame};
+use crate::wire::ethernet::{self, EtherType, EthernetAddress, EthernetFrame};
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -49,6 +52,8 @@ pub struct NetworkSpec {
     pub unknown_arp: UnknownArp,
     /// Routed mode: this host's subnet and gateway. `None` for a switched (L2) network.
     pub routed: Option<RoutedSpec>,
+    /// Carried in ESP instead of cleartext VXLAN (see [`Switch::set_esp`]).
+    pub encrypted: bool,
 }
 
 /// Configuration of the switch core.
@@ -75,6 +80,8 @@ pub enum Forward<'a> {
         dests: &'a [Ipv4Addr],
         /// Hash of the inner flow, for the outer source port.
         flow_hash: u32,
+        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
+        esp: bool,
     },
     /// Write `buf[frame]` to the TAP of `port`.
     Tap {
@@ -97,6 +104,15 @@ pub enum Transmit {
         /// The whole Ethernet frame.
         frame: Vec<u8>,
     },
+    /// A datagram to send to a peer (ESP copies of a flooded frame).
+    Underlay {
+        /// The peer's underlay address.
+        dst: Ipv4Addr,
+        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
+        esp: bool,
+        /// The UDP payload.
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -107,6 +123,7 @@ struct Network {
     peers: Vec<Ipv4Addr>,
     unknown_arp: UnknownArp,
     router: Option<Router>,
+    encrypted: bool,
 }
 
 impl Network {
@@ -132,6 +149,8 @@ pub struct Switch {
     local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
     /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
     local_bindings_changed: bool,
+    /// ESP sessions of the encrypted network, and its port.
+    esp: Option<(PortId, EspTunnels)>,
 }
 
 /// Most local container bindings remembered (the gossip record must stay small).
@@ -156,6 +175,7 @@ impl Switch {
                     peers,
                     unknown_arp: spec.unknown_arp,
                     router: spec.routed.map(|r| Router::new(r, now)),
+                    encrypted: spec.encrypted,
                 }
             })
             .collect();
@@ -170,6 +190,7 @@ impl Switch {
             router_out: VecDeque::new(),
             local_bindings: HashMap::new(),
             local_bindings_changed: false,
+            esp: None,
         }
     }
 
@@ -224,14 +245,21 @@ impl Switch {
             }
         }
         self.fdb.learn(now, vni.get(), src, Location::Local);
-        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
         let known = if dst.is_unicast() { self.fdb.lookup(vni.get(), dst) } else { None };
-        let dests: &[Ipv4Addr] = match known {
+        let target = match known {
             Some(Location::Local) => {
                 self.counters.drop(DropReason::TapLocalDestination);
                 return Forward::Nothing;
             }
-            Some(Location::Remote(vtep)) => {
+            Some(Location::Remote(vtep)) => Some(vtep),
+            None => None,
+        };
+        if self.networks[port].encrypted {
+            return self.esp_out(now, port, buf, frame, target, NEXT_HEADER_ETHERNET);
+        }
+        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
+        let dests: &[Ipv4Addr] = match target {
+            Some(vtep) => {
                 self.unicast_dest[0] = vtep;
                 &self.unicast_dest
             }
@@ -248,7 +276,143 @@ impl Switch {
         };
         self.counters.underlay_tx_packets += dests.len() as u64;
         let payload = vxlan::encap(buf, frame, vni);
-        Forward::Underlay { payload, dests, flow_hash }
+        Forward::Underlay { payload, dests, flow_hash, esp: false }
+    }
+
+    /// Send `buf[inner]` in ESP to `target`, or to every peer when `None` (flooding). // hot path
+    ///
+    /// Unicast is sealed in place (the headroom takes the ESP header, the tailroom the trailer);
+    /// each flood copy is sealed separately, since every peer has its own SA.
+    fn esp_out(&mut self, now: Instant, port: PortId, buf: &mut [u8], inner: Range<usize>, target: Option<Ipv4Addr>, next_header: u8) -> Forward<'_> {
+        let Some((_, esp)) = self.esp.as_mut() else {
+            self.counters.drop(DropReason::EspNoSession);
+            return Forward::Nothing;
+        };
+        match target {
+            Some(peer) if inner.start >= ESP_HEADROOM && inner.end + ESP_TAILROOM <= buf.len() => {
+                let start = inner.start - ESP_HEADROOM;
+                match esp.seal(now, peer, &mut buf[start..inner.end + ESP_TAILROOM], inner.len(), next_header) {
+                    Ok(len) => {
+                        self.unicast_dest[0] = peer;
+                        self.counters.underlay_tx_packets += 1;
+                        Forward::Underlay { payload: start..start + len, dests: &self.unicast_dest, flow_hash: 0, esp: true }
+                    }
+                    Err(e) => {
+                        self.counters.drop(seal_drop(e));
+                        Forward::Nothing
+                    }
+                }
+            }
+            _ => {
+                let peers: Vec<Ipv4Addr> = match target {
+                    Some(peer) => vec![peer],
+                    None => self.networks[port].peers.clone(),
+                };
+                if peers.is_empty() {
+                    self.counters.drop(DropReason::NoPeers);
+                    return Forward::Nothing;
+                }
+                if target.is_none() {
+                    self.counters.flooded_frames += 1;
+                    self.counters.flood_copies += peers.len() as u64;
+                }
+                for peer in peers {
+                    let mut copy = vec![0u8; ESP_HEADROOM + inner.len() + ESP_TAILROOM];
+                    copy[ESP_HEADROOM..ESP_HEADROOM + inner.len()].copy_from_slice(&buf[inner.clone()]);
+                    match esp.seal(now, peer, &mut copy, inner.len(), next_header) {
+                        Ok(len) => {
+                            copy.truncate(len);
+                            self.counters.underlay_tx_packets += 1;
+                            self.transmits.push_back(Transmit::Underlay { dst: peer, esp: true, payload: copy });
+                        }
+                        Err(e) => self.counters.drop(seal_drop(e)),
+                    }
+                }
+                Forward::Nothing
+            }
+        }
+    }
+
+    /// Handle a UDP datagram received on the ESP-in-UDP port from `from`, at `buf[payload]`.
+    /// // hot path
+    pub fn handle_esp(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+        self.counters.underlay_rx_packets += 1;
+        self.counters.underlay_rx_bytes += payload.len() as u64;
+        match classify_udp_4500(&buf[payload.clone()]) {
+            Ok(Udp4500Payload::Esp) => {}
+            Ok(Udp4500Payload::NatKeepalive) => {
+                self.counters.esp_keepalives += 1;
+                return Forward::Nothing;
+            }
+            Ok(Udp4500Payload::Ike) => {
+                self.counters.drop(DropReason::EspIke);
+                return Forward::Nothing;
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::EspMalformed);
+                return Forward::Nothing;
+            }
+        }
+        let Some((port, esp)) = self.esp.as_mut() else {
+            self.counters.drop(DropReason::EspNotConfigured);
+            return Forward::Nothing;
+        };
+        let port = *port;
+        if !self.networks[port].has_peer(from) {
+            self.counters.drop(DropReason::UnknownPeer);
+            return Forward::Nothing;
+        }
+        let opened = match esp.open(now, from, &mut buf[payload.clone()]) {
+            Ok(o) => o,
+            Err(TunnelError::NoSession) => {
+                self.counters.drop(DropReason::EspNoSession);
+                return Forward::Nothing;
+            }
+            Err(TunnelError::Esp(_)) => {
+                self.counters.drop(DropReason::EspRejected);
+                return Forward::Nothing;
+            }
+        };
+        let inner = payload.start + opened.inner.start..payload.start + opened.inner.end;
+        let routed = self.networks[port].router.is_some();
+        match (opened.next_header, routed) {
+            (NEXT_HEADER_ETHERNET, false) => self.deliver_switched(now, port, from, buf, inner),
+            (NEXT_HEADER_IPV4, true) => {
+                // Give the IP packet an Ethernet header addressed to the gateway, in the room the
+                // ESP header left, and let the router resolve the container.
+                let start = inner.start - 14;
+                let gw = self.networks[port].router.as_ref().expect("routed").spec().gateway_mac;
+                let frame = start..inner.end;
+                {
+                    let mut eth = EthernetFrame::new_unchecked(&mut buf[frame.clone()]);
+                    eth.set_dst_addr(gw);
+                    eth.set_src_addr(gw);
+                    eth.set_ethertype(EtherType::IPV4);
+                }
+                self.deliver_routed(now, port, buf, frame)
+            }
+            _ => {
+                self.counters.drop(DropReason::EspInnerUnsupported);
+                Forward::Nothing
+            }
+        }
+    }
+
+    /// Install the ESP sessions of the encrypted network.
+    pub fn set_esp(&mut self, tunnels: EspTunnels) {
+        if let Some(port) = self.networks.iter().position(|n| n.encrypted) {
+            self.esp = Some((port, tunnels));
+        }
+    }
+
+    /// The ESP sessions, if a network is encrypted.
+    pub fn esp(&self) -> Option<&EspTunnels> {
+        self.esp.as_ref().map(|(_, t)| t)
+    }
+
+    /// Mutable ESP sessions (manual keys at start-up).
+    pub fn esp_mut(&mut self) -> Option<&mut EspTunnels> {
+        self.esp.as_mut().map(|(_, t)| t)
     }
 
     /// A frame from the TAP of a routed network. // hot path
@@ -259,12 +423,16 @@ impl Switch {
         let verdict = router.from_tap(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
         self.flush_router_out(port);
         match verdict {
+            Routed::ToVtep(vtep) if self.networks[port].encrypted => {
+                let ip = frame.start + ethernet::HEADER_LEN..frame.end;
+                self.esp_out(now, port, buf, ip, Some(vtep), NEXT_HEADER_IPV4)
+            }
             Routed::ToVtep(vtep) => {
                 self.unicast_dest[0] = vtep;
                 self.counters.underlay_tx_packets += 1;
                 let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
                 let payload = vxlan::encap(buf, frame, vni);
-                Forward::Underlay { payload, dests: &self.unicast_dest, flow_hash }
+                Forward::Underlay { payload, dests: &self.unicast_dest, flow_hash, esp: false }
             }
             Routed::ToTap => {
                 self.counters.tap_tx_frames += 1;
@@ -341,10 +509,23 @@ impl Switch {
             self.counters.drop(DropReason::UnknownPeer);
             return Forward::Nothing;
         }
+        if self.networks[port].encrypted {
+            self.counters.drop(DropReason::CleartextOnEncrypted);
+            return Forward::Nothing;
+        }
         if decapped.reserved_bits {
             self.counters.vxlan_reserved_bits += 1;
         }
-        let Ok(eth) = EthernetFrame::new_checked(&buf[decapped.inner.clone()]) else {
+        if self.networks[port].router.is_some() {
+            return self.deliver_routed(now, port, buf, decapped.inner);
+        }
+        self.deliver_switched(now, port, from, buf, decapped.inner)
+    }
+
+    /// An inner Ethernet frame from peer `from` on a switched network: learn and deliver.
+    fn deliver_switched(&mut self, now: Instant, port: PortId, from: Ipv4Addr, buf: &mut [u8], inner: Range<usize>) -> Forward<'_> {
+        let vni = self.networks[port].vni.get();
+        let Ok(eth) = EthernetFrame::new_checked(&buf[inner.clone()]) else {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
         };
@@ -353,30 +534,39 @@ impl Switch {
             self.counters.drop(DropReason::InnerBadSourceMac);
             return Forward::Nothing;
         }
-        if let Some(router) = self.networks[port].router.as_mut() {
-            let verdict = router.from_underlay(now, &mut buf[decapped.inner.clone()], &mut self.router_out, &mut self.counters);
-            self.flush_router_out(port);
-            return match verdict {
-                Routed::ToTap => {
-                    self.counters.tap_tx_frames += 1;
-                    Forward::Tap { port, frame: decapped.inner }
-                }
-                Routed::Drop(reason) => {
-                    self.counters.drop(reason);
-                    Forward::Nothing
-                }
-                Routed::Consumed | Routed::ToVtep(_) => Forward::Nothing,
-            };
-        }
-        if ethertype == EtherType::ARP
-            && self.proxy_arp.judge(decapped.vni.get(), &buf[decapped.inner.clone()]) == ArpVerdict::Spoofed
-        {
+        if ethertype == EtherType::ARP && self.proxy_arp.judge(vni, &buf[inner.clone()]) == ArpVerdict::Spoofed {
             self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
-        self.fdb.learn(now, decapped.vni.get(), src, Location::Remote(from));
+        self.fdb.learn(now, vni, src, Location::Remote(from));
         self.counters.tap_tx_frames += 1;
-        Forward::Tap { port, frame: decapped.inner }
+        Forward::Tap { port, frame: inner }
+    }
+
+    /// An inner frame addressed to the anycast gateway on a routed network.
+    fn deliver_routed(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
+        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
+            self.counters.drop(DropReason::InnerMalformed);
+            return Forward::Nothing;
+        };
+        if eth.src_addr().is_multicast() {
+            self.counters.drop(DropReason::InnerBadSourceMac);
+            return Forward::Nothing;
+        }
+        let router = self.networks[port].router.as_mut().expect("routed network");
+        let verdict = router.from_underlay(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+        self.flush_router_out(port);
+        match verdict {
+            Routed::ToTap => {
+                self.counters.tap_tx_frames += 1;
+                Forward::Tap { port, frame }
+            }
+            Routed::Drop(reason) => {
+                self.counters.drop(reason);
+                Forward::Nothing
+            }
+            Routed::Consumed | Routed::ToVtep(_) => Forward::Nothing,
+        }
     }
 
     /// Apply a control-plane update.
@@ -416,13 +606,20 @@ impl Switch {
             ControlUpdate::StaticFdbRemove { vni, mac } => {
                 self.fdb.remove(vni, mac);
             }
-            ControlUpdate::EspKey { .. } => {}
+            ControlUpdate::EspKey { underlay, public_key, epoch } => {
+                if let Some((_, esp)) = self.esp.as_mut() {
+                    esp.set_peer_key(now, underlay, public_key, epoch);
+                }
+            }
         }
     }
 
-    /// Run timers due at `now` (FDB ageing, routers' neighbour resolution).
+    /// Run timers due at `now` (FDB ageing, routers' neighbour resolution, ESP rekeying).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.fdb.age(now);
+        if let Some((_, esp)) = self.esp.as_mut() {
+            esp.handle_timeout(now);
+        }
         for net in &mut self.networks {
             if let Some(router) = net.router.as_mut() {
                 for _ in 0..router.handle_timeout(now) {
@@ -435,7 +632,8 @@ impl Switch {
     /// When [`Switch::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let routers = self.networks.iter().filter_map(|n| n.router.as_ref()?.poll_timeout());
-        self.fdb.next_expiry().into_iter().chain(routers).min()
+        let esp = self.esp.as_ref().and_then(|(_, t)| t.poll_timeout());
+        self.fdb.next_expiry().into_iter().chain(routers).chain(esp).min()
     }
 
     /// The router of a routed network.
@@ -476,5 +674,12 @@ impl Switch {
     fn network_mut(&mut self, vni: u32) -> Option<&mut Network> {
         let port = *self.by_vni.get(&vni)?;
         self.networks.get_mut(port)
+    }
+}
+
+fn seal_drop(e: TunnelError) -> DropReason {
+    match e {
+        TunnelError::NoSession => DropReason::EspNoSession,
+        TunnelError::Esp(EspError::SequenceExhausted | EspError::BufferTooSmall | _) => DropReason::EspSealFailed,
     }
 }

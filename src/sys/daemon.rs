@@ -22,7 +22,8 @@ use super::{links, SysError};
 use super::gossip::GossipDriver;
 use super::hostsubnet_driver::HostSubnetDriver;
 use crate::config::{Config, Mode};
-use crate::dataplane::{CountersSnapshot, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::dataplane::{CountersSnapshot, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::ipsec::{HostKey, SessionConfig};
 use crate::wire::vxlan::Vni;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
@@ -32,7 +33,7 @@ pub const TAILROOM: usize = 64;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// Poll slot of the first TAP (after signals, VXLAN, control and gossip).
-const FIRST_TAP_SLOT: usize = 4;
+const FIRST_TAP_SLOT: usize = 5;
 /// How often changed local container bindings are published to the cluster.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -59,6 +60,7 @@ struct Status<'a> {
     driver: &'a DriverCounters,
     fdb: crate::dataplane::fdb::FdbCounters,
     networks: Vec<NetworkStatus>,
+    esp: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +97,7 @@ struct PendingSend {
     payload: Range<usize>,
     dests: Range<usize>,
     flow: u32,
+    esp: bool,
 }
 
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
@@ -118,7 +121,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
 
-    let mut gossip = GossipDriver::start(config, None, Instant::now())?;
+    let epoch = crate::ipsec::random_epoch();
+    let esp = EspDriver::start(config, epoch, &mut switch)?;
+    let mut gossip = GossipDriver::start(config, esp.as_ref().and_then(|e| e.public_key), epoch, Instant::now())?;
     let mut next_publish = Instant::now();
     let started = Instant::now();
     let payload_len = (config.underlay.mtu as usize).max(2048);
@@ -129,9 +134,10 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut dests: Vec<Ipv4Addr> = Vec::new();
     let mut driver = DriverCounters::default();
 
-    // Fixed slots: 0 signals, 1 VXLAN socket, 2 control socket, 3 gossip (or -1), then TAPs.
+    // Fixed slots: 0 signals, 1 VXLAN, 2 control, 3 gossip (or -1), 4 ESP (or -1), then TAPs.
     let gossip_fd = gossip.as_ref().map_or(-1, GossipDriver::fd);
-    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd]
+    let esp_fd = esp.as_ref().map_or(-1, |e| e.sockets.rx_fd());
+    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd, esp_fd]
         .into_iter()
         .chain(taps.iter().map(Tap::fd))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
@@ -175,39 +181,23 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                         break;
                     }
                 };
-                if let Forward::Underlay { payload, dests: d, flow_hash } =
+                if let Forward::Underlay { payload, dests: d, flow_hash, esp } =
                     switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len)
                 {
                     let start = dests.len();
                     dests.extend_from_slice(d);
-                    pending.push(PendingSend { buf: i, payload, dests: start..dests.len(), flow: flow_hash });
+                    pending.push(PendingSend { buf: i, payload, dests: start..dests.len(), flow: flow_hash, esp });
                 }
             }
-            flush_sends(&udp, &tap_bufs, &pending, &dests, &mut driver);
+            flush_sends(&udp, esp.as_ref().map(|e| &e.sockets), &tap_bufs, &pending, &dests, &mut driver);
         }
         // Underlay -> TAP.
         if pollfds[1].revents != 0 {
-            match udp.recv_batch(&mut rx_bufs.bufs, HEADROOM, &mut meta) {
-                Ok(_) => {
-                    for (i, &(len, from)) in meta.iter().enumerate() {
-                        if len == usize::MAX {
-                            driver.underlay_rx_truncated += 1;
-                            continue;
-                        }
-                        let buf = &mut rx_bufs.bufs[i];
-                        if let Forward::Tap { port, frame } =
-                            switch.handle_underlay(now, *from.ip(), buf, HEADROOM..HEADROOM + len)
-                        {
-                            if taps[port].write(&buf[frame]).is_err() {
-                                driver.tap_write_errors += 1;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    driver.underlay_recv_errors += 1;
-                    tracing::debug!("recvmmsg: {e}");
-                }
+            receive(&udp, false, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
+        }
+        if let Some(e) = esp.as_ref() {
+            if pollfds[4].revents != 0 {
+                receive(&e.sockets, true, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
             }
         }
         while let Some(t) = switch.poll_transmit() {
@@ -215,6 +205,12 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                 Transmit::Tap { port, frame } => {
                     if taps[port].write(&frame).is_err() {
                         driver.tap_write_errors += 1;
+                    }
+                }
+                Transmit::Underlay { dst, esp: is_esp, payload } => {
+                    let sockets = if is_esp { esp.as_ref().map(|e| &e.sockets) } else { Some(&udp) };
+                    if let Some(s) = sockets {
+                        s.send_batch(0, &[(dst, &payload[..])], |_| driver.underlay_send_errors += 1);
                     }
                 }
             }
@@ -257,22 +253,122 @@ pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config
     config.networks.iter().filter(|n| n.mode != Mode::HostSubnet)
 }
 
-/// Send every pending frame to its destinations, one `sendmmsg` per run of equal flow sockets.
-fn flush_sends(udp: &UnderlaySockets, bufs: &Buffers, pending: &[PendingSend], dests: &[Ipv4Addr], driver: &mut DriverCounters) {
-    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
-    let mut flow = None;
-    for p in pending {
-        let socket = p.flow as usize % udp::SOURCE_PORTS;
-        if flow.is_some_and(|f: u32| f as usize % udp::SOURCE_PORTS != socket) {
-            udp.send_batch(flow.unwrap_or(0), &batch, |_| driver.underlay_send_errors += 1);
-            batch.clear();
+/// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.
+#[allow(clippy::too_many_arguments)]
+fn receive(
+    sockets: &UnderlaySockets,
+    is_esp: bool,
+    now: Instant,
+    switch: &mut Switch,
+    taps: &[Tap],
+    rx_bufs: &mut Buffers,
+    meta: &mut Vec<(usize, std::net::SocketAddrV4)>,
+    driver: &mut DriverCounters,
+) {
+    if let Err(e) = sockets.recv_batch(&mut rx_bufs.bufs, HEADROOM, meta) {
+        driver.underlay_recv_errors += 1;
+        tracing::debug!("recvmmsg: {e}");
+        return;
+    }
+    for (i, &(len, from)) in meta.iter().enumerate() {
+        if len == usize::MAX {
+            driver.underlay_rx_truncated += 1;
+            continue;
         }
-        flow = Some(p.flow);
+        let buf = &mut rx_bufs.bufs[i];
+        let range = HEADROOM..HEADROOM + len;
+        let forward = if is_esp {
+            switch.handle_esp(now, *from.ip(), buf, range)
+        } else {
+            switch.handle_underlay(now, *from.ip(), buf, range)
+        };
+        if let Forward::Tap { port, frame } = forward {
+            if taps[port].write(&buf[frame]).is_err() {
+                driver.tap_write_errors += 1;
+            }
+        }
+    }
+}
+
+/// Send every pending frame to its destinations, one `sendmmsg` per run of frames that leave
+/// through the same socket (the flow's VXLAN source socket, or the ESP socket).
+fn flush_sends(
+    udp: &UnderlaySockets,
+    esp: Option<&UnderlaySockets>,
+    bufs: &Buffers,
+    pending: &[PendingSend],
+    dests: &[Ipv4Addr],
+    driver: &mut DriverCounters,
+) {
+    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
+    let mut current: Option<(bool, usize, u32)> = None;
+    let mut send = |key: Option<(bool, usize, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>| {
+        if let Some((is_esp, _, flow)) = key {
+            let sockets = if is_esp { esp } else { Some(udp) };
+            match sockets {
+                Some(s) => {
+                    s.send_batch(flow, batch, |_| driver.underlay_send_errors += 1);
+                }
+                None => driver.underlay_send_errors += batch.len() as u64,
+            }
+        }
+        batch.clear();
+    };
+    for p in pending {
+        let key = (p.esp, p.flow as usize % udp::SOURCE_PORTS, p.flow);
+        if current.is_some_and(|c| (c.0, c.1) != (key.0, key.1)) {
+            send(current, &mut batch);
+        }
+        current = Some(key);
         let payload = &bufs.bufs[p.buf][p.payload.clone()];
         batch.extend(dests[p.dests.clone()].iter().map(|d| (*d, payload)));
     }
-    if let Some(f) = flow {
-        udp.send_batch(f, &batch, |_| driver.underlay_send_errors += 1);
+    send(current, &mut batch);
+}
+
+/// The ESP side of the daemon: the ESP-in-UDP socket and the host key.
+struct EspDriver {
+    sockets: UnderlaySockets,
+    public_key: Option<[u8; 32]>,
+}
+
+impl EspDriver {
+    /// Set up ESP when a network is encrypted: load (or create) the host key for automatic keys,
+    /// install manual SAs, bind the ESP-in-UDP socket.
+    fn start(config: &Config, epoch: u64, switch: &mut Switch) -> Result<Option<Self>, SysError> {
+        let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok(None) };
+        let automatic = config.gossip.is_some();
+        let host = if automatic {
+            let key = HostKey::load_or_create(&config.esp.key_file).map_err(|e| SysError::Os {
+                op: "load ESP host key",
+                source: io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", config.esp.key_file.display())),
+            })?;
+            Some(key)
+        } else {
+            None
+        };
+        let public_key = host.as_ref().map(HostKey::public_key);
+        let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
+        switch.set_esp(EspTunnels::new(host, epoch, config.esp.suite, session));
+        let now = Instant::now();
+        for peer in &net.peers {
+            if let Some((out, inb)) = &peer.manual_keys {
+                // Manual SAs follow `ip xfrm state` defaults: no ESN.
+                let sas = out.outbound(false).and_then(|o| Ok((o, inb.inbound(false, config.esp.replay_window)?)));
+                match sas {
+                    Ok((o, i)) => switch.esp_mut().expect("set above").add_manual(now, peer.address, o, i),
+                    Err(e) => {
+                        return Err(SysError::Os {
+                            op: "install manual ESP keys",
+                            source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: {e:?}", peer.address)),
+                        })
+                    }
+                }
+            }
+        }
+        let sockets = UnderlaySockets::bind_fixed_source(config.underlay.address, config.esp.port)?;
+        tracing::info!(vni = net.vni, port = config.esp.port, automatic, "ESP tunnels ready");
+        Ok(Some(EspDriver { sockets, public_key }))
     }
 }
 
@@ -313,6 +409,21 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
                 driver,
                 fdb: switch.fdb().counters(),
                 networks,
+                esp: switch.esp().map(|t| {
+                    let drops = t.drops();
+                    serde_json::json!({
+                        "epoch": t.local_epoch(),
+                        "public_key": t.public_key().map(hex::encode),
+                        "bad_keys": t.bad_keys,
+                        "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
+                            "peer": peer.to_string(),
+                            "spi_out": format!("{out:#010x}"),
+                            "spi_in": format!("{inb:#010x}"),
+                            "generations": [gens.0, gens.1],
+                        })).collect::<Vec<_>>(),
+                        "drops": crate::ipsec::DropReason::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect::<std::collections::BTreeMap<_, _>>(),
+                    })
+                }),
             };
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         }
@@ -338,6 +449,7 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                     }
                     _ => None,
                 },
+                encrypted: n.encrypted,
             })
             .collect(),
     }

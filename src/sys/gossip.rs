@@ -72,7 +72,8 @@ pub fn local_record_with(
 
 impl GossipDriver {
     /// Bind the gossip socket and join through the configured seeds.
-    pub fn start(config: &Config, esp_public_key: Option<[u8; 32]>, now: Instant) -> Result<Option<Self>, SysError> {
+    /// `epoch` is this start's epoch, shared with the ESP key derivation.
+    pub fn start(config: &Config, esp_public_key: Option<[u8; 32]>, epoch: u64, now: Instant) -> Result<Option<Self>, SysError> {
         let Some(g) = &config.gossip else { return Ok(None) };
         let key = ClusterKey::load(&g.key_file).map_err(|e| SysError::Os {
             op: "load cluster key",
@@ -86,7 +87,6 @@ impl GossipDriver {
         } else {
             listen
         };
-        let epoch: u64 = rand::random();
         let record = local_record(config, &g.name, advertised, epoch, esp_public_key);
         let membership = Membership::new(g.config.clone(), record, &key, now).map_err(|e| SysError::Os {
             op: "build gossip record",
