@@ -40,6 +40,12 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Print this host's ESP public key (creating the host key file on first use).
+    Pubkey {
+        /// Configuration file (TOML); its `[esp] key_file` is used.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write a new random 32-byte cluster key (hex) to FILE with mode 0600.
     Genkey {
         /// Where to write the key; refuses to overwrite an existing file.
@@ -77,6 +83,12 @@ fn main() -> ExitCode {
             .map(|s| print!("{s}"))
             .map_err(Into::into),
         Command::Genkey { file } => write_cluster_key(&file),
+        Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
+            let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", c.esp.key_file.display()))?;
+            println!("{}", hex::encode(key.public_key()));
+            Ok(())
+        }),
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
         Command::Probe(cmd) => vxswitch::sys::probe::run(cmd),
     };

@@ -99,3 +99,51 @@ fn netns_esp_all_pairs_and_tshark_decrypts() {
     }
     eprintln!("tshark: {good} ESP packets decrypted, every ICV good, inner ICMP visible");
 }
+
+#[test]
+fn netns_esp_overlay_with_configured_public_keys() {
+    if !have_root("netns_esp_overlay_with_configured_public_keys") {
+        return;
+    }
+    let mut lab = Lab::build("espk", &[HostKind::Bare; 2], 2, bin()).unwrap();
+    // Each host's key is created by `vxswitch pubkey` (mode 0600) and read back as hex.
+    let mut public = Vec::new();
+    for i in 0..2 {
+        let minimal = format!(
+            "[underlay]\naddress = \"{}\"\n[esp]\nkey_file = \"{}\"\n[[network]]\nvni = 1\ntap = \"x\"\n",
+            underlay_ip(i),
+            lab.dir.join(format!("h{i}.key")).display()
+        );
+        let path = lab.dir.join(format!("pubkey{i}.toml"));
+        std::fs::write(&path, minimal).unwrap();
+        let out = Command::new(bin()).args(["pubkey", "--config", &path.to_string_lossy()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        public.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(lab.dir.join(format!("h{i}.key"))).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "host key stored with mode 0600");
+    }
+    for i in 0..2 {
+        let k = 1 - i;
+        let config = lab
+            .vxswitch_config(i, "")
+            .replace(
+                &format!("peers = [\"{}\"]", underlay_ip(k)),
+                &format!("encryption = \"esp\"\npeers = [{{ address = \"{}\", public_key = \"{}\" }}]", underlay_ip(k), public[k]),
+            )
+            .replace("[[network]]", &format!("[esp]\nkey_file = \"{}\"\n\n[[network]]", lab.dir.join(format!("h{i}.key")).display()));
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let capture = Capture::start(&lab, "ul", "udp", &lab.dir.join("espk.pcap"));
+    all_pairs_ping(&lab, 5);
+    let frames = capture.stop();
+    let vxlan = frames.iter().filter(|f| traffic::vxlan_inner(f).is_some()).count();
+    let esp = frames.iter().filter(|f| f.len() > 38 && f[36..38] == [0x11, 0x94]).count();
+    assert_eq!(vxlan, 0, "no cleartext VXLAN on an encrypted network");
+    assert!(esp >= 2 * 2 * 5 * 2, "ESP-in-UDP to port 4500 carried the pings: {esp}");
+    for i in 0..2 {
+        let s = lab.stats(i).unwrap();
+        assert!(s["esp"]["hellos"]["accepted"].as_u64().unwrap() >= 1, "{}", s["esp"]);
+        assert_eq!(s["counters"]["drops"]["esp_rejected"], 0);
+    }
+}

@@ -223,3 +223,54 @@ fn esp_routed_network_carries_ip_packets() {
     assert_eq!(&got[0][..6], &mac(1, 1));
     assert_eq!(&got[0][14 + 12..14 + 20], &[198, 19, 1, 10, 198, 19, 2, 10]);
 }
+
+#[test]
+fn esp_static_public_keys_exchange_epochs_by_hello() {
+    let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, None))).collect());
+    let long_term: Vec<[u8; 32]> = (0..2).map(|_| rand_private()).collect();
+    let key = |i: usize| HostKey::from_private_bytes(&long_term[i]).unwrap();
+    let public: Vec<[u8; 32]> = (0..2).map(|i| key(i).public_key()).collect();
+    let start = |sim: &mut Sim, i: usize, epoch: u64| {
+        let now = sim.now;
+        let mut fresh = Switch::new(spec(i, 2, None), now);
+        let mut esp = EspTunnels::new(Some(key(i)), epoch, Suite::Aes256Gcm, SessionConfig::default());
+        esp.add_static_peer(now, ul(1 - i), public[1 - i]).unwrap();
+        fresh.set_esp(esp);
+        sim.hosts[i].switch = fresh;
+    };
+    start(&mut sim, 0, 10);
+    start(&mut sim, 1, 20);
+    sim.advance(Duration::from_millis(1));
+    let hellos: Vec<_> = sim.take_underlay();
+    assert!(hellos.iter().all(|d| d.esp && d.payload.len() == vxswitch::ipsec::hello::HELLO_LEN));
+    for i in 0..2 {
+        assert!(sim.hosts[i].switch.esp().unwrap().has_session(ul(1 - i)), "host {i} derived keys from the hello");
+    }
+    sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, b"after hello"));
+    assert_eq!(sim.take_tap(1, 0).len(), 1);
+    let old_hello = hellos.iter().find(|d| d.from == ul(1)).unwrap().payload.clone();
+
+    // Host 1 restarts with a new epoch: its first hello re-keys host 0, which answers at once.
+    start(&mut sim, 1, 21);
+    sim.advance(Duration::from_millis(1));
+    sim.take_underlay();
+    sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, b"after restart"));
+    sim.tap_send(1, 0, &ethernet_frame(BCAST, mac(1, 1), 0x0800, b"back"));
+    assert_eq!(sim.take_tap(1, 0).len(), 1, "host 1 reads host 0 after its restart");
+    assert_eq!(sim.take_tap(0, 0).len(), 1, "host 0 reads the restarted host 1");
+
+    // An attacker replays host 1's hello from its previous run: refused, keys unchanged.
+    sim.inject_esp(ul(1), 0, &old_hello);
+    assert_eq!(sim.hosts[0].switch.esp().unwrap().hellos.replayed, 1);
+    sim.take_underlay();
+    sim.tap_send(1, 0, &ethernet_frame(BCAST, mac(1, 1), 0x0800, b"still fine"));
+    assert_eq!(sim.take_tap(0, 0).len(), 1);
+}
+
+fn rand_private() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = rand::random::<u8>() ^ i as u8;
+    }
+    k
+}

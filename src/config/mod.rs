@@ -122,6 +122,8 @@ pub struct Peer {
     pub subnet: Option<Ipv4Net>,
     /// Manual ESP keys: (outbound SA, inbound SA), as `ip xfrm state` takes them.
     pub manual_keys: Option<(ManualSa, ManualSa)>,
+    /// The peer's long-term X25519 public key (automatic ESP keys without gossip).
+    pub public_key: Option<[u8; 32]>,
 }
 
 /// One overlay network.
@@ -304,13 +306,13 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     }
     if let Some(n) = encrypted.first() {
         if gossip.is_none() {
-            if let Some(p) = n.peers.iter().find(|p| p.manual_keys.is_none()) {
+            if let Some(p) = n.peers.iter().find(|p| p.manual_keys.is_none() && p.public_key.is_none()) {
                 return Err(ConfigError {
                     file: None,
                     line: None,
                     key: format!("network[vni={}].peers", n.vni),
                     reason: format!(
-                        "peer {} has no manual ESP keys: automatic keys need each peer's per-start epoch, which the [gossip] control plane carries; configure [gossip] or give `esp = {{ spi_out, key_out, spi_in, key_in }}`",
+                        "peer {} of the encrypted network has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
                         p.address
                     ),
                 });
@@ -396,7 +398,7 @@ fn validate_network(
     for p in n.peers.unwrap_or_default() {
         let span = p.span();
         let peer = match p.into_inner() {
-            raw::RawPeer::Address(address) => Peer { address, subnet: None, manual_keys: None },
+            raw::RawPeer::Address(address) => Peer { address, subnet: None, manual_keys: None, public_key: None },
             raw::RawPeer::Full(t) => {
                 let manual_keys = match t.esp {
                     None => None,
@@ -411,7 +413,17 @@ fn validate_network(
                         }
                     }
                 };
-                Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys }
+                let public_key = match &t.public_key {
+                    None => None,
+                    Some(k) => match hex::decode(k.trim_start_matches("0x")).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+                        Some(key) => Some(key),
+                        None => return Err(err(span, "peers", format!("peer {}: public_key must be 64 hex digits (vxswitch pubkey prints it)", t.address))),
+                    },
+                };
+                if manual_keys.is_some() && public_key.is_some() {
+                    return Err(err(span, "peers", format!("peer {}: give either manual ESP keys or a public_key, not both", t.address)));
+                }
+                Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys, public_key }
             }
         };
         let addr = peer.address;
@@ -463,7 +475,7 @@ fn validate_network(
         Some((other, span)) => return Err(err(span, "encryption", format!("{other:?} is not \"none\" or \"esp\""))),
     };
     if !encrypted {
-        if let Some(p) = peers.iter().find(|p| p.manual_keys.is_some()) {
+        if let Some(p) = peers.iter().find(|p| p.manual_keys.is_some() || p.public_key.is_some()) {
             return Err(err(n.vni.span(), "peers", format!("peer {}: ESP keys given but the network is not encrypted (encryption = \"esp\")", p.address)));
         }
     }

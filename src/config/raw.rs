@@ -102,6 +102,7 @@ pub(super) enum RawPeer {
 pub(super) struct RawPeerTable {
     pub address: Ipv4Addr,
     pub subnet: Option<Ipv4Net>,
+    pub public_key: Option<String>,
     pub esp: Option<RawManualKeys>,
 }
 

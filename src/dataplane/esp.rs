@@ -14,11 +14,44 @@
 //! configuration rejects a second); the inner packet says what it is (next header 143 =
 //! Ethernet for a switched network, 4 = IPv4 for a routed one).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::ipsec::hello::{self, Hello};
 use crate::ipsec::{DropCounters, EspError, HostKey, InboundSa, Opened, OutboundSa, PeerSession, SessionConfig, SessionKeys, Suite};
+
+/// How often a hello is repeated to each static peer.
+pub const HELLO_INTERVAL: Duration = Duration::from_secs(5);
+/// At most one immediate answer per peer per this interval.
+const HELLO_ANSWER_GAP: Duration = Duration::from_secs(1);
+/// Epochs remembered per peer (a replayed older epoch is refused).
+const SEEN_EPOCHS: usize = 64;
+
+/// A peer whose public key is configured: its epoch arrives in hellos.
+struct StaticPeer {
+    public_key: [u8; 32],
+    hello_key: [u8; 32],
+    epoch: Option<u64>,
+    seen: VecDeque<u64>,
+    next_hello: Instant,
+    last_answer: Option<Instant>,
+}
+
+/// Hello counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HelloCounters {
+    /// Hellos sent.
+    pub sent: u64,
+    /// Hellos that announced a new epoch (a session was derived).
+    pub accepted: u64,
+    /// Hellos for the epoch already in use.
+    pub current: u64,
+    /// Hellos with an epoch seen before (replays).
+    pub replayed: u64,
+    /// Hellos that failed authentication or came from a peer without a configured key.
+    pub rejected: u64,
+}
 
 /// Why an ESP operation could not be done for a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +79,10 @@ pub struct EspTunnels {
     retired_drops: DropCounters,
     /// Automatic keys that could not be used (e.g. an invalid public key).
     pub bad_keys: u64,
+    static_peers: HashMap<Ipv4Addr, StaticPeer>,
+    hello_out: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    /// Hello counters.
+    pub hellos: HelloCounters,
 }
 
 impl std::fmt::Debug for EspTunnels {
@@ -57,7 +94,18 @@ impl std::fmt::Debug for EspTunnels {
 impl EspTunnels {
     /// Tunnels with automatic keys from `host` (optional: manual-only without it).
     pub fn new(host: Option<HostKey>, local_epoch: u64, suite: Suite, config: SessionConfig) -> Self {
-        EspTunnels { host, local_epoch, suite, config, peers: HashMap::new(), retired_drops: DropCounters::default(), bad_keys: 0 }
+        EspTunnels {
+            host,
+            local_epoch,
+            suite,
+            config,
+            peers: HashMap::new(),
+            retired_drops: DropCounters::default(),
+            bad_keys: 0,
+            static_peers: HashMap::new(),
+            hello_out: VecDeque::new(),
+            hellos: HelloCounters::default(),
+        }
     }
 
     /// This host's public key (automatic mode).
@@ -97,6 +145,78 @@ impl EspTunnels {
         }
     }
 
+    /// A peer whose public key is configured: hellos tell each other the epochs.
+    pub fn add_static_peer(&mut self, now: Instant, peer: Ipv4Addr, public_key: [u8; 32]) -> Result<(), TunnelError> {
+        let host = self.host.as_ref().ok_or(TunnelError::NoSession)?;
+        let hello_key = host.hello_key(&public_key).map_err(|_| TunnelError::Esp(EspError::BadKeyLength))?;
+        self.static_peers.insert(
+            peer,
+            StaticPeer { public_key, hello_key, epoch: None, seen: VecDeque::new(), next_hello: now, last_answer: None },
+        );
+        Ok(())
+    }
+
+    /// A hello arrived from `from`: accept a new epoch (deriving the session), and answer at once
+    /// if the peer does not know our epoch yet.
+    pub fn handle_hello(&mut self, now: Instant, from: Ipv4Addr, payload: &[u8]) {
+        let local_epoch = self.local_epoch;
+        let Some(sp) = self.static_peers.get_mut(&from) else {
+            self.hellos.rejected += 1;
+            return;
+        };
+        let Ok(h) = hello::decode(&sp.hello_key, payload) else {
+            self.hellos.rejected += 1;
+            return;
+        };
+        if h.public_key != sp.public_key {
+            self.hellos.rejected += 1;
+            return;
+        }
+        let new_epoch = sp.epoch != Some(h.epoch);
+        if new_epoch && sp.seen.contains(&h.epoch) {
+            self.hellos.replayed += 1;
+            return;
+        }
+        // A new epoch is always answered at once (the peer has just started and needs ours);
+        // hellos for the current epoch that lack our epoch are answered at most once a second.
+        let rate_ok = sp.last_answer.is_none_or(|t| now.saturating_duration_since(t) >= HELLO_ANSWER_GAP);
+        if h.echo != local_epoch && (new_epoch || rate_ok) {
+            sp.last_answer = Some(now);
+            sp.next_hello = now;
+        }
+        if new_epoch {
+            sp.epoch = Some(h.epoch);
+            sp.seen.push_back(h.epoch);
+            if sp.seen.len() > SEEN_EPOCHS {
+                sp.seen.pop_front();
+            }
+            self.hellos.accepted += 1;
+            let public_key = sp.public_key;
+            self.set_peer_key(now, from, public_key, h.epoch);
+        } else {
+            self.hellos.current += 1;
+        }
+        self.queue_due_hellos(now);
+    }
+
+    fn queue_due_hellos(&mut self, now: Instant) {
+        let Some(host) = self.host.as_ref() else { return };
+        let public_key = host.public_key();
+        for (peer, sp) in &mut self.static_peers {
+            if sp.next_hello <= now {
+                let h = Hello { public_key, epoch: self.local_epoch, echo: sp.epoch.unwrap_or(0) };
+                self.hello_out.push_back((*peer, hello::encode(&sp.hello_key, &h)));
+                self.hellos.sent += 1;
+                sp.next_hello = now + HELLO_INTERVAL;
+            }
+        }
+    }
+
+    /// Next hello datagram to send: (peer, UDP payload for the ESP port).
+    pub fn poll_hello(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
+        self.hello_out.pop_front()
+    }
+
     fn replace(&mut self, peer: Ipv4Addr, tunnel: PeerTunnel) {
         if let Some(old) = self.peers.insert(peer, tunnel) {
             self.retired_drops.merge(old.session.drops());
@@ -120,8 +240,9 @@ impl EspTunnels {
         t.session.open(now, packet).map_err(TunnelError::Esp)
     }
 
-    /// Rekey timers and overlap expiry.
+    /// Rekey timers, overlap expiry and hello repeats.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.queue_due_hellos(now);
         for (peer, t) in &mut self.peers {
             if let Err(e) = t.session.handle_timeout(now) {
                 tracing::warn!(%peer, "ESP rekey failed: {e:?}");
@@ -131,7 +252,8 @@ impl EspTunnels {
 
     /// When [`EspTunnels::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|t| t.session.poll_timeout()).min()
+        let hellos = self.static_peers.values().map(|p| p.next_hello);
+        self.peers.values().filter_map(|t| t.session.poll_timeout()).chain(hellos).min()
     }
 
     /// Receive drops of every session, including replaced ones.

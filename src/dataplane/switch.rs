@@ -345,7 +345,13 @@ impl Switch {
                 return Forward::Nothing;
             }
             Ok(Udp4500Payload::Ike) => {
-                self.counters.drop(DropReason::EspIke);
+                match self.esp.as_mut() {
+                    Some((_, esp)) if crate::ipsec::hello::is_hello(&buf[payload.clone()]) => {
+                        esp.handle_hello(now, from, &buf[payload]);
+                        self.flush_hellos();
+                    }
+                    _ => self.counters.drop(DropReason::EspIke),
+                }
                 return Forward::Nothing;
             }
             Err(_) => {
@@ -394,6 +400,14 @@ impl Switch {
             _ => {
                 self.counters.drop(DropReason::EspInnerUnsupported);
                 Forward::Nothing
+            }
+        }
+    }
+
+    fn flush_hellos(&mut self) {
+        if let Some((_, esp)) = self.esp.as_mut() {
+            while let Some((dst, payload)) = esp.poll_hello() {
+                self.transmits.push_back(Transmit::Underlay { dst, esp: true, payload });
             }
         }
     }
@@ -619,6 +633,7 @@ impl Switch {
         self.fdb.age(now);
         if let Some((_, esp)) = self.esp.as_mut() {
             esp.handle_timeout(now);
+            self.flush_hellos();
         }
         for net in &mut self.networks {
             if let Some(router) = net.router.as_mut() {

@@ -44,6 +44,14 @@ use aws_lc_rs::hkdf::{KeyType, Prk, Salt, HKDF_SHA256};
 use super::error::EspError;
 use super::sa::{InboundSa, OutboundSa, Suite};
 
+struct HelloKeyLen;
+
+impl KeyType for HelloKeyLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
 /// Length of an X25519 public or private key.
 pub const KEY_LEN: usize = 32;
 const HKDF_SALT: &[u8] = b"vxswitch esp v1";
@@ -116,6 +124,25 @@ impl HostKey {
     /// The public key to announce to peers.
     pub fn public_key(&self) -> [u8; KEY_LEN] {
         self.public
+    }
+
+    /// The epoch-independent key that authenticates epoch announcements ([`super::hello`])
+    /// between this host and `peer_public`: HKDF-SHA256 of the static X25519 secret, bound to
+    /// both public keys (in sorted order, so both sides derive the same key).
+    pub fn hello_key(&self, peer_public: &[u8; KEY_LEN]) -> Result<[u8; 32], KeyFileError> {
+        let peer = UnparsedPublicKey::new(&X25519, *peer_public);
+        let (lo, hi) = if self.public <= *peer_public { (self.public, *peer_public) } else { (*peer_public, self.public) };
+        agreement::agree(&self.private, peer, KeyFileError::Crypto, |secret| {
+            if secret.iter().all(|b| *b == 0) {
+                return Err(KeyFileError::Crypto);
+            }
+            let prk = Salt::new(HKDF_SHA256, b"vxswitch hello v1").extract(secret);
+            let info = [&lo[..], &hi[..]];
+            let okm = prk.expand(&info, HelloKeyLen).map_err(|_| KeyFileError::Crypto)?;
+            let mut out = [0u8; 32];
+            okm.fill(&mut out).map_err(|_| KeyFileError::Crypto)?;
+            Ok(out)
+        })
     }
 
     /// Loads the key from `path`, or generates one and stores it there (mode 0600) on first

@@ -30,6 +30,7 @@
 //!   static (non-ephemeral) X25519 keys and HKDF, which the key file and derivation need.
 
 pub mod error;
+pub mod hello;
 pub mod keys;
 pub mod replay;
 pub mod sa;

@@ -337,7 +337,7 @@ impl EspDriver {
     /// install manual SAs, bind the ESP-in-UDP socket.
     fn start(config: &Config, epoch: u64, switch: &mut Switch) -> Result<Option<Self>, SysError> {
         let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok(None) };
-        let automatic = config.gossip.is_some();
+        let automatic = config.gossip.is_some() || net.peers.iter().any(|p| p.public_key.is_some());
         let host = if automatic {
             let key = HostKey::load_or_create(&config.esp.key_file).map_err(|e| SysError::Os {
                 op: "load ESP host key",
@@ -352,6 +352,12 @@ impl EspDriver {
         switch.set_esp(EspTunnels::new(host, epoch, config.esp.suite, session));
         let now = Instant::now();
         for peer in &net.peers {
+            if let Some(key) = peer.public_key {
+                switch.esp_mut().expect("set above").add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
+                    op: "add ESP peer",
+                    source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: unusable public key ({e:?})", peer.address)),
+                })?;
+            }
             if let Some((out, inb)) = &peer.manual_keys {
                 // Manual SAs follow `ip xfrm state` defaults: no ESN.
                 let sas = out.outbound(false).and_then(|o| Ok((o, inb.inbound(false, config.esp.replay_window)?)));
@@ -415,6 +421,7 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
                         "epoch": t.local_epoch(),
                         "public_key": t.public_key().map(hex::encode),
                         "bad_keys": t.bad_keys,
+                        "hellos": t.hellos,
                         "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
                             "peer": peer.to_string(),
                             "spi_out": format!("{out:#010x}"),

@@ -56,7 +56,7 @@ impl Capture {
         let child = lab
             .underlay
             .command("tcpdump")
-            .args(["-i", dev, "-U", "-n", "-w", &path.to_string_lossy(), filter])
+            .args(["-i", dev, "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,6 +73,8 @@ impl Capture {
 
     /// Stop capturing and return the captured frames.
     pub fn stop(mut self) -> Vec<Vec<u8>> {
+        // Let tcpdump drain what the kernel still buffers: on SIGINT it stops reading at once.
+        std::thread::sleep(Duration::from_millis(500));
         // SAFETY: signalling our own child so it flushes and exits.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
