@@ -14,33 +14,10 @@ use std::process::Command;
 
 use netns_common::have_root;
 use traffic::{all_pairs_ping, Capture};
-use vxswitch::testnet::lab::{underlay_ip, Addressing, HostKind, Lab};
+use vxswitch::testnet::lab::{lab_esp_key, lab_esp_spi, underlay_ip, Addressing, HostKind, Lab};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vxswitch"))
-}
-
-/// AES-256-GCM key material (32-byte key + 4-byte salt) of the SA from host `from` to host `to`.
-fn key(from: usize, to: usize) -> String {
-    format!("0x{}", (0..36).map(|i| format!("{:02x}", (i * 7 + from * 31 + to * 13) as u8)).collect::<String>())
-}
-fn spi(from: usize, to: usize) -> u32 {
-    0x1000 + (from as u32) * 16 + to as u32
-}
-
-fn esp_config(lab: &Lab, i: usize) -> String {
-    let k = 1 - i;
-    let base = lab.subnet_config(i, "routed", &[]);
-    let peer = format!(
-        "peers = [{{ address = \"{}\", subnet = \"{}\", esp = {{ spi_out = \"{:#x}\", key_out = \"{}\", spi_in = \"{:#x}\", key_in = \"{}\" }} }}]",
-        underlay_ip(k),
-        vxswitch::testnet::lab::host_subnet(k),
-        spi(i, k),
-        key(i, k),
-        spi(k, i),
-        key(k, i)
-    );
-    base.replace("peers = []", &format!("encryption = \"esp\"\n{peer}"))
 }
 
 #[test]
@@ -50,7 +27,7 @@ fn netns_esp_all_pairs_and_tshark_decrypts() {
     }
     let mut lab = Lab::build_with("esp", &[HostKind::Bare; 2], 2, bin(), Addressing::PerHost).unwrap();
     for i in 0..2 {
-        let config = esp_config(&lab, i);
+        let config = lab.esp_manual_config(i, true);
         lab.start_vxswitch_with(i, &config).unwrap();
     }
     let pcap = lab.dir.join("esp.pcap");
@@ -73,8 +50,8 @@ fn netns_esp_all_pairs_and_tshark_decrypts() {
             "\"IPv4\",\"{}\",\"{}\",\"{:#010x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"{}\",\"NULL\",\"\"\n",
             underlay_ip(from),
             underlay_ip(to),
-            spi(from, to),
-            key(from, to)
+            lab_esp_spi(from, to),
+            lab_esp_key(from, to)
         ));
     }
     std::fs::write(profile.join("esp_sa"), sa).unwrap();

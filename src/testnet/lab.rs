@@ -93,6 +93,17 @@ pub fn host_gateway(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 19, (i + 1) as u8, 1)
 }
 
+/// AES-256-GCM key material (32-byte key + 4-byte salt, hex as `ip xfrm` takes it) of the lab's
+/// manual SA from host `from` to host `to`. Test keys only.
+pub fn lab_esp_key(from: usize, to: usize) -> String {
+    format!("0x{}", (0..36).map(|i| format!("{:02x}", (i * 7 + from * 31 + to * 13) as u8)).collect::<String>())
+}
+
+/// SPI of the lab's manual SA from host `from` to host `to`.
+pub fn lab_esp_spi(from: usize, to: usize) -> u32 {
+    0x1000 + (from as u32) * 16 + to as u32
+}
+
 /// Underlay address of host `i` (0-based).
 pub fn underlay_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, (i + 1) as u8)
@@ -240,6 +251,34 @@ impl Lab {
             key = key.display(),
             seeds = seeds.join(", ")
         ))
+    }
+
+    /// Host `i` on an ESP-encrypted network with manual keys for every other host: routed (per-host
+    /// subnets, IPv4 in ESP) or overlay (shared subnet, Ethernet in ESP). Keys are fixed test keys
+    /// from [`lab_esp_key`], so a decoder can be given the same ones.
+    pub fn esp_manual_config(&self, i: usize, routed: bool) -> String {
+        let others: Vec<usize> = (0..self.hosts.len()).filter(|&k| k != i).collect();
+        let peers: Vec<String> = others
+            .iter()
+            .map(|&k| {
+                let subnet = if routed { format!(", subnet = \"{}\"", host_subnet(k)) } else { String::new() };
+                format!(
+                    "{{ address = \"{}\"{subnet}, esp = {{ spi_out = \"{:#x}\", key_out = \"{}\", spi_in = \"{:#x}\", key_in = \"{}\" }} }}",
+                    underlay_ip(k),
+                    lab_esp_spi(i, k),
+                    lab_esp_key(i, k),
+                    lab_esp_spi(k, i),
+                    lab_esp_key(k, i)
+                )
+            })
+            .collect();
+        let base = if routed { self.subnet_config(i, "routed", &[]) } else { self.vxswitch_config(i, "") };
+        let from = if routed {
+            "peers = []".to_string()
+        } else {
+            format!("peers = [{}]", others.iter().map(|&k| format!("\"{}\"", underlay_ip(k))).collect::<Vec<_>>().join(", "))
+        };
+        base.replace(&from, &format!("encryption = \"esp\"\npeers = [{}]", peers.join(", ")))
     }
 
     /// Write `config` for host `i` and start its daemon; waits until it answers on its socket.
