@@ -34,6 +34,12 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Print a running daemon's counters in the Prometheus text format.
+    Metrics {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
     /// Print a running daemon's gossip members, their state and records as JSON.
     Peers {
         /// The daemon's control socket.
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
             .and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from)),
         Command::Check { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
         Command::Stats { socket } => vxswitch::sys::control_socket::query(&socket, "stats")
+            .map(|s| print!("{s}"))
+            .map_err(Into::into),
+        Command::Metrics { socket } => vxswitch::sys::control_socket::query(&socket, "metrics")
             .map(|s| print!("{s}"))
             .map_err(Into::into),
         Command::Peers { socket } => vxswitch::sys::control_socket::query(&socket, "peers")

@@ -40,6 +40,15 @@ fn netns_vxswitch_to_vxswitch_all_pairs() {
         let mac = c.mac().unwrap();
         assert!(fdb.iter().any(|e| e["mac"] == mac.as_str() && e["location"] == "local"), "{mac} local");
     }
+    let metrics = vxswitch::sys::control_socket::query(&lab.socket(0), "metrics").unwrap();
+    let frames: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vxswitch_tap_rx_frames_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let earlier = stats["counters"]["tap_rx_frames"].as_u64().unwrap();
+    assert!(frames >= earlier && earlier > 0, "metrics ({frames}) agree with the earlier stats ({earlier})");
+    assert!(metrics.contains("vxswitch_drops_total{reason=\"unknown_peer\"} 0"), "{metrics}");
 }
 
 #[test]

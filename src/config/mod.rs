@@ -34,8 +34,10 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vxswitch/vxswitch.sock";
 pub struct Config {
     /// The local underlay.
     pub underlay: Underlay,
-    /// Unix socket on which `vxswitch stats` / `peers` query the daemon.
+    /// Unix socket on which `vxswitch stats` / `peers` / `metrics` query the daemon.
     pub control_socket: PathBuf,
+    /// Optional HTTP address serving Prometheus metrics (e.g. `127.0.0.1:9742`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// FDB ageing time.
     pub fdb_ageing: Duration,
     /// FDB cap on dynamic entries.
@@ -319,7 +321,17 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             }
         }
     }
+    let metrics_listen = match &raw.metrics_listen {
+        None => None,
+        Some(m) => Some(m.get_ref().parse().map_err(|_| ConfigError {
+            file: None,
+            line: Some(line_of(text, m.span().start)),
+            key: "metrics_listen".into(),
+            reason: format!("{:?} is not an IP:PORT address", m.get_ref()),
+        })?),
+    };
     Ok(Config {
+        metrics_listen,
         gossip,
         esp,
         underlay: Underlay { address, port, mtu: underlay_mtu },

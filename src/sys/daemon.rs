@@ -20,6 +20,7 @@ use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
 use super::gossip::GossipDriver;
+use super::metrics::MetricsListener;
 use super::hostsubnet_driver::HostSubnetDriver;
 use crate::config::{Config, Mode};
 use crate::dataplane::{CountersSnapshot, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
@@ -33,7 +34,7 @@ pub const TAILROOM: usize = 64;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// Poll slot of the first TAP (after signals, VXLAN, control and gossip).
-const FIRST_TAP_SLOT: usize = 5;
+const FIRST_TAP_SLOT: usize = 6;
 /// How often changed local container bindings are published to the cluster.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -134,10 +135,12 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut dests: Vec<Ipv4Addr> = Vec::new();
     let mut driver = DriverCounters::default();
 
-    // Fixed slots: 0 signals, 1 VXLAN, 2 control, 3 gossip (or -1), 4 ESP (or -1), then TAPs.
+    let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
+    // Fixed slots: 0 signals, 1 VXLAN, 2 control, 3 gossip, 4 ESP, 5 metrics (-1 when absent), then TAPs.
     let gossip_fd = gossip.as_ref().map_or(-1, GossipDriver::fd);
     let esp_fd = esp.as_ref().map_or(-1, |e| e.sockets.rx_fd());
-    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd, esp_fd]
+    let metrics_fd = metrics.as_ref().map_or(-1, MetricsListener::fd);
+    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd, esp_fd, metrics_fd]
         .into_iter()
         .chain(taps.iter().map(Tap::fd))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
@@ -232,8 +235,14 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                 }
             }
         }
+        if let Some(m) = metrics.as_ref() {
+            if pollfds[5].revents != 0 {
+                m.serve(|| metrics_page(&switch, &driver, config, gossip.as_ref()));
+            }
+        }
         if pollfds[2].revents != 0 {
             control.serve(|cmd| match cmd {
+                "metrics" => metrics_page(&switch, &driver, config, gossip.as_ref()),
                 "peers" => match gossip.as_ref() {
                     Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
                     None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
@@ -246,6 +255,11 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         h.withdraw_all();
     }
     Ok(())
+}
+
+fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossip: Option<&GossipDriver>) -> String {
+    let vnis: Vec<u32> = switched_networks(config).map(|n| n.vni).collect();
+    super::metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::alive_members))
 }
 
 /// The networks that have a TAP and go through the switch core (overlay and routed), in port order.

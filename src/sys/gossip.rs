@@ -153,6 +153,11 @@ impl GossipDriver {
         }
     }
 
+    /// Members seen alive now.
+    pub fn alive_members(&self) -> usize {
+        self.membership.members().iter().filter(|m| m.state == Liveness::Alive).count()
+    }
+
     /// When [`GossipDriver::poll`] next has timer work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.membership.poll_timeout()

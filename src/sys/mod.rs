@@ -6,6 +6,7 @@ pub mod gossip;
 pub mod hostsubnet;
 pub mod hostsubnet_driver;
 pub mod links;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
