@@ -81,8 +81,9 @@ drop_reasons! {
     EspSealFailed => "esp_seal_failed",
 }
 
-/// Traffic and drop counters of the switch core.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Traffic and drop counters of the switch core. Serializes as a flat object with a `drops` map
+/// keyed by [`DropReason::label`] (what `vxswitch stats` prints).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// Frames read from TAPs.
     pub tap_rx_frames: u64,
@@ -114,7 +115,17 @@ pub struct Counters {
     pub gateway_echo_replies: u64,
     /// ESP-in-UDP NAT keepalives received (RFC 3948).
     pub esp_keepalives: u64,
+    #[serde(serialize_with = "serialize_drops")]
     drops: [u64; DropReason::ALL.len()],
+}
+
+fn serialize_drops<S: serde::Serializer>(drops: &[u64; DropReason::ALL.len()], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(drops.len()))?;
+    for reason in DropReason::ALL {
+        map.serialize_entry(reason.label(), &drops[*reason as usize])?;
+    }
+    map.end()
 }
 
 impl Counters {
@@ -134,65 +145,8 @@ impl Counters {
         self.drops.iter().sum()
     }
 
-    /// A serializable snapshot (field name -> value), for status output and metrics.
-    pub fn snapshot(&self) -> CountersSnapshot {
-        CountersSnapshot {
-            tap_rx_frames: self.tap_rx_frames,
-            tap_rx_bytes: self.tap_rx_bytes,
-            tap_tx_frames: self.tap_tx_frames,
-            underlay_rx_packets: self.underlay_rx_packets,
-            underlay_rx_bytes: self.underlay_rx_bytes,
-            underlay_tx_packets: self.underlay_tx_packets,
-            flooded_frames: self.flooded_frames,
-            flood_copies: self.flood_copies,
-            vxlan_reserved_bits: self.vxlan_reserved_bits,
-            arp_replies: self.arp_replies,
-            arp_kept_local: self.arp_kept_local,
-            arp_requests_sent: self.arp_requests_sent,
-            routed_packets: self.routed_packets,
-            gateway_echo_replies: self.gateway_echo_replies,
-            esp_keepalives: self.esp_keepalives,
-            drops: DropReason::ALL
-                .iter()
-                .map(|r| (r.label().to_string(), self.drops(*r)))
-                .collect(),
-        }
+    /// Drops by reason label, for display.
+    pub fn drops_by_label(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        DropReason::ALL.iter().map(|r| (r.label(), self.drops(*r))).collect()
     }
-}
-
-/// Counters as plain data (what `vxswitch stats` prints).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct CountersSnapshot {
-    /// See [`Counters::tap_rx_frames`].
-    pub tap_rx_frames: u64,
-    /// See [`Counters::tap_rx_bytes`].
-    pub tap_rx_bytes: u64,
-    /// See [`Counters::tap_tx_frames`].
-    pub tap_tx_frames: u64,
-    /// See [`Counters::underlay_rx_packets`].
-    pub underlay_rx_packets: u64,
-    /// See [`Counters::underlay_rx_bytes`].
-    pub underlay_rx_bytes: u64,
-    /// See [`Counters::underlay_tx_packets`].
-    pub underlay_tx_packets: u64,
-    /// See [`Counters::flooded_frames`].
-    pub flooded_frames: u64,
-    /// See [`Counters::flood_copies`].
-    pub flood_copies: u64,
-    /// See [`Counters::vxlan_reserved_bits`].
-    pub vxlan_reserved_bits: u64,
-    /// See [`Counters::arp_replies`].
-    pub arp_replies: u64,
-    /// See [`Counters::arp_kept_local`].
-    pub arp_kept_local: u64,
-    /// See [`Counters::arp_requests_sent`].
-    pub arp_requests_sent: u64,
-    /// See [`Counters::routed_packets`].
-    pub routed_packets: u64,
-    /// See [`Counters::gateway_echo_replies`].
-    pub gateway_echo_replies: u64,
-    /// See [`Counters::esp_keepalives`].
-    pub esp_keepalives: u64,
-    /// Drops by reason label.
-    pub drops: std::collections::BTreeMap<String, u64>,
 }

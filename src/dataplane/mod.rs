@@ -9,7 +9,7 @@ pub mod router;
 pub mod routes;
 pub mod switch;
 
-pub use counters::{Counters, CountersSnapshot, DropReason};
+pub use counters::{Counters, DropReason};
 pub use esp::{EspTunnels, TunnelError};
 pub use fdb::{Fdb, Location};
 pub use router::{default_gateway_mac, RoutedSpec, Router};

@@ -23,7 +23,7 @@ use super::gossip::GossipDriver;
 use super::metrics::MetricsListener;
 use super::hostsubnet_driver::HostSubnetDriver;
 use crate::config::{Config, Mode};
-use crate::dataplane::{CountersSnapshot, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::dataplane::{Counters, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::ipsec::{HostKey, SessionConfig};
 use crate::wire::vxlan::Vni;
 
@@ -57,7 +57,7 @@ pub struct DriverCounters {
 #[derive(Debug, Serialize)]
 struct Status<'a> {
     uptime_secs: u64,
-    counters: CountersSnapshot,
+    counters: &'a Counters,
     driver: &'a DriverCounters,
     fdb: crate::dataplane::fdb::FdbCounters,
     networks: Vec<NetworkStatus>,
@@ -425,7 +425,7 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
                 .collect();
             let status = Status {
                 uptime_secs: started.elapsed().as_secs(),
-                counters: switch.counters().snapshot(),
+                counters: switch.counters(),
                 driver,
                 fdb: switch.fdb().counters(),
                 networks,
