@@ -19,12 +19,14 @@ use super::control_socket::ControlSocket;
 use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
+use super::esp_driver::EspDriver;
 use super::gossip::GossipDriver;
+use super::signals::SignalFd;
+use super::status::answer;
 use super::metrics::MetricsListener;
 use super::hostsubnet_driver::HostSubnetDriver;
 use crate::config::{Config, Mode};
-use crate::dataplane::{Counters, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
-use crate::ipsec::{HostKey, SessionConfig};
+use crate::dataplane::{Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::wire::vxlan::Vni;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
@@ -51,35 +53,6 @@ pub struct DriverCounters {
     pub tap_write_errors: u64,
     /// TAP read failures.
     pub tap_read_errors: u64,
-}
-
-/// The `stats` answer.
-#[derive(Debug, Serialize)]
-struct Status<'a> {
-    uptime_secs: u64,
-    counters: &'a Counters,
-    driver: &'a DriverCounters,
-    fdb: crate::dataplane::fdb::FdbCounters,
-    networks: Vec<NetworkStatus>,
-    esp: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize)]
-struct NetworkStatus {
-    vni: u32,
-    tap: String,
-    mode: String,
-    peers: Vec<Ipv4Addr>,
-    routes: Vec<(String, Ipv4Addr)>,
-    fdb: Vec<FdbRow>,
-}
-
-#[derive(Debug, Serialize)]
-struct FdbRow {
-    mac: String,
-    location: String,
-    is_static: bool,
-    idle_secs: u64,
 }
 
 struct Buffers {
@@ -340,118 +313,6 @@ fn flush_sends(
     send(current, &mut batch);
 }
 
-/// The ESP side of the daemon: the ESP-in-UDP socket and the host key.
-struct EspDriver {
-    sockets: UnderlaySockets,
-    public_key: Option<[u8; 32]>,
-}
-
-impl EspDriver {
-    /// Set up ESP when a network is encrypted: load (or create) the host key for automatic keys,
-    /// install manual SAs, bind the ESP-in-UDP socket.
-    fn start(config: &Config, epoch: u64, switch: &mut Switch) -> Result<Option<Self>, SysError> {
-        let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok(None) };
-        let automatic = config.gossip.is_some() || net.peers.iter().any(|p| p.public_key.is_some());
-        let host = if automatic {
-            let key = HostKey::load_or_create(&config.esp.key_file).map_err(|e| SysError::Os {
-                op: "load ESP host key",
-                source: io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", config.esp.key_file.display())),
-            })?;
-            Some(key)
-        } else {
-            None
-        };
-        let public_key = host.as_ref().map(HostKey::public_key);
-        let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
-        switch.set_esp(EspTunnels::new(host, epoch, config.esp.suite, session));
-        let now = Instant::now();
-        for peer in &net.peers {
-            if let Some(key) = peer.public_key {
-                switch.esp_mut().expect("set above").add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
-                    op: "add ESP peer",
-                    source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: unusable public key ({e:?})", peer.address)),
-                })?;
-            }
-            if let Some((out, inb)) = &peer.manual_keys {
-                // Manual SAs follow `ip xfrm state` defaults: no ESN.
-                let sas = out.outbound(false).and_then(|o| Ok((o, inb.inbound(false, config.esp.replay_window)?)));
-                match sas {
-                    Ok((o, i)) => switch.esp_mut().expect("set above").add_manual(now, peer.address, o, i),
-                    Err(e) => {
-                        return Err(SysError::Os {
-                            op: "install manual ESP keys",
-                            source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: {e:?}", peer.address)),
-                        })
-                    }
-                }
-            }
-        }
-        let sockets = UnderlaySockets::bind_fixed_source(config.underlay.address, config.esp.port)?;
-        tracing::info!(vni = net.vni, port = config.esp.port, automatic, "ESP tunnels ready");
-        Ok(Some(EspDriver { sockets, public_key }))
-    }
-}
-
-fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config) -> String {
-    match cmd {
-        "stats" | "" => {
-            let now = Instant::now();
-            let networks = switched_networks(config)
-                .enumerate()
-                .map(|(port, n)| NetworkStatus {
-                    vni: n.vni,
-                    tap: n.tap.clone(),
-                    mode: format!("{:?}", n.mode),
-                    peers: switch.peers(port).to_vec(),
-                    routes: switch
-                        .router(port)
-                        .map(|r| r.routes().iter().map(|(net, via)| (net.to_string(), via)).collect())
-                        .unwrap_or_default(),
-                    fdb: switch
-                        .fdb()
-                        .iter()
-                        .filter(|(k, _)| k.vni == n.vni)
-                        .map(|(k, e)| FdbRow {
-                            mac: k.mac.to_string(),
-                            location: match e.location {
-                                crate::dataplane::Location::Local => "local".into(),
-                                crate::dataplane::Location::Remote(ip) => ip.to_string(),
-                            },
-                            is_static: e.is_static,
-                            idle_secs: now.saturating_duration_since(e.last_seen).as_secs(),
-                        })
-                        .collect(),
-                })
-                .collect();
-            let status = Status {
-                uptime_secs: started.elapsed().as_secs(),
-                counters: switch.counters(),
-                driver,
-                fdb: switch.fdb().counters(),
-                networks,
-                esp: switch.esp().map(|t| {
-                    let drops = t.drops();
-                    serde_json::json!({
-                        "epoch": t.local_epoch(),
-                        "public_key": t.public_key().map(hex::encode),
-                        "bad_keys": t.bad_keys,
-                        "hellos": t.hellos,
-                        "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
-                            "peer": peer.to_string(),
-                            "spi_out": format!("{out:#010x}"),
-                            "spi_in": format!("{inb:#010x}"),
-                            "generations": [gens.0, gens.1],
-                        })).collect::<Vec<_>>(),
-                        "drops": crate::ipsec::DropReason::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect::<std::collections::BTreeMap<_, _>>(),
-                    })
-                }),
-            };
-            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
-        }
-        other => format!("{{\"error\": \"unknown command {other:?}\"}}\n"),
-    }
-}
-
 /// The switch core's view of the configuration.
 pub fn switch_config(config: &Config) -> SwitchConfig {
     SwitchConfig {
@@ -476,43 +337,3 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
     }
 }
 
-/// SIGINT/SIGTERM delivered through a signalfd, so the poll loop sees them as an fd.
-struct SignalFd {
-    fd: libc::c_int,
-}
-
-impl SignalFd {
-    fn block_term_signals() -> Result<Self, SysError> {
-        // SAFETY: plain libc calls on a locally owned, initialised sigset.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(SysError::Os { op: "pthread_sigmask", source: io::Error::last_os_error() });
-            }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-            if fd < 0 {
-                return Err(SysError::Os { op: "signalfd", source: io::Error::last_os_error() });
-            }
-            Ok(SignalFd { fd })
-        }
-    }
-
-    fn read(&self) -> u32 {
-        // SAFETY: reading one signalfd_siginfo into properly sized storage.
-        unsafe {
-            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            libc::read(self.fd, (&mut info as *mut libc::signalfd_siginfo).cast(), std::mem::size_of::<libc::signalfd_siginfo>());
-            info.ssi_signo
-        }
-    }
-}
-
-impl Drop for SignalFd {
-    fn drop(&mut self) {
-        // SAFETY: closing an fd we own.
-        unsafe { libc::close(self.fd) };
-    }
-}

@@ -2,6 +2,7 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod esp_driver;
 pub mod gossip;
 pub mod hostsubnet;
 pub mod hostsubnet_driver;
@@ -10,6 +11,8 @@ pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod signals;
+pub mod status;
 pub mod tap;
 pub mod udp;
 

@@ -1,0 +1,101 @@
+//! The `stats` answer of the control socket: counters, FDB, routes and ESP sessions as JSON.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::daemon::{switched_networks, DriverCounters};
+use crate::config::Config;
+use crate::dataplane::{Counters, Switch};
+
+/// The `stats` answer.
+#[derive(Debug, Serialize)]
+struct Status<'a> {
+    uptime_secs: u64,
+    counters: &'a Counters,
+    driver: &'a DriverCounters,
+    fdb: crate::dataplane::fdb::FdbCounters,
+    networks: Vec<NetworkStatus>,
+    esp: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct NetworkStatus {
+    vni: u32,
+    tap: String,
+    mode: String,
+    peers: Vec<Ipv4Addr>,
+    routes: Vec<(String, Ipv4Addr)>,
+    fdb: Vec<FdbRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct FdbRow {
+    mac: String,
+    location: String,
+    is_static: bool,
+    idle_secs: u64,
+}
+
+/// Answer a control-socket command about the switch.
+pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config) -> String {
+    match cmd {
+        "stats" | "" => {
+            let now = Instant::now();
+            let networks = switched_networks(config)
+                .enumerate()
+                .map(|(port, n)| NetworkStatus {
+                    vni: n.vni,
+                    tap: n.tap.clone(),
+                    mode: format!("{:?}", n.mode),
+                    peers: switch.peers(port).to_vec(),
+                    routes: switch
+                        .router(port)
+                        .map(|r| r.routes().iter().map(|(net, via)| (net.to_string(), via)).collect())
+                        .unwrap_or_default(),
+                    fdb: switch
+                        .fdb()
+                        .iter()
+                        .filter(|(k, _)| k.vni == n.vni)
+                        .map(|(k, e)| FdbRow {
+                            mac: k.mac.to_string(),
+                            location: match e.location {
+                                crate::dataplane::Location::Local => "local".into(),
+                                crate::dataplane::Location::Remote(ip) => ip.to_string(),
+                            },
+                            is_static: e.is_static,
+                            idle_secs: now.saturating_duration_since(e.last_seen).as_secs(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            let status = Status {
+                uptime_secs: started.elapsed().as_secs(),
+                counters: switch.counters(),
+                driver,
+                fdb: switch.fdb().counters(),
+                networks,
+                esp: switch.esp().map(|t| {
+                    let drops = t.drops();
+                    serde_json::json!({
+                        "epoch": t.local_epoch(),
+                        "public_key": t.public_key().map(hex::encode),
+                        "bad_keys": t.bad_keys,
+                        "hellos": t.hellos,
+                        "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
+                            "peer": peer.to_string(),
+                            "spi_out": format!("{out:#010x}"),
+                            "spi_in": format!("{inb:#010x}"),
+                            "generations": [gens.0, gens.1],
+                        })).collect::<Vec<_>>(),
+                        "drops": crate::ipsec::DropReason::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect::<std::collections::BTreeMap<_, _>>(),
+                    })
+                }),
+            };
+            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
+        }
+        other => format!("{{\"error\": \"unknown command {other:?}\"}}\n"),
+    }
+}
+
