@@ -21,6 +21,7 @@ use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
 use super::gossip::GossipDriver;
 use super::hostsubnet_driver::HostSubnetDriver;
+use super::offload::{DeviceStatus, OffloadDriver};
 use crate::config::{Config, Mode};
 use crate::dataplane::{CountersSnapshot, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::ipsec::{HostKey, SessionConfig};
@@ -71,6 +72,9 @@ struct NetworkStatus {
     peers: Vec<Ipv4Addr>,
     routes: Vec<(String, Ipv4Addr)>,
     fdb: Vec<FdbRow>,
+    /// The kernel VXLAN device (kernel mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<DeviceStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +108,7 @@ struct PendingSend {
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
     let mut host_subnet = HostSubnetDriver::start(config)?;
+    let mut offload = OffloadDriver::start(config)?;
     let mut taps = Vec::new();
     for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
@@ -111,7 +116,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
         taps.push(tap);
     }
-    let udp = UnderlaySockets::bind(config.underlay.address, config.underlay.port, config.underlay.port)?;
+    // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
+    let rx_port = if switched_networks(config).next().is_some() { config.underlay.port } else { 0 };
+    let udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
     let control = ControlSocket::bind(&config.control_socket)?;
     let mut switch = Switch::new(switch_config(config), Instant::now());
     for net in switched_networks(config) {
@@ -223,6 +230,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                 if let Some(h) = host_subnet.as_mut() {
                     h.apply(&update);
                 }
+                if let Some(o) = offload.as_mut() {
+                    o.apply(&update);
+                }
                 switch.apply(now, update);
             });
             if now >= next_publish {
@@ -238,19 +248,22 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                     Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
                     None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
                 },
-                _ => answer(cmd, started, &switch, &driver, config),
+                _ => answer(cmd, started, &switch, &driver, config, offload.as_ref()),
             });
         }
     }
     if let Some(h) = host_subnet {
         h.withdraw_all();
     }
+    if let Some(o) = offload {
+        o.shutdown();
+    }
     Ok(())
 }
 
 /// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
 pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
-    config.networks.iter().filter(|n| n.mode != Mode::HostSubnet)
+    config.networks.iter().filter(|n| !matches!(n.mode, Mode::HostSubnet | Mode::Kernel))
 }
 
 /// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.
@@ -378,7 +391,7 @@ impl EspDriver {
     }
 }
 
-fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config) -> String {
+fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config, offload: Option<&OffloadDriver>) -> String {
     match cmd {
         "stats" | "" => {
             let now = Instant::now();
@@ -407,7 +420,9 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
                             idle_secs: now.saturating_duration_since(e.last_seen).as_secs(),
                         })
                         .collect(),
+                    device: None,
                 })
+                .chain(offload.into_iter().flat_map(OffloadDriver::status).map(kernel_network_status))
                 .collect();
             let status = Status {
                 uptime_secs: started.elapsed().as_secs(),
@@ -435,6 +450,24 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         }
         other => format!("{{\"error\": \"unknown command {other:?}\"}}\n"),
+    }
+}
+
+/// A kernel-mode network in `stats`: its flood list as peers, its unicast FDB, and the device.
+fn kernel_network_status(d: DeviceStatus) -> NetworkStatus {
+    NetworkStatus {
+        vni: d.vni,
+        tap: String::new(),
+        mode: format!("{:?}", Mode::Kernel),
+        peers: d.programmed.flood.iter().copied().collect(),
+        routes: Vec::new(),
+        fdb: d
+            .programmed
+            .fdb
+            .iter()
+            .map(|(mac, peer)| FdbRow { mac: mac.to_string(), location: peer.to_string(), is_static: true, idle_secs: 0 })
+            .collect(),
+        device: Some(d),
     }
 }
 

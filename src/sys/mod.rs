@@ -8,6 +8,7 @@ pub mod hostsubnet_driver;
 pub mod links;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod probe;
 pub mod tap;
 pub mod udp;
