@@ -102,6 +102,8 @@ pub enum Mode {
     Routed,
     /// No encapsulation: kernel routes `PEER_SUBNET via PEER_UNDERLAY` (peers on one L2 segment).
     HostSubnet,
+    /// L2 overlay carried by a Linux kernel VXLAN device that vxswitch programs (`sys::offload`).
+    Kernel,
 }
 
 /// This host's container subnet (routed and host-subnet modes), as Rancher's host-subnet options.
@@ -155,6 +157,8 @@ pub struct Network {
     pub arp: Vec<(Ipv4Addr, EthernetAddress)>,
     /// Carried in ESP-in-UDP instead of cleartext VXLAN.
     pub encrypted: bool,
+    /// Kernel VXLAN device name (kernel mode, default `vtep<VNI>`); empty in the other modes.
+    pub device: String,
 }
 
 impl Network {
@@ -289,6 +293,19 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         let net = validate_network(text, i, n, address, underlay_mtu, &mut vnis, &mut taps)?;
         networks.push(net);
     }
+    let kernel = networks.iter().find(|n| n.mode == Mode::Kernel);
+    let switched = networks.iter().find(|n| matches!(n.mode, Mode::Overlay | Mode::Routed));
+    if let (Some(k), Some(s)) = (kernel, switched) {
+        return Err(ConfigError {
+            file: None,
+            line: None,
+            key: "network.mode".into(),
+            reason: format!(
+                "network {} (kernel) and network {} ({:?}) cannot share a host: the kernel VXLAN device owns UDP port {port}",
+                k.vni, s.vni, s.mode
+            ),
+        });
+    }
     let gossip = match raw.gossip {
         None => None,
         Some(g) => Some(validate_gossip(text, g, address)?),
@@ -368,15 +385,19 @@ fn validate_network(
         None | Some(("overlay", _)) => Mode::Overlay,
         Some(("routed", _)) => Mode::Routed,
         Some(("host-subnet", _)) => Mode::HostSubnet,
+        Some(("kernel", _)) => Mode::Kernel,
         Some((other, span)) => {
-            return Err(err(span, "mode", format!("{other:?} is not one of \"overlay\", \"routed\", \"host-subnet\"")))
+            return Err(err(span, "mode", format!("{other:?} is not one of \"overlay\", \"routed\", \"host-subnet\", \"kernel\"")))
         }
     };
     let tap = match (&n.tap, mode) {
         (Some(t), Mode::HostSubnet) => {
             return Err(err(t.span(), "tap", "host-subnet mode has no TAP (no encapsulation)".into()))
         }
-        (None, Mode::HostSubnet) => String::new(),
+        (Some(t), Mode::Kernel) => {
+            return Err(err(t.span(), "tap", "kernel mode has no TAP (the kernel VXLAN device is set by `device`)".into()))
+        }
+        (None, Mode::HostSubnet | Mode::Kernel) => String::new(),
         (None, _) => {
             return Err(err(n.vni.span(), "tap", "a TAP name is required in overlay and routed mode".into()))
         }
@@ -391,6 +412,7 @@ fn validate_network(
             tap
         }
     };
+    let device = validate_device(&n, mode, vni, taps).map_err(|(span, reason)| err(span, "device", reason))?;
     let max_tap_mtu = underlay_mtu - IPV4_OVERHEAD as u32;
     let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| *m.get_ref());
     if let Some(m) = &n.mtu {
@@ -449,7 +471,7 @@ fn validate_network(
             return Err(err(span, "peers", format!("{addr} is listed twice")));
         }
         match (mode, peer.subnet) {
-            (Mode::Overlay, Some(_)) => {
+            (Mode::Overlay | Mode::Kernel, Some(_)) => {
                 return Err(err(span, "peers", format!("peer {addr}: a subnet only applies to routed and host-subnet networks")))
             }
             (Mode::Routed | Mode::HostSubnet, None) => {
@@ -462,7 +484,7 @@ fn validate_network(
                     return Err(err(span, "peers", format!("peer {addr}: subnet {subnet} overlaps {other}")));
                 }
             }
-            (Mode::Overlay, None) => {}
+            (Mode::Overlay | Mode::Kernel, None) => {}
         }
         peers.push(peer);
     }
@@ -474,6 +496,8 @@ fn validate_network(
         },
     };
     let unknown_arp = match n.unknown_arp.as_ref().map(|u| (u.get_ref().as_str(), u.span())) {
+        // Kernel mode answers ARP from the device's neighbour table (`proxy`) unless told to flood.
+        None if mode == Mode::Kernel => UnknownArp::Drop,
         None | Some(("flood", _)) => UnknownArp::Flood,
         Some(("drop", _)) => UnknownArp::Drop,
         Some((other, span)) => return Err(err(span, "unknown_arp", format!("{other:?} is not \"flood\" or \"drop\""))),
@@ -482,6 +506,9 @@ fn validate_network(
         None | Some(("none", _)) => false,
         Some(("esp", _)) if mode == Mode::HostSubnet => {
             return Err(err(n.encryption.as_ref().map_or(0..0, |e| e.span()), "encryption", "host-subnet mode has no tunnel to encrypt".into()))
+        }
+        Some(("esp", span)) if mode == Mode::Kernel => {
+            return Err(err(span, "encryption", "kernel mode carries cleartext VXLAN (the kernel device has no ESP); use mode = \"overlay\"".into()))
         }
         Some(("esp", _)) => true,
         Some((other, span)) => return Err(err(span, "encryption", format!("{other:?} is not \"none\" or \"esp\""))),
@@ -517,7 +544,32 @@ fn validate_network(
         unknown_arp,
         arp,
         encrypted,
+        device,
     })
+}
+
+/// The kernel VXLAN device name of a kernel-mode network (`vtep<VNI>` unless `device` is given);
+/// empty for the other modes, which refuse the key.
+fn validate_device(
+    n: &raw::RawNetwork,
+    mode: Mode,
+    vni: u32,
+    names: &mut HashSet<String>,
+) -> Result<String, (std::ops::Range<usize>, String)> {
+    let span = n.device.as_ref().map_or_else(|| n.vni.span(), |d| d.span());
+    let name = match (&n.device, mode) {
+        (Some(d), Mode::Kernel) => d.get_ref().clone(),
+        (None, Mode::Kernel) => format!("vtep{vni}"),
+        (Some(_), _) => return Err((span, "only kernel-mode networks have a kernel VXLAN device".into())),
+        (None, _) => return Ok(String::new()),
+    };
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) || name == "." || name == ".." {
+        return Err((span, format!("{name:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)")));
+    }
+    if !names.insert(name.clone()) {
+        return Err((span, format!("device {name:?} is used twice")));
+    }
+    Ok(name)
 }
 
 fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<EspSettings, ConfigError> {
@@ -619,13 +671,14 @@ fn validate_host_subnet(
     mode: Mode,
     err: &impl Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
 ) -> Result<Option<HostSubnet>, ConfigError> {
+    let l2 = matches!(mode, Mode::Overlay | Mode::Kernel);
     let Some(subnet) = &n.subnet else {
-        if mode != Mode::Overlay {
+        if !l2 {
             return Err(err(n.vni.span(), "subnet", "routed and host-subnet networks need this host's subnet".into()));
         }
         return Ok(None);
     };
-    if mode == Mode::Overlay {
+    if l2 {
         return Err(err(subnet.span(), "subnet", "only routed and host-subnet networks own a subnet".into()));
     }
     let net = subnet.get_ref().trunc();

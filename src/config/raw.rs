@@ -75,6 +75,7 @@ pub(super) struct RawNetwork {
     pub vni: Spanned<u32>,
     pub mode: Option<Spanned<String>>,
     pub tap: Option<Spanned<String>>,
+    pub device: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u32>>,
     pub bridge: Option<Spanned<String>>,
     pub address: Option<Spanned<Ipv4Net>>,

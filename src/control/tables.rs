@@ -2,8 +2,11 @@
 //!
 //! The desired table is a pure function of (the local record, the records of live remote hosts).
 //! Each call to [`Tables::sync`] recomputes it and emits the difference from the previous one:
-//! removals first (ARP, routes, then peers), then additions (peers, routes, ARP, ESP keys), so a
-//! consumer never sees a route via a peer it does not know. A fact carries the epoch of the host
+//! removals first (ARP and static FDB, routes, then peers), then additions (peers, ESP keys,
+//! routes, ARP and static FDB), so a consumer never sees a route via a peer it does not know.
+//! Each container binding `(ip, mac)` of a member yields both an `ArpBinding` (proxy-ARP) and a
+//! `StaticFdb` (`mac` behind the member's underlay), so known MACs are unicast, not flooded.
+//! A fact carries the epoch of the host
 //! it came from; when a host restarts (new epoch) every fact of it is withdrawn and announced
 //! again, so consumers flush whatever they learned from the old life.
 //!
@@ -59,6 +62,7 @@ enum Key {
     Route(u32, Ipv4Net),
     Arp(u32, Ipv4Addr),
     Esp(Ipv4Addr),
+    Fdb(u32, EthernetAddress),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,7 @@ enum Val {
     Route { via: Ipv4Addr, epoch: u64 },
     Arp { mac: EthernetAddress, epoch: u64 },
     Esp { key: [u8; 32], epoch: u64 },
+    Fdb { underlay: Ipv4Addr, epoch: u64 },
 }
 
 /// The installed view: last desired table and known conflicts.
@@ -109,6 +114,8 @@ impl Tables {
                 for b in &net.bindings {
                     if accepted.contains(&(net.vni, Owned::Ip(b.ip), rec.name.as_str())) {
                         want.insert(Key::Arp(net.vni, b.ip), Val::Arp { mac: b.mac, epoch: rec.epoch });
+                        // The container's MAC lives behind that member: unicast to it, no flooding.
+                        want.insert(Key::Fdb(net.vni, b.mac), Val::Fdb { underlay: rec.underlay, epoch: rec.epoch });
                     }
                 }
             }
@@ -209,6 +216,7 @@ fn removal(key: &Key) -> Option<ControlUpdate> {
         Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay }),
         Key::Route(vni, subnet) => Some(ControlUpdate::RouteRemove { vni, subnet }),
         Key::Arp(vni, ip) => Some(ControlUpdate::ArpUnbind { vni, ip }),
+        Key::Fdb(vni, mac) => Some(ControlUpdate::StaticFdbRemove { vni, mac }),
         // There is no key withdrawal: a peer without a PeerUp is not used.
         Key::Esp(_) => None,
     }
@@ -224,6 +232,7 @@ fn addition(key: &Key, val: &Val) -> ControlUpdate {
         (Key::Esp(underlay), Val::Esp { key, epoch }) => {
             ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch }
         }
+        (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: *underlay },
         // Keys and values are built in pairs above.
         (key, _) => unreachable!("mismatched fact {key:?}"),
     }
@@ -234,7 +243,7 @@ fn rank(key: &Key) -> u8 {
         Key::Peer(..) => 0,
         Key::Esp(..) => 1,
         Key::Route(..) => 2,
-        Key::Arp(..) => 3,
+        Key::Arp(..) | Key::Fdb(..) => 3,
     }
 }
 
@@ -266,15 +275,19 @@ mod tests {
         assert!(matches!(out[1], ControlUpdate::EspKey { epoch: 1, .. }));
         assert!(matches!(out[2], ControlUpdate::RouteAdd { via, .. } if via == host_ip(1)));
         assert!(matches!(out[3], ControlUpdate::ArpBinding { .. }));
-        assert_eq!(out.len(), 4);
+        // Next to the binding: the container's MAC behind that member's underlay.
+        let binding = &r1.networks[0].bindings[0];
+        assert_eq!(out[4], ControlUpdate::StaticFdb { vni: SIM_VNI, mac: binding.mac, underlay: host_ip(1) });
+        assert_eq!(out.len(), 5);
         out.clear();
         t.sync(&local, [&r1].into_iter(), &mut out);
         assert!(out.is_empty(), "no change, no updates");
         t.sync(&local, std::iter::empty(), &mut out);
         assert!(matches!(out[0], ControlUpdate::ArpUnbind { .. }));
-        assert!(matches!(out[1], ControlUpdate::RouteRemove { .. }));
-        assert!(matches!(out[2], ControlUpdate::PeerDown { underlay, .. } if underlay == host_ip(1)));
-        assert_eq!(out.len(), 3);
+        assert_eq!(out[1], ControlUpdate::StaticFdbRemove { vni: SIM_VNI, mac: binding.mac });
+        assert!(matches!(out[2], ControlUpdate::RouteRemove { .. }));
+        assert!(matches!(out[3], ControlUpdate::PeerDown { underlay, .. } if underlay == host_ip(1)));
+        assert_eq!(out.len(), 4);
     }
 
     #[test]
@@ -290,6 +303,9 @@ mod tests {
         assert!(matches!(out[2], ControlUpdate::PeerUp { .. }));
         assert!(matches!(out[3], ControlUpdate::EspKey { epoch: 2, .. }));
         assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { .. })));
+        // The MAC did not move, so no explicit removal: the PeerDown flushed it and it comes back.
+        assert!(!out.iter().any(|u| matches!(u, ControlUpdate::StaticFdbRemove { .. })));
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::StaticFdb { underlay, .. } if *underlay == host_ip(1))));
     }
 
     #[test]

@@ -465,9 +465,11 @@ impl Switch {
             }
             ControlUpdate::ArpBinding { vni, ip, mac } => self.proxy_arp.bind(vni, ip, mac),
             ControlUpdate::ArpUnbind { vni, ip } => self.proxy_arp.unbind(vni, ip),
-            ControlUpdate::StaticFdb { vni, mac, underlay } => {
+            // Only for networks this switch runs (kernel-mode VNIs are programmed elsewhere).
+            ControlUpdate::StaticFdb { vni, mac, underlay } if self.by_vni.contains_key(&vni) => {
                 self.fdb.insert_static(now, vni, mac, Location::Remote(underlay));
             }
+            ControlUpdate::StaticFdb { .. } => {}
             ControlUpdate::StaticFdbRemove { vni, mac } => {
                 self.fdb.remove(vni, mac);
             }

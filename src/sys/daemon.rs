@@ -25,6 +25,7 @@ use super::signals::SignalFd;
 use super::status::answer;
 use super::metrics::MetricsListener;
 use super::hostsubnet_driver::HostSubnetDriver;
+use super::offload::OffloadDriver;
 use crate::config::{Config, Mode};
 use crate::dataplane::{Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::wire::vxlan::Vni;
@@ -78,6 +79,7 @@ struct PendingSend {
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
     let mut host_subnet = HostSubnetDriver::start(config)?;
+    let mut offload = OffloadDriver::start(config)?;
     let mut taps = Vec::new();
     for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
@@ -85,7 +87,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
         taps.push(tap);
     }
-    let udp = UnderlaySockets::bind(config.underlay.address, config.underlay.port, config.underlay.port)?;
+    // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
+    let rx_port = if switched_networks(config).next().is_some() { config.underlay.port } else { 0 };
+    let udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
     let control = ControlSocket::bind(&config.control_socket)?;
     let mut switch = Switch::new(switch_config(config), Instant::now());
     for net in switched_networks(config) {
@@ -199,6 +203,9 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                 if let Some(h) = host_subnet.as_mut() {
                     h.apply(&update);
                 }
+                if let Some(o) = offload.as_mut() {
+                    o.apply(&update);
+                }
                 switch.apply(now, update);
             });
             if now >= next_publish {
@@ -220,12 +227,15 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                     Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
                     None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
                 },
-                _ => answer(cmd, started, &switch, &driver, config),
+                _ => answer(cmd, started, &switch, &driver, config, offload.as_ref()),
             });
         }
     }
     if let Some(h) = host_subnet {
         h.withdraw_all();
+    }
+    if let Some(o) = offload {
+        o.shutdown();
     }
     Ok(())
 }
@@ -237,7 +247,7 @@ fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossi
 
 /// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
 pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
-    config.networks.iter().filter(|n| n.mode != Mode::HostSubnet)
+    config.networks.iter().filter(|n| !matches!(n.mode, Mode::HostSubnet | Mode::Kernel))
 }
 
 /// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.

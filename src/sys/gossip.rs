@@ -28,6 +28,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Overlay => "overlay",
         Mode::Routed => "routed",
         Mode::HostSubnet => "host-subnet",
+        Mode::Kernel => "kernel",
     }
 }
 

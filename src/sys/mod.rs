@@ -10,6 +10,7 @@ pub mod links;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod probe;
 pub mod signals;
 pub mod status;

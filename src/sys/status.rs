@@ -6,7 +6,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::daemon::{switched_networks, DriverCounters};
-use crate::config::Config;
+use super::offload::{DeviceStatus, OffloadDriver};
+use crate::config::{Config, Mode};
 use crate::dataplane::{Counters, Switch};
 
 /// The `stats` answer.
@@ -28,6 +29,9 @@ struct NetworkStatus {
     peers: Vec<Ipv4Addr>,
     routes: Vec<(String, Ipv4Addr)>,
     fdb: Vec<FdbRow>,
+    /// The kernel VXLAN device (kernel mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<DeviceStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,7 +43,7 @@ struct FdbRow {
 }
 
 /// Answer a control-socket command about the switch.
-pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config) -> String {
+pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config, offload: Option<&OffloadDriver>) -> String {
     match cmd {
         "stats" | "" => {
             let now = Instant::now();
@@ -68,7 +72,9 @@ pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCount
                             idle_secs: now.saturating_duration_since(e.last_seen).as_secs(),
                         })
                         .collect(),
+                    device: None,
                 })
+                .chain(offload.into_iter().flat_map(OffloadDriver::status).map(kernel_network_status))
                 .collect();
             let status = Status {
                 uptime_secs: started.elapsed().as_secs(),
@@ -99,3 +105,21 @@ pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCount
     }
 }
 
+
+/// A kernel-mode network in `stats`: its flood list as peers, its unicast FDB, and the device.
+fn kernel_network_status(d: DeviceStatus) -> NetworkStatus {
+    NetworkStatus {
+        vni: d.vni,
+        tap: String::new(),
+        mode: format!("{:?}", Mode::Kernel),
+        peers: d.programmed.flood.iter().copied().collect(),
+        routes: Vec::new(),
+        fdb: d
+            .programmed
+            .fdb
+            .iter()
+            .map(|(mac, peer)| FdbRow { mac: mac.to_string(), location: peer.to_string(), is_static: true, idle_secs: 0 })
+            .collect(),
+        device: Some(d),
+    }
+}

@@ -58,6 +58,19 @@ impl Netlink {
             .collect())
     }
 
+    /// Index of the link that holds the IPv4 address `ip`, if any.
+    // = ip -4 addr show to IP
+    pub fn address_owner(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
+        let req = self.handle.address().get().execute();
+        let all = self
+            .run(req.try_collect::<Vec<_>>())
+            .map_err(|e| NetlinkError::request(format!("addr show to {ip}"), e))?;
+        Ok(all
+            .iter()
+            .find(|m| ipv4_of(m).is_some_and(|n| n.addr() == ip))
+            .map(|m| m.header.index))
+    }
+
     /// Removes every IPv4 address from the link.
     // = ip -4 addr flush dev DEV
     pub fn flush_addresses(&self, index: u32) -> Result<()> {

@@ -61,6 +61,9 @@ pub struct VxlanSpec {
     /// Whether the kernel learns FDB entries from received packets; vxswitch feeds the FDB
     /// from the control plane, so this is off (`nolearning`).
     pub learning: bool,
+    /// Answer ARP requests from the device's neighbour table (`proxy`); the kernel then
+    /// consumes every ARP frame the device would send instead of tunnelling it.
+    pub proxy: bool,
 }
 
 impl VxlanSpec {
@@ -73,6 +76,7 @@ impl VxlanSpec {
             local,
             dev,
             learning: false,
+            proxy: false,
         }
     }
 }
@@ -185,23 +189,25 @@ impl Netlink {
     }
 
     /// Creates a kernel VXLAN device and returns its index.
-    // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local IP dev DEV nolearning
+    // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local IP dev DEV nolearning [proxy]
     pub fn create_vxlan(&self, spec: &VxlanSpec) -> Result<u32> {
         let mut b = LinkVxlan::new(&spec.name, spec.vni)
             .port(spec.dstport)
             .local(spec.local)
-            .learning(spec.learning);
+            .learning(spec.learning)
+            .proxy(spec.proxy);
         if let Some(dev) = spec.dev {
             b = b.dev(dev);
         }
         let op = format!(
-            "link add {} type vxlan id {} dstport {} local {}{}{}",
+            "link add {} type vxlan id {} dstport {} local {}{}{}{}",
             spec.name,
             spec.vni,
             spec.dstport,
             spec.local,
             spec.dev.map(|d| format!(" dev {d}")).unwrap_or_default(),
-            if spec.learning { "" } else { " nolearning" }
+            if spec.learning { "" } else { " nolearning" },
+            if spec.proxy { " proxy" } else { "" }
         );
         self.link_add(op, &spec.name, b.build())
     }
