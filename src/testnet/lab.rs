@@ -83,6 +83,16 @@ pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
 }
 
+/// The container subnet of host `i` in host-subnet mode: `198.19.(i+1).0/24` (RFC 2544 range).
+pub fn host_subnet(i: usize) -> String {
+    format!("198.19.{}.0/24", i + 1)
+}
+
+/// Address `host` of host `i`'s container subnet in host-subnet mode (`.1` is the gateway).
+pub fn host_subnet_addr(i: usize, host: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (i + 1) as u8, host as u8)
+}
+
 /// IPv4-only labs keep the underlay quiet (no DAD, router or MLD chatter from new links).
 fn disable_ipv6(ns: &Netns) {
     for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
@@ -272,6 +282,41 @@ impl Lab {
     /// Namespace names of this lab (for leak checks).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Process id of host `i`'s vxswitch daemon, if one is running (for CPU accounting from
+    /// `/proc/PID/stat`; `ip netns exec` execs the daemon, so this is the daemon's own pid).
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.daemons.get(i)?.as_ref().map(Child::id)
+    }
+
+    /// Re-address the lab for host-subnet routing (flannel host-gw style, no encapsulation):
+    /// host i routes its own subnet [`host_subnet`]`(i)` on `br0` (gateway `.1`), its containers
+    /// get `.2`, `.3`, ... with a default route through the gateway and MTU `mtu`, IPv4
+    /// forwarding is on, and every peer subnet is routed via that peer's underlay address.
+    /// Only for [`HostKind::Bare`] hosts. Updates [`Container::ip`].
+    /// // = ip addr add 198.19.(i+1).1/24 dev br0; sysctl net.ipv4.ip_forward=1
+    /// //   ip route replace PEER_SUBNET via PEER_UNDERLAY
+    pub fn use_host_subnet(&mut self, mtu: u32) -> io::Result<()> {
+        let n = self.hosts.len();
+        for i in 0..n {
+            let host = &mut self.hosts[i];
+            let gw = host_subnet_addr(i, 1);
+            host.ns.ip(&["addr", "add", &format!("{gw}/24"), "dev", "br0"])?;
+            host.ns.sysctl("net.ipv4.ip_forward", "1")?;
+            for k in (0..n).filter(|&k| k != i) {
+                host.ns.ip(&["route", "replace", &host_subnet(k), "via", &underlay_ip(k).to_string()])?;
+            }
+            for (j, c) in host.containers.iter_mut().enumerate() {
+                let ip = host_subnet_addr(i, j + 2);
+                c.ns.ip(&["addr", "flush", "dev", "eth0"])?;
+                c.ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+                c.ns.ip(&["link", "set", "eth0", "mtu", &mtu.to_string()])?;
+                c.ns.ip(&["route", "replace", "default", "via", &gw.to_string()])?;
+                c.ip = ip;
+            }
+        }
+        Ok(())
     }
 }
 
