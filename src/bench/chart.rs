@@ -65,6 +65,8 @@ fn panel(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
+        .y_labels(8)
         .x_label_formatter(&|x| names.get((*x / 100) as usize).cloned().unwrap_or_default())
         .draw()
         .map_err(draw_err)?;
