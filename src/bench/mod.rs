@@ -109,7 +109,7 @@ pub fn method(tool: &Tool, streams: u32) -> String {
             "{v}: TCP `iperf3 -c S -t T -J` (1 stream) and `-P {streams}`; UDP `-u -l 64 -b 0`; figures from end.sum_received"
         ),
         Tool::Builtin => format!(
-            "built-in generators (iperf3 not installed; `apt-get install iperf3` for the standard figures): TCP `vxswitch probe tcp-send/tcp-sink` (1 and {streams} pairs); UDP 64-byte flood from one socket, delivered rate"
+            "built-in generators (`--generator builtin`, or iperf3 not installed): TCP `vxswitch probe tcp-send/tcp-sink` (1 and {streams} pairs); UDP 64-byte flood from one socket, delivered rate"
         ),
     };
     format!(
@@ -148,6 +148,14 @@ fn selected(args: &BenchArgs) -> anyhow::Result<Vec<&'static ModeSpec>> {
     Ok(MODES.iter().filter(|m| args.modes.iter().any(|id| id == m.id)).collect())
 }
 
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -166,6 +174,9 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let specs = selected(&args)?;
+    if build_kind() == "debug" {
+        eprintln!("note: this is a debug build; the vxswitch figures will be far below a release build (cargo build --release)");
+    }
     let tool = choose_tool(args.generator)?;
     let bin = std::env::current_exe().context("locating the vxswitch executable")?;
     let settings = Settings { secs: args.secs, streams: args.streams, pings: args.pings, tool: tool.clone() };
@@ -231,6 +242,7 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         },
         kernel: kernel_release(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        build: build_kind().into(),
     };
     let report = BenchReport::new(std::process::id(), run_settings, method(&tool, args.streams), results);
     println!("{}", report.table());

@@ -64,6 +64,8 @@ pub struct RunSettings {
     pub kernel: String,
     /// Online CPUs.
     pub cpus: usize,
+    /// `release` or `debug`: the vxswitch figures of a debug build say little.
+    pub build: String,
 }
 
 /// The whole run.
@@ -120,8 +122,8 @@ impl BenchReport {
     pub fn table(&self) -> String {
         let st = &self.settings;
         let mut out = format!(
-            "vxswitch bench: median (min-max) of {} repeat(s); {} s runs; {} latency probes; generator {}; kernel {}, {} CPUs\n\n",
-            st.repeats, st.secs, st.pings, st.generator, st.kernel, st.cpus
+            "vxswitch bench ({} build): median (min-max) of {} repeat(s); {} s runs; {} latency probes; generator {}; kernel {}, {} CPUs\n\n",
+            st.build, st.repeats, st.secs, st.pings, st.generator, st.kernel, st.cpus
         );
         let heads: Vec<String> = Metric::ALL.iter().map(|m| format!("{} ({})", m.label(st.streams), m.unit())).collect();
         let _ = writeln!(out, "| mode | {} |", heads.join(" | "));
@@ -231,7 +233,7 @@ mod tests {
     }
 
     fn report() -> BenchReport {
-        let settings = RunSettings { repeats: 2, secs: 1, streams: 4, pings: 200, generator: "iperf3 3.12".into(), kernel: "6.x".into(), cpus: 2 };
+        let settings = RunSettings { repeats: 2, secs: 1, streams: 4, pings: 200, generator: "iperf3 3.12".into(), kernel: "6.x".into(), cpus: 2, build: "release".into() };
         BenchReport::new(
             1,
             settings,
