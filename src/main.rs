@@ -34,6 +34,29 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Print a running daemon's counters in the Prometheus text format.
+    Metrics {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Print a running daemon's gossip members, their state and records as JSON.
+    Peers {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Print this host's ESP public key (creating the host key file on first use).
+    Pubkey {
+        /// Configuration file (TOML); its `[esp] key_file` is used.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a new random 32-byte cluster key (hex) to FILE with mode 0600.
+    Genkey {
+        /// Where to write the key; refuses to overwrite an existing file.
+        file: PathBuf,
+    },
     /// Build two hosts with a container each in network namespaces, run the overlay between
     /// them, show ping and throughput, and remove everything again (needs root).
     Demo {
@@ -65,6 +88,19 @@ fn main() -> ExitCode {
         Command::Stats { socket } => vxswitch::sys::control_socket::query(&socket, "stats")
             .map(|s| print!("{s}"))
             .map_err(Into::into),
+        Command::Metrics { socket } => vxswitch::sys::control_socket::query(&socket, "metrics")
+            .map(|s| print!("{s}"))
+            .map_err(Into::into),
+        Command::Peers { socket } => vxswitch::sys::control_socket::query(&socket, "peers")
+            .map(|s| print!("{s}"))
+            .map_err(Into::into),
+        Command::Genkey { file } => write_cluster_key(&file),
+        Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
+            let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", c.esp.key_file.display()))?;
+            println!("{}", hex::encode(key.public_key()));
+            Ok(())
+        }),
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
         Command::Bench(args) => vxswitch::bench::run(args),
         Command::Probe(cmd) => vxswitch::sys::probe::run(cmd),
@@ -76,4 +112,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_cluster_key(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key: [u8; 32] = rand::random();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    writeln!(f, "{}", hex::encode(key))?;
+    println!("wrote a new cluster key to {}", file.display());
+    Ok(())
 }

@@ -143,8 +143,10 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
                     let v = m["metrics"][key]["median"].as_f64().unwrap_or(0.0);
                     assert!(v > 0.0, "{id}: {key} = {v}");
                 }
-                let daemon = id.starts_with("vxswitch");
-                assert_eq!(m["metrics"]["switch_cpu_s_per_gb"]["median"].as_f64().is_some_and(|v| v > 0.0), daemon, "{id}: switch CPU");
+                if id.starts_with("vxswitch") {
+                    let v = m["metrics"]["switch_cpu_s_per_gb"]["median"].as_f64().unwrap_or(0.0);
+                    assert!(v > 0.0, "{id}: switch CPU = {v}");
+                }
                 assert_eq!(m["metrics"]["tcp_1_gbps"]["samples"].as_array().map(Vec::len), Some(1), "--quick is one repeat");
             }
             "unsupported" | "not_available" => {
@@ -154,9 +156,9 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
             other => panic!("{id}: status {other}: {}", m["reason"]),
         }
     }
-    for reference in ["veth", "host-subnet"] {
+    for reference in ["veth", "host-subnet", "kernel-vxlan", "vxswitch-vxlan", "vxswitch-esp"] {
         let m = modes.iter().find(|m| m["id"] == reference).unwrap();
-        assert_eq!(m["status"], "measured", "{reference} is the reference and must be measured");
+        assert_eq!(m["status"], "measured", "{reference} runs on every kernel with veth, bridge, vxlan and TAP");
     }
     let vx = modes.iter().find(|m| m["id"] == "vxswitch-vxlan").unwrap();
     assert!(vx["metrics"]["tcp_1_gbps"]["vs_host_subnet"].as_f64().is_some_and(|r| r > 0.0));
@@ -172,12 +174,13 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
     };
     let json_median = report["modes"][0]["metrics"]["tcp_1_gbps"]["median"].as_f64().unwrap();
     assert!((median("veth", "tcp_1_gbps") - json_median).abs() < 1e-3);
-    assert!(rows.iter().any(|r| r[0] == "vxswitch-esp" && r[2] == "not_available"));
+    let xfrm = rows.iter().find(|r| r[0] == "kernel-xfrm").expect("kernel-xfrm row");
+    assert!(xfrm[2] == "unsupported" || xfrm[2] == "measured", "{xfrm:?}");
 
     // SVG: well-formed, names every mode.
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     check_svg(&svg_text);
-    for name in ["veth baseline", "host-subnet", "kernel vxlan", "vxswitch VXLAN"] {
+    for name in ["veth baseline", "host-subnet", "kernel vxlan", "vxswitch VXLAN", "vxswitch ESP"] {
         assert!(svg_text.contains(name), "SVG lacks {name}");
     }
     // The terminal table names every mode too.

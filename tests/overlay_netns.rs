@@ -3,51 +3,20 @@
 
 #[path = "common/netns.rs"]
 mod netns_common;
+#[path = "common/traffic.rs"]
+mod traffic;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
 use netns_common::have_root;
+use traffic::{all_pairs_ping, ping};
 use vxswitch::sys::netns;
 use vxswitch::testnet::lab::{HostKind, Lab};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vxswitch"))
-}
-
-/// `ping -c COUNT` from a container; returns (transmitted, received).
-fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> (u32, u32) {
-    let ns = &lab.hosts[host].containers[container].ns;
-    let out = ns
-        .command("ping")
-        .args(["-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
-        .output()
-        .expect("ping runs (apt-get install iputils-ping)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1])
-}
-
-/// Every container pings every other container; asserts nothing is lost.
-fn all_pairs_ping(lab: &Lab, count: u32) {
-    let all: Vec<(usize, usize, Ipv4Addr)> = lab
-        .hosts
-        .iter()
-        .enumerate()
-        .flat_map(|(h, host)| host.containers.iter().enumerate().map(move |(c, ct)| (h, c, ct.ip)))
-        .collect();
-    let mut failures = Vec::new();
-    for &(h, c, src) in &all {
-        for &(_, _, dst) in all.iter().filter(|(_, _, d)| *d != src) {
-            let (sent, got) = ping(lab, h, c, dst, count);
-            if sent != count || got != count {
-                failures.push(format!("{src} -> {dst}: {got}/{sent}"));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "lost pings: {failures:?}; logs in {}", lab.dir.display());
 }
 
 #[test]
@@ -71,6 +40,15 @@ fn netns_vxswitch_to_vxswitch_all_pairs() {
         let mac = c.mac().unwrap();
         assert!(fdb.iter().any(|e| e["mac"] == mac.as_str() && e["location"] == "local"), "{mac} local");
     }
+    let metrics = vxswitch::sys::control_socket::query(&lab.socket(0), "metrics").unwrap();
+    let frames: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vxswitch_tap_rx_frames_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let earlier = stats["counters"]["tap_rx_frames"].as_u64().unwrap();
+    assert!(frames >= earlier && earlier > 0, "metrics ({frames}) agree with the earlier stats ({earlier})");
+    assert!(metrics.contains("vxswitch_drops_total{reason=\"unknown_peer\"} 0"), "{metrics}");
 }
 
 #[test]

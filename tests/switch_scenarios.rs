@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use vxswitch::arp::UnknownArp;
 use vxswitch::dataplane::{DropReason, Location, NetworkSpec, SwitchConfig};
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::ethernet::EthernetAddress;
@@ -26,7 +27,14 @@ fn cluster(n: usize, vnis: &[u32], ageing: Duration, cap: usize) -> Sim {
             let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let networks = vnis
                 .iter()
-                .map(|&v| NetworkSpec { vni: Vni::new(v).unwrap(), max_frame_len: 1464, peers: peers.clone() })
+                .map(|&v| NetworkSpec {
+                    vni: Vni::new(v).unwrap(),
+                    max_frame_len: 1464,
+                    peers: peers.clone(),
+                    unknown_arp: UnknownArp::Flood,
+                    routed: None,
+                    encrypted: false,
+                })
                 .collect();
             (ul(i), SwitchConfig { fdb_ageing: ageing, fdb_max_entries: cap, networks })
         })

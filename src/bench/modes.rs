@@ -5,14 +5,12 @@
 //! between the two endpoints [`Prepared::client`] and [`Prepared::server`]:
 //! - **veth baseline**: host to host over the underlay, no containers. The ceiling.
 //! - **host-subnet**: per-host container subnets routed over the underlay, no encapsulation
-//!   (flannel host-gw). The routes are programmed with `ip route replace` by
-//!   [`Lab::use_host_subnet`] so the figure measures the kernel's routed path alone, independent
-//!   of which agent programs the routes; vxswitch's own host-subnet driver installs the same
-//!   routes through netlink.
+//!   (flannel host-gw). vxswitch's host-subnet driver sets it up (gateway on `br0`, forwarding,
+//!   one route per peer subnet) and then stays off the data path.
 //! - **kernel vxlan**: Linux `vtep1042` on `br0`.
 //! - **vxswitch VXLAN**: the vxswitch daemon with its TAP on `br0`.
-//! - **vxswitch ESP**: the vxswitch daemon with ESP-in-UDP; a [`Topology::Vxswitch`] entry with
-//!   the ESP settings once this build's configuration accepts them.
+//! - **vxswitch ESP**: the same L2 overlay, Ethernet frames in ESP-in-UDP (AES-256-GCM, manual
+//!   keys), containers at [`ESP_CONTAINER_MTU`].
 //! - **kernel xfrm ESP**: host-subnet plus kernel IPsec tunnel mode, if the kernel supports it.
 //!
 //! Adding a mode is one entry in [`MODES`].
@@ -22,21 +20,44 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::xfrm;
-use crate::testnet::lab::{HostKind, Lab, UNDERLAY_MTU};
+use crate::testnet::lab::{Addressing, HostKind, Lab, UNDERLAY_MTU};
+
+/// Container MTU over the vxswitch ESP overlay: the underlay MTU minus outer IPv4 (20), UDP (8),
+/// ESP header and IV (16), inner Ethernet (14), trailer with padding (up to 5) and ICV (16),
+/// rounded down to leave room.
+pub const ESP_CONTAINER_MTU: u32 = 1400;
+
+/// A vxswitch daemon configuration for host `i` of a lab.
+pub type ConfigFn = fn(&Lab, usize) -> String;
+
+fn vxlan_config(lab: &Lab, i: usize) -> String {
+    lab.vxswitch_config(i, "")
+}
+
+fn esp_overlay_config(lab: &Lab, i: usize) -> String {
+    lab.esp_manual_config(i, false)
+}
+
+fn host_subnet_config(lab: &Lab, i: usize) -> String {
+    let all: Vec<usize> = (0..lab.hosts.len()).collect();
+    lab.subnet_config(i, "host-subnet", &all)
+}
 
 /// How a mode's lab is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Topology {
     /// Host to host over the underlay veths and bridge, no containers.
     Veth,
-    /// Routed per-host container subnets, no encapsulation.
+    /// Routed per-host container subnets, no encapsulation (vxswitch's host-subnet driver).
     HostSubnet,
     /// Linux kernel vxlan devices on the host bridges.
     KernelVxlan,
-    /// vxswitch daemons; `extra_config` is appended to each host's `[[network]]` table.
+    /// vxswitch daemons on a shared-subnet (L2 overlay) lab.
     Vxswitch {
-        /// Extra `[[network]]` settings (empty for plain VXLAN).
-        extra_config: &'static str,
+        /// Each host's configuration.
+        config: ConfigFn,
+        /// Container MTU, when it differs from the lab's 1450.
+        container_mtu: Option<u32>,
     },
     /// Host-subnet routing plus kernel xfrm ESP tunnel mode (probed first).
     KernelXfrm,
@@ -48,7 +69,7 @@ pub enum Topology {
 }
 
 /// One benchmarked data path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ModeSpec {
     /// Stable id (JSON, CSV, `--modes`).
     pub id: &'static str,
@@ -68,11 +89,15 @@ pub const MODES: &[ModeSpec] = &[
     ModeSpec { id: VETH, name: "veth baseline", topology: Topology::Veth },
     ModeSpec { id: HOST_SUBNET, name: "host-subnet", topology: Topology::HostSubnet },
     ModeSpec { id: "kernel-vxlan", name: "kernel vxlan", topology: Topology::KernelVxlan },
-    ModeSpec { id: "vxswitch-vxlan", name: "vxswitch VXLAN", topology: Topology::Vxswitch { extra_config: "" } },
+    ModeSpec {
+        id: "vxswitch-vxlan",
+        name: "vxswitch VXLAN",
+        topology: Topology::Vxswitch { config: vxlan_config, container_mtu: None },
+    },
     ModeSpec {
         id: "vxswitch-esp",
         name: "vxswitch ESP",
-        topology: Topology::NotInThisBuild { why: "not available in this build (no ESP dataplane compiled in)" },
+        topology: Topology::Vxswitch { config: esp_overlay_config, container_mtu: Some(ESP_CONTAINER_MTU) },
     },
     ModeSpec { id: "kernel-xfrm", name: "kernel xfrm ESP", topology: Topology::KernelXfrm },
 ];
@@ -125,28 +150,37 @@ pub struct Prepared {
 /// Build the lab of `spec` (which must be available). `tag` goes into the namespace names.
 pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
     let bare = [HostKind::Bare, HostKind::Bare];
-    let mut lab = match spec.topology {
+    let per_host = |mtu: u32| -> io::Result<Lab> {
+        let mut lab = Lab::build_with(tag, &bare, 1, bin, Addressing::PerHost)?;
+        for i in 0..lab.hosts.len() {
+            let config = host_subnet_config(&lab, i);
+            lab.start_vxswitch_with(i, &config)?;
+        }
+        set_container_mtu(&lab, mtu)?;
+        Ok(lab)
+    };
+    let lab = match spec.topology {
         Topology::Veth => Lab::build(tag, &bare, 0, bin)?,
-        Topology::HostSubnet => {
+        Topology::HostSubnet => per_host(UNDERLAY_MTU)?,
+        Topology::KernelVxlan => Lab::build(tag, &[HostKind::KernelVxlan, HostKind::KernelVxlan], 1, bin)?,
+        Topology::Vxswitch { config, container_mtu } => {
             let mut lab = Lab::build(tag, &bare, 1, bin)?;
-            lab.use_host_subnet(UNDERLAY_MTU)?;
+            for i in 0..lab.hosts.len() {
+                let text = config(&lab, i);
+                lab.start_vxswitch_with(i, &text)?;
+            }
+            if let Some(mtu) = container_mtu {
+                set_container_mtu(&lab, mtu)?;
+            }
             lab
         }
-        Topology::KernelVxlan => Lab::build(tag, &[HostKind::KernelVxlan, HostKind::KernelVxlan], 1, bin)?,
-        Topology::Vxswitch { .. } => Lab::build(tag, &bare, 1, bin)?,
         Topology::KernelXfrm => {
-            let mut lab = Lab::build(tag, &bare, 1, bin)?;
-            lab.use_host_subnet(xfrm::MTU)?;
+            let lab = per_host(xfrm::MTU)?;
             xfrm::setup(&lab)?;
             lab
         }
         Topology::NotInThisBuild { why } => return Err(io::Error::other(why)),
     };
-    if let Topology::Vxswitch { extra_config } = spec.topology {
-        for i in 0..lab.hosts.len() {
-            lab.start_vxswitch(i, extra_config)?;
-        }
-    }
     let ends: Vec<Endpoint> = lab
         .hosts
         .iter()
@@ -157,6 +191,14 @@ pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
         .collect();
     let daemon_pids = (0..lab.hosts.len()).filter_map(|i| lab.daemon_pid(i)).collect();
     Ok(Prepared { client: ends[0].clone(), server: ends[1].clone(), daemon_pids, lab })
+}
+
+/// `ip link set eth0 mtu MTU` in every container.
+fn set_container_mtu(lab: &Lab, mtu: u32) -> io::Result<()> {
+    for c in lab.hosts.iter().flat_map(|h| &h.containers) {
+        c.ns.ip(&["link", "set", "eth0", "mtu", &mtu.to_string()])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

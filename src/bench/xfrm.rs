@@ -66,8 +66,8 @@ pub fn probe() -> Result<(), String> {
     })
 }
 
-/// Tunnel-mode ESP between every pair of hosts of a lab already set up with
-/// [`Lab::use_host_subnet`].
+/// Tunnel-mode ESP between every pair of hosts of a lab already routing per-host subnets
+/// ([`Addressing::PerHost`](crate::testnet::lab::Addressing) plus host-subnet routes).
 /// // = ip xfrm state add src L dst P proto esp spi S reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' K 128
 /// //   ip xfrm policy add src LOCAL_SUBNET dst PEER_SUBNET dir out tmpl src L dst P proto esp reqid 1 mode tunnel
 pub fn setup(lab: &Lab) -> io::Result<()> {
@@ -79,7 +79,7 @@ pub fn setup(lab: &Lab) -> io::Result<()> {
             let peer = underlay_ip(k);
             ip_in(ns, &state_args(local, peer, spi(i, k)))?;
             ip_in(ns, &state_args(peer, local, spi(k, i)))?;
-            let (mine, theirs) = (host_subnet(i), host_subnet(k));
+            let (mine, theirs) = (host_subnet(i).to_string(), host_subnet(k).to_string());
             for (src, dst, dir, tsrc, tdst) in [
                 (&mine, &theirs, "out", local, peer),
                 (&theirs, &mine, "in", peer, local),

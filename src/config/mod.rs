@@ -15,7 +15,12 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+use crate::arp::UnknownArp;
+use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
+use crate::dataplane::default_gateway_mac;
+use crate::ipsec::{ManualSa, Suite};
 use crate::vxlan::IPV4_OVERHEAD;
+use crate::wire::ethernet::EthernetAddress;
 
 /// Default VXLAN UDP port (IANA, RFC 7348).
 pub const DEFAULT_PORT: u16 = 4789;
@@ -29,14 +34,52 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vxswitch/vxswitch.sock";
 pub struct Config {
     /// The local underlay.
     pub underlay: Underlay,
-    /// Unix socket on which `vxswitch stats` / `peers` query the daemon.
+    /// Unix socket on which `vxswitch stats` / `peers` / `metrics` query the daemon.
     pub control_socket: PathBuf,
+    /// Optional HTTP address serving Prometheus metrics (e.g. `127.0.0.1:9742`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// FDB ageing time.
     pub fdb_ageing: Duration,
     /// FDB cap on dynamic entries.
     pub fdb_max_entries: usize,
     /// The overlay networks (one TAP each).
     pub networks: Vec<Network>,
+    /// Gossip membership, when the cluster is formed by gossip instead of (or besides) static peers.
+    pub gossip: Option<Gossip>,
+    /// ESP settings (used when a network is encrypted).
+    pub esp: EspSettings,
+}
+
+/// Default path of the host's X25519 key.
+pub const DEFAULT_HOST_KEY: &str = "/var/lib/vxswitch/host.key";
+
+/// The `[esp]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspSettings {
+    /// The host's long-term X25519 key (created with mode 0600 on first start).
+    pub key_file: PathBuf,
+    /// AEAD suite of automatically keyed SAs.
+    pub suite: Suite,
+    /// ESP-in-UDP port (RFC 3948), local and peers'.
+    pub port: u16,
+    /// Anti-replay window (packets).
+    pub replay_window: u32,
+    /// Rekey an SA that carried traffic after this long.
+    pub rekey_after: Duration,
+}
+
+/// Default gossip UDP port.
+pub const DEFAULT_GOSSIP_PORT: u16 = 4790;
+
+/// The `[gossip]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gossip {
+    /// This host's name in the cluster (default: the hostname).
+    pub name: String,
+    /// File holding the 32-byte cluster key (hex or raw, not readable by group or others).
+    pub key_file: PathBuf,
+    /// Timers, addresses and limits.
+    pub config: GossipConfig,
 }
 
 /// The local underlay endpoint.
@@ -50,12 +93,49 @@ pub struct Underlay {
     pub mtu: u32,
 }
 
+/// How a network carries traffic between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// L2 overlay: one broadcast domain across hosts over VXLAN, with a learned FDB.
+    Overlay,
+    /// Routed overlay: one subnet per host, vxswitch is the containers' gateway; VXLAN between hosts.
+    Routed,
+    /// No encapsulation: kernel routes `PEER_SUBNET via PEER_UNDERLAY` (peers on one L2 segment).
+    HostSubnet,
+}
+
+/// This host's container subnet (routed and host-subnet modes), as Rancher's host-subnet options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSubnet {
+    /// The subnet this host owns.
+    pub subnet: Ipv4Net,
+    /// The containers' gateway (default: the first address of the subnet).
+    pub gateway: Ipv4Addr,
+    /// Optional range container addresses are taken from.
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// A peer host of a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its underlay address.
+    pub address: Ipv4Addr,
+    /// The container subnet it owns (routed and host-subnet modes).
+    pub subnet: Option<Ipv4Net>,
+    /// Manual ESP keys: (outbound SA, inbound SA), as `ip xfrm state` takes them.
+    pub manual_keys: Option<(ManualSa, ManualSa)>,
+    /// The peer's long-term X25519 public key (automatic ESP keys without gossip).
+    pub public_key: Option<[u8; 32]>,
+}
+
 /// One overlay network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     /// VXLAN network identifier (24 bit).
     pub vni: u32,
-    /// TAP device name (created by vxswitch).
+    /// How traffic crosses hosts.
+    pub mode: Mode,
+    /// TAP device name (created by vxswitch); empty in host-subnet mode, which has no TAP.
     pub tap: String,
     /// TAP MTU: by default the underlay MTU minus the encapsulation overhead.
     pub mtu: u32,
@@ -63,11 +143,37 @@ pub struct Network {
     pub bridge: Option<String>,
     /// Address to put on the TAP.
     pub address: Option<Ipv4Net>,
-    /// Static peer VTEPs (underlay addresses).
-    pub peers: Vec<Ipv4Addr>,
+    /// Static peers.
+    pub peers: Vec<Peer>,
+    /// This host's subnet (routed and host-subnet modes).
+    pub host_subnet: Option<HostSubnet>,
+    /// The anycast gateway MAC (routed mode).
+    pub gateway_mac: EthernetAddress,
+    /// Policy for ARP requests without a binding (overlay mode).
+    pub unknown_arp: UnknownArp,
+    /// Static IP -> MAC bindings for the proxy-ARP responder.
+    pub arp: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Carried in ESP-in-UDP instead of cleartext VXLAN.
+    pub encrypted: bool,
 }
 
 impl Network {
+    /// The static configuration as control-plane updates: the same path gossip uses.
+    pub fn static_updates(&self) -> Vec<ControlUpdate> {
+        let vni = self.vni;
+        let mut out = Vec::new();
+        for p in &self.peers {
+            out.push(ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: p.address, vtep_mac: None } });
+            if let Some(subnet) = p.subnet {
+                out.push(ControlUpdate::RouteAdd { vni, subnet, via: p.address });
+            }
+        }
+        for &(ip, mac) in &self.arp {
+            out.push(ControlUpdate::ArpBinding { vni, ip, mac });
+        }
+        out
+    }
+
     /// Largest inner Ethernet frame that fits the underlay after encapsulation.
     pub fn max_frame_len(&self, underlay_mtu: u32) -> usize {
         (underlay_mtu as usize).saturating_sub(IPV4_OVERHEAD - 14)
@@ -179,66 +285,382 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let mut vnis = HashSet::new();
     let mut taps = HashSet::new();
     let mut networks = Vec::new();
-    let max_tap_mtu = underlay_mtu - IPV4_OVERHEAD as u32;
     for (i, n) in raw.network.into_iter().enumerate() {
-        let key = |k: &str| format!("network[{i}].{k}");
-        let vni = *n.vni.get_ref();
-        if vni > 0x00ff_ffff {
-            return Err(err(n.vni.span(), key("vni"), format!("{vni} is out of range (0..=16777215)")));
-        }
-        if !vnis.insert(vni) {
-            return Err(err(n.vni.span(), key("vni"), format!("VNI {vni} is configured twice")));
-        }
-        let tap = n.tap.get_ref().clone();
-        if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', ':']) || tap == "." || tap == ".." {
-            return Err(err(n.tap.span(), key("tap"), format!("{tap:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)")));
-        }
-        if !taps.insert(tap.clone()) {
-            return Err(err(n.tap.span(), key("tap"), format!("TAP {tap:?} is used twice")));
-        }
-        let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| *m.get_ref());
-        if let Some(m) = &n.mtu {
-            if !(68..=max_tap_mtu).contains(m.get_ref()) {
-                return Err(err(
-                    m.span(),
-                    key("mtu"),
-                    format!(
-                        "{} does not fit: the underlay MTU {underlay_mtu} minus {IPV4_OVERHEAD} bytes of VXLAN overhead allows at most {max_tap_mtu} (and at least 68)",
-                        m.get_ref()
-                    ),
-                ));
-            }
-        }
-        let mut peers = Vec::new();
-        for p in n.peers.unwrap_or_default() {
-            let addr = *p.get_ref();
-            if addr == address {
-                return Err(err(p.span(), key("peers"), format!("{addr} is this host's own underlay address")));
-            }
-            if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
-                return Err(err(p.span(), key("peers"), format!("{addr} is not a unicast address")));
-            }
-            if peers.contains(&addr) {
-                return Err(err(p.span(), key("peers"), format!("{addr} is listed twice")));
-            }
-            peers.push(addr);
-        }
-        networks.push(Network {
-            vni,
-            tap,
-            mtu,
-            bridge: n.bridge.map(|b| b.into_inner()),
-            address: n.address.map(|a| a.into_inner()),
-            peers,
+        let net = validate_network(text, i, n, address, underlay_mtu, &mut vnis, &mut taps)?;
+        networks.push(net);
+    }
+    let gossip = match raw.gossip {
+        None => None,
+        Some(g) => Some(validate_gossip(text, g, address)?),
+    };
+    let esp = validate_esp(text, raw.esp)?;
+    let encrypted: Vec<&Network> = networks.iter().filter(|n| n.encrypted).collect();
+    if encrypted.len() > 1 {
+        return Err(ConfigError {
+            file: None,
+            line: None,
+            key: "network.encryption".into(),
+            reason: format!(
+                "only one network per host can be encrypted (VNIs {} and {}): ESP carries no VNI, the SAs belong to the host pair",
+                encrypted[0].vni, encrypted[1].vni
+            ),
         });
     }
+    if let Some(n) = encrypted.first() {
+        if gossip.is_none() {
+            if let Some(p) = n.peers.iter().find(|p| p.manual_keys.is_none() && p.public_key.is_none()) {
+                return Err(ConfigError {
+                    file: None,
+                    line: None,
+                    key: format!("network[vni={}].peers", n.vni),
+                    reason: format!(
+                        "peer {} of the encrypted network has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
+                        p.address
+                    ),
+                });
+            }
+        }
+    }
+    let metrics_listen = match &raw.metrics_listen {
+        None => None,
+        Some(m) => Some(m.get_ref().parse().map_err(|_| ConfigError {
+            file: None,
+            line: Some(line_of(text, m.span().start)),
+            key: "metrics_listen".into(),
+            reason: format!("{:?} is not an IP:PORT address", m.get_ref()),
+        })?),
+    };
     Ok(Config {
+        metrics_listen,
+        gossip,
+        esp,
         underlay: Underlay { address, port, mtu: underlay_mtu },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,
         fdb_max_entries,
         networks,
     })
+}
+
+fn validate_network(
+    text: &str,
+    i: usize,
+    n: raw::RawNetwork,
+    local: Ipv4Addr,
+    underlay_mtu: u32,
+    vnis: &mut HashSet<u32>,
+    taps: &mut HashSet<String>,
+) -> Result<Network, ConfigError> {
+    let err = |span: std::ops::Range<usize>, k: &str, reason: String| ConfigError {
+        file: None,
+        line: Some(line_of(text, span.start)),
+        key: format!("network[{i}].{k}"),
+        reason,
+    };
+    let vni = *n.vni.get_ref();
+    if vni > 0x00ff_ffff {
+        return Err(err(n.vni.span(), "vni", format!("{vni} is out of range (0..=16777215)")));
+    }
+    if !vnis.insert(vni) {
+        return Err(err(n.vni.span(), "vni", format!("VNI {vni} is configured twice")));
+    }
+    let mode = match n.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("overlay", _)) => Mode::Overlay,
+        Some(("routed", _)) => Mode::Routed,
+        Some(("host-subnet", _)) => Mode::HostSubnet,
+        Some((other, span)) => {
+            return Err(err(span, "mode", format!("{other:?} is not one of \"overlay\", \"routed\", \"host-subnet\"")))
+        }
+    };
+    let tap = match (&n.tap, mode) {
+        (Some(t), Mode::HostSubnet) => {
+            return Err(err(t.span(), "tap", "host-subnet mode has no TAP (no encapsulation)".into()))
+        }
+        (None, Mode::HostSubnet) => String::new(),
+        (None, _) => {
+            return Err(err(n.vni.span(), "tap", "a TAP name is required in overlay and routed mode".into()))
+        }
+        (Some(t), _) => {
+            let tap = t.get_ref().clone();
+            if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', ':']) || tap == "." || tap == ".." {
+                return Err(err(t.span(), "tap", format!("{tap:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)")));
+            }
+            if !taps.insert(tap.clone()) {
+                return Err(err(t.span(), "tap", format!("TAP {tap:?} is used twice")));
+            }
+            tap
+        }
+    };
+    let max_tap_mtu = underlay_mtu - IPV4_OVERHEAD as u32;
+    let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| *m.get_ref());
+    if let Some(m) = &n.mtu {
+        if !(68..=max_tap_mtu).contains(m.get_ref()) {
+            return Err(err(
+                m.span(),
+                "mtu",
+                format!(
+                    "{} does not fit: the underlay MTU {underlay_mtu} minus {IPV4_OVERHEAD} bytes of VXLAN overhead allows at most {max_tap_mtu} (and at least 68)",
+                    m.get_ref()
+                ),
+            ));
+        }
+    }
+    let host_subnet = validate_host_subnet(&n, mode, &err)?;
+    let mut peers: Vec<Peer> = Vec::new();
+    for p in n.peers.unwrap_or_default() {
+        let span = p.span();
+        let peer = match p.into_inner() {
+            raw::RawPeer::Address(address) => Peer { address, subnet: None, manual_keys: None, public_key: None },
+            raw::RawPeer::Full(t) => {
+                let manual_keys = match t.esp {
+                    None => None,
+                    Some(k) => {
+                        let aead = k.aead.as_deref().unwrap_or("rfc4106(gcm(aes))");
+                        let parse = |spi: &str, key: &str| ManualSa::parse(spi, aead, key, 128);
+                        match (parse(&k.spi_out, &k.key_out), parse(&k.spi_in, &k.key_in)) {
+                            (Ok(o), Ok(i)) => Some((o, i)),
+                            (Err(e), _) | (_, Err(e)) => {
+                                return Err(err(span, "peers", format!("peer {}: manual ESP keys: {e}", t.address)))
+                            }
+                        }
+                    }
+                };
+                let public_key = match &t.public_key {
+                    None => None,
+                    Some(k) => match hex::decode(k.trim_start_matches("0x")).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+                        Some(key) => Some(key),
+                        None => return Err(err(span, "peers", format!("peer {}: public_key must be 64 hex digits (vxswitch pubkey prints it)", t.address))),
+                    },
+                };
+                if manual_keys.is_some() && public_key.is_some() {
+                    return Err(err(span, "peers", format!("peer {}: give either manual ESP keys or a public_key, not both", t.address)));
+                }
+                Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys, public_key }
+            }
+        };
+        let addr = peer.address;
+        if addr == local {
+            return Err(err(span, "peers", format!("{addr} is this host's own underlay address")));
+        }
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+            return Err(err(span, "peers", format!("{addr} is not a unicast address")));
+        }
+        if peers.iter().any(|q| q.address == addr) {
+            return Err(err(span, "peers", format!("{addr} is listed twice")));
+        }
+        match (mode, peer.subnet) {
+            (Mode::Overlay, Some(_)) => {
+                return Err(err(span, "peers", format!("peer {addr}: a subnet only applies to routed and host-subnet networks")))
+            }
+            (Mode::Routed | Mode::HostSubnet, None) => {
+                return Err(err(span, "peers", format!("peer {addr}: routed and host-subnet networks need the subnet each peer owns ({{ address = \"{addr}\", subnet = \"...\" }})")))
+            }
+            (_, Some(subnet)) => {
+                let own = host_subnet.as_ref().map(|h| h.subnet);
+                let clash = own.into_iter().chain(peers.iter().filter_map(|q| q.subnet)).find(|o| o.contains(&subnet) || subnet.contains(o));
+                if let Some(other) = clash {
+                    return Err(err(span, "peers", format!("peer {addr}: subnet {subnet} overlaps {other}")));
+                }
+            }
+            (Mode::Overlay, None) => {}
+        }
+        peers.push(peer);
+    }
+    let gateway_mac = match &n.gateway_mac {
+        None => default_gateway_mac(vni),
+        Some(m) => match m.get_ref().parse::<EthernetAddress>() {
+            Ok(mac) if mac.is_unicast() => mac,
+            _ => return Err(err(m.span(), "gateway_mac", format!("{:?} is not a unicast MAC address", m.get_ref()))),
+        },
+    };
+    let unknown_arp = match n.unknown_arp.as_ref().map(|u| (u.get_ref().as_str(), u.span())) {
+        None | Some(("flood", _)) => UnknownArp::Flood,
+        Some(("drop", _)) => UnknownArp::Drop,
+        Some((other, span)) => return Err(err(span, "unknown_arp", format!("{other:?} is not \"flood\" or \"drop\""))),
+    };
+    let encrypted = match n.encryption.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
+        None | Some(("none", _)) => false,
+        Some(("esp", _)) if mode == Mode::HostSubnet => {
+            return Err(err(n.encryption.as_ref().map_or(0..0, |e| e.span()), "encryption", "host-subnet mode has no tunnel to encrypt".into()))
+        }
+        Some(("esp", _)) => true,
+        Some((other, span)) => return Err(err(span, "encryption", format!("{other:?} is not \"none\" or \"esp\""))),
+    };
+    if !encrypted {
+        if let Some(p) = peers.iter().find(|p| p.manual_keys.is_some() || p.public_key.is_some()) {
+            return Err(err(n.vni.span(), "peers", format!("peer {}: ESP keys given but the network is not encrypted (encryption = \"esp\")", p.address)));
+        }
+    }
+    let mut arp = Vec::new();
+    for b in n.arp {
+        let span = b.span();
+        let b = b.into_inner();
+        let mac = match b.mac.parse::<EthernetAddress>() {
+            Ok(mac) if mac.is_unicast() => mac,
+            _ => return Err(err(span, "arp", format!("{:?} is not a unicast MAC address", b.mac))),
+        };
+        if arp.iter().any(|(ip, _)| *ip == b.ip) {
+            return Err(err(span, "arp", format!("{} is bound twice", b.ip)));
+        }
+        arp.push((b.ip, mac));
+    }
+    Ok(Network {
+        vni,
+        mode,
+        tap,
+        mtu,
+        bridge: n.bridge.map(|b| b.into_inner()),
+        address: n.address.map(|a| a.into_inner()),
+        peers,
+        host_subnet,
+        gateway_mac,
+        unknown_arp,
+        arp,
+        encrypted,
+    })
+}
+
+fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<EspSettings, ConfigError> {
+    let mut esp = EspSettings {
+        key_file: PathBuf::from(DEFAULT_HOST_KEY),
+        suite: Suite::Aes256Gcm,
+        port: crate::wire::esp::ESP_IN_UDP_PORT,
+        replay_window: crate::ipsec::DEFAULT_WINDOW,
+        rekey_after: Duration::from_secs(120),
+    };
+    let Some(e) = e else { return Ok(esp) };
+    let line = Some(line_of(text, e.span().start));
+    let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("esp.{k}"), reason };
+    let e = e.into_inner();
+    if let Some(k) = e.key_file {
+        esp.key_file = PathBuf::from(k);
+    }
+    if let Some(s) = e.suite {
+        esp.suite = match s.as_str() {
+            "aes-128-gcm" => Suite::Aes128Gcm,
+            "aes-256-gcm" => Suite::Aes256Gcm,
+            "chacha20-poly1305" => Suite::ChaCha20Poly1305,
+            other => return Err(err("suite", format!("{other:?} is not aes-128-gcm, aes-256-gcm or chacha20-poly1305"))),
+        };
+    }
+    if let Some(p) = e.port {
+        if p == 0 {
+            return Err(err("port", "port 0 is not allowed".into()));
+        }
+        esp.port = p;
+    }
+    if let Some(w) = e.replay_window {
+        if !(64..=crate::ipsec::MAX_WINDOW).contains(&w) {
+            return Err(err("replay_window", format!("{w} is out of range (64..={})", crate::ipsec::MAX_WINDOW)));
+        }
+        esp.replay_window = w;
+    }
+    if let Some(r) = e.rekey_secs {
+        if r < 10 {
+            return Err(err("rekey_secs", format!("{r} is too short (at least 10)")));
+        }
+        esp.rekey_after = Duration::from_secs(r);
+    }
+    Ok(esp)
+}
+
+fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4Addr) -> Result<Gossip, ConfigError> {
+    let line = Some(line_of(text, g.span().start));
+    let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("gossip.{k}"), reason };
+    let g = g.into_inner();
+    let addr = |s: &str, k: &str| -> Result<std::net::SocketAddr, ConfigError> {
+        if let Ok(a) = s.parse() {
+            return Ok(a);
+        }
+        s.parse::<Ipv4Addr>()
+            .map(|ip| std::net::SocketAddr::from((ip, DEFAULT_GOSSIP_PORT)))
+            .map_err(|_| err(k, format!("{s:?} is not an address (IP or IP:PORT)")))
+    };
+    if g.cluster.is_empty() {
+        return Err(err("cluster", "the cluster name must not be empty".into()));
+    }
+    let mut config = GossipConfig { cluster: g.cluster, ..GossipConfig::default() };
+    config.listen = match &g.listen {
+        Some(l) => addr(l, "listen")?,
+        None => std::net::SocketAddr::from((underlay, DEFAULT_GOSSIP_PORT)),
+    };
+    config.seeds = g.seeds.iter().map(|s| addr(s, "seeds")).collect::<Result<_, _>>()?;
+    if let Some(ms) = g.interval_ms {
+        if !(10..=60_000).contains(&ms) {
+            return Err(err("interval_ms", format!("{ms} is out of range (10..=60000)")));
+        }
+        config.interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = g.suspect_timeout_ms {
+        if ms < 100 {
+            return Err(err("suspect_timeout_ms", format!("{ms} is too short (at least 100)")));
+        }
+        config.suspect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(s) = g.dead_grace_secs {
+        config.dead_grace = Duration::from_secs(s);
+    }
+    if let Some(mtu) = g.mtu {
+        if !(512..=65000).contains(&mtu) {
+            return Err(err("mtu", format!("{mtu} is out of range (512..=65000)")));
+        }
+        config.mtu = mtu;
+    }
+    let name = match g.name {
+        Some(n) if !n.is_empty() => n,
+        Some(_) => return Err(err("name", "must not be empty".into())),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| underlay.to_string()),
+    };
+    Ok(Gossip { name, key_file: PathBuf::from(g.key_file), config })
+}
+
+fn validate_host_subnet(
+    n: &raw::RawNetwork,
+    mode: Mode,
+    err: &impl Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Result<Option<HostSubnet>, ConfigError> {
+    let Some(subnet) = &n.subnet else {
+        if mode != Mode::Overlay {
+            return Err(err(n.vni.span(), "subnet", "routed and host-subnet networks need this host's subnet".into()));
+        }
+        return Ok(None);
+    };
+    if mode == Mode::Overlay {
+        return Err(err(subnet.span(), "subnet", "only routed and host-subnet networks own a subnet".into()));
+    }
+    let net = subnet.get_ref().trunc();
+    if net.prefix_len() > 30 {
+        return Err(err(subnet.span(), "subnet", format!("{net} is too small (at most /30)")));
+    }
+    let usable = |a: &Ipv4Addr| net.contains(a) && *a != net.network() && *a != net.broadcast();
+    let gateway = match &n.gateway {
+        Some(g) if !usable(g.get_ref()) => {
+            return Err(err(g.span(), "gateway", format!("{} is not a host address of {net}", g.get_ref())))
+        }
+        Some(g) => *g.get_ref(),
+        None => Ipv4Addr::from(u32::from(net.network()) + 1),
+    };
+    let range = match (&n.range_start, &n.range_end) {
+        (None, None) => None,
+        (Some(s), Some(e)) => {
+            let (start, end) = (*s.get_ref(), *e.get_ref());
+            for (a, span, k) in [(start, s.span(), "range_start"), (end, e.span(), "range_end")] {
+                if !usable(&a) {
+                    return Err(err(span, k, format!("{a} is not a host address of {net}")));
+                }
+            }
+            if start > end {
+                return Err(err(s.span(), "range_start", format!("{start} is after range_end {end}")));
+            }
+            if (start..=end).contains(&gateway) {
+                return Err(err(s.span(), "range_start", format!("the range {start}-{end} contains the gateway {gateway}")));
+            }
+            Some((start, end))
+        }
+        (Some(s), None) => return Err(err(s.span(), "range_end", "range_start needs range_end".into())),
+        (None, Some(e)) => return Err(err(e.span(), "range_start", "range_end needs range_start".into())),
+    };
+    Ok(Some(HostSubnet { subnet: net, gateway, range }))
 }
 
 #[cfg(test)]

@@ -11,9 +11,47 @@ use toml::Spanned;
 pub(super) struct RawConfig {
     pub underlay: RawUnderlay,
     pub control_socket: Option<String>,
+    pub metrics_listen: Option<Spanned<String>>,
     pub fdb: Option<RawFdb>,
+    pub gossip: Option<Spanned<RawGossip>>,
+    pub esp: Option<Spanned<RawEsp>>,
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEsp {
+    pub key_file: Option<String>,
+    pub suite: Option<String>,
+    pub port: Option<u16>,
+    pub replay_window: Option<u32>,
+    pub rekey_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManualKeys {
+    pub aead: Option<String>,
+    pub spi_out: String,
+    pub key_out: String,
+    pub spi_in: String,
+    pub key_in: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGossip {
+    pub cluster: String,
+    pub key_file: String,
+    pub name: Option<String>,
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    pub interval_ms: Option<u64>,
+    pub suspect_timeout_ms: Option<u64>,
+    pub dead_grace_secs: Option<u64>,
+    pub mtu: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,9 +73,43 @@ pub(super) struct RawFdb {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNetwork {
     pub vni: Spanned<u32>,
-    pub tap: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub tap: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u32>>,
     pub bridge: Option<Spanned<String>>,
     pub address: Option<Spanned<Ipv4Net>>,
-    pub peers: Option<Vec<Spanned<Ipv4Addr>>>,
+    pub subnet: Option<Spanned<Ipv4Net>>,
+    pub gateway: Option<Spanned<Ipv4Addr>>,
+    pub range_start: Option<Spanned<Ipv4Addr>>,
+    pub range_end: Option<Spanned<Ipv4Addr>>,
+    pub gateway_mac: Option<Spanned<String>>,
+    pub unknown_arp: Option<Spanned<String>>,
+    pub encryption: Option<Spanned<String>>,
+    pub peers: Option<Vec<Spanned<RawPeer>>>,
+    #[serde(default)]
+    pub arp: Vec<Spanned<RawBinding>>,
+}
+
+/// A peer: just its underlay address, or a table with the subnet it owns.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPeer {
+    Address(Ipv4Addr),
+    Full(RawPeerTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeerTable {
+    pub address: Ipv4Addr,
+    pub subnet: Option<Ipv4Net>,
+    pub public_key: Option<String>,
+    pub esp: Option<RawManualKeys>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBinding {
+    pub ip: Ipv4Addr,
+    pub mac: String,
 }

@@ -30,7 +30,9 @@ fn parses_a_full_file_with_defaults() {
     assert_eq!(c.networks.len(), 2);
     assert_eq!(c.networks[0].mtu, 1450, "underlay MTU minus 50 bytes of VXLAN overhead");
     assert_eq!(c.networks[0].max_frame_len(1500), 1464);
-    assert_eq!(c.networks[0].peers, vec![Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3)]);
+    let peers: Vec<Ipv4Addr> = c.networks[0].peers.iter().map(|p| p.address).collect();
+    assert_eq!(peers, vec![Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3)]);
+    assert_eq!(c.networks[0].mode, Mode::Overlay);
     assert_eq!(c.networks[1].mtu, 1400);
     assert_eq!(c.networks[1].bridge, None);
 }
@@ -76,4 +78,59 @@ fn rejects_duplicates_and_self_peering() {
 fn requires_a_network() {
     let e = rejected("[underlay]\naddress = \"198.18.0.1\"\n");
     assert_eq!(e.key, "network");
+}
+
+const ROUTED: &str = r#"
+[underlay]
+address = "198.18.0.1"
+
+[[network]]
+vni = 42
+mode = "routed"
+tap = "vxs42"
+bridge = "br0"
+subnet = "198.19.1.0/24"
+range_start = "198.19.1.10"
+range_end = "198.19.1.200"
+peers = [{ address = "198.18.0.2", subnet = "198.19.2.0/24" }, { address = "198.18.0.3", subnet = "198.19.3.0/24" }]
+
+[[network.arp]]
+ip = "198.19.2.10"
+mac = "02:00:00:00:02:0a"
+"#;
+
+#[test]
+fn routed_network_with_defaults_and_static_updates() {
+    let c = Config::parse(ROUTED).unwrap();
+    let n = &c.networks[0];
+    assert_eq!(n.mode, Mode::Routed);
+    let hs = n.host_subnet.as_ref().unwrap();
+    assert_eq!(hs.gateway, Ipv4Addr::new(198, 19, 1, 1), "gateway defaults to the first address");
+    assert_eq!(hs.range, Some((Ipv4Addr::new(198, 19, 1, 10), Ipv4Addr::new(198, 19, 1, 200))));
+    assert_eq!(n.gateway_mac, crate::dataplane::default_gateway_mac(42));
+    let updates = n.static_updates();
+    assert_eq!(updates.len(), 5, "2 peers up, 2 routes, 1 binding: {updates:?}");
+    assert!(updates.contains(&ControlUpdate::RouteAdd {
+        vni: 42,
+        subnet: "198.19.3.0/24".parse().unwrap(),
+        via: Ipv4Addr::new(198, 18, 0, 3)
+    }));
+}
+
+#[test]
+fn routed_network_rejects_inconsistent_subnets() {
+    let e = rejected(&ROUTED.replace("198.19.3.0/24", "198.19.0.0/16"));
+    assert!(e.reason.contains("overlaps"), "{e}");
+    let e = rejected(&ROUTED.replace("198.19.1.10", "198.19.1.1"));
+    assert!(e.reason.contains("contains the gateway"), "{e}");
+    let e = rejected(&ROUTED.replace(", subnet = \"198.19.2.0/24\"", ""));
+    assert!(e.reason.contains("need the subnet each peer owns"), "{e}");
+    let e = rejected(&ROUTED.replace("mode = \"routed\"", "mode = \"bridged\""));
+    assert_eq!(e.key, "network[0].mode");
+    let e = rejected(&ROUTED.replace("mode = \"routed\"", "mode = \"host-subnet\""));
+    assert!(e.reason.contains("no TAP"), "{e}");
+    let e = rejected(&ROUTED.replace("02:00:00:00:02:0a", "01:00:5e:00:00:01"));
+    assert_eq!(e.key, "network[0].arp");
+    let host_subnet = ROUTED.replace("mode = \"routed\"", "mode = \"host-subnet\"").replace("tap = \"vxs42\"\n", "");
+    assert_eq!(Config::parse(&host_subnet).unwrap().networks[0].mode, Mode::HostSubnet);
 }

@@ -43,6 +43,42 @@ drop_reasons! {
     InnerMalformed => "inner_malformed",
     /// A VXLAN datagram whose inner source MAC is multicast.
     InnerBadSourceMac => "inner_bad_source_mac",
+    /// ARP contradicting a known IP -> MAC binding (spoofing defence).
+    ArpSpoofed => "arp_spoofed",
+    /// An ARP request for an IP without a binding, on a network whose policy is to drop those.
+    ArpUnknownDropped => "arp_unknown_dropped",
+    /// Routed mode: a frame from a container that is not addressed to the gateway MAC.
+    RoutedNotForGateway => "routed_not_for_gateway",
+    /// Routed mode: an IPv4 packet with a bad header.
+    RoutedMalformed => "routed_malformed",
+    /// Routed mode: a packet for the gateway address that the gateway does not answer.
+    RoutedForGateway => "routed_for_gateway",
+    /// Routed mode: a routed frame from a peer for an address outside this host's subnet.
+    RoutedMisdelivered => "routed_misdelivered",
+    /// Routed mode: TTL expired (an ICMP time exceeded was sent).
+    TtlExpired => "ttl_expired",
+    /// Routed mode: no route to the destination (an ICMP net unreachable was sent).
+    NoRoute => "no_route",
+    /// Routed mode: too many packets waiting for ARP resolution.
+    NeighbourQueueFull => "neighbour_queue_full",
+    /// Routed mode: packets that waited for ARP resolution in vain.
+    NeighbourUnresolved => "neighbour_unresolved",
+    /// Cleartext VXLAN for a network configured as encrypted (fail closed).
+    CleartextOnEncrypted => "cleartext_on_encrypted",
+    /// ESP for or from a peer without keys (not yet known, or not a configured peer).
+    EspNoSession => "esp_no_session",
+    /// ESP rejected by the ESP layer (replay, window, ICV, padding, SPI: see `esp_drops`).
+    EspRejected => "esp_rejected",
+    /// A UDP/4500 datagram too short for ESP.
+    EspMalformed => "esp_malformed",
+    /// A UDP/4500 datagram with the non-ESP marker (IKE): vxswitch does not speak IKE.
+    EspIke => "esp_ike",
+    /// ESP arriving while no network is encrypted.
+    EspNotConfigured => "esp_not_configured",
+    /// Decrypted ESP whose next header does not fit the network (e.g. IPv6, or Ethernet on a routed network).
+    EspInnerUnsupported => "esp_inner_unsupported",
+    /// Sealing failed (sequence numbers exhausted before rekey, buffer too small).
+    EspSealFailed => "esp_seal_failed",
 }
 
 /// Traffic and drop counters of the switch core.
@@ -66,6 +102,18 @@ pub struct Counters {
     pub flood_copies: u64,
     /// VXLAN datagrams accepted with reserved bits set (RFC 7348: ignored on receipt).
     pub vxlan_reserved_bits: u64,
+    /// ARP requests answered locally (proxy ARP and the routed gateway).
+    pub arp_replies: u64,
+    /// ARP kept on the host in routed mode (between local containers).
+    pub arp_kept_local: u64,
+    /// ARP requests sent by the routed gateway to resolve local containers.
+    pub arp_requests_sent: u64,
+    /// Packets routed (TTL decremented) in routed mode.
+    pub routed_packets: u64,
+    /// ICMP echo requests to the gateway address answered.
+    pub gateway_echo_replies: u64,
+    /// ESP-in-UDP NAT keepalives received (RFC 3948).
+    pub esp_keepalives: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -98,6 +146,12 @@ impl Counters {
             flooded_frames: self.flooded_frames,
             flood_copies: self.flood_copies,
             vxlan_reserved_bits: self.vxlan_reserved_bits,
+            arp_replies: self.arp_replies,
+            arp_kept_local: self.arp_kept_local,
+            arp_requests_sent: self.arp_requests_sent,
+            routed_packets: self.routed_packets,
+            gateway_echo_replies: self.gateway_echo_replies,
+            esp_keepalives: self.esp_keepalives,
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.label().to_string(), self.drops(*r)))
@@ -127,6 +181,18 @@ pub struct CountersSnapshot {
     pub flood_copies: u64,
     /// See [`Counters::vxlan_reserved_bits`].
     pub vxlan_reserved_bits: u64,
+    /// See [`Counters::arp_replies`].
+    pub arp_replies: u64,
+    /// See [`Counters::arp_kept_local`].
+    pub arp_kept_local: u64,
+    /// See [`Counters::arp_requests_sent`].
+    pub arp_requests_sent: u64,
+    /// See [`Counters::routed_packets`].
+    pub routed_packets: u64,
+    /// See [`Counters::gateway_echo_replies`].
+    pub gateway_echo_replies: u64,
+    /// See [`Counters::esp_keepalives`].
+    pub esp_keepalives: u64,
     /// Drops by reason label.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

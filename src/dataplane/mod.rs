@@ -3,9 +3,15 @@
 //! Nothing here opens a socket or reads the clock; see [`switch`] for the driving contract.
 
 pub mod counters;
+pub mod esp;
 pub mod fdb;
+pub mod router;
+pub mod routes;
 pub mod switch;
 
 pub use counters::{Counters, CountersSnapshot, DropReason};
+pub use esp::{EspTunnels, TunnelError};
 pub use fdb::{Fdb, Location};
+pub use router::{default_gateway_mac, RoutedSpec, Router};
+pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

@@ -12,6 +12,10 @@
 //!   replication to every peer of the VNI (one copy each).
 //! - underlay -> TAP: learn the inner source MAC as behind the sending VTEP and deliver to the TAP
 //!   of the VNI. Never forwarded back to the underlay (split horizon), so no loops between VTEPs.
+//! - Proxy ARP (see [`crate::arp`]): ARP requests for bound IPs are answered on the TAP and never
+//!   cross the overlay; ARP contradicting a binding is dropped in both directions.
+//! - Routed networks (see [`super::router`]) replace L2 switching with the anycast gateway: only
+//!   routed unicast crosses the overlay, never a broadcast.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -19,10 +23,16 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::counters::{Counters, DropReason};
+use super::esp::{EspTunnels, TunnelError};
 use super::fdb::{Fdb, Location};
+use super::router::{Routed, RoutedSpec, Router};
+use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
+use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
+use crate::wire::esp::{classify_udp_4500, Udp4500Payload};
 use crate::vxlan;
-use crate::wire::ethernet::EthernetFrame;
+use crate::wire::arp::{ArpPacket, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, EthernetAddress, EthernetFrame};
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -38,6 +48,12 @@ pub struct NetworkSpec {
     pub max_frame_len: usize,
     /// Peer VTEPs known from static configuration.
     pub peers: Vec<Ipv4Addr>,
+    /// What to do with ARP requests for IPs without a binding (switched networks).
+    pub unknown_arp: UnknownArp,
+    /// Routed mode: this host's subnet and gateway. `None` for a switched (L2) network.
+    pub routed: Option<RoutedSpec>,
+    /// Carried in ESP instead of cleartext VXLAN (see [`Switch::set_esp`]).
+    pub encrypted: bool,
 }
 
 /// Configuration of the switch core.
@@ -64,6 +80,8 @@ pub enum Forward<'a> {
         dests: &'a [Ipv4Addr],
         /// Hash of the inner flow, for the outer source port.
         flow_hash: u32,
+        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
+        esp: bool,
     },
     /// Write `buf[frame]` to the TAP of `port`.
     Tap {
@@ -86,6 +104,15 @@ pub enum Transmit {
         /// The whole Ethernet frame.
         frame: Vec<u8>,
     },
+    /// A datagram to send to a peer (ESP copies of a flooded frame).
+    Underlay {
+        /// The peer's underlay address.
+        dst: Ipv4Addr,
+        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
+        esp: bool,
+        /// The UDP payload.
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -94,6 +121,9 @@ struct Network {
     max_frame_len: usize,
     /// Sorted, deduplicated.
     peers: Vec<Ipv4Addr>,
+    unknown_arp: UnknownArp,
+    router: Option<Router>,
+    encrypted: bool,
 }
 
 impl Network {
@@ -112,11 +142,23 @@ pub struct Switch {
     /// The single destination of a unicast decision (borrowed by [`Forward::Underlay`]).
     unicast_dest: [Ipv4Addr; 1],
     transmits: VecDeque<Transmit>,
+    proxy_arp: ProxyArp,
+    /// Frames the router wants written to the TAP it is working for.
+    router_out: VecDeque<Vec<u8>>,
+    /// Container bindings seen in ARP from local TAPs: (vni, ip) -> mac.
+    local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
+    /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
+    local_bindings_changed: bool,
+    /// ESP sessions of the encrypted network, and its port.
+    esp: Option<(PortId, EspTunnels)>,
 }
 
+/// Most local container bindings remembered (the gossip record must stay small).
+const MAX_LOCAL_BINDINGS: usize = 1024;
+
 impl Switch {
-    /// A switch for the given networks.
-    pub fn new(config: SwitchConfig) -> Self {
+    /// A switch for the given networks; `now` starts the routers' clocks.
+    pub fn new(config: SwitchConfig, now: Instant) -> Self {
         let mut by_vni = HashMap::new();
         let networks = config
             .networks
@@ -127,7 +169,14 @@ impl Switch {
                 let mut peers = spec.peers;
                 peers.sort_unstable();
                 peers.dedup();
-                Network { vni: spec.vni, max_frame_len: spec.max_frame_len, peers }
+                Network {
+                    vni: spec.vni,
+                    max_frame_len: spec.max_frame_len,
+                    peers,
+                    unknown_arp: spec.unknown_arp,
+                    router: spec.routed.map(|r| Router::new(r, now)),
+                    encrypted: spec.encrypted,
+                }
             })
             .collect();
         Switch {
@@ -137,6 +186,11 @@ impl Switch {
             counters: Counters::default(),
             unicast_dest: [Ipv4Addr::UNSPECIFIED],
             transmits: VecDeque::new(),
+            proxy_arp: ProxyArp::new(),
+            router_out: VecDeque::new(),
+            local_bindings: HashMap::new(),
+            local_bindings_changed: false,
+            esp: None,
         }
     }
 
@@ -164,20 +218,48 @@ impl Switch {
             self.counters.drop(DropReason::TapOversize);
             return Forward::Nothing;
         }
-        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        let (src, dst, ethertype) = (eth.src_addr(), eth.dst_addr(), eth.ethertype());
         if src.is_multicast() {
             self.counters.drop(DropReason::TapBadSourceMac);
             return Forward::Nothing;
         }
+        if self.networks[port].router.is_some() {
+            return self.route_tap_frame(now, port, buf, frame);
+        }
+        if ethertype == EtherType::ARP {
+            match self.proxy_arp.judge(vni.get(), &buf[frame.clone()]) {
+                ArpVerdict::Reply(reply) => {
+                    self.counters.arp_replies += 1;
+                    self.transmits.push_back(Transmit::Tap { port, frame: reply });
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Spoofed => {
+                    self.counters.drop(DropReason::ArpSpoofed);
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Unknown if self.networks[port].unknown_arp == UnknownArp::Drop => {
+                    self.counters.drop(DropReason::ArpUnknownDropped);
+                    return Forward::Nothing;
+                }
+                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni.get(), &buf[frame.clone()]),
+            }
+        }
         self.fdb.learn(now, vni.get(), src, Location::Local);
-        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
         let known = if dst.is_unicast() { self.fdb.lookup(vni.get(), dst) } else { None };
-        let dests: &[Ipv4Addr] = match known {
+        let target = match known {
             Some(Location::Local) => {
                 self.counters.drop(DropReason::TapLocalDestination);
                 return Forward::Nothing;
             }
-            Some(Location::Remote(vtep)) => {
+            Some(Location::Remote(vtep)) => Some(vtep),
+            None => None,
+        };
+        if self.networks[port].encrypted {
+            return self.esp_out(now, port, buf, frame, target, NEXT_HEADER_ETHERNET);
+        }
+        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
+        let dests: &[Ipv4Addr] = match target {
+            Some(vtep) => {
                 self.unicast_dest[0] = vtep;
                 &self.unicast_dest
             }
@@ -194,7 +276,221 @@ impl Switch {
         };
         self.counters.underlay_tx_packets += dests.len() as u64;
         let payload = vxlan::encap(buf, frame, vni);
-        Forward::Underlay { payload, dests, flow_hash }
+        Forward::Underlay { payload, dests, flow_hash, esp: false }
+    }
+
+    /// Send `buf[inner]` in ESP to `target`, or to every peer when `None` (flooding). // hot path
+    ///
+    /// Unicast is sealed in place (the headroom takes the ESP header, the tailroom the trailer);
+    /// each flood copy is sealed separately, since every peer has its own SA.
+    fn esp_out(&mut self, now: Instant, port: PortId, buf: &mut [u8], inner: Range<usize>, target: Option<Ipv4Addr>, next_header: u8) -> Forward<'_> {
+        let Some((_, esp)) = self.esp.as_mut() else {
+            self.counters.drop(DropReason::EspNoSession);
+            return Forward::Nothing;
+        };
+        match target {
+            Some(peer) if inner.start >= ESP_HEADROOM && inner.end + ESP_TAILROOM <= buf.len() => {
+                let start = inner.start - ESP_HEADROOM;
+                match esp.seal(now, peer, &mut buf[start..inner.end + ESP_TAILROOM], inner.len(), next_header) {
+                    Ok(len) => {
+                        self.unicast_dest[0] = peer;
+                        self.counters.underlay_tx_packets += 1;
+                        Forward::Underlay { payload: start..start + len, dests: &self.unicast_dest, flow_hash: 0, esp: true }
+                    }
+                    Err(e) => {
+                        self.counters.drop(seal_drop(e));
+                        Forward::Nothing
+                    }
+                }
+            }
+            _ => {
+                let peers: Vec<Ipv4Addr> = match target {
+                    Some(peer) => vec![peer],
+                    None => self.networks[port].peers.clone(),
+                };
+                if peers.is_empty() {
+                    self.counters.drop(DropReason::NoPeers);
+                    return Forward::Nothing;
+                }
+                if target.is_none() {
+                    self.counters.flooded_frames += 1;
+                    self.counters.flood_copies += peers.len() as u64;
+                }
+                for peer in peers {
+                    let mut copy = vec![0u8; ESP_HEADROOM + inner.len() + ESP_TAILROOM];
+                    copy[ESP_HEADROOM..ESP_HEADROOM + inner.len()].copy_from_slice(&buf[inner.clone()]);
+                    match esp.seal(now, peer, &mut copy, inner.len(), next_header) {
+                        Ok(len) => {
+                            copy.truncate(len);
+                            self.counters.underlay_tx_packets += 1;
+                            self.transmits.push_back(Transmit::Underlay { dst: peer, esp: true, payload: copy });
+                        }
+                        Err(e) => self.counters.drop(seal_drop(e)),
+                    }
+                }
+                Forward::Nothing
+            }
+        }
+    }
+
+    /// Handle a UDP datagram received on the ESP-in-UDP port from `from`, at `buf[payload]`.
+    /// // hot path
+    pub fn handle_esp(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+        self.counters.underlay_rx_packets += 1;
+        self.counters.underlay_rx_bytes += payload.len() as u64;
+        match classify_udp_4500(&buf[payload.clone()]) {
+            Ok(Udp4500Payload::Esp) => {}
+            Ok(Udp4500Payload::NatKeepalive) => {
+                self.counters.esp_keepalives += 1;
+                return Forward::Nothing;
+            }
+            Ok(Udp4500Payload::Ike) => {
+                match self.esp.as_mut() {
+                    Some((_, esp)) if crate::ipsec::hello::is_hello(&buf[payload.clone()]) => {
+                        esp.handle_hello(now, from, &buf[payload]);
+                        self.flush_hellos();
+                    }
+                    _ => self.counters.drop(DropReason::EspIke),
+                }
+                return Forward::Nothing;
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::EspMalformed);
+                return Forward::Nothing;
+            }
+        }
+        let Some((port, esp)) = self.esp.as_mut() else {
+            self.counters.drop(DropReason::EspNotConfigured);
+            return Forward::Nothing;
+        };
+        let port = *port;
+        if !self.networks[port].has_peer(from) {
+            self.counters.drop(DropReason::UnknownPeer);
+            return Forward::Nothing;
+        }
+        let opened = match esp.open(now, from, &mut buf[payload.clone()]) {
+            Ok(o) => o,
+            Err(TunnelError::NoSession) => {
+                self.counters.drop(DropReason::EspNoSession);
+                return Forward::Nothing;
+            }
+            Err(TunnelError::Esp(_)) => {
+                self.counters.drop(DropReason::EspRejected);
+                return Forward::Nothing;
+            }
+        };
+        let inner = payload.start + opened.inner.start..payload.start + opened.inner.end;
+        let routed = self.networks[port].router.is_some();
+        match (opened.next_header, routed) {
+            (NEXT_HEADER_ETHERNET, false) => self.deliver_switched(now, port, from, buf, inner),
+            (NEXT_HEADER_IPV4, true) => {
+                // Give the IP packet an Ethernet header addressed to the gateway, in the room the
+                // ESP header left, and let the router resolve the container.
+                let start = inner.start - 14;
+                let gw = self.networks[port].router.as_ref().expect("routed").spec().gateway_mac;
+                let frame = start..inner.end;
+                {
+                    let mut eth = EthernetFrame::new_unchecked(&mut buf[frame.clone()]);
+                    eth.set_dst_addr(gw);
+                    eth.set_src_addr(gw);
+                    eth.set_ethertype(EtherType::IPV4);
+                }
+                self.deliver_routed(now, port, buf, frame)
+            }
+            _ => {
+                self.counters.drop(DropReason::EspInnerUnsupported);
+                Forward::Nothing
+            }
+        }
+    }
+
+    fn flush_hellos(&mut self) {
+        if let Some((_, esp)) = self.esp.as_mut() {
+            while let Some((dst, payload)) = esp.poll_hello() {
+                self.transmits.push_back(Transmit::Underlay { dst, esp: true, payload });
+            }
+        }
+    }
+
+    /// Install the ESP sessions of the encrypted network.
+    pub fn set_esp(&mut self, tunnels: EspTunnels) {
+        if let Some(port) = self.networks.iter().position(|n| n.encrypted) {
+            self.esp = Some((port, tunnels));
+        }
+    }
+
+    /// The ESP sessions, if a network is encrypted.
+    pub fn esp(&self) -> Option<&EspTunnels> {
+        self.esp.as_ref().map(|(_, t)| t)
+    }
+
+    /// Mutable ESP sessions (manual keys at start-up).
+    pub fn esp_mut(&mut self) -> Option<&mut EspTunnels> {
+        self.esp.as_mut().map(|(_, t)| t)
+    }
+
+    /// A frame from the TAP of a routed network. // hot path
+    fn route_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
+        let net = &mut self.networks[port];
+        let vni = net.vni;
+        let router = net.router.as_mut().expect("routed network");
+        let verdict = router.from_tap(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+        self.flush_router_out(port);
+        match verdict {
+            Routed::ToVtep(vtep) if self.networks[port].encrypted => {
+                let ip = frame.start + ethernet::HEADER_LEN..frame.end;
+                self.esp_out(now, port, buf, ip, Some(vtep), NEXT_HEADER_IPV4)
+            }
+            Routed::ToVtep(vtep) => {
+                self.unicast_dest[0] = vtep;
+                self.counters.underlay_tx_packets += 1;
+                let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
+                let payload = vxlan::encap(buf, frame, vni);
+                Forward::Underlay { payload, dests: &self.unicast_dest, flow_hash, esp: false }
+            }
+            Routed::ToTap => {
+                self.counters.tap_tx_frames += 1;
+                Forward::Tap { port, frame }
+            }
+            Routed::Consumed => Forward::Nothing,
+            Routed::Drop(reason) => {
+                self.counters.drop(reason);
+                Forward::Nothing
+            }
+        }
+    }
+
+    /// Remember which container IP sits behind this host (for the gossip record).
+    fn snoop_local_binding(&mut self, vni: u32, frame: &[u8]) {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return };
+        let Ok(arp) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) else { return };
+        let (ip, mac) = (arp.source_protocol_addr, arp.source_hardware_addr);
+        if arp.is_probe() || !mac.is_unicast() || self.proxy_arp.lookup(vni, ip).is_some() {
+            return;
+        }
+        if self.local_bindings.len() >= MAX_LOCAL_BINDINGS && !self.local_bindings.contains_key(&(vni, ip)) {
+            return;
+        }
+        if self.local_bindings.insert((vni, ip), mac) != Some(mac) {
+            self.local_bindings_changed = true;
+        }
+    }
+
+    /// The local container bindings, if they changed since the last call.
+    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(u32, Ipv4Addr, EthernetAddress)>> {
+        if !std::mem::take(&mut self.local_bindings_changed) {
+            return None;
+        }
+        let mut v: Vec<_> = self.local_bindings.iter().map(|(&(vni, ip), &mac)| (vni, ip, mac)).collect();
+        v.sort();
+        Some(v)
+    }
+
+    fn flush_router_out(&mut self, port: PortId) {
+        while let Some(frame) = self.router_out.pop_front() {
+            self.counters.tap_tx_frames += 1;
+            self.transmits.push_back(Transmit::Tap { port, frame });
+        }
     }
 
     /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
@@ -227,21 +523,64 @@ impl Switch {
             self.counters.drop(DropReason::UnknownPeer);
             return Forward::Nothing;
         }
+        if self.networks[port].encrypted {
+            self.counters.drop(DropReason::CleartextOnEncrypted);
+            return Forward::Nothing;
+        }
         if decapped.reserved_bits {
             self.counters.vxlan_reserved_bits += 1;
         }
-        let Ok(eth) = EthernetFrame::new_checked(&buf[decapped.inner.clone()]) else {
+        if self.networks[port].router.is_some() {
+            return self.deliver_routed(now, port, buf, decapped.inner);
+        }
+        self.deliver_switched(now, port, from, buf, decapped.inner)
+    }
+
+    /// An inner Ethernet frame from peer `from` on a switched network: learn and deliver.
+    fn deliver_switched(&mut self, now: Instant, port: PortId, from: Ipv4Addr, buf: &mut [u8], inner: Range<usize>) -> Forward<'_> {
+        let vni = self.networks[port].vni.get();
+        let Ok(eth) = EthernetFrame::new_checked(&buf[inner.clone()]) else {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
         };
-        let src = eth.src_addr();
+        let (src, ethertype) = (eth.src_addr(), eth.ethertype());
         if src.is_multicast() {
             self.counters.drop(DropReason::InnerBadSourceMac);
             return Forward::Nothing;
         }
-        self.fdb.learn(now, decapped.vni.get(), src, Location::Remote(from));
+        if ethertype == EtherType::ARP && self.proxy_arp.judge(vni, &buf[inner.clone()]) == ArpVerdict::Spoofed {
+            self.counters.drop(DropReason::ArpSpoofed);
+            return Forward::Nothing;
+        }
+        self.fdb.learn(now, vni, src, Location::Remote(from));
         self.counters.tap_tx_frames += 1;
-        Forward::Tap { port, frame: decapped.inner }
+        Forward::Tap { port, frame: inner }
+    }
+
+    /// An inner frame addressed to the anycast gateway on a routed network.
+    fn deliver_routed(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
+        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
+            self.counters.drop(DropReason::InnerMalformed);
+            return Forward::Nothing;
+        };
+        if eth.src_addr().is_multicast() {
+            self.counters.drop(DropReason::InnerBadSourceMac);
+            return Forward::Nothing;
+        }
+        let router = self.networks[port].router.as_mut().expect("routed network");
+        let verdict = router.from_underlay(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+        self.flush_router_out(port);
+        match verdict {
+            Routed::ToTap => {
+                self.counters.tap_tx_frames += 1;
+                Forward::Tap { port, frame }
+            }
+            Routed::Drop(reason) => {
+                self.counters.drop(reason);
+                Forward::Nothing
+            }
+            Routed::Consumed | Routed::ToVtep(_) => Forward::Nothing,
+        }
     }
 
     /// Apply a control-plane update.
@@ -257,31 +596,69 @@ impl Switch {
             ControlUpdate::PeerDown { vni, underlay } => {
                 if let Some(net) = self.network_mut(vni) {
                     net.peers.retain(|p| *p != underlay);
+                    if let Some(router) = net.router.as_mut() {
+                        router.routes_mut().remove_via(underlay);
+                    }
                 }
                 self.fdb.flush_remote(vni, underlay);
             }
+            ControlUpdate::RouteAdd { vni, subnet, via } => {
+                if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {
+                    router.routes_mut().insert(subnet, via);
+                }
+            }
+            ControlUpdate::RouteRemove { vni, subnet } => {
+                if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {
+                    router.routes_mut().remove(subnet);
+                }
+            }
+            ControlUpdate::ArpBinding { vni, ip, mac } => self.proxy_arp.bind(vni, ip, mac),
+            ControlUpdate::ArpUnbind { vni, ip } => self.proxy_arp.unbind(vni, ip),
             ControlUpdate::StaticFdb { vni, mac, underlay } => {
                 self.fdb.insert_static(now, vni, mac, Location::Remote(underlay));
             }
             ControlUpdate::StaticFdbRemove { vni, mac } => {
                 self.fdb.remove(vni, mac);
             }
-            ControlUpdate::RouteAdd { .. }
-            | ControlUpdate::RouteRemove { .. }
-            | ControlUpdate::ArpBinding { .. }
-            | ControlUpdate::ArpUnbind { .. }
-            | ControlUpdate::EspKey { .. } => {}
+            ControlUpdate::EspKey { underlay, public_key, epoch } => {
+                if let Some((_, esp)) = self.esp.as_mut() {
+                    esp.set_peer_key(now, underlay, public_key, epoch);
+                }
+            }
         }
     }
 
-    /// Run timers due at `now` (FDB ageing).
+    /// Run timers due at `now` (FDB ageing, routers' neighbour resolution, ESP rekeying).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.fdb.age(now);
+        if let Some((_, esp)) = self.esp.as_mut() {
+            esp.handle_timeout(now);
+            self.flush_hellos();
+        }
+        for net in &mut self.networks {
+            if let Some(router) = net.router.as_mut() {
+                for _ in 0..router.handle_timeout(now) {
+                    self.counters.drop(DropReason::NeighbourUnresolved);
+                }
+            }
+        }
     }
 
     /// When [`Switch::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fdb.next_expiry()
+        let routers = self.networks.iter().filter_map(|n| n.router.as_ref()?.poll_timeout());
+        let esp = self.esp.as_ref().and_then(|(_, t)| t.poll_timeout());
+        self.fdb.next_expiry().into_iter().chain(routers).chain(esp).min()
+    }
+
+    /// The router of a routed network.
+    pub fn router(&self, port: PortId) -> Option<&Router> {
+        self.networks.get(port)?.router.as_ref()
+    }
+
+    /// The proxy-ARP bindings.
+    pub fn proxy_arp(&self) -> &ProxyArp {
+        &self.proxy_arp
     }
 
     /// Next packet the switch originated itself.
@@ -312,5 +689,12 @@ impl Switch {
     fn network_mut(&mut self, vni: u32) -> Option<&mut Network> {
         let port = *self.by_vni.get(&vni)?;
         self.networks.get_mut(port)
+    }
+}
+
+fn seal_drop(e: TunnelError) -> DropReason {
+    match e {
+        TunnelError::NoSession => DropReason::EspNoSession,
+        TunnelError::Esp(EspError::SequenceExhausted | EspError::BufferTooSmall | _) => DropReason::EspSealFailed,
     }
 }

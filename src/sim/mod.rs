@@ -25,7 +25,9 @@ pub struct Datagram {
     pub from: Ipv4Addr,
     /// Receiver's underlay address.
     pub to: Ipv4Addr,
-    /// UDP payload (VXLAN header + inner frame).
+    /// ESP-in-UDP (port 4500) rather than VXLAN (port 4789).
+    pub esp: bool,
+    /// UDP payload (VXLAN header + inner frame, or ESP).
     pub payload: Vec<u8>,
 }
 
@@ -63,11 +65,12 @@ const MAX_STEPS: usize = 100_000;
 impl Sim {
     /// Hosts given as (underlay address, switch configuration).
     pub fn new(hosts: Vec<(Ipv4Addr, SwitchConfig)>) -> Sim {
+        let now = Instant::now();
         let hosts = hosts
             .into_iter()
             .map(|(underlay, cfg)| {
                 let ports = cfg.networks.len();
-                SimHost { underlay, switch: Switch::new(cfg), tap_out: vec![Vec::new(); ports] }
+                SimHost { underlay, switch: Switch::new(cfg, now), tap_out: vec![Vec::new(); ports] }
             })
             .collect();
         Sim {
@@ -100,9 +103,9 @@ impl Sim {
         let now = self.now;
         let from = self.hosts[host].underlay;
         match self.hosts[host].switch.handle_tap_frame(now, port, &mut self.buf, range) {
-            Forward::Underlay { payload, dests, .. } => {
+            Forward::Underlay { payload, dests, esp, .. } => {
                 for to in dests {
-                    self.in_flight.push_back(Datagram { from, to: *to, payload: self.buf[payload.clone()].to_vec() });
+                    self.in_flight.push_back(Datagram { from, to: *to, esp, payload: self.buf[payload.clone()].to_vec() });
                 }
             }
             Forward::Tap { port, frame } => self.hosts[host].tap_out[port].push(self.buf[frame].to_vec()),
@@ -112,10 +115,17 @@ impl Sim {
         self.run();
     }
 
+    /// Deliver an ESP-in-UDP datagram to host `to` as if it came from `from`.
+    pub fn inject_esp(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
+        let to = self.hosts[to].underlay;
+        self.in_flight.push_back(Datagram { from, to, esp: true, payload: payload.to_vec() });
+        self.run();
+    }
+
     /// Deliver a datagram to host `to` as if it came from `from` over the underlay.
     pub fn inject_underlay(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
         let to = self.hosts[to].underlay;
-        self.in_flight.push_back(Datagram { from, to, payload: payload.to_vec() });
+        self.in_flight.push_back(Datagram { from, to, esp: false, payload: payload.to_vec() });
         self.run();
     }
 
@@ -133,11 +143,17 @@ impl Sim {
             self.buf[range.clone()].copy_from_slice(&d.payload);
             let now = self.now;
             let from = self.hosts[host].underlay;
-            match self.hosts[host].switch.handle_underlay(now, d.from, &mut self.buf, range) {
+            let switch = &mut self.hosts[host].switch;
+            let forward = if d.esp {
+                switch.handle_esp(now, d.from, &mut self.buf, range)
+            } else {
+                switch.handle_underlay(now, d.from, &mut self.buf, range)
+            };
+            match forward {
                 Forward::Tap { port, frame } => self.hosts[host].tap_out[port].push(self.buf[frame].to_vec()),
-                Forward::Underlay { payload, dests, .. } => {
+                Forward::Underlay { payload, dests, esp, .. } => {
                     for to in dests {
-                        self.in_flight.push_back(Datagram { from, to: *to, payload: self.buf[payload.clone()].to_vec() });
+                        self.in_flight.push_back(Datagram { from, to: *to, esp, payload: self.buf[payload.clone()].to_vec() });
                     }
                 }
                 Forward::Nothing => {}
@@ -151,6 +167,10 @@ impl Sim {
         while let Some(t) = self.hosts[host].switch.poll_transmit() {
             match t {
                 Transmit::Tap { port, frame } => self.hosts[host].tap_out[port].push(frame),
+                Transmit::Underlay { dst, esp, payload } => {
+                    let from = self.hosts[host].underlay;
+                    self.in_flight.push_back(Datagram { from, to: dst, esp, payload });
+                }
             }
         }
     }

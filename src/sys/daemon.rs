@@ -19,8 +19,12 @@ use super::control_socket::ControlSocket;
 use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
-use crate::config::Config;
-use crate::dataplane::{CountersSnapshot, Forward, NetworkSpec, Switch, SwitchConfig, Transmit};
+use super::gossip::GossipDriver;
+use super::metrics::MetricsListener;
+use super::hostsubnet_driver::HostSubnetDriver;
+use crate::config::{Config, Mode};
+use crate::dataplane::{CountersSnapshot, EspTunnels, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::ipsec::{HostKey, SessionConfig};
 use crate::wire::vxlan::Vni;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
@@ -29,6 +33,10 @@ pub const HEADROOM: usize = 64;
 pub const TAILROOM: usize = 64;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// Poll slot of the first TAP (after signals, VXLAN, control and gossip).
+const FIRST_TAP_SLOT: usize = 6;
+/// How often changed local container bindings are published to the cluster.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Driver-level counters (I/O failures that the sans-IO core cannot see).
 #[derive(Debug, Default, Clone, Serialize)]
@@ -53,13 +61,16 @@ struct Status<'a> {
     driver: &'a DriverCounters,
     fdb: crate::dataplane::fdb::FdbCounters,
     networks: Vec<NetworkStatus>,
+    esp: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
 struct NetworkStatus {
     vni: u32,
     tap: String,
+    mode: String,
     peers: Vec<Ipv4Addr>,
+    routes: Vec<(String, Ipv4Addr)>,
     fdb: Vec<FdbRow>,
 }
 
@@ -87,13 +98,15 @@ struct PendingSend {
     payload: Range<usize>,
     dests: Range<usize>,
     flow: u32,
+    esp: bool,
 }
 
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
+    let mut host_subnet = HostSubnetDriver::start(config)?;
     let mut taps = Vec::new();
-    for net in &config.networks {
+    for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
         links::configure_tap(&net.tap, net.bridge.as_deref(), net.address)?;
         tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
@@ -101,9 +114,18 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     let udp = UnderlaySockets::bind(config.underlay.address, config.underlay.port, config.underlay.port)?;
     let control = ControlSocket::bind(&config.control_socket)?;
-    let mut switch = Switch::new(switch_config(config));
+    let mut switch = Switch::new(switch_config(config), Instant::now());
+    for net in switched_networks(config) {
+        for update in net.static_updates() {
+            switch.apply(Instant::now(), update);
+        }
+    }
     tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
 
+    let epoch = crate::ipsec::random_epoch();
+    let esp = EspDriver::start(config, epoch, &mut switch)?;
+    let mut gossip = GossipDriver::start(config, esp.as_ref().and_then(|e| e.public_key), epoch, Instant::now())?;
+    let mut next_publish = Instant::now();
     let started = Instant::now();
     let payload_len = (config.underlay.mtu as usize).max(2048);
     let mut tap_bufs = Buffers::new(udp::BATCH, payload_len);
@@ -113,7 +135,12 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut dests: Vec<Ipv4Addr> = Vec::new();
     let mut driver = DriverCounters::default();
 
-    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd()]
+    let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
+    // Fixed slots: 0 signals, 1 VXLAN, 2 control, 3 gossip, 4 ESP, 5 metrics (-1 when absent), then TAPs.
+    let gossip_fd = gossip.as_ref().map_or(-1, GossipDriver::fd);
+    let esp_fd = esp.as_ref().map_or(-1, |e| e.sockets.rx_fd());
+    let metrics_fd = metrics.as_ref().map_or(-1, MetricsListener::fd);
+    let mut pollfds: Vec<libc::pollfd> = [signals.fd, udp.rx_fd(), control.fd(), gossip_fd, esp_fd, metrics_fd]
         .into_iter()
         .chain(taps.iter().map(Tap::fd))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
@@ -121,7 +148,8 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 
     loop {
         let now = Instant::now();
-        let sleep = switch.poll_timeout().map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP));
+        let next = switch.poll_timeout().into_iter().chain(gossip.as_ref().and_then(GossipDriver::poll_timeout)).min();
+        let sleep = next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP));
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
         let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, sleep.as_millis() as i32) };
         if rc < 0 {
@@ -141,7 +169,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         }
         // TAP -> underlay.
         for (port, tap) in taps.iter().enumerate() {
-            if pollfds[3 + port].revents == 0 {
+            if pollfds[FIRST_TAP_SLOT + port].revents == 0 {
                 continue;
             }
             pending.clear();
@@ -156,39 +184,23 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                         break;
                     }
                 };
-                if let Forward::Underlay { payload, dests: d, flow_hash } =
+                if let Forward::Underlay { payload, dests: d, flow_hash, esp } =
                     switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len)
                 {
                     let start = dests.len();
                     dests.extend_from_slice(d);
-                    pending.push(PendingSend { buf: i, payload, dests: start..dests.len(), flow: flow_hash });
+                    pending.push(PendingSend { buf: i, payload, dests: start..dests.len(), flow: flow_hash, esp });
                 }
             }
-            flush_sends(&udp, &tap_bufs, &pending, &dests, &mut driver);
+            flush_sends(&udp, esp.as_ref().map(|e| &e.sockets), &tap_bufs, &pending, &dests, &mut driver);
         }
         // Underlay -> TAP.
         if pollfds[1].revents != 0 {
-            match udp.recv_batch(&mut rx_bufs.bufs, HEADROOM, &mut meta) {
-                Ok(_) => {
-                    for (i, &(len, from)) in meta.iter().enumerate() {
-                        if len == usize::MAX {
-                            driver.underlay_rx_truncated += 1;
-                            continue;
-                        }
-                        let buf = &mut rx_bufs.bufs[i];
-                        if let Forward::Tap { port, frame } =
-                            switch.handle_underlay(now, *from.ip(), buf, HEADROOM..HEADROOM + len)
-                        {
-                            if taps[port].write(&buf[frame]).is_err() {
-                                driver.tap_write_errors += 1;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    driver.underlay_recv_errors += 1;
-                    tracing::debug!("recvmmsg: {e}");
-                }
+            receive(&udp, false, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
+        }
+        if let Some(e) = esp.as_ref() {
+            if pollfds[4].revents != 0 {
+                receive(&e.sockets, true, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
             }
         }
         while let Some(t) = switch.poll_transmit() {
@@ -198,31 +210,185 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                         driver.tap_write_errors += 1;
                     }
                 }
+                Transmit::Underlay { dst, esp: is_esp, payload } => {
+                    let sockets = if is_esp { esp.as_ref().map(|e| &e.sockets) } else { Some(&udp) };
+                    if let Some(s) = sockets {
+                        s.send_batch(0, &[(dst, &payload[..])], |_| driver.underlay_send_errors += 1);
+                    }
+                }
+            }
+        }
+        if let Some(g) = gossip.as_mut() {
+            if pollfds[3].revents != 0 {
+                g.on_readable(now);
+            }
+            g.poll(now, |update| {
+                if let Some(h) = host_subnet.as_mut() {
+                    h.apply(&update);
+                }
+                switch.apply(now, update);
+            });
+            if now >= next_publish {
+                next_publish = now + PUBLISH_EVERY;
+                if let Some(bindings) = switch.take_local_bindings_changed() {
+                    g.publish_bindings(now, config, &bindings);
+                }
+            }
+        }
+        if let Some(m) = metrics.as_ref() {
+            if pollfds[5].revents != 0 {
+                m.serve(|| metrics_page(&switch, &driver, config, gossip.as_ref()));
             }
         }
         if pollfds[2].revents != 0 {
-            control.serve(|cmd| answer(cmd, started, &switch, &driver, config));
+            control.serve(|cmd| match cmd {
+                "metrics" => metrics_page(&switch, &driver, config, gossip.as_ref()),
+                "peers" => match gossip.as_ref() {
+                    Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
+                    None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
+                },
+                _ => answer(cmd, started, &switch, &driver, config),
+            });
         }
+    }
+    if let Some(h) = host_subnet {
+        h.withdraw_all();
     }
     Ok(())
 }
 
-/// Send every pending frame to its destinations, one `sendmmsg` per run of equal flow sockets.
-fn flush_sends(udp: &UnderlaySockets, bufs: &Buffers, pending: &[PendingSend], dests: &[Ipv4Addr], driver: &mut DriverCounters) {
-    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
-    let mut flow = None;
-    for p in pending {
-        let socket = p.flow as usize % udp::SOURCE_PORTS;
-        if flow.is_some_and(|f: u32| f as usize % udp::SOURCE_PORTS != socket) {
-            udp.send_batch(flow.unwrap_or(0), &batch, |_| driver.underlay_send_errors += 1);
-            batch.clear();
+fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossip: Option<&GossipDriver>) -> String {
+    let vnis: Vec<u32> = switched_networks(config).map(|n| n.vni).collect();
+    super::metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::alive_members))
+}
+
+/// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
+pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
+    config.networks.iter().filter(|n| n.mode != Mode::HostSubnet)
+}
+
+/// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.
+#[allow(clippy::too_many_arguments)]
+fn receive(
+    sockets: &UnderlaySockets,
+    is_esp: bool,
+    now: Instant,
+    switch: &mut Switch,
+    taps: &[Tap],
+    rx_bufs: &mut Buffers,
+    meta: &mut Vec<(usize, std::net::SocketAddrV4)>,
+    driver: &mut DriverCounters,
+) {
+    if let Err(e) = sockets.recv_batch(&mut rx_bufs.bufs, HEADROOM, meta) {
+        driver.underlay_recv_errors += 1;
+        tracing::debug!("recvmmsg: {e}");
+        return;
+    }
+    for (i, &(len, from)) in meta.iter().enumerate() {
+        if len == usize::MAX {
+            driver.underlay_rx_truncated += 1;
+            continue;
         }
-        flow = Some(p.flow);
+        let buf = &mut rx_bufs.bufs[i];
+        let range = HEADROOM..HEADROOM + len;
+        let forward = if is_esp {
+            switch.handle_esp(now, *from.ip(), buf, range)
+        } else {
+            switch.handle_underlay(now, *from.ip(), buf, range)
+        };
+        if let Forward::Tap { port, frame } = forward {
+            if taps[port].write(&buf[frame]).is_err() {
+                driver.tap_write_errors += 1;
+            }
+        }
+    }
+}
+
+/// Send every pending frame to its destinations, one `sendmmsg` per run of frames that leave
+/// through the same socket (the flow's VXLAN source socket, or the ESP socket).
+fn flush_sends(
+    udp: &UnderlaySockets,
+    esp: Option<&UnderlaySockets>,
+    bufs: &Buffers,
+    pending: &[PendingSend],
+    dests: &[Ipv4Addr],
+    driver: &mut DriverCounters,
+) {
+    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
+    let mut current: Option<(bool, usize, u32)> = None;
+    let mut send = |key: Option<(bool, usize, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>| {
+        if let Some((is_esp, _, flow)) = key {
+            let sockets = if is_esp { esp } else { Some(udp) };
+            match sockets {
+                Some(s) => {
+                    s.send_batch(flow, batch, |_| driver.underlay_send_errors += 1);
+                }
+                None => driver.underlay_send_errors += batch.len() as u64,
+            }
+        }
+        batch.clear();
+    };
+    for p in pending {
+        let key = (p.esp, p.flow as usize % udp::SOURCE_PORTS, p.flow);
+        if current.is_some_and(|c| (c.0, c.1) != (key.0, key.1)) {
+            send(current, &mut batch);
+        }
+        current = Some(key);
         let payload = &bufs.bufs[p.buf][p.payload.clone()];
         batch.extend(dests[p.dests.clone()].iter().map(|d| (*d, payload)));
     }
-    if let Some(f) = flow {
-        udp.send_batch(f, &batch, |_| driver.underlay_send_errors += 1);
+    send(current, &mut batch);
+}
+
+/// The ESP side of the daemon: the ESP-in-UDP socket and the host key.
+struct EspDriver {
+    sockets: UnderlaySockets,
+    public_key: Option<[u8; 32]>,
+}
+
+impl EspDriver {
+    /// Set up ESP when a network is encrypted: load (or create) the host key for automatic keys,
+    /// install manual SAs, bind the ESP-in-UDP socket.
+    fn start(config: &Config, epoch: u64, switch: &mut Switch) -> Result<Option<Self>, SysError> {
+        let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok(None) };
+        let automatic = config.gossip.is_some() || net.peers.iter().any(|p| p.public_key.is_some());
+        let host = if automatic {
+            let key = HostKey::load_or_create(&config.esp.key_file).map_err(|e| SysError::Os {
+                op: "load ESP host key",
+                source: io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", config.esp.key_file.display())),
+            })?;
+            Some(key)
+        } else {
+            None
+        };
+        let public_key = host.as_ref().map(HostKey::public_key);
+        let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
+        switch.set_esp(EspTunnels::new(host, epoch, config.esp.suite, session));
+        let now = Instant::now();
+        for peer in &net.peers {
+            if let Some(key) = peer.public_key {
+                switch.esp_mut().expect("set above").add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
+                    op: "add ESP peer",
+                    source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: unusable public key ({e:?})", peer.address)),
+                })?;
+            }
+            if let Some((out, inb)) = &peer.manual_keys {
+                // Manual SAs follow `ip xfrm state` defaults: no ESN.
+                let sas = out.outbound(false).and_then(|o| Ok((o, inb.inbound(false, config.esp.replay_window)?)));
+                match sas {
+                    Ok((o, i)) => switch.esp_mut().expect("set above").add_manual(now, peer.address, o, i),
+                    Err(e) => {
+                        return Err(SysError::Os {
+                            op: "install manual ESP keys",
+                            source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: {e:?}", peer.address)),
+                        })
+                    }
+                }
+            }
+        }
+        let sockets = UnderlaySockets::bind_fixed_source(config.underlay.address, config.esp.port)?;
+        tracing::info!(vni = net.vni, port = config.esp.port, automatic, "ESP tunnels ready");
+        Ok(Some(EspDriver { sockets, public_key }))
     }
 }
 
@@ -230,14 +396,17 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
     match cmd {
         "stats" | "" => {
             let now = Instant::now();
-            let networks = config
-                .networks
-                .iter()
+            let networks = switched_networks(config)
                 .enumerate()
                 .map(|(port, n)| NetworkStatus {
                     vni: n.vni,
                     tap: n.tap.clone(),
+                    mode: format!("{:?}", n.mode),
                     peers: switch.peers(port).to_vec(),
+                    routes: switch
+                        .router(port)
+                        .map(|r| r.routes().iter().map(|(net, via)| (net.to_string(), via)).collect())
+                        .unwrap_or_default(),
                     fdb: switch
                         .fdb()
                         .iter()
@@ -260,6 +429,22 @@ fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters,
                 driver,
                 fdb: switch.fdb().counters(),
                 networks,
+                esp: switch.esp().map(|t| {
+                    let drops = t.drops();
+                    serde_json::json!({
+                        "epoch": t.local_epoch(),
+                        "public_key": t.public_key().map(hex::encode),
+                        "bad_keys": t.bad_keys,
+                        "hellos": t.hellos,
+                        "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
+                            "peer": peer.to_string(),
+                            "spi_out": format!("{out:#010x}"),
+                            "spi_in": format!("{inb:#010x}"),
+                            "generations": [gens.0, gens.1],
+                        })).collect::<Vec<_>>(),
+                        "drops": crate::ipsec::DropReason::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect::<std::collections::BTreeMap<_, _>>(),
+                    })
+                }),
             };
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         }
@@ -272,13 +457,20 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: config.fdb_ageing,
         fdb_max_entries: config.fdb_max_entries,
-        networks: config
-            .networks
-            .iter()
+        networks: switched_networks(config)
             .map(|n| NetworkSpec {
                 vni: Vni::new(n.vni).expect("validated by config"),
                 max_frame_len: n.max_frame_len(config.underlay.mtu),
-                peers: n.peers.clone(),
+                // Peers, routes and bindings arrive as ControlUpdates, like gossip's.
+                peers: Vec::new(),
+                unknown_arp: n.unknown_arp,
+                routed: match (n.mode, &n.host_subnet) {
+                    (Mode::Routed, Some(h)) => {
+                        Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac })
+                    }
+                    _ => None,
+                },
+                encrypted: n.encrypted,
             })
             .collect(),
     }

@@ -2,8 +2,11 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod gossip;
 pub mod hostsubnet;
+pub mod hostsubnet_driver;
 pub mod links;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod probe;

@@ -69,12 +69,17 @@ where
     let thread = std::thread::Builder::new()
         .name(format!("netns-{name}"))
         .spawn(move || -> Result<T, NetnsError> {
-            setns(&file, CloneFlags::CLONE_NEWNET)
-                .map_err(|source| NetnsError::Setns { name: owned, source })?;
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
+                name: owned,
+                source,
+            })?;
             drop(file);
             Ok(f())
         })
-        .map_err(|source| NetnsError::Spawn { name: name.to_string(), source })?;
+        .map_err(|source| NetnsError::Spawn {
+            name: name.to_string(),
+            source,
+        })?;
     match thread.join() {
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
@@ -90,6 +95,9 @@ mod tests {
         let name = format!("vxs-missing-{}", std::process::id());
         let err = run_in(&name, || ()).unwrap_err();
         assert!(matches!(err, NetnsError::Open { .. }), "{err:?}");
-        assert!(err.to_string().contains(&format!("/run/netns/{name}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("/run/netns/{name}")),
+            "{err}"
+        );
     }
 }

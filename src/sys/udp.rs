@@ -96,6 +96,14 @@ impl UnderlaySockets {
         Ok(UnderlaySockets { rx, tx, peer_port })
     }
 
+    /// One socket bound to `local:port` that both receives and sends (ESP-in-UDP: RFC 3948
+    /// expects port 4500 on both ends, and NAT-T peers key their mappings on it).
+    pub fn bind_fixed_source(local: Ipv4Addr, port: u16) -> Result<Self, SysError> {
+        let rx = udp_socket(SocketAddrV4::new(local, port), "ESP-in-UDP socket")?;
+        let tx = vec![rx.try_clone().map_err(|source| SysError::Socket { op: "dup", what: "ESP-in-UDP socket", addr: SocketAddrV4::new(local, port), source })?];
+        Ok(UnderlaySockets { rx, tx, peer_port: port })
+    }
+
     /// The receive socket's fd (for polling).
     pub fn rx_fd(&self) -> RawFd {
         self.rx.as_raw_fd()

@@ -73,6 +73,37 @@ pub struct Lab {
     prefix: String,
 }
 
+/// How containers are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// One overlay subnet across hosts: 192.0.2.0/24 (L2 overlay).
+    Shared,
+    /// One subnet per host: host i owns 198.19.(i+1).0/24, gateway .1, containers from .10 on
+    /// (routed overlay and host-subnet modes).
+    PerHost,
+}
+
+/// Host `i`'s container subnet under [`Addressing::PerHost`].
+pub fn host_subnet(i: usize) -> ipnet::Ipv4Net {
+    ipnet::Ipv4Net::new(Ipv4Addr::new(198, 19, (i + 1) as u8, 0), 24).expect("valid")
+}
+
+/// Host `i`'s gateway address under [`Addressing::PerHost`].
+pub fn host_gateway(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (i + 1) as u8, 1)
+}
+
+/// AES-256-GCM key material (32-byte key + 4-byte salt, hex as `ip xfrm` takes it) of the lab's
+/// manual SA from host `from` to host `to`. Test keys only.
+pub fn lab_esp_key(from: usize, to: usize) -> String {
+    format!("0x{}", (0..36).map(|i| format!("{:02x}", (i * 7 + from * 31 + to * 13) as u8)).collect::<String>())
+}
+
+/// SPI of the lab's manual SA from host `from` to host `to`.
+pub fn lab_esp_spi(from: usize, to: usize) -> u32 {
+    0x1000 + (from as u32) * 16 + to as u32
+}
+
 /// Underlay address of host `i` (0-based).
 pub fn underlay_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, (i + 1) as u8)
@@ -81,16 +112,6 @@ pub fn underlay_ip(i: usize) -> Ipv4Addr {
 /// Overlay address of container `j` of host `i`.
 pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
-}
-
-/// The container subnet of host `i` in host-subnet mode: `198.19.(i+1).0/24` (RFC 2544 range).
-pub fn host_subnet(i: usize) -> String {
-    format!("198.19.{}.0/24", i + 1)
-}
-
-/// Address `host` of host `i`'s container subnet in host-subnet mode (`.1` is the gateway).
-pub fn host_subnet_addr(i: usize, host: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 19, (i + 1) as u8, host as u8)
 }
 
 /// IPv4-only labs keep the underlay quiet (no DAD, router or MLD chatter from new links).
@@ -113,6 +134,11 @@ impl Lab {
     /// name (keep it short), together with the process id so parallel runs never collide.
     /// `bin` is the vxswitch executable to run on [`HostKind::Vxswitch`] hosts.
     pub fn build(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path) -> io::Result<Lab> {
+        Lab::build_with(tag, kinds, containers, bin, Addressing::Shared)
+    }
+
+    /// As [`Lab::build`], with a choice of container addressing.
+    pub fn build_with(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing) -> io::Result<Lab> {
         let prefix = format!("vxs-{tag}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         fs::create_dir_all(&dir)?;
@@ -121,7 +147,7 @@ impl Lab {
         underlay.ip(&["link", "set", "ul", "up"])?;
         let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, dir, bin: bin.to_path_buf(), prefix };
         for (i, kind) in kinds.iter().enumerate() {
-            let host = lab.build_host(i, *kind, containers)?;
+            let host = lab.build_host(i, *kind, containers, addressing)?;
             lab.hosts.push(host);
             lab.daemons.push(None);
         }
@@ -135,7 +161,7 @@ impl Lab {
         Ok(lab)
     }
 
-    fn build_host(&self, i: usize, kind: HostKind, containers: usize) -> io::Result<Host> {
+    fn build_host(&self, i: usize, kind: HostKind, containers: usize, addressing: Addressing) -> io::Result<Host> {
         let ns = Netns::create(&format!("{}-h{i}", self.prefix))?;
         disable_ipv6(&ns);
         let ul_port = format!("h{i}");
@@ -153,9 +179,15 @@ impl Lab {
             let port = format!("c{j}");
             host.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", c.name()])?;
             host.ns.ip(&["link", "set", &port, "master", "br0", "up"])?;
-            let cip = container_ip(i, j);
+            let cip = match addressing {
+                Addressing::Shared => container_ip(i, j),
+                Addressing::PerHost => Ipv4Addr::new(198, 19, (i + 1) as u8, (10 + j) as u8),
+            };
             c.ip(&["addr", "add", &format!("{cip}/24"), "dev", "eth0"])?;
             c.ip(&["link", "set", "eth0", "mtu", &CONTAINER_MTU.to_string(), "up"])?;
+            if addressing == Addressing::PerHost {
+                c.ip(&["route", "add", "default", "via", &host_gateway(i).to_string()])?;
+            }
             host.containers.push(Container { ns: c, ip: cip });
         }
         Ok(host)
@@ -185,6 +217,68 @@ impl Lab {
             ip = underlay_ip(i),
             peers = peers.join(", "),
         )
+    }
+
+    /// The configuration of host `i` for a per-host-subnet network in `mode` ("routed" or
+    /// "host-subnet"), with every other host as a peer owning its subnet.
+    pub fn subnet_config(&self, i: usize, mode: &str, peers: &[usize]) -> String {
+        let peers: Vec<String> = peers
+            .iter()
+            .filter(|&&k| k != i)
+            .map(|&k| format!("{{ address = \"{}\", subnet = \"{}\" }}", underlay_ip(k), host_subnet(k)))
+            .collect();
+        let tap = if mode == "host-subnet" { String::new() } else { format!("tap = \"vxs{VNI}\"\n") };
+        format!(
+            "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\nmode = \"{mode}\"\n{tap}bridge = \"br0\"\nsubnet = \"{subnet}\"\npeers = [{peers}]\n",
+            sock = self.socket(i).display(),
+            ip = underlay_ip(i),
+            subnet = host_subnet(i),
+            peers = peers.join(", "),
+        )
+    }
+
+    /// Host `i` in a gossip cluster: per-host subnet in `mode`, no static peers, joining through
+    /// the hosts in `seeds`. The cluster key is created on first use in the lab directory.
+    pub fn gossip_config(&self, i: usize, mode: &str, seeds: &[usize]) -> io::Result<String> {
+        let key = self.dir.join("cluster.key");
+        if !key.exists() {
+            super::netns::run_cmd(std::process::Command::new(&self.bin).arg("genkey").arg(&key))?;
+        }
+        let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", underlay_ip(k))).collect();
+        let base = self.subnet_config(i, mode, &[]);
+        Ok(format!(
+            "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\n",
+            key = key.display(),
+            seeds = seeds.join(", ")
+        ))
+    }
+
+    /// Host `i` on an ESP-encrypted network with manual keys for every other host: routed (per-host
+    /// subnets, IPv4 in ESP) or overlay (shared subnet, Ethernet in ESP). Keys are fixed test keys
+    /// from [`lab_esp_key`], so a decoder can be given the same ones.
+    pub fn esp_manual_config(&self, i: usize, routed: bool) -> String {
+        let others: Vec<usize> = (0..self.hosts.len()).filter(|&k| k != i).collect();
+        let peers: Vec<String> = others
+            .iter()
+            .map(|&k| {
+                let subnet = if routed { format!(", subnet = \"{}\"", host_subnet(k)) } else { String::new() };
+                format!(
+                    "{{ address = \"{}\"{subnet}, esp = {{ spi_out = \"{:#x}\", key_out = \"{}\", spi_in = \"{:#x}\", key_in = \"{}\" }} }}",
+                    underlay_ip(k),
+                    lab_esp_spi(i, k),
+                    lab_esp_key(i, k),
+                    lab_esp_spi(k, i),
+                    lab_esp_key(k, i)
+                )
+            })
+            .collect();
+        let base = if routed { self.subnet_config(i, "routed", &[]) } else { self.vxswitch_config(i, "") };
+        let from = if routed {
+            "peers = []".to_string()
+        } else {
+            format!("peers = [{}]", others.iter().map(|&k| format!("\"{}\"", underlay_ip(k))).collect::<Vec<_>>().join(", "))
+        };
+        base.replace(&from, &format!("encryption = \"esp\"\npeers = [{}]", peers.join(", ")))
     }
 
     /// Write `config` for host `i` and start its daemon; waits until it answers on its socket.
@@ -288,35 +382,6 @@ impl Lab {
     /// `/proc/PID/stat`; `ip netns exec` execs the daemon, so this is the daemon's own pid).
     pub fn daemon_pid(&self, i: usize) -> Option<u32> {
         self.daemons.get(i)?.as_ref().map(Child::id)
-    }
-
-    /// Re-address the lab for host-subnet routing (flannel host-gw style, no encapsulation):
-    /// host i routes its own subnet [`host_subnet`]`(i)` on `br0` (gateway `.1`), its containers
-    /// get `.2`, `.3`, ... with a default route through the gateway and MTU `mtu`, IPv4
-    /// forwarding is on, and every peer subnet is routed via that peer's underlay address.
-    /// Only for [`HostKind::Bare`] hosts. Updates [`Container::ip`].
-    /// // = ip addr add 198.19.(i+1).1/24 dev br0; sysctl net.ipv4.ip_forward=1
-    /// //   ip route replace PEER_SUBNET via PEER_UNDERLAY
-    pub fn use_host_subnet(&mut self, mtu: u32) -> io::Result<()> {
-        let n = self.hosts.len();
-        for i in 0..n {
-            let host = &mut self.hosts[i];
-            let gw = host_subnet_addr(i, 1);
-            host.ns.ip(&["addr", "add", &format!("{gw}/24"), "dev", "br0"])?;
-            host.ns.sysctl("net.ipv4.ip_forward", "1")?;
-            for k in (0..n).filter(|&k| k != i) {
-                host.ns.ip(&["route", "replace", &host_subnet(k), "via", &underlay_ip(k).to_string()])?;
-            }
-            for (j, c) in host.containers.iter_mut().enumerate() {
-                let ip = host_subnet_addr(i, j + 2);
-                c.ns.ip(&["addr", "flush", "dev", "eth0"])?;
-                c.ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-                c.ns.ip(&["link", "set", "eth0", "mtu", &mtu.to_string()])?;
-                c.ns.ip(&["route", "replace", "default", "via", &gw.to_string()])?;
-                c.ip = ip;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -462,6 +462,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(frame) = EthernetFrame::new_checked(&bytes[..]) {

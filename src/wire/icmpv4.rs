@@ -591,6 +591,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
         #[test]
         fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..64),
                                        fix_checksum in any::<bool>()) {

@@ -346,6 +346,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             match UdpPacket::new_checked(&bytes[..]) {

@@ -387,6 +387,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
             match VxlanPacket::new_checked(&bytes[..]) {

@@ -40,16 +40,24 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let out = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
         if !matches!(&out, Ok(o) if o.status.success()) {
-            eprintln!("warning: could not delete network namespace {}: {out:?}", self.name);
+            eprintln!(
+                "warning: could not delete network namespace {}: {out:?}",
+                self.name
+            );
         }
     }
 }
 
 /// Runs a command, panics with its stderr on failure, returns stdout.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {}: {}",
@@ -68,6 +76,11 @@ pub fn have_root(test: &str) -> bool {
     if std::env::var("VXSWITCH_REQUIRE_ROOT").as_deref() == Ok("1") {
         panic!("{test}: needs root (VXSWITCH_REQUIRE_ROOT=1)");
     }
-    eprintln!("SKIP {test}: needs root to create network namespaces (set VXSWITCH_REQUIRE_ROOT=1 to fail instead)");
+    // Written to the process's stderr directly: libtest would swallow eprintln! of a passing test.
+    let line = format!(
+        "SKIP {test}: needs root to create network namespaces \
+         (set VXSWITCH_REQUIRE_ROOT=1 to fail instead)\n"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     false
 }

@@ -29,13 +29,21 @@ impl Netlink {
     /// Adds an IPv4 address with its prefix length.
     // = ip addr add ADDR/LEN dev DEV
     pub fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
-        let req = self.handle.address().add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
+        let req = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
         self.run(req.execute())
             .map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index}"), e))
     }
 
     fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {
-        let req = self.handle.address().get().set_link_index_filter(index).execute();
+        let req = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         self.run(req.try_collect::<Vec<_>>())
             .map_err(|e| NetlinkError::request(format!("addr show dev {index}"), e))
     }
@@ -43,7 +51,11 @@ impl Netlink {
     /// The IPv4 addresses of the link.
     // = ip -4 addr show dev DEV
     pub fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
-        Ok(self.address_messages(index)?.iter().filter_map(ipv4_of).collect())
+        Ok(self
+            .address_messages(index)?
+            .iter()
+            .filter_map(ipv4_of)
+            .collect())
     }
 
     /// Removes every IPv4 address from the link.
@@ -67,8 +79,14 @@ mod tests {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = 24;
-        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))));
-        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(
+                192, 0, 2, 9,
+            ))));
+        msg.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(
+                192, 0, 2, 1,
+            ))));
         assert_eq!(ipv4_of(&msg), Some("192.0.2.1/24".parse().unwrap()));
     }
 
@@ -76,7 +94,8 @@ mod tests {
     fn ignores_ipv6() {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet6;
-        msg.attributes.push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
+        msg.attributes
+            .push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
         assert_eq!(ipv4_of(&msg), None);
     }
 }

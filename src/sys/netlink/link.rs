@@ -66,7 +66,14 @@ pub struct VxlanSpec {
 impl VxlanSpec {
     /// `vtep<vni>` on port 4789 with `nolearning`, sourced from `local` over device `dev`.
     pub fn new(vni: u32, local: Ipv4Addr, dev: Option<u32>) -> Self {
-        VxlanSpec { name: format!("vtep{vni}"), vni, dstport: 4789, local, dev, learning: false }
+        VxlanSpec {
+            name: format!("vtep{vni}"),
+            vni,
+            dstport: 4789,
+            local,
+            dev,
+            learning: false,
+        }
     }
 }
 
@@ -75,7 +82,12 @@ impl Netlink {
     // = ip link show NAME
     pub fn find_link(&self, name: &str) -> Result<Option<LinkInfo>> {
         let op = format!("link show {name}");
-        let mut req = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match self.run(req.try_next()) {
             Ok(Some(msg)) => Ok(Some(LinkInfo::from_message(&msg))),
             Ok(None) => Ok(None),
@@ -93,7 +105,9 @@ impl Netlink {
     /// Interface index of `name`; [`NetlinkError::NoSuchLink`] if it does not exist.
     // = ip link show NAME
     pub fn link_index(&self, name: &str) -> Result<u32> {
-        self.find_link(name)?.map(|l| l.index).ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
+        self.find_link(name)?
+            .map(|l| l.index)
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
     }
 
     /// State of the link with index `index`.
@@ -103,13 +117,17 @@ impl Netlink {
         let mut req = self.handle.link().get().match_index(index).execute();
         match self.run(req.try_next()) {
             Ok(Some(msg)) => Ok(LinkInfo::from_message(&msg)),
-            Ok(None) => Err(NetlinkError::Unexpected { op, detail: "no link message".into() }),
+            Ok(None) => Err(NetlinkError::Unexpected {
+                op,
+                detail: "no link message".into(),
+            }),
             Err(e) => Err(NetlinkError::request(op, e)),
         }
     }
 
     fn link_set(&self, op: String, msg: LinkMessage) -> Result<()> {
-        self.run(self.handle.link().set(msg).execute()).map_err(|e| NetlinkError::request(op, e))
+        self.run(self.handle.link().set(msg).execute())
+            .map_err(|e| NetlinkError::request(op, e))
     }
 
     fn link_add(&self, op: String, name: &str, msg: LinkMessage) -> Result<u32> {
@@ -121,7 +139,10 @@ impl Netlink {
     /// Brings the link up.
     // = ip link set dev DEV up
     pub fn set_up(&self, index: u32) -> Result<()> {
-        self.link_set(format!("link set {index} up"), LinkUnspec::new_with_index(index).up().build())
+        self.link_set(
+            format!("link set {index} up"),
+            LinkUnspec::new_with_index(index).up().build(),
+        )
     }
 
     /// Brings the link down.
@@ -156,7 +177,11 @@ impl Netlink {
     // = ip link add NAME type veth peer name PEER
     pub fn create_veth(&self, name: &str, peer: &str) -> Result<u32> {
         let msg = LinkVeth::new(name, peer).build();
-        self.link_add(format!("link add {name} type veth peer name {peer}"), name, msg)
+        self.link_add(
+            format!("link add {name} type veth peer name {peer}"),
+            name,
+            msg,
+        )
     }
 
     /// Creates a kernel VXLAN device and returns its index.
@@ -213,7 +238,13 @@ mod tests {
         let info = LinkInfo::from_message(&msg);
         assert_eq!(
             info,
-            LinkInfo { index: 5, name: "veth0".into(), mtu: 1450, up: true, master: Some(3) }
+            LinkInfo {
+                index: 5,
+                name: "veth0".into(),
+                mtu: 1450,
+                up: true,
+                master: Some(3)
+            }
         );
     }
 }

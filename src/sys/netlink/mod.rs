@@ -56,11 +56,16 @@ impl Netlink {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|source| NetlinkError::Io { op: "create runtime".into(), source })?;
+            .map_err(|source| NetlinkError::Io {
+                op: "create runtime".into(),
+                source,
+            })?;
         // The socket registers with the runtime's reactor, so create it inside the runtime.
         let _guard = rt.enter();
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|source| NetlinkError::Io { op: "open netlink socket".into(), source })?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetlinkError::Io {
+            op: "open netlink socket".into(),
+            source,
+        })?;
         rt.spawn(conn);
         Ok(Netlink { rt, handle })
     }

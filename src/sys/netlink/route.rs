@@ -95,8 +95,7 @@ impl Ipv4Route {
 
     /// Reads an IPv4 unicast route message; `None` for anything else.
     pub(crate) fn from_message(msg: &RouteMessage) -> Option<Self> {
-        if msg.header.address_family != AddressFamily::Inet
-            || msg.header.kind != RouteType::Unicast
+        if msg.header.address_family != AddressFamily::Inet || msg.header.kind != RouteType::Unicast
         {
             return None;
         }
@@ -143,6 +142,15 @@ impl Netlink {
             .map_err(|e| NetlinkError::request(format!("route replace {}", route.describe()), e))
     }
 
+    /// Installs the route only if no route for `route.dst` exists yet (EEXIST otherwise), so
+    /// a route owned by someone else is never overwritten.
+    // = ip route add SUBNET via GW [dev DEV] [onlink] proto N
+    pub fn route_add(&self, route: &Ipv4Route) -> Result<()> {
+        let req = self.handle.route().add(route.to_message());
+        self.run(req.execute())
+            .map_err(|e| NetlinkError::request(format!("route add {}", route.describe()), e))
+    }
+
     /// Deletes the route; the kernel matches destination, table, protocol and gateway.
     // = ip route del SUBNET via GW proto N
     pub fn route_delete(&self, route: &Ipv4Route) -> Result<()> {
@@ -156,7 +164,10 @@ impl Netlink {
     /// IPv4 unicast routes of the main table installed with protocol number `proto`.
     // = ip route show table main proto N
     pub fn routes_by_proto(&self, proto: u8) -> Result<Vec<Ipv4Route>> {
-        let req = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build());
+        let req = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build());
         let msgs = self
             .run(req.execute().try_collect::<Vec<_>>())
             .map_err(|e| NetlinkError::request(format!("route show proto {proto}"), e))?;
@@ -171,13 +182,21 @@ impl Netlink {
     // = ip route get DST
     pub fn route_get(&self, dst: Ipv4Addr) -> Result<RouteLookup> {
         let op = format!("route get {dst}");
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .build();
         let answer = self
             .run(self.handle.route().get(msg).execute().try_next())
             .map_err(|e| NetlinkError::request(op.clone(), e))?
-            .ok_or_else(|| NetlinkError::Unexpected { op, detail: "no route message".into() })?;
-        let mut lookup =
-            RouteLookup { gateway: None, oif: None, local: answer.header.kind == RouteType::Local };
+            .ok_or_else(|| NetlinkError::Unexpected {
+                op,
+                detail: "no route message".into(),
+            })?;
+        let mut lookup = RouteLookup {
+            gateway: None,
+            oif: None,
+            local: answer.header.kind == RouteType::Local,
+        };
         for attr in &answer.attributes {
             match attr {
                 RouteAttribute::Gateway(RouteAddress::Inet(ip)) => lookup.gateway = Some(*ip),
@@ -215,8 +234,8 @@ mod tests {
 
     #[test]
     fn non_unicast_routes_are_skipped() {
-        let mut msg = Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86)
-            .to_message();
+        let mut msg =
+            Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86).to_message();
         msg.header.kind = RouteType::Local;
         assert_eq!(Ipv4Route::from_message(&msg), None);
     }

@@ -1,0 +1,537 @@
+//! Sealed gossip transport: every gossip datagram is authenticated and encrypted.
+//!
+//! Layout of one datagram (all integers big-endian):
+//!
+//! ```text
+//!  0      2     3     4                12          16                         len-16   len
+//!  +------+-----+-----+-----------------+-----------+-------------------------+--------+
+//!  | "VG" | ver | 0   | sender epoch u64| counter u32| AES-256-GCM ciphertext  |  tag   |
+//!  +------+-----+-----+-----------------+-----------+-------------------------+--------+
+//! ```
+//!
+//! * Key: the 32-byte cluster key, shared by every host of the cluster ([`ClusterKey::load`]).
+//! * Nonce: `sender epoch || counter` (96 bits). The epoch is a random 64-bit value drawn when the
+//!   sender starts (and again if its 32-bit counter would wrap), so a nonce is never reused under
+//!   the shared key: two senders collide only if they draw the same 64-bit epoch.
+//! * Associated data: the cluster name followed by the 16 header bytes, so a datagram sealed for
+//!   another cluster (same key, different name) or with an edited header fails to open.
+//! * Replay protection: per sender address, per epoch, a sliding bitmap window of counters
+//!   (IPsec style, RFC 4303 §3.4.3). A counter left of the window, or one already seen, is
+//!   dropped. The windows of a sender's last [`EPOCHS_PER_SENDER`] epochs are kept, so replays of
+//!   an earlier run's datagrams are rejected too; an epoch older than that is forgotten and a
+//!   replay from it is accepted at most once per counter, which membership tolerates because SWIM
+//!   messages and records carry their own incarnations/versions (stale content is ignored).
+//! * The window is checked before decryption (cheap reject) and only updated after the tag
+//!   verified, so forged datagrams cannot move it.
+//!
+//! A datagram that fails any step is dropped and counted by [`DropReason`]; a host without the
+//! key learns nothing from the cluster and can inject nothing into it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+
+/// Bytes before the ciphertext.
+pub const HEADER_LEN: usize = 16;
+/// Bytes of the authentication tag.
+pub const TAG_LEN: usize = 16;
+/// Total bytes a sealed datagram adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// How many epochs' replay windows are remembered per sender.
+pub const EPOCHS_PER_SENDER: usize = 4;
+/// At most this many senders are tracked; the least recently heard is evicted beyond it.
+pub const MAX_SENDERS: usize = 4096;
+
+const MAGIC: [u8; 2] = *b"VG";
+const VERSION: u8 = 1;
+
+/// Why a received gossip datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than header plus tag.
+    Truncated,
+    /// Larger than the configured MTU budget.
+    Oversize,
+    /// Wrong magic or version.
+    BadHeader,
+    /// The AEAD tag did not verify: wrong key, wrong cluster name, or tampering.
+    AuthFailed,
+    /// The counter was already seen or is left of the replay window.
+    Replay,
+    /// Authenticated, but the content could not be decoded or was rejected by the membership
+    /// layer.
+    Malformed,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Truncated,
+        DropReason::Oversize,
+        DropReason::BadHeader,
+        DropReason::AuthFailed,
+        DropReason::Replay,
+        DropReason::Malformed,
+    ];
+
+    /// A short stable name for status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversize => "oversize",
+            DropReason::BadHeader => "bad_header",
+            DropReason::AuthFailed => "auth_failed",
+            DropReason::Replay => "replay",
+            DropReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// Errors loading the cluster key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file could not be opened or read.
+    #[error("reading cluster key file {path}: {source}")]
+    Io {
+        /// The file named in the configuration.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Other users may read the key file.
+    #[error("cluster key file {path} is readable by other users (mode {mode:o}); chmod 600 it")]
+    WorldReadable {
+        /// The file named in the configuration.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Neither 32 raw bytes nor 64 hex digits.
+    #[error("cluster key file {path} must hold 32 raw bytes or 64 hex digits")]
+    BadFormat {
+        /// The file named in the configuration.
+        path: String,
+    },
+}
+
+/// The 32-byte symmetric key shared by every host of one cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; 32]);
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
+}
+
+impl ClusterKey {
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ClusterKey(bytes)
+    }
+
+    /// Parses file content: 64 hex digits (surrounding whitespace ignored) or exactly 32 raw bytes.
+    pub fn parse(content: &[u8]) -> Option<Self> {
+        let trimmed = std::str::from_utf8(content).ok().map(str::trim);
+        if let Some(text) = trimmed {
+            if text.len() == 64 {
+                let mut key = [0u8; 32];
+                if hex::decode_to_slice(text, &mut key).is_ok() {
+                    return Some(ClusterKey(key));
+                }
+            }
+        }
+        <[u8; 32]>::try_from(content).ok().map(ClusterKey)
+    }
+
+    /// Reads the key from `path`, refusing a file that other users can read (mode & 0o004) or
+    /// that the group can read (mode & 0o040).
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display().to_string();
+        let io = |source| KeyError::Io { path: shown.clone(), source };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o044 != 0 {
+            return Err(KeyError::WorldReadable { path: shown, mode: mode & 0o7777 });
+        }
+        let mut content = Vec::with_capacity(80);
+        file.by_ref().take(4096).read_to_end(&mut content).map_err(io)?;
+        Self::parse(&content).ok_or(KeyError::BadFormat { path: shown })
+    }
+}
+
+/// Seals outgoing datagrams: one per host, owns the sender epoch and counter.
+pub struct Sealer {
+    key: LessSafeKey,
+    cluster: Vec<u8>,
+    epoch: u64,
+    counter: u32,
+}
+
+impl Sealer {
+    /// A sealer for `cluster` starting at a random `epoch` (the caller draws it).
+    pub fn new(key: &ClusterKey, cluster: &str, epoch: u64) -> Self {
+        Sealer { key: aead_key(key), cluster: cluster.as_bytes().to_vec(), epoch, counter: 0 }
+    }
+
+    /// The current sender epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether the counter is exhausted: the caller must call [`Sealer::rekey_epoch`] first.
+    pub fn needs_new_epoch(&self) -> bool {
+        self.counter == u32::MAX
+    }
+
+    /// Starts a new epoch (fresh random value from the caller) with the counter at zero.
+    pub fn rekey_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.counter = 0;
+    }
+
+    /// Seals `plaintext` into a new datagram.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let counter = self.counter;
+        self.counter = self.counter.saturating_add(1);
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(0);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&counter.to_be_bytes());
+        let mut aad = self.cluster.clone();
+        aad.extend_from_slice(&out[..HEADER_LEN]);
+        let nonce = nonce(self.epoch, counter);
+        let mut body = plaintext.to_vec();
+        // Sealing with a valid key and a short buffer cannot fail.
+        if self.key.seal_in_place_append_tag(nonce, Aad::from(&aad[..]), &mut body).is_err() {
+            body.clear();
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Opens incoming datagrams and keeps the per-sender replay windows.
+pub struct Opener {
+    key: LessSafeKey,
+    cluster: Vec<u8>,
+    window_bits: u32,
+    max_len: usize,
+    senders: HashMap<SocketAddr, SenderWindows>,
+    tick: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+struct SenderWindows {
+    last_tick: u64,
+    epochs: Vec<(u64, ReplayWindow)>,
+}
+
+impl Opener {
+    /// An opener for `cluster`, with a replay window of `window_bits` counters and dropping
+    /// datagrams longer than `max_len`.
+    pub fn new(key: &ClusterKey, cluster: &str, window_bits: u32, max_len: usize) -> Self {
+        Opener {
+            key: aead_key(key),
+            cluster: cluster.as_bytes().to_vec(),
+            window_bits: window_bits.clamp(64, 1 << 16),
+            max_len,
+            senders: HashMap::new(),
+            tick: 0,
+            drops: [0; DropReason::ALL.len()],
+        }
+    }
+
+    /// How many datagrams were dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Counts a drop decided by a layer above (e.g. [`DropReason::Malformed`]).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Verifies and decrypts one datagram from `from`; on failure the drop is counted.
+    pub fn open(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
+        let result = self.open_inner(from, datagram);
+        if let Err(reason) = result {
+            self.count_drop(reason);
+        }
+        result
+    }
+
+    fn open_inner(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
+        if datagram.len() > self.max_len {
+            return Err(DropReason::Oversize);
+        }
+        if datagram.len() < SEAL_OVERHEAD {
+            return Err(DropReason::Truncated);
+        }
+        let (header, body) = datagram.split_at(HEADER_LEN);
+        if header[..2] != MAGIC || header[2] != VERSION || header[3] != 0 {
+            return Err(DropReason::BadHeader);
+        }
+        let epoch = u64::from_be_bytes(header[4..12].try_into().map_err(|_| DropReason::BadHeader)?);
+        let counter = u32::from_be_bytes(header[12..16].try_into().map_err(|_| DropReason::BadHeader)?);
+        if let Some(window) = self.window(from, epoch) {
+            if !window.is_fresh(counter) {
+                return Err(DropReason::Replay);
+            }
+        }
+        let mut aad = self.cluster.clone();
+        aad.extend_from_slice(header);
+        let mut buf = body.to_vec();
+        let plain_len = self
+            .key
+            .open_in_place(nonce(epoch, counter), Aad::from(&aad[..]), &mut buf)
+            .map_err(|_| DropReason::AuthFailed)?
+            .len();
+        buf.truncate(plain_len);
+        self.window_mut(from, epoch).mark(counter);
+        Ok(buf)
+    }
+
+    fn window(&self, from: SocketAddr, epoch: u64) -> Option<&ReplayWindow> {
+        let sender = self.senders.get(&from)?;
+        sender.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, w)| w)
+    }
+
+    fn window_mut(&mut self, from: SocketAddr, epoch: u64) -> &mut ReplayWindow {
+        self.tick += 1;
+        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self.senders.iter().min_by_key(|(_, s)| s.last_tick).map(|(a, _)| *a);
+            if let Some(addr) = oldest {
+                self.senders.remove(&addr);
+            }
+        }
+        let bits = self.window_bits;
+        let tick = self.tick;
+        let sender = self
+            .senders
+            .entry(from)
+            .or_insert_with(|| SenderWindows { last_tick: tick, epochs: Vec::new() });
+        sender.last_tick = tick;
+        let pos = match sender.epochs.iter().position(|(e, _)| *e == epoch) {
+            Some(pos) => pos,
+            None => {
+                if sender.epochs.len() >= EPOCHS_PER_SENDER {
+                    sender.epochs.remove(0);
+                }
+                sender.epochs.push((epoch, ReplayWindow::new(bits)));
+                sender.epochs.len() - 1
+            }
+        };
+        &mut sender.epochs[pos].1
+    }
+}
+
+/// A sliding bitmap of seen counters: bit `i` of the map means `top - i` was seen.
+#[derive(Debug, Clone)]
+pub struct ReplayWindow {
+    top: Option<u32>,
+    bits: Vec<u64>,
+    size: u32,
+}
+
+impl ReplayWindow {
+    /// A window remembering `size` counters (a multiple of 64).
+    pub fn new(size: u32) -> Self {
+        let words = size.div_ceil(64).max(1);
+        ReplayWindow { top: None, bits: vec![0; words as usize], size: words * 64 }
+    }
+
+    /// Whether `counter` has not been seen and is not left of the window.
+    pub fn is_fresh(&self, counter: u32) -> bool {
+        let Some(top) = self.top else { return true };
+        if counter > top {
+            return true;
+        }
+        let age = top - counter;
+        age < self.size && !self.bit(age)
+    }
+
+    /// Records `counter` as seen, sliding the window right when it is the newest.
+    pub fn mark(&mut self, counter: u32) {
+        match self.top {
+            Some(top) if counter <= top => {
+                let age = top - counter;
+                if age < self.size {
+                    self.set_bit(age);
+                }
+            }
+            Some(top) => {
+                self.shift((counter - top).min(self.size));
+                self.top = Some(counter);
+                self.set_bit(0);
+            }
+            None => {
+                self.top = Some(counter);
+                self.set_bit(0);
+            }
+        }
+    }
+
+    fn bit(&self, age: u32) -> bool {
+        self.bits[(age / 64) as usize] >> (age % 64) & 1 == 1
+    }
+
+    fn set_bit(&mut self, age: u32) {
+        self.bits[(age / 64) as usize] |= 1 << (age % 64);
+    }
+
+    fn shift(&mut self, by: u32) {
+        if by >= self.size {
+            self.bits.iter_mut().for_each(|w| *w = 0);
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = by % 64;
+        let n = self.bits.len();
+        for i in (0..n).rev() {
+            let src = i.checked_sub(words);
+            let hi = src.map_or(0, |s| self.bits[s] << bits);
+            let lo = match src.and_then(|s| s.checked_sub(1)) {
+                Some(s) if bits > 0 => self.bits[s] >> (64 - bits),
+                _ => 0,
+            };
+            self.bits[i] = hi | lo;
+        }
+    }
+}
+
+fn aead_key(key: &ClusterKey) -> LessSafeKey {
+    // AES-256 accepts any 32-byte key, so this cannot fail.
+    let unbound = UnboundKey::new(&AES_256_GCM, &key.0).unwrap_or_else(|_| unreachable!());
+    LessSafeKey::new(unbound)
+}
+
+fn nonce(epoch: u64, counter: u32) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&epoch.to_be_bytes());
+    n[8..].copy_from_slice(&counter.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn pair() -> (Sealer, Opener) {
+        let key = ClusterKey::from_bytes([7; 32]);
+        (Sealer::new(&key, "c1", 0xabcd), Opener::new(&key, "c1", 128, 1400))
+    }
+
+    #[test]
+    fn round_trip_and_replay_rejected() {
+        let (mut s, mut o) = pair();
+        let d = s.seal(b"hello");
+        assert_eq!(d.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(o.open(addr(1), &d).as_deref(), Ok(&b"hello"[..]));
+        assert_eq!(o.open(addr(1), &d), Err(DropReason::Replay));
+        assert_eq!(o.dropped(DropReason::Replay), 1);
+    }
+
+    #[test]
+    fn wrong_key_or_cluster_or_tamper_fails_auth() {
+        let (mut s, _) = pair();
+        let d = s.seal(b"secret");
+        let mut other_key = Opener::new(&ClusterKey::from_bytes([8; 32]), "c1", 128, 1400);
+        assert_eq!(other_key.open(addr(1), &d), Err(DropReason::AuthFailed));
+        let mut other_cluster = Opener::new(&ClusterKey::from_bytes([7; 32]), "c2", 128, 1400);
+        assert_eq!(other_cluster.open(addr(1), &d), Err(DropReason::AuthFailed));
+        let (_, mut o) = pair();
+        for i in [5, 13, HEADER_LEN + 1, d.len() - 1] {
+            let mut t = d.clone();
+            t[i] ^= 1;
+            assert_eq!(o.open(addr(1), &t), Err(DropReason::AuthFailed), "byte {i}");
+        }
+        // The untouched datagram still opens: forged copies did not move the window.
+        assert!(o.open(addr(1), &d).is_ok());
+        assert_eq!(o.dropped(DropReason::AuthFailed), 4);
+    }
+
+    #[test]
+    fn header_checks() {
+        let (mut s, mut o) = pair();
+        assert_eq!(o.open(addr(1), &[0; 10]), Err(DropReason::Truncated));
+        let mut d = s.seal(b"x");
+        d[0] = b'X';
+        assert_eq!(o.open(addr(1), &d), Err(DropReason::BadHeader));
+        assert_eq!(o.open(addr(1), &vec![0; 1401]), Err(DropReason::Oversize));
+    }
+
+    #[test]
+    fn out_of_order_within_window_accepted_old_rejected() {
+        let (mut s, mut o) = pair();
+        let ds: Vec<_> = (0..300).map(|_| s.seal(b"m")).collect();
+        assert!(o.open(addr(1), &ds[200]).is_ok());
+        assert!(o.open(addr(1), &ds[150]).is_ok()); // age 50 < 128
+        assert_eq!(o.open(addr(1), &ds[150]), Err(DropReason::Replay));
+        assert_eq!(o.open(addr(1), &ds[10]), Err(DropReason::Replay)); // left of the window
+        assert!(o.open(addr(1), &ds[299]).is_ok());
+        assert!(o.open(addr(1), &ds[250]).is_ok());
+        assert_eq!(o.open(addr(1), &ds[200]), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn old_epoch_duplicates_rejected_after_restart() {
+        let key = ClusterKey::from_bytes([7; 32]);
+        let mut o = Opener::new(&key, "c1", 128, 1400);
+        let mut first = Sealer::new(&key, "c1", 1);
+        let old = first.seal(b"old");
+        assert!(o.open(addr(1), &old).is_ok());
+        let mut restarted = Sealer::new(&key, "c1", 2);
+        assert!(o.open(addr(1), &restarted.seal(b"new")).is_ok());
+        assert_eq!(o.open(addr(1), &old), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn window_shift_is_exact() {
+        let mut w = ReplayWindow::new(128);
+        for c in [0u32, 1, 63, 64, 65, 127] {
+            w.mark(c);
+        }
+        w.mark(200);
+        for c in [0u32, 1, 63, 64, 65] {
+            assert!(!w.is_fresh(c), "{c} is left of the window");
+        }
+        assert!(!w.is_fresh(127));
+        assert!(w.is_fresh(126));
+        assert!(w.is_fresh(199));
+        assert!(!w.is_fresh(200));
+    }
+
+    #[test]
+    fn key_file_formats_and_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vxs-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hex_path = dir.join("hex");
+        std::fs::write(&hex_path, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&hex_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(ClusterKey::load(&hex_path).unwrap(), ClusterKey::from_bytes([0xab; 32]));
+        let raw_path = dir.join("raw");
+        std::fs::write(&raw_path, [3u8; 32]).unwrap();
+        std::fs::set_permissions(&raw_path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(ClusterKey::load(&raw_path).unwrap(), ClusterKey::from_bytes([3; 32]));
+        std::fs::set_permissions(&raw_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(ClusterKey::load(&raw_path), Err(KeyError::WorldReadable { .. })));
+        let bad = dir.join("bad");
+        std::fs::write(&bad, b"short").unwrap();
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(ClusterKey::load(&bad), Err(KeyError::BadFormat { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

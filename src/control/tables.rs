@@ -1,0 +1,318 @@
+//! From member records to [`ControlUpdate`] values: the desired table, conflicts, and the diff.
+//!
+//! The desired table is a pure function of (the local record, the records of live remote hosts).
+//! Each call to [`Tables::sync`] recomputes it and emits the difference from the previous one:
+//! removals first (ARP, routes, then peers), then additions (peers, routes, ARP, ESP keys), so a
+//! consumer never sees a route via a peer it does not know. A fact carries the epoch of the host
+//! it came from; when a host restarts (new epoch) every fact of it is withdrawn and announced
+//! again, so consumers flush whatever they learned from the old life.
+//!
+//! Only networks the local host is on produce updates.
+//!
+//! Ownership conflicts. Two hosts may claim overlapping subnets or the same container address on
+//! one network. Every host resolves them with the same deterministic rule, so all hosts agree
+//! without talking: claims are ordered by `(since, host name)` and taken in that order; a claim
+//! that overlaps one already taken is refused and reported as a [`Conflict`]. The older claim
+//! (lower `since`, then lower name) keeps the subnet or address; the newer claim is not
+//! installed anywhere. Both sides (and every other host) log a warning once per conflict and
+//! show it in status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::record::MemberRecord;
+use super::update::{ControlUpdate, PeerInfo};
+use crate::wire::ethernet::EthernetAddress;
+
+/// What is in conflict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Contested {
+    /// Overlapping subnets: the winner's and the loser's.
+    Subnet {
+        /// The subnet kept.
+        kept: Ipv4Net,
+        /// The subnet refused.
+        refused: Ipv4Net,
+    },
+    /// The same container address.
+    Address(Ipv4Addr),
+}
+
+/// One refused claim.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Conflict {
+    /// The network.
+    pub vni: u32,
+    /// What both hosts claim.
+    pub what: Contested,
+    /// Host that keeps it (the older claim).
+    pub winner: String,
+    /// Host whose claim is not installed.
+    pub loser: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Peer(u32, Ipv4Addr),
+    Route(u32, Ipv4Net),
+    Arp(u32, Ipv4Addr),
+    Esp(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Val {
+    Peer { vtep_mac: Option<EthernetAddress>, epoch: u64 },
+    Route { via: Ipv4Addr, epoch: u64 },
+    Arp { mac: EthernetAddress, epoch: u64 },
+    Esp { key: [u8; 32], epoch: u64 },
+}
+
+/// The installed view: last desired table and known conflicts.
+#[derive(Debug, Default)]
+pub struct Tables {
+    facts: BTreeMap<Key, Val>,
+    conflicts: BTreeSet<Conflict>,
+}
+
+impl Tables {
+    /// Conflicts found by the last [`Tables::sync`].
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.iter()
+    }
+
+    /// Recomputes the desired table from `local` and the `remote` live records, appends the
+    /// updates that turn the previous table into it, and returns newly found conflicts.
+    pub fn sync<'a>(
+        &mut self,
+        local: &'a MemberRecord,
+        remote: impl Iterator<Item = &'a MemberRecord> + Clone,
+        out: &mut Vec<ControlUpdate>,
+    ) -> Vec<Conflict> {
+        let all = || std::iter::once(local).chain(remote.clone());
+        let (accepted, conflicts) = resolve(local, all());
+        let mut want = BTreeMap::new();
+        for rec in remote.clone() {
+            let mut shares_a_network = false;
+            for net in &rec.networks {
+                if local.network(net.vni).is_none() {
+                    continue;
+                }
+                shares_a_network = true;
+                want.insert(Key::Peer(net.vni, rec.underlay), Val::Peer { vtep_mac: rec.vtep_mac, epoch: rec.epoch });
+                for s in &net.subnets {
+                    if accepted.contains(&(net.vni, Owned::Subnet(s.net), rec.name.as_str())) {
+                        want.insert(Key::Route(net.vni, s.net), Val::Route { via: rec.underlay, epoch: rec.epoch });
+                    }
+                }
+                for b in &net.bindings {
+                    if accepted.contains(&(net.vni, Owned::Ip(b.ip), rec.name.as_str())) {
+                        want.insert(Key::Arp(net.vni, b.ip), Val::Arp { mac: b.mac, epoch: rec.epoch });
+                    }
+                }
+            }
+            if let (true, Some(key)) = (shares_a_network, rec.esp_public_key) {
+                want.insert(Key::Esp(rec.underlay), Val::Esp { key, epoch: rec.epoch });
+            }
+        }
+        diff(&self.facts, &want, out);
+        self.facts = want;
+        let fresh: Vec<Conflict> = conflicts.difference(&self.conflicts).cloned().collect();
+        self.conflicts = conflicts;
+        fresh
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Owned {
+    Subnet(Ipv4Net),
+    Ip(Ipv4Addr),
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Applies the ownership rule on the networks `local` is on. Returns the accepted claims as
+/// `(vni, owned, host name)` and the conflicts.
+fn resolve<'a>(
+    local: &MemberRecord,
+    all: impl Iterator<Item = &'a MemberRecord>,
+) -> (BTreeSet<(u32, Owned, &'a str)>, BTreeSet<Conflict>) {
+    // (vni) -> claims sorted by (since, name)
+    let mut subnets: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
+    let mut ips: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Addr)>> = BTreeMap::new();
+    for rec in all {
+        for net in &rec.networks {
+            if local.network(net.vni).is_none() {
+                continue;
+            }
+            for s in &net.subnets {
+                subnets.entry(net.vni).or_default().push((s.since, rec.name.as_str(), s.net));
+            }
+            for b in &net.bindings {
+                ips.entry(net.vni).or_default().push((b.since, rec.name.as_str(), b.ip));
+            }
+        }
+    }
+    let mut accepted = BTreeSet::new();
+    let mut conflicts = BTreeSet::new();
+    for (vni, mut claims) in subnets {
+        claims.sort();
+        let mut taken: Vec<(Ipv4Net, &str)> = Vec::new();
+        for (_, name, net) in claims {
+            match taken.iter().find(|(t, _)| overlaps(t, &net)) {
+                Some((kept, winner)) if *winner != name => {
+                    conflicts.insert(Conflict {
+                        vni,
+                        what: Contested::Subnet { kept: *kept, refused: net },
+                        winner: winner.to_string(),
+                        loser: name.to_string(),
+                    });
+                }
+                // A host overlapping itself: keep the first, quietly.
+                Some(_) => {}
+                None => {
+                    taken.push((net, name));
+                    accepted.insert((vni, Owned::Subnet(net), name));
+                }
+            }
+        }
+    }
+    for (vni, mut claims) in ips {
+        claims.sort();
+        let mut taken: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+        for (_, name, ip) in claims {
+            match taken.get(&ip) {
+                Some(winner) if *winner != name => {
+                    conflicts.insert(Conflict {
+                        vni,
+                        what: Contested::Address(ip),
+                        winner: winner.to_string(),
+                        loser: name.to_string(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    taken.insert(ip, name);
+                    accepted.insert((vni, Owned::Ip(ip), name));
+                }
+            }
+        }
+    }
+    (accepted, conflicts)
+}
+
+fn removal(key: &Key) -> Option<ControlUpdate> {
+    match *key {
+        Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay }),
+        Key::Route(vni, subnet) => Some(ControlUpdate::RouteRemove { vni, subnet }),
+        Key::Arp(vni, ip) => Some(ControlUpdate::ArpUnbind { vni, ip }),
+        // There is no key withdrawal: a peer without a PeerUp is not used.
+        Key::Esp(_) => None,
+    }
+}
+
+fn addition(key: &Key, val: &Val) -> ControlUpdate {
+    match (*key, val) {
+        (Key::Peer(vni, underlay), Val::Peer { vtep_mac, .. }) => {
+            ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay, vtep_mac: *vtep_mac } }
+        }
+        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: *via },
+        (Key::Arp(vni, ip), Val::Arp { mac, .. }) => ControlUpdate::ArpBinding { vni, ip, mac: *mac },
+        (Key::Esp(underlay), Val::Esp { key, epoch }) => {
+            ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch }
+        }
+        // Keys and values are built in pairs above.
+        (key, _) => unreachable!("mismatched fact {key:?}"),
+    }
+}
+
+fn rank(key: &Key) -> u8 {
+    match key {
+        Key::Peer(..) => 0,
+        Key::Esp(..) => 1,
+        Key::Route(..) => 2,
+        Key::Arp(..) => 3,
+    }
+}
+
+fn diff(old: &BTreeMap<Key, Val>, new: &BTreeMap<Key, Val>, out: &mut Vec<ControlUpdate>) {
+    let mut gone: Vec<&Key> = old.iter().filter(|(k, v)| new.get(k) != Some(v)).map(|(k, _)| k).collect();
+    // Withdraw ARP and routes before peers.
+    gone.sort_by_key(|k| std::cmp::Reverse(rank(k)));
+    // A changed ESP key or route needs no explicit removal: the addition replaces it, unless the
+    // host restarted (epoch changed), which withdraws its peer and so everything behind it.
+    out.extend(gone.iter().filter(|k| !new.contains_key(k) || matches!(k, Key::Peer(..) | Key::Arp(..))).filter_map(|k| removal(k)));
+    let mut came: Vec<(&Key, &Val)> = new.iter().filter(|(k, v)| old.get(k) != Some(v)).collect();
+    came.sort_by_key(|(k, _)| rank(k));
+    out.extend(came.into_iter().map(|(k, v)| addition(k, v)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::sim::{host_ip, host_record, SIM_VNI};
+
+    #[test]
+    fn peer_first_then_routes_and_withdrawal_in_reverse() {
+        let local = host_record(0, 1);
+        let r1 = host_record(1, 1);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        t.sync(&local, [&r1].into_iter(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::PeerUp { vni: SIM_VNI, .. }));
+        assert!(matches!(out[1], ControlUpdate::EspKey { epoch: 1, .. }));
+        assert!(matches!(out[2], ControlUpdate::RouteAdd { via, .. } if via == host_ip(1)));
+        assert!(matches!(out[3], ControlUpdate::ArpBinding { .. }));
+        assert_eq!(out.len(), 4);
+        out.clear();
+        t.sync(&local, [&r1].into_iter(), &mut out);
+        assert!(out.is_empty(), "no change, no updates");
+        t.sync(&local, std::iter::empty(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::ArpUnbind { .. }));
+        assert!(matches!(out[1], ControlUpdate::RouteRemove { .. }));
+        assert!(matches!(out[2], ControlUpdate::PeerDown { underlay, .. } if underlay == host_ip(1)));
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn restart_withdraws_and_reannounces() {
+        let local = host_record(0, 1);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        t.sync(&local, [&host_record(1, 1)].into_iter(), &mut out);
+        out.clear();
+        t.sync(&local, [&host_record(1, 2)].into_iter(), &mut out);
+        assert!(matches!(out[0], ControlUpdate::ArpUnbind { .. }));
+        assert!(matches!(out[1], ControlUpdate::PeerDown { .. }));
+        assert!(matches!(out[2], ControlUpdate::PeerUp { .. }));
+        assert!(matches!(out[3], ControlUpdate::EspKey { epoch: 2, .. }));
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { .. })));
+    }
+
+    #[test]
+    fn other_networks_are_ignored_and_conflicts_resolved_by_age_then_name() {
+        let local = host_record(0, 1);
+        let mut other_net = host_record(1, 1);
+        other_net.networks[0].vni = 7;
+        let mut a = host_record(2, 1);
+        let mut b = host_record(3, 1);
+        let net: Ipv4Net = "198.19.200.0/24".parse().unwrap();
+        a.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
+        b.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        let fresh = t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out);
+        assert!(!out.iter().any(|u| matches!(u, ControlUpdate::PeerUp { peer, .. } if peer.underlay == host_ip(1))));
+        // Same age: the lower name (h002) keeps it.
+        assert_eq!(fresh.len(), 1);
+        assert_eq!((fresh[0].winner.as_str(), fresh[0].loser.as_str()), ("h002", "h003"));
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { subnet, via, .. } if *subnet == net && *via == host_ip(2))));
+        // Reported once only.
+        out.clear();
+        assert!(t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out).is_empty());
+        assert_eq!(t.conflicts().count(), 1);
+    }
+}

@@ -1,0 +1,77 @@
+//! Host-subnet networks in the daemon: gateway address on the bridge, forwarding on, and the
+//! peers' routes reconciled at start and withdrawn at clean shutdown (see [`super::hostsubnet`]).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::hostsubnet::HostSubnetRoutes;
+use super::netlink::Netlink;
+use super::SysError;
+use crate::config::{Config, Mode};
+use crate::control::ControlUpdate;
+
+/// The host-subnet route programmer of a running daemon.
+pub struct HostSubnetDriver {
+    routes: HostSubnetRoutes,
+}
+
+fn err<'a, E: std::error::Error + Send + Sync + 'static>(op: &'static str, name: &'a str) -> impl FnOnce(E) -> SysError + 'a {
+    move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }
+}
+
+impl HostSubnetDriver {
+    /// Set up every host-subnet network of `config`; `None` when there is none.
+    pub fn start(config: &Config) -> Result<Option<Self>, SysError> {
+        let nets: Vec<_> = config.networks.iter().filter(|n| n.mode == Mode::HostSubnet).collect();
+        if nets.is_empty() {
+            return Ok(None);
+        }
+        enable_forwarding()?;
+        let nl = Netlink::new().map_err(err("open netlink", "host-subnet"))?;
+        let mut desired: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
+        for net in &nets {
+            let hs = net.host_subnet.as_ref().expect("validated: host-subnet networks have a subnet");
+            if let Some(bridge) = &net.bridge {
+                // = ip addr add GATEWAY/PREFIX dev BRIDGE; ip link set BRIDGE up
+                let gw = Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).expect("valid prefix");
+                super::links::configure_tap(bridge, None, Some(gw))?;
+            }
+            for update in net.static_updates() {
+                if let ControlUpdate::RouteAdd { subnet, via, .. } = update {
+                    desired.push((subnet, via));
+                }
+            }
+        }
+        let mut routes = HostSubnetRoutes::new(nl);
+        let report = routes.reconcile(&desired).map_err(err("reconcile routes", "host-subnet"))?;
+        tracing::info!(?report, "host-subnet routes reconciled");
+        Ok(Some(HostSubnetDriver { routes }))
+    }
+
+    /// Apply a control-plane update (route add/remove, peer down).
+    pub fn apply(&mut self, update: &ControlUpdate) {
+        if let Err(e) = self.routes.apply(update) {
+            tracing::warn!("host-subnet: {e}");
+        }
+    }
+
+    /// Remove every route this daemon installed (clean shutdown).
+    pub fn withdraw_all(mut self) {
+        let subnets: Vec<Ipv4Net> = self.routes.routes().keys().copied().collect();
+        for subnet in subnets {
+            self.apply(&ControlUpdate::RouteRemove { vni: 0, subnet });
+        }
+    }
+}
+
+/// `sysctl -w net.ipv4.ip_forward=1`: host-subnet hosts route between their bridge and the underlay.
+fn enable_forwarding() -> Result<(), SysError> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    let on = std::fs::read_to_string(PATH).map(|v| v.trim() == "1").unwrap_or(false);
+    if !on {
+        std::fs::write(PATH, "1").map_err(|source| SysError::Os { op: "enable net.ipv4.ip_forward", source })?;
+        tracing::info!("enabled net.ipv4.ip_forward for host-subnet routing");
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Traffic checks shared by the netns tests: ping (iputils) from containers, and reading an
+//! underlay capture (pcap written by tcpdump) to see which inner frames crossed.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use vxswitch::testnet::lab::Lab;
+
+/// `ping -c COUNT` from a container; returns (transmitted, received).
+pub fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> (u32, u32) {
+    let ns = &lab.hosts[host].containers[container].ns;
+    let out = ns
+        .command("ping")
+        .args(["-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
+        .output()
+        .expect("ping runs (apt-get install iputils-ping)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    (nums[0], nums[1])
+}
+
+/// Every container pings every other container; asserts nothing is lost.
+pub fn all_pairs_ping(lab: &Lab, count: u32) {
+    let all: Vec<(usize, usize, Ipv4Addr)> = lab
+        .hosts
+        .iter()
+        .enumerate()
+        .flat_map(|(h, host)| host.containers.iter().enumerate().map(move |(c, ct)| (h, c, ct.ip)))
+        .collect();
+    let mut failures = Vec::new();
+    for &(h, c, src) in &all {
+        for &(_, _, dst) in all.iter().filter(|(_, _, d)| *d != src) {
+            let (sent, got) = ping(lab, h, c, dst, count);
+            if sent != count || got != count {
+                failures.push(format!("{src} -> {dst}: {got}/{sent}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "lost pings: {failures:?}; logs in {}", lab.dir.display());
+}
+
+/// A tcpdump running on the underlay bridge, writing a pcap file.
+pub struct Capture {
+    child: Child,
+    path: std::path::PathBuf,
+}
+
+impl Capture {
+    /// Capture `filter` on interface `dev` of the lab's underlay namespace.
+    pub fn start(lab: &Lab, dev: &str, filter: &str, path: &Path) -> Capture {
+        let child = lab
+            .underlay
+            .command("tcpdump")
+            .args(["-i", dev, "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump runs (apt-get install tcpdump)");
+        // Wait until the pcap header is written: tcpdump is then listening.
+        let start = Instant::now();
+        while std::fs::metadata(path).map(|m| m.len() < 24).unwrap_or(true) {
+            assert!(start.elapsed() < Duration::from_secs(10), "tcpdump did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Capture { child, path: path.to_path_buf() }
+    }
+
+    /// Stop capturing and return the captured frames.
+    pub fn stop(mut self) -> Vec<Vec<u8>> {
+        // Let tcpdump drain what the kernel still buffers: on SIGINT it stops reading at once.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child so it flushes and exits.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        read_pcap(&std::fs::read(&self.path).expect("pcap written"))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames of a classic little-endian pcap file with Ethernet link type.
+pub fn read_pcap(data: &[u8]) -> Vec<Vec<u8>> {
+    assert!(data.len() >= 24 && data[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    assert_eq!(u32::from_le_bytes(data[20..24].try_into().unwrap()), 1, "Ethernet link type");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let end = (at + 16 + len).min(data.len());
+        frames.push(data[at + 16..end].to_vec());
+        at = end;
+    }
+    frames
+}
+
+/// The inner Ethernet frame of an outer Ethernet/IPv4/UDP/VXLAN frame.
+pub fn vxlan_inner(frame: &[u8]) -> Option<&[u8]> {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let udp = 14 + ihl;
+    if frame.get(udp + 9) != Some(&0x08) && frame.len() < udp + 16 {
+        return None;
+    }
+    let dport = u16::from_be_bytes([frame[udp + 2], frame[udp + 3]]);
+    (dport == 4789).then(|| &frame[udp + 16..])
+}
