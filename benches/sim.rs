@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use vxswitch::arp::UnknownArp;
 use vxswitch::dataplane::{NetworkSpec, SwitchConfig};
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::vxlan::Vni;
@@ -22,7 +23,14 @@ fn ul(i: usize) -> Ipv4Addr {
 fn two_hosts() -> Sim {
     let hosts = (0..2)
         .map(|i| {
-            let spec = NetworkSpec { vni: Vni::new(1042).expect("valid VNI"), max_frame_len: 1514, peers: vec![ul(1 - i)] };
+            let spec = NetworkSpec {
+                vni: Vni::new(1042).expect("valid VNI"),
+                max_frame_len: 1514,
+                peers: vec![ul(1 - i)],
+                unknown_arp: UnknownArp::Flood,
+                routed: None,
+                encrypted: false,
+            };
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![spec] })
         })
         .collect();
