@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Measure every data path (veth, host-subnet, kernel vxlan, vxswitch VXLAN/ESP, kernel
+    /// xfrm) side by side in network namespaces (needs root).
+    Bench(vxswitch::bench::BenchArgs),
     /// Small traffic tools used by the demo and tests (ICMP echo, TCP throughput).
     #[command(hide = true, subcommand)]
     Probe(vxswitch::sys::probe::ProbeCommand),
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
+        Command::Bench(args) => vxswitch::bench::run(args),
         Command::Probe(cmd) => vxswitch::sys::probe::run(cmd),
     };
     match result {

@@ -377,6 +377,12 @@ impl Lab {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+
+    /// Process id of host `i`'s vxswitch daemon, if one is running (for CPU accounting from
+    /// `/proc/PID/stat`; `ip netns exec` execs the daemon, so this is the daemon's own pid).
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.daemons.get(i)?.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for Lab {
