@@ -83,7 +83,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut taps = Vec::new();
     for net in switched_networks(config) {
         let tap = Tap::create(&net.tap, net.mtu)?;
-        links::configure_tap(&net.tap, net.bridge.as_deref(), net.address)?;
+        links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
         tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
         taps.push(tap);
     }

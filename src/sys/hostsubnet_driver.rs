@@ -35,7 +35,7 @@ impl HostSubnetDriver {
             if let Some(bridge) = &net.bridge {
                 // = ip addr add GATEWAY/PREFIX dev BRIDGE; ip link set BRIDGE up
                 let gw = Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).expect("valid prefix");
-                super::links::configure_tap(bridge, None, Some(gw))?;
+                super::links::configure_link(bridge, None, Some(gw))?;
             }
             for update in net.static_updates() {
                 if let ControlUpdate::RouteAdd { subnet, via, .. } = update {

@@ -9,9 +9,10 @@ fn link_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(super::netlink::
     move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }
 }
 
-/// Configure the TAP `name`: enslave it to `bridge` and add `address`, then bring it up.
+/// Configure the link `name` (a TAP, or the host-subnet bridge): enslave it to `bridge`, add
+/// `address` if missing, then bring it up.
 /// // = ip link set NAME master BRIDGE; ip addr add ADDRESS dev NAME; ip link set NAME up
-pub fn configure_tap(name: &str, bridge: Option<&str>, address: Option<Ipv4Net>) -> Result<(), SysError> {
+pub fn configure_link(name: &str, bridge: Option<&str>, address: Option<Ipv4Net>) -> Result<(), SysError> {
     let nl = Netlink::new().map_err(link_err("open netlink", name))?;
     let index = nl.link_index(name).map_err(link_err("find", name))?;
     if let Some(bridge) = bridge {
