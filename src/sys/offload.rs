@@ -277,7 +277,7 @@ impl OffloadDriver {
         // = ip link set vtep1042 mtu MTU
         self.nl.set_mtu(index, net.mtu).map_err(link_err("set MTU", name))?;
         // = ip link set vtep1042 master BRIDGE; ip addr add ADDRESS dev vtep1042; ip link set vtep1042 up
-        super::links::configure_tap(name, net.bridge.as_deref(), net.address)?;
+        super::links::configure_link(name, net.bridge.as_deref(), net.address)?;
         tracing::info!(device = name, vni = net.vni, mtu = net.mtu, proxy = spec.proxy, underlay_dev = dev, "kernel VXLAN device up");
         for update in net.static_updates() {
             self.apply(&update);
