@@ -4,6 +4,8 @@ pub mod control_socket;
 pub mod daemon;
 pub mod esp_driver;
 pub mod gossip;
+pub mod gro;
+pub mod gso;
 pub mod hostsubnet;
 pub mod hostsubnet_driver;
 pub mod links;
@@ -15,6 +17,7 @@ pub mod signals;
 pub mod status;
 pub mod tap;
 pub mod udp;
+pub mod virtio;
 
 use std::io;
 use std::net::SocketAddrV4;
