@@ -17,9 +17,15 @@
 //! Checksums: a coalesced frame is handed to the kernel as CHECKSUM_PARTIAL, which the receiving
 //! stack treats as already verified. The outer UDP checksum does not protect us here: peers may
 //! send VXLAN with a zero UDP checksum (kernel vxlan with `noudpcsum`, several CNIs), and a UDP
-//! socket cannot tell. So every segment's TCP checksum is verified before it joins a group; a
-//! segment that fails is counted and written alone with a zeroed header, so the container's
-//! kernel drops it (and counts it) exactly as it would without offload.
+//! socket cannot tell. So the TCP/UDP checksum of every frame bound for an offload TAP is verified
+//! before anything else; a frame that fails is counted and written alone with a zeroed header, so
+//! the container's kernel drops it (and counts it) exactly as it would without offload.
+//!
+//! One exception: a frame whose checksum field holds exactly the pseudo-header sum was left
+//! CHECKSUM_PARTIAL by a sender on the same machine (kernel vxlan in another namespace, over veth,
+//! which never finishes checksums; the kernel's own vxlan receiver trusts such frames). Its
+//! checksum is finished here instead of having the frame dropped. A real wire never carries that
+//! value by accident except with probability 2^-16 per *valid* frame, which then verifies anyway.
 //!
 //! Frames stay where `recvmmsg` put them: the group remembers ranges of the receive buffers, the
 //! first frame's headers are patched in place, and `writev` gathers the rest without a copy.
@@ -47,8 +53,10 @@ pub struct GroStats {
     pub coalesced_writes: u64,
     /// Segments carried by those writes.
     pub coalesced_segments: u64,
-    /// TCP segments whose checksum was wrong (written alone for the kernel to drop).
+    /// TCP/UDP frames whose checksum was wrong (written alone for the kernel to drop).
     pub csum_failures: u64,
+    /// Frames whose checksum a same-host sender left partial, finished here.
+    pub csum_partial_finished: u64,
 }
 
 /// Where a frame lies: `bufs[buf][range]`.
@@ -129,15 +137,62 @@ fn inspect(frame: &[u8]) -> Option<Tcp> {
     Some(Tcp { v6, l4, hlen: l4 + doff, seq, flags, payload: tcp.len() - doff })
 }
 
-/// Whether the TCP checksum of an inspected segment is right. // hot path
-fn checksum_ok(frame: &[u8], t: &Tcp) -> bool {
-    let len = (frame.len() - t.l4) as u32;
-    let pseudo = if t.v6 {
-        virtio::pseudo_header_sum(&frame[ETH + 8..ETH + 24], &frame[ETH + 24..ETH + 40], 6, len)
-    } else {
-        virtio::pseudo_header_sum(&frame[ETH + 12..ETH + 16], &frame[ETH + 16..ETH + 20], 6, len)
+/// The state of a frame's transport checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Csum {
+    /// Not untagged IPv4/IPv6 TCP/UDP (or a fragment, or no UDP checksum): nothing to check.
+    NotChecked,
+    /// Verified.
+    Valid,
+    /// Left partial by a same-host sender: finish it over `l4..end`, field at `field`.
+    Partial { l4: usize, end: usize, field: usize },
+    /// Wrong.
+    Bad,
+}
+
+/// Verify the TCP/UDP checksum of `frame`. // hot path
+fn check_transport(frame: &[u8]) -> Csum {
+    if frame.len() < ETH + 20 {
+        return Csum::NotChecked;
+    }
+    let ip = &frame[ETH..];
+    let (proto, l4, end, pseudo_addrs) = match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
+                return Csum::NotChecked;
+            }
+            (ip[9], ETH + ihl, ETH + total, (ETH + 12, ETH + 16, 4))
+        }
+        0x86dd if frame.len() >= ETH + 40 => {
+            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if ip[0] >> 4 != 6 || 40 + payload > ip.len() {
+                return Csum::NotChecked;
+            }
+            (ip[6], ETH + 40, ETH + 40 + payload, (ETH + 8, ETH + 24, 16))
+        }
+        _ => return Csum::NotChecked,
     };
-    virtio::fold(virtio::sum(&frame[t.l4..], pseudo)) == 0xffff
+    let field = match proto {
+        6 if end >= l4 + 20 => l4 + 16,
+        17 if end >= l4 + 8 => l4 + 6,
+        _ => return Csum::NotChecked,
+    };
+    let stored = u16::from_be_bytes([frame[field], frame[field + 1]]);
+    if proto == 17 && stored == 0 && pseudo_addrs.2 == 4 {
+        return Csum::NotChecked; // IPv4 UDP without a checksum
+    }
+    let (s, d, n) = pseudo_addrs;
+    let pseudo = virtio::pseudo_header_sum(&frame[s..s + n], &frame[d..d + n], proto, (end - l4) as u32);
+    if virtio::fold(virtio::sum(&frame[l4..end], pseudo)) == 0xffff {
+        Csum::Valid
+    } else if stored == virtio::fold(pseudo) {
+        Csum::Partial { l4, end, field }
+    } else {
+        Csum::Bad
+    }
 }
 
 /// Whether `cand` continues the flow whose first segment is `first`. // hot path
@@ -175,18 +230,28 @@ impl Coalescer {
         range: Range<usize>,
         write: &mut dyn FnMut(PortId, &[IoSlice<'_>]),
     ) {
+        match check_transport(&bufs[buf][range.clone()]) {
+            Csum::Bad => {
+                self.stats.csum_failures += 1;
+                self.flush(bufs, write);
+                write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
+                return;
+            }
+            Csum::Partial { l4, end, field } => {
+                // The field holds the pseudo-header sum: summing over it finishes the checksum.
+                let frame = &mut bufs[buf][range.clone()];
+                let c = !virtio::fold(virtio::sum(&frame[l4..end], 0));
+                frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+                self.stats.csum_partial_finished += 1;
+            }
+            Csum::Valid | Csum::NotChecked => {}
+        }
         let frame = &bufs[buf][range.clone()];
         let Some(t) = inspect(frame) else {
             self.flush(bufs, write);
             write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
             return;
         };
-        if !checksum_ok(frame, &t) {
-            self.stats.csum_failures += 1;
-            self.flush(bufs, write);
-            write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
-            return;
-        }
         if let Some(g) = self.group.as_mut() {
             let first = &bufs[g.first.buf][g.first.range.clone()];
             let fits = g.port == port
@@ -345,7 +410,7 @@ mod tests {
         frames.push(segment(v6, 1000 + (10 * MSS) as u32, 17, 500, true, 40000));
         let (writes, stats) = run(&frames);
         assert_eq!(writes.len(), 1, "one write for the whole run");
-        assert_eq!(stats, GroStats { coalesced_writes: 1, coalesced_segments: 11, csum_failures: 0 });
+        assert_eq!(stats, GroStats { coalesced_writes: 1, coalesced_segments: 11, ..GroStats::default() });
         let hdr = VirtioNetHdr::parse(writes[0].1[..VNET_HDR_LEN].try_into().unwrap());
         assert_eq!(hdr.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
         assert_eq!(usize::from(hdr.gso_size), MSS);
@@ -393,6 +458,37 @@ mod tests {
         assert_eq!(writes.len(), 3);
         assert_eq!(writes[1].1[VNET_HDR_LEN..], frames[2][..], "the corrupted frame goes out alone, unchanged");
         assert_eq!(writes[1].1[..VNET_HDR_LEN], ZERO_HDR);
+    }
+
+    #[test]
+    fn checksums_left_partial_by_a_same_host_sender_are_finished() {
+        let mut frames: Vec<Vec<u8>> = (0..3).map(|i| segment(false, (i * MSS) as u32, i as u16, MSS, false, 9)).collect();
+        let syn = {
+            let mut f = segment(false, 5, 0, 0, false, 10);
+            f[14 + 20 + 13] = 0x02; // SYN
+            f[50..52].copy_from_slice(&[0, 0]);
+            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, (f.len() - 34) as u32);
+            let c = !virtio::fold(virtio::sum(&f[34..], pseudo));
+            f[50..52].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(check_transport(&f), Csum::Valid);
+            f
+        };
+        frames.push(syn);
+        let originals = frames.clone();
+        // Replace each full checksum by the pseudo-header sum, as kernel vxlan over veth leaves it.
+        for f in &mut frames {
+            let f_len = (f.len() - 34) as u32;
+            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, f_len);
+            f[50..52].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+        }
+        let (writes, stats) = run(&frames);
+        assert_eq!(stats.csum_partial_finished, 4);
+        assert_eq!(stats.csum_failures, 0);
+        assert_eq!(stats.coalesced_segments, 3);
+        // The SYN's checksum is finished to the value its sender would have computed.
+        assert_eq!(writes.last().unwrap().1[VNET_HDR_LEN..], originals[3][..]);
+        let all: Vec<Vec<u8>> = writes.iter().flat_map(|(_, w)| split_write(w)).collect();
+        assert_eq!(all, originals);
     }
 
     #[test]

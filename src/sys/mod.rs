@@ -2,6 +2,7 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod datapath;
 pub mod esp_driver;
 pub mod gossip;
 pub mod gro;
