@@ -170,6 +170,11 @@ pub fn tap_to_underlay(
         };
         driver.tap_super_frames += 1;
         driver.tap_segments += split.count() as u64;
+        if slot > 0 && slot + split.count() > tx.slots.bufs.len() {
+            // Send what is queued first, so this frame's segments form one run (balanced sends).
+            tx.flush(udp, esp, driver);
+            slot = 0;
+        }
         for i in 0..split.count() {
             if slot == tx.slots.bufs.len() {
                 tx.flush(udp, esp, driver);
