@@ -100,6 +100,7 @@ impl TxPath {
 
 /// Read up to [`udp::BATCH`] frames from `tap` (port `port`), switch them and send the result.
 /// // hot path
+#[allow(clippy::too_many_arguments)]
 pub fn tap_to_underlay(
     tap: &Tap,
     port: PortId,
