@@ -18,6 +18,12 @@
 //! handed to the switch core on its own. Frames the core delivers to an offload TAP go through the
 //! coalescer ([`super::gro`]), which writes runs of TCP segments as one super-frame; the rest
 //! is written one by one. Everything pending is written before the buffers are reused.
+//!
+//! Measured (2 vCPUs, 2-host lab, one TCP stream, release build): 1.6 Gbit/s per frame, 6.4-7.2
+//! with these offloads, kernel vxlan 22-24 on the same lab. The payload copy into the slots costs
+//! about 5% of the sending daemon's CPU (memmove in `perf`), the inner TCP checksums about 15%;
+//! the rest is the kernel's own copies (TAP read, UDP send/receive, TAP write). A zero-copy split
+//! would need the switch core to take a frame in pieces, which it does not.
 
 use std::io::IoSlice;
 use std::net::Ipv4Addr;
