@@ -91,6 +91,15 @@ pub struct Underlay {
     pub port: u16,
     /// Underlay MTU.
     pub mtu: u32,
+    /// TAP TSO/checksum offload with userspace segmentation and coalescing: `None` (default) uses
+    /// it when the kernel accepts it, `Some(false)` never, `Some(true)` requires it. Encrypted
+    /// networks never use it (ESP stays per packet).
+    pub offload: Option<bool>,
+    /// Send segmented TCP with one `UDP_SEGMENT` send per run of equal datagrams (default on;
+    /// off for kernels with UDP GSO bugs).
+    pub udp_gso: bool,
+    /// Receive coalesced datagrams with `UDP_GRO` (default on; off for kernels with UDP GRO bugs).
+    pub udp_gro: bool,
 }
 
 /// How a network carries traffic between hosts.
@@ -351,7 +360,14 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         metrics_listen,
         gossip,
         esp,
-        underlay: Underlay { address, port, mtu: underlay_mtu },
+        underlay: Underlay {
+            address,
+            port,
+            mtu: underlay_mtu,
+            offload: u.offload,
+            udp_gso: u.udp_gso.unwrap_or(true),
+            udp_gro: u.udp_gro.unwrap_or(true),
+        },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,
         fdb_max_entries,

@@ -60,6 +60,9 @@ pub(super) struct RawUnderlay {
     pub address: Spanned<Ipv4Addr>,
     pub port: Option<Spanned<u16>>,
     pub mtu: Option<Spanned<u32>>,
+    pub offload: Option<bool>,
+    pub udp_gso: Option<bool>,
+    pub udp_gro: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -25,7 +25,7 @@ mtu = 1400
 #[test]
 fn parses_a_full_file_with_defaults() {
     let c = Config::parse(GOOD).unwrap();
-    assert_eq!(c.underlay, Underlay { address: Ipv4Addr::new(198, 18, 0, 1), port: 4789, mtu: 1500 });
+    assert_eq!(c.underlay, Underlay { address: Ipv4Addr::new(198, 18, 0, 1), port: 4789, mtu: 1500, offload: None, udp_gso: true, udp_gro: true });
     assert_eq!(c.fdb_ageing, Duration::from_secs(120));
     assert_eq!(c.networks.len(), 2);
     assert_eq!(c.networks[0].mtu, 1450, "underlay MTU minus 50 bytes of VXLAN overhead");
@@ -133,4 +133,13 @@ fn routed_network_rejects_inconsistent_subnets() {
     assert_eq!(e.key, "network[0].arp");
     let host_subnet = ROUTED.replace("mode = \"routed\"", "mode = \"host-subnet\"").replace("tap = \"vxs42\"\n", "");
     assert_eq!(Config::parse(&host_subnet).unwrap().networks[0].mode, Mode::HostSubnet);
+}
+
+#[test]
+fn offload_switches_parse() {
+    let c = Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = false\nudp_gso = false\nudp_gro = true\n")).unwrap();
+    assert_eq!((c.underlay.offload, c.underlay.udp_gso, c.underlay.udp_gro), (Some(false), false, true));
+    let c = Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = true\n")).unwrap();
+    assert_eq!(c.underlay.offload, Some(true));
+    assert!(Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = \"yes\"\n")).is_err());
 }

@@ -196,6 +196,15 @@ impl HostKey {
     }
 }
 
+/// The epoch of a daemon start: wall-clock milliseconds in the high 44 bits and 20 random low
+/// bits. Unique per start like [`random_epoch`], and, unlike it, *larger after every restart*
+/// (on a sane clock), which is what lets the cluster tell a restarted host's record from a stale
+/// one: gossip keeps the record with the larger (epoch, version).
+pub fn start_epoch(unix_millis: u64) -> u64 {
+    let low = random_epoch() & 0xf_ffff;
+    ((unix_millis & 0xfff_ffff_ffff) << 20) | low | 1
+}
+
 /// A fresh random per-start epoch (never 0).
 pub fn random_epoch() -> u64 {
     let mut b = [0u8; 8];
@@ -446,6 +455,21 @@ impl ManualSa {
 impl Drop for ManualSa {
     fn drop(&mut self) {
         self.key_material.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+
+    #[test]
+    fn start_epochs_grow_with_time_and_differ_within_a_millisecond() {
+        let a = start_epoch(1_700_000_000_000);
+        let b = start_epoch(1_700_000_000_001);
+        assert!(b > a, "a later start has a larger epoch");
+        let same: std::collections::HashSet<u64> = (0..64).map(|_| start_epoch(1_700_000_000_000)).collect();
+        assert!(same.len() > 60, "random low bits keep starts in the same millisecond apart");
+        assert!(same.iter().all(|e| *e != 0));
     }
 }
 

@@ -5,17 +5,16 @@
 //! single thread drives it without locks; tokio would add a scheduler and cross-thread wakeups and
 //! buy nothing for this few fds. Work per wakeup is bounded: at most [`udp::BATCH`] frames per TAP
 //! and per `recvmmsg`, so one busy direction cannot starve the other. Frames are read into
-//! preallocated buffers at offset [`HEADROOM`], encapsulated in place and sent with one `sendmmsg`
-//! per flow group, so no inner frame is ever copied.
+//! preallocated buffers at offset [`HEADROOM`] and encapsulated in place; the per-wakeup data
+//! path, with TSO/GSO/GRO offloads where they are on, is in [`super::datapath`].
 
 use std::io;
-use std::net::Ipv4Addr;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::control_socket::ControlSocket;
+use super::datapath::{self, RxPath, TxPath};
 use super::tap::Tap;
 use super::udp::{self, UnderlaySockets};
 use super::{links, SysError};
@@ -27,7 +26,7 @@ use super::metrics::MetricsListener;
 use super::hostsubnet_driver::HostSubnetDriver;
 use super::offload::OffloadDriver;
 use crate::config::{Config, Mode};
-use crate::dataplane::{Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::dataplane::{NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
 use crate::wire::vxlan::Vni;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
@@ -54,25 +53,32 @@ pub struct DriverCounters {
     pub tap_write_errors: u64,
     /// TAP read failures.
     pub tap_read_errors: u64,
-}
-
-struct Buffers {
-    bufs: Vec<Vec<u8>>,
-}
-
-impl Buffers {
-    fn new(count: usize, payload: usize) -> Self {
-        Buffers { bufs: vec![vec![0u8; HEADROOM + payload + TAILROOM]; count] }
-    }
-}
-
-/// One frame encapsulated and waiting for `sendmmsg`.
-struct PendingSend {
-    buf: usize,
-    payload: Range<usize>,
-    dests: Range<usize>,
-    flow: u32,
-    esp: bool,
+    /// TCP super-frames (TSO) read from offload TAPs.
+    pub tap_super_frames: u64,
+    /// Segments those super-frames were split into.
+    pub tap_segments: u64,
+    /// Frames from offload TAPs dropped because their virtio header was unusable.
+    pub tap_offload_errors: u64,
+    /// Super-frames dropped because their segments exceed any frame the underlay carries.
+    pub tap_segment_oversize: u64,
+    /// `UDP_SEGMENT` sends.
+    pub gso_sends: u64,
+    /// Datagrams carried by those sends.
+    pub gso_segments: u64,
+    /// `UDP_SEGMENT` sends the kernel refused (GSO then turned off).
+    pub gso_fallbacks: u64,
+    /// Receive buffers that held several datagrams (`UDP_GRO`).
+    pub gro_batches: u64,
+    /// Datagrams in those buffers.
+    pub gro_datagrams: u64,
+    /// TAP writes carrying two or more coalesced TCP segments.
+    pub coalesced_writes: u64,
+    /// Segments carried by those writes.
+    pub coalesced_segments: u64,
+    /// Received TCP/UDP frames with a wrong checksum (not coalesced; the kernel drops them).
+    pub rx_csum_failures: u64,
+    /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
+    pub rx_csum_partial_finished: u64,
 }
 
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
@@ -82,14 +88,21 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let mut offload = OffloadDriver::start(config)?;
     let mut taps = Vec::new();
     for net in switched_networks(config) {
-        let tap = Tap::create(&net.tap, net.mtu)?;
+        // ESP stays on the per-packet path: its TAP never gets offload.
+        let tap_offload = if net.encrypted { Some(false) } else { config.underlay.offload };
+        let tap = Tap::create(&net.tap, net.mtu, tap_offload)?;
         links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
-        tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, "TAP up");
+        tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
         taps.push(tap);
     }
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
     let rx_port = if switched_networks(config).next().is_some() { config.underlay.port } else { 0 };
-    let udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
+    let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
+    if taps.iter().any(Tap::offload) {
+        let gso = config.underlay.udp_gso && udp.enable_gso();
+        let gro = config.underlay.udp_gro && udp.enable_gro();
+        tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");
+    }
     let control = ControlSocket::bind(&config.control_socket)?;
     let mut switch = Switch::new(switch_config(config), Instant::now());
     for net in switched_networks(config) {
@@ -99,17 +112,16 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
 
-    let epoch = crate::ipsec::random_epoch();
+    // Larger after every restart, so the cluster prefers this start's record over the last one's.
+    let unix_millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let epoch = crate::ipsec::start_epoch(unix_millis);
     let esp = EspDriver::start(config, epoch, &mut switch)?;
     let mut gossip = GossipDriver::start(config, esp.as_ref().and_then(|e| e.public_key), epoch, Instant::now())?;
     let mut next_publish = Instant::now();
     let started = Instant::now();
     let payload_len = (config.underlay.mtu as usize).max(2048);
-    let mut tap_bufs = Buffers::new(udp::BATCH, payload_len);
-    let mut rx_bufs = Buffers::new(udp::BATCH, payload_len);
-    let mut meta = Vec::with_capacity(udp::BATCH);
-    let mut pending: Vec<PendingSend> = Vec::with_capacity(udp::BATCH);
-    let mut dests: Vec<Ipv4Addr> = Vec::new();
+    let mut tx = TxPath::new(payload_len);
+    let mut rx = RxPath::new(if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len });
     let mut driver = DriverCounters::default();
 
     let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
@@ -146,38 +158,18 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         }
         // TAP -> underlay.
         for (port, tap) in taps.iter().enumerate() {
-            if pollfds[FIRST_TAP_SLOT + port].revents == 0 {
-                continue;
+            if pollfds[FIRST_TAP_SLOT + port].revents != 0 {
+                let esp_sockets = esp.as_ref().map(|e| &e.sockets);
+                datapath::tap_to_underlay(tap, port, now, &mut switch, &udp, esp_sockets, &mut tx, &mut driver);
             }
-            pending.clear();
-            dests.clear();
-            for (i, buf) in tap_bufs.bufs.iter_mut().enumerate() {
-                let len = match tap.read(&mut buf[HEADROOM..]) {
-                    Ok(Some(len)) => len,
-                    Ok(None) => break,
-                    Err(e) => {
-                        driver.tap_read_errors += 1;
-                        tracing::debug!(tap = tap.name(), "read: {e}");
-                        break;
-                    }
-                };
-                if let Forward::Underlay { payload, dests: d, flow_hash, esp } =
-                    switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len)
-                {
-                    let start = dests.len();
-                    dests.extend_from_slice(d);
-                    pending.push(PendingSend { buf: i, payload, dests: start..dests.len(), flow: flow_hash, esp });
-                }
-            }
-            flush_sends(&udp, esp.as_ref().map(|e| &e.sockets), &tap_bufs, &pending, &dests, &mut driver);
         }
         // Underlay -> TAP.
         if pollfds[1].revents != 0 {
-            receive(&udp, false, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
+            datapath::underlay_to_tap(&udp, false, now, &mut switch, &taps, &mut rx, &mut driver);
         }
         if let Some(e) = esp.as_ref() {
             if pollfds[4].revents != 0 {
-                receive(&e.sockets, true, now, &mut switch, &taps, &mut rx_bufs, &mut meta, &mut driver);
+                datapath::underlay_to_tap(&e.sockets, true, now, &mut switch, &taps, &mut rx, &mut driver);
             }
         }
         while let Some(t) = switch.poll_transmit() {
@@ -248,79 +240,6 @@ fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossi
 /// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
 pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
     config.networks.iter().filter(|n| !matches!(n.mode, Mode::HostSubnet | Mode::Kernel))
-}
-
-/// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.
-#[allow(clippy::too_many_arguments)]
-fn receive(
-    sockets: &UnderlaySockets,
-    is_esp: bool,
-    now: Instant,
-    switch: &mut Switch,
-    taps: &[Tap],
-    rx_bufs: &mut Buffers,
-    meta: &mut Vec<(usize, std::net::SocketAddrV4)>,
-    driver: &mut DriverCounters,
-) {
-    if let Err(e) = sockets.recv_batch(&mut rx_bufs.bufs, HEADROOM, meta) {
-        driver.underlay_recv_errors += 1;
-        tracing::debug!("recvmmsg: {e}");
-        return;
-    }
-    for (i, &(len, from)) in meta.iter().enumerate() {
-        if len == usize::MAX {
-            driver.underlay_rx_truncated += 1;
-            continue;
-        }
-        let buf = &mut rx_bufs.bufs[i];
-        let range = HEADROOM..HEADROOM + len;
-        let forward = if is_esp {
-            switch.handle_esp(now, *from.ip(), buf, range)
-        } else {
-            switch.handle_underlay(now, *from.ip(), buf, range)
-        };
-        if let Forward::Tap { port, frame } = forward {
-            if taps[port].write(&buf[frame]).is_err() {
-                driver.tap_write_errors += 1;
-            }
-        }
-    }
-}
-
-/// Send every pending frame to its destinations, one `sendmmsg` per run of frames that leave
-/// through the same socket (the flow's VXLAN source socket, or the ESP socket).
-fn flush_sends(
-    udp: &UnderlaySockets,
-    esp: Option<&UnderlaySockets>,
-    bufs: &Buffers,
-    pending: &[PendingSend],
-    dests: &[Ipv4Addr],
-    driver: &mut DriverCounters,
-) {
-    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
-    let mut current: Option<(bool, usize, u32)> = None;
-    let mut send = |key: Option<(bool, usize, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>| {
-        if let Some((is_esp, _, flow)) = key {
-            let sockets = if is_esp { esp } else { Some(udp) };
-            match sockets {
-                Some(s) => {
-                    s.send_batch(flow, batch, |_| driver.underlay_send_errors += 1);
-                }
-                None => driver.underlay_send_errors += batch.len() as u64,
-            }
-        }
-        batch.clear();
-    };
-    for p in pending {
-        let key = (p.esp, p.flow as usize % udp::SOURCE_PORTS, p.flow);
-        if current.is_some_and(|c| (c.0, c.1) != (key.0, key.1)) {
-            send(current, &mut batch);
-        }
-        current = Some(key);
-        let payload = &bufs.bufs[p.buf][p.payload.clone()];
-        batch.extend(dests[p.dests.clone()].iter().map(|d| (*d, payload)));
-    }
-    send(current, &mut batch);
 }
 
 /// The switch core's view of the configuration.

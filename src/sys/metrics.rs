@@ -83,10 +83,22 @@ pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip_me
         ("underlay_rx_truncated", driver.underlay_rx_truncated),
         ("tap_write", driver.tap_write_errors),
         ("tap_read", driver.tap_read_errors),
+        ("tap_offload", driver.tap_offload_errors),
+        ("tap_segment_oversize", driver.tap_segment_oversize),
+        ("rx_checksum", driver.rx_csum_failures),
     ] {
         io.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc_by(value);
     }
     r.register("io_errors", "I/O failures in the drivers, by kind", io.clone());
+    counter(&mut r, "tap_super_frames", "TCP super-frames (TSO) read from offload TAPs", driver.tap_super_frames);
+    counter(&mut r, "tap_segments", "Segments split from TCP super-frames", driver.tap_segments);
+    counter(&mut r, "gso_sends", "UDP_SEGMENT sends", driver.gso_sends);
+    counter(&mut r, "gso_segments", "Datagrams carried by UDP_SEGMENT sends", driver.gso_segments);
+    counter(&mut r, "gso_fallbacks", "UDP_SEGMENT sends refused by the kernel (GSO then off)", driver.gso_fallbacks);
+    counter(&mut r, "gro_batches", "Receive buffers holding several datagrams (UDP_GRO)", driver.gro_batches);
+    counter(&mut r, "gro_datagrams", "Datagrams in UDP_GRO receive buffers", driver.gro_datagrams);
+    counter(&mut r, "coalesced_writes", "TAP writes carrying coalesced TCP segments", driver.coalesced_writes);
+    counter(&mut r, "coalesced_segments", "TCP segments carried by coalesced TAP writes", driver.coalesced_segments);
     if let Some(alive) = gossip_members_alive {
         let g: Gauge = Gauge::default();
         g.set(alive as i64);

@@ -2,8 +2,11 @@
 
 pub mod control_socket;
 pub mod daemon;
+pub mod datapath;
 pub mod esp_driver;
 pub mod gossip;
+pub mod gro;
+pub mod gso;
 pub mod hostsubnet;
 pub mod hostsubnet_driver;
 pub mod links;
@@ -16,6 +19,7 @@ pub mod signals;
 pub mod status;
 pub mod tap;
 pub mod udp;
+pub mod virtio;
 
 use std::io;
 use std::net::SocketAddrV4;

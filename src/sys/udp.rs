@@ -7,6 +7,7 @@
 //! All sockets set `IP_PMTUDISC_PROBE` (DF on, never fragmented, PMTU cache ignored): the switch
 //! already guarantees that an encapsulated frame fits the configured underlay MTU.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -25,12 +26,64 @@ pub const SOURCE_PORTS: usize = 8;
 /// Socket buffer size asked for (forced when running as root).
 const SOCKET_BUFFER: usize = 4 << 20;
 
+/// `UDP_SEGMENT` (linux/udp.h): GSO size of a send, as a socket option or a cmsg (u16).
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive coalesced datagrams; the cmsg carries the stride (int).
+const UDP_GRO: libc::c_int = 104;
+/// Most datagrams in one `UDP_SEGMENT` send (`UDP_MAX_SEGMENTS` on older kernels).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most UDP payload bytes in one send over IPv4 (65535 - 20 - 8): beyond, `EMSGSIZE`.
+pub const GSO_MAX_BYTES: usize = 65507;
+/// Receive buffer needed per message when `UDP_GRO` is on (a coalesced datagram can be 64 KB).
+pub const GRO_BUFFER: usize = 65535;
+
 /// The underlay sockets.
 #[derive(Debug)]
 pub struct UnderlaySockets {
     rx: Socket,
     tx: Vec<Socket>,
     peer_port: u16,
+    /// `UDP_SEGMENT` sends allowed (turned off for good when the kernel refuses one).
+    gso: Cell<bool>,
+    /// `UDP_GRO` is on for the receive socket.
+    gro: bool,
+}
+
+/// One datagram received by [`UnderlaySockets::recv_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes received, or `usize::MAX` when the datagram was truncated.
+    pub len: usize,
+    /// The sender.
+    pub from: SocketAddrV4,
+    /// With `UDP_GRO`: the size of each coalesced datagram (the last may be shorter); 0 when the
+    /// buffer holds one datagram.
+    pub stride: usize,
+}
+
+fn set_int_opt(s: &Socket, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid fd, pointer to a c_int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether an error of a `UDP_SEGMENT` send means "this path cannot do GSO" (no checksum offload
+/// on the route's device: `EIO`; segment size or count not accepted: `EINVAL`), as quinn-udp and
+/// wireguard-go treat them.
+pub fn gso_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
 }
 
 fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError> {
@@ -93,7 +146,86 @@ impl UnderlaySockets {
         let tx = (0..SOURCE_PORTS)
             .map(|_| udp_socket(SocketAddrV4::new(local, 0), "VXLAN source socket"))
             .collect::<Result<_, _>>()?;
-        Ok(UnderlaySockets { rx, tx, peer_port })
+        Ok(UnderlaySockets { rx, tx, peer_port, gso: Cell::new(false), gro: false })
+    }
+
+    /// Allow `UDP_SEGMENT` sends if the kernel knows the option; returns whether it does.
+    pub fn enable_gso(&self) -> bool {
+        // Setting the socket-wide size to 0 keeps segmentation per send (through the cmsg).
+        let ok = self.tx.iter().all(|s| set_int_opt(s, libc::SOL_UDP, UDP_SEGMENT, 0).is_ok());
+        self.gso.set(ok);
+        ok
+    }
+
+    /// Whether `UDP_SEGMENT` sends are in use.
+    pub fn gso_enabled(&self) -> bool {
+        self.gso.get()
+    }
+
+    /// Stop using `UDP_SEGMENT` (after the kernel refused a send).
+    pub fn disable_gso(&self) {
+        self.gso.set(false);
+    }
+
+    /// Turn on `UDP_GRO` on the receive socket; returns whether the kernel accepted it. Receive
+    /// buffers must then hold [`GRO_BUFFER`] bytes.
+    pub fn enable_gro(&mut self) -> bool {
+        self.gro = set_int_opt(&self.rx, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        self.gro
+    }
+
+    /// Whether `UDP_GRO` is on.
+    pub fn gro_enabled(&self) -> bool {
+        self.gro
+    }
+
+    /// Send `segments` to `dest:peer_port` as one `sendmsg` with a `UDP_SEGMENT` cmsg: the kernel
+    /// (or the NIC) cuts the concatenation into datagrams of `segments[0].len()` bytes. All but the
+    /// last segment must have that length; at most [`GSO_MAX_SEGMENTS`] and [`GSO_MAX_BYTES`] in
+    /// all. On an error for which [`gso_refused`] holds, the caller should disable GSO and resend
+    /// the segments one by one. // hot path
+    pub fn send_gso(&self, flow: u32, dest: Ipv4Addr, segments: &[&[u8]]) -> io::Result<()> {
+        debug_assert!(!segments.is_empty() && segments.len() <= GSO_MAX_SEGMENTS);
+        let sock = &self.tx[flow as usize % self.tx.len()];
+        let size = segments[0].len() as u16;
+        let mut iovs: [libc::iovec; GSO_MAX_SEGMENTS] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; GSO_MAX_SEGMENTS];
+        for (iov, seg) in iovs.iter_mut().zip(segments) {
+            *iov = libc::iovec { iov_base: seg.as_ptr() as *mut _, iov_len: seg.len() };
+        }
+        let mut addr = sockaddr_in(dest, self.peer_port);
+        // u64 storage keeps the cmsg header aligned.
+        let mut control = [0u64; 4];
+        // SAFETY: msghdr is plain data; zeroed is a valid initial state.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = iovs.as_mut_ptr();
+        msg.msg_iovlen = segments.len().min(GSO_MAX_SEGMENTS) as _;
+        if segments.len() > 1 {
+            msg.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is a pure size computation.
+            msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+            // SAFETY: msg_control points at 32 zeroed, aligned bytes, enough for CMSG_SPACE(2);
+            // CMSG_FIRSTHDR/CMSG_DATA stay inside it.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                std::ptr::copy_nonoverlapping(size.to_ne_bytes().as_ptr(), libc::CMSG_DATA(cmsg), 2);
+            }
+        }
+        loop {
+            // SAFETY: msg points at live iovecs, address and control data for the call.
+            let rc = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     /// One socket bound to `local:port` that both receives and sends (ESP-in-UDP: RFC 3948
@@ -101,7 +233,7 @@ impl UnderlaySockets {
     pub fn bind_fixed_source(local: Ipv4Addr, port: u16) -> Result<Self, SysError> {
         let rx = udp_socket(SocketAddrV4::new(local, port), "ESP-in-UDP socket")?;
         let tx = vec![rx.try_clone().map_err(|source| SysError::Socket { op: "dup", what: "ESP-in-UDP socket", addr: SocketAddrV4::new(local, port), source })?];
-        Ok(UnderlaySockets { rx, tx, peer_port: port })
+        Ok(UnderlaySockets { rx, tx, peer_port: port, gso: Cell::new(false), gro: false })
     }
 
     /// The receive socket's fd (for polling).
@@ -118,17 +250,15 @@ impl UnderlaySockets {
     }
 
     /// Receive up to `bufs.len()` datagrams. Each lands at `bufs[i][offset..]`; returns how many
-    /// arrived, with their lengths and sources in `meta`. `Ok(0)` when nothing is pending.
-    pub fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        offset: usize,
-        meta: &mut Vec<(usize, SocketAddrV4)>,
-    ) -> io::Result<usize> {
+    /// arrived, with their lengths, sources and GRO strides in `meta`. `Ok(0)` when nothing is
+    /// pending. // hot path
+    pub fn recv_batch(&self, bufs: &mut [Vec<u8>], offset: usize, meta: &mut Vec<Received>) -> io::Result<usize> {
         meta.clear();
         let n = bufs.len().min(BATCH);
         let mut addrs: [MaybeUninit<libc::sockaddr_in>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
+        // u64 storage keeps each cmsg header aligned; room for one int cmsg (UDP_GRO).
+        let mut control = [[0u64; 4]; BATCH];
         // SAFETY: mmsghdr is plain data; zeroed is a valid initial state.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for i in 0..n {
@@ -138,8 +268,12 @@ impl UnderlaySockets {
             msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             msgs[i].msg_hdr.msg_iov = &mut iovs[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            if self.gro {
+                msgs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+                msgs[i].msg_hdr.msg_controllen = std::mem::size_of_val(&control[i]) as _;
+            }
         }
-        // SAFETY: every mmsghdr points at live iovecs and address storage for the call's duration.
+        // SAFETY: every mmsghdr points at live iovecs, address and control storage for the call.
         let rc = unsafe {
             libc::recvmmsg(self.rx.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
         };
@@ -154,7 +288,8 @@ impl UnderlaySockets {
             let len = msgs[i].msg_len as usize;
             // A datagram longer than the buffer is truncated by the kernel: report it as such.
             let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            meta.push((if truncated { usize::MAX } else { len }, from));
+            let stride = if self.gro { gro_stride(&msgs[i].msg_hdr) } else { 0 };
+            meta.push(Received { len: if truncated { usize::MAX } else { len }, from, stride });
         }
         Ok(rc as usize)
     }
@@ -200,6 +335,23 @@ impl UnderlaySockets {
     }
 }
 
+/// The `UDP_GRO` stride of a received message, or 0 without the cmsg.
+fn gro_stride(msg: &libc::msghdr) -> usize {
+    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* macros walk inside it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let mut v = [0u8; 4];
+                std::ptr::copy_nonoverlapping(libc::CMSG_DATA(cmsg), v.as_mut_ptr(), 4);
+                return usize::try_from(libc::c_int::from_ne_bytes(v)).unwrap_or(0);
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    0
+}
+
 fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -235,6 +387,35 @@ mod tests {
         assert_eq!(&bufs[4][16..16 + 104], &payloads[4][..]);
         let src_ports = b.source_ports();
         assert_eq!(src_ports.len(), SOURCE_PORTS);
-        assert!(src_ports.contains(&meta[0].1.port()), "sent from a pool socket");
+        assert!(src_ports.contains(&meta[0].from.port()), "sent from a pool socket");
+        assert_eq!(meta[0].stride, 0);
+    }
+
+    #[test]
+    fn gso_send_arrives_as_one_gro_datagram_or_as_separate_ones() {
+        let mut a = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 0).unwrap();
+        let port = a.rx.local_addr().unwrap().as_socket_ipv4().unwrap().port();
+        let b = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, port).unwrap();
+        assert!(b.enable_gso(), "this kernel has UDP_SEGMENT");
+        assert!(a.enable_gro(), "this kernel has UDP_GRO");
+        let segs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; if i == 4 { 300 } else { 1000 }]).collect();
+        let refs: Vec<&[u8]> = segs.iter().map(|s| &s[..]).collect();
+        b.send_gso(1, Ipv4Addr::LOCALHOST, &refs).unwrap();
+        let mut bufs = vec![vec![0u8; GRO_BUFFER + 16]; 4];
+        let mut meta = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            a.recv_batch(&mut bufs, 16, &mut meta).unwrap();
+            for (i, m) in meta.iter().enumerate() {
+                let data = &bufs[i][16..16 + m.len];
+                let stride = if m.stride == 0 { m.len } else { m.stride };
+                got.extend(data.chunks(stride).map(<[u8]>::to_vec));
+            }
+            if got.len() >= 5 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got, segs, "five datagrams, split at the segment size");
     }
 }

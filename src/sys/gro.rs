@@ -1,0 +1,523 @@
+//! TAP-side offload on write: coalescing consecutive TCP segments that arrived from the underlay
+//! into one super-frame, written to the TAP with a single `writev` and a virtio header saying
+//! `GSO_TCPV4/6` + `NEEDS_CSUM`, so the container's stack takes one 64 KB frame instead of 45.
+//!
+//! The rules are those of the kernel's TCP GRO (`tcp_gro_receive`, mirrored by wireguard-go's
+//! `tcpPacketsCanCoalesce`), plus the Ethernet header because this is a TAP:
+//! - untagged IPv4 without options and not fragmented, or IPv6 without extension headers;
+//! - same MACs, addresses, ports, ACK number, TCP header length and options; same TOS/TTL (IPv4)
+//!   or traffic class/flow label/hop limit (IPv6);
+//! - flags exactly ACK or ACK|PSH, a payload, and the next expected sequence number;
+//! - no segment larger than the first one; a shorter segment or PSH ends the group;
+//! - at most [`MAX_SEGMENTS`] segments and 64 KB per group.
+//!
+//! Anything else is written alone with a zeroed virtio header, after the pending group, so the
+//! order of frames on the TAP is the order they arrived in.
+//!
+//! Checksums: a coalesced frame is handed to the kernel as CHECKSUM_PARTIAL, which the receiving
+//! stack treats as already verified. The outer UDP checksum does not protect us here: peers may
+//! send VXLAN with a zero UDP checksum (kernel vxlan with `noudpcsum`, several CNIs), and a UDP
+//! socket cannot tell. So the TCP/UDP checksum of every frame bound for an offload TAP is verified
+//! before anything else; a frame that fails is counted and written alone with a zeroed header, so
+//! the container's kernel drops it (and counts it) exactly as it would without offload.
+//!
+//! One exception: a frame whose checksum field holds exactly the pseudo-header sum was left
+//! CHECKSUM_PARTIAL by a sender on the same machine (kernel vxlan in another namespace, over veth,
+//! which never finishes checksums; the kernel's own vxlan receiver trusts such frames). Its
+//! checksum is finished here instead of having the frame dropped. A real wire never carries that
+//! value by accident except with probability 2^-16 per *valid* frame, which then verifies anyway.
+//!
+//! Frames stay where `recvmmsg` put them: the group remembers ranges of the receive buffers, the
+//! first frame's headers are patched in place, and `writev` gathers the rest without a copy.
+
+use std::io::IoSlice;
+use std::ops::Range;
+
+use super::virtio::{self, VirtioNetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, VNET_HDR_LEN};
+use crate::dataplane::PortId;
+
+/// Most segments coalesced into one write.
+pub const MAX_SEGMENTS: usize = 64;
+/// Largest IP packet a coalesced frame may carry.
+const MAX_IP_LEN: usize = 65535;
+const ETH: usize = 14;
+const TCP_ACK: u8 = 0x10;
+const TCP_PSH: u8 = 0x08;
+/// A zeroed virtio header: an ordinary frame, checksum to be verified by the kernel.
+pub const ZERO_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+
+/// Counters of the coalescer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroStats {
+    /// Writes that carried two or more coalesced segments.
+    pub coalesced_writes: u64,
+    /// Segments carried by those writes.
+    pub coalesced_segments: u64,
+    /// TCP/UDP frames whose checksum was wrong (written alone for the kernel to drop).
+    pub csum_failures: u64,
+    /// Frames whose checksum a same-host sender left partial, finished here.
+    pub csum_partial_finished: u64,
+}
+
+/// Where a frame lies: `bufs[buf][range]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Loc {
+    buf: usize,
+    range: Range<usize>,
+}
+
+#[derive(Debug)]
+struct Group {
+    port: PortId,
+    first: Loc,
+    v6: bool,
+    l4: usize,
+    hlen: usize,
+    gso_size: usize,
+    next_seq: u32,
+    payload: usize,
+    closed: bool,
+    psh: bool,
+    window: [u8; 2],
+}
+
+/// Coalesces frames on their way to offload TAPs (see the module doc).
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    group: Option<Group>,
+    /// Payload ranges of the group's segments after the first.
+    more: Vec<Loc>,
+    /// Counters.
+    pub stats: GroStats,
+}
+
+/// What [`inspect`] found in a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tcp {
+    v6: bool,
+    l4: usize,
+    hlen: usize,
+    seq: u32,
+    flags: u8,
+    payload: usize,
+}
+
+/// A TCP segment that may be coalesced, or `None`. // hot path
+fn inspect(frame: &[u8]) -> Option<Tcp> {
+    if frame.len() < ETH + 40 {
+        return None;
+    }
+    let (v6, l4) = match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => {
+            let ip = &frame[ETH..];
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            if ip[0] != 0x45 || total != ip.len() || fragment || ip[9] != 6 || virtio::fold(virtio::sum(&ip[..20], 0)) != 0xffff {
+                return None;
+            }
+            (false, ETH + 20)
+        }
+        0x86dd => {
+            let ip = &frame[ETH..];
+            let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if ip[0] >> 4 != 6 || ip[6] != 6 || payload_len + 40 != ip.len() || frame.len() < ETH + 60 {
+                return None;
+            }
+            (true, ETH + 40)
+        }
+        _ => return None,
+    };
+    let tcp = &frame[l4..];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    if doff < 20 || doff > tcp.len() || tcp[12] & 0x0f != 0 || (flags != TCP_ACK && flags != TCP_ACK | TCP_PSH) || doff == tcp.len() {
+        return None;
+    }
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    Some(Tcp { v6, l4, hlen: l4 + doff, seq, flags, payload: tcp.len() - doff })
+}
+
+/// The state of a frame's transport checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Csum {
+    /// Not untagged IPv4/IPv6 TCP/UDP (or a fragment, or no UDP checksum): nothing to check.
+    NotChecked,
+    /// Verified.
+    Valid,
+    /// Left partial by a same-host sender: finish it over `l4..end`, field at `field`.
+    Partial { l4: usize, end: usize, field: usize },
+    /// Wrong.
+    Bad,
+}
+
+/// Verify the TCP/UDP checksum of `frame`. // hot path
+fn check_transport(frame: &[u8]) -> Csum {
+    if frame.len() < ETH + 20 {
+        return Csum::NotChecked;
+    }
+    let ip = &frame[ETH..];
+    let (proto, l4, end, pseudo_addrs) = match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
+                return Csum::NotChecked;
+            }
+            (ip[9], ETH + ihl, ETH + total, (ETH + 12, ETH + 16, 4))
+        }
+        0x86dd if frame.len() >= ETH + 40 => {
+            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if ip[0] >> 4 != 6 || 40 + payload > ip.len() {
+                return Csum::NotChecked;
+            }
+            (ip[6], ETH + 40, ETH + 40 + payload, (ETH + 8, ETH + 24, 16))
+        }
+        _ => return Csum::NotChecked,
+    };
+    let field = match proto {
+        6 if end >= l4 + 20 => l4 + 16,
+        17 if end >= l4 + 8 => l4 + 6,
+        _ => return Csum::NotChecked,
+    };
+    let stored = u16::from_be_bytes([frame[field], frame[field + 1]]);
+    if proto == 17 && stored == 0 && pseudo_addrs.2 == 4 {
+        return Csum::NotChecked; // IPv4 UDP without a checksum
+    }
+    let (s, d, n) = pseudo_addrs;
+    let pseudo = virtio::pseudo_header_sum(&frame[s..s + n], &frame[d..d + n], proto, (end - l4) as u32);
+    if virtio::fold(virtio::sum(&frame[l4..end], pseudo)) == 0xffff {
+        Csum::Valid
+    } else if stored == virtio::fold(pseudo) {
+        Csum::Partial { l4, end, field }
+    } else {
+        Csum::Bad
+    }
+}
+
+/// Whether `cand` continues the flow whose first segment is `first`. // hot path
+fn same_flow(first: &[u8], cand: &[u8], t: &Tcp) -> bool {
+    let ip_same = if t.v6 {
+        first[ETH..ETH + 4] == cand[ETH..ETH + 4] && first[ETH + 7] == cand[ETH + 7] && first[ETH + 8..ETH + 40] == cand[ETH + 8..ETH + 40]
+    } else {
+        first[ETH + 1] == cand[ETH + 1]
+            && first[ETH + 6] & 0x40 == cand[ETH + 6] & 0x40
+            && first[ETH + 8] == cand[ETH + 8]
+            && first[ETH + 12..ETH + 20] == cand[ETH + 12..ETH + 20]
+    };
+    let l4 = t.l4;
+    ip_same
+        && first[..12] == cand[..12]
+        && first[l4..l4 + 4] == cand[l4..l4 + 4]
+        && first[l4 + 8..l4 + 13] == cand[l4 + 8..l4 + 13]
+        && first[l4 + 20..t.hlen] == cand[l4 + 20..t.hlen]
+}
+
+impl Coalescer {
+    /// A coalescer with nothing pending.
+    pub fn new() -> Self {
+        Coalescer::default()
+    }
+
+    /// Offer the frame at `bufs[buf][range]`, bound for the TAP of `port`. It joins the pending
+    /// group, or the group is written first and the frame starts a new one or is written alone.
+    /// `write(port, iov)` writes one TAP frame (virtio header first). // hot path
+    pub fn offer(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        port: PortId,
+        buf: usize,
+        range: Range<usize>,
+        write: &mut dyn FnMut(PortId, &[IoSlice<'_>]),
+    ) {
+        match check_transport(&bufs[buf][range.clone()]) {
+            Csum::Bad => {
+                self.stats.csum_failures += 1;
+                self.flush(bufs, write);
+                write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
+                return;
+            }
+            Csum::Partial { l4, end, field } => {
+                // The field holds the pseudo-header sum: summing over it finishes the checksum.
+                let frame = &mut bufs[buf][range.clone()];
+                let c = !virtio::fold(virtio::sum(&frame[l4..end], 0));
+                frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+                self.stats.csum_partial_finished += 1;
+            }
+            Csum::Valid | Csum::NotChecked => {}
+        }
+        let frame = &bufs[buf][range.clone()];
+        let Some(t) = inspect(frame) else {
+            self.flush(bufs, write);
+            write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
+            return;
+        };
+        if let Some(g) = self.group.as_mut() {
+            let first = &bufs[g.first.buf][g.first.range.clone()];
+            let fits = g.port == port
+                && !g.closed
+                && t.v6 == g.v6
+                && t.hlen == g.hlen
+                && t.seq == g.next_seq
+                && t.payload <= g.gso_size
+                && self.more.len() + 1 < MAX_SEGMENTS
+                && g.hlen - ETH + g.payload + t.payload <= MAX_IP_LEN
+                && same_flow(first, frame, &t);
+            if fits {
+                g.next_seq = g.next_seq.wrapping_add(t.payload as u32);
+                g.payload += t.payload;
+                g.closed = t.payload < g.gso_size || t.flags & TCP_PSH != 0;
+                g.psh = t.flags & TCP_PSH != 0;
+                g.window = [frame[t.l4 + 14], frame[t.l4 + 15]];
+                self.more.push(Loc { buf, range: range.start + t.hlen..range.end });
+                return;
+            }
+        }
+        let window = [frame[t.l4 + 14], frame[t.l4 + 15]];
+        self.flush(bufs, write);
+        self.group = Some(Group {
+            port,
+            first: Loc { buf, range },
+            v6: t.v6,
+            l4: t.l4,
+            hlen: t.hlen,
+            gso_size: t.payload,
+            next_seq: t.seq.wrapping_add(t.payload as u32),
+            payload: t.payload,
+            closed: t.flags & TCP_PSH != 0,
+            psh: t.flags & TCP_PSH != 0,
+            window,
+        });
+    }
+
+    /// Write the pending group, if any. Call before the buffers are reused. // hot path
+    pub fn flush(&mut self, bufs: &mut [Vec<u8>], write: &mut dyn FnMut(PortId, &[IoSlice<'_>])) {
+        let Some(g) = self.group.take() else { return };
+        if self.more.is_empty() {
+            write(g.port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[g.first.buf][g.first.range])]);
+            return;
+        }
+        let hdr = {
+            let frame = &mut bufs[g.first.buf][g.first.range.clone()];
+            patch_first(frame, &g)
+        };
+        let vhdr = hdr.emit();
+        let mut iov = Vec::with_capacity(self.more.len() + 2);
+        iov.push(IoSlice::new(&vhdr));
+        iov.push(IoSlice::new(&bufs[g.first.buf][g.first.range.clone()]));
+        iov.extend(self.more.iter().map(|l| IoSlice::new(&bufs[l.buf][l.range.clone()])));
+        write(g.port, &iov);
+        self.stats.coalesced_writes += 1;
+        self.stats.coalesced_segments += self.more.len() as u64 + 1;
+        self.more.clear();
+    }
+}
+
+/// Turn the first segment's headers into those of the whole group (lengths, PSH, latest window,
+/// pseudo-header sum in the TCP checksum field) and return the virtio header. // hot path
+fn patch_first(frame: &mut [u8], g: &Group) -> VirtioNetHdr {
+    let l4 = g.l4;
+    let tcp_len = (g.hlen - l4 + g.payload) as u32;
+    let pseudo = if g.v6 {
+        frame[ETH + 4..ETH + 6].copy_from_slice(&((g.hlen - l4 + g.payload) as u16).to_be_bytes());
+        virtio::pseudo_header_sum(&frame[ETH + 8..ETH + 24], &frame[ETH + 24..ETH + 40], 6, tcp_len)
+    } else {
+        frame[ETH + 2..ETH + 4].copy_from_slice(&((g.hlen - ETH + g.payload) as u16).to_be_bytes());
+        frame[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+        let c = virtio::ipv4_header_checksum(&frame[ETH..ETH + 20]);
+        frame[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
+        virtio::pseudo_header_sum(&frame[ETH + 12..ETH + 16], &frame[ETH + 16..ETH + 20], 6, tcp_len)
+    };
+    if g.psh {
+        frame[l4 + 13] |= TCP_PSH;
+    }
+    frame[l4 + 14..l4 + 16].copy_from_slice(&g.window);
+    frame[l4 + 16..l4 + 18].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+    VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: if g.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+        hdr_len: g.hlen as u16,
+        gso_size: g.gso_size as u16,
+        csum_start: l4 as u16,
+        csum_offset: TCP_CSUM_OFFSET,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::gso::TcpSplit;
+    use etherparse::PacketBuilder;
+
+    const MSS: usize = 1398;
+
+    fn segment(v6: bool, seq: u32, id: u16, payload: usize, psh: bool, sport: u16) -> Vec<u8> {
+        let data: Vec<u8> = (0..payload).map(|i| (seq as usize + i) as u8).collect();
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = if v6 {
+            eth.ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+        } else {
+            let mut h = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, [192, 0, 2, 11], [192, 0, 2, 21]).unwrap();
+            h.identification = id;
+            h.dont_fragment = true;
+            eth.ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+        };
+        let mut tcp = ip.tcp(sport, 5201, seq, 502).ack(77);
+        if psh {
+            tcp = tcp.psh();
+        }
+        let tcp = tcp.options(&[etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Timestamp(5, 6)]).unwrap();
+        let mut out = Vec::new();
+        tcp.write(&mut out, &data).unwrap();
+        out
+    }
+
+    /// Put frames one per buffer (as recvmmsg would) and offer them all; returns the writes.
+    fn run(frames: &[Vec<u8>]) -> (Vec<(PortId, Vec<u8>)>, GroStats) {
+        let mut bufs: Vec<Vec<u8>> = frames.iter().map(|f| [vec![0xee; 30], f.clone()].concat()).collect();
+        let mut out = Vec::new();
+        let mut c = Coalescer::new();
+        let mut w = |port: PortId, iov: &[IoSlice<'_>]| out.push((port, iov.iter().flat_map(|s| s.to_vec()).collect::<Vec<u8>>()));
+        for (i, f) in frames.iter().enumerate() {
+            c.offer(&mut bufs, 0, i, 30..30 + f.len(), &mut w);
+        }
+        c.flush(&mut bufs, &mut w);
+        (out, c.stats)
+    }
+
+    fn split_write(write: &[u8]) -> Vec<Vec<u8>> {
+        let hdr = VirtioNetHdr::parse(write[..VNET_HDR_LEN].try_into().unwrap());
+        let frame = &write[VNET_HDR_LEN..];
+        if hdr.gso_type == 0 {
+            assert_eq!(hdr, VirtioNetHdr::default());
+            return vec![frame.to_vec()];
+        }
+        assert_eq!(hdr.flags, F_NEEDS_CSUM);
+        assert_eq!(hdr.csum_offset, 16);
+        let split = TcpSplit::new(frame, &hdr).unwrap();
+        (0..split.count())
+            .map(|i| {
+                let mut o = vec![0; 2048];
+                let n = split.write_segment(frame, i, &mut o);
+                o.truncate(n);
+                o
+            })
+            .collect()
+    }
+
+    fn check_round_trip(v6: bool) {
+        let mut frames: Vec<Vec<u8>> = (0..10).map(|i| segment(v6, 1000 + (i * MSS) as u32, 7 + i as u16, MSS, false, 40000)).collect();
+        frames.push(segment(v6, 1000 + (10 * MSS) as u32, 17, 500, true, 40000));
+        let (writes, stats) = run(&frames);
+        assert_eq!(writes.len(), 1, "one write for the whole run");
+        assert_eq!(stats, GroStats { coalesced_writes: 1, coalesced_segments: 11, ..GroStats::default() });
+        let hdr = VirtioNetHdr::parse(writes[0].1[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(hdr.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
+        assert_eq!(usize::from(hdr.gso_size), MSS);
+        assert_eq!(usize::from(hdr.csum_start), if v6 { 54 } else { 34 });
+        assert_eq!(hdr.hdr_len, hdr.csum_start + 32);
+        // Segmenting the coalesced frame again gives back the original segments byte for byte.
+        assert_eq!(split_write(&writes[0].1), frames);
+    }
+
+    #[test]
+    fn coalesces_ipv4_run_and_splits_back_identically() {
+        check_round_trip(false);
+    }
+
+    #[test]
+    fn coalesces_ipv6_run_and_splits_back_identically() {
+        check_round_trip(true);
+    }
+
+    #[test]
+    fn gap_other_flow_and_other_traffic_break_groups_in_order() {
+        let s = |seq: usize, sport| segment(false, seq as u32, (seq / MSS) as u16, MSS, false, sport);
+        let arp = {
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+            f.extend_from_slice(&[0; 28]);
+            f
+        };
+        let frames = vec![s(0, 1), s(MSS, 1), s(3 * MSS, 1), s(4 * MSS, 1), s(0, 2), arp.clone(), s(5 * MSS, 1)];
+        let (writes, stats) = run(&frames);
+        let lens: Vec<usize> = writes.iter().map(|(_, w)| split_write(w).len()).collect();
+        assert_eq!(lens, vec![2, 2, 1, 1, 1]);
+        let all: Vec<Vec<u8>> = writes.iter().flat_map(|(_, w)| split_write(w)).collect();
+        assert_eq!(all, frames, "every frame written once, in arrival order");
+        assert_eq!(stats.coalesced_writes, 2);
+    }
+
+    #[test]
+    fn bad_checksum_is_counted_and_written_alone() {
+        let mut frames: Vec<Vec<u8>> = (0..4).map(|i| segment(false, (i * MSS) as u32, i as u16, MSS, false, 9)).collect();
+        let last = frames[2].len() - 1;
+        frames[2][last] ^= 0x55;
+        let (writes, stats) = run(&frames);
+        assert_eq!(stats.csum_failures, 1);
+        assert_eq!(writes.len(), 3);
+        assert_eq!(writes[1].1[VNET_HDR_LEN..], frames[2][..], "the corrupted frame goes out alone, unchanged");
+        assert_eq!(writes[1].1[..VNET_HDR_LEN], ZERO_HDR);
+    }
+
+    #[test]
+    fn checksums_left_partial_by_a_same_host_sender_are_finished() {
+        let mut frames: Vec<Vec<u8>> = (0..3).map(|i| segment(false, (i * MSS) as u32, i as u16, MSS, false, 9)).collect();
+        let syn = {
+            let mut f = segment(false, 5, 0, 0, false, 10);
+            f[14 + 20 + 13] = 0x02; // SYN
+            f[50..52].copy_from_slice(&[0, 0]);
+            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, (f.len() - 34) as u32);
+            let c = !virtio::fold(virtio::sum(&f[34..], pseudo));
+            f[50..52].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(check_transport(&f), Csum::Valid);
+            f
+        };
+        frames.push(syn);
+        let originals = frames.clone();
+        // Replace each full checksum by the pseudo-header sum, as kernel vxlan over veth leaves it.
+        for f in &mut frames {
+            let f_len = (f.len() - 34) as u32;
+            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, f_len);
+            f[50..52].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+        }
+        let (writes, stats) = run(&frames);
+        assert_eq!(stats.csum_partial_finished, 4);
+        assert_eq!(stats.csum_failures, 0);
+        assert_eq!(stats.coalesced_segments, 3);
+        // The SYN's checksum is finished to the value its sender would have computed.
+        assert_eq!(writes.last().unwrap().1[VNET_HDR_LEN..], originals[3][..]);
+        let all: Vec<Vec<u8>> = writes.iter().flat_map(|(_, w)| split_write(w)).collect();
+        assert_eq!(all, originals);
+    }
+
+    #[test]
+    fn short_segment_and_psh_close_the_group() {
+        let frames = vec![
+            segment(false, 0, 1, MSS, false, 9),
+            segment(false, MSS as u32, 2, 100, false, 9),
+            segment(false, MSS as u32 + 100, 3, 100, false, 9),
+            segment(false, MSS as u32 + 200, 4, 100, true, 9),
+            segment(false, MSS as u32 + 300, 5, 100, false, 9),
+        ];
+        let (writes, _) = run(&frames);
+        let lens: Vec<usize> = writes.iter().map(|(_, w)| split_write(w).len()).collect();
+        assert_eq!(lens, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let base = segment(false, 0, 1, 200, false, 9);
+        let mut frames = Vec::new();
+        for len in 0..base.len() {
+            frames.push(base[..len].to_vec());
+        }
+        for i in 12..80 {
+            let mut f = base.clone();
+            f[i] = 0xff;
+            frames.push(f);
+        }
+        let (writes, _) = run(&frames);
+        assert_eq!(writes.len(), frames.len());
+    }
+}
