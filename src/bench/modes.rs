@@ -9,6 +9,8 @@
 //!   one route per peer subnet) and then stays off the data path.
 //! - **kernel vxlan**: Linux `vtep1042` on `br0`.
 //! - **vxswitch VXLAN**: the vxswitch daemon with its TAP on `br0`.
+//! - **vxswitch routed**: the vxswitch daemon in routed overlay mode (per-host subnets, anycast
+//!   gateway), the overlay counterpart of host-subnet.
 //! - **vxswitch ESP**: the same L2 overlay, Ethernet frames in ESP-in-UDP (AES-256-GCM, manual
 //!   keys), containers at [`ESP_CONTAINER_MTU`].
 //! - **kernel xfrm ESP**: host-subnet plus kernel IPsec tunnel mode, if the kernel supports it.
@@ -38,6 +40,11 @@ fn esp_overlay_config(lab: &Lab, i: usize) -> String {
     lab.esp_manual_config(i, false)
 }
 
+fn routed_config(lab: &Lab, i: usize) -> String {
+    let all: Vec<usize> = (0..lab.hosts.len()).collect();
+    lab.subnet_config(i, "routed", &all)
+}
+
 fn host_subnet_config(lab: &Lab, i: usize) -> String {
     let all: Vec<usize> = (0..lab.hosts.len()).collect();
     lab.subnet_config(i, "host-subnet", &all)
@@ -58,6 +65,8 @@ pub enum Topology {
         config: ConfigFn,
         /// Container MTU, when it differs from the lab's 1450.
         container_mtu: Option<u32>,
+        /// One shared overlay subnet, or one subnet per host (routed mode).
+        addressing: Addressing,
     },
     /// Host-subnet routing plus kernel xfrm ESP tunnel mode (probed first).
     KernelXfrm,
@@ -92,12 +101,17 @@ pub const MODES: &[ModeSpec] = &[
     ModeSpec {
         id: "vxswitch-vxlan",
         name: "vxswitch VXLAN",
-        topology: Topology::Vxswitch { config: vxlan_config, container_mtu: None },
+        topology: Topology::Vxswitch { config: vxlan_config, container_mtu: None, addressing: Addressing::Shared },
+    },
+    ModeSpec {
+        id: "vxswitch-routed",
+        name: "vxswitch routed",
+        topology: Topology::Vxswitch { config: routed_config, container_mtu: None, addressing: Addressing::PerHost },
     },
     ModeSpec {
         id: "vxswitch-esp",
         name: "vxswitch ESP",
-        topology: Topology::Vxswitch { config: esp_overlay_config, container_mtu: Some(ESP_CONTAINER_MTU) },
+        topology: Topology::Vxswitch { config: esp_overlay_config, container_mtu: Some(ESP_CONTAINER_MTU), addressing: Addressing::Shared },
     },
     ModeSpec { id: "kernel-xfrm", name: "kernel xfrm ESP", topology: Topology::KernelXfrm },
 ];
@@ -163,8 +177,8 @@ pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
         Topology::Veth => Lab::build(tag, &bare, 0, bin)?,
         Topology::HostSubnet => per_host(UNDERLAY_MTU)?,
         Topology::KernelVxlan => Lab::build(tag, &[HostKind::KernelVxlan, HostKind::KernelVxlan], 1, bin)?,
-        Topology::Vxswitch { config, container_mtu } => {
-            let mut lab = Lab::build(tag, &bare, 1, bin)?;
+        Topology::Vxswitch { config, container_mtu, addressing } => {
+            let mut lab = Lab::build_with(tag, &bare, 1, bin, addressing)?;
             for i in 0..lab.hosts.len() {
                 let text = config(&lab, i);
                 lab.start_vxswitch_with(i, &text)?;
