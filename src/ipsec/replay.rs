@@ -39,7 +39,10 @@ pub struct ReplayWindow {
 
 impl core::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplayWindow").field("size", &self.size).field("top", &self.top).finish()
+        f.debug_struct("ReplayWindow")
+            .field("size", &self.size)
+            .field("top", &self.top)
+            .finish()
     }
 }
 
@@ -54,7 +57,12 @@ impl ReplayWindow {
     pub fn new(size: u32) -> Self {
         let size = size.clamp(64, MAX_WINDOW).div_ceil(64) * 64;
         let size = u64::from(size);
-        ReplayWindow { size, top: 0, blocks: size / BLOCK_BITS + 1, bitmap: [0; MAX_BLOCKS] }
+        ReplayWindow {
+            size,
+            top: 0,
+            blocks: size / BLOCK_BITS + 1,
+            bitmap: [0; MAX_BLOCKS],
+        }
     }
 
     /// The window size in packets.
@@ -147,7 +155,10 @@ impl ReplayWindow {
 
     #[inline]
     fn position(&self, seq: u64) -> (usize, u64) {
-        (((seq / BLOCK_BITS) % self.blocks) as usize, 1u64 << (seq % BLOCK_BITS))
+        (
+            ((seq / BLOCK_BITS) % self.blocks) as usize,
+            1u64 << (seq % BLOCK_BITS),
+        )
     }
 
     /// Sets the window's top directly (tests start ESN windows near a 2^32 boundary).
@@ -177,7 +188,16 @@ mod tests {
     #[test]
     fn in_order_then_duplicates() {
         let mut w = ReplayWindow::new(64);
-        run(&mut w, &[(1, Ok(())), (2, Ok(())), (3, Ok(())), (3, Err(Replay)), (1, Err(Replay))]);
+        run(
+            &mut w,
+            &[
+                (1, Ok(())),
+                (2, Ok(())),
+                (3, Ok(())),
+                (3, Err(Replay)),
+                (1, Err(Replay)),
+            ],
+        );
         assert_eq!(w.top(), 3);
     }
 
@@ -186,7 +206,15 @@ mod tests {
         let mut w = ReplayWindow::new(64);
         run(
             &mut w,
-            &[(10, Ok(())), (7, Ok(())), (9, Ok(())), (8, Ok(())), (9, Err(Replay)), (11, Ok(())), (7, Err(Replay))],
+            &[
+                (10, Ok(())),
+                (7, Ok(())),
+                (9, Ok(())),
+                (8, Ok(())),
+                (9, Err(Replay)),
+                (11, Ok(())),
+                (7, Err(Replay)),
+            ],
         );
     }
 
@@ -197,7 +225,7 @@ mod tests {
             &mut w,
             &[
                 (100, Ok(())),
-                (37, Ok(())),           // 100 - 63: the oldest number still inside
+                (37, Ok(())),            // 100 - 63: the oldest number still inside
                 (36, Err(LeftOfWindow)), // 100 - 64: just outside
                 (0, Err(LeftOfWindow)),  // never sent
                 (163, Ok(())),           // jump: the window is now [100, 163]
@@ -270,7 +298,14 @@ mod tests {
         assert_eq!(w.infer(0xffff_ffc0, true), Some(0xffff_ffc0));
         assert_eq!(w.infer(0, true), Some(1 << 32)); // wrapped: next block
         assert_eq!(w.infer(3, true), Some((1 << 32) | 3));
-        run(&mut w, &[(0xffff_ffff, Ok(())), ((1 << 32) | 3, Ok(())), ((1 << 32) | 3, Err(Replay))]);
+        run(
+            &mut w,
+            &[
+                (0xffff_ffff, Ok(())),
+                ((1 << 32) | 3, Ok(())),
+                ((1 << 32) | 3, Err(Replay)),
+            ],
+        );
         assert_eq!(w.top(), (1 << 32) | 3);
         // Case B: the window now straddles blocks 0 and 1.
         assert_eq!(w.infer(0xffff_ffff, true), Some(0xffff_ffff)); // late packet from block 0
@@ -304,5 +339,34 @@ mod tests {
         w.set_top(u64::MAX - 1);
         assert_eq!(w.infer(0xffff_ffff, true), Some(u64::MAX));
         assert_eq!(w.infer(0, true), None);
+    }
+
+    proptest::proptest! {
+        /// The bitmap window agrees with a naive set-based model on random traffic.
+        #[test]
+        fn matches_a_naive_model(
+            size in proptest::sample::select(vec![64u32, 128, 1024, 4096]),
+            steps in proptest::collection::vec((0u64..6000, proptest::bool::ANY), 1..400),
+        ) {
+            let mut w = ReplayWindow::new(size);
+            let mut seen = std::collections::BTreeSet::new();
+            let mut top = 0u64;
+            for (seq, authentic) in steps {
+                let want = if seq == 0 || (seq <= top && top - seq >= u64::from(size)) {
+                    Err(LeftOfWindow)
+                } else if seen.contains(&seq) {
+                    Err(Replay)
+                } else {
+                    Ok(())
+                };
+                proptest::prop_assert_eq!(w.check(seq), want, "seq {}", seq);
+                // Only packets that would pass the ICV move the window.
+                if want.is_ok() && authentic {
+                    w.update(seq);
+                    seen.insert(seq);
+                    top = top.max(seq);
+                }
+            }
+        }
     }
 }
