@@ -101,42 +101,14 @@ fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError
 }
 
 fn force_buffers(s: &Socket) -> io::Result<()> {
-    let size = SOCKET_BUFFER as libc::c_int;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        // SAFETY: valid fd, pointer to a c_int that outlives the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int_opt(s, libc::SOL_SOCKET, opt, SOCKET_BUFFER as libc::c_int)?;
     }
     Ok(())
 }
 
 fn set_pmtudisc_probe(s: &Socket) -> io::Result<()> {
-    let val: libc::c_int = libc::IP_PMTUDISC_PROBE;
-    // SAFETY: valid fd, pointer to a c_int that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_opt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
 }
 
 impl UnderlaySockets {
