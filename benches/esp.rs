@@ -8,21 +8,14 @@
 //! Run: `cargo bench --bench esp` (add `-- --quick` for a short run).
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use vxswitch::ipsec::{
-    sealed_len, InboundSa, OutboundSa, Suite, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET,
-};
+use vxswitch::ipsec::{sealed_len, InboundSa, OutboundSa, Suite, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET};
 
 const SIZES: [usize; 3] = [64, 1400, 8192];
-const SUITES: [(Suite, &str); 3] = [
-    (Suite::Aes128Gcm, "aes128gcm"),
-    (Suite::Aes256Gcm, "aes256gcm"),
-    (Suite::ChaCha20Poly1305, "chacha20poly1305"),
-];
+const SUITES: [(Suite, &str); 3] =
+    [(Suite::Aes128Gcm, "aes128gcm"), (Suite::Aes256Gcm, "aes256gcm"), (Suite::ChaCha20Poly1305, "chacha20poly1305")];
 
 fn key_material(suite: Suite) -> Vec<u8> {
-    (0..suite.key_material_len() as u8)
-        .map(|i| i.wrapping_mul(29) ^ 0xa5)
-        .collect()
+    (0..suite.key_material_len() as u8).map(|i| i.wrapping_mul(29) ^ 0xa5).collect()
 }
 
 fn bench_seal(c: &mut Criterion) {
@@ -33,12 +26,7 @@ fn bench_seal(c: &mut Criterion) {
             let mut buf = vec![0x42u8; ESP_HEADROOM + size + ESP_TAILROOM];
             group.throughput(Throughput::Bytes(size as u64));
             group.bench_function(format!("{name}/{size}"), |b| {
-                b.iter(|| {
-                    black_box(
-                        out.seal(black_box(&mut buf), size, NEXT_HEADER_ETHERNET)
-                            .unwrap(),
-                    )
-                })
+                b.iter(|| black_box(out.seal(black_box(&mut buf), size, NEXT_HEADER_ETHERNET).unwrap()))
             });
         }
     }
@@ -83,10 +71,7 @@ fn bench_raw_aead(c: &mut Criterion) {
         group.bench_function(format!("aes256gcm/{size}"), |b| {
             b.iter(|| {
                 let nonce = Nonce::assume_unique_for_key([1u8; 12]);
-                black_box(
-                    key.seal_in_place_separate_tag(nonce, Aad::from([0u8; 8]), &mut buf)
-                        .unwrap(),
-                )
+                black_box(key.seal_in_place_separate_tag(nonce, Aad::from([0u8; 8]), &mut buf).unwrap())
             })
         });
     }

@@ -43,9 +43,7 @@ fn bench(c: &mut Criterion) {
         let (mut fdb, order) = table(n, now);
         assert_eq!(fdb.len(), n as usize);
         let hot = order[0];
-        group.bench_with_input(BenchmarkId::new("lookup_warm", n), &n, |b, _| {
-            b.iter(|| black_box(fdb.lookup(VNI, black_box(hot))))
-        });
+        group.bench_with_input(BenchmarkId::new("lookup_warm", n), &n, |b, _| b.iter(|| black_box(fdb.lookup(VNI, black_box(hot)))));
         let mut k = 0usize;
         group.bench_with_input(BenchmarkId::new("lookup_cold", n), &n, |b, _| {
             b.iter(|| {

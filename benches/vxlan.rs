@@ -36,9 +36,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(encap(black_box(&mut buf), frame.clone(), vni)))
         });
         let payload = encap(&mut buf, frame.clone(), vni);
-        group.bench_with_input(BenchmarkId::new("decap", len), &len, |b, _| {
-            b.iter(|| black_box(decap(black_box(&buf), payload.clone())))
-        });
+        group.bench_with_input(BenchmarkId::new("decap", len), &len, |b, _| b.iter(|| black_box(decap(black_box(&buf), payload.clone()))));
         group.bench_with_input(BenchmarkId::new("parse", len), &len, |b, _| {
             b.iter(|| {
                 let packet = VxlanPacket::new_checked(black_box(&buf[payload.clone()])).expect("valid VXLAN");

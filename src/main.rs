@@ -69,31 +69,29 @@ enum Command {
     Bench(vxswitch::bench::BenchArgs),
     /// Small traffic tools used by the demo and tests (ICMP echo, TCP throughput).
     #[command(hide = true, subcommand)]
-    Probe(vxswitch::sys::probe::ProbeCommand),
+    Probe(vxswitch::testnet::probe::ProbeCommand),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VXSWITCH_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VXSWITCH_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Run { config } => Config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from)),
+        Command::Run { config } => {
+            Config::load(&config).map_err(anyhow::Error::from).and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from))
+        }
         Command::Check { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
-        Command::Stats { socket } => vxswitch::sys::control_socket::query(&socket, "stats")
-            .map(|s| print!("{s}"))
-            .map_err(Into::into),
-        Command::Metrics { socket } => vxswitch::sys::control_socket::query(&socket, "metrics")
-            .map(|s| print!("{s}"))
-            .map_err(Into::into),
-        Command::Peers { socket } => vxswitch::sys::control_socket::query(&socket, "peers")
-            .map(|s| print!("{s}"))
-            .map_err(Into::into),
+        Command::Stats { socket } => {
+            vxswitch::sys::daemon::control_socket::query(&socket, "stats").map(|s| print!("{s}")).map_err(Into::into)
+        }
+        Command::Metrics { socket } => {
+            vxswitch::sys::daemon::control_socket::query(&socket, "metrics").map(|s| print!("{s}")).map_err(Into::into)
+        }
+        Command::Peers { socket } => {
+            vxswitch::sys::daemon::control_socket::query(&socket, "peers").map(|s| print!("{s}")).map_err(Into::into)
+        }
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
             let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
@@ -103,7 +101,7 @@ fn main() -> ExitCode {
         }),
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
         Command::Bench(args) => vxswitch::bench::run(args),
-        Command::Probe(cmd) => vxswitch::sys::probe::run(cmd),
+        Command::Probe(cmd) => vxswitch::testnet::probe::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

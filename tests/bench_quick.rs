@@ -169,9 +169,8 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
     let rows: Vec<Vec<String>> = text.lines().map(|l| csv_fields(l).unwrap_or_else(|| panic!("bad CSV line {l}"))).collect();
     assert_eq!(rows[0][0], "mode");
     assert!(rows.iter().all(|r| r.len() == rows[0].len()), "ragged CSV:\n{text}");
-    let median = |mode: &str, metric: &str| -> f64 {
-        rows.iter().find(|r| r[0] == mode && r[3] == metric).map(|r| r[5].parse().unwrap()).unwrap()
-    };
+    let median =
+        |mode: &str, metric: &str| -> f64 { rows.iter().find(|r| r[0] == mode && r[3] == metric).map(|r| r[5].parse().unwrap()).unwrap() };
     let json_median = report["modes"][0]["metrics"]["tcp_1_gbps"]["median"].as_f64().unwrap();
     assert!((median("veth", "tcp_1_gbps") - json_median).abs() < 1e-3);
     let xfrm = rows.iter().find(|r| r[0] == "kernel-xfrm").expect("kernel-xfrm row");

@@ -27,7 +27,14 @@ fn spec(i: usize, n: usize, routed: Option<RoutedSpec>) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: Duration::from_secs(300),
         fdb_max_entries: 1024,
-        networks: vec![NetworkSpec { vni: Vni::new(VNI).unwrap(), max_frame_len: 1464, peers, unknown_arp: UnknownArp::Flood, routed, encrypted: true }],
+        networks: vec![NetworkSpec {
+            vni: Vni::new(VNI).unwrap(),
+            max_frame_len: 1464,
+            peers,
+            unknown_arp: UnknownArp::Flood,
+            routed,
+            encrypted: true,
+        }],
     }
 }
 

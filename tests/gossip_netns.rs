@@ -50,7 +50,7 @@ fn netns_gossip_cluster_converges_detects_kill_and_rejoins() {
     all_pairs_ping(&lab, 3);
 
     let peers: serde_json::Value =
-        serde_json::from_str(&vxswitch::sys::control_socket::query(&lab.socket(0), "peers").unwrap()).unwrap();
+        serde_json::from_str(&vxswitch::sys::daemon::control_socket::query(&lab.socket(0), "peers").unwrap()).unwrap();
     let members = peers["members"].as_array().unwrap();
     assert_eq!(members.iter().filter(|m| m["state"] == "alive").count(), 3, "{peers}");
 

@@ -77,9 +77,8 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
     net.start_host(victim, 2000);
     let t0 = net.now;
     let new_epoch_everywhere = |n: &SimNet| {
-        n.hosts.iter().enumerate().all(|(i, h)| {
-            i == victim || h.view.esp.get(&host_ip(victim)).map(|(_, e)| *e) == Some(2000)
-        }) && n.converged()
+        n.hosts.iter().enumerate().all(|(i, h)| i == victim || h.view.esp.get(&host_ip(victim)).map(|(_, e)| *e) == Some(2000))
+            && n.converged()
     };
     assert!(net.run_until_cond(t0 + Duration::from_secs(5), new_epoch_everywhere), "not rejoined within 5 s");
     println!("16 hosts: restarted host re-announced (new epoch) everywhere in {:?}", net.now - t0);

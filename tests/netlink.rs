@@ -9,22 +9,19 @@ use std::net::Ipv4Addr;
 
 use netns_common::{have_root, NetnsGuard};
 use vxswitch::control::ControlUpdate;
-use vxswitch::sys::hostsubnet::{HostSubnetError, HostSubnetRoutes, VXSWITCH_RT_PROTO};
-use vxswitch::sys::netlink::{Ipv4Route, Netlink, NetlinkError, VxlanSpec};
-use vxswitch::sys::netns;
+use vxswitch::sys::kernel::host_routes::{HostSubnetError, HostSubnetRoutes, VXSWITCH_RT_PROTO};
+use vxswitch::sys::kernel::netlink::{Ipv4Route, Netlink, NetlinkError, VxlanSpec};
+use vxswitch::testnet::setns;
 
 /// Opens a netlink socket inside the namespace.
 fn netlink_in(ns: &NetnsGuard) -> Netlink {
-    netns::run_in(&ns.name, Netlink::new)
-        .expect("enter netns")
-        .expect("open netlink")
+    setns::run_in(&ns.name, Netlink::new).expect("enter netns").expect("open netlink")
 }
 
 /// An underlay: veth `ul0` (198.18.0.1/24) with its peer `ul0p`, both up.
 fn underlay(nl: &Netlink) -> u32 {
     let ul0 = nl.create_veth("ul0", "ul0p").unwrap();
-    nl.add_address(ul0, "198.18.0.1/24".parse().unwrap())
-        .unwrap();
+    nl.add_address(ul0, "198.18.0.1/24".parse().unwrap()).unwrap();
     nl.set_up(ul0).unwrap();
     nl.set_up(nl.link_index("ul0p").unwrap()).unwrap();
     ul0
@@ -42,40 +39,24 @@ fn bridge_veth_address_mtu_round_trip() {
     let ve = nl.create_veth("ve0", "ve1").unwrap();
     nl.set_master(ve, br).unwrap();
     nl.set_mtu(ve, 1450).unwrap();
-    nl.add_address(br, "198.18.0.1/24".parse().unwrap())
-        .unwrap();
+    nl.add_address(br, "198.18.0.1/24".parse().unwrap()).unwrap();
     nl.add_address(br, "192.0.2.1/28".parse().unwrap()).unwrap();
     nl.set_up(br).unwrap();
     nl.set_up(ve).unwrap();
 
     let info = nl.link(ve).unwrap();
-    assert_eq!(
-        (info.name.as_str(), info.mtu, info.up, info.master),
-        ("ve0", 1450, true, Some(br))
-    );
+    assert_eq!((info.name.as_str(), info.mtu, info.up, info.master), ("ve0", 1450, true, Some(br)));
     assert_eq!(nl.link_index("br0").unwrap(), br);
     let mut addrs = nl.addresses(br).unwrap();
     addrs.sort();
-    assert_eq!(
-        addrs,
-        vec![
-            "192.0.2.1/28".parse().unwrap(),
-            "198.18.0.1/24".parse().unwrap()
-        ]
-    );
+    assert_eq!(addrs, vec!["192.0.2.1/28".parse().unwrap(), "198.18.0.1/24".parse().unwrap()]);
 
     // The same facts as iproute2 sees them.
     let shown = ns.ip(&["-o", "link", "show", "ve0"]);
-    assert!(
-        shown.contains("mtu 1450") && shown.contains("master br0"),
-        "{shown}"
-    );
+    assert!(shown.contains("mtu 1450") && shown.contains("master br0"), "{shown}");
     assert!(shown.contains(",UP"), "{shown}");
     let shown = ns.ip(&["-o", "-4", "addr", "show", "dev", "br0"]);
-    assert!(
-        shown.contains("inet 198.18.0.1/24") && shown.contains("inet 192.0.2.1/28"),
-        "{shown}"
-    );
+    assert!(shown.contains("inet 198.18.0.1/24") && shown.contains("inet 192.0.2.1/28"), "{shown}");
     let shown = ns.ip(&["-d", "link", "show", "br0"]);
     assert!(shown.contains("bridge "), "{shown}");
 
@@ -87,11 +68,7 @@ fn bridge_veth_address_mtu_round_trip() {
 
     nl.delete_link(ve).unwrap();
     assert_eq!(nl.find_link("ve0").unwrap(), None);
-    assert_eq!(
-        nl.find_link("ve1").unwrap(),
-        None,
-        "deleting a veth deletes its peer"
-    );
+    assert_eq!(nl.find_link("ve1").unwrap(), None, "deleting a veth deletes its peer");
     assert!(matches!(nl.link_index("ve0"), Err(NetlinkError::NoSuchLink(n)) if n == "ve0"));
     let err = nl.delete_link(ve).unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -108,65 +85,31 @@ fn routes_with_proto_replace_list_get_delete() {
     let ul0 = underlay(&nl);
     const PROTO: u8 = 86;
 
-    let a = Ipv4Route::via(
-        "198.19.1.0/24".parse().unwrap(),
-        Ipv4Addr::new(198, 18, 0, 2),
-        PROTO,
-    );
-    let b = Ipv4Route::via(
-        "198.19.2.0/24".parse().unwrap(),
-        Ipv4Addr::new(192, 0, 2, 1),
-        PROTO,
-    )
-    .dev(ul0)
-    .onlink();
+    let a = Ipv4Route::via("198.19.1.0/24".parse().unwrap(), Ipv4Addr::new(198, 18, 0, 2), PROTO);
+    let b = Ipv4Route::via("198.19.2.0/24".parse().unwrap(), Ipv4Addr::new(192, 0, 2, 1), PROTO).dev(ul0).onlink();
     nl.route_replace(&a).unwrap();
     nl.route_replace(&b).unwrap();
     // A route with another protocol must not be listed.
-    ns.ip(&[
-        "route",
-        "add",
-        "198.19.3.0/24",
-        "via",
-        "198.18.0.3",
-        "proto",
-        "static",
-    ]);
+    ns.ip(&["route", "add", "198.19.3.0/24", "via", "198.18.0.3", "proto", "static"]);
 
     let mut listed = nl.routes_by_proto(PROTO).unwrap();
     listed.sort();
-    let a_listed = Ipv4Route {
-        oif: Some(ul0),
-        ..a.clone()
-    };
+    let a_listed = Ipv4Route { oif: Some(ul0), ..a.clone() };
     assert_eq!(listed, vec![a_listed, b.clone()]);
     let shown = ns.ip(&["route", "show", "proto", "86"]);
-    assert!(
-        shown.contains("198.19.1.0/24 via 198.18.0.2 dev ul0"),
-        "{shown}"
-    );
-    assert!(
-        shown.contains("198.19.2.0/24 via 192.0.2.1 dev ul0 onlink"),
-        "{shown}"
-    );
+    assert!(shown.contains("198.19.1.0/24 via 198.18.0.2 dev ul0"), "{shown}");
+    assert!(shown.contains("198.19.2.0/24 via 192.0.2.1 dev ul0 onlink"), "{shown}");
     assert!(!shown.contains("198.19.3.0"), "{shown}");
 
     // Replace moves the gateway instead of adding a second route.
     let a2 = Ipv4Route::via(a.dst, Ipv4Addr::new(198, 18, 0, 4), PROTO);
     nl.route_replace(&a2).unwrap();
     let shown = ns.ip(&["route", "show", "198.19.1.0/24"]);
-    assert_eq!(
-        shown.trim(),
-        "198.19.1.0/24 via 198.18.0.4 dev ul0 proto 86",
-        "{shown}"
-    );
+    assert_eq!(shown.trim(), "198.19.1.0/24 via 198.18.0.4 dev ul0 proto 86", "{shown}");
 
     // ip route get: on-link peer has no gateway, a routed destination has one.
     let peer = nl.route_get(Ipv4Addr::new(198, 18, 0, 2)).unwrap();
-    assert_eq!(
-        (peer.gateway, peer.oif, peer.local),
-        (None, Some(ul0), false)
-    );
+    assert_eq!((peer.gateway, peer.oif, peer.local), (None, Some(ul0), false));
     let routed = nl.route_get(Ipv4Addr::new(198, 19, 1, 9)).unwrap();
     assert_eq!(routed.gateway, Some(Ipv4Addr::new(198, 18, 0, 4)));
     assert!(nl.route_get(Ipv4Addr::new(198, 18, 0, 1)).unwrap().local);
@@ -176,9 +119,7 @@ fn routes_with_proto_replace_list_get_delete() {
     nl.route_delete(&a2).unwrap();
     nl.route_delete(&b).unwrap();
     assert_eq!(nl.routes_by_proto(PROTO).unwrap(), vec![]);
-    assert!(ns
-        .ip(&["route", "show", "198.19.3.0/24"])
-        .contains("proto static"));
+    assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("proto static"));
     assert!(nl.route_delete(&a2).unwrap_err().is_not_found());
 }
 
@@ -196,67 +137,42 @@ fn vxlan_device_fdb_flood_list_and_neighbours() {
     let vtep = nl.create_vxlan(&spec).unwrap();
     nl.set_up(vtep).unwrap();
     let shown = ns.ip(&["-d", "link", "show", "vtep1042"]);
-    for want in [
-        "vxlan id 1042 ",
-        "local 198.18.0.1 ",
-        "dev ul0 ",
-        "dstport 4789 ",
-        "nolearning ",
-    ] {
+    for want in ["vxlan id 1042 ", "local 198.18.0.1 ", "dev ul0 ", "dstport 4789 ", "nolearning "] {
         assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
     }
 
     // Two peers in the flood list: append keeps both.
-    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 2))
-        .unwrap();
-    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 3))
-        .unwrap();
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
     for peer in ["198.18.0.2", "198.18.0.3"] {
         let line = format!("00:00:00:00:00:00 dst {peer} self permanent");
         assert!(fdb.contains(&line), "missing {line:?} in:\n{fdb}");
     }
     // Withdrawing one peer leaves the other.
-    nl.fdb_delete(vtep, [0; 6], Some(Ipv4Addr::new(198, 18, 0, 2)))
-        .unwrap();
+    nl.fdb_delete(vtep, [0; 6], Some(Ipv4Addr::new(198, 18, 0, 2))).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
     assert!(!fdb.contains("dst 198.18.0.2"), "{fdb}");
     assert!(fdb.contains("00:00:00:00:00:00 dst 198.18.0.3"), "{fdb}");
 
     // A unicast MAC moves between peers with replace, then goes away.
     let mac = [0x02, 0x42, 0xc6, 0x13, 0x01, 0x05];
-    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 2))
-        .unwrap();
-    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 3))
-        .unwrap();
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
-    assert!(
-        fdb.contains("02:42:c6:13:01:05 dst 198.18.0.3 self permanent"),
-        "{fdb}"
-    );
+    assert!(fdb.contains("02:42:c6:13:01:05 dst 198.18.0.3 self permanent"), "{fdb}");
     assert_eq!(fdb.matches("02:42:c6:13:01:05").count(), 1, "{fdb}");
     nl.fdb_delete(vtep, mac, None).unwrap();
-    assert!(!ns
-        .bridge(&["fdb", "show", "dev", "vtep1042"])
-        .contains("02:42:c6:13:01:05"));
+    assert!(!ns.bridge(&["fdb", "show", "dev", "vtep1042"]).contains("02:42:c6:13:01:05"));
 
     // = ip neigh replace 198.19.1.5 lladdr 02:42:c6:13:01:05 dev vtep1042 nud permanent
-    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac)
-        .unwrap();
-    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac)
-        .unwrap();
+    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac).unwrap();
+    nl.neigh_replace(vtep, Ipv4Addr::new(198, 19, 1, 5), mac).unwrap();
     let neigh = ns.ip(&["neigh", "show", "dev", "vtep1042"]);
-    assert_eq!(
-        neigh.trim(),
-        "198.19.1.5 lladdr 02:42:c6:13:01:05 PERMANENT",
-        "{neigh}"
-    );
+    assert_eq!(neigh.trim(), "198.19.1.5 lladdr 02:42:c6:13:01:05 PERMANENT", "{neigh}");
     nl.neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5)).unwrap();
     assert_eq!(ns.ip(&["neigh", "show", "dev", "vtep1042"]).trim(), "");
-    assert!(nl
-        .neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5))
-        .unwrap_err()
-        .is_not_found());
+    assert!(nl.neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5)).unwrap_err().is_not_found());
 }
 
 fn ip4(s: &str) -> Ipv4Addr {
@@ -265,11 +181,7 @@ fn ip4(s: &str) -> Ipv4Addr {
 
 /// `ip route show proto 86` as sorted trimmed lines.
 fn our_routes(ns: &NetnsGuard) -> Vec<String> {
-    let mut lines: Vec<String> = ns
-        .ip(&["route", "show", "proto", "86"])
-        .lines()
-        .map(|l| l.trim().to_string())
-        .collect();
+    let mut lines: Vec<String> = ns.ip(&["route", "show", "proto", "86"]).lines().map(|l| l.trim().to_string()).collect();
     lines.sort();
     lines
 }
@@ -284,84 +196,32 @@ fn host_subnet_reconcile_and_updates_touch_only_our_routes() {
     let nl = netlink_in(&ns);
     underlay(&nl);
     // Left over from a previous run: one stale route, one with an outdated gateway.
-    ns.ip(&[
-        "route",
-        "add",
-        "198.19.9.0/24",
-        "via",
-        "198.18.0.9",
-        "proto",
-        "86",
-    ]);
-    ns.ip(&[
-        "route",
-        "add",
-        "198.19.1.0/24",
-        "via",
-        "198.18.0.7",
-        "proto",
-        "86",
-    ]);
+    ns.ip(&["route", "add", "198.19.9.0/24", "via", "198.18.0.9", "proto", "86"]);
+    ns.ip(&["route", "add", "198.19.1.0/24", "via", "198.18.0.7", "proto", "86"]);
     // Someone else's route.
-    ns.ip(&[
-        "route",
-        "add",
-        "198.19.3.0/24",
-        "via",
-        "198.18.0.3",
-        "proto",
-        "static",
-    ]);
+    ns.ip(&["route", "add", "198.19.3.0/24", "via", "198.18.0.3", "proto", "static"]);
     let unrelated = ns.ip(&["route", "show", "198.19.3.0/24"]);
 
     let mut hs = HostSubnetRoutes::new(nl);
-    let desired = [
-        ("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2")),
-        ("198.19.2.0/24".parse().unwrap(), ip4("198.18.0.3")),
-    ];
+    let desired = [("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2")), ("198.19.2.0/24".parse().unwrap(), ip4("198.18.0.3"))];
     let report = hs.reconcile(&desired).unwrap();
     assert_eq!(report.removed, vec!["198.19.9.0/24".parse().unwrap()]);
     assert_eq!(report.installed, desired.to_vec());
     assert!(report.refused.is_empty(), "{:?}", report.refused);
-    assert_eq!(
-        our_routes(&ns),
-        vec![
-            "198.19.1.0/24 via 198.18.0.2 dev ul0",
-            "198.19.2.0/24 via 198.18.0.3 dev ul0"
-        ]
-    );
+    assert_eq!(our_routes(&ns), vec!["198.19.1.0/24 via 198.18.0.2 dev ul0", "198.19.2.0/24 via 198.18.0.3 dev ul0"]);
     assert_eq!(ns.ip(&["route", "show", "198.19.3.0/24"]), unrelated);
 
     // A second reconcile with the same wish changes nothing.
     let again = hs.reconcile(&desired).unwrap();
-    assert!(
-        again.removed.is_empty() && again.installed.is_empty(),
-        "{again:?}"
-    );
+    assert!(again.removed.is_empty() && again.installed.is_empty(), "{again:?}");
 
     // Updates: a subnet moves, a peer leaves, a subnet is withdrawn.
     let net2 = "198.19.2.0/24".parse().unwrap();
-    hs.apply(&ControlUpdate::RouteAdd {
-        vni: 1042,
-        subnet: net2,
-        via: ip4("198.18.0.4"),
-    })
-    .unwrap();
+    hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net2, via: ip4("198.18.0.4") }).unwrap();
     assert!(our_routes(&ns).contains(&"198.19.2.0/24 via 198.18.0.4 dev ul0".to_string()));
-    hs.apply(&ControlUpdate::PeerDown {
-        vni: 1042,
-        underlay: ip4("198.18.0.2"),
-    })
-    .unwrap();
-    assert_eq!(
-        our_routes(&ns),
-        vec!["198.19.2.0/24 via 198.18.0.4 dev ul0"]
-    );
-    hs.apply(&ControlUpdate::RouteRemove {
-        vni: 1042,
-        subnet: net2,
-    })
-    .unwrap();
+    hs.apply(&ControlUpdate::PeerDown { vni: 1042, underlay: ip4("198.18.0.2") }).unwrap();
+    assert_eq!(our_routes(&ns), vec!["198.19.2.0/24 via 198.18.0.4 dev ul0"]);
+    hs.apply(&ControlUpdate::RouteRemove { vni: 1042, subnet: net2 }).unwrap();
     assert_eq!(our_routes(&ns), Vec::<String>::new());
     assert!(hs.routes().is_empty());
     assert_eq!(ns.ip(&["route", "show", "198.19.3.0/24"]), unrelated);
@@ -376,26 +236,12 @@ fn host_subnet_refuses_peers_not_on_link() {
     let nl = netlink_in(&ns);
     underlay(&nl);
     ns.ip(&["route", "add", "203.0.113.0/24", "via", "198.18.0.254"]);
-    ns.ip(&[
-        "route",
-        "add",
-        "198.19.3.0/24",
-        "via",
-        "198.18.0.3",
-        "proto",
-        "static",
-    ]);
+    ns.ip(&["route", "add", "198.19.3.0/24", "via", "198.18.0.3", "proto", "static"]);
     let mut hs = HostSubnetRoutes::new(nl);
     let net7 = "198.19.7.0/24".parse().unwrap();
 
     // A peer behind a router.
-    let err = hs
-        .apply(&ControlUpdate::RouteAdd {
-            vni: 1042,
-            subnet: net7,
-            via: ip4("203.0.113.7"),
-        })
-        .unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net7, via: ip4("203.0.113.7") }).unwrap_err();
     match &err {
         HostSubnetError::PeerNotOnLink { peer, gateway, .. } => {
             assert_eq!((*peer, *gateway), (ip4("203.0.113.7"), ip4("198.18.0.254")))
@@ -403,72 +249,30 @@ fn host_subnet_refuses_peers_not_on_link() {
         other => panic!("expected PeerNotOnLink, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(
-        msg.contains("peer 203.0.113.7") && msg.contains("not directly reachable"),
-        "{msg}"
-    );
+    assert!(msg.contains("peer 203.0.113.7") && msg.contains("not directly reachable"), "{msg}");
     assert_eq!(ns.ip(&["route", "show", "198.19.7.0/24"]), "");
 
     // A peer with no route at all.
-    let err = hs
-        .apply(&ControlUpdate::RouteAdd {
-            vni: 1042,
-            subnet: net7,
-            via: ip4("192.0.2.77"),
-        })
-        .unwrap_err();
-    assert!(
-        matches!(err, HostSubnetError::PeerUnreachable { .. }),
-        "{err:?}"
-    );
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net7, via: ip4("192.0.2.77") }).unwrap_err();
+    assert!(matches!(err, HostSubnetError::PeerUnreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("peer 192.0.2.77"), "{err}");
 
     // A subnet someone else routes is not taken over.
     let net3 = "198.19.3.0/24".parse().unwrap();
-    let err = hs
-        .apply(&ControlUpdate::RouteAdd {
-            vni: 1042,
-            subnet: net3,
-            via: ip4("198.18.0.2"),
-        })
-        .unwrap_err();
-    assert!(
-        matches!(err, HostSubnetError::SubnetTaken { .. }),
-        "{err:?}"
-    );
-    assert!(ns
-        .ip(&["route", "show", "198.19.3.0/24"])
-        .contains("via 198.18.0.3 dev ul0 proto static"));
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net3, via: ip4("198.18.0.2") }).unwrap_err();
+    assert!(matches!(err, HostSubnetError::SubnetTaken { .. }), "{err:?}");
+    assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("via 198.18.0.3 dev ul0 proto static"));
 
     // Reconcile installs the reachable peer and reports the other.
-    let desired = [
-        (net7, ip4("203.0.113.7")),
-        ("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2")),
-    ];
+    let desired = [(net7, ip4("203.0.113.7")), ("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2"))];
     let report = hs.reconcile(&desired).unwrap();
-    assert_eq!(
-        report.installed,
-        vec![("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2"))]
-    );
+    assert_eq!(report.installed, vec![("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2"))]);
     assert_eq!(report.refused.len(), 1);
-    assert!(
-        report.refused[0].to_string().contains("peer 203.0.113.7"),
-        "{}",
-        report.refused[0]
-    );
-    assert_eq!(
-        our_routes(&ns),
-        vec!["198.19.1.0/24 via 198.18.0.2 dev ul0"]
-    );
+    assert!(report.refused[0].to_string().contains("peer 203.0.113.7"), "{}", report.refused[0]);
+    assert_eq!(our_routes(&ns), vec!["198.19.1.0/24 via 198.18.0.2 dev ul0"]);
 
     // A subnet moving to an unreachable peer loses its old route too.
     let net1 = "198.19.1.0/24".parse().unwrap();
-    assert!(hs
-        .apply(&ControlUpdate::RouteAdd {
-            vni: 1042,
-            subnet: net1,
-            via: ip4("203.0.113.7")
-        })
-        .is_err());
+    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net1, via: ip4("203.0.113.7") }).is_err());
     assert_eq!(our_routes(&ns), Vec::<String>::new());
 }

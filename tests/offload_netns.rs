@@ -21,11 +21,8 @@ fn bin() -> &'static Path {
 
 /// `arp = [...]` binding every container of `host` (IP and real MAC).
 fn arp_bindings(lab: &Lab, host: usize) -> String {
-    let entries: Vec<String> = lab.hosts[host]
-        .containers
-        .iter()
-        .map(|c| format!("{{ ip = \"{}\", mac = \"{}\" }}", c.ip, c.mac().unwrap()))
-        .collect();
+    let entries: Vec<String> =
+        lab.hosts[host].containers.iter().map(|c| format!("{{ ip = \"{}\", mac = \"{}\" }}", c.ip, c.mac().unwrap())).collect();
     format!("arp = [{}]\n", entries.join(", "))
 }
 

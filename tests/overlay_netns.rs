@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use netns_common::have_root;
 use traffic::{all_pairs_ping, ping};
-use vxswitch::sys::netns;
 use vxswitch::testnet::lab::{HostKind, Lab};
+use vxswitch::testnet::setns;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vxswitch"))
@@ -40,7 +40,7 @@ fn netns_vxswitch_to_vxswitch_all_pairs() {
         let mac = c.mac().unwrap();
         assert!(fdb.iter().any(|e| e["mac"] == mac.as_str() && e["location"] == "local"), "{mac} local");
     }
-    let metrics = vxswitch::sys::control_socket::query(&lab.socket(0), "metrics").unwrap();
+    let metrics = vxswitch::sys::daemon::control_socket::query(&lab.socket(0), "metrics").unwrap();
     let frames: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("vxswitch_tap_rx_frames_total "))
@@ -96,7 +96,7 @@ fn netns_malformed_flood_is_counted_and_traffic_flows() {
     let flood = {
         let ns = lab.hosts[1].ns.name().to_string();
         std::thread::spawn(move || {
-            netns::run_in(&ns, move || {
+            setns::run_in(&ns, move || {
                 let peer = UdpSocket::bind("198.18.0.2:0").unwrap();
                 let stranger = UdpSocket::bind("198.18.0.99:0").unwrap();
                 let inner_ok = [[0xffu8; 6], [2, 0, 0, 0, 0, 1]].concat();
@@ -104,10 +104,26 @@ fn netns_malformed_flood_is_counted_and_traffic_flows() {
                     let mut vx = vec![0x08, 0, 0, 0, 0x00, 0x04, 0x12, 0x00];
                     let (sock, payload) = match i % 5 {
                         0 => (&peer, vec![0x08, 0, 0]),
-                        1 => (&peer, { vx[0] = 0; vx.extend_from_slice(&inner_ok); vx.extend_from_slice(&[8, 6]); vx }),
-                        2 => (&peer, { vx[4..7].copy_from_slice(&[0, 3, 0xe7]); vx.extend_from_slice(&[0u8; 60]); vx }),
-                        3 => (&peer, { vx.extend_from_slice(&[1, 2, 3, 4, 5, 6]); vx }),
-                        _ => (&stranger, { vx.extend_from_slice(&inner_ok); vx.extend_from_slice(&[0u8; 50]); vx }),
+                        1 => (&peer, {
+                            vx[0] = 0;
+                            vx.extend_from_slice(&inner_ok);
+                            vx.extend_from_slice(&[8, 6]);
+                            vx
+                        }),
+                        2 => (&peer, {
+                            vx[4..7].copy_from_slice(&[0, 3, 0xe7]);
+                            vx.extend_from_slice(&[0u8; 60]);
+                            vx
+                        }),
+                        3 => (&peer, {
+                            vx.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+                            vx
+                        }),
+                        _ => (&stranger, {
+                            vx.extend_from_slice(&inner_ok);
+                            vx.extend_from_slice(&[0u8; 50]);
+                            vx
+                        }),
                     };
                     sock.send_to(&payload, target).unwrap();
                     if i % 50 == 49 {

@@ -35,7 +35,8 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
         .map(|i| {
             let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let routed = routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI) });
-            let networks = vec![NetworkSpec { vni: Vni::new(VNI).unwrap(), max_frame_len: 1464, peers, unknown_arp, routed, encrypted: false }];
+            let networks =
+                vec![NetworkSpec { vni: Vni::new(VNI).unwrap(), max_frame_len: 1464, peers, unknown_arp, routed, encrypted: false }];
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks })
         })
         .collect();
@@ -159,7 +160,9 @@ fn routed_gateway_answers_arp_and_echo() {
     let reply = SlicedPacket::from_ethernet(&out[0]).unwrap();
     let Some(etherparse::NetSlice::Ipv4(ip)) = reply.net else { panic!("ipv4 reply") };
     assert_eq!(ip.header().source_addr(), gw(0));
-    assert!(matches!(reply.transport, Some(TransportSlice::Icmpv4(ref i)) if i.icmp_type() == etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 7, seq: 1 })));
+    assert!(
+        matches!(reply.transport, Some(TransportSlice::Icmpv4(ref i)) if i.icmp_type() == etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 7, seq: 1 }))
+    );
 }
 
 #[test]
@@ -216,8 +219,14 @@ fn routed_icmp_errors_for_no_route_and_ttl_expiry() {
             icmp.icmp_type()
         })
         .collect();
-    assert!(matches!(types[0], etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Network)), "{types:?}");
-    assert!(matches!(types[1], etherparse::Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)), "{types:?}");
+    assert!(
+        matches!(types[0], etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Network)),
+        "{types:?}"
+    );
+    assert!(
+        matches!(types[1], etherparse::Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)),
+        "{types:?}"
+    );
     let c = sim.hosts[0].switch.counters();
     assert_eq!((c.drops(DropReason::NoRoute), c.drops(DropReason::TtlExpired)), (1, 1));
     // A peer going down withdraws its routes: now there is no route.

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use netns_common::have_root;
 use traffic::all_pairs_ping;
-use vxswitch::sys::netns;
 use vxswitch::testnet::lab::{HostKind, Lab};
+use vxswitch::testnet::setns;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vxswitch"))
@@ -49,7 +49,7 @@ fn base_block() -> Vec<u8> {
 fn transfer(lab: &Lab, from: usize, to: usize, blocks: u64, port: u16) -> u64 {
     let dst = lab.hosts[to].containers[0].ip;
     let (rx_ns, tx_ns) = (lab.hosts[to].containers[0].ns.name().to_string(), lab.hosts[from].containers[0].ns.name().to_string());
-    let listener = netns::run_in(&rx_ns, move || TcpListener::bind(SocketAddrV4::new(dst, port))).unwrap().unwrap();
+    let listener = setns::run_in(&rx_ns, move || TcpListener::bind(SocketAddrV4::new(dst, port))).unwrap().unwrap();
     let sink = std::thread::spawn(move || {
         let base = base_block();
         listener.set_nonblocking(true).unwrap();
@@ -84,7 +84,7 @@ fn transfer(lab: &Lab, from: usize, to: usize, blocks: u64, port: u16) -> u64 {
             k += 1;
         }
     });
-    let sender = netns::run_in(&tx_ns, move || {
+    let sender = setns::run_in(&tx_ns, move || {
         let base = base_block();
         let start = Instant::now();
         let mut s = loop {

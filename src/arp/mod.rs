@@ -166,11 +166,15 @@ mod tests {
         assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Spoofed, "gratuitous ARP for B's IP");
         assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_A)), ArpVerdict::Spoofed, "request claiming B's IP");
         assert_eq!(t.judge(7, &request(B, IP_B, IP_B)), ArpVerdict::Forward, "B announcing itself");
-        assert_eq!(t.judge(7, &request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)), ArpVerdict::Reply(reply_frame(
-            &ArpRepr::parse(&ArpPacket::new_checked(&request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)[14..42]).unwrap()).unwrap(),
-            B,
-            None
-        )), "an RFC 5227 probe is answered, so the prober sees the conflict");
+        assert_eq!(
+            t.judge(7, &request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)),
+            ArpVerdict::Reply(reply_frame(
+                &ArpRepr::parse(&ArpPacket::new_checked(&request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)[14..42]).unwrap()).unwrap(),
+                B,
+                None
+            )),
+            "an RFC 5227 probe is answered, so the prober sees the conflict"
+        );
         t.unbind(7, IP_B);
         assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Forward);
     }

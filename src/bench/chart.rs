@@ -21,10 +21,8 @@ pub fn write_svg(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
     ];
     let root = SVGBackend::new(path, (1200, 1000)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
-    let title = format!(
-        "vxswitch bench: median of {} repeat(s), whiskers min-max ({})",
-        report.settings.repeats, report.settings.generator
-    );
+    let title =
+        format!("vxswitch bench: median of {} repeat(s), whiskers min-max ({})", report.settings.repeats, report.settings.generator);
     let root = root.titled(&title, ("sans-serif", 22)).map_err(draw_err)?;
     let areas = root.split_evenly((panels.len(), 1));
     for (area, (caption, metrics)) in areas.iter().zip(panels) {
@@ -46,11 +44,7 @@ fn panel(
     streams: u32,
 ) -> anyhow::Result<()> {
     let n = report.modes.len().max(1);
-    let top = report
-        .modes
-        .iter()
-        .flat_map(|r| metrics.iter().filter_map(|m| r.metrics.get(m.key()).map(|s| s.max)))
-        .fold(0.0f64, f64::max);
+    let top = report.modes.iter().flat_map(|r| metrics.iter().filter_map(|m| r.metrics.get(m.key()).map(|s| s.max))).fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.2 } else { 1.0 };
     // One mode per 100 x units (an integer axis, so tick labels can be placed at the centres).
     let centres: Vec<i32> = (0..n as i32).map(|i| i * 100 + 50).collect();

@@ -208,7 +208,8 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
                 bail!("interrupted; every namespace of this run has been removed");
             }
             step += 1;
-            let head = format!("[bench {step}/{total} {:>4.0}s] repeat {repeat}/{} {}", started.elapsed().as_secs_f64(), args.repeats, spec.name);
+            let head =
+                format!("[bench {step}/{total} {:>4.0}s] repeat {repeat}/{} {}", started.elapsed().as_secs_f64(), args.repeats, spec.name);
             eprintln!("{head}: building the lab");
             let result = modes::prepare(spec, &format!("b{k}"), &bin)
                 .with_context(|| format!("building the {} lab", spec.name))

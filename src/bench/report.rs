@@ -229,11 +229,28 @@ mod tests {
     use super::*;
 
     fn sample(tcp: f64) -> Sample {
-        Sample { tcp_1_gbps: tcp, tcp_n_gbps: 2.0 * tcp, udp64_kpps: 100.0, rtt_p50_us: 50.0, rtt_p99_us: 90.0, switch_cpu_s_per_gb: None, kernel_cpu_s_per_gb: 1.0 }
+        Sample {
+            tcp_1_gbps: tcp,
+            tcp_n_gbps: 2.0 * tcp,
+            udp64_kpps: 100.0,
+            rtt_p50_us: 50.0,
+            rtt_p99_us: 90.0,
+            switch_cpu_s_per_gb: None,
+            kernel_cpu_s_per_gb: 1.0,
+        }
     }
 
     fn report() -> BenchReport {
-        let settings = RunSettings { repeats: 2, secs: 1, streams: 4, pings: 200, generator: "iperf3 3.12".into(), kernel: "6.x".into(), cpus: 2, build: "release".into() };
+        let settings = RunSettings {
+            repeats: 2,
+            secs: 1,
+            streams: 4,
+            pings: 200,
+            generator: "iperf3 3.12".into(),
+            kernel: "6.x".into(),
+            cpus: 2,
+            build: "release".into(),
+        };
         BenchReport::new(
             1,
             settings,

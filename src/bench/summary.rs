@@ -130,14 +130,7 @@ impl Summary {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Some(Summary {
-            median,
-            min: sorted[0],
-            max: sorted[n - 1],
-            samples: samples.to_vec(),
-            vs_host_subnet: None,
-            vs_veth: None,
-        })
+        Some(Summary { median, min: sorted[0], max: sorted[n - 1], samples: samples.to_vec(), vs_host_subnet: None, vs_veth: None })
     }
 }
 
@@ -190,7 +183,15 @@ mod tests {
 
     #[test]
     fn metrics_read_their_own_field() {
-        let s = Sample { tcp_1_gbps: 1.0, tcp_n_gbps: 2.0, udp64_kpps: 3.0, rtt_p50_us: 4.0, rtt_p99_us: 5.0, switch_cpu_s_per_gb: None, kernel_cpu_s_per_gb: 7.0 };
+        let s = Sample {
+            tcp_1_gbps: 1.0,
+            tcp_n_gbps: 2.0,
+            udp64_kpps: 3.0,
+            rtt_p50_us: 4.0,
+            rtt_p99_us: 5.0,
+            switch_cpu_s_per_gb: None,
+            kernel_cpu_s_per_gb: 7.0,
+        };
         let got: Vec<Option<f64>> = Metric::ALL.iter().map(|m| m.of(&s)).collect();
         assert_eq!(got, vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0), None, Some(7.0)]);
         let keys: std::collections::HashSet<&str> = Metric::ALL.iter().map(|m| m.key()).collect();

@@ -24,8 +24,8 @@ use anyhow::{anyhow, bail, Context};
 use super::modes::{Endpoint, Prepared};
 use super::summary::{percentile, Sample};
 use super::{cpu, interrupted, udpgen};
-use crate::sys::netns;
-use crate::sys::probe::{PingReport, ThroughputReport};
+use crate::testnet::probe::{PingReport, ThroughputReport};
+use crate::testnet::setns;
 
 /// The traffic generator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +196,7 @@ fn ping(bin: &Path, from: &Endpoint, dst: Ipv4Addr, count: u32, interval_ms: u64
 /// `/proc/thread-self/net/tcp`: listening sockets have state `0A`).
 fn listening(ns: &str, port: u16) -> bool {
     let needle = format!(":{port:04X} ");
-    netns::run_in(ns, move || std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default())
+    setns::run_in(ns, move || std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default())
         .map(|t| t.lines().any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A")))
         .unwrap_or(false)
 }
@@ -226,9 +226,7 @@ fn iperf3(p: &Prepared, secs: u32, extra: &[&str]) -> anyhow::Result<serde_json:
         IPERF_PORT,
     )?;
     let out = run(
-        in_ns(&p.client.ns, "iperf3")
-            .args(["-c", &p.server.ip.to_string(), "-p", &port, "-t", &secs.to_string(), "-J"])
-            .args(extra),
+        in_ns(&p.client.ns, "iperf3").args(["-c", &p.server.ip.to_string(), "-p", &port, "-t", &secs.to_string(), "-J"]).args(extra),
         Duration::from_secs(u64::from(secs) + 30),
     )?;
     server.finish(Duration::from_secs(3));
@@ -236,10 +234,7 @@ fn iperf3(p: &Prepared, secs: u32, extra: &[&str]) -> anyhow::Result<serde_json:
 }
 
 fn field(v: &serde_json::Value, path: &[&str]) -> anyhow::Result<f64> {
-    path.iter()
-        .fold(v, |v, k| &v[*k])
-        .as_f64()
-        .ok_or_else(|| anyhow!("iperf3 report lacks {}", path.join(".")))
+    path.iter().fold(v, |v, k| &v[*k]).as_f64().ok_or_else(|| anyhow!("iperf3 report lacks {}", path.join(".")))
 }
 
 /// TCP goodput with `streams` streams: (Gbit/s, bytes received).
@@ -260,11 +255,7 @@ fn builtin_tcp(p: &Prepared, secs: u32, bin: &Path, streams: u32) -> anyhow::Res
     let ports: Vec<u16> = (0..streams as u16).map(|k| TCP_PROBE_PORT + k).collect();
     let mut sinks = Vec::new();
     for &port in &ports {
-        sinks.push(spawn_server(
-            in_ns(&p.server.ns, &bin).args(["probe", "tcp-sink", "--port", &port.to_string()]),
-            &p.server.ns,
-            port,
-        )?);
+        sinks.push(spawn_server(in_ns(&p.server.ns, &bin).args(["probe", "tcp-sink", "--port", &port.to_string()]), &p.server.ns, port)?);
     }
     let senders: Vec<_> = ports
         .iter()

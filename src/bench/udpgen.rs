@@ -5,7 +5,7 @@
 //! rate, `received / send time`, so drops anywhere on the path (including the sink's socket
 //! buffer) lower it, as they do for a real application.
 //!
-//! Both ends run inside their namespaces on dedicated threads ([`netns::run_in`]), so no extra
+//! Both ends run inside their namespaces on dedicated threads ([`setns::run_in`]), so no extra
 //! process and no `probe` subcommand is needed.
 
 use std::io;
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::sys::netns;
+use crate::testnet::setns;
 
 /// UDP port of the sink.
 pub const PORT: u16 = 5301;
@@ -78,7 +78,7 @@ pub fn run_pair(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: usiz
     let (ready_tx, ready_rx) = mpsc::channel();
     let (ns, flag) = (server_ns.to_string(), stop.clone());
     let sink_thread = std::thread::spawn(move || {
-        netns::run_in(&ns, move || -> io::Result<u64> {
+        setns::run_in(&ns, move || -> io::Result<u64> {
             let sock = UdpSocket::bind(SocketAddrV4::new(server_ip, PORT));
             let sock = match sock {
                 Ok(s) => {
@@ -97,7 +97,7 @@ pub fn run_pair(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: usiz
     let sent = match ready {
         Ok(Ok(())) => {
             let ns = client_ns.to_string();
-            netns::run_in(&ns, move || -> io::Result<(u64, f64)> {
+            setns::run_in(&ns, move || -> io::Result<(u64, f64)> {
                 let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
                 sock.connect(SocketAddrV4::new(server_ip, PORT))?;
                 flood(&sock, len, duration)
@@ -111,10 +111,7 @@ pub fn run_pair(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: usiz
     // Let the last datagrams drain before the sink stops counting.
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
-    let received = sink_thread
-        .join()
-        .map_err(|_| io::Error::other("udp sink thread panicked"))?
-        .map_err(io::Error::other)??;
+    let received = sink_thread.join().map_err(|_| io::Error::other("udp sink thread panicked"))?.map_err(io::Error::other)??;
     let (sent, secs) = sent?;
     Ok(UdpReport { sent, received, secs })
 }

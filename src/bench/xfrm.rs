@@ -41,8 +41,25 @@ fn key(spi: u32) -> String {
 /// `ip xfrm state add` arguments for the SA `src -> dst`.
 fn state_args(src: Ipv4Addr, dst: Ipv4Addr, spi: u32) -> Vec<String> {
     [
-        "xfrm", "state", "add", "src", &src.to_string(), "dst", &dst.to_string(), "proto", "esp", "spi",
-        &format!("0x{spi:08x}"), "reqid", "1", "mode", "tunnel", "aead", ALGO, &key(spi), "128",
+        "xfrm",
+        "state",
+        "add",
+        "src",
+        &src.to_string(),
+        "dst",
+        &dst.to_string(),
+        "proto",
+        "esp",
+        "spi",
+        &format!("0x{spi:08x}"),
+        "reqid",
+        "1",
+        "mode",
+        "tunnel",
+        "aead",
+        ALGO,
+        &key(spi),
+        "128",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -80,14 +97,30 @@ pub fn setup(lab: &Lab) -> io::Result<()> {
             ip_in(ns, &state_args(local, peer, spi(i, k)))?;
             ip_in(ns, &state_args(peer, local, spi(k, i)))?;
             let (mine, theirs) = (host_subnet(i).to_string(), host_subnet(k).to_string());
-            for (src, dst, dir, tsrc, tdst) in [
-                (&mine, &theirs, "out", local, peer),
-                (&theirs, &mine, "in", peer, local),
-                (&theirs, &mine, "fwd", peer, local),
-            ] {
+            for (src, dst, dir, tsrc, tdst) in
+                [(&mine, &theirs, "out", local, peer), (&theirs, &mine, "in", peer, local), (&theirs, &mine, "fwd", peer, local)]
+            {
                 ns.ip(&[
-                    "xfrm", "policy", "add", "src", src, "dst", dst, "dir", dir, "tmpl", "src", &tsrc.to_string(), "dst",
-                    &tdst.to_string(), "proto", "esp", "reqid", "1", "mode", "tunnel",
+                    "xfrm",
+                    "policy",
+                    "add",
+                    "src",
+                    src,
+                    "dst",
+                    dst,
+                    "dir",
+                    dir,
+                    "tmpl",
+                    "src",
+                    &tsrc.to_string(),
+                    "dst",
+                    &tdst.to_string(),
+                    "proto",
+                    "esp",
+                    "reqid",
+                    "1",
+                    "mode",
+                    "tunnel",
                 ])?;
             }
         }

@@ -111,7 +111,7 @@ pub enum Mode {
     Routed,
     /// No encapsulation: kernel routes `PEER_SUBNET via PEER_UNDERLAY` (peers on one L2 segment).
     HostSubnet,
-    /// L2 overlay carried by a Linux kernel VXLAN device that vxswitch programs (`sys::offload`).
+    /// L2 overlay carried by a Linux kernel VXLAN device that vxswitch programs (`sys::kernel::vtep`).
     Kernel,
 }
 
@@ -247,6 +247,11 @@ impl Config {
             reason: e.message().to_string(),
         })?;
         validate(text, raw)
+    }
+
+    /// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
+    pub fn switched_networks(&self) -> impl Iterator<Item = &Network> {
+        self.networks.iter().filter(|n| !matches!(n.mode, Mode::HostSubnet | Mode::Kernel))
     }
 }
 
@@ -407,20 +412,20 @@ fn validate_network(
         }
     };
     let tap = match (&n.tap, mode) {
-        (Some(t), Mode::HostSubnet) => {
-            return Err(err(t.span(), "tap", "host-subnet mode has no TAP (no encapsulation)".into()))
-        }
+        (Some(t), Mode::HostSubnet) => return Err(err(t.span(), "tap", "host-subnet mode has no TAP (no encapsulation)".into())),
         (Some(t), Mode::Kernel) => {
             return Err(err(t.span(), "tap", "kernel mode has no TAP (the kernel VXLAN device is set by `device`)".into()))
         }
         (None, Mode::HostSubnet | Mode::Kernel) => String::new(),
-        (None, _) => {
-            return Err(err(n.vni.span(), "tap", "a TAP name is required in overlay and routed mode".into()))
-        }
+        (None, _) => return Err(err(n.vni.span(), "tap", "a TAP name is required in overlay and routed mode".into())),
         (Some(t), _) => {
             let tap = t.get_ref().clone();
             if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', ':']) || tap == "." || tap == ".." {
-                return Err(err(t.span(), "tap", format!("{tap:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)")));
+                return Err(err(
+                    t.span(),
+                    "tap",
+                    format!("{tap:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"),
+                ));
             }
             if !taps.insert(tap.clone()) {
                 return Err(err(t.span(), "tap", format!("TAP {tap:?} is used twice")));
@@ -467,7 +472,13 @@ fn validate_network(
                     None => None,
                     Some(k) => match hex::decode(k.trim_start_matches("0x")).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
                         Some(key) => Some(key),
-                        None => return Err(err(span, "peers", format!("peer {}: public_key must be 64 hex digits (vxswitch pubkey prints it)", t.address))),
+                        None => {
+                            return Err(err(
+                                span,
+                                "peers",
+                                format!("peer {}: public_key must be 64 hex digits (vxswitch pubkey prints it)", t.address),
+                            ))
+                        }
                     },
                 };
                 if manual_keys.is_some() && public_key.is_some() {
@@ -521,17 +532,29 @@ fn validate_network(
     let encrypted = match n.encryption.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
         None | Some(("none", _)) => false,
         Some(("esp", _)) if mode == Mode::HostSubnet => {
-            return Err(err(n.encryption.as_ref().map_or(0..0, |e| e.span()), "encryption", "host-subnet mode has no tunnel to encrypt".into()))
+            return Err(err(
+                n.encryption.as_ref().map_or(0..0, |e| e.span()),
+                "encryption",
+                "host-subnet mode has no tunnel to encrypt".into(),
+            ))
         }
         Some(("esp", span)) if mode == Mode::Kernel => {
-            return Err(err(span, "encryption", "kernel mode carries cleartext VXLAN (the kernel device has no ESP); use mode = \"overlay\"".into()))
+            return Err(err(
+                span,
+                "encryption",
+                "kernel mode carries cleartext VXLAN (the kernel device has no ESP); use mode = \"overlay\"".into(),
+            ))
         }
         Some(("esp", _)) => true,
         Some((other, span)) => return Err(err(span, "encryption", format!("{other:?} is not \"none\" or \"esp\""))),
     };
     if !encrypted {
         if let Some(p) = peers.iter().find(|p| p.manual_keys.is_some() || p.public_key.is_some()) {
-            return Err(err(n.vni.span(), "peers", format!("peer {}: ESP keys given but the network is not encrypted (encryption = \"esp\")", p.address)));
+            return Err(err(
+                n.vni.span(),
+                "peers",
+                format!("peer {}: ESP keys given but the network is not encrypted (encryption = \"esp\")", p.address),
+            ));
         }
     }
     let mut arp = Vec::new();
@@ -677,7 +700,11 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
     let name = match g.name {
         Some(n) if !n.is_empty() => n,
         Some(_) => return Err(err("name", "must not be empty".into())),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| underlay.to_string()),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| underlay.to_string()),
     };
     Ok(Gossip { name, key_file: PathBuf::from(g.key_file), config })
 }
@@ -703,9 +730,7 @@ fn validate_host_subnet(
     }
     let usable = |a: &Ipv4Addr| net.contains(a) && *a != net.network() && *a != net.broadcast();
     let gateway = match &n.gateway {
-        Some(g) if !usable(g.get_ref()) => {
-            return Err(err(g.span(), "gateway", format!("{} is not a host address of {net}", g.get_ref())))
-        }
+        Some(g) if !usable(g.get_ref()) => return Err(err(g.span(), "gateway", format!("{} is not a host address of {net}", g.get_ref()))),
         Some(g) => *g.get_ref(),
         None => Ipv4Addr::from(u32::from(net.network()) + 1),
     };

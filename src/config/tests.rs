@@ -25,7 +25,10 @@ mtu = 1400
 #[test]
 fn parses_a_full_file_with_defaults() {
     let c = Config::parse(GOOD).unwrap();
-    assert_eq!(c.underlay, Underlay { address: Ipv4Addr::new(198, 18, 0, 1), port: 4789, mtu: 1500, offload: None, udp_gso: true, udp_gro: true });
+    assert_eq!(
+        c.underlay,
+        Underlay { address: Ipv4Addr::new(198, 18, 0, 1), port: 4789, mtu: 1500, offload: None, udp_gso: true, udp_gro: true }
+    );
     assert_eq!(c.fdb_ageing, Duration::from_secs(120));
     assert_eq!(c.networks.len(), 2);
     assert_eq!(c.networks[0].mtu, 1450, "underlay MTU minus 50 bytes of VXLAN overhead");
@@ -137,7 +140,10 @@ fn routed_network_rejects_inconsistent_subnets() {
 
 #[test]
 fn offload_switches_parse() {
-    let c = Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = false\nudp_gso = false\nudp_gro = true\n")).unwrap();
+    let c = Config::parse(
+        &GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = false\nudp_gso = false\nudp_gro = true\n"),
+    )
+    .unwrap();
     assert_eq!((c.underlay.offload, c.underlay.udp_gso, c.underlay.udp_gro), (Some(false), false, true));
     let c = Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = true\n")).unwrap();
     assert_eq!(c.underlay.offload, Some(true));

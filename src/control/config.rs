@@ -85,18 +85,14 @@ impl GossipConfig {
         c.remove_down_after = Some(self.dead_grace.max(Duration::from_millis(1)));
         c.max_packet_size = NonZeroUsize::new(swim_mtu.max(64)).unwrap_or(NonZeroUsize::MIN);
         c.notify_down_members = true;
-        c.periodic_announce = Some(foca::PeriodicParams {
-            frequency: self.refresh_every.max(Duration::from_millis(1)),
-            num_members: NonZeroUsize::MIN,
-        });
+        c.periodic_announce =
+            Some(foca::PeriodicParams { frequency: self.refresh_every.max(Duration::from_millis(1)), num_members: NonZeroUsize::MIN });
         c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
             frequency: self.announce_dead_every.max(Duration::from_millis(1)),
             num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
         });
-        c.periodic_gossip = Some(foca::PeriodicParams {
-            frequency: self.gossip_every.max(Duration::from_millis(1)),
-            num_members: c.num_indirect_probes,
-        });
+        c.periodic_gossip =
+            Some(foca::PeriodicParams { frequency: self.gossip_every.max(Duration::from_millis(1)), num_members: c.num_indirect_probes });
         c
     }
 }

@@ -180,13 +180,7 @@ impl Membership {
     }
 
     /// Like [`Membership::new`] with every random choice drawn from `seed` (simulations).
-    pub fn with_seed(
-        cfg: GossipConfig,
-        local: MemberRecord,
-        key: &ClusterKey,
-        now: Instant,
-        seed: u64,
-    ) -> Result<Self, RecordTooLarge> {
+    pub fn with_seed(cfg: GossipConfig, local: MemberRecord, key: &ClusterKey, now: Instant, seed: u64) -> Result<Self, RecordTooLarge> {
         let mut rng = SmallRng::seed_from_u64(seed);
         let swim_mtu = cfg.mtu.saturating_sub(SEAL_OVERHEAD + 1);
         let chunk_len = (swim_mtu / 2).max(64);
@@ -292,13 +286,8 @@ impl Membership {
                 break;
             }
             let timer = entry.remove();
-            let mut fx = Effects {
-                now,
-                timers: &mut self.timers,
-                seq: &mut self.timer_seq,
-                sends: &mut self.plain_out,
-                notes: &mut self.notes,
-            };
+            let mut fx =
+                Effects { now, timers: &mut self.timers, seq: &mut self.timer_seq, sends: &mut self.plain_out, notes: &mut self.notes };
             if let Err(e) = self.swim.handle_timer(timer, &mut fx) {
                 debug!(error = %e, "swim timer");
             }
@@ -487,12 +476,8 @@ impl Membership {
     fn collect_garbage(&mut self) {
         let grace = self.cfg.dead_grace;
         let now = self.now;
-        let expired: Vec<SocketAddr> = self
-            .seen
-            .iter()
-            .filter(|(_, s)| s.down_since.is_some_and(|t| now >= t + grace))
-            .map(|(a, _)| *a)
-            .collect();
+        let expired: Vec<SocketAddr> =
+            self.seen.iter().filter(|(_, s)| s.down_since.is_some_and(|t| now >= t + grace)).map(|(a, _)| *a).collect();
         for addr in expired {
             self.seen.remove(&addr);
             let names: Vec<String> = self.records.values().filter(|r| r.gossip == addr).map(|r| r.name.clone()).collect();
@@ -583,8 +568,7 @@ impl Membership {
     }
 
     fn sync_tables(&mut self) {
-        let live: Vec<MemberRecord> =
-            self.swim.iter_members().filter_map(|m| self.record_of(m.id())).cloned().collect();
+        let live: Vec<MemberRecord> = self.swim.iter_members().filter_map(|m| self.record_of(m.id())).cloned().collect();
         let mut out = Vec::new();
         let fresh = self.tables.sync(&self.local, live.iter(), &mut out);
         for c in fresh {

@@ -289,11 +289,8 @@ impl Opener {
         let mut aad = self.cluster.clone();
         aad.extend_from_slice(header);
         let mut buf = body.to_vec();
-        let plain_len = self
-            .key
-            .open_in_place(nonce(epoch, counter), Aad::from(&aad[..]), &mut buf)
-            .map_err(|_| DropReason::AuthFailed)?
-            .len();
+        let plain_len =
+            self.key.open_in_place(nonce(epoch, counter), Aad::from(&aad[..]), &mut buf).map_err(|_| DropReason::AuthFailed)?.len();
         buf.truncate(plain_len);
         self.window_mut(from, epoch).mark(counter);
         Ok(buf)
@@ -314,10 +311,7 @@ impl Opener {
         }
         let bits = self.window_bits;
         let tick = self.tick;
-        let sender = self
-            .senders
-            .entry(from)
-            .or_insert_with(|| SenderWindows { last_tick: tick, epochs: Vec::new() });
+        let sender = self.senders.entry(from).or_insert_with(|| SenderWindows { last_tick: tick, epochs: Vec::new() });
         sender.last_tick = tick;
         let pos = match sender.epochs.iter().position(|(e, _)| *e == epoch) {
             Some(pos) => pos,

@@ -193,8 +193,7 @@ impl SimNet {
         let mut cfg = self.cfg.clone();
         cfg.listen = host_addr(i);
         let seed = self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ epoch.rotate_left(17);
-        let m = Membership::with_seed(cfg, host_record(i, epoch), &self.key, self.now, seed)
-            .unwrap_or_else(|e| panic!("host {i}: {e}"));
+        let m = Membership::with_seed(cfg, host_record(i, epoch), &self.key, self.now, seed).unwrap_or_else(|e| panic!("host {i}: {e}"));
         let h = &mut self.hosts[i];
         h.m = Some(m);
         h.epoch = epoch;
@@ -285,12 +284,8 @@ impl SimNet {
     fn run_while(&mut self, deadline: Instant, mut go_on: impl FnMut(&SimNet) -> bool) {
         let budget = self.steps + 50_000_000;
         loop {
-            let next_timer = self
-                .hosts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| h.m.as_ref().and_then(|m| m.poll_timeout()).map(|t| (t, i)))
-                .min();
+            let next_timer =
+                self.hosts.iter().enumerate().filter_map(|(i, h)| h.m.as_ref().and_then(|m| m.poll_timeout()).map(|t| (t, i))).min();
             let next_packet = self.flight.peek().map(|Reverse(p)| p.0);
             let t = match (next_timer.map(|(t, _)| t), next_packet) {
                 (Some(a), Some(b)) => a.min(b),
@@ -340,10 +335,7 @@ impl SimNet {
                 continue;
             }
             let r = host_record(j, h.epoch);
-            v.apply(&ControlUpdate::PeerUp {
-                vni: SIM_VNI,
-                peer: super::update::PeerInfo { underlay: r.underlay, vtep_mac: r.vtep_mac },
-            });
+            v.apply(&ControlUpdate::PeerUp { vni: SIM_VNI, peer: super::update::PeerInfo { underlay: r.underlay, vtep_mac: r.vtep_mac } });
             for n in &r.networks {
                 for s in &n.subnets {
                     v.routes.insert((n.vni, s.net), r.underlay);

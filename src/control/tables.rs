@@ -143,10 +143,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 /// Applies the ownership rule on the networks `local` is on. Returns the accepted claims as
 /// `(vni, owned, host name)` and the conflicts.
-fn resolve<'a>(
-    local: &MemberRecord,
-    all: impl Iterator<Item = &'a MemberRecord>,
-) -> (BTreeSet<(u32, Owned, &'a str)>, BTreeSet<Conflict>) {
+fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(u32, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
     let mut subnets: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
     let mut ips: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Addr)>> = BTreeMap::new();
@@ -193,12 +190,7 @@ fn resolve<'a>(
         for (_, name, ip) in claims {
             match taken.get(&ip) {
                 Some(winner) if *winner != name => {
-                    conflicts.insert(Conflict {
-                        vni,
-                        what: Contested::Address(ip),
-                        winner: winner.to_string(),
-                        loser: name.to_string(),
-                    });
+                    conflicts.insert(Conflict { vni, what: Contested::Address(ip), winner: winner.to_string(), loser: name.to_string() });
                 }
                 Some(_) => {}
                 None => {
@@ -229,9 +221,7 @@ fn addition(key: &Key, val: &Val) -> ControlUpdate {
         }
         (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: *via },
         (Key::Arp(vni, ip), Val::Arp { mac, .. }) => ControlUpdate::ArpBinding { vni, ip, mac: *mac },
-        (Key::Esp(underlay), Val::Esp { key, epoch }) => {
-            ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch }
-        }
+        (Key::Esp(underlay), Val::Esp { key, epoch }) => ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch },
         (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: *underlay },
         // Keys and values are built in pairs above.
         (key, _) => unreachable!("mismatched fact {key:?}"),

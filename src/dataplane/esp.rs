@@ -149,10 +149,8 @@ impl EspTunnels {
     pub fn add_static_peer(&mut self, now: Instant, peer: Ipv4Addr, public_key: [u8; 32]) -> Result<(), TunnelError> {
         let host = self.host.as_ref().ok_or(TunnelError::NoSession)?;
         let hello_key = host.hello_key(&public_key).map_err(|_| TunnelError::Esp(EspError::BadKeyLength))?;
-        self.static_peers.insert(
-            peer,
-            StaticPeer { public_key, hello_key, epoch: None, seen: VecDeque::new(), next_hello: now, last_answer: None },
-        );
+        self.static_peers
+            .insert(peer, StaticPeer { public_key, hello_key, epoch: None, seen: VecDeque::new(), next_hello: now, last_answer: None });
         Ok(())
     }
 
@@ -267,11 +265,8 @@ impl EspTunnels {
 
     /// Per-peer (outbound SPI, inbound SPI, generations) for status output.
     pub fn sessions(&self) -> Vec<(Ipv4Addr, u32, u32, (u64, u64))> {
-        let mut v: Vec<_> = self
-            .peers
-            .iter()
-            .map(|(p, t)| (*p, t.session.outbound_spi(), t.session.inbound_spi(), t.session.generations()))
-            .collect();
+        let mut v: Vec<_> =
+            self.peers.iter().map(|(p, t)| (*p, t.session.outbound_spi(), t.session.inbound_spi(), t.session.generations())).collect();
         v.sort();
         v
     }

@@ -194,12 +194,8 @@ impl Fdb {
 
     /// Remove every dynamic entry that points at `peer` on `vni` (the peer went away).
     pub fn flush_remote(&mut self, vni: u32, peer: Ipv4Addr) -> usize {
-        let doomed: Vec<FdbKey> = self
-            .entries
-            .iter()
-            .filter(|(k, e)| k.vni == vni && e.location == Location::Remote(peer))
-            .map(|(k, _)| *k)
-            .collect();
+        let doomed: Vec<FdbKey> =
+            self.entries.iter().filter(|(k, e)| k.vni == vni && e.location == Location::Remote(peer)).map(|(k, _)| *k).collect();
         for key in &doomed {
             self.remove(key.vni, key.mac);
         }
@@ -263,10 +259,7 @@ mod tests {
         let mut fdb = Fdb::new(DEFAULT_AGEING, 16);
         assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(A)), Learned::New);
         assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(A)), Learned::Refreshed);
-        assert_eq!(
-            fdb.learn(t0, 1, mac(1), Location::Remote(B)),
-            Learned::Moved { from: Location::Remote(A) }
-        );
+        assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(B)), Learned::Moved { from: Location::Remote(A) });
         assert_eq!(fdb.lookup(1, mac(1)), Some(Location::Remote(B)));
         assert_eq!(fdb.lookup(2, mac(1)), None, "VNIs are separate tables");
         assert_eq!(fdb.counters().moved, 1);

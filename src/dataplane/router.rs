@@ -218,7 +218,14 @@ impl Router {
         self.deliver_local(now, frame, dst, out, counters)
     }
 
-    fn deliver_local(&mut self, now: Instant, frame: &mut [u8], dst: Ipv4Addr, out: &mut VecDeque<Vec<u8>>, counters: &mut Counters) -> Routed {
+    fn deliver_local(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        dst: Ipv4Addr,
+        out: &mut VecDeque<Vec<u8>>,
+        counters: &mut Counters,
+    ) -> Routed {
         if let Some(&(mac, seen)) = self.neighbours.get(&dst) {
             if now.saturating_duration_since(seen) < NEIGHBOUR_TTL {
                 self.rewrite_to_neighbour(frame, mac);
@@ -275,7 +282,15 @@ impl Router {
         Routed::Consumed
     }
 
-    fn icmp_error(&mut self, now: Instant, frame: &[u8], l3: usize, src_mac: EthernetAddress, kind: IcmpError, out: &mut VecDeque<Vec<u8>>) {
+    fn icmp_error(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        l3: usize,
+        src_mac: EthernetAddress,
+        kind: IcmpError,
+        out: &mut VecDeque<Vec<u8>>,
+    ) {
         let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
         // Never answer an ICMP error with an error (RFC 1122 3.2.2), nor a non-first fragment.
         if ip.frag_offset() != 0 {
@@ -306,7 +321,13 @@ impl Router {
 
     fn icmp_frame(&self, dst_mac: EthernetAddress, dst_ip: Ipv4Addr, icmp: &Icmpv4Repr<'_>) -> Vec<u8> {
         let eth = EthernetRepr { src_addr: self.spec.gateway_mac, dst_addr: dst_mac, vlan_id: None, ethertype: EtherType::IPV4 };
-        let ip = Ipv4Repr { src_addr: self.spec.gateway_ip, dst_addr: dst_ip, protocol: protocol::ICMP, payload_len: icmp.buffer_len(), ttl: 64 };
+        let ip = Ipv4Repr {
+            src_addr: self.spec.gateway_ip,
+            dst_addr: dst_ip,
+            protocol: protocol::ICMP,
+            payload_len: icmp.buffer_len(),
+            ttl: 64,
+        };
         let mut frame = vec![0u8; (eth.buffer_len() + 20 + icmp.buffer_len()).max(60)];
         let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
         eth.emit(&mut e);

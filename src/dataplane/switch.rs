@@ -197,13 +197,7 @@ impl Switch {
 
     /// Handle a frame read from the TAP of `port`, lying at `buf[frame]` with at least
     /// [`vxlan::ENCAP_HEADROOM`] bytes of headroom in front. // hot path
-    pub fn handle_tap_frame(
-        &mut self,
-        now: Instant,
-        port: PortId,
-        buf: &mut [u8],
-        frame: Range<usize>,
-    ) -> Forward<'_> {
+    pub fn handle_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
         self.counters.tap_rx_frames += 1;
         self.counters.tap_rx_bytes += frame.len() as u64;
         let Some(net) = self.networks.get(port) else {
@@ -346,13 +340,7 @@ impl Switch {
 
     /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
     /// // hot path
-    pub fn handle_underlay(
-        &mut self,
-        now: Instant,
-        from: Ipv4Addr,
-        buf: &mut [u8],
-        payload: Range<usize>,
-    ) -> Forward<'_> {
+    pub fn handle_underlay(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.counters.underlay_rx_packets += 1;
         self.counters.underlay_rx_bytes += payload.len() as u64;
         let decapped = match vxlan::decap(buf, payload) {

@@ -154,11 +154,7 @@ mod tests {
         assert_eq!(c.get(DropReason::IcvFailure), 1);
         assert_eq!(c.get(DropReason::Truncated), 0);
         assert_eq!(c.total(), 3);
-        let names: Vec<_> = c
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, _)| r.name())
-            .collect();
+        let names: Vec<_> = c.iter().filter(|(_, n)| *n > 0).map(|(r, _)| r.name()).collect();
         assert_eq!(names, ["replay", "icv_failure"]);
         let mut d = DropCounters::default();
         d.merge(&c);

@@ -36,20 +36,14 @@ fn run_kat(k: &Kat) {
     let n = plaintext.len();
     let (pad, nh) = (usize::from(plaintext[n - 2]), plaintext[n - 1]);
     let inner_len = n - 2 - pad;
-    assert_eq!(
-        pad_len(inner_len),
-        pad,
-        "our padding rule must match the vector"
-    );
+    assert_eq!(pad_len(inner_len), pad, "our padding rule must match the vector");
     assert_eq!(sealed_len(inner_len), expected.len());
 
     // Seal byte-exact with the vector's explicit IV.
     let mut buf = vec![0u8; expected.len()];
     buf[ESP_HEADROOM..ESP_HEADROOM + inner_len].copy_from_slice(&plaintext[..inner_len]);
     let cipher = Cipher::new(k.suite, &km).unwrap();
-    let len = cipher
-        .seal(&mut buf, inner_len, nh, k.spi, k.esn, k.seq, iv)
-        .unwrap();
+    let len = cipher.seal(&mut buf, inner_len, nh, k.spi, k.esn, k.seq, iv).unwrap();
     assert_eq!(len, expected.len());
     assert_eq!(hex::encode(&buf), hex::encode(&expected));
 

@@ -98,9 +98,7 @@ pub struct HostKey {
 
 impl fmt::Debug for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostKey")
-            .field("public", &hex::encode(self.public))
-            .finish_non_exhaustive()
+        f.debug_struct("HostKey").field("public", &hex::encode(self.public)).finish_non_exhaustive()
     }
 }
 
@@ -113,19 +111,13 @@ impl HostKey {
 
     /// Builds the key pair from 32 raw private-key bytes.
     pub fn from_private_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, KeyFileError> {
-        let private =
-            PrivateKey::from_private_key(&X25519, bytes).map_err(|_| KeyFileError::Crypto)?;
+        let private = PrivateKey::from_private_key(&X25519, bytes).map_err(|_| KeyFileError::Crypto)?;
         Self::from_private(private)
     }
 
     fn from_private(private: PrivateKey) -> Result<Self, KeyFileError> {
-        let public = private
-            .compute_public_key()
-            .map_err(|_| KeyFileError::Crypto)?;
-        let public: [u8; KEY_LEN] = public
-            .as_ref()
-            .try_into()
-            .map_err(|_| KeyFileError::Crypto)?;
+        let public = private.compute_public_key().map_err(|_| KeyFileError::Crypto)?;
+        let public: [u8; KEY_LEN] = public.as_ref().try_into().map_err(|_| KeyFileError::Crypto)?;
         Ok(HostKey { private, public })
     }
 
@@ -162,11 +154,7 @@ impl HostKey {
                 match key.store(path) {
                     Ok(()) => Ok(key),
                     // Someone else created it meanwhile: use theirs.
-                    Err(KeyFileError::Io { source, .. })
-                        if source.kind() == io::ErrorKind::AlreadyExists =>
-                    {
-                        Self::load(path)
-                    }
+                    Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => Self::load(path),
                     Err(e) => Err(e),
                 }
             }
@@ -176,21 +164,13 @@ impl HostKey {
 
     /// Loads the key from `path`, refusing files that group or others may access.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let io_err = |source| KeyFileError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
         let mode = fs::metadata(path).map_err(io_err)?.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(KeyFileError::TooOpen {
-                path: path.to_owned(),
-                mode: mode & 0o7777,
-            });
+            return Err(KeyFileError::TooOpen { path: path.to_owned(), mode: mode & 0o7777 });
         }
         let text = fs::read_to_string(path).map_err(io_err)?;
-        let malformed = || KeyFileError::Malformed {
-            path: path.to_owned(),
-        };
+        let malformed = || KeyFileError::Malformed { path: path.to_owned() };
         let mut bytes = [0u8; KEY_LEN];
         hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| malformed())?;
         let key = Self::from_private_bytes(&bytes).map_err(|_| malformed());
@@ -200,26 +180,12 @@ impl HostKey {
 
     /// Writes the private key to a new file at `path` with mode 0600 (fails if it exists).
     pub fn store(&self, path: &Path) -> Result<(), KeyFileError> {
-        let io_err = |source| KeyFileError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = self
-            .private
-            .as_be_bytes()
-            .map_err(|_| KeyFileError::Crypto)?;
+        let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
+        let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = self.private.as_be_bytes().map_err(|_| KeyFileError::Crypto)?;
         let mut line = hex::encode(seed.as_ref());
         line.push('\n');
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
-        let result = file
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io_err);
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
+        let result = file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(io_err);
         // Overwrite the hex copy in its own allocation before it is freed (best effort).
         line.clear();
         line.extend(std::iter::repeat('0').take(KEY_LEN * 2));
@@ -310,15 +276,7 @@ impl SessionKeys {
             }
             Ok(Salt::new(HKDF_SHA256, HKDF_SALT).extract(secret))
         })?;
-        Ok(SessionKeys {
-            prk,
-            suite,
-            esn,
-            local_public: host.public,
-            peer_public,
-            local_epoch,
-            peer_epoch,
-        })
+        Ok(SessionKeys { prk, suite, esn, local_public: host.public, peer_public, local_epoch, peer_epoch })
     }
 
     /// The AEAD suite of every derived SA.
@@ -344,18 +302,8 @@ impl SessionKeys {
     /// The fixed-width context of one direction and generation.
     fn info(&self, dir: Direction, generation: u64) -> [u8; 2 + 2 * KEY_LEN + 3 * 8] {
         let (sender, receiver, s_epoch, r_epoch) = match dir {
-            Direction::Outbound => (
-                &self.local_public,
-                &self.peer_public,
-                self.local_epoch,
-                self.peer_epoch,
-            ),
-            Direction::Inbound => (
-                &self.peer_public,
-                &self.local_public,
-                self.peer_epoch,
-                self.local_epoch,
-            ),
+            Direction::Outbound => (&self.local_public, &self.peer_public, self.local_epoch, self.peer_epoch),
+            Direction::Inbound => (&self.peer_public, &self.local_public, self.peer_epoch, self.local_epoch),
         };
         let mut info = [0u8; 2 + 2 * KEY_LEN + 3 * 8];
         info[0] = self.suite.id();
@@ -385,12 +333,7 @@ impl SessionKeys {
         }
     }
 
-    fn key_material(
-        &self,
-        dir: Direction,
-        generation: u64,
-        out: &mut [u8; MAX_KEY_MATERIAL],
-    ) -> usize {
+    fn key_material(&self, dir: Direction, generation: u64, out: &mut [u8; MAX_KEY_MATERIAL]) -> usize {
         let len = self.suite.key_material_len();
         let info = self.info(dir, generation);
         let parts: [&[u8]; 2] = [LABEL_KEY, &info];
@@ -404,12 +347,7 @@ impl SessionKeys {
     pub fn outbound(&self, generation: u64) -> Result<OutboundSa, EspError> {
         let mut km = [0u8; MAX_KEY_MATERIAL];
         let len = self.key_material(Direction::Outbound, generation, &mut km);
-        let sa = OutboundSa::new(
-            self.spi(Direction::Outbound, generation),
-            self.suite,
-            &km[..len],
-            self.esn,
-        );
+        let sa = OutboundSa::new(self.spi(Direction::Outbound, generation), self.suite, &km[..len], self.esn);
         km.fill(0);
         sa
     }
@@ -418,13 +356,7 @@ impl SessionKeys {
     pub fn inbound(&self, generation: u64, window: u32) -> Result<InboundSa, EspError> {
         let mut km = [0u8; MAX_KEY_MATERIAL];
         let len = self.key_material(Direction::Inbound, generation, &mut km);
-        let sa = InboundSa::new(
-            self.spi(Direction::Inbound, generation),
-            self.suite,
-            &km[..len],
-            self.esn,
-            window,
-        );
+        let sa = InboundSa::new(self.spi(Direction::Inbound, generation), self.suite, &km[..len], self.esn, window);
         km.fill(0);
         sa
     }
@@ -462,22 +394,14 @@ pub struct ManualSa {
 
 impl fmt::Debug for ManualSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualSa")
-            .field("spi", &format_args!("{:#010x}", self.spi))
-            .field("suite", &self.suite)
-            .finish_non_exhaustive()
+        f.debug_struct("ManualSa").field("spi", &format_args!("{:#010x}", self.spi)).field("suite", &self.suite).finish_non_exhaustive()
     }
 }
 
 impl ManualSa {
     /// Parses `spi`, the AEAD name, the `0x`-prefixed key || salt and the ICV bits, as in
     /// `ip xfrm state add ... spi 0x1000 ... aead 'rfc4106(gcm(aes))' 0x<40 hex digits> 128`.
-    pub fn parse(
-        spi: &str,
-        aead: &str,
-        key_hex: &str,
-        icv_bits: u32,
-    ) -> Result<Self, ManualKeyError> {
+    pub fn parse(spi: &str, aead: &str, key_hex: &str, icv_bits: u32) -> Result<Self, ManualKeyError> {
         let spi_val = match spi.strip_prefix("0x").or_else(|| spi.strip_prefix("0X")) {
             Some(h) => u32::from_str_radix(h, 16),
             None => spi.parse::<u32>(),
@@ -488,10 +412,7 @@ impl ManualSa {
         if icv_bits != 128 {
             return Err(ManualKeyError::UnsupportedIcv(icv_bits));
         }
-        let digits = key_hex
-            .strip_prefix("0x")
-            .or_else(|| key_hex.strip_prefix("0X"))
-            .unwrap_or(key_hex);
+        let digits = key_hex.strip_prefix("0x").or_else(|| key_hex.strip_prefix("0X")).unwrap_or(key_hex);
         if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ManualKeyError::BadHex);
         }
@@ -500,19 +421,12 @@ impl ManualSa {
             ("rfc4106(gcm(aes))", 20) => Suite::Aes128Gcm,
             ("rfc4106(gcm(aes))", 36) => Suite::Aes256Gcm,
             ("rfc7539esp(chacha20,poly1305)", 36) => Suite::ChaCha20Poly1305,
-            ("rfc4106(gcm(aes))" | "rfc7539esp(chacha20,poly1305)", n) => {
-                return Err(ManualKeyError::BadKeyLength(n))
-            }
+            ("rfc4106(gcm(aes))" | "rfc7539esp(chacha20,poly1305)", n) => return Err(ManualKeyError::BadKeyLength(n)),
             (other, _) => return Err(ManualKeyError::UnknownAlgorithm(other.to_owned())),
         };
         let mut key_material = [0u8; MAX_KEY_MATERIAL];
-        hex::decode_to_slice(digits, &mut key_material[..len])
-            .map_err(|_| ManualKeyError::BadHex)?;
-        Ok(ManualSa {
-            spi: spi_val,
-            suite,
-            key_material,
-        })
+        hex::decode_to_slice(digits, &mut key_material[..len]).map_err(|_| ManualKeyError::BadHex)?;
+        Ok(ManualSa { spi: spi_val, suite, key_material })
     }
 
     fn material(&self) -> &[u8] {
@@ -531,12 +445,7 @@ impl ManualSa {
 
     /// The `ip xfrm state` arguments describing this SA (contains the secret key).
     pub fn xfrm_args(&self) -> String {
-        format!(
-            "spi {:#010x} aead '{}' 0x{} 128",
-            self.spi,
-            self.suite.xfrm_name(),
-            hex::encode(self.material())
-        )
+        format!("spi {:#010x} aead '{}' 0x{} 128", self.spi, self.suite.xfrm_name(), hex::encode(self.material()))
     }
 }
 
@@ -600,10 +509,7 @@ mod tests {
         let c = HostKey::load(&path).unwrap();
         assert_eq!(a.public_key(), c.public_key());
         // A second store never overwrites the existing key.
-        assert!(matches!(
-            HostKey::generate().unwrap().store(&path),
-            Err(KeyFileError::Io { .. })
-        ));
+        assert!(matches!(HostKey::generate().unwrap().store(&path), Err(KeyFileError::Io { .. })));
         assert_eq!(HostKey::load(&path).unwrap().public_key(), a.public_key());
     }
 
@@ -615,10 +521,7 @@ mod tests {
         for mode in [0o644, 0o604, 0o640] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = HostKey::load_or_create(&path).unwrap_err();
-            assert!(
-                matches!(err, KeyFileError::TooOpen { mode: m, .. } if m == mode),
-                "{err}"
-            );
+            assert!(matches!(err, KeyFileError::TooOpen { mode: m, .. } if m == mode), "{err}");
             assert!(err.to_string().contains("chmod 600"), "{err}");
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
@@ -631,46 +534,20 @@ mod tests {
         let path = dir.0.join("host.key");
         fs::write(&path, "not a key\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(
-            HostKey::load(&path),
-            Err(KeyFileError::Malformed { .. })
-        ));
+        assert!(matches!(HostKey::load(&path), Err(KeyFileError::Malformed { .. })));
     }
 
     #[test]
     fn x25519_matches_rfc7748_section_6_1() {
         // RFC 7748 6.1: Alice's and Bob's private keys, their public keys and shared secret.
-        let alice: [u8; 32] =
-            hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
-                .unwrap()
-                .try_into()
-                .unwrap();
-        let bob: [u8; 32] =
-            hex::decode("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
-                .unwrap()
-                .try_into()
-                .unwrap();
+        let alice: [u8; 32] = hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").unwrap().try_into().unwrap();
+        let bob: [u8; 32] = hex::decode("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb").unwrap().try_into().unwrap();
         let a = HostKey::from_private_bytes(&alice).unwrap();
         let b = HostKey::from_private_bytes(&bob).unwrap();
-        assert_eq!(
-            hex::encode(a.public_key()),
-            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
-        );
-        assert_eq!(
-            hex::encode(b.public_key()),
-            "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
-        );
-        let shared = agreement::agree(
-            &a.private,
-            UnparsedPublicKey::new(&X25519, b.public_key()),
-            (),
-            |s| Ok(hex::encode(s)),
-        )
-        .unwrap();
-        assert_eq!(
-            shared,
-            "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
-        );
+        assert_eq!(hex::encode(a.public_key()), "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        assert_eq!(hex::encode(b.public_key()), "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let shared = agreement::agree(&a.private, UnparsedPublicKey::new(&X25519, b.public_key()), (), |s| Ok(hex::encode(s))).unwrap();
+        assert_eq!(shared, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
     }
 
     #[test]
@@ -683,10 +560,7 @@ mod tests {
                 // A's outbound is B's inbound and vice versa; the two directions differ.
                 let a_out = ka.spi(Direction::Outbound, generation);
                 assert_eq!(a_out, kb.spi(Direction::Inbound, generation));
-                assert_eq!(
-                    ka.spi(Direction::Inbound, generation),
-                    kb.spi(Direction::Outbound, generation)
-                );
+                assert_eq!(ka.spi(Direction::Inbound, generation), kb.spi(Direction::Outbound, generation));
                 assert_ne!(a_out, ka.spi(Direction::Inbound, generation));
                 let mut out = ka.outbound(generation).unwrap();
                 let mut inb = kb.inbound(generation, 64).unwrap();
@@ -702,10 +576,7 @@ mod tests {
                 again[16..21].copy_from_slice(b"hello");
                 let n = out2.seal(&mut again, 5, 4).unwrap();
                 let mut wrong = ka.inbound(generation, 64).unwrap();
-                assert_eq!(
-                    wrong.open(&mut again[..n]).unwrap_err(),
-                    EspError::UnknownSpi
-                );
+                assert_eq!(wrong.open(&mut again[..n]).unwrap_err(), EspError::UnknownSpi);
             }
         }
     }
@@ -714,14 +585,10 @@ mod tests {
     fn epochs_generations_and_peers_give_different_sas() {
         let (a, b, c) = (host(1), host(2), host(3));
         let base = SessionKeys::new(&a, 1, b.public_key(), 2, Suite::Aes256Gcm, false).unwrap();
-        let restarted =
-            SessionKeys::new(&a, 3, b.public_key(), 2, Suite::Aes256Gcm, false).unwrap();
-        let peer_restarted =
-            SessionKeys::new(&a, 1, b.public_key(), 4, Suite::Aes256Gcm, false).unwrap();
-        let other_peer =
-            SessionKeys::new(&a, 1, c.public_key(), 2, Suite::Aes256Gcm, false).unwrap();
-        let other_suite =
-            SessionKeys::new(&a, 1, b.public_key(), 2, Suite::ChaCha20Poly1305, false).unwrap();
+        let restarted = SessionKeys::new(&a, 3, b.public_key(), 2, Suite::Aes256Gcm, false).unwrap();
+        let peer_restarted = SessionKeys::new(&a, 1, b.public_key(), 4, Suite::Aes256Gcm, false).unwrap();
+        let other_peer = SessionKeys::new(&a, 1, c.public_key(), 2, Suite::Aes256Gcm, false).unwrap();
+        let other_suite = SessionKeys::new(&a, 1, b.public_key(), 2, Suite::ChaCha20Poly1305, false).unwrap();
         let esn = SessionKeys::new(&a, 1, b.public_key(), 2, Suite::Aes256Gcm, true).unwrap();
         let km = |k: &SessionKeys, g| {
             let mut m = [0u8; MAX_KEY_MATERIAL];
@@ -760,17 +627,9 @@ mod tests {
         let key = "0x0123456789abcdef0123456789abcdefcafebabe";
         let m = ManualSa::parse("0x1000", "rfc4106(gcm(aes))", key, 128).unwrap();
         assert_eq!((m.spi, m.suite), (0x1000, Suite::Aes128Gcm));
-        assert_eq!(
-            m.xfrm_args(),
-            format!("spi 0x00001000 aead 'rfc4106(gcm(aes))' {key} 128")
-        );
+        assert_eq!(m.xfrm_args(), format!("spi 0x00001000 aead 'rfc4106(gcm(aes))' {key} 128"));
         let long = format!("0x{}", "ab".repeat(36));
-        assert_eq!(
-            ManualSa::parse("4096", "rfc4106(gcm(aes))", &long, 128)
-                .unwrap()
-                .suite,
-            Suite::Aes256Gcm
-        );
+        assert_eq!(ManualSa::parse("4096", "rfc4106(gcm(aes))", &long, 128).unwrap().suite, Suite::Aes256Gcm);
         let cc = ManualSa::parse("0x2000", "rfc7539esp(chacha20,poly1305)", &long, 128).unwrap();
         assert_eq!(cc.suite, Suite::ChaCha20Poly1305);
         // Both ends built from the same parameters interoperate.
@@ -780,34 +639,13 @@ mod tests {
         let n = out.seal(&mut buf, 3, 4).unwrap();
         assert_eq!(inb.open(&mut buf[..n]).unwrap().inner.len(), 3);
 
-        assert!(matches!(
-            ManualSa::parse("0", "rfc4106(gcm(aes))", key, 128),
-            Err(ManualKeyError::BadSpi(_))
-        ));
-        assert!(matches!(
-            ManualSa::parse("0xzz", "rfc4106(gcm(aes))", key, 128),
-            Err(ManualKeyError::BadSpi(_))
-        ));
-        assert!(matches!(
-            ManualSa::parse("1", "rfc4106(gcm(aes))", key, 96),
-            Err(ManualKeyError::UnsupportedIcv(96))
-        ));
-        assert!(matches!(
-            ManualSa::parse("1", "cbc(aes)", key, 128),
-            Err(ManualKeyError::UnknownAlgorithm(_))
-        ));
-        assert!(matches!(
-            ManualSa::parse("1", "rfc4106(gcm(aes))", "0x0123", 128),
-            Err(ManualKeyError::BadKeyLength(2))
-        ));
-        assert!(matches!(
-            ManualSa::parse("1", "rfc4106(gcm(aes))", "0xg1", 128),
-            Err(ManualKeyError::BadHex)
-        ));
+        assert!(matches!(ManualSa::parse("0", "rfc4106(gcm(aes))", key, 128), Err(ManualKeyError::BadSpi(_))));
+        assert!(matches!(ManualSa::parse("0xzz", "rfc4106(gcm(aes))", key, 128), Err(ManualKeyError::BadSpi(_))));
+        assert!(matches!(ManualSa::parse("1", "rfc4106(gcm(aes))", key, 96), Err(ManualKeyError::UnsupportedIcv(96))));
+        assert!(matches!(ManualSa::parse("1", "cbc(aes)", key, 128), Err(ManualKeyError::UnknownAlgorithm(_))));
+        assert!(matches!(ManualSa::parse("1", "rfc4106(gcm(aes))", "0x0123", 128), Err(ManualKeyError::BadKeyLength(2))));
+        assert!(matches!(ManualSa::parse("1", "rfc4106(gcm(aes))", "0xg1", 128), Err(ManualKeyError::BadHex)));
         let short_cc = "0x0123456789abcdef0123456789abcdefcafebabe";
-        assert!(matches!(
-            ManualSa::parse("1", "rfc7539esp(chacha20,poly1305)", short_cc, 128),
-            Err(ManualKeyError::BadKeyLength(20))
-        ));
+        assert!(matches!(ManualSa::parse("1", "rfc7539esp(chacha20,poly1305)", short_cc, 128), Err(ManualKeyError::BadKeyLength(20))));
     }
 }

@@ -39,13 +39,10 @@ pub mod sa;
 pub mod session;
 
 pub use error::{DropCounters, DropReason, EspError};
-pub use keys::{
-    random_epoch, start_epoch, Direction, HostKey, KeyFileError, ManualKeyError, ManualSa, SessionKeys,
-};
+pub use keys::{random_epoch, start_epoch, Direction, HostKey, KeyFileError, ManualKeyError, ManualSa, SessionKeys};
 pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use sa::{
-    sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM,
-    ESP_ICV_LEN, ESP_MIN_LEN, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4,
-    NEXT_HEADER_IPV6,
+    sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM, ESP_ICV_LEN, ESP_MIN_LEN, ESP_TAILROOM,
+    NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
 };
 pub use session::{PeerSession, SessionConfig, SessionStats};

@@ -39,10 +39,7 @@ pub struct ReplayWindow {
 
 impl core::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplayWindow")
-            .field("size", &self.size)
-            .field("top", &self.top)
-            .finish()
+        f.debug_struct("ReplayWindow").field("size", &self.size).field("top", &self.top).finish()
     }
 }
 
@@ -57,12 +54,7 @@ impl ReplayWindow {
     pub fn new(size: u32) -> Self {
         let size = size.clamp(64, MAX_WINDOW).div_ceil(64) * 64;
         let size = u64::from(size);
-        ReplayWindow {
-            size,
-            top: 0,
-            blocks: size / BLOCK_BITS + 1,
-            bitmap: [0; MAX_BLOCKS],
-        }
+        ReplayWindow { size, top: 0, blocks: size / BLOCK_BITS + 1, bitmap: [0; MAX_BLOCKS] }
     }
 
     /// The window size in packets.
@@ -155,10 +147,7 @@ impl ReplayWindow {
 
     #[inline]
     fn position(&self, seq: u64) -> (usize, u64) {
-        (
-            ((seq / BLOCK_BITS) % self.blocks) as usize,
-            1u64 << (seq % BLOCK_BITS),
-        )
+        (((seq / BLOCK_BITS) % self.blocks) as usize, 1u64 << (seq % BLOCK_BITS))
     }
 
     /// Sets the window's top directly (tests start ESN windows near a 2^32 boundary).
@@ -188,34 +177,14 @@ mod tests {
     #[test]
     fn in_order_then_duplicates() {
         let mut w = ReplayWindow::new(64);
-        run(
-            &mut w,
-            &[
-                (1, Ok(())),
-                (2, Ok(())),
-                (3, Ok(())),
-                (3, Err(Replay)),
-                (1, Err(Replay)),
-            ],
-        );
+        run(&mut w, &[(1, Ok(())), (2, Ok(())), (3, Ok(())), (3, Err(Replay)), (1, Err(Replay))]);
         assert_eq!(w.top(), 3);
     }
 
     #[test]
     fn out_of_order_inside_window() {
         let mut w = ReplayWindow::new(64);
-        run(
-            &mut w,
-            &[
-                (10, Ok(())),
-                (7, Ok(())),
-                (9, Ok(())),
-                (8, Ok(())),
-                (9, Err(Replay)),
-                (11, Ok(())),
-                (7, Err(Replay)),
-            ],
-        );
+        run(&mut w, &[(10, Ok(())), (7, Ok(())), (9, Ok(())), (8, Ok(())), (9, Err(Replay)), (11, Ok(())), (7, Err(Replay))]);
     }
 
     #[test]
@@ -298,14 +267,7 @@ mod tests {
         assert_eq!(w.infer(0xffff_ffc0, true), Some(0xffff_ffc0));
         assert_eq!(w.infer(0, true), Some(1 << 32)); // wrapped: next block
         assert_eq!(w.infer(3, true), Some((1 << 32) | 3));
-        run(
-            &mut w,
-            &[
-                (0xffff_ffff, Ok(())),
-                ((1 << 32) | 3, Ok(())),
-                ((1 << 32) | 3, Err(Replay)),
-            ],
-        );
+        run(&mut w, &[(0xffff_ffff, Ok(())), ((1 << 32) | 3, Ok(())), ((1 << 32) | 3, Err(Replay))]);
         assert_eq!(w.top(), (1 << 32) | 3);
         // Case B: the window now straddles blocks 0 and 1.
         assert_eq!(w.infer(0xffff_ffff, true), Some(0xffff_ffff)); // late packet from block 0

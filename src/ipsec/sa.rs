@@ -135,14 +135,10 @@ impl Cipher {
             return Err(EspError::BadKeyLength);
         }
         let (key, salt) = key_material.split_at(suite.key_len());
-        let unbound =
-            UnboundKey::new(suite.algorithm(), key).map_err(|_| EspError::BadKeyLength)?;
+        let unbound = UnboundKey::new(suite.algorithm(), key).map_err(|_| EspError::BadKeyLength)?;
         let mut s = [0u8; SALT_LEN];
         s.copy_from_slice(salt);
-        Ok(Cipher {
-            key: LessSafeKey::new(unbound),
-            salt: s,
-        })
+        Ok(Cipher { key: LessSafeKey::new(unbound), salt: s })
     }
 
     #[inline]
@@ -185,11 +181,7 @@ impl Cipher {
         let (aad, aad_len) = aad(spi, seq, esn);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                self.nonce(&iv),
-                Aad::from(&aad[..aad_len]),
-                &mut buf[ESP_HEADROOM..ct_end],
-            )
+            .seal_in_place_separate_tag(self.nonce(&iv), Aad::from(&aad[..aad_len]), &mut buf[ESP_HEADROOM..ct_end])
             .map_err(|_| EspError::BufferTooSmall)?;
         buf[ct_end..total].copy_from_slice(tag.as_ref());
         Ok(total)
@@ -311,12 +303,7 @@ impl OutboundSa {
     /// Fails with [`EspError::SequenceExhausted`] after the last sequence number (never wraps)
     /// and [`EspError::BufferTooSmall`] without consuming a sequence number.
     // hot path
-    pub fn seal(
-        &mut self,
-        buf: &mut [u8],
-        inner_len: usize,
-        next_header: u8,
-    ) -> Result<usize, EspError> {
+    pub fn seal(&mut self, buf: &mut [u8], inner_len: usize, next_header: u8) -> Result<usize, EspError> {
         if self.sent >= self.hard_limit {
             return Err(EspError::SequenceExhausted);
         }
@@ -327,15 +314,7 @@ impl OutboundSa {
         // Consume the number before encrypting: a sequence number is never used twice.
         self.sent = seq;
         self.bytes += inner_len as u64;
-        self.cipher.seal(
-            buf,
-            inner_len,
-            next_header,
-            self.spi,
-            self.esn,
-            seq,
-            seq.to_be_bytes(),
-        )
+        self.cipher.seal(buf, inner_len, next_header, self.spi, self.esn, seq, seq.to_be_bytes())
     }
 
     /// Test hook: pretend `packets` were already sealed.
@@ -381,13 +360,7 @@ impl core::fmt::Debug for InboundSa {
 
 impl InboundSa {
     /// A new inbound SA with an anti-replay window of `window` packets (see [`ReplayWindow::new`]).
-    pub fn new(
-        spi: u32,
-        suite: Suite,
-        key_material: &[u8],
-        esn: bool,
-        window: u32,
-    ) -> Result<Self, EspError> {
+    pub fn new(spi: u32, suite: Suite, key_material: &[u8], esn: bool, window: u32) -> Result<Self, EspError> {
         Ok(InboundSa {
             spi,
             suite,
@@ -462,37 +435,24 @@ impl InboundSa {
         if be32(&packet[0..4]) != self.spi {
             return Err(EspError::UnknownSpi);
         }
-        let seq = self
-            .window
-            .infer(be32(&packet[4..8]), self.esn)
-            .ok_or(EspError::LeftOfWindow)?;
+        let seq = self.window.infer(be32(&packet[4..8]), self.esn).ok_or(EspError::LeftOfWindow)?;
         self.window.check(seq)?;
         let (head, body) = packet.split_at_mut(ESP_HEADROOM);
         let ct_len = body.len() - ESP_ICV_LEN;
         let (ct, tag) = body.split_at_mut(ct_len);
         let (aad, aad_len) = aad(self.spi, seq, self.esn);
         let nonce = self.cipher.nonce(&head[ESP_HEADER_LEN..ESP_HEADROOM]);
-        self.cipher
-            .key
-            .open_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), tag, ct)
-            .map_err(|_| EspError::IcvFailure)?;
+        self.cipher.key.open_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), tag, ct).map_err(|_| EspError::IcvFailure)?;
         // Authenticated: the sender really used this number, whatever the trailer says.
         self.window.update(seq);
         let pad = usize::from(ct[ct_len - 2]);
         let next_header = ct[ct_len - 1];
         let inner_len = ct_len.checked_sub(pad + 2).ok_or(EspError::BadPadding)?;
-        let pad_ok = ct[inner_len..inner_len + pad]
-            .iter()
-            .enumerate()
-            .all(|(i, b)| usize::from(*b) == i + 1);
+        let pad_ok = ct[inner_len..inner_len + pad].iter().enumerate().all(|(i, b)| usize::from(*b) == i + 1);
         if !pad_ok {
             return Err(EspError::BadPadding);
         }
-        Ok(Opened {
-            next_header,
-            inner: ESP_HEADROOM..ESP_HEADROOM + inner_len,
-            sequence: seq,
-        })
+        Ok(Opened { next_header, inner: ESP_HEADROOM..ESP_HEADROOM + inner_len, sequence: seq })
     }
 
     #[cfg(test)]
@@ -509,9 +469,7 @@ mod tests {
     const SUITES: [Suite; 3] = [Suite::Aes128Gcm, Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 
     fn pair(suite: Suite, esn: bool) -> (OutboundSa, InboundSa) {
-        let km: Vec<u8> = (0..suite.key_material_len() as u8)
-            .map(|i| i.wrapping_mul(37) ^ 0x5a)
-            .collect();
+        let km: Vec<u8> = (0..suite.key_material_len() as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
         let out = OutboundSa::new(0x1000_0001, suite, &km, esn).unwrap();
         let inb = InboundSa::new(0x1000_0001, suite, &km, esn, 1024).unwrap();
         (out, inb)
@@ -531,27 +489,16 @@ mod tests {
         for suite in SUITES {
             for esn in [false, true] {
                 let (mut out, mut inb) = pair(suite, esn);
-                for (i, size) in [0usize, 1, 2, 3, 4, 5, 6, 7, 64, 1400, 8192]
-                    .into_iter()
-                    .enumerate()
-                {
+                for (i, size) in [0usize, 1, 2, 3, 4, 5, 6, 7, 64, 1400, 8192].into_iter().enumerate() {
                     let inner: Vec<u8> = (0..size).map(|b| (b * 7 + size) as u8).collect();
                     let nh = [NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_ETHERNET][i % 3];
                     let mut pkt = seal_frame(&mut out, &inner, nh);
                     assert_eq!(pkt.len() % 4, 0, "ESP payload is 4-byte aligned");
                     if size >= 16 {
-                        assert_ne!(
-                            &pkt[ESP_HEADROOM..ESP_HEADROOM + 16],
-                            &inner[..16],
-                            "encrypted on the wire"
-                        );
+                        assert_ne!(&pkt[ESP_HEADROOM..ESP_HEADROOM + 16], &inner[..16], "encrypted on the wire");
                     }
                     let o = inb.open(&mut pkt).unwrap();
-                    assert_eq!(
-                        (o.next_header, o.sequence),
-                        (nh, i as u64 + 1),
-                        "{suite:?} esn={esn} size={size}"
-                    );
+                    assert_eq!((o.next_header, o.sequence), (nh, i as u64 + 1), "{suite:?} esn={esn} size={size}");
                     assert_eq!(&pkt[o.inner], &inner[..]);
                 }
                 assert_eq!(out.packets(), 11);
@@ -639,11 +586,7 @@ mod tests {
         let (aad, aad_len) = aad(0x1000_0001, u64::from(seq), false);
         let tag = cipher
             .key
-            .seal_in_place_separate_tag(
-                cipher.nonce(&u64::from(seq).to_be_bytes()),
-                Aad::from(&aad[..aad_len]),
-                &mut pkt[ESP_HEADROOM..n],
-            )
+            .seal_in_place_separate_tag(cipher.nonce(&u64::from(seq).to_be_bytes()), Aad::from(&aad[..aad_len]), &mut pkt[ESP_HEADROOM..n])
             .unwrap();
         pkt[n..].copy_from_slice(tag.as_ref());
         pkt
@@ -674,10 +617,7 @@ mod tests {
         let (mut out, mut inb) = pair(Suite::Aes128Gcm, false);
         let pkt = seal_frame(&mut out, b"", 4);
         assert_eq!(pkt.len(), ESP_MIN_LEN + 2);
-        assert_eq!(
-            inb.open(&mut pkt.clone()[..ESP_MIN_LEN - 1]),
-            Err(EspError::Truncated)
-        );
+        assert_eq!(inb.open(&mut pkt.clone()[..ESP_MIN_LEN - 1]), Err(EspError::Truncated));
         let mut other = pkt.clone();
         other[0..4].copy_from_slice(&0x2000_0000u32.to_be_bytes());
         assert_eq!(inb.open(&mut other), Err(EspError::UnknownSpi));
@@ -717,14 +657,8 @@ mod tests {
 
     #[test]
     fn wrong_key_length_is_refused() {
-        assert_eq!(
-            OutboundSa::new(1, Suite::Aes128Gcm, &[0u8; 16], false).unwrap_err(),
-            EspError::BadKeyLength
-        );
-        assert_eq!(
-            InboundSa::new(1, Suite::Aes256Gcm, &[0u8; 20], false, 64).unwrap_err(),
-            EspError::BadKeyLength
-        );
+        assert_eq!(OutboundSa::new(1, Suite::Aes128Gcm, &[0u8; 16], false).unwrap_err(), EspError::BadKeyLength);
+        assert_eq!(InboundSa::new(1, Suite::Aes256Gcm, &[0u8; 20], false, 64).unwrap_err(), EspError::BadKeyLength);
         assert!(OutboundSa::new(1, Suite::ChaCha20Poly1305, &[0u8; 36], false).is_ok());
     }
 
@@ -734,9 +668,7 @@ mod tests {
             let (out, mut inb) = pair(suite, true);
             let mut out = out;
             out.skip_to((1 << 32) - 5);
-            let pkts: Vec<Vec<u8>> = (0..8u8)
-                .map(|i| seal_frame(&mut out, &[i; 30], 4))
-                .collect();
+            let pkts: Vec<Vec<u8>> = (0..8u8).map(|i| seal_frame(&mut out, &[i; 30], 4)).collect();
             // Sequence numbers 2^32-4 ..= 2^32+3; only the low half is on the wire.
             assert_eq!(&pkts[3][4..8], &[0xff; 4]);
             assert_eq!(&pkts[4][4..8], &[0, 0, 0, 0]);
@@ -762,20 +694,14 @@ mod tests {
         let mut buf = [0u8; 64];
         assert_eq!(out.seal(&mut buf, 4, 4), Err(EspError::SequenceExhausted));
         inb.window_mut().set_top(u64::from(u32::MAX) - 5);
-        assert_eq!(
-            inb.open(&mut last.clone()).unwrap().sequence,
-            u64::from(u32::MAX)
-        );
+        assert_eq!(inb.open(&mut last.clone()).unwrap().sequence, u64::from(u32::MAX));
     }
 
     #[test]
     fn absurd_inner_len_is_refused_not_panicking() {
         let (mut out, _) = pair(Suite::Aes128Gcm, false);
         let mut buf = [0u8; 64];
-        assert_eq!(
-            out.seal(&mut buf, usize::MAX, 4),
-            Err(EspError::BufferTooSmall)
-        );
+        assert_eq!(out.seal(&mut buf, usize::MAX, 4), Err(EspError::BufferTooSmall));
         assert_eq!(out.packets(), 0);
     }
 

@@ -134,13 +134,7 @@ impl PeerSession {
     /// Same buffer contract as [`OutboundSa::seal`]: plaintext at `buf[ESP_HEADROOM..]`,
     /// returns the ESP length.
     // hot path
-    pub fn seal(
-        &mut self,
-        now: Instant,
-        buf: &mut [u8],
-        inner_len: usize,
-        next_header: u8,
-    ) -> Result<usize, EspError> {
+    pub fn seal(&mut self, now: Instant, buf: &mut [u8], inner_len: usize, next_header: u8) -> Result<usize, EspError> {
         if self.outbound_due(now) {
             self.rekey_outbound(now)?;
         }
@@ -192,18 +186,14 @@ impl PeerSession {
         let Some(keys) = &self.keys else {
             return Err(EspError::UnknownSpi);
         };
-        if self
-            .last_resync
-            .is_some_and(|t| now < t + self.config.resync_interval)
-        {
+        if self.last_resync.is_some_and(|t| now < t + self.config.resync_interval) {
             return Err(EspError::UnknownSpi);
         }
         self.last_resync = Some(now);
         self.stats.resync_scans += 1;
         let first = self.in_generation + 2;
         let last = self.in_generation.saturating_add(self.config.resync_span);
-        let Some(generation) = (first..=last).find(|g| keys.spi(Direction::Inbound, *g) == spi)
-        else {
+        let Some(generation) = (first..=last).find(|g| keys.spi(Direction::Inbound, *g) == spi) else {
             return Err(EspError::UnknownSpi);
         };
         let mut candidate = keys.inbound(generation, self.config.window)?;
@@ -217,17 +207,13 @@ impl PeerSession {
         let old = std::mem::replace(&mut self.inbound, sa);
         self.previous = Some((old, now + self.config.overlap));
         self.in_generation = generation;
-        self.next_inbound = self
-            .keys
-            .as_ref()
-            .and_then(|k| k.inbound(generation + 1, self.config.window).ok());
+        self.next_inbound = self.keys.as_ref().and_then(|k| k.inbound(generation + 1, self.config.window).ok());
         self.stats.inbound_rekeys += 1;
     }
 
     fn outbound_due(&self, now: Instant) -> bool {
         self.keys.is_some()
-            && (self.outbound.needs_rekey()
-                || (self.outbound.packets() > 0 && now >= self.out_since + self.config.rekey_after))
+            && (self.outbound.needs_rekey() || (self.outbound.packets() > 0 && now >= self.out_since + self.config.rekey_after))
     }
 
     /// Replaces the outbound SA with the next generation now (a no-op for manual keys).
@@ -236,9 +222,7 @@ impl PeerSession {
             return Ok(());
         };
         let generation = self.out_generation + 1;
-        self.outbound = keys
-            .outbound(generation)?
-            .with_packet_budget(self.config.packet_budget);
+        self.outbound = keys.outbound(generation)?.with_packet_budget(self.config.packet_budget);
         self.out_generation = generation;
         self.out_since = now;
         self.stats.outbound_rekeys += 1;
@@ -247,11 +231,7 @@ impl PeerSession {
 
     /// Expires the previous inbound SA and rotates a due outbound SA.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), EspError> {
-        if self
-            .previous
-            .as_ref()
-            .is_some_and(|(_, expires_at)| now >= *expires_at)
-        {
+        if self.previous.as_ref().is_some_and(|(_, expires_at)| now >= *expires_at) {
             self.previous = None;
         }
         if self.outbound_due(now) {
@@ -263,8 +243,7 @@ impl PeerSession {
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.previous.as_ref().map(|(_, t)| *t);
-        let rekey = (self.keys.is_some() && self.outbound.packets() > 0)
-            .then(|| self.out_since + self.config.rekey_after);
+        let rekey = (self.keys.is_some() && self.outbound.packets() > 0).then(|| self.out_since + self.config.rekey_after);
         match (expiry, rekey) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -325,28 +304,9 @@ mod tests {
     fn sessions(config: SessionConfig, now: Instant) -> (PeerSession, PeerSession) {
         let a = HostKey::from_private_bytes(&[7; KEY_LEN]).unwrap();
         let b = HostKey::from_private_bytes(&[9; KEY_LEN]).unwrap();
-        let ka = SessionKeys::new(
-            &a,
-            A_EPOCH,
-            b.public_key(),
-            B_EPOCH,
-            Suite::Aes256Gcm,
-            false,
-        )
-        .unwrap();
-        let kb = SessionKeys::new(
-            &b,
-            B_EPOCH,
-            a.public_key(),
-            A_EPOCH,
-            Suite::Aes256Gcm,
-            false,
-        )
-        .unwrap();
-        (
-            PeerSession::new(ka, config.clone(), now).unwrap(),
-            PeerSession::new(kb, config, now).unwrap(),
-        )
+        let ka = SessionKeys::new(&a, A_EPOCH, b.public_key(), B_EPOCH, Suite::Aes256Gcm, false).unwrap();
+        let kb = SessionKeys::new(&b, B_EPOCH, a.public_key(), A_EPOCH, Suite::Aes256Gcm, false).unwrap();
+        (PeerSession::new(ka, config.clone(), now).unwrap(), PeerSession::new(kb, config, now).unwrap())
     }
 
     fn seal(s: &mut PeerSession, now: Instant, msg: &[u8]) -> Vec<u8> {
@@ -385,11 +345,7 @@ mod tests {
     #[test]
     fn timer_rekey_with_overlap_keeps_old_inbound_decrypting() {
         let t0 = Instant::now();
-        let cfg = SessionConfig {
-            rekey_after: Duration::from_secs(60),
-            overlap: Duration::from_secs(10),
-            ..Default::default()
-        };
+        let cfg = SessionConfig { rekey_after: Duration::from_secs(60), overlap: Duration::from_secs(10), ..Default::default() };
         let (mut a, mut b) = sessions(cfg, t0);
         let old1 = seal(&mut a, t0, b"old 1");
         let old2 = seal(&mut a, t0 + Duration::from_secs(59), b"old 2");
@@ -429,10 +385,7 @@ mod tests {
     #[test]
     fn packet_budget_rekeys_and_receiver_follows() {
         let t0 = Instant::now();
-        let cfg = SessionConfig {
-            packet_budget: 3,
-            ..Default::default()
-        };
+        let cfg = SessionConfig { packet_budget: 3, ..Default::default() };
         let (mut a, mut b) = sessions(cfg, t0);
         let mut spis = Vec::new();
         for i in 0..10u8 {
@@ -451,10 +404,7 @@ mod tests {
     #[test]
     fn receiver_resyncs_after_lost_generations() {
         let t0 = Instant::now();
-        let cfg = SessionConfig {
-            packet_budget: 1,
-            ..Default::default()
-        };
+        let cfg = SessionConfig { packet_budget: 1, ..Default::default() };
         let (mut a, mut b) = sessions(cfg, t0);
         // Six generations' worth of packets are lost.
         for _ in 0..6 {
@@ -474,10 +424,7 @@ mod tests {
     #[test]
     fn resync_is_rate_limited_and_never_promotes_forgeries() {
         let t0 = Instant::now();
-        let cfg = SessionConfig {
-            packet_budget: 1,
-            ..Default::default()
-        };
+        let cfg = SessionConfig { packet_budget: 1, ..Default::default() };
         let (mut a, mut b) = sessions(cfg, t0);
         for _ in 0..4 {
             seal(&mut a, t0, b"lost");
@@ -509,24 +456,8 @@ mod tests {
         let t0 = Instant::now();
         let a = HostKey::from_private_bytes(&[7; KEY_LEN]).unwrap();
         let b = HostKey::from_private_bytes(&[9; KEY_LEN]).unwrap();
-        let before = SessionKeys::new(
-            &a,
-            A_EPOCH,
-            b.public_key(),
-            B_EPOCH,
-            Suite::Aes128Gcm,
-            false,
-        )
-        .unwrap();
-        let after = SessionKeys::new(
-            &a,
-            A_EPOCH + 1,
-            b.public_key(),
-            B_EPOCH,
-            Suite::Aes128Gcm,
-            false,
-        )
-        .unwrap();
+        let before = SessionKeys::new(&a, A_EPOCH, b.public_key(), B_EPOCH, Suite::Aes128Gcm, false).unwrap();
+        let after = SessionKeys::new(&a, A_EPOCH + 1, b.public_key(), B_EPOCH, Suite::Aes128Gcm, false).unwrap();
         let mut s1 = PeerSession::new(before, SessionConfig::default(), t0).unwrap();
         let mut s2 = PeerSession::new(after, SessionConfig::default(), t0).unwrap();
         let p1 = seal(&mut s1, t0, b"same plaintext");
@@ -542,16 +473,8 @@ mod tests {
         let t0 = Instant::now();
         let key = "0x0123456789abcdef0123456789abcdefcafebabe";
         let m = ManualSa::parse("0x1000", "rfc4106(gcm(aes))", key, 128).unwrap();
-        let mut a = PeerSession::manual(
-            m.outbound(false).unwrap().with_packet_budget(1),
-            m.inbound(false, 64).unwrap(),
-            t0,
-        );
-        let mut b = PeerSession::manual(
-            m.outbound(false).unwrap(),
-            m.inbound(false, 64).unwrap(),
-            t0,
-        );
+        let mut a = PeerSession::manual(m.outbound(false).unwrap().with_packet_budget(1), m.inbound(false, 64).unwrap(), t0);
+        let mut b = PeerSession::manual(m.outbound(false).unwrap(), m.inbound(false, 64).unwrap(), t0);
         let later = t0 + Duration::from_secs(86_400);
         for _ in 0..3 {
             let p = seal(&mut a, later, b"x");

@@ -1,25 +1,13 @@
 //! Drivers: the only place with file descriptors, syscalls, clocks, threads and `unsafe`.
+//!
+//! Split by job: [`fastpath`] moves packets (TAP, UDP, offloads), [`kernel`] programs kernel state
+//! over netlink (links, the kernel vxlan device, host-subnet routes), [`daemon`] is the event loop
+//! that wires both to the sans-IO core and serves the control socket and metrics. `fastpath` and
+//! `kernel` never import each other.
 
-pub mod control_socket;
 pub mod daemon;
-pub mod datapath;
-pub mod esp_driver;
-pub mod gossip;
-pub mod gro;
-pub mod gso;
-pub mod hostsubnet;
-pub mod hostsubnet_driver;
-pub mod links;
-pub mod metrics;
-pub mod netlink;
-pub mod netns;
-pub mod offload;
-pub mod probe;
-pub mod signals;
-pub mod status;
-pub mod tap;
-pub mod udp;
-pub mod virtio;
+pub mod fastpath;
+pub mod kernel;
 
 use std::io;
 use std::net::SocketAddrV4;

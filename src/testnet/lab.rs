@@ -17,7 +17,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::netns::Netns;
-use crate::sys::control_socket;
+use crate::sys::daemon::control_socket;
 
 /// Underlay MTU of the lab.
 pub const UNDERLAY_MTU: u32 = 1500;
@@ -362,7 +362,15 @@ impl Lab {
         h.ip(&["link", "set", "vtep1042", "mtu", &CONTAINER_MTU.to_string(), "master", "br0", "up"])?;
         for peer in self.peers_of(i) {
             super::netns::run_cmd(std::process::Command::new("bridge").args([
-                "-n", h.name(), "fdb", "append", "00:00:00:00:00:00", "dev", "vtep1042", "dst", &peer.to_string(),
+                "-n",
+                h.name(),
+                "fdb",
+                "append",
+                "00:00:00:00:00:00",
+                "dev",
+                "vtep1042",
+                "dst",
+                &peer.to_string(),
             ]))?;
         }
         Ok(())

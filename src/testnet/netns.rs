@@ -10,12 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 pub fn run_cmd(cmd: &mut Command) -> io::Result<Output> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| io::Error::new(e.kind(), format!("{cmd:?}: {e}")))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(io::Error::other(format!("{:?} failed ({}): {}", cmd, out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(out)
 }
@@ -97,11 +92,6 @@ pub fn list() -> Vec<String> {
     Command::new("ip")
         .args(["netns", "list"])
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-                .collect()
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect())
         .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::lab::{Container, Lab};
-use crate::sys::probe::{PingReport, ThroughputReport};
+use crate::testnet::probe::{PingReport, ThroughputReport};
 
 fn bin(lab: &Lab) -> String {
     lab.bin().to_string_lossy().into_owned()
@@ -23,11 +23,11 @@ pub fn ping(lab: &Lab, from: &Container, dst: Ipv4Addr, count: u32, interval: Du
 
 /// One TCP stream from `from` to `to` for `duration`, with the built-in generator.
 pub fn tcp_throughput(lab: &Lab, from: &Container, to: &Container, duration: Duration) -> io::Result<ThroughputReport> {
-    let mut sink = to.ns.command(&bin(lab)).args(["probe", "tcp-sink", "--port", "5299"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    let sent = from.ns.output(
-        &bin(lab),
-        &["probe", "tcp-send", &to.ip.to_string(), "--port", "5299", "--secs", &duration.as_secs_f64().to_string()],
-    );
+    let mut sink =
+        to.ns.command(&bin(lab)).args(["probe", "tcp-sink", "--port", "5299"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let sent = from
+        .ns
+        .output(&bin(lab), &["probe", "tcp-send", &to.ip.to_string(), "--port", "5299", "--secs", &duration.as_secs_f64().to_string()]);
     let sent = match sent {
         Ok(s) => s,
         Err(e) => {

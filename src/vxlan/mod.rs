@@ -14,7 +14,7 @@
 
 use core::ops::Range;
 
-use crate::wire::vxlan::{VxlanPacket, VxlanRepr, Vni, HEADER_LEN};
+use crate::wire::vxlan::{Vni, VxlanPacket, VxlanRepr, HEADER_LEN};
 use crate::wire::Error;
 
 /// Bytes of headroom the encapsulation needs in front of the inner frame.
@@ -49,11 +49,7 @@ pub struct Decapped {
 #[inline]
 pub fn decap(buf: &[u8], payload: Range<usize>) -> Result<Decapped, Error> {
     let packet = VxlanPacket::new_checked(&buf[payload.clone()])?;
-    Ok(Decapped {
-        vni: packet.vni(),
-        inner: payload.start + HEADER_LEN..payload.end,
-        reserved_bits: packet.reserved_bits_set(),
-    })
+    Ok(Decapped { vni: packet.vni(), inner: payload.start + HEADER_LEN..payload.end, reserved_bits: packet.reserved_bits_set() })
 }
 
 /// Hash of the inner flow (MACs, and for IPv4 the addresses, protocol and ports). // hot path
@@ -149,8 +145,7 @@ mod tests {
         let b = flow_hash(&frame_udp(1001));
         assert_ne!(a, b);
         assert_eq!(a, flow_hash(&frame_udp(1000)));
-        let ports: std::collections::HashSet<u16> =
-            (0..64).map(|p| source_port(flow_hash(&frame_udp(p)))).collect();
+        let ports: std::collections::HashSet<u16> = (0..64).map(|p| source_port(flow_hash(&frame_udp(p)))).collect();
         assert!(ports.len() > 50, "source ports spread: {}", ports.len());
         assert!(ports.iter().all(|p| (32768..61000).contains(p)));
     }

@@ -279,30 +279,15 @@ mod tests {
     #[test]
     fn gratuitous_and_probe() {
         let base = ArpRepr::parse(&ArpPacket::new_checked(&hex(REQUEST)[..]).unwrap()).unwrap();
-        let announce = ArpRepr {
-            target_protocol_addr: base.source_protocol_addr,
-            ..base
-        };
+        let announce = ArpRepr { target_protocol_addr: base.source_protocol_addr, ..base };
         assert!(announce.is_gratuitous() && !announce.is_probe());
-        let reply_announce = ArpRepr {
-            operation: ArpOperation::Reply,
-            ..announce
-        };
+        let reply_announce = ArpRepr { operation: ArpOperation::Reply, ..announce };
         assert!(reply_announce.is_gratuitous());
-        let odd = ArpRepr {
-            operation: ArpOperation::Unknown(3),
-            ..announce
-        };
+        let odd = ArpRepr { operation: ArpOperation::Unknown(3), ..announce };
         assert!(!odd.is_gratuitous());
-        let probe = ArpRepr {
-            source_protocol_addr: Ipv4Addr::UNSPECIFIED,
-            ..base
-        };
+        let probe = ArpRepr { source_protocol_addr: Ipv4Addr::UNSPECIFIED, ..base };
         assert!(probe.is_probe() && !probe.is_gratuitous());
-        let both_zero = ArpRepr {
-            target_protocol_addr: Ipv4Addr::UNSPECIFIED,
-            ..probe
-        };
+        let both_zero = ArpRepr { target_protocol_addr: Ipv4Addr::UNSPECIFIED, ..probe };
         assert!(both_zero.is_probe() && !both_zero.is_gratuitous());
     }
 
@@ -310,19 +295,12 @@ mod tests {
     fn truncated_and_unsupported() {
         let bytes = hex(REQUEST);
         for len in 0..PACKET_LEN {
-            assert_eq!(
-                ArpPacket::new_checked(&bytes[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(ArpPacket::new_checked(&bytes[..len]).err(), Some(Error::Truncated), "{len}");
         }
         for (at, value) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut b = bytes.clone();
             b[at] = value;
-            assert_eq!(
-                ArpPacket::new_checked(&b[..]).err(),
-                Some(Error::Unsupported)
-            );
+            assert_eq!(ArpPacket::new_checked(&b[..]).err(), Some(Error::Unsupported));
         }
     }
 

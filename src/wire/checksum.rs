@@ -69,11 +69,7 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u32) ->
 
 /// The partial sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
 pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u16 {
-    combine(&[
-        data(&src.octets()),
-        data(&dst.octets()),
-        fold(u64::from(len) + u64::from(next_header)),
-    ])
+    combine(&[data(&src.octets()), data(&dst.octets()), fold(u64::from(len) + u64::from(next_header))])
 }
 
 /// Folds `sum` and complements it: the value to store in a checksum field.
@@ -93,10 +89,7 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2.
-        assert_eq!(
-            data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0xddf2
-        );
+        assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
         assert_eq!(finish(0xddf2), !0xddf2);
     }
 
@@ -111,9 +104,7 @@ mod tests {
     fn word_width_does_not_change_the_sum() {
         // Compare against a plain 16-bit reference on many lengths and patterns.
         for len in 0..300usize {
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| (i as u8).wrapping_mul(97).wrapping_add(200))
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(97).wrapping_add(200)).collect();
             let mut acc: u32 = 0;
             for pair in bytes.chunks(2) {
                 let hi = u32::from(pair[0]) << 8;

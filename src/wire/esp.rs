@@ -146,10 +146,7 @@ impl EspRepr {
         if spi == 0 {
             return Err(EspWireError::ReservedSpi);
         }
-        Ok(EspRepr {
-            spi,
-            sequence_number: packet.sequence_number(),
-        })
+        Ok(EspRepr { spi, sequence_number: packet.sequence_number() })
     }
 
     /// Length of the emitted header.
@@ -194,30 +191,19 @@ mod tests {
 
     // The header of draft-mcgrew-gcm-test-01 test case 2 (SPI 0x0000a5f8, seq 0x0a), followed
     // by the first bytes of its explicit IV.
-    const CASE2_HEAD: [u8; 12] = [
-        0x00, 0x00, 0xa5, 0xf8, 0x00, 0x00, 0x00, 0x0a, 0xfa, 0xce, 0xdb, 0xad,
-    ];
+    const CASE2_HEAD: [u8; 12] = [0x00, 0x00, 0xa5, 0xf8, 0x00, 0x00, 0x00, 0x0a, 0xfa, 0xce, 0xdb, 0xad];
 
     #[test]
     fn parse_reads_spi_and_sequence() {
         let p = EspPacket::new_checked(&CASE2_HEAD[..]).unwrap();
         let repr = EspRepr::parse(&p).unwrap();
-        assert_eq!(
-            repr,
-            EspRepr {
-                spi: 0xa5f8,
-                sequence_number: 10
-            }
-        );
+        assert_eq!(repr, EspRepr { spi: 0xa5f8, sequence_number: 10 });
         assert_eq!(p.payload(), &[0xfa, 0xce, 0xdb, 0xad]);
     }
 
     #[test]
     fn emit_round_trips_byte_exact() {
-        let repr = EspRepr {
-            spi: 0xa5f8,
-            sequence_number: 10,
-        };
+        let repr = EspRepr { spi: 0xa5f8, sequence_number: 10 };
         let mut buf = CASE2_HEAD;
         buf[..8].fill(0xee);
         let mut p = EspPacket::new_unchecked(&mut buf[..]);
@@ -228,10 +214,7 @@ mod tests {
 
     #[test]
     fn short_and_reserved_rejected() {
-        assert_eq!(
-            EspPacket::new_checked(&CASE2_HEAD[..7]).unwrap_err(),
-            EspWireError::Truncated
-        );
+        assert_eq!(EspPacket::new_checked(&CASE2_HEAD[..7]).unwrap_err(), EspWireError::Truncated);
         let zero_spi = [0u8, 0, 0, 0, 0, 0, 0, 1];
         let p = EspPacket::new_checked(&zero_spi[..]).unwrap();
         assert_eq!(EspRepr::parse(&p).unwrap_err(), EspWireError::ReservedSpi);
@@ -241,21 +224,12 @@ mod tests {
     fn udp_4500_classification() {
         assert_eq!(classify_udp_4500(&[0xff]), Ok(Udp4500Payload::NatKeepalive));
         // An IKE_SA_INIT behind the non-ESP marker (initiator SPI starts after the 4 zeros).
-        assert_eq!(
-            classify_udp_4500(&[0, 0, 0, 0, 0x8a, 0x1b]),
-            Ok(Udp4500Payload::Ike)
-        );
+        assert_eq!(classify_udp_4500(&[0, 0, 0, 0, 0x8a, 0x1b]), Ok(Udp4500Payload::Ike));
         assert_eq!(classify_udp_4500(&[0, 0, 0, 0]), Ok(Udp4500Payload::Ike));
         assert_eq!(classify_udp_4500(&CASE2_HEAD), Ok(Udp4500Payload::Esp));
         assert_eq!(classify_udp_4500(&[]), Err(EspWireError::Truncated));
         assert_eq!(classify_udp_4500(&[0xfe]), Err(EspWireError::Truncated));
-        assert_eq!(
-            classify_udp_4500(&[0xff, 0xff]),
-            Err(EspWireError::Truncated)
-        );
-        assert_eq!(
-            classify_udp_4500(&CASE2_HEAD[..7]),
-            Err(EspWireError::Truncated)
-        );
+        assert_eq!(classify_udp_4500(&[0xff, 0xff]), Err(EspWireError::Truncated));
+        assert_eq!(classify_udp_4500(&CASE2_HEAD[..7]), Err(EspWireError::Truncated));
     }
 }

@@ -69,11 +69,7 @@ impl EthernetAddress {
 impl fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -107,8 +103,7 @@ impl serde::Serialize for EthernetAddress {
 impl<'de> serde::Deserialize<'de> for EthernetAddress {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse()
-            .map_err(|_| serde::de::Error::custom(format!("invalid MAC address {s:?}")))
+        s.parse().map_err(|_| serde::de::Error::custom(format!("invalid MAC address {s:?}")))
     }
 }
 
@@ -202,8 +197,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The whole 802.1Q tag control information (PCP, DEI, VID) if tagged.
     pub fn vlan_tci(&self) -> Option<u16> {
-        self.is_tagged()
-            .then(|| read_u16(self.buffer.as_ref(), field::TCI))
+        self.is_tagged().then(|| read_u16(self.buffer.as_ref(), field::TCI))
     }
 
     /// The 12-bit 802.1Q VLAN ID if tagged.
@@ -297,12 +291,7 @@ impl EthernetRepr {
     /// Parses the header of a checked frame.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &EthernetFrame<&T>) -> Result<Self> {
         frame.check_len()?;
-        Ok(EthernetRepr {
-            src_addr: frame.src_addr(),
-            dst_addr: frame.dst_addr(),
-            vlan_id: frame.vlan_id(),
-            ethertype: frame.ethertype(),
-        })
+        Ok(EthernetRepr { src_addr: frame.src_addr(), dst_addr: frame.dst_addr(), vlan_id: frame.vlan_id(), ethertype: frame.ethertype() })
     }
 
     /// Header length this repr emits: 14, or 18 with a VLAN ID.
@@ -417,18 +406,11 @@ mod tests {
     fn truncated_at_every_length() {
         let tagged = tag(&hex(ECHO_REQUEST), 7);
         for len in 0..VLAN_HEADER_LEN {
-            assert_eq!(
-                EthernetFrame::new_checked(&tagged[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(EthernetFrame::new_checked(&tagged[..len]).err(), Some(Error::Truncated), "{len}");
         }
         let plain = hex(ECHO_REQUEST);
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                EthernetFrame::new_checked(&plain[..len]).err(),
-                Some(Error::Truncated)
-            );
+            assert_eq!(EthernetFrame::new_checked(&plain[..len]).err(), Some(Error::Truncated));
         }
         assert!(EthernetFrame::new_checked(&plain[..HEADER_LEN]).is_ok());
     }
@@ -440,18 +422,8 @@ mod tests {
         assert_eq!(a.to_string(), "02:00:00:00:10:0a");
         assert!(a.is_local());
         assert_eq!("02-00-00-00-10-0a".parse::<EthernetAddress>(), Ok(a));
-        for bad in [
-            "",
-            "02:00:00:00:10",
-            "02:00:00:00:10:0a:00",
-            "2:00:00:00:10:0a",
-            "zz:00:00:00:10:0a",
-        ] {
-            assert_eq!(
-                bad.parse::<EthernetAddress>(),
-                Err(Error::Malformed),
-                "{bad}"
-            );
+        for bad in ["", "02:00:00:00:10", "02:00:00:00:10:0a:00", "2:00:00:00:10:0a", "zz:00:00:00:10:0a"] {
+            assert_eq!(bad.parse::<EthernetAddress>(), Err(Error::Malformed), "{bad}");
         }
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(json, "\"02:00:00:00:10:0a\"");

@@ -253,9 +253,7 @@ pub enum Icmpv4Repr<'a> {
 /// The part of `original` (an IPv4 packet) an error message quotes per RFC 792: the header with
 /// options plus the first 8 payload bytes, or less when the packet is shorter.
 pub fn quote(original: &[u8]) -> &[u8] {
-    let header_len = original
-        .first()
-        .map_or(IPV4_HEADER_LEN, |b| usize::from(b & 0x0f) * 4);
+    let header_len = original.first().map_or(IPV4_HEADER_LEN, |b| usize::from(b & 0x0f) * 4);
     &original[..original.len().min(header_len + QUOTED_PAYLOAD_LEN)]
 }
 
@@ -287,38 +285,20 @@ impl<'a> Icmpv4Repr<'a> {
             (message_type::ECHO_REQUEST, 0) | (message_type::ECHO_REPLY, 0) => {
                 let (ident, seq_no) = (packet.echo_ident(), packet.echo_seq_no());
                 Ok(if ty == message_type::ECHO_REQUEST {
-                    Icmpv4Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }
+                    Icmpv4Repr::EchoRequest { ident, seq_no, data }
                 } else {
-                    Icmpv4Repr::EchoReply {
-                        ident,
-                        seq_no,
-                        data,
-                    }
+                    Icmpv4Repr::EchoReply { ident, seq_no, data }
                 })
             }
             (message_type::DST_UNREACHABLE, _) => {
                 check_invoking(data)?;
                 let reason = Icmpv4DstUnreachable::from_code(code, packet.next_hop_mtu());
-                Ok(Icmpv4Repr::DstUnreachable {
-                    reason,
-                    invoking: data,
-                })
+                Ok(Icmpv4Repr::DstUnreachable { reason, invoking: data })
             }
             (message_type::TIME_EXCEEDED, 0 | 1) => {
                 check_invoking(data)?;
-                let reason = if code == 0 {
-                    Icmpv4TimeExceeded::TtlExpired
-                } else {
-                    Icmpv4TimeExceeded::FragReassembly
-                };
-                Ok(Icmpv4Repr::TimeExceeded {
-                    reason,
-                    invoking: data,
-                })
+                let reason = if code == 0 { Icmpv4TimeExceeded::TtlExpired } else { Icmpv4TimeExceeded::FragReassembly };
+                Ok(Icmpv4Repr::TimeExceeded { reason, invoking: data })
             }
             _ => Err(Error::Unsupported),
         }
@@ -328,11 +308,8 @@ impl<'a> Icmpv4Repr<'a> {
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
             + match self {
-                Icmpv4Repr::EchoRequest { data, .. } | Icmpv4Repr::EchoReply { data, .. } => {
-                    data.len()
-                }
-                Icmpv4Repr::DstUnreachable { invoking, .. }
-                | Icmpv4Repr::TimeExceeded { invoking, .. } => invoking.len(),
+                Icmpv4Repr::EchoRequest { data, .. } | Icmpv4Repr::EchoReply { data, .. } => data.len(),
+                Icmpv4Repr::DstUnreachable { invoking, .. } | Icmpv4Repr::TimeExceeded { invoking, .. } => invoking.len(),
             }
     }
 
@@ -340,21 +317,8 @@ impl<'a> Icmpv4Repr<'a> {
     /// since the checksum covers the whole buffer) and fills the checksum.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv4Packet<T>) {
         let body = match *self {
-            Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            }
-            | Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => {
-                let ty = if matches!(self, Icmpv4Repr::EchoRequest { .. }) {
-                    message_type::ECHO_REQUEST
-                } else {
-                    message_type::ECHO_REPLY
-                };
+            Icmpv4Repr::EchoRequest { ident, seq_no, data } | Icmpv4Repr::EchoReply { ident, seq_no, data } => {
+                let ty = if matches!(self, Icmpv4Repr::EchoRequest { .. }) { message_type::ECHO_REQUEST } else { message_type::ECHO_REPLY };
                 packet.set_msg_type(ty);
                 packet.set_msg_code(0);
                 packet.set_echo_ident(ident);
@@ -407,11 +371,7 @@ mod tests {
         7377 6974 6368";
 
     fn icmp_of(ip: &[u8]) -> &[u8] {
-        Ipv4Packet::new_checked(ip)
-            .unwrap()
-            .into_inner()
-            .get(20..)
-            .unwrap()
+        Ipv4Packet::new_checked(ip).unwrap().into_inner().get(20..).unwrap()
     }
 
     fn roundtrip(icmp: &[u8]) -> Icmpv4Repr<'_> {
@@ -429,19 +389,9 @@ mod tests {
         let req_ip = hex(ECHO_REQUEST);
         let req = roundtrip(icmp_of(&req_ip));
         let pattern = hex("c85f 026b 0000 0000 09b5 0e00 0000 0000");
-        assert_eq!(
-            req,
-            Icmpv4Repr::EchoRequest {
-                ident: 0x18e9,
-                seq_no: 1,
-                data: &pattern
-            }
-        );
+        assert_eq!(req, Icmpv4Repr::EchoRequest { ident: 0x18e9, seq_no: 1, data: &pattern });
         let rep_ip = hex(ECHO_REPLY);
-        assert!(matches!(
-            roundtrip(icmp_of(&rep_ip)),
-            Icmpv4Repr::EchoReply { ident: 0x18e9, .. }
-        ));
+        assert!(matches!(roundtrip(icmp_of(&rep_ip)), Icmpv4Repr::EchoReply { ident: 0x18e9, .. }));
     }
 
     #[test]
@@ -460,10 +410,7 @@ mod tests {
     /// Builds IPv4 + ICMP error around `original` the way the switch core will.
     fn build_error(reason: Icmpv4DstUnreachable, original: &[u8]) -> Vec<u8> {
         let orig = Ipv4Packet::new_checked(original).unwrap();
-        let icmp = Icmpv4Repr::DstUnreachable {
-            reason,
-            invoking: quote(original),
-        };
+        let icmp = Icmpv4Repr::DstUnreachable { reason, invoking: quote(original) };
         let ip = Ipv4Repr {
             src_addr: Ipv4Addr::new(192, 0, 2, 254),
             dst_addr: orig.src_addr(),
@@ -472,9 +419,7 @@ mod tests {
             ttl: 64,
         };
         let mut out = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
-        icmp.emit(&mut Icmpv4Packet::new_unchecked(
-            &mut out[ip.buffer_len()..],
-        ));
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut out[ip.buffer_len()..]));
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[..]));
         out
     }
@@ -493,58 +438,33 @@ mod tests {
         use etherparse::icmpv4::DestUnreachableHeader;
         assert_eq!(
             icmp.icmp_type(),
-            etherparse::Icmpv4Type::DestinationUnreachable(
-                DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1450 }
-            )
+            etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1450 })
         );
         assert_eq!(icmp.payload(), &original[..28]);
         let (h, _) = etherparse::Icmpv4Header::from_slice(icmp.slice()).unwrap();
         assert_eq!(h.checksum, h.icmp_type.calc_checksum(icmp.payload()));
 
         let parsed = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&out[20..]).unwrap()).unwrap();
-        assert_eq!(
-            parsed,
-            Icmpv4Repr::DstUnreachable {
-                reason,
-                invoking: &original[..28]
-            }
-        );
+        assert_eq!(parsed, Icmpv4Repr::DstUnreachable { reason, invoking: &original[..28] });
     }
 
     #[test]
     fn net_host_unreachable_and_time_exceeded_match_etherparse() {
         let original = hex(ECHO_REQUEST);
         use etherparse::icmpv4::DestUnreachableHeader as D;
-        for (reason, expected) in [
-            (Icmpv4DstUnreachable::NetUnreachable, D::Network),
-            (Icmpv4DstUnreachable::HostUnreachable, D::Host),
-        ] {
+        for (reason, expected) in [(Icmpv4DstUnreachable::NetUnreachable, D::Network), (Icmpv4DstUnreachable::HostUnreachable, D::Host)] {
             let out = build_error(reason, &original);
             let (h, rest) = etherparse::Icmpv4Header::from_slice(&out[20..]).unwrap();
-            assert_eq!(
-                h.icmp_type,
-                etherparse::Icmpv4Type::DestinationUnreachable(expected)
-            );
+            assert_eq!(h.icmp_type, etherparse::Icmpv4Type::DestinationUnreachable(expected));
             assert_eq!(h.checksum, h.icmp_type.calc_checksum(rest));
         }
-        let te = Icmpv4Repr::TimeExceeded {
-            reason: Icmpv4TimeExceeded::TtlExpired,
-            invoking: quote(&original),
-        };
+        let te = Icmpv4Repr::TimeExceeded { reason: Icmpv4TimeExceeded::TtlExpired, invoking: quote(&original) };
         let mut out = vec![0u8; te.buffer_len()];
         te.emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]));
         let (h, rest) = etherparse::Icmpv4Header::from_slice(&out).unwrap();
-        assert_eq!(
-            h.icmp_type,
-            etherparse::Icmpv4Type::TimeExceeded(
-                etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit
-            )
-        );
+        assert_eq!(h.icmp_type, etherparse::Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit));
         assert_eq!(h.checksum, h.icmp_type.calc_checksum(rest));
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&out[..]).unwrap()),
-            Ok(te)
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&out[..]).unwrap()), Ok(te));
     }
 
     #[test]
@@ -563,31 +483,19 @@ mod tests {
         let ip = hex(ECHO_REQUEST);
         let mut icmp = icmp_of(&ip).to_vec();
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Icmpv4Packet::new_checked(&icmp[..len]).err(),
-                Some(Error::Truncated)
-            );
+            assert_eq!(Icmpv4Packet::new_checked(&icmp[..len]).err(), Some(Error::Truncated));
         }
         icmp[3] ^= 1;
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&icmp[..]).unwrap()),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&icmp[..]).unwrap()), Err(Error::Malformed));
         icmp[3] ^= 1;
         icmp[0] = 13; // timestamp request
         Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&icmp[..]).unwrap()),
-            Err(Error::Unsupported)
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&icmp[..]).unwrap()), Err(Error::Unsupported));
         // An error whose quote is too short for an IPv4 header is refused.
         let unreach = hex(PORT_UNREACHABLE);
         let mut short = icmp_of(&unreach)[..HEADER_LEN + 12].to_vec();
         Icmpv4Packet::new_unchecked(&mut short[..]).fill_checksum();
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&short[..]).unwrap()),
-            Err(Error::Truncated)
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&short[..]).unwrap()), Err(Error::Truncated));
     }
 
     proptest! {

@@ -78,10 +78,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         if len < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let ndisc = matches!(
-            self.msg_type(),
-            message_type::NEIGHBOR_SOLICIT | message_type::NEIGHBOR_ADVERT
-        );
+        let ndisc = matches!(self.msg_type(), message_type::NEIGHBOR_SOLICIT | message_type::NEIGHBOR_ADVERT);
         if ndisc && len < NDISC_LEN {
             return Err(Error::Truncated);
         }
@@ -133,10 +130,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     fn sum(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> u16 {
         let buf = self.buffer.as_ref();
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, protocol::ICMPV6, len),
-            checksum::data(buf),
-        ])
+        checksum::combine(&[checksum::pseudo_header_v6(src, dst, protocol::ICMPV6, len), checksum::data(buf)])
     }
 }
 
@@ -255,11 +249,7 @@ fn find_lladdr(mut options: &[u8], wanted: u8) -> Result<Option<EthernetAddress>
 impl NdiscRepr {
     /// Parses an NS or NA sent from `src` to `dst` (checksum verified); other ICMPv6 messages
     /// are `Unsupported`.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        packet: &Icmpv6Packet<&T>,
-        src: &Ipv6Addr,
-        dst: &Ipv6Addr,
-    ) -> Result<Self> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Icmpv6Packet<&T>, src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<Self> {
         packet.check()?;
         let ty = packet.msg_type();
         if ty != message_type::NEIGHBOR_SOLICIT && ty != message_type::NEIGHBOR_ADVERT {
@@ -277,26 +267,18 @@ impl NdiscRepr {
             if src.is_unspecified() && lladdr.is_some() {
                 return Err(Error::Malformed);
             }
-            Ok(NdiscRepr::NeighborSolicit {
-                target_addr,
-                lladdr,
-            })
+            Ok(NdiscRepr::NeighborSolicit { target_addr, lladdr })
         } else {
             let lladdr = find_lladdr(packet.options(), option_type::TARGET_LLADDR)?;
             let flags = packet.neighbor_flags();
-            Ok(NdiscRepr::NeighborAdvert {
-                flags,
-                target_addr,
-                lladdr,
-            })
+            Ok(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr })
         }
     }
 
     /// Bytes `emit` writes: 24, plus 8 with a link-layer address option.
     pub const fn buffer_len(&self) -> usize {
         let lladdr = match self {
-            NdiscRepr::NeighborSolicit { lladdr, .. }
-            | NdiscRepr::NeighborAdvert { lladdr, .. } => lladdr,
+            NdiscRepr::NeighborSolicit { lladdr, .. } | NdiscRepr::NeighborAdvert { lladdr, .. } => lladdr,
         };
         if lladdr.is_some() {
             NDISC_LEN + LLADDR_OPT_LEN
@@ -307,34 +289,14 @@ impl NdiscRepr {
 
     /// Writes the message into `packet` (exactly `buffer_len()` bytes, since the checksum covers
     /// the whole buffer) and fills the checksum for `src` -> `dst`.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut Icmpv6Packet<T>,
-        src: &Ipv6Addr,
-        dst: &Ipv6Addr,
-    ) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv6Packet<T>, src: &Ipv6Addr, dst: &Ipv6Addr) {
         let (ty, flags, target, lladdr, opt) = match *self {
-            NdiscRepr::NeighborSolicit {
-                target_addr,
-                lladdr,
-            } => (
-                message_type::NEIGHBOR_SOLICIT,
-                NeighborFlags::NONE,
-                target_addr,
-                lladdr,
-                option_type::SOURCE_LLADDR,
-            ),
-            NdiscRepr::NeighborAdvert {
-                flags,
-                target_addr,
-                lladdr,
-            } => (
-                message_type::NEIGHBOR_ADVERT,
-                flags,
-                target_addr,
-                lladdr,
-                option_type::TARGET_LLADDR,
-            ),
+            NdiscRepr::NeighborSolicit { target_addr, lladdr } => {
+                (message_type::NEIGHBOR_SOLICIT, NeighborFlags::NONE, target_addr, lladdr, option_type::SOURCE_LLADDR)
+            }
+            NdiscRepr::NeighborAdvert { flags, target_addr, lladdr } => {
+                (message_type::NEIGHBOR_ADVERT, flags, target_addr, lladdr, option_type::TARGET_LLADDR)
+            }
         };
         packet.set_msg_type(ty);
         packet.set_msg_code(0);
@@ -380,9 +342,7 @@ mod tests {
         assert_eq!(nd.buffer_len(), ip_repr.payload_len);
 
         let mut out = vec![0u8; bytes.len()];
-        EthernetRepr::parse(&eth)
-            .unwrap()
-            .emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
+        EthernetRepr::parse(&eth).unwrap().emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
         ip_repr.emit(&mut Ipv6Packet::new_unchecked(&mut out[14..]));
         let mut p = Icmpv6Packet::new_unchecked(&mut out[54..]);
         nd.emit(&mut p, &ip_repr.src_addr, &ip_repr.dst_addr);
@@ -395,22 +355,14 @@ mod tests {
         let nd = roundtrip(&hex(NS_FRAME));
         assert_eq!(
             nd,
-            NdiscRepr::NeighborSolicit {
-                target_addr: "2001:db8::2".parse().unwrap(),
-                lladdr: Some("02:00:00:00:10:0a".parse().unwrap()),
-            }
+            NdiscRepr::NeighborSolicit { target_addr: "2001:db8::2".parse().unwrap(), lladdr: Some("02:00:00:00:10:0a".parse().unwrap()) }
         );
     }
 
     #[test]
     fn captured_advertisement() {
         let nd = roundtrip(&hex(NA_FRAME));
-        let NdiscRepr::NeighborAdvert {
-            flags,
-            target_addr,
-            lladdr,
-        } = nd
-        else {
+        let NdiscRepr::NeighborAdvert { flags, target_addr, lladdr } = nd else {
             panic!("{nd:?}");
         };
         assert_eq!(flags, NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE);
@@ -431,10 +383,7 @@ mod tests {
         let mut out = vec![0u8; na.buffer_len()];
         na.emit(&mut Icmpv6Packet::new_unchecked(&mut out[..]), &src, &dst);
         let (h, rest) = etherparse::Icmpv6Header::from_slice(&out).unwrap();
-        let expected = h
-            .icmp_type
-            .calc_checksum(src.octets(), dst.octets(), rest)
-            .unwrap();
+        let expected = h.icmp_type.calc_checksum(src.octets(), dst.octets(), rest).unwrap();
         assert_eq!(h.checksum, expected);
         assert_eq!(out[4], 0x40);
     }
@@ -445,23 +394,15 @@ mod tests {
         let icmp = frame[54..].to_vec();
         let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let dst: Ipv6Addr = "ff02::1:ff00:2".parse().unwrap();
-        let parse =
-            |b: &[u8], s: &Ipv6Addr| NdiscRepr::parse(&Icmpv6Packet::new_unchecked(b), s, &dst);
+        let parse = |b: &[u8], s: &Ipv6Addr| NdiscRepr::parse(&Icmpv6Packet::new_unchecked(b), s, &dst);
         let refill = |mut b: Vec<u8>, s: &Ipv6Addr| {
             Icmpv6Packet::new_unchecked(&mut b[..]).fill_checksum(s, &dst);
             b
         };
         assert!(parse(&icmp, &src).is_ok());
-        assert_eq!(
-            parse(&icmp, &"2001:db8::9".parse().unwrap()),
-            Err(Error::Malformed)
-        );
+        assert_eq!(parse(&icmp, &"2001:db8::9".parse().unwrap()), Err(Error::Malformed));
         for len in 0..NDISC_LEN {
-            assert_eq!(
-                Icmpv6Packet::new_checked(&icmp[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Icmpv6Packet::new_checked(&icmp[..len]).err(), Some(Error::Truncated), "{len}");
         }
         let mut zero_opt = icmp.clone();
         zero_opt[25] = 0;
@@ -474,31 +415,16 @@ mod tests {
         assert_eq!(parse(&refill(code, &src), &src), Err(Error::Malformed));
         let mut mcast_target = icmp.clone();
         mcast_target[8] = 0xff;
-        assert_eq!(
-            parse(&refill(mcast_target, &src), &src),
-            Err(Error::Malformed)
-        );
+        assert_eq!(parse(&refill(mcast_target, &src), &src), Err(Error::Malformed));
         // DAD: from :: with a source link-layer option is invalid, without it is a probe.
         let unspec = Ipv6Addr::UNSPECIFIED;
-        assert_eq!(
-            parse(&refill(icmp.clone(), &unspec), &unspec),
-            Err(Error::Malformed)
-        );
+        assert_eq!(parse(&refill(icmp.clone(), &unspec), &unspec), Err(Error::Malformed));
         let dad = refill(icmp[..NDISC_LEN].to_vec(), &unspec);
-        assert!(matches!(
-            parse(&dad, &unspec),
-            Ok(NdiscRepr::NeighborSolicit { lladdr: None, .. })
-        ));
+        assert!(matches!(parse(&dad, &unspec), Ok(NdiscRepr::NeighborSolicit { lladdr: None, .. })));
         // Unknown options are skipped.
         let mut extra = icmp.clone();
         extra.extend_from_slice(&[14, 1, 0, 0, 0, 0, 0, 0]);
-        assert!(matches!(
-            parse(&refill(extra, &src), &src),
-            Ok(NdiscRepr::NeighborSolicit {
-                lladdr: Some(_),
-                ..
-            })
-        ));
+        assert!(matches!(parse(&refill(extra, &src), &src), Ok(NdiscRepr::NeighborSolicit { lladdr: Some(_), .. })));
         let mut echo = icmp.clone();
         echo[0] = message_type::ECHO_REQUEST;
         assert_eq!(parse(&echo, &src), Err(Error::Unsupported));

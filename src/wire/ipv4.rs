@@ -375,16 +375,10 @@ mod tests {
         let repr = roundtrip(&bytes);
         assert_eq!(repr.src_addr, Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(repr.dst_addr, Ipv4Addr::new(192, 0, 2, 2));
-        assert_eq!(
-            (repr.protocol, repr.ttl, repr.payload_len),
-            (protocol::ICMP, 64, 24)
-        );
+        assert_eq!((repr.protocol, repr.ttl, repr.payload_len), (protocol::ICMP, 64, 24));
         let p = Ipv4Packet::new_checked(&bytes[..]).unwrap();
         assert!(p.dont_frag() && !p.more_frags() && !p.is_fragment());
-        assert_eq!(
-            (p.ident(), p.frag_offset(), p.header_len()),
-            (0x5da3, 0, 20)
-        );
+        assert_eq!((p.ident(), p.frag_offset(), p.header_len()), (0x5da3, 0, 20));
         assert_eq!(p.payload(), &bytes[20..]);
     }
 
@@ -429,10 +423,7 @@ mod tests {
         // A changed TTL without a refill is caught the same way.
         let mut bytes = hex(ECHO_REQUEST);
         bytes[8] -= 1;
-        assert_eq!(
-            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&bytes[..])),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&bytes[..])), Err(Error::Malformed));
         let mut q = Ipv4Packet::new_unchecked(&mut bytes[..]);
         q.fill_checksum();
         assert!(q.verify_checksum());
@@ -442,36 +433,20 @@ mod tests {
     fn truncated_and_malformed() {
         let bytes = hex(ECHO_REQUEST);
         for len in 0..bytes.len() {
-            assert_eq!(
-                Ipv4Packet::new_checked(&bytes[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Ipv4Packet::new_checked(&bytes[..len]).err(), Some(Error::Truncated), "{len}");
         }
         let mut v6 = bytes.clone();
         v6[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&v6[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v6[..]).err(), Some(Error::Malformed));
         let mut ihl4 = bytes.clone();
         ihl4[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&ihl4[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&ihl4[..]).err(), Some(Error::Malformed));
         let mut ihl15 = bytes.clone();
         ihl15[0] = 0x4f;
-        assert_eq!(
-            Ipv4Packet::new_checked(&ihl15[..]).err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&ihl15[..]).err(), Some(Error::Truncated));
         let mut short_total = bytes.clone();
         short_total[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_total[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_total[..]).err(), Some(Error::Malformed));
     }
 
     proptest! {

@@ -121,8 +121,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets version 6, the traffic class and the flow label.
     pub fn set_version_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
         let word = (6u32 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
-        self.buffer.as_mut()[field::VER_TC_FLOW..field::VER_TC_FLOW + 4]
-            .copy_from_slice(&word.to_be_bytes());
+        self.buffer.as_mut()[field::VER_TC_FLOW..field::VER_TC_FLOW + 4].copy_from_slice(&word.to_be_bytes());
     }
 
     /// Sets the payload length.
@@ -226,10 +225,7 @@ mod tests {
         let repr = Ipv6Repr::parse(&p).unwrap();
         assert_eq!(repr.src_addr, "2001:db8::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(repr.dst_addr, "ff02::1:ff00:2".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(
-            (repr.next_header, repr.hop_limit, repr.payload_len),
-            (protocol::ICMPV6, 255, 32)
-        );
+        assert_eq!((repr.next_header, repr.hop_limit, repr.payload_len), (protocol::ICMPV6, 255, 32));
         let mut out = bytes.clone();
         out[..HEADER_LEN].fill(0xee);
         repr.emit(&mut Ipv6Packet::new_unchecked(&mut out[..]));
@@ -240,10 +236,7 @@ mod tests {
     fn flow_label_is_read_and_settable() {
         let bytes = hex(ECHO);
         let p = Ipv6Packet::new_checked(&bytes[..]).unwrap();
-        assert_eq!(
-            (p.traffic_class(), p.flow_label(), p.hop_limit()),
-            (0, 0x277d0, 64)
-        );
+        assert_eq!((p.traffic_class(), p.flow_label(), p.hop_limit()), (0, 0x277d0, 64));
         assert_eq!(p.payload().len(), 16);
         let repr = Ipv6Repr::parse(&p).unwrap();
         let mut out = bytes.clone();
@@ -259,18 +252,11 @@ mod tests {
     fn truncated_and_malformed() {
         let bytes = hex(NS);
         for len in 0..bytes.len() {
-            assert_eq!(
-                Ipv6Packet::new_checked(&bytes[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Ipv6Packet::new_checked(&bytes[..len]).err(), Some(Error::Truncated), "{len}");
         }
         let mut v4 = bytes.clone();
         v4[0] = 0x40;
-        assert_eq!(
-            Ipv6Packet::new_checked(&v4[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv6Packet::new_checked(&v4[..]).err(), Some(Error::Malformed));
     }
 
     proptest! {

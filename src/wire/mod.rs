@@ -147,15 +147,9 @@ mod tests {
                 }
             }
             protocol::ICMP => match Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ip.payload())?)? {
-                Icmpv4Repr::DstUnreachable { invoking, .. }
-                | Icmpv4Repr::TimeExceeded { invoking, .. } => {
+                Icmpv4Repr::DstUnreachable { invoking, .. } | Icmpv4Repr::TimeExceeded { invoking, .. } => {
                     let quoted = Ipv4Packet::new_unchecked(invoking);
-                    let _ = (
-                        quoted.src_addr(),
-                        quoted.dst_addr(),
-                        quoted.protocol(),
-                        quoted.header(),
-                    );
+                    let _ = (quoted.src_addr(), quoted.dst_addr(), quoted.protocol(), quoted.header());
                     1
                 }
                 _ => 1,
@@ -178,10 +172,7 @@ mod tests {
 
     #[test]
     fn captured_frames_decode_all_the_way_down() {
-        let depths: Vec<usize> = FRAMES
-            .iter()
-            .map(|f| decode_all(&hex(f)).unwrap())
-            .collect();
+        let depths: Vec<usize> = FRAMES.iter().map(|f| decode_all(&hex(f)).unwrap()).collect();
         // Ethernet, IPv4, UDP, VXLAN, then Ethernet + IPv4 + ICMP / Ethernet + IPv6 + ICMPv6 /
         // Ethernet + ARP.
         assert_eq!(depths, vec![7, 7, 6]);

@@ -168,10 +168,7 @@ impl UdpRepr {
     /// [`UdpPacket::verify_checksum`] when the addresses are known.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &UdpPacket<&T>) -> Result<Self> {
         packet.check()?;
-        Ok(UdpRepr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-        })
+        Ok(UdpRepr { src_port: packet.src_port(), dst_port: packet.dst_port() })
     }
 
     /// Header bytes `emit` writes: 8.
@@ -182,24 +179,14 @@ impl UdpRepr {
     /// Writes the header with length `8 + payload_len` and a checksum. The payload must already
     /// be in place behind the header (the in-place encap layout). `payload_len` <= 65527.
     // hot path
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut UdpPacket<T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        payload_len: usize,
-    ) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut UdpPacket<T>, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) {
         self.emit_without_checksum(packet, payload_len);
         packet.fill_checksum(src, dst);
     }
 
     /// Writes the header with length `8 + payload_len` and checksum 0 (none; legal over IPv4).
     // hot path
-    pub fn emit_without_checksum<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut UdpPacket<T>,
-        payload_len: usize,
-    ) {
+    pub fn emit_without_checksum<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut UdpPacket<T>, payload_len: usize) {
         debug_assert!(payload_len <= usize::from(u16::MAX) - HEADER_LEN);
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -263,13 +250,9 @@ mod tests {
         // assumes the inner checksum gets finished by the NIC. Finish it, and the kernel's outer
         // checksum must verify with ours; before that it must not.
         let mut bytes = hex(OUTER_WITH_UDP);
-        assert!(!UdpPacket::new_checked(&bytes[..])
-            .unwrap()
-            .verify_checksum(OUTER_SRC, OUTER_DST));
+        assert!(!UdpPacket::new_checked(&bytes[..]).unwrap().verify_checksum(OUTER_SRC, OUTER_DST));
         let inner_udp = HEADER_LEN + 8 + 14 + 20;
-        UdpPacket::new_checked(&mut bytes[inner_udp..])
-            .unwrap()
-            .fill_checksum(INNER_SRC, INNER_DST);
+        UdpPacket::new_checked(&mut bytes[inner_udp..]).unwrap().fill_checksum(INNER_SRC, INNER_DST);
         let outer = UdpPacket::new_checked(&bytes[..]).unwrap();
         assert_eq!(outer.checksum(), 0x1d8c);
         assert!(outer.verify_checksum(OUTER_SRC, OUTER_DST));
@@ -292,9 +275,7 @@ mod tests {
         repr.emit(&mut q, OUTER_SRC, OUTER_DST, bytes.len() - HEADER_LEN);
         assert!(q.verify_checksum(OUTER_SRC, OUTER_DST));
         let (h, _) = etherparse::UdpHeader::from_slice(&out).unwrap();
-        let ep = h
-            .calc_checksum_ipv4_raw(OUTER_SRC.octets(), OUTER_DST.octets(), &out[HEADER_LEN..])
-            .unwrap();
+        let ep = h.calc_checksum_ipv4_raw(OUTER_SRC.octets(), OUTER_DST.octets(), &out[HEADER_LEN..]).unwrap();
         assert_eq!(h.checksum, ep);
         assert_eq!(&out[2..6], &bytes[2..6]);
 
@@ -308,10 +289,7 @@ mod tests {
     fn zero_sum_is_sent_as_ffff() {
         // Choose the payload word so the datagram sums to 0xffff before complementing.
         let mut out = [0u8; 10];
-        let repr = UdpRepr {
-            src_port: 1,
-            dst_port: 2,
-        };
+        let repr = UdpRepr { src_port: 1, dst_port: 2 };
         repr.emit_without_checksum(&mut UdpPacket::new_unchecked(&mut out[..]), 2);
         let partial = UdpPacket::new_unchecked(&out[..]).sum(INNER_SRC, INNER_DST);
         out[8..10].copy_from_slice(&(!partial).to_be_bytes());
@@ -325,24 +303,14 @@ mod tests {
     fn truncated_and_malformed() {
         let bytes = hex(INNER);
         for len in 0..bytes.len() {
-            assert_eq!(
-                UdpPacket::new_checked(&bytes[..len]).err(),
-                Some(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(UdpPacket::new_checked(&bytes[..len]).err(), Some(Error::Truncated), "{len}");
         }
         let mut short = bytes.clone();
         short[4..6].copy_from_slice(&7u16.to_be_bytes());
-        assert_eq!(
-            UdpPacket::new_checked(&short[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(UdpPacket::new_checked(&short[..]).err(), Some(Error::Malformed));
         let mut padded = bytes.clone();
         padded.extend_from_slice(&[0; 4]);
-        assert_eq!(
-            UdpPacket::new_checked(&padded[..]).unwrap().payload(),
-            b"vxswitch"
-        );
+        assert_eq!(UdpPacket::new_checked(&padded[..]).unwrap().payload(), b"vxswitch");
     }
 
     proptest! {

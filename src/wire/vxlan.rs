@@ -30,9 +30,7 @@ mod field {
 }
 
 /// A 24-bit VXLAN Network Identifier.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Vni(u32);
 
@@ -128,9 +126,7 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
     #[inline]
     pub fn reserved_bits_set(&self) -> bool {
         let buf = self.buffer.as_ref();
-        buf[field::FLAGS] & !FLAG_I != 0
-            || buf[field::RESERVED1] != [0, 0, 0]
-            || buf[field::RESERVED2] != 0
+        buf[field::FLAGS] & !FLAG_I != 0 || buf[field::RESERVED1] != [0, 0, 0] || buf[field::RESERVED2] != 0
     }
 
     /// The inner Ethernet frame.
@@ -270,27 +266,17 @@ mod tests {
         let inner = EthernetFrame::new_checked(vx.payload()).unwrap();
         let arp = ArpRepr::parse(&ArpPacket::new_checked(inner.payload()).unwrap()).unwrap();
         assert_eq!(arp.operation, ArpOperation::Request);
-        assert_eq!(
-            EthernetRepr::parse(&inner).unwrap().dst_addr,
-            EthernetAddress::BROADCAST
-        );
+        assert_eq!(EthernetRepr::parse(&inner).unwrap().dst_addr, EthernetAddress::BROADCAST);
 
         let mut out = vec![0u8; bytes.len()];
         let (o_eth, o_ip, o_udp, o_vx) = (0, 14, 34, 42);
         let i_eth = o_vx + HEADER_LEN;
         arp.emit(&mut ArpPacket::new_unchecked(&mut out[i_eth + 14..]));
-        EthernetRepr::parse(&inner)
-            .unwrap()
-            .emit(&mut EthernetFrame::new_unchecked(&mut out[i_eth..]));
-        VxlanRepr::parse(&vx)
-            .unwrap()
-            .emit(&mut VxlanPacket::new_unchecked(&mut out[o_vx..]));
+        EthernetRepr::parse(&inner).unwrap().emit(&mut EthernetFrame::new_unchecked(&mut out[i_eth..]));
+        VxlanRepr::parse(&vx).unwrap().emit(&mut VxlanPacket::new_unchecked(&mut out[o_vx..]));
         let udp_repr = UdpRepr::parse(&udp).unwrap();
         let payload_len = bytes.len() - o_vx;
-        udp_repr.emit_without_checksum(
-            &mut UdpPacket::new_unchecked(&mut out[o_udp..]),
-            payload_len,
-        );
+        udp_repr.emit_without_checksum(&mut UdpPacket::new_unchecked(&mut out[o_udp..]), payload_len);
         let ip_repr = Ipv4Repr::parse(&ip).unwrap();
         assert_eq!(ip_repr.payload_len, payload_len + 8);
         let mut o = Ipv4Packet::new_unchecked(&mut out[o_ip..]);
@@ -301,9 +287,7 @@ mod tests {
         o.set_flags_and_frag_offset(0);
         o.fill_checksum();
         UdpPacket::new_unchecked(&mut out[o_udp..]).set_checksum(udp.checksum());
-        EthernetRepr::parse(&eth)
-            .unwrap()
-            .emit(&mut EthernetFrame::new_unchecked(&mut out[o_eth..]));
+        EthernetRepr::parse(&eth).unwrap().emit(&mut EthernetFrame::new_unchecked(&mut out[o_eth..]));
         assert_eq!(out, bytes);
         assert_eq!(Ipv4Addr::new(198, 51, 100, 1), ip_repr.src_addr);
     }
@@ -314,23 +298,14 @@ mod tests {
         let vx = vxlan_of(&bytes).to_vec();
         // GBP sets G (0x80) in the flags and a policy ID in the reserved bits; GPE uses 0x04 and
         // a next-protocol byte in the reserved field; the last byte is reserved too.
-        for (at, value) in [
-            (0, 0x88u8),
-            (0, 0x0c),
-            (1, 0x01),
-            (2, 0x80),
-            (3, 0x03),
-            (7, 0x01),
-        ] {
+        for (at, value) in [(0, 0x88u8), (0, 0x0c), (1, 0x01), (2, 0x80), (3, 0x03), (7, 0x01)] {
             let mut b = vx.clone();
             b[at] = value;
             let p = VxlanPacket::new_checked(&b[..]).unwrap();
             assert!(p.reserved_bits_set(), "byte {at} = {value:#x}");
             assert_eq!(VxlanRepr::parse(&p).unwrap().vni.get(), 1042);
             let mut out = b.clone();
-            VxlanRepr::parse(&p)
-                .unwrap()
-                .emit(&mut VxlanPacket::new_unchecked(&mut out[..]));
+            VxlanRepr::parse(&p).unwrap().emit(&mut VxlanPacket::new_unchecked(&mut out[..]));
             assert_eq!(out, vx, "emit clears reserved bits");
         }
     }
@@ -341,31 +316,16 @@ mod tests {
         let vx = vxlan_of(&bytes).to_vec();
         let mut no_i = vx.clone();
         no_i[0] = 0x00;
-        assert_eq!(
-            VxlanPacket::new_checked(&no_i[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(VxlanPacket::new_checked(&no_i[..]).err(), Some(Error::Malformed));
         no_i[0] = 0x80;
-        assert_eq!(
-            VxlanPacket::new_checked(&no_i[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(VxlanPacket::new_checked(&no_i[..]).err(), Some(Error::Malformed));
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                VxlanPacket::new_checked(&vx[..len]).err(),
-                Some(Error::Truncated)
-            );
+            assert_eq!(VxlanPacket::new_checked(&vx[..len]).err(), Some(Error::Truncated));
         }
-        assert_eq!(
-            VxlanPacket::new_checked(&vx[..HEADER_LEN])
-                .unwrap()
-                .payload(),
-            b""
-        );
+        assert_eq!(VxlanPacket::new_checked(&vx[..HEADER_LEN]).unwrap().payload(), b"");
         // Every prefix of the whole captured frame is refused by some layer, never a panic.
         for len in 0..bytes.len() - 28 {
-            let ok = EthernetFrame::new_checked(&bytes[..len])
-                .and_then(|e| Ipv4Packet::new_checked(e.payload()).map(|_| ()));
+            let ok = EthernetFrame::new_checked(&bytes[..len]).and_then(|e| Ipv4Packet::new_checked(e.payload()).map(|_| ()));
             assert!(ok.is_err(), "{len}");
         }
     }
@@ -379,10 +339,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Vni>("1042").unwrap().get(), 1042);
         assert!(serde_json::from_str::<Vni>("16777216").is_err());
         let mut b = [0u8; 8];
-        VxlanRepr {
-            vni: Vni::new(0xabcdef).unwrap(),
-        }
-        .emit(&mut VxlanPacket::new_unchecked(&mut b[..]));
+        VxlanRepr { vni: Vni::new(0xabcdef).unwrap() }.emit(&mut VxlanPacket::new_unchecked(&mut b[..]));
         assert_eq!(b, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
     }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// A network namespace `vxs-<purpose>-<pid>`, deleted on drop.
 pub struct NetnsGuard {
-    /// The namespace name, for `ip -n` and `netns::run_in`.
+    /// The namespace name, for `ip -n` and `setns::run_in`.
     pub name: String,
 }
 
@@ -40,30 +40,17 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let out = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let out = Command::new("ip").args(["netns", "del", &self.name]).output();
         if !matches!(&out, Ok(o) if o.status.success()) {
-            eprintln!(
-                "warning: could not delete network namespace {}: {out:?}",
-                self.name
-            );
+            eprintln!("warning: could not delete network namespace {}: {out:?}", self.name);
         }
     }
 }
 
 /// Runs a command, panics with its stderr on failure, returns stdout.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -26,12 +26,8 @@ pub fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32)
 
 /// Every container pings every other container; asserts nothing is lost.
 pub fn all_pairs_ping(lab: &Lab, count: u32) {
-    let all: Vec<(usize, usize, Ipv4Addr)> = lab
-        .hosts
-        .iter()
-        .enumerate()
-        .flat_map(|(h, host)| host.containers.iter().enumerate().map(move |(c, ct)| (h, c, ct.ip)))
-        .collect();
+    let all: Vec<(usize, usize, Ipv4Addr)> =
+        lab.hosts.iter().enumerate().flat_map(|(h, host)| host.containers.iter().enumerate().map(move |(c, ct)| (h, c, ct.ip))).collect();
     let mut failures = Vec::new();
     for &(h, c, src) in &all {
         for &(_, _, dst) in all.iter().filter(|(_, _, d)| *d != src) {

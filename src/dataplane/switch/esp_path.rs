@@ -16,7 +16,15 @@ impl Switch {
     ///
     /// Unicast is sealed in place (the headroom takes the ESP header, the tailroom the trailer);
     /// each flood copy is sealed separately, since every peer has its own SA.
-    pub(super) fn esp_out(&mut self, now: Instant, port: PortId, buf: &mut [u8], inner: Range<usize>, target: Option<Ipv4Addr>, next_header: u8) -> Forward<'_> {
+    pub(super) fn esp_out(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        buf: &mut [u8],
+        inner: Range<usize>,
+        target: Option<Ipv4Addr>,
+        next_header: u8,
+    ) -> Forward<'_> {
         let Some((_, esp)) = self.esp.as_mut() else {
             self.counters.drop(DropReason::EspNoSession);
             return Forward::Nothing;

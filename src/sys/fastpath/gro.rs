@@ -346,7 +346,7 @@ fn patch_first(frame: &mut [u8], g: &Group) -> VirtioNetHdr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::gso::TcpSplit;
+    use crate::sys::fastpath::gso::TcpSplit;
     use etherparse::PacketBuilder;
 
     const MSS: usize = 1398;
@@ -355,7 +355,11 @@ mod tests {
         let data: Vec<u8> = (0..payload).map(|i| (seq as usize + i) as u8).collect();
         let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let ip = if v6 {
-            eth.ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            eth.ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
         } else {
             let mut h = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, [192, 0, 2, 11], [192, 0, 2, 21]).unwrap();
             h.identification = id;
@@ -366,7 +370,13 @@ mod tests {
         if psh {
             tcp = tcp.psh();
         }
-        let tcp = tcp.options(&[etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Timestamp(5, 6)]).unwrap();
+        let tcp = tcp
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Timestamp(5, 6),
+            ])
+            .unwrap();
         let mut out = Vec::new();
         tcp.write(&mut out, &data).unwrap();
         out

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::SysError;
+use crate::sys::SysError;
 
 /// Most datagrams moved per `recvmmsg` / `sendmmsg` call.
 pub const BATCH: usize = 64;
@@ -88,8 +88,7 @@ pub fn gso_refused(e: &io::Error) -> bool {
 
 fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError> {
     let ctx = |op: &'static str| move |source| SysError::Socket { op, what, addr, source };
-    let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))
-        .map_err(ctx("socket"))?;
+    let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP)).map_err(ctx("socket"))?;
     s.set_reuse_address(true).map_err(ctx("SO_REUSEADDR"))?;
     if s.set_recv_buffer_size(SOCKET_BUFFER).is_err() {
         tracing::debug!("could not raise SO_RCVBUF");
@@ -115,9 +114,7 @@ impl UnderlaySockets {
     /// Bind the receive socket to `local:port` and the source pool to `local:0`.
     pub fn bind(local: Ipv4Addr, port: u16, peer_port: u16) -> Result<Self, SysError> {
         let rx = udp_socket(SocketAddrV4::new(local, port), "VXLAN receive socket")?;
-        let tx = (0..SOURCE_PORTS)
-            .map(|_| udp_socket(SocketAddrV4::new(local, 0), "VXLAN source socket"))
-            .collect::<Result<_, _>>()?;
+        let tx = (0..SOURCE_PORTS).map(|_| udp_socket(SocketAddrV4::new(local, 0), "VXLAN source socket")).collect::<Result<_, _>>()?;
         Ok(UnderlaySockets { rx, tx, peer_port, gso: Cell::new(false), gro: false })
     }
 
@@ -204,7 +201,12 @@ impl UnderlaySockets {
     /// expects port 4500 on both ends, and NAT-T peers key their mappings on it).
     pub fn bind_fixed_source(local: Ipv4Addr, port: u16) -> Result<Self, SysError> {
         let rx = udp_socket(SocketAddrV4::new(local, port), "ESP-in-UDP socket")?;
-        let tx = vec![rx.try_clone().map_err(|source| SysError::Socket { op: "dup", what: "ESP-in-UDP socket", addr: SocketAddrV4::new(local, port), source })?];
+        let tx = vec![rx.try_clone().map_err(|source| SysError::Socket {
+            op: "dup",
+            what: "ESP-in-UDP socket",
+            addr: SocketAddrV4::new(local, port),
+            source,
+        })?];
         Ok(UnderlaySockets { rx, tx, peer_port: port, gso: Cell::new(false), gro: false })
     }
 
@@ -215,10 +217,7 @@ impl UnderlaySockets {
 
     /// Local source ports of the pool (for tests and status).
     pub fn source_ports(&self) -> Vec<u16> {
-        self.tx
-            .iter()
-            .filter_map(|s| s.local_addr().ok()?.as_socket_ipv4().map(|a| a.port()))
-            .collect()
+        self.tx.iter().filter_map(|s| s.local_addr().ok()?.as_socket_ipv4().map(|a| a.port())).collect()
     }
 
     /// Receive up to `bufs.len()` datagrams. Each lands at `bufs[i][offset..]`; returns how many
@@ -246,9 +245,7 @@ impl UnderlaySockets {
             }
         }
         // SAFETY: every mmsghdr points at live iovecs, address and control storage for the call.
-        let rc = unsafe {
-            libc::recvmmsg(self.rx.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
-        };
+        let rc = unsafe { libc::recvmmsg(self.rx.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
@@ -287,9 +284,7 @@ impl UnderlaySockets {
             let mut done = 0;
             while done < chunk.len() {
                 // SAFETY: the headers point at live iovecs/addresses; the kernel only reads them.
-                let rc = unsafe {
-                    libc::sendmmsg(sock.as_raw_fd(), msgs[done..].as_mut_ptr(), (chunk.len() - done) as u32, 0)
-                };
+                let rc = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs[done..].as_mut_ptr(), (chunk.len() - done) as u32, 0) };
                 if rc < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {

@@ -10,13 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::StreamExt;
-use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE,
-    NLM_F_REQUEST,
-};
-use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-};
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -30,10 +25,7 @@ const FDB_STATE: u16 = 0x40 | 0x80;
 
 /// Formats a MAC the iproute2 way (`aa:bb:cc:dd:ee:ff`).
 pub(crate) fn mac_str(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// A bridge-family neighbour message for `mac` on device `index`, optionally `dst REMOTE`.
@@ -44,11 +36,9 @@ fn fdb_message(index: u32, mac: [u8; 6], remote: Option<Ipv4Addr>) -> NeighbourM
     msg.header.state = NeighbourState::Other(FDB_STATE);
     msg.header.flags = NeighbourFlags::Own; // NTF_SELF: the device's own FDB, not a master's
     msg.header.kind = RouteType::Unspec;
-    msg.attributes
-        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
     if let Some(ip) = remote {
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
     }
     msg
 }
@@ -105,19 +95,9 @@ impl Netlink {
     /// Installs a permanent ARP entry `ip -> mac` on the device.
     // = ip neigh replace IP lladdr MAC dev vtep1042 nud permanent
     pub fn neigh_replace(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-        let op = format!(
-            "neigh replace {ip} lladdr {} dev {index} nud permanent",
-            mac_str(&mac)
-        );
-        let req = self
-            .handle
-            .neighbours()
-            .add(index, IpAddr::V4(ip))
-            .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
-            .replace();
-        self.run(req.execute())
-            .map_err(|e| NetlinkError::request(op, e))
+        let op = format!("neigh replace {ip} lladdr {} dev {index} nud permanent", mac_str(&mac));
+        let req = self.handle.neighbours().add(index, IpAddr::V4(ip)).link_layer_address(&mac).state(NeighbourState::Permanent).replace();
+        self.run(req.execute()).map_err(|e| NetlinkError::request(op, e))
     }
 
     /// Deletes the ARP entry of `ip` on the device.
@@ -126,10 +106,8 @@ impl Netlink {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        self.run(self.handle.neighbours().del(msg).execute())
-            .map_err(|e| NetlinkError::request(format!("neigh del {ip} dev {index}"), e))
+        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        self.run(self.handle.neighbours().del(msg).execute()).map_err(|e| NetlinkError::request(format!("neigh del {ip} dev {index}"), e))
     }
 }
 
@@ -140,10 +118,7 @@ mod tests {
 
     #[test]
     fn mac_formatting_matches_iproute2() {
-        assert_eq!(
-            mac_str(&[0x02, 0, 0xab, 0x10, 0xff, 1]),
-            "02:00:ab:10:ff:01"
-        );
+        assert_eq!(mac_str(&[0x02, 0, 0xab, 0x10, 0xff, 1]), "02:00:ab:10:ff:01");
         assert_eq!(mac_str(&FLOOD_MAC), "00:00:00:00:00:00");
     }
 

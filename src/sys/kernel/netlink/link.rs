@@ -25,13 +25,8 @@ pub struct LinkInfo {
 
 impl LinkInfo {
     fn from_message(msg: &LinkMessage) -> Self {
-        let mut info = LinkInfo {
-            index: msg.header.index,
-            name: String::new(),
-            mtu: 0,
-            up: msg.header.flags.contains(LinkFlags::Up),
-            master: None,
-        };
+        let mut info =
+            LinkInfo { index: msg.header.index, name: String::new(), mtu: 0, up: msg.header.flags.contains(LinkFlags::Up), master: None };
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => info.name = n.clone(),
@@ -69,15 +64,7 @@ pub struct VxlanSpec {
 impl VxlanSpec {
     /// `vtep<vni>` on port 4789 with `nolearning`, sourced from `local` over device `dev`.
     pub fn new(vni: u32, local: Ipv4Addr, dev: Option<u32>) -> Self {
-        VxlanSpec {
-            name: format!("vtep{vni}"),
-            vni,
-            dstport: 4789,
-            local,
-            dev,
-            learning: false,
-            proxy: false,
-        }
+        VxlanSpec { name: format!("vtep{vni}"), vni, dstport: 4789, local, dev, learning: false, proxy: false }
     }
 }
 
@@ -86,12 +73,7 @@ impl Netlink {
     // = ip link show NAME
     pub fn find_link(&self, name: &str) -> Result<Option<LinkInfo>> {
         let op = format!("link show {name}");
-        let mut req = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
+        let mut req = self.handle.link().get().match_name(name.to_string()).execute();
         match self.run(req.try_next()) {
             Ok(Some(msg)) => Ok(Some(LinkInfo::from_message(&msg))),
             Ok(None) => Ok(None),
@@ -109,9 +91,7 @@ impl Netlink {
     /// Interface index of `name`; [`NetlinkError::NoSuchLink`] if it does not exist.
     // = ip link show NAME
     pub fn link_index(&self, name: &str) -> Result<u32> {
-        self.find_link(name)?
-            .map(|l| l.index)
-            .ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
+        self.find_link(name)?.map(|l| l.index).ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
     }
 
     /// State of the link with index `index`.
@@ -121,32 +101,24 @@ impl Netlink {
         let mut req = self.handle.link().get().match_index(index).execute();
         match self.run(req.try_next()) {
             Ok(Some(msg)) => Ok(LinkInfo::from_message(&msg)),
-            Ok(None) => Err(NetlinkError::Unexpected {
-                op,
-                detail: "no link message".into(),
-            }),
+            Ok(None) => Err(NetlinkError::Unexpected { op, detail: "no link message".into() }),
             Err(e) => Err(NetlinkError::request(op, e)),
         }
     }
 
     fn link_set(&self, op: String, msg: LinkMessage) -> Result<()> {
-        self.run(self.handle.link().set(msg).execute())
-            .map_err(|e| NetlinkError::request(op, e))
+        self.run(self.handle.link().set(msg).execute()).map_err(|e| NetlinkError::request(op, e))
     }
 
     fn link_add(&self, op: String, name: &str, msg: LinkMessage) -> Result<u32> {
-        self.run(self.handle.link().add(msg).execute())
-            .map_err(|e| NetlinkError::request(op, e))?;
+        self.run(self.handle.link().add(msg).execute()).map_err(|e| NetlinkError::request(op, e))?;
         self.link_index(name)
     }
 
     /// Brings the link up.
     // = ip link set dev DEV up
     pub fn set_up(&self, index: u32) -> Result<()> {
-        self.link_set(
-            format!("link set {index} up"),
-            LinkUnspec::new_with_index(index).up().build(),
-        )
+        self.link_set(format!("link set {index} up"), LinkUnspec::new_with_index(index).up().build())
     }
 
     /// Brings the link down.
@@ -181,21 +153,13 @@ impl Netlink {
     // = ip link add NAME type veth peer name PEER
     pub fn create_veth(&self, name: &str, peer: &str) -> Result<u32> {
         let msg = LinkVeth::new(name, peer).build();
-        self.link_add(
-            format!("link add {name} type veth peer name {peer}"),
-            name,
-            msg,
-        )
+        self.link_add(format!("link add {name} type veth peer name {peer}"), name, msg)
     }
 
     /// Creates a kernel VXLAN device and returns its index.
     // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local IP dev DEV nolearning [proxy]
     pub fn create_vxlan(&self, spec: &VxlanSpec) -> Result<u32> {
-        let mut b = LinkVxlan::new(&spec.name, spec.vni)
-            .port(spec.dstport)
-            .local(spec.local)
-            .learning(spec.learning)
-            .proxy(spec.proxy);
+        let mut b = LinkVxlan::new(&spec.name, spec.vni).port(spec.dstport).local(spec.local).learning(spec.learning).proxy(spec.proxy);
         if let Some(dev) = spec.dev {
             b = b.dev(dev);
         }
@@ -215,8 +179,7 @@ impl Netlink {
     /// Deletes the link (a veth deletes its peer too).
     // = ip link del dev DEV
     pub fn delete_link(&self, index: u32) -> Result<()> {
-        self.run(self.handle.link().del(index).execute())
-            .map_err(|e| NetlinkError::request(format!("link del {index}"), e))
+        self.run(self.handle.link().del(index).execute()).map_err(|e| NetlinkError::request(format!("link del {index}"), e))
     }
 }
 
@@ -242,15 +205,6 @@ mod tests {
         msg.attributes.push(LinkAttribute::Mtu(1450));
         msg.attributes.push(LinkAttribute::Controller(3));
         let info = LinkInfo::from_message(&msg);
-        assert_eq!(
-            info,
-            LinkInfo {
-                index: 5,
-                name: "veth0".into(),
-                mtu: 1450,
-                up: true,
-                master: Some(3)
-            }
-        );
+        assert_eq!(info, LinkInfo { index: 5, name: "veth0".into(), mtu: 1450, up: true, master: Some(3) });
     }
 }

@@ -53,14 +53,7 @@ impl VirtioNetHdr {
     /// Parse the header from its 10 bytes.
     pub fn parse(b: &[u8; VNET_HDR_LEN]) -> Self {
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-        VirtioNetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
-        }
+        VirtioNetHdr { flags: b[0], gso_type: b[1], hdr_len: u16_at(2), gso_size: u16_at(4), csum_start: u16_at(6), csum_offset: u16_at(8) }
     }
 
     /// The header's 10 bytes.

@@ -172,8 +172,7 @@ impl TcpSplit {
             out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
             virtio::pseudo_header_sum(&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20], PROTO_TCP, tcp_len)
         };
-        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]])
-            .wrapping_add((i * self.mss) as u32);
+        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]).wrapping_add((i * self.mss) as u32);
         out[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
         if !last {
             out[l4 + 13] &= !(TCP_FIN | TCP_PSH);
@@ -201,7 +200,11 @@ mod tests {
         let data: Vec<u8> = (0..payload).map(|i| (i * 7 + i / 251) as u8).collect();
         let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let ip = if v6 {
-            eth.ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            eth.ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
         } else {
             eth.ipv4([192, 0, 2, 11], [192, 0, 2, 21], 64)
         };
@@ -209,7 +212,13 @@ mod tests {
         if flags_fin_psh {
             tcp = tcp.psh().fin();
         }
-        let tcp = tcp.options(&[etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Noop, etherparse::TcpOptionElement::Timestamp(1, 2)]).unwrap();
+        let tcp = tcp
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Timestamp(1, 2),
+            ])
+            .unwrap();
         let mut frame = Vec::new();
         tcp.write(&mut frame, &data).unwrap();
         if vlan {

@@ -19,7 +19,7 @@ use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
 use super::gro::ZERO_HDR;
 use super::virtio::{VirtioNetHdr, VNET_HDR_LEN};
-use super::SysError;
+use crate::sys::SysError;
 
 /// The offloads asked for: checksum, TSO for IPv4 and IPv6 (no ECN, no USO).
 const TCP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
@@ -46,9 +46,7 @@ impl Tap {
             let name = name.to_string();
             move |source| SysError::Tap { op, name, source }
         };
-        let mtu = u16::try_from(mtu).map_err(|_| {
-            ctx("mtu")(io::Error::new(io::ErrorKind::InvalidInput, "MTU above 65535"))
-        })?;
+        let mtu = u16::try_from(mtu).map_err(|_| ctx("mtu")(io::Error::new(io::ErrorKind::InvalidInput, "MTU above 65535")))?;
         let build = |vnet: bool| -> io::Result<SyncDevice> {
             let dev = DeviceBuilder::new().name(name).layer(Layer::L2).mtu(mtu).offload(vnet).enable(true).build_sync()?;
             if vnet {

@@ -86,12 +86,9 @@ impl ThroughputReport {
 /// Run a probe and print its JSON report.
 pub fn run(cmd: ProbeCommand) -> anyhow::Result<()> {
     let json = match cmd {
-        ProbeCommand::Ping { dst, count, interval_ms, timeout_ms } => serde_json::to_string(&ping(
-            dst,
-            count,
-            Duration::from_millis(interval_ms),
-            Duration::from_millis(timeout_ms),
-        )?)?,
+        ProbeCommand::Ping { dst, count, interval_ms, timeout_ms } => {
+            serde_json::to_string(&ping(dst, count, Duration::from_millis(interval_ms), Duration::from_millis(timeout_ms))?)?
+        }
         ProbeCommand::TcpSink { port } => serde_json::to_string(&tcp_sink(port)?)?,
         ProbeCommand::TcpSend { dst, port, secs } => {
             serde_json::to_string(&tcp_send(SocketAddrV4::new(dst, port), Duration::from_secs_f64(secs))?)?
@@ -149,12 +146,7 @@ pub fn ping(dst: Ipv4Addr, count: u32, interval: Duration, timeout: Duration) ->
             let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
             let Some(icmp) = data.get(ihl..) else { continue };
             let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
-            if icmp.len() >= 8
-                && icmp[0] == 0
-                && src == dst
-                && icmp[4..6] == ident.to_be_bytes()
-                && icmp[6..8] == seq.to_be_bytes()
-            {
+            if icmp.len() >= 8 && icmp[0] == 0 && src == dst && icmp[4..6] == ident.to_be_bytes() && icmp[6..8] == seq.to_be_bytes() {
                 report.received += 1;
                 report.rtt_us.push(sent_at.elapsed().as_micros() as u64);
                 break;

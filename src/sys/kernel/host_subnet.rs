@@ -1,15 +1,15 @@
 //! Host-subnet networks in the daemon: gateway address on the bridge, forwarding on, and the
-//! peers' routes reconciled at start and withdrawn at clean shutdown (see [`super::hostsubnet`]).
+//! peers' routes reconciled at start and withdrawn at clean shutdown (see [`super::host_routes`]).
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::hostsubnet::HostSubnetRoutes;
+use super::host_routes::HostSubnetRoutes;
 use super::netlink::Netlink;
-use super::SysError;
 use crate::config::{Config, Mode};
 use crate::control::ControlUpdate;
+use crate::sys::SysError;
 
 /// The host-subnet route programmer of a running daemon.
 pub struct HostSubnetDriver {

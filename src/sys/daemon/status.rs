@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::daemon::{switched_networks, DriverCounters};
-use super::offload::{DeviceStatus, OffloadDriver};
 use crate::config::{Config, Mode};
 use crate::dataplane::{Counters, Switch};
+use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
 
 /// The `stats` answer.
 #[derive(Debug, Serialize)]
@@ -43,11 +43,19 @@ struct FdbRow {
 }
 
 /// Answer a control-socket command about the switch.
-pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCounters, config: &Config, offload: Option<&OffloadDriver>) -> String {
+pub fn answer(
+    cmd: &str,
+    started: Instant,
+    switch: &Switch,
+    driver: &DriverCounters,
+    config: &Config,
+    offload: Option<&VtepDriver>,
+) -> String {
     match cmd {
         "stats" | "" => {
             let now = Instant::now();
-            let networks = switched_networks(config)
+            let networks = config
+                .switched_networks()
                 .enumerate()
                 .map(|(port, n)| NetworkStatus {
                     vni: n.vni,
@@ -74,7 +82,7 @@ pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCount
                         .collect(),
                     device: None,
                 })
-                .chain(offload.into_iter().flat_map(OffloadDriver::status).map(kernel_network_status))
+                .chain(offload.into_iter().flat_map(VtepDriver::status).map(kernel_network_status))
                 .collect();
             let status = Status {
                 uptime_secs: started.elapsed().as_secs(),
@@ -104,7 +112,6 @@ pub fn answer(cmd: &str, started: Instant, switch: &Switch, driver: &DriverCount
         other => format!("{{\"error\": \"unknown command {other:?}\"}}\n"),
     }
 }
-
 
 /// A kernel-mode network in `stats`: its flood list as peers, its unicast FDB, and the device.
 fn kernel_network_status(d: DeviceStatus) -> NetworkStatus {

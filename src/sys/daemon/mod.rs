@@ -6,33 +6,36 @@
 //! buy nothing for this few fds. Work per wakeup is bounded: at most [`udp::BATCH`] frames per TAP
 //! and per `recvmmsg`, so one busy direction cannot starve the other. Frames are read into
 //! preallocated buffers at offset [`HEADROOM`] and encapsulated in place; the per-wakeup data
-//! path, with TSO/GSO/GRO offloads where they are on, is in [`super::datapath`].
+//! path, with TSO/GSO/GRO offloads where they are on, is in [`crate::sys::fastpath::datapath`].
+
+pub mod control_socket;
+pub mod esp;
+pub mod gossip;
+pub mod metrics;
+pub mod signals;
+pub mod status;
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::control_socket::ControlSocket;
-use super::datapath::{self, RxPath, TxPath};
-use super::tap::Tap;
-use super::udp::{self, UnderlaySockets};
-use super::{links, SysError};
-use super::esp_driver::EspDriver;
-use super::gossip::GossipDriver;
-use super::signals::SignalFd;
-use super::status::answer;
-use super::metrics::MetricsListener;
-use super::hostsubnet_driver::HostSubnetDriver;
-use super::offload::OffloadDriver;
 use crate::config::{Config, Mode};
 use crate::dataplane::{NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
+use crate::sys::fastpath::tap::Tap;
+use crate::sys::fastpath::udp::{self, UnderlaySockets};
+use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::host_subnet::HostSubnetDriver;
+use crate::sys::kernel::links;
+use crate::sys::kernel::vtep::VtepDriver;
+use crate::sys::SysError;
 use crate::wire::vxlan::Vni;
+use control_socket::ControlSocket;
+use esp::EspDriver;
+use gossip::GossipDriver;
+use metrics::MetricsListener;
+use signals::SignalFd;
+use status::answer;
 
-/// Headroom in front of every frame buffer: room for outer headers prepended in place.
-pub const HEADROOM: usize = 64;
-/// Spare bytes behind every frame (for trailers such as ESP's).
-pub const TAILROOM: usize = 64;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// Poll slot of the first TAP (after signals, VXLAN, control and gossip).
@@ -40,54 +43,13 @@ const FIRST_TAP_SLOT: usize = 6;
 /// How often changed local container bindings are published to the cluster.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// Driver-level counters (I/O failures that the sans-IO core cannot see).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct DriverCounters {
-    /// `sendmmsg` failures (per datagram).
-    pub underlay_send_errors: u64,
-    /// Datagrams longer than the receive buffer.
-    pub underlay_rx_truncated: u64,
-    /// `recvmmsg` failures.
-    pub underlay_recv_errors: u64,
-    /// TAP write failures (queue full, device down).
-    pub tap_write_errors: u64,
-    /// TAP read failures.
-    pub tap_read_errors: u64,
-    /// TCP super-frames (TSO) read from offload TAPs.
-    pub tap_super_frames: u64,
-    /// Segments those super-frames were split into.
-    pub tap_segments: u64,
-    /// Frames from offload TAPs dropped because their virtio header was unusable.
-    pub tap_offload_errors: u64,
-    /// Super-frames dropped because their segments exceed any frame the underlay carries.
-    pub tap_segment_oversize: u64,
-    /// `UDP_SEGMENT` sends.
-    pub gso_sends: u64,
-    /// Datagrams carried by those sends.
-    pub gso_segments: u64,
-    /// `UDP_SEGMENT` sends the kernel refused (GSO then turned off).
-    pub gso_fallbacks: u64,
-    /// Receive buffers that held several datagrams (`UDP_GRO`).
-    pub gro_batches: u64,
-    /// Datagrams in those buffers.
-    pub gro_datagrams: u64,
-    /// TAP writes carrying two or more coalesced TCP segments.
-    pub coalesced_writes: u64,
-    /// Segments carried by those writes.
-    pub coalesced_segments: u64,
-    /// Received TCP/UDP frames with a wrong checksum (not coalesced; the kernel drops them).
-    pub rx_csum_failures: u64,
-    /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
-    pub rx_csum_partial_finished: u64,
-}
-
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), SysError> {
     let signals = SignalFd::block_term_signals()?;
     let mut host_subnet = HostSubnetDriver::start(config)?;
-    let mut offload = OffloadDriver::start(config)?;
+    let mut offload = VtepDriver::start(config)?;
     let mut taps = Vec::new();
-    for net in switched_networks(config) {
+    for net in config.switched_networks() {
         // ESP stays on the per-packet path: its TAP never gets offload.
         let tap_offload = if net.encrypted { Some(false) } else { config.underlay.offload };
         let tap = Tap::create(&net.tap, net.mtu, tap_offload)?;
@@ -96,7 +58,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         taps.push(tap);
     }
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
-    let rx_port = if switched_networks(config).next().is_some() { config.underlay.port } else { 0 };
+    let rx_port = if config.switched_networks().next().is_some() { config.underlay.port } else { 0 };
     let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
     if taps.iter().any(Tap::offload) {
         let gso = config.underlay.udp_gso && udp.enable_gso();
@@ -105,7 +67,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     }
     let control = ControlSocket::bind(&config.control_socket)?;
     let mut switch = Switch::new(switch_config(config), Instant::now());
-    for net in switched_networks(config) {
+    for net in config.switched_networks() {
         for update in net.static_updates() {
             switch.apply(Instant::now(), update);
         }
@@ -233,13 +195,8 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 }
 
 fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossip: Option<&GossipDriver>) -> String {
-    let vnis: Vec<u32> = switched_networks(config).map(|n| n.vni).collect();
-    super::metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::alive_members))
-}
-
-/// The networks that have a TAP and go through the switch core (overlay and routed), in port order.
-pub fn switched_networks(config: &Config) -> impl Iterator<Item = &crate::config::Network> {
-    config.networks.iter().filter(|n| !matches!(n.mode, Mode::HostSubnet | Mode::Kernel))
+    let vnis: Vec<u32> = config.switched_networks().map(|n| n.vni).collect();
+    metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::alive_members))
 }
 
 /// The switch core's view of the configuration.
@@ -247,7 +204,8 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: config.fdb_ageing,
         fdb_max_entries: config.fdb_max_entries,
-        networks: switched_networks(config)
+        networks: config
+            .switched_networks()
             .map(|n| NetworkSpec {
                 vni: Vni::new(n.vni).expect("validated by config"),
                 max_frame_len: n.max_frame_len(config.underlay.mtu),
@@ -255,9 +213,7 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                 peers: Vec::new(),
                 unknown_arp: n.unknown_arp,
                 routed: match (n.mode, &n.host_subnet) {
-                    (Mode::Routed, Some(h)) => {
-                        Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac })
-                    }
+                    (Mode::Routed, Some(h)) => Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac }),
                     _ => None,
                 },
                 encrypted: n.encrypted,
@@ -265,4 +221,3 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
             .collect(),
     }
 }
-

@@ -6,7 +6,7 @@
 //! enters `/run/netns/NAME` there (the file `ip netns add NAME` creates), runs the closure and
 //! returns its result. The thread ends with the closure, so nothing else ever runs in it.
 //!
-//! Sockets keep the namespace they were opened in: a [`Netlink`](crate::sys::netlink::Netlink)
+//! Sockets keep the namespace they were opened in: a [`Netlink`](crate::sys::kernel::netlink::Netlink)
 //! or UDP socket created inside the closure and returned from it works in that namespace from
 //! any thread afterwards.
 
@@ -69,17 +69,11 @@ where
     let thread = std::thread::Builder::new()
         .name(format!("netns-{name}"))
         .spawn(move || -> Result<T, NetnsError> {
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
-                name: owned,
-                source,
-            })?;
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns { name: owned, source })?;
             drop(file);
             Ok(f())
         })
-        .map_err(|source| NetnsError::Spawn {
-            name: name.to_string(),
-            source,
-        })?;
+        .map_err(|source| NetnsError::Spawn { name: name.to_string(), source })?;
     match thread.join() {
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
@@ -95,9 +89,6 @@ mod tests {
         let name = format!("vxs-missing-{}", std::process::id());
         let err = run_in(&name, || ()).unwrap_err();
         assert!(matches!(err, NetnsError::Open { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains(&format!("/run/netns/{name}")),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&format!("/run/netns/{name}")), "{err}");
     }
 }

@@ -30,11 +30,11 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::time::Instant;
 
-use super::daemon::{DriverCounters, HEADROOM, TAILROOM};
 use super::gro::Coalescer;
 use super::gso::{self, TapFrame};
 use super::tap::Tap;
 use super::udp::{self, Received, UnderlaySockets};
+use super::{DriverCounters, HEADROOM, TAILROOM};
 use crate::dataplane::{Forward, PortId, Switch};
 
 /// Spill buffer behind a slot: room for a 64 KB super-frame.

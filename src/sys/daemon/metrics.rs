@@ -14,9 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::daemon::DriverCounters;
-use super::SysError;
 use crate::dataplane::{DropReason, Switch};
+use crate::sys::fastpath::DriverCounters;
+use crate::sys::SysError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {

@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::SysError;
 use crate::config::{Config, Mode};
 use crate::control::{Binding, ClusterKey, ControlUpdate, Liveness, MemberRecord, Membership, NetworkClaim, SubnetClaim};
+use crate::sys::SysError;
 
 /// Most datagrams read per wakeup.
 const BATCH: usize = 64;
@@ -83,16 +83,10 @@ impl GossipDriver {
         let listen = g.config.listen;
         let socket = UdpSocket::bind(listen).map_err(|source| SysError::Os { op: "bind gossip socket", source })?;
         socket.set_nonblocking(true).map_err(|source| SysError::Os { op: "gossip socket nonblocking", source })?;
-        let advertised = if listen.ip().is_unspecified() {
-            SocketAddr::from((config.underlay.address, listen.port()))
-        } else {
-            listen
-        };
+        let advertised = if listen.ip().is_unspecified() { SocketAddr::from((config.underlay.address, listen.port())) } else { listen };
         let record = local_record(config, &g.name, advertised, epoch, esp_public_key);
-        let membership = Membership::new(g.config.clone(), record, &key, now).map_err(|e| SysError::Os {
-            op: "build gossip record",
-            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-        })?;
+        let membership = Membership::new(g.config.clone(), record, &key, now)
+            .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
         tracing::info!(name = %g.name, %advertised, seeds = ?g.config.seeds, "gossip started");
         Ok(Some(GossipDriver { socket, membership, buf: vec![0u8; 65536], send_errors: 0 }))
     }
@@ -133,7 +127,12 @@ impl GossipDriver {
     }
 
     /// Publish the container bindings now seen behind this host (bumps the record version).
-    pub fn publish_bindings(&mut self, now: Instant, config: &Config, local: &[(u32, std::net::Ipv4Addr, crate::wire::ethernet::EthernetAddress)]) {
+    pub fn publish_bindings(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        local: &[(u32, std::net::Ipv4Addr, crate::wire::ethernet::EthernetAddress)],
+    ) {
         let current = self.membership.local().clone();
         let mut record = local_record_with(config, &current.name, current.gossip, current.epoch, current.esp_public_key, local);
         // Keep the original claim times so the older-claim-wins rule stays stable.

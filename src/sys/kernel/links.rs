@@ -3,7 +3,7 @@
 use ipnet::Ipv4Net;
 
 use super::netlink::Netlink;
-use super::SysError;
+use crate::sys::SysError;
 
 fn link_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(super::netlink::NetlinkError) -> SysError + 'a {
     move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }

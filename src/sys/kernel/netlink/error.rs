@@ -40,29 +40,20 @@ pub enum NetlinkError {
 impl NetlinkError {
     /// Wraps an rtnetlink error with the operation it came from.
     pub(crate) fn request(op: impl Into<String>, source: rtnetlink::Error) -> Self {
-        NetlinkError::Request {
-            op: op.into(),
-            source,
-        }
+        NetlinkError::Request { op: op.into(), source }
     }
 
     /// The kernel's errno (positive, e.g. `libc::ENOENT`) when the kernel refused the request.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            NetlinkError::Request {
-                source: rtnetlink::Error::NetlinkError(msg),
-                ..
-            } => msg.code.map(|c| c.get().abs()),
+            NetlinkError::Request { source: rtnetlink::Error::NetlinkError(msg), .. } => msg.code.map(|c| c.get().abs()),
             _ => None,
         }
     }
 
     /// True when the kernel said the object does not exist (ENOENT, ESRCH, ENODEV).
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::ENODEV)
-        )
+        matches!(self.errno(), Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::ENODEV))
     }
 }
 
@@ -75,10 +66,7 @@ mod tests {
     fn kernel_error(code: i32) -> NetlinkError {
         let mut msg = ErrorMessage::default();
         msg.code = NonZeroI32::new(code);
-        NetlinkError::request(
-            "route del 198.18.1.0/24",
-            rtnetlink::Error::NetlinkError(msg),
-        )
+        NetlinkError::request("route del 198.18.1.0/24", rtnetlink::Error::NetlinkError(msg))
     }
 
     #[test]
@@ -86,11 +74,7 @@ mod tests {
         let e = kernel_error(-libc::ESRCH);
         assert_eq!(e.errno(), Some(libc::ESRCH));
         assert!(e.is_not_found());
-        assert!(
-            e.to_string()
-                .starts_with("netlink route del 198.18.1.0/24: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("netlink route del 198.18.1.0/24: "), "{e}");
         assert!(std::error::Error::source(&e).is_some());
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::SysError;
+use crate::sys::SysError;
 
 /// The listening control socket; removes its path on drop.
 #[derive(Debug)]
@@ -67,8 +67,8 @@ impl Drop for ControlSocket {
 
 /// Send `command` to the daemon at `path` and return its answer.
 pub fn query(path: &Path, command: &str) -> io::Result<String> {
-    let mut stream = UnixStream::connect(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot reach vxswitch at {}: {e}", path.display())))?;
+    let mut stream =
+        UnixStream::connect(path).map_err(|e| io::Error::new(e.kind(), format!("cannot reach vxswitch at {}: {e}", path.display())))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(format!("{command}\n").as_bytes())?;
     let mut reply = String::new();

@@ -29,46 +29,27 @@ impl Netlink {
     /// Adds an IPv4 address with its prefix length.
     // = ip addr add ADDR/LEN dev DEV
     pub fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
-        let req = self
-            .handle
-            .address()
-            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
-        self.run(req.execute())
-            .map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index}"), e))
+        let req = self.handle.address().add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
+        self.run(req.execute()).map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index}"), e))
     }
 
     fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {
-        let req = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        self.run(req.try_collect::<Vec<_>>())
-            .map_err(|e| NetlinkError::request(format!("addr show dev {index}"), e))
+        let req = self.handle.address().get().set_link_index_filter(index).execute();
+        self.run(req.try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request(format!("addr show dev {index}"), e))
     }
 
     /// The IPv4 addresses of the link.
     // = ip -4 addr show dev DEV
     pub fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
-        Ok(self
-            .address_messages(index)?
-            .iter()
-            .filter_map(ipv4_of)
-            .collect())
+        Ok(self.address_messages(index)?.iter().filter_map(ipv4_of).collect())
     }
 
     /// Index of the link that holds the IPv4 address `ip`, if any.
     // = ip -4 addr show to IP
     pub fn address_owner(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
         let req = self.handle.address().get().execute();
-        let all = self
-            .run(req.try_collect::<Vec<_>>())
-            .map_err(|e| NetlinkError::request(format!("addr show to {ip}"), e))?;
-        Ok(all
-            .iter()
-            .find(|m| ipv4_of(m).is_some_and(|n| n.addr() == ip))
-            .map(|m| m.header.index))
+        let all = self.run(req.try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request(format!("addr show to {ip}"), e))?;
+        Ok(all.iter().find(|m| ipv4_of(m).is_some_and(|n| n.addr() == ip)).map(|m| m.header.index))
     }
 
     /// Removes every IPv4 address from the link.
@@ -92,14 +73,8 @@ mod tests {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = 24;
-        msg.attributes
-            .push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(
-                192, 0, 2, 9,
-            ))));
-        msg.attributes
-            .push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(
-                192, 0, 2, 1,
-            ))));
+        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))));
+        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
         assert_eq!(ipv4_of(&msg), Some("192.0.2.1/24".parse().unwrap()));
     }
 
@@ -107,8 +82,7 @@ mod tests {
     fn ignores_ipv6() {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet6;
-        msg.attributes
-            .push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
+        msg.attributes.push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
         assert_eq!(ipv4_of(&msg), None);
     }
 }

@@ -23,7 +23,7 @@
 //!
 //! Routes and ESP keys do not apply to a kernel L2 device and are ignored. The decision "which
 //! netlink requests does this update need, given what is programmed" is the pure function
-//! [`Programmed::plan`], tested without root; [`OffloadDriver`] carries the actions out and
+//! [`Programmed::plan`], tested without root; [`VtepDriver`] carries the actions out and
 //! records each one that the kernel accepted, so its view never claims a failed entry.
 //!
 //! # Proxy ARP
@@ -51,10 +51,10 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::netlink::{Netlink, NetlinkError, VxlanSpec};
-use super::SysError;
 use crate::arp::UnknownArp;
 use crate::config::{Config, Mode, Network};
 use crate::control::ControlUpdate;
+use crate::sys::SysError;
 use crate::wire::ethernet::EthernetAddress;
 
 /// One netlink request decided by [`Programmed::plan`].
@@ -119,8 +119,7 @@ impl Programmed {
                 vec![Action::FloodAdd(peer.underlay)]
             }
             ControlUpdate::PeerDown { underlay, .. } => {
-                let mut out: Vec<Action> =
-                    self.fdb.iter().filter(|(_, p)| **p == underlay).map(|(mac, _)| Action::FdbDel(*mac)).collect();
+                let mut out: Vec<Action> = self.fdb.iter().filter(|(_, p)| **p == underlay).map(|(mac, _)| Action::FdbDel(*mac)).collect();
                 if self.flood.contains(&underlay) {
                     out.push(Action::FloodDel(underlay));
                 }
@@ -223,7 +222,7 @@ struct Device {
 }
 
 /// The kernel VXLAN devices of a running daemon and the entries programmed on them.
-pub struct OffloadDriver {
+pub struct VtepDriver {
     nl: Netlink,
     devices: Vec<Device>,
 }
@@ -232,7 +231,7 @@ fn link_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(NetlinkError) ->
     move |e| SysError::Link { op, name: name.to_string(), source: Box::new(e) }
 }
 
-impl OffloadDriver {
+impl VtepDriver {
     /// Create (or re-create) the device of every kernel-mode network of `config` and program the
     /// static configuration into it; `None` when no network is in kernel mode.
     pub fn start(config: &Config) -> Result<Option<Self>, SysError> {
@@ -250,7 +249,7 @@ impl OffloadDriver {
             });
         };
         // From here on, dropping the driver deletes what it created.
-        let mut driver = OffloadDriver { nl, devices: Vec::new() };
+        let mut driver = VtepDriver { nl, devices: Vec::new() };
         for net in kernel_networks(config) {
             driver.create(config, net, dev)?;
         }
@@ -321,7 +320,7 @@ impl OffloadDriver {
     }
 }
 
-impl Drop for OffloadDriver {
+impl Drop for VtepDriver {
     fn drop(&mut self) {
         for d in self.devices.drain(..) {
             // = ip link del vtep1042

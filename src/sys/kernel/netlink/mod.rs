@@ -14,7 +14,7 @@
 //! driven whenever a request is.
 //!
 //! A netlink socket belongs to the network namespace of the thread that opened it, for its
-//! whole life. [`Netlink::new`] called inside [`crate::sys::netns::run_in`] hence gives a
+//! whole life. [`Netlink::new`] called inside [`crate::testnet::setns::run_in`] hence gives a
 //! handle into another namespace that is usable from any thread afterwards.
 //!
 //! Every operation names the iproute2 command it equals (`// = ip ...`), so a reader can
@@ -56,16 +56,11 @@ impl Netlink {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|source| NetlinkError::Io {
-                op: "create runtime".into(),
-                source,
-            })?;
+            .map_err(|source| NetlinkError::Io { op: "create runtime".into(), source })?;
         // The socket registers with the runtime's reactor, so create it inside the runtime.
         let _guard = rt.enter();
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetlinkError::Io {
-            op: "open netlink socket".into(),
-            source,
-        })?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|source| NetlinkError::Io { op: "open netlink socket".into(), source })?;
         rt.spawn(conn);
         Ok(Netlink { rt, handle })
     }

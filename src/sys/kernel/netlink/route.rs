@@ -7,9 +7,7 @@ use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
@@ -38,14 +36,7 @@ pub struct Ipv4Route {
 impl Ipv4Route {
     /// `dst via gateway proto proto` in the main table.
     pub fn via(dst: Ipv4Net, gateway: Ipv4Addr, proto: u8) -> Self {
-        Ipv4Route {
-            dst: dst.trunc(),
-            gateway: Some(gateway),
-            oif: None,
-            proto,
-            onlink: false,
-            table: RT_TABLE_MAIN,
-        }
+        Ipv4Route { dst: dst.trunc(), gateway: Some(gateway), oif: None, proto, onlink: false, table: RT_TABLE_MAIN }
     }
 
     /// Pins the output interface (`dev DEV`).
@@ -95,8 +86,7 @@ impl Ipv4Route {
 
     /// Reads an IPv4 unicast route message; `None` for anything else.
     pub(crate) fn from_message(msg: &RouteMessage) -> Option<Self> {
-        if msg.header.address_family != AddressFamily::Inet || msg.header.kind != RouteType::Unicast
-        {
+        if msg.header.address_family != AddressFamily::Inet || msg.header.kind != RouteType::Unicast {
             return None;
         }
         let mut dst_ip = Ipv4Addr::UNSPECIFIED;
@@ -138,8 +128,7 @@ impl Netlink {
     // = ip route replace SUBNET via GW [dev DEV] [onlink] proto N
     pub fn route_replace(&self, route: &Ipv4Route) -> Result<()> {
         let req = self.handle.route().add(route.to_message()).replace();
-        self.run(req.execute())
-            .map_err(|e| NetlinkError::request(format!("route replace {}", route.describe()), e))
+        self.run(req.execute()).map_err(|e| NetlinkError::request(format!("route replace {}", route.describe()), e))
     }
 
     /// Installs the route only if no route for `route.dst` exists yet (EEXIST otherwise), so
@@ -147,8 +136,7 @@ impl Netlink {
     // = ip route add SUBNET via GW [dev DEV] [onlink] proto N
     pub fn route_add(&self, route: &Ipv4Route) -> Result<()> {
         let req = self.handle.route().add(route.to_message());
-        self.run(req.execute())
-            .map_err(|e| NetlinkError::request(format!("route add {}", route.describe()), e))
+        self.run(req.execute()).map_err(|e| NetlinkError::request(format!("route add {}", route.describe()), e))
     }
 
     /// Deletes the route; the kernel matches destination, table, protocol and gateway.
@@ -157,46 +145,28 @@ impl Netlink {
         let mut msg = route.to_message();
         // Like iproute2: scope "nowhere" on delete matches a route of any scope.
         msg.header.scope = RouteScope::NoWhere;
-        self.run(self.handle.route().del(msg).execute())
-            .map_err(|e| NetlinkError::request(format!("route del {}", route.describe()), e))
+        self.run(self.handle.route().del(msg).execute()).map_err(|e| NetlinkError::request(format!("route del {}", route.describe()), e))
     }
 
     /// IPv4 unicast routes of the main table installed with protocol number `proto`.
     // = ip route show table main proto N
     pub fn routes_by_proto(&self, proto: u8) -> Result<Vec<Ipv4Route>> {
-        let req = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build());
-        let msgs = self
-            .run(req.execute().try_collect::<Vec<_>>())
-            .map_err(|e| NetlinkError::request(format!("route show proto {proto}"), e))?;
-        Ok(msgs
-            .iter()
-            .filter_map(Ipv4Route::from_message)
-            .filter(|r| r.proto == proto && r.table == RT_TABLE_MAIN)
-            .collect())
+        let req = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build());
+        let msgs =
+            self.run(req.execute().try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request(format!("route show proto {proto}"), e))?;
+        Ok(msgs.iter().filter_map(Ipv4Route::from_message).filter(|r| r.proto == proto && r.table == RT_TABLE_MAIN).collect())
     }
 
     /// Asks the kernel how it would reach `dst` right now.
     // = ip route get DST
     pub fn route_get(&self, dst: Ipv4Addr) -> Result<RouteLookup> {
         let op = format!("route get {dst}");
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst, 32)
-            .build();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
         let answer = self
             .run(self.handle.route().get(msg).execute().try_next())
             .map_err(|e| NetlinkError::request(op.clone(), e))?
-            .ok_or_else(|| NetlinkError::Unexpected {
-                op,
-                detail: "no route message".into(),
-            })?;
-        let mut lookup = RouteLookup {
-            gateway: None,
-            oif: None,
-            local: answer.header.kind == RouteType::Local,
-        };
+            .ok_or_else(|| NetlinkError::Unexpected { op, detail: "no route message".into() })?;
+        let mut lookup = RouteLookup { gateway: None, oif: None, local: answer.header.kind == RouteType::Local };
         for attr in &answer.attributes {
             match attr {
                 RouteAttribute::Gateway(RouteAddress::Inet(ip)) => lookup.gateway = Some(*ip),
@@ -218,9 +188,7 @@ mod tests {
 
     #[test]
     fn message_round_trip_keeps_every_field() {
-        let r = Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86)
-            .dev(4)
-            .onlink();
+        let r = Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86).dev(4).onlink();
         let back = Ipv4Route::from_message(&r.to_message()).unwrap();
         assert_eq!(back, r);
     }
@@ -234,8 +202,7 @@ mod tests {
 
     #[test]
     fn non_unicast_routes_are_skipped() {
-        let mut msg =
-            Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86).to_message();
+        let mut msg = Ipv4Route::via(net("198.19.1.0/24"), Ipv4Addr::new(198, 18, 0, 2), 86).to_message();
         msg.header.kind = RouteType::Local;
         assert_eq!(Ipv4Route::from_message(&msg), None);
     }

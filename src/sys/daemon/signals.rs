@@ -2,7 +2,7 @@
 
 use std::io;
 
-use super::SysError;
+use crate::sys::SysError;
 
 /// SIGINT/SIGTERM delivered through a signalfd, so the poll loop sees them as an fd.
 pub struct SignalFd {

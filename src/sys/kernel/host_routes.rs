@@ -24,8 +24,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::netlink::{Ipv4Route, Netlink, NetlinkError, RouteLookup};
 use crate::control::ControlUpdate;
-use crate::sys::netlink::{Ipv4Route, Netlink, NetlinkError, RouteLookup};
 
 /// The routing protocol number of vxswitch routes (`ip route ... proto 86`).
 ///
@@ -70,22 +70,13 @@ pub struct OwnedRoute {
 /// Plans the start-up reconciliation: `installed` are the kernel routes (only those with
 /// [`VXSWITCH_RT_PROTO`] are considered), `desired` the wanted `(subnet, via)` pairs (for a
 /// subnet listed twice the last entry wins). Deletes come first, then installs, each sorted.
-pub fn plan_reconcile(
-    desired: &[(Ipv4Net, Ipv4Addr)],
-    installed: &[Ipv4Route],
-) -> Vec<RouteAction> {
+pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) -> Vec<RouteAction> {
     let want: BTreeMap<Ipv4Net, Ipv4Addr> = desired.iter().map(|(n, v)| (n.trunc(), *v)).collect();
-    let ours: Vec<&Ipv4Route> = installed
-        .iter()
-        .filter(|r| r.proto == VXSWITCH_RT_PROTO)
-        .collect();
+    let ours: Vec<&Ipv4Route> = installed.iter().filter(|r| r.proto == VXSWITCH_RT_PROTO).collect();
     let mut actions = Vec::new();
     for r in &ours {
         if !want.contains_key(&r.dst.trunc()) {
-            actions.push(RouteAction::Delete {
-                subnet: r.dst.trunc(),
-                via: r.gateway,
-            });
+            actions.push(RouteAction::Delete { subnet: r.dst.trunc(), via: r.gateway });
         }
     }
     for (subnet, via) in &want {
@@ -95,12 +86,7 @@ pub fn plan_reconcile(
         }
         let replace = !existing.is_empty();
         let old = existing.first().and_then(|r| r.gateway);
-        actions.push(RouteAction::Install {
-            subnet: *subnet,
-            via: *via,
-            replace,
-            old,
-        });
+        actions.push(RouteAction::Install { subnet: *subnet, via: *via, replace, old });
     }
     actions.sort();
     actions
@@ -108,39 +94,22 @@ pub fn plan_reconcile(
 
 /// Plans the kernel changes for one control-plane update against the routes we own.
 /// Updates that do not concern host-subnet routes plan nothing.
-pub fn plan_update(
-    table: &BTreeMap<Ipv4Net, OwnedRoute>,
-    update: &ControlUpdate,
-) -> Vec<RouteAction> {
+pub fn plan_update(table: &BTreeMap<Ipv4Net, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
     match update {
         ControlUpdate::RouteAdd { subnet, via, .. } => {
             let subnet = subnet.trunc();
             match table.get(&subnet) {
                 Some(r) if r.via == *via => Vec::new(),
-                current => vec![RouteAction::Install {
-                    subnet,
-                    via: *via,
-                    replace: current.is_some(),
-                    old: current.map(|r| r.via),
-                }],
+                current => vec![RouteAction::Install { subnet, via: *via, replace: current.is_some(), old: current.map(|r| r.via) }],
             }
         }
-        ControlUpdate::RouteRemove { subnet, .. } => table
-            .get(&subnet.trunc())
-            .map(|r| {
-                vec![RouteAction::Delete {
-                    subnet: subnet.trunc(),
-                    via: Some(r.via),
-                }]
-            })
-            .unwrap_or_default(),
+        ControlUpdate::RouteRemove { subnet, .. } => {
+            table.get(&subnet.trunc()).map(|r| vec![RouteAction::Delete { subnet: subnet.trunc(), via: Some(r.via) }]).unwrap_or_default()
+        }
         ControlUpdate::PeerDown { vni, underlay } => table
             .iter()
             .filter(|(_, r)| r.via == *underlay && r.vni.map_or(true, |v| v == *vni))
-            .map(|(subnet, r)| RouteAction::Delete {
-                subnet: *subnet,
-                via: Some(r.via),
-            })
+            .map(|(subnet, r)| RouteAction::Delete { subnet: *subnet, via: Some(r.via) })
             .collect(),
         _ => Vec::new(),
     }
@@ -197,20 +166,12 @@ pub enum HostSubnetError {
 }
 
 /// Judges the kernel's route to `peer`: direct (no gateway, not local) or an error.
-pub fn on_link_verdict(
-    peer: Ipv4Addr,
-    subnet: Ipv4Net,
-    lookup: &RouteLookup,
-) -> Result<(), HostSubnetError> {
+pub fn on_link_verdict(peer: Ipv4Addr, subnet: Ipv4Net, lookup: &RouteLookup) -> Result<(), HostSubnetError> {
     if lookup.local {
         return Err(HostSubnetError::PeerIsLocal { peer, subnet });
     }
     match lookup.gateway {
-        Some(gateway) => Err(HostSubnetError::PeerNotOnLink {
-            peer,
-            subnet,
-            gateway,
-        }),
+        Some(gateway) => Err(HostSubnetError::PeerNotOnLink { peer, subnet, gateway }),
         None => Ok(()),
     }
 }
@@ -237,10 +198,7 @@ pub struct HostSubnetRoutes {
 impl HostSubnetRoutes {
     /// A programmer working through `nl` (open it in the namespace to program).
     pub fn new(nl: Netlink) -> Self {
-        HostSubnetRoutes {
-            nl,
-            table: BTreeMap::new(),
-        }
+        HostSubnetRoutes { nl, table: BTreeMap::new() }
     }
 
     /// The routes this programmer owns, by subnet.
@@ -250,31 +208,15 @@ impl HostSubnetRoutes {
 
     /// Brings the kernel's `proto 86` routes to exactly `desired` (start-up). Refused peers
     /// are logged and reported, not fatal; a kernel failure on anything else is returned.
-    pub fn reconcile(
-        &mut self,
-        desired: &[(Ipv4Net, Ipv4Addr)],
-    ) -> Result<ReconcileReport, HostSubnetError> {
+    pub fn reconcile(&mut self, desired: &[(Ipv4Net, Ipv4Addr)]) -> Result<ReconcileReport, HostSubnetError> {
         let installed = self.nl.routes_by_proto(VXSWITCH_RT_PROTO)?;
-        self.table = installed
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r.dst.trunc(),
-                    OwnedRoute {
-                        via: r.gateway?,
-                        vni: None,
-                    },
-                ))
-            })
-            .collect();
+        self.table = installed.iter().filter_map(|r| Some((r.dst.trunc(), OwnedRoute { via: r.gateway?, vni: None }))).collect();
         let mut report = ReconcileReport::default();
         for action in plan_reconcile(desired, &installed) {
             match self.execute(&action, None) {
                 Ok(()) => match action {
                     RouteAction::Delete { subnet, .. } => report.removed.push(subnet),
-                    RouteAction::Install { subnet, via, .. } => {
-                        report.installed.push((subnet, via))
-                    }
+                    RouteAction::Install { subnet, via, .. } => report.installed.push((subnet, via)),
                 },
                 Err(e @ HostSubnetError::Netlink(_)) => return Err(e),
                 Err(e) => {
@@ -307,12 +249,7 @@ impl HostSubnetRoutes {
     fn execute(&mut self, action: &RouteAction, vni: Option<u32>) -> Result<(), HostSubnetError> {
         match *action {
             RouteAction::Delete { subnet, via } => self.delete(subnet, via),
-            RouteAction::Install {
-                subnet,
-                via,
-                replace,
-                old,
-            } => {
+            RouteAction::Install { subnet, via, replace, old } => {
                 if let Err(refusal) = self.check_peer(via, subnet) {
                     // The subnet no longer lives behind the old gateway: withdraw that too.
                     if replace {
@@ -321,19 +258,13 @@ impl HostSubnetRoutes {
                     return Err(refusal);
                 }
                 let route = Ipv4Route::via(subnet, via, VXSWITCH_RT_PROTO);
-                let result = if replace {
-                    self.nl.route_replace(&route)
-                } else {
-                    self.nl.route_add(&route)
-                };
+                let result = if replace { self.nl.route_replace(&route) } else { self.nl.route_add(&route) };
                 match result {
                     Ok(()) => {
                         self.table.insert(subnet, OwnedRoute { via, vni });
                         Ok(())
                     }
-                    Err(e) if e.errno() == Some(libc::EEXIST) => {
-                        Err(HostSubnetError::SubnetTaken { subnet, source: e })
-                    }
+                    Err(e) if e.errno() == Some(libc::EEXIST) => Err(HostSubnetError::SubnetTaken { subnet, source: e }),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -354,14 +285,7 @@ impl HostSubnetRoutes {
 
     /// `ip route get PEER` must show a direct route.
     fn check_peer(&self, peer: Ipv4Addr, subnet: Ipv4Net) -> Result<(), HostSubnetError> {
-        let lookup =
-            self.nl
-                .route_get(peer)
-                .map_err(|source| HostSubnetError::PeerUnreachable {
-                    peer,
-                    subnet,
-                    source,
-                })?;
+        let lookup = self.nl.route_get(peer).map_err(|source| HostSubnetError::PeerUnreachable { peer, subnet, source })?;
         on_link_verdict(peer, subnet, &lookup)
     }
 }
@@ -387,120 +311,64 @@ mod tests {
             route("198.19.9.0/24", "198.18.0.9", VXSWITCH_RT_PROTO), // stale
             route("198.19.3.0/24", "198.18.0.3", 4),                 // static: not ours
         ];
-        let desired = [
-            (net("198.19.1.0/24"), ip("198.18.0.2")),
-            (net("198.19.2.0/24"), ip("198.18.0.3")),
-        ];
+        let desired = [(net("198.19.1.0/24"), ip("198.18.0.2")), (net("198.19.2.0/24"), ip("198.18.0.3"))];
         assert_eq!(
             plan_reconcile(&desired, &installed),
             vec![
-                RouteAction::Delete {
-                    subnet: net("198.19.9.0/24"),
-                    via: Some(ip("198.18.0.9"))
-                },
-                RouteAction::Install {
-                    subnet: net("198.19.2.0/24"),
-                    via: ip("198.18.0.3"),
-                    replace: false,
-                    old: None
-                },
+                RouteAction::Delete { subnet: net("198.19.9.0/24"), via: Some(ip("198.18.0.9")) },
+                RouteAction::Install { subnet: net("198.19.2.0/24"), via: ip("198.18.0.3"), replace: false, old: None },
             ]
         );
     }
 
     #[test]
     fn reconcile_never_deletes_other_protocols() {
-        let installed = [
-            route("198.19.3.0/24", "198.18.0.3", 4),
-            route("198.19.4.0/24", "198.18.0.4", 2),
-        ];
+        let installed = [route("198.19.3.0/24", "198.18.0.3", 4), route("198.19.4.0/24", "198.18.0.4", 2)];
         assert_eq!(plan_reconcile(&[], &installed), vec![]);
     }
 
     #[test]
     fn reconcile_replaces_a_moved_gateway_and_last_duplicate_wins() {
         let installed = [route("198.19.1.0/24", "198.18.0.2", VXSWITCH_RT_PROTO)];
-        let desired = [
-            (net("198.19.1.0/24"), ip("198.18.0.7")),
-            (net("198.19.1.5/24"), ip("198.18.0.5")),
-        ];
+        let desired = [(net("198.19.1.0/24"), ip("198.18.0.7")), (net("198.19.1.5/24"), ip("198.18.0.5"))];
         assert_eq!(
             plan_reconcile(&desired, &installed),
-            vec![RouteAction::Install {
-                subnet: net("198.19.1.0/24"),
-                via: ip("198.18.0.5"),
-                replace: true,
-                old: Some(ip("198.18.0.2"))
-            }]
+            vec![RouteAction::Install { subnet: net("198.19.1.0/24"), via: ip("198.18.0.5"), replace: true, old: Some(ip("198.18.0.2")) }]
         );
     }
 
     #[test]
     fn reconcile_of_an_exact_match_does_nothing() {
         let installed = [route("198.19.1.0/24", "198.18.0.2", VXSWITCH_RT_PROTO)];
-        assert_eq!(
-            plan_reconcile(&[(net("198.19.1.0/24"), ip("198.18.0.2"))], &installed),
-            vec![]
-        );
+        assert_eq!(plan_reconcile(&[(net("198.19.1.0/24"), ip("198.18.0.2"))], &installed), vec![]);
     }
 
     fn table(entries: &[(&str, &str, Option<u32>)]) -> BTreeMap<Ipv4Net, OwnedRoute> {
-        entries
-            .iter()
-            .map(|(n, v, vni)| {
-                (
-                    net(n),
-                    OwnedRoute {
-                        via: ip(v),
-                        vni: *vni,
-                    },
-                )
-            })
-            .collect()
+        entries.iter().map(|(n, v, vni)| (net(n), OwnedRoute { via: ip(v), vni: *vni })).collect()
     }
 
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd {
-            vni: 1042,
-            subnet: net(s),
-            via: ip(v),
-        };
+        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: 1042, subnet: net(s), via: ip(v) };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
-            vec![RouteAction::Install {
-                subnet: net("198.19.1.0/24"),
-                via: ip("198.18.0.4"),
-                replace: true,
-                old: Some(ip("198.18.0.2"))
-            }]
+            vec![RouteAction::Install { subnet: net("198.19.1.0/24"), via: ip("198.18.0.4"), replace: true, old: Some(ip("198.18.0.2")) }]
         );
         assert_eq!(
             plan_update(&t, &add("198.19.2.9/24", "198.18.0.3")),
-            vec![RouteAction::Install {
-                subnet: net("198.19.2.0/24"),
-                via: ip("198.18.0.3"),
-                replace: false,
-                old: None
-            }]
+            vec![RouteAction::Install { subnet: net("198.19.2.0/24"), via: ip("198.18.0.3"), replace: false, old: None }]
         );
     }
 
     #[test]
     fn route_remove_deletes_only_known_subnets() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let rm = |s: &str| ControlUpdate::RouteRemove {
-            vni: 1042,
-            subnet: net(s),
-        };
+        let rm = |s: &str| ControlUpdate::RouteRemove { vni: 1042, subnet: net(s) };
         assert_eq!(
             plan_update(&t, &rm("198.19.1.0/24")),
-            vec![RouteAction::Delete {
-                subnet: net("198.19.1.0/24"),
-                via: Some(ip("198.18.0.2"))
-            }]
+            vec![RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) }]
         );
         assert_eq!(plan_update(&t, &rm("198.19.2.0/24")), vec![]);
     }
@@ -509,25 +377,16 @@ mod tests {
     fn peer_down_withdraws_that_peers_routes_on_that_network() {
         let t = table(&[
             ("198.19.1.0/24", "198.18.0.2", Some(1042)),
-            ("198.19.5.0/24", "198.18.0.2", Some(7)), // same peer, other network
-            ("198.19.6.0/24", "198.18.0.2", None),    // adopted at start-up
+            ("198.19.5.0/24", "198.18.0.2", Some(7)),    // same peer, other network
+            ("198.19.6.0/24", "198.18.0.2", None),       // adopted at start-up
             ("198.19.2.0/24", "198.18.0.3", Some(1042)), // other peer
         ]);
-        let down = ControlUpdate::PeerDown {
-            vni: 1042,
-            underlay: ip("198.18.0.2"),
-        };
+        let down = ControlUpdate::PeerDown { vni: 1042, underlay: ip("198.18.0.2") };
         assert_eq!(
             plan_update(&t, &down),
             vec![
-                RouteAction::Delete {
-                    subnet: net("198.19.1.0/24"),
-                    via: Some(ip("198.18.0.2"))
-                },
-                RouteAction::Delete {
-                    subnet: net("198.19.6.0/24"),
-                    via: Some(ip("198.18.0.2"))
-                },
+                RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) },
+                RouteAction::Delete { subnet: net("198.19.6.0/24"), via: Some(ip("198.18.0.2")) },
             ]
         );
     }
@@ -535,45 +394,21 @@ mod tests {
     #[test]
     fn unrelated_updates_plan_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let u = ControlUpdate::ArpUnbind {
-            vni: 1042,
-            ip: ip("198.19.1.5"),
-        };
+        let u = ControlUpdate::ArpUnbind { vni: 1042, ip: ip("198.19.1.5") };
         assert_eq!(plan_update(&t, &u), vec![]);
     }
 
     #[test]
     fn verdict_accepts_direct_and_names_a_routed_peer() {
         let subnet = net("198.19.1.0/24");
-        let direct = RouteLookup {
-            gateway: None,
-            oif: Some(2),
-            local: false,
-        };
+        let direct = RouteLookup { gateway: None, oif: Some(2), local: false };
         assert!(on_link_verdict(ip("198.18.0.2"), subnet, &direct).is_ok());
-        let routed = RouteLookup {
-            gateway: Some(ip("198.18.0.254")),
-            oif: Some(2),
-            local: false,
-        };
+        let routed = RouteLookup { gateway: Some(ip("198.18.0.254")), oif: Some(2), local: false };
         let err = on_link_verdict(ip("203.0.113.7"), subnet, &routed).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("peer 203.0.113.7") && msg.contains("via 198.18.0.254"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("198.19.1.0/24") && msg.contains("not directly reachable"),
-            "{msg}"
-        );
-        let local = RouteLookup {
-            gateway: None,
-            oif: Some(1),
-            local: true,
-        };
-        assert!(matches!(
-            on_link_verdict(ip("198.18.0.1"), subnet, &local),
-            Err(HostSubnetError::PeerIsLocal { .. })
-        ));
+        assert!(msg.contains("peer 203.0.113.7") && msg.contains("via 198.18.0.254"), "{msg}");
+        assert!(msg.contains("198.19.1.0/24") && msg.contains("not directly reachable"), "{msg}");
+        let local = RouteLookup { gateway: None, oif: Some(1), local: true };
+        assert!(matches!(on_link_verdict(ip("198.18.0.1"), subnet, &local), Err(HostSubnetError::PeerIsLocal { .. })));
     }
 }

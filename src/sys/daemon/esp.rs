@@ -3,11 +3,11 @@
 use std::io;
 use std::time::Instant;
 
-use super::udp::UnderlaySockets;
-use super::SysError;
 use crate::config::Config;
 use crate::dataplane::{EspTunnels, Switch};
 use crate::ipsec::{HostKey, SessionConfig};
+use crate::sys::fastpath::udp::UnderlaySockets;
+use crate::sys::SysError;
 
 /// The ESP side of the daemon: the ESP-in-UDP socket and the host key.
 pub struct EspDriver {
@@ -62,4 +62,3 @@ impl EspDriver {
         Ok(Some(EspDriver { sockets, public_key }))
     }
 }
-
