@@ -7,16 +7,22 @@
 //! - [`control`]: the sans-IO control plane producing [`control::ControlUpdate`] values.
 //! - [`sys`]: the only place with file descriptors, syscalls, clocks and threads.
 //! - [`sim`]: many hosts in one process on virtual time, for tests and benches.
-//! - [`testnet`], [`bench`]: network-namespace topologies for the demo, tests and benchmark.
+//! - `testnet`, `bench`: network-namespace labs for the demo, tests and benchmark (cargo feature
+//!   `lab`, on by default; the daemon does not need them: `--no-default-features` leaves them out).
+
+#![deny(unsafe_code)]
 
 pub mod arp;
+#[cfg(feature = "lab")]
 pub mod bench;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod ipsec;
+pub mod keyfile;
 pub mod sim;
 pub mod sys;
+#[cfg(feature = "lab")]
 pub mod testnet;
 pub mod vxlan;
 pub mod wire;

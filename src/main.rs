@@ -57,6 +57,7 @@ enum Command {
         /// Where to write the key; refuses to overwrite an existing file.
         file: PathBuf,
     },
+    #[cfg(feature = "lab")]
     /// Build two hosts with a container each in network namespaces, run the overlay between
     /// them, show ping and throughput, and remove everything again (needs root).
     Demo {
@@ -64,9 +65,11 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    #[cfg(feature = "lab")]
     /// Measure every data path (veth, host-subnet, kernel vxlan, vxswitch VXLAN/ESP, kernel
     /// xfrm) side by side in network namespaces (needs root).
     Bench(vxswitch::bench::BenchArgs),
+    #[cfg(feature = "lab")]
     /// Small traffic tools used by the demo and tests (ICMP echo, TCP throughput).
     #[command(hide = true, subcommand)]
     Probe(vxswitch::testnet::probe::ProbeCommand),
@@ -99,8 +102,11 @@ fn main() -> ExitCode {
             println!("{}", hex::encode(key.public_key()));
             Ok(())
         }),
+        #[cfg(feature = "lab")]
         Command::Demo { seconds } => vxswitch::testnet::demo::run(seconds),
+        #[cfg(feature = "lab")]
         Command::Bench(args) => vxswitch::bench::run(args),
+        #[cfg(feature = "lab")]
         Command::Probe(cmd) => vxswitch::testnet::probe::run(cmd),
     };
     match result {
@@ -113,16 +119,7 @@ fn main() -> ExitCode {
 }
 
 fn write_cluster_key(file: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let key: [u8; 32] = rand::random();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    writeln!(f, "{}", hex::encode(key))?;
+    vxswitch::control::ClusterKey::create(file)?;
     println!("wrote a new cluster key to {}", file.display());
     Ok(())
 }

@@ -34,7 +34,6 @@ pub mod udpgen;
 pub mod xfrm;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -91,15 +90,9 @@ pub struct BenchArgs {
     pub svg: Option<PathBuf>,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// Whether Ctrl-C or SIGTERM arrived.
 pub(crate) fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    crate::testnet::interrupt::interrupted()
 }
 
 /// How the figures are measured, for the reports.
@@ -169,11 +162,7 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     if args.quick {
         (args.repeats, args.secs, args.pings) = (1, 1, 200);
     }
-    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::testnet::interrupt::install().context("installing the Ctrl-C handler")?;
     let specs = selected(&args)?;
     if build_kind() == "debug" {
         eprintln!("note: this is a debug build; the vxswitch figures will be far below a release build (cargo build --release)");

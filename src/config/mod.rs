@@ -115,6 +115,39 @@ pub enum Mode {
     Kernel,
 }
 
+impl Mode {
+    /// Every mode, in the order the README lists them.
+    pub const ALL: [Mode; 4] = [Mode::Overlay, Mode::Routed, Mode::HostSubnet, Mode::Kernel];
+
+    /// The name the configuration file uses (`mode = "host-subnet"`); `stats` and gossip records
+    /// spell it the same way.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Overlay => "overlay",
+            Mode::Routed => "routed",
+            Mode::HostSubnet => "host-subnet",
+            Mode::Kernel => "kernel",
+        }
+    }
+
+    /// The mode a configuration name stands for.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// This host's container subnet (routed and host-subnet modes), as Rancher's host-subnet options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSubnet {
@@ -402,14 +435,15 @@ fn validate_network(
     if !vnis.insert(vni) {
         return Err(err(n.vni.span(), "vni", format!("VNI {vni} is configured twice")));
     }
-    let mode = match n.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-        None | Some(("overlay", _)) => Mode::Overlay,
-        Some(("routed", _)) => Mode::Routed,
-        Some(("host-subnet", _)) => Mode::HostSubnet,
-        Some(("kernel", _)) => Mode::Kernel,
-        Some((other, span)) => {
-            return Err(err(span, "mode", format!("{other:?} is not one of \"overlay\", \"routed\", \"host-subnet\", \"kernel\"")))
-        }
+    let mode = match n.mode.as_ref() {
+        None => Mode::Overlay,
+        Some(m) => match Mode::from_name(m.get_ref()) {
+            Some(mode) => mode,
+            None => {
+                let names: Vec<String> = Mode::ALL.iter().map(|m| format!("{:?}", m.name())).collect();
+                return Err(err(m.span(), "mode", format!("{:?} is not one of {}", m.get_ref(), names.join(", "))));
+            }
+        },
     };
     let tap = match (&n.tap, mode) {
         (Some(t), Mode::HostSubnet) => return Err(err(t.span(), "tap", "host-subnet mode has no TAP (no encapsulation)".into())),

@@ -149,3 +149,14 @@ fn offload_switches_parse() {
     assert_eq!(c.underlay.offload, Some(true));
     assert!(Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = \"yes\"\n")).is_err());
 }
+
+#[test]
+fn mode_names_round_trip_and_print_as_configured() {
+    for mode in Mode::ALL {
+        assert_eq!(Mode::from_name(mode.name()), Some(mode));
+        assert_eq!(mode.to_string(), mode.name());
+        assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{}\"", mode.name()));
+    }
+    assert_eq!(Mode::HostSubnet.to_string(), "host-subnet");
+    assert_eq!(Mode::from_name("HostSubnet"), None);
+}

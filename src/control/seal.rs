@@ -28,9 +28,10 @@
 //! key learns nothing from the cluster and can inject nothing into it.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
+
+use crate::keyfile::{self, KeyFileError};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
@@ -90,34 +91,6 @@ impl DropReason {
     }
 }
 
-/// Errors loading the cluster key.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The key file could not be opened or read.
-    #[error("reading cluster key file {path}: {source}")]
-    Io {
-        /// The file named in the configuration.
-        path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Other users may read the key file.
-    #[error("cluster key file {path} is readable by other users (mode {mode:o}); chmod 600 it")]
-    WorldReadable {
-        /// The file named in the configuration.
-        path: String,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// Neither 32 raw bytes nor 64 hex digits.
-    #[error("cluster key file {path} must hold 32 raw bytes or 64 hex digits")]
-    BadFormat {
-        /// The file named in the configuration.
-        path: String,
-    },
-}
-
 /// The 32-byte symmetric key shared by every host of one cluster.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterKey([u8; 32]);
@@ -148,20 +121,17 @@ impl ClusterKey {
         <[u8; 32]>::try_from(content).ok().map(ClusterKey)
     }
 
-    /// Reads the key from `path`, refusing a file that other users can read (mode & 0o004) or
-    /// that the group can read (mode & 0o040).
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        use std::os::unix::fs::PermissionsExt;
-        let shown = path.display().to_string();
-        let io = |source| KeyError::Io { path: shown.clone(), source };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mode = file.metadata().map_err(io)?.permissions().mode();
-        if mode & 0o044 != 0 {
-            return Err(KeyError::WorldReadable { path: shown, mode: mode & 0o7777 });
-        }
-        let mut content = Vec::with_capacity(80);
-        file.by_ref().take(4096).read_to_end(&mut content).map_err(io)?;
-        Self::parse(&content).ok_or(KeyError::BadFormat { path: shown })
+    /// Reads the key from `path` (owner-only permissions, see [`crate::keyfile`]).
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let content = keyfile::read(path)?;
+        Self::parse(&content).ok_or_else(|| keyfile::malformed(path, "32 raw bytes or 64 hex digits"))
+    }
+
+    /// Creates a new random key file at `path` (mode 0600, 64 hex digits); never overwrites.
+    pub fn create(path: &Path) -> Result<Self, KeyFileError> {
+        let key: [u8; 32] = rand::random();
+        keyfile::create(path, format!("{}\n", hex::encode(key)).as_bytes())?;
+        Ok(ClusterKey(key))
     }
 }
 
@@ -521,11 +491,11 @@ mod tests {
         std::fs::set_permissions(&raw_path, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(ClusterKey::load(&raw_path).unwrap(), ClusterKey::from_bytes([3; 32]));
         std::fs::set_permissions(&raw_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(ClusterKey::load(&raw_path), Err(KeyError::WorldReadable { .. })));
+        assert!(matches!(ClusterKey::load(&raw_path), Err(KeyFileError::TooOpen { .. })));
         let bad = dir.join("bad");
         std::fs::write(&bad, b"short").unwrap();
         std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(ClusterKey::load(&bad), Err(KeyError::BadFormat { .. })));
+        assert!(matches!(ClusterKey::load(&bad), Err(KeyFileError::Malformed { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

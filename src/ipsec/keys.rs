@@ -32,10 +32,7 @@
 //! File I/O here is limited to the key file, named by the caller.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use aws_lc_rs::encoding::AsBigEndian;
@@ -43,6 +40,7 @@ use aws_lc_rs::hkdf::{KeyType, Prk, Salt, HKDF_SHA256};
 
 use super::error::EspError;
 use super::sa::{InboundSa, OutboundSa, Suite};
+use crate::keyfile::{self, KeyFileError};
 
 struct HelloKeyLen;
 
@@ -61,30 +59,10 @@ const MAX_KEY_MATERIAL: usize = 36;
 
 /// Errors loading, creating or using the host key.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    /// Reading or writing the key file failed.
-    #[error("key file {path}: {source}")]
-    Io {
-        /// The key file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The key file may be read by group or others.
-    #[error("key file {path} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {path})")]
-    TooOpen {
-        /// The key file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The key file does not hold 64 hex digits.
-    #[error("key file {path} does not hold a 32-byte hex X25519 private key")]
-    Malformed {
-        /// The key file.
-        path: PathBuf,
-    },
+pub enum HostKeyError {
+    /// The key file could not be read or created (see [`crate::keyfile`]).
+    #[error(transparent)]
+    File(#[from] KeyFileError),
     /// The crypto library refused the key or failed to generate one.
     #[error("X25519 key operation failed")]
     Crypto,
@@ -104,20 +82,20 @@ impl fmt::Debug for HostKey {
 
 impl HostKey {
     /// Generates a fresh key pair.
-    pub fn generate() -> Result<Self, KeyFileError> {
-        let private = PrivateKey::generate(&X25519).map_err(|_| KeyFileError::Crypto)?;
+    pub fn generate() -> Result<Self, HostKeyError> {
+        let private = PrivateKey::generate(&X25519).map_err(|_| HostKeyError::Crypto)?;
         Self::from_private(private)
     }
 
     /// Builds the key pair from 32 raw private-key bytes.
-    pub fn from_private_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, KeyFileError> {
-        let private = PrivateKey::from_private_key(&X25519, bytes).map_err(|_| KeyFileError::Crypto)?;
+    pub fn from_private_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, HostKeyError> {
+        let private = PrivateKey::from_private_key(&X25519, bytes).map_err(|_| HostKeyError::Crypto)?;
         Self::from_private(private)
     }
 
-    fn from_private(private: PrivateKey) -> Result<Self, KeyFileError> {
-        let public = private.compute_public_key().map_err(|_| KeyFileError::Crypto)?;
-        let public: [u8; KEY_LEN] = public.as_ref().try_into().map_err(|_| KeyFileError::Crypto)?;
+    fn from_private(private: PrivateKey) -> Result<Self, HostKeyError> {
+        let public = private.compute_public_key().map_err(|_| HostKeyError::Crypto)?;
+        let public: [u8; KEY_LEN] = public.as_ref().try_into().map_err(|_| HostKeyError::Crypto)?;
         Ok(HostKey { private, public })
     }
 
@@ -129,32 +107,32 @@ impl HostKey {
     /// The epoch-independent key that authenticates epoch announcements ([`super::hello`])
     /// between this host and `peer_public`: HKDF-SHA256 of the static X25519 secret, bound to
     /// both public keys (in sorted order, so both sides derive the same key).
-    pub fn hello_key(&self, peer_public: &[u8; KEY_LEN]) -> Result<[u8; 32], KeyFileError> {
+    pub fn hello_key(&self, peer_public: &[u8; KEY_LEN]) -> Result<[u8; 32], HostKeyError> {
         let peer = UnparsedPublicKey::new(&X25519, *peer_public);
         let (lo, hi) = if self.public <= *peer_public { (self.public, *peer_public) } else { (*peer_public, self.public) };
-        agreement::agree(&self.private, peer, KeyFileError::Crypto, |secret| {
+        agreement::agree(&self.private, peer, HostKeyError::Crypto, |secret| {
             if secret.iter().all(|b| *b == 0) {
-                return Err(KeyFileError::Crypto);
+                return Err(HostKeyError::Crypto);
             }
             let prk = Salt::new(HKDF_SHA256, b"vxswitch hello v1").extract(secret);
             let info = [&lo[..], &hi[..]];
-            let okm = prk.expand(&info, HelloKeyLen).map_err(|_| KeyFileError::Crypto)?;
+            let okm = prk.expand(&info, HelloKeyLen).map_err(|_| HostKeyError::Crypto)?;
             let mut out = [0u8; 32];
-            okm.fill(&mut out).map_err(|_| KeyFileError::Crypto)?;
+            okm.fill(&mut out).map_err(|_| HostKeyError::Crypto)?;
             Ok(out)
         })
     }
 
     /// Loads the key from `path`, or generates one and stores it there (mode 0600) on first
     /// start.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyFileError> {
+    pub fn load_or_create(path: &Path) -> Result<Self, HostKeyError> {
         match Self::load(path) {
-            Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(HostKeyError::File(e)) if e.is_not_found() => {
                 let key = Self::generate()?;
                 match key.store(path) {
                     Ok(()) => Ok(key),
                     // Someone else created it meanwhile: use theirs.
-                    Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => Self::load(path),
+                    Err(HostKeyError::File(e)) if e.is_already_exists() => Self::load(path),
                     Err(e) => Err(e),
                 }
             }
@@ -162,34 +140,31 @@ impl HostKey {
         }
     }
 
-    /// Loads the key from `path`, refusing files that group or others may access.
-    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
-        let mode = fs::metadata(path).map_err(io_err)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::TooOpen { path: path.to_owned(), mode: mode & 0o7777 });
-        }
-        let text = fs::read_to_string(path).map_err(io_err)?;
-        let malformed = || KeyFileError::Malformed { path: path.to_owned() };
+    /// Loads the key from `path` (owner-only permissions, see [`crate::keyfile`]).
+    pub fn load(path: &Path) -> Result<Self, HostKeyError> {
+        let mut text = keyfile::read(path)?;
+        let malformed = || HostKeyError::File(keyfile::malformed(path, "a 32-byte hex X25519 private key"));
         let mut bytes = [0u8; KEY_LEN];
-        hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| malformed())?;
+        let decoded = std::str::from_utf8(&text).ok().map(|t| hex::decode_to_slice(t.trim(), &mut bytes));
+        text.fill(0);
+        if !matches!(decoded, Some(Ok(()))) {
+            return Err(malformed());
+        }
         let key = Self::from_private_bytes(&bytes).map_err(|_| malformed());
         bytes.fill(0);
         key
     }
 
     /// Writes the private key to a new file at `path` with mode 0600 (fails if it exists).
-    pub fn store(&self, path: &Path) -> Result<(), KeyFileError> {
-        let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
-        let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = self.private.as_be_bytes().map_err(|_| KeyFileError::Crypto)?;
+    pub fn store(&self, path: &Path) -> Result<(), HostKeyError> {
+        let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = self.private.as_be_bytes().map_err(|_| HostKeyError::Crypto)?;
         let mut line = hex::encode(seed.as_ref());
         line.push('\n');
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
-        let result = file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(io_err);
+        let result = keyfile::create(path, line.as_bytes());
         // Overwrite the hex copy in its own allocation before it is freed (best effort).
         line.clear();
         line.extend(std::iter::repeat('0').take(KEY_LEN * 2));
-        result
+        Ok(result?)
     }
 }
 
@@ -259,7 +234,7 @@ impl fmt::Debug for SessionKeys {
 impl SessionKeys {
     /// Agrees on a secret with the peer's public key and prepares derivation.
     ///
-    /// Fails with [`KeyFileError::Crypto`] for an invalid peer key (e.g. a low-order point
+    /// Fails with [`HostKeyError::Crypto`] for an invalid peer key (e.g. a low-order point
     /// that would give an all-zero secret).
     pub fn new(
         host: &HostKey,
@@ -268,11 +243,11 @@ impl SessionKeys {
         peer_epoch: u64,
         suite: Suite,
         esn: bool,
-    ) -> Result<Self, KeyFileError> {
+    ) -> Result<Self, HostKeyError> {
         let peer = UnparsedPublicKey::new(&X25519, peer_public);
-        let prk = agreement::agree(&host.private, peer, KeyFileError::Crypto, |secret| {
+        let prk = agreement::agree(&host.private, peer, HostKeyError::Crypto, |secret| {
             if secret.iter().all(|b| *b == 0) {
-                return Err(KeyFileError::Crypto);
+                return Err(HostKeyError::Crypto);
             }
             Ok(Salt::new(HKDF_SHA256, HKDF_SALT).extract(secret))
         })?;
@@ -473,7 +448,9 @@ mod epoch_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     /// A unique temporary directory removed on drop, also when a test fails.
     struct TempDir(PathBuf);
@@ -509,7 +486,7 @@ mod tests {
         let c = HostKey::load(&path).unwrap();
         assert_eq!(a.public_key(), c.public_key());
         // A second store never overwrites the existing key.
-        assert!(matches!(HostKey::generate().unwrap().store(&path), Err(KeyFileError::Io { .. })));
+        assert!(matches!(HostKey::generate().unwrap().store(&path), Err(HostKeyError::File(KeyFileError::Io { .. }))));
         assert_eq!(HostKey::load(&path).unwrap().public_key(), a.public_key());
     }
 
@@ -521,7 +498,7 @@ mod tests {
         for mode in [0o644, 0o604, 0o640] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = HostKey::load_or_create(&path).unwrap_err();
-            assert!(matches!(err, KeyFileError::TooOpen { mode: m, .. } if m == mode), "{err}");
+            assert!(matches!(err, HostKeyError::File(KeyFileError::TooOpen { mode: m, .. }) if m == mode), "{err}");
             assert!(err.to_string().contains("chmod 600"), "{err}");
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
@@ -534,7 +511,7 @@ mod tests {
         let path = dir.0.join("host.key");
         fs::write(&path, "not a key\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(HostKey::load(&path), Err(KeyFileError::Malformed { .. })));
+        assert!(matches!(HostKey::load(&path), Err(HostKeyError::File(KeyFileError::Malformed { .. }))));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub mod sa;
 pub mod session;
 
 pub use error::{DropCounters, DropReason, EspError};
-pub use keys::{random_epoch, start_epoch, Direction, HostKey, KeyFileError, ManualKeyError, ManualSa, SessionKeys};
+pub use keys::{random_epoch, start_epoch, Direction, HostKey, HostKeyError, ManualKeyError, ManualSa, SessionKeys};
 pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use sa::{
     sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM, ESP_ICV_LEN, ESP_MIN_LEN, ESP_TAILROOM,

@@ -5,7 +5,6 @@
 //! everything it created (also on Ctrl-C: the signal only sets a flag, the probes running in
 //! children end, and the lab is dropped normally).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -13,14 +12,8 @@ use anyhow::{bail, Context};
 use super::lab::{HostKind, Lab};
 use super::probes;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 fn check_interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if super::interrupt::interrupted() {
         bail!("interrupted");
     }
     Ok(())
@@ -28,15 +21,10 @@ fn check_interrupted() -> anyhow::Result<()> {
 
 /// Run the demo; `seconds` of throughput measurement.
 pub fn run(seconds: u64) -> anyhow::Result<()> {
-    // SAFETY: nix::unistd::geteuid is a plain syscall wrapper.
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo creates network namespaces and must run as root");
     }
-    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
-    }
+    super::interrupt::install().context("installing the Ctrl-C handler")?;
     let bin = std::env::current_exe().context("locating the vxswitch executable")?;
     println!("vxswitch demo: building 2 hosts x 1 container in network namespaces ...");
     let lab = Lab::build("demo", &[HostKind::Vxswitch, HostKind::Vxswitch], 1, &bin).context("building the lab")?;

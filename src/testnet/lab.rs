@@ -322,8 +322,7 @@ impl Lab {
     /// Stop host `i`'s daemon with SIGTERM (SIGKILL after 5 s). Returns whether it exited cleanly.
     pub fn stop_vxswitch(&mut self, i: usize) -> io::Result<bool> {
         let Some(mut child) = self.daemons[i].take() else { return Ok(true) };
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             if let Some(status) = child.try_wait()? {

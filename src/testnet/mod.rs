@@ -3,6 +3,7 @@
 //! ([`probe`]) and running them in the lab ([`probes`]). Lab code only; the daemon never uses it.
 
 pub mod demo;
+pub mod interrupt;
 pub mod lab;
 pub mod netns;
 pub mod probe;

@@ -76,8 +76,7 @@ impl Drop for Netns {
         if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
-                    // SAFETY: sending a signal to a process of our own namespace.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }

@@ -3,7 +3,6 @@
 //! and print one JSON object, so the demo works on a machine without ping or iperf3.
 
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -115,7 +114,7 @@ pub fn ping(dst: Ipv4Addr, count: u32, interval: Duration, timeout: Duration) ->
     let ident = (std::process::id() & 0xffff) as u16;
     let target: SocketAddr = SocketAddrV4::new(dst, 0).into();
     let mut report = PingReport { sent: 0, received: 0, rtt_us: Vec::new() };
-    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut buf = [0u8; 2048];
     for seq in 0..count as u16 {
         let mut pkt = vec![0u8; 8 + 56];
         pkt[0] = 8;
@@ -136,13 +135,12 @@ pub fn ping(dst: Ipv4Addr, count: u32, interval: Duration, timeout: Duration) ->
                 break;
             }
             sock.set_read_timeout(Some(left))?;
-            let n = match sock.recv(&mut buf) {
+            let n = match (&sock).read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
                 Err(e) => return Err(e),
             };
-            // SAFETY: recv initialised the first n bytes.
-            let data: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+            let data = &buf[..n];
             let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
             let Some(icmp) = data.get(ihl..) else { continue };
             let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);

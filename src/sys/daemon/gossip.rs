@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::control::{Binding, ClusterKey, ControlUpdate, Liveness, MemberRecord, Membership, NetworkClaim, SubnetClaim};
 use crate::sys::SysError;
 
@@ -21,15 +21,6 @@ pub struct GossipDriver {
     membership: Membership,
     buf: Vec<u8>,
     send_errors: u64,
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Overlay => "overlay",
-        Mode::Routed => "routed",
-        Mode::HostSubnet => "host-subnet",
-        Mode::Kernel => "kernel",
-    }
 }
 
 /// This host's record as configured: underlay, subnets and static bindings per network.
@@ -47,7 +38,7 @@ pub fn local_record_with(
     local: &[(u32, std::net::Ipv4Addr, crate::wire::ethernet::EthernetAddress)],
 ) -> MemberRecord {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut modes: Vec<String> = config.networks.iter().map(|n| mode_name(n.mode).to_string()).collect();
+    let mut modes: Vec<String> = config.networks.iter().map(|n| n.mode.to_string()).collect();
     modes.sort();
     modes.dedup();
     MemberRecord {

@@ -102,6 +102,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         let next = switch.poll_timeout().into_iter().chain(gossip.as_ref().and_then(GossipDriver::poll_timeout)).min();
         let sleep = next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP));
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, sleep.as_millis() as i32) };
         if rc < 0 {
             let e = io::Error::last_os_error();

@@ -1,4 +1,5 @@
 //! SIGINT/SIGTERM as an fd, so the poll loop sees a shutdown request like any other event.
+#![allow(unsafe_code)] // raw syscalls the safe crates do not wrap; each block has a SAFETY note
 
 use std::io;
 

@@ -60,7 +60,7 @@ pub fn answer(
                 .map(|(port, n)| NetworkStatus {
                     vni: n.vni,
                     tap: n.tap.clone(),
-                    mode: format!("{:?}", n.mode),
+                    mode: n.mode.to_string(),
                     peers: switch.peers(port).to_vec(),
                     routes: switch
                         .router(port)

@@ -11,6 +11,7 @@
 //! for UDP segmentation offload (USO); the mask is set again here to TCP only, because vxswitch
 //! splits TCP super-frames but not UDP ones. ECN (`TUN_F_TSO_ECN`) stays off, so the kernel
 //! segments ECN super-frames itself. Without offload, frames arrive one per `read`, no header.
+#![allow(unsafe_code)] // raw syscalls the safe crates do not wrap; each block has a SAFETY note
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};

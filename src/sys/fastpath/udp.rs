@@ -6,6 +6,7 @@
 //! Linux vxlan does it, and ECMP underlays spread flows while each flow keeps one path.
 //! All sockets set `IP_PMTUDISC_PROBE` (DF on, never fragmented, PMTU cache ignored): the switch
 //! already guarantees that an encapsulated frame fits the configured underlay MTU.
+#![allow(unsafe_code)] // raw syscalls the safe crates do not wrap; each block has a SAFETY note
 
 use std::cell::Cell;
 use std::io;
