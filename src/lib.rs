@@ -2,7 +2,8 @@
 //!
 //! Layers, imports pointing downwards only:
 //! - [`wire`]: zero-copy packet views (Ethernet, ARP, IPv4, UDP, VXLAN, ESP).
-//! - [`vxlan`], [`arp`], [`ipsec`]: protocol logic over caller-owned buffers.
+//! - [`vxlan`], [`arp`], [`ipsec`]: protocol logic over caller-owned buffers; [`replay`] the one
+//!   anti-replay window (ESP and gossip), [`keyfile`] the one loader for secret files.
 //! - [`dataplane`]: the sans-IO switch core (FDB, routing, forwarding decisions, counters).
 //! - [`control`]: the sans-IO control plane producing [`control::ControlUpdate`] values.
 //! - [`sys`]: the only place with file descriptors, syscalls, clocks and threads.
@@ -20,6 +21,7 @@ pub mod control;
 pub mod dataplane;
 pub mod ipsec;
 pub mod keyfile;
+pub mod replay;
 pub mod sim;
 pub mod sys;
 #[cfg(feature = "lab")]

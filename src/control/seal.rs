@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::keyfile::{self, KeyFileError};
+use crate::replay::ReplayWindow;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
@@ -211,7 +212,7 @@ impl Opener {
         Opener {
             key: aead_key(key),
             cluster: cluster.as_bytes().to_vec(),
-            window_bits: window_bits.clamp(64, 1 << 16),
+            window_bits: window_bits.clamp(64, crate::replay::MAX_WINDOW),
             max_len,
             senders: HashMap::new(),
             tick: 0,
@@ -251,8 +252,9 @@ impl Opener {
         }
         let epoch = u64::from_be_bytes(header[4..12].try_into().map_err(|_| DropReason::BadHeader)?);
         let counter = u32::from_be_bytes(header[12..16].try_into().map_err(|_| DropReason::BadHeader)?);
+        let seq = u64::from(counter) + 1;
         if let Some(window) = self.window(from, epoch) {
-            if !window.is_fresh(counter) {
+            if window.check(seq).is_err() {
                 return Err(DropReason::Replay);
             }
         }
@@ -262,7 +264,7 @@ impl Opener {
         let plain_len =
             self.key.open_in_place(nonce(epoch, counter), Aad::from(&aad[..]), &mut buf).map_err(|_| DropReason::AuthFailed)?.len();
         buf.truncate(plain_len);
-        self.window_mut(from, epoch).mark(counter);
+        self.window_mut(from, epoch).update(seq);
         Ok(buf)
     }
 
@@ -294,80 +296,6 @@ impl Opener {
             }
         };
         &mut sender.epochs[pos].1
-    }
-}
-
-/// A sliding bitmap of seen counters: bit `i` of the map means `top - i` was seen.
-#[derive(Debug, Clone)]
-pub struct ReplayWindow {
-    top: Option<u32>,
-    bits: Vec<u64>,
-    size: u32,
-}
-
-impl ReplayWindow {
-    /// A window remembering `size` counters (a multiple of 64).
-    pub fn new(size: u32) -> Self {
-        let words = size.div_ceil(64).max(1);
-        ReplayWindow { top: None, bits: vec![0; words as usize], size: words * 64 }
-    }
-
-    /// Whether `counter` has not been seen and is not left of the window.
-    pub fn is_fresh(&self, counter: u32) -> bool {
-        let Some(top) = self.top else { return true };
-        if counter > top {
-            return true;
-        }
-        let age = top - counter;
-        age < self.size && !self.bit(age)
-    }
-
-    /// Records `counter` as seen, sliding the window right when it is the newest.
-    pub fn mark(&mut self, counter: u32) {
-        match self.top {
-            Some(top) if counter <= top => {
-                let age = top - counter;
-                if age < self.size {
-                    self.set_bit(age);
-                }
-            }
-            Some(top) => {
-                self.shift((counter - top).min(self.size));
-                self.top = Some(counter);
-                self.set_bit(0);
-            }
-            None => {
-                self.top = Some(counter);
-                self.set_bit(0);
-            }
-        }
-    }
-
-    fn bit(&self, age: u32) -> bool {
-        self.bits[(age / 64) as usize] >> (age % 64) & 1 == 1
-    }
-
-    fn set_bit(&mut self, age: u32) {
-        self.bits[(age / 64) as usize] |= 1 << (age % 64);
-    }
-
-    fn shift(&mut self, by: u32) {
-        if by >= self.size {
-            self.bits.iter_mut().for_each(|w| *w = 0);
-            return;
-        }
-        let words = (by / 64) as usize;
-        let bits = by % 64;
-        let n = self.bits.len();
-        for i in (0..n).rev() {
-            let src = i.checked_sub(words);
-            let hi = src.map_or(0, |s| self.bits[s] << bits);
-            let lo = match src.and_then(|s| s.checked_sub(1)) {
-                Some(s) if bits > 0 => self.bits[s] >> (64 - bits),
-                _ => 0,
-            };
-            self.bits[i] = hi | lo;
-        }
     }
 }
 
@@ -462,19 +390,20 @@ mod tests {
     }
 
     #[test]
-    fn window_shift_is_exact() {
-        let mut w = ReplayWindow::new(128);
-        for c in [0u32, 1, 63, 64, 65, 127] {
-            w.mark(c);
-        }
-        w.mark(200);
-        for c in [0u32, 1, 63, 64, 65] {
-            assert!(!w.is_fresh(c), "{c} is left of the window");
-        }
-        assert!(!w.is_fresh(127));
-        assert!(w.is_fresh(126));
-        assert!(w.is_fresh(199));
-        assert!(!w.is_fresh(200));
+    fn counter_zero_is_accepted_once_and_the_window_slides() {
+        let key = ClusterKey::from_bytes([9; 32]);
+        let mut s = Sealer::new(&key, "c1", 5);
+        let mut o = Opener::new(&key, "c1", 64, 1400);
+        let sealed: Vec<Vec<u8>> = (0..200).map(|_| s.seal(b"x")).collect();
+        // Counter 0 is a valid first datagram (the shared window sees it as sequence number 1).
+        assert!(o.open(addr(1), &sealed[0]).is_ok());
+        assert_eq!(o.open(addr(1), &sealed[0]), Err(DropReason::Replay));
+        assert!(o.open(addr(1), &sealed[199]).is_ok());
+        // 64 counters are remembered: 136..=199; 135 and older are left of the window.
+        assert_eq!(o.open(addr(1), &sealed[135]), Err(DropReason::Replay));
+        assert!(o.open(addr(1), &sealed[136]).is_ok());
+        assert!(o.open(addr(1), &sealed[198]).is_ok());
+        assert_eq!(o.open(addr(1), &sealed[198]), Err(DropReason::Replay));
     }
 
     #[test]

@@ -2,6 +2,15 @@
 
 use core::fmt;
 
+impl From<crate::replay::ReplayError> for EspError {
+    fn from(e: crate::replay::ReplayError) -> Self {
+        match e {
+            crate::replay::ReplayError::Replay => EspError::Replay,
+            crate::replay::ReplayError::LeftOfWindow => EspError::LeftOfWindow,
+        }
+    }
+}
+
 /// Every way sealing or opening an ESP packet can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EspError {

@@ -9,7 +9,8 @@
 //!   [`ESP_TAILROOM`] behind it; [`InboundSa::open`] checks the replay window *before*
 //!   decrypting, verifies and decrypts in place, updates the window *after* the ICV verified,
 //!   checks the padding, and returns the inner packet's range.
-//! - [`replay`]: the anti-replay bitmap (default 1024, up to 4096) with ESN inference.
+//! - [`crate::replay`]: the anti-replay bitmap (default 1024, up to 4096) with ESN inference,
+//!   shared with the gossip opener.
 //! - [`keys`]: the host's long-term X25519 key (a 0600 file), per-peer per-direction SA
 //!   derivation with HKDF-SHA256, and manual keys in `ip xfrm state` form.
 //! - [`session`]: [`PeerSession`], the per-peer state machine: current outbound SA, current and
@@ -34,13 +35,12 @@ pub mod hello;
 #[cfg(test)]
 mod kat;
 pub mod keys;
-pub mod replay;
 pub mod sa;
 pub mod session;
 
+pub use crate::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use error::{DropCounters, DropReason, EspError};
 pub use keys::{random_epoch, start_epoch, Direction, HostKey, HostKeyError, ManualKeyError, ManualSa, SessionKeys};
-pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use sa::{
     sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM, ESP_ICV_LEN, ESP_MIN_LEN, ESP_TAILROOM,
     NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,

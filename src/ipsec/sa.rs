@@ -24,7 +24,7 @@ use core::ops::Range;
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use super::error::{DropCounters, EspError};
-use super::replay::ReplayWindow;
+use crate::replay::ReplayWindow;
 
 /// Cleartext ESP header: SPI + low sequence number.
 pub const ESP_HEADER_LEN: usize = 8;

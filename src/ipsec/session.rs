@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use super::error::{DropCounters, EspError};
 use super::keys::{Direction, SessionKeys};
-use super::replay::DEFAULT_WINDOW;
 use super::sa::{InboundSa, Opened, OutboundSa, DEFAULT_PACKET_BUDGET, ESP_MIN_LEN};
+use crate::replay::DEFAULT_WINDOW;
 
 /// Tunables of a [`PeerSession`].
 #[derive(Debug, Clone, PartialEq, Eq)]

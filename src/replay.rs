@@ -1,5 +1,7 @@
-//! The ESP anti-replay window (RFC 4303 section 3.4.3) with extended sequence numbers
-//! (RFC 4303 Appendix A2) and the ring-of-blocks bitmap of RFC 6479.
+//! The anti-replay window (RFC 4303 section 3.4.3) with extended sequence numbers
+//! (RFC 4303 Appendix A2) and the ring-of-blocks bitmap of RFC 6479. One implementation serves
+//! both ESP's inbound SAs and the gossip opener (which maps its 32-bit per-epoch counter `c` to
+//! sequence number `c + 1`, since 0 is never acceptable here).
 //!
 //! The receiver remembers the highest authenticated sequence number `top` and one bit for each
 //! of the `size` numbers at or below it. A packet is acceptable when it is right of the window
@@ -16,7 +18,14 @@
 //! the counter wrapped into the next 2^32 block; otherwise it is in the window's block. The
 //! inferred value is then authenticated, because the AAD carries the high bits too.
 
-use super::error::EspError;
+/// Why a sequence number is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayError {
+    /// Already received.
+    Replay,
+    /// Older than the window remembers (or 0).
+    LeftOfWindow,
+}
 
 /// The default window: 1024 packets.
 pub const DEFAULT_WINDOW: u32 = 1024;
@@ -101,19 +110,19 @@ impl ReplayWindow {
     /// Is `seq` acceptable (right of the window, or inside it and unseen)? Does not modify.
     // hot path
     #[inline]
-    pub fn check(&self, seq: u64) -> Result<(), EspError> {
+    pub fn check(&self, seq: u64) -> Result<(), ReplayError> {
         if seq == 0 {
-            return Err(EspError::LeftOfWindow);
+            return Err(ReplayError::LeftOfWindow);
         }
         if seq > self.top {
             return Ok(());
         }
         if self.top - seq >= self.size {
-            return Err(EspError::LeftOfWindow);
+            return Err(ReplayError::LeftOfWindow);
         }
         let (block, bit) = self.position(seq);
         if self.bitmap[block] & bit != 0 {
-            Err(EspError::Replay)
+            Err(ReplayError::Replay)
         } else {
             Ok(())
         }
@@ -139,7 +148,7 @@ impl ReplayWindow {
     }
 
     /// `check` then `update` in one step (for callers that already verified the packet).
-    pub fn check_and_update(&mut self, seq: u64) -> Result<(), EspError> {
+    pub fn check_and_update(&mut self, seq: u64) -> Result<(), ReplayError> {
         self.check(seq)?;
         self.update(seq);
         Ok(())
@@ -161,10 +170,10 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use EspError::{LeftOfWindow, Replay};
+    use ReplayError::{LeftOfWindow, Replay};
 
     /// Runs `(seq, expected)` steps: `Ok` ones are recorded like an authenticated packet.
-    fn run(w: &mut ReplayWindow, steps: &[(u64, Result<(), EspError>)]) {
+    fn run(w: &mut ReplayWindow, steps: &[(u64, Result<(), ReplayError>)]) {
         for (i, (seq, want)) in steps.iter().enumerate() {
             let got = w.check(*seq);
             assert_eq!(got, *want, "step {i}: seq {seq}");
