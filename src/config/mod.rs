@@ -5,7 +5,10 @@
 //! Parsing goes through raw structs with `toml::Spanned` fields, so semantic errors (ranges,
 //! duplicates, MTU arithmetic) can still point at the line they come from.
 
+mod ranges;
 mod raw;
+
+pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -305,31 +308,13 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
         return Err(err(u.address.span(), "underlay.address".into(), format!("{address} is not a unicast address")));
     }
-    let port = u.port.as_ref().map_or(DEFAULT_PORT, |p| *p.get_ref());
-    if let Some(p) = &u.port {
-        if *p.get_ref() == 0 {
-            return Err(err(p.span(), "underlay.port".into(), "port 0 is not allowed".into()));
-        }
-    }
-    let underlay_mtu = u.mtu.as_ref().map_or(DEFAULT_UNDERLAY_MTU, |m| *m.get_ref());
-    if let Some(m) = &u.mtu {
-        if !(576..=65535).contains(m.get_ref()) {
-            return Err(err(m.span(), "underlay.mtu".into(), format!("{} is out of range (576..=65535)", m.get_ref())));
-        }
-    }
+    let num =
+        |v: &Option<toml::Spanned<u64>>, k: NumericKey, default: u64| Ok::<_, ConfigError>(ranges::checked(text, v, k)?.unwrap_or(default));
+    let port = num(&u.port, ranges::UNDERLAY_PORT, u64::from(DEFAULT_PORT))? as u16;
+    let underlay_mtu = num(&u.mtu, ranges::UNDERLAY_MTU, u64::from(DEFAULT_UNDERLAY_MTU))? as u32;
     let fdb = raw.fdb.unwrap_or_default();
-    let fdb_ageing = Duration::from_secs(fdb.ageing_secs.as_ref().map_or(300, |a| *a.get_ref()));
-    if let Some(a) = &fdb.ageing_secs {
-        if *a.get_ref() == 0 {
-            return Err(err(a.span(), "fdb.ageing_secs".into(), "must be at least 1".into()));
-        }
-    }
-    let fdb_max_entries = fdb.max_entries.as_ref().map_or(crate::dataplane::fdb::DEFAULT_MAX_ENTRIES, |m| *m.get_ref());
-    if let Some(m) = &fdb.max_entries {
-        if !(1..=10_000_000).contains(m.get_ref()) {
-            return Err(err(m.span(), "fdb.max_entries".into(), "must be between 1 and 10000000".into()));
-        }
-    }
+    let fdb_ageing = Duration::from_secs(num(&fdb.ageing_secs, ranges::FDB_AGEING_SECS, 300)?);
+    let fdb_max_entries = num(&fdb.max_entries, ranges::FDB_MAX_ENTRIES, crate::dataplane::fdb::DEFAULT_MAX_ENTRIES as u64)? as usize;
     if raw.network.is_empty() {
         return Err(ConfigError { file: None, line: None, key: "network".into(), reason: "at least one [[network]] is required".into() });
     }
@@ -428,10 +413,7 @@ fn validate_network(
         key: format!("network[{i}].{k}"),
         reason,
     };
-    let vni = *n.vni.get_ref();
-    if vni > 0x00ff_ffff {
-        return Err(err(n.vni.span(), "vni", format!("{vni} is out of range (0..=16777215)")));
-    }
+    let vni = ranges::NETWORK_VNI.check(*n.vni.get_ref()).map_err(|reason| err(n.vni.span(), "vni", reason))? as u32;
     if !vnis.insert(vni) {
         return Err(err(n.vni.span(), "vni", format!("VNI {vni} is configured twice")));
     }
@@ -469,9 +451,9 @@ fn validate_network(
     };
     let device = validate_device(&n, mode, vni, taps).map_err(|(span, reason)| err(span, "device", reason))?;
     let max_tap_mtu = underlay_mtu - IPV4_OVERHEAD as u32;
-    let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| *m.get_ref());
+    let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| (*m.get_ref()).min(u64::from(u32::MAX)) as u32);
     if let Some(m) = &n.mtu {
-        if !(68..=max_tap_mtu).contains(m.get_ref()) {
+        if !(ranges::NETWORK_MTU.min..=u64::from(max_tap_mtu)).contains(m.get_ref()) {
             return Err(err(
                 m.span(),
                 "mtu",
@@ -668,22 +650,14 @@ fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<Esp
             other => return Err(err("suite", format!("{other:?} is not aes-128-gcm, aes-256-gcm or chacha20-poly1305"))),
         };
     }
-    if let Some(p) = e.port {
-        if p == 0 {
-            return Err(err("port", "port 0 is not allowed".into()));
-        }
-        esp.port = p;
+    let num = |v: &Option<toml::Spanned<u64>>, k: NumericKey| ranges::checked(text, v, k);
+    if let Some(p) = num(&e.port, ranges::ESP_PORT)? {
+        esp.port = p as u16;
     }
-    if let Some(w) = e.replay_window {
-        if !(64..=crate::ipsec::MAX_WINDOW).contains(&w) {
-            return Err(err("replay_window", format!("{w} is out of range (64..={})", crate::ipsec::MAX_WINDOW)));
-        }
-        esp.replay_window = w;
+    if let Some(w) = num(&e.replay_window, ranges::ESP_REPLAY_WINDOW)? {
+        esp.replay_window = w as u32;
     }
-    if let Some(r) = e.rekey_secs {
-        if r < 10 {
-            return Err(err("rekey_secs", format!("{r} is too short (at least 10)")));
-        }
+    if let Some(r) = num(&e.rekey_secs, ranges::ESP_REKEY_SECS)? {
         esp.rekey_after = Duration::from_secs(r);
     }
     Ok(esp)
@@ -710,26 +684,18 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
         None => std::net::SocketAddr::from((underlay, DEFAULT_GOSSIP_PORT)),
     };
     config.seeds = g.seeds.iter().map(|s| addr(s, "seeds")).collect::<Result<_, _>>()?;
-    if let Some(ms) = g.interval_ms {
-        if !(10..=60_000).contains(&ms) {
-            return Err(err("interval_ms", format!("{ms} is out of range (10..=60000)")));
-        }
+    let num = |v: &Option<toml::Spanned<u64>>, k: NumericKey| ranges::checked(text, v, k);
+    if let Some(ms) = num(&g.interval_ms, ranges::GOSSIP_INTERVAL_MS)? {
         config.interval = Duration::from_millis(ms);
     }
-    if let Some(ms) = g.suspect_timeout_ms {
-        if ms < 100 {
-            return Err(err("suspect_timeout_ms", format!("{ms} is too short (at least 100)")));
-        }
+    if let Some(ms) = num(&g.suspect_timeout_ms, ranges::GOSSIP_SUSPECT_TIMEOUT_MS)? {
         config.suspect_timeout = Duration::from_millis(ms);
     }
-    if let Some(s) = g.dead_grace_secs {
+    if let Some(s) = num(&g.dead_grace_secs, ranges::GOSSIP_DEAD_GRACE_SECS)? {
         config.dead_grace = Duration::from_secs(s);
     }
-    if let Some(mtu) = g.mtu {
-        if !(512..=65000).contains(&mtu) {
-            return Err(err("mtu", format!("{mtu} is out of range (512..=65000)")));
-        }
-        config.mtu = mtu;
+    if let Some(mtu) = num(&g.mtu, ranges::GOSSIP_MTU)? {
+        config.mtu = mtu as usize;
     }
     let name = match g.name {
         Some(n) if !n.is_empty() => n,

@@ -24,9 +24,9 @@ pub(super) struct RawConfig {
 pub(super) struct RawEsp {
     pub key_file: Option<String>,
     pub suite: Option<String>,
-    pub port: Option<u16>,
-    pub replay_window: Option<u32>,
-    pub rekey_secs: Option<u64>,
+    pub port: Option<Spanned<u64>>,
+    pub replay_window: Option<Spanned<u64>>,
+    pub rekey_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,18 +48,18 @@ pub(super) struct RawGossip {
     pub listen: Option<String>,
     #[serde(default)]
     pub seeds: Vec<String>,
-    pub interval_ms: Option<u64>,
-    pub suspect_timeout_ms: Option<u64>,
-    pub dead_grace_secs: Option<u64>,
-    pub mtu: Option<usize>,
+    pub interval_ms: Option<Spanned<u64>>,
+    pub suspect_timeout_ms: Option<Spanned<u64>>,
+    pub dead_grace_secs: Option<Spanned<u64>>,
+    pub mtu: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUnderlay {
     pub address: Spanned<Ipv4Addr>,
-    pub port: Option<Spanned<u16>>,
-    pub mtu: Option<Spanned<u32>>,
+    pub port: Option<Spanned<u64>>,
+    pub mtu: Option<Spanned<u64>>,
     pub offload: Option<bool>,
     pub udp_gso: Option<bool>,
     pub udp_gro: Option<bool>,
@@ -69,17 +69,17 @@ pub(super) struct RawUnderlay {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFdb {
     pub ageing_secs: Option<Spanned<u64>>,
-    pub max_entries: Option<Spanned<usize>>,
+    pub max_entries: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNetwork {
-    pub vni: Spanned<u32>,
+    pub vni: Spanned<u64>,
     pub mode: Option<Spanned<String>>,
     pub tap: Option<Spanned<String>>,
     pub device: Option<Spanned<String>>,
-    pub mtu: Option<Spanned<u32>>,
+    pub mtu: Option<Spanned<u64>>,
     pub bridge: Option<Spanned<String>>,
     pub address: Option<Spanned<Ipv4Net>>,
     pub subnet: Option<Spanned<Ipv4Net>>,

@@ -1,0 +1,153 @@
+//! Every numeric configuration key fed with extreme values: `vxswitch check` (Config::parse)
+//! either rejects the value naming the line and the key, or accepts a value inside the key's
+//! documented range, and a host started from an accepted configuration runs its timers far into
+//! the future without panicking (no `Instant + Duration` overflow).
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use vxswitch::config::{Config, NUMERIC_KEYS};
+use vxswitch::control::{ClusterKey, Membership};
+use vxswitch::dataplane::{EspTunnels, Switch};
+use vxswitch::ipsec::{HostKey, SessionConfig};
+
+/// A configuration with every section; `{KEY}` placeholders take the values under test.
+const TEMPLATE: &str = r#"
+[underlay]
+address = "198.18.0.1"
+port = {underlay.port}
+mtu = {underlay.mtu}
+
+[fdb]
+ageing_secs = {fdb.ageing_secs}
+max_entries = {fdb.max_entries}
+
+[esp]
+port = {esp.port}
+replay_window = {esp.replay_window}
+rekey_secs = {esp.rekey_secs}
+
+[gossip]
+cluster = "c"
+key_file = "/nonexistent/cluster.key"
+name = "a"
+interval_ms = {gossip.interval_ms}
+suspect_timeout_ms = {gossip.suspect_timeout_ms}
+dead_grace_secs = {gossip.dead_grace_secs}
+mtu = {gossip.mtu}
+
+[[network]]
+vni = {network[].vni}
+tap = "vxs1"
+mtu = {network[].mtu}
+encryption = "esp"
+peers = ["198.18.0.2"]
+"#;
+
+/// Defaults that are valid together.
+fn valid(key: &str) -> u64 {
+    match key {
+        "underlay.port" => 4789,
+        "underlay.mtu" => 1500,
+        "fdb.ageing_secs" => 300,
+        "fdb.max_entries" => 1000,
+        "esp.port" => 4500,
+        "esp.replay_window" => 1024,
+        "esp.rekey_secs" => 120,
+        "gossip.interval_ms" => 200,
+        "gossip.suspect_timeout_ms" => 1000,
+        "gossip.dead_grace_secs" => 5,
+        "gossip.mtu" => 1400,
+        "network[].vni" => 1,
+        "network[].mtu" => 1400,
+        other => panic!("no valid value for {other}: add it here"),
+    }
+}
+
+fn render(key: &str, value: u64) -> String {
+    let mut text = TEMPLATE.to_string();
+    if key == "underlay.mtu" {
+        // The network's MTU then follows the underlay's (its own bound depends on it).
+        text = text.replace("mtu = {network[].mtu}\n", "");
+    }
+    for k in NUMERIC_KEYS {
+        let v = if k.key == key { value } else { valid(k.key) };
+        text = text.replace(&format!("{{{}}}", k.key), &v.to_string());
+    }
+    assert!(!text.contains('{'), "every placeholder is a numeric key: {text}");
+    text
+}
+
+fn line_of_key(text: &str, key: &str) -> usize {
+    let field = key.rsplit('.').next().unwrap();
+    let section = key.split('.').next().unwrap().trim_end_matches("[]");
+    let start = text.find(&format!("[{section}]")).or_else(|| text.find(&format!("[[{section}]]"))).unwrap();
+    let at = start + text[start..].find(&format!("\n{field} =")).unwrap() + 1;
+    text[..at].matches('\n').count() + 1
+}
+
+/// Start the sans-IO parts of a host from `config` and run every timer well into the future.
+fn start_and_run_timers(config: &Config) {
+    let now = Instant::now();
+    let mut switch = Switch::new(vxswitch::sys::daemon::switch_config(config), now);
+    let mut esp = EspTunnels::new(
+        Some(HostKey::generate().unwrap()),
+        1,
+        config.esp.suite,
+        SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() },
+    );
+    esp.add_static_peer(now, "198.18.0.2".parse().unwrap(), HostKey::generate().unwrap().public_key()).unwrap();
+    switch.set_esp(esp);
+    let gossip = config.gossip.as_ref().unwrap();
+    let record = vxswitch::sys::daemon::gossip::local_record(config, &gossip.name, gossip.config.listen, 1, None);
+    let mut membership = Membership::new(gossip.config.clone(), record, &ClusterKey::from_bytes([1; 32]), now).unwrap();
+    let mut t = now;
+    for _ in 0..50 {
+        t += Duration::from_secs(3600 * 24 * 400);
+        switch.handle_timeout(t);
+        membership.handle_timeout(t);
+        while membership.poll_transmit().is_some() {}
+        let _ = switch.poll_timeout();
+        let _ = membership.poll_timeout();
+    }
+}
+
+fn check_value(key: &str, value: u64) {
+    let k = NUMERIC_KEYS.iter().find(|k| k.key == key).unwrap();
+    let text = render(key, value);
+    match Config::parse(&text) {
+        Ok(config) => {
+            assert!(k.range().contains(&value), "{key} = {value} accepted outside {:?}", k.range());
+            start_and_run_timers(&config);
+        }
+        Err(e) => {
+            if k.range().contains(&value) && key != "network[].mtu" {
+                panic!("{key} = {value} is inside {:?} but was rejected: {e}", k.range());
+            }
+            assert!(e.key.ends_with(key.rsplit('.').next().unwrap()), "{key} = {value}: error names {:?}", e.key);
+            assert_eq!(e.line, Some(line_of_key(&text, key)), "{key} = {value}: {e}");
+            assert!(!e.reason.is_empty());
+        }
+    }
+}
+
+#[test]
+fn boundaries_of_every_numeric_key() {
+    for k in NUMERIC_KEYS {
+        let edges = [0, 1, k.min.saturating_sub(1), k.min, k.max, k.max + 1, u64::from(u32::MAX), i64::MAX as u64];
+        for v in edges {
+            check_value(k.key, v);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn arbitrary_values_are_rejected_with_line_and_key_or_start_cleanly(
+        which in 0..NUMERIC_KEYS.len(),
+        value in prop_oneof![0u64..=100_000, any::<u32>().prop_map(u64::from), 0u64..=i64::MAX as u64],
+    ) {
+        check_value(NUMERIC_KEYS[which].key, value);
+    }
+}
