@@ -276,3 +276,45 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert!(hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net1, via: ip4("203.0.113.7") }).is_err());
     assert_eq!(our_routes(&ns), Vec::<String>::new());
 }
+
+#[test]
+fn kernel_mode_deletes_only_a_leftover_vxlan_device_with_its_own_vni() {
+    if !have_root("kernel_mode_deletes_only_a_leftover_vxlan_device_with_its_own_vni") {
+        return;
+    }
+    let ns = NetnsGuard::new("nl-vtep-owner");
+    let nl = netlink_in(&ns);
+    let ul0 = underlay(&nl);
+    let config = vxswitch::config::Config::parse(
+        "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1042\nmode = \"kernel\"\npeers = [\"198.18.0.2\"]\n",
+    )
+    .unwrap();
+    let start = |config: vxswitch::config::Config| {
+        setns::run_in(&ns.name, move || vxswitch::sys::kernel::vtep::VtepDriver::start(&config).map(|d| d.is_some())).expect("enter netns")
+    };
+
+    // Something else named vtep1042 (a NIC, another tool's link): refused, and left alone.
+    let other = nl.create_veth("vtep1042", "vtep1042p").unwrap();
+    let err = start(config.clone()).unwrap_err().to_string();
+    assert!(err.contains("not a VXLAN device") && err.contains("refusing"), "{err}");
+    assert_eq!(nl.link_index("vtep1042").unwrap(), other);
+    nl.delete_link(other).unwrap();
+
+    // A VXLAN device with another VNI under that name: also not ours.
+    let foreign = nl.create_vxlan(&VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1), Some(ul0))).unwrap();
+    assert_eq!(nl.link(foreign).unwrap().vxlan_id, Some(7));
+    nl.delete_link(foreign).unwrap();
+    let mut spec = VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1), Some(ul0));
+    spec.name = "vtep1042".into();
+    let foreign = nl.create_vxlan(&spec).unwrap();
+    let err = start(config.clone()).unwrap_err().to_string();
+    assert!(err.contains("VNI 7"), "{err}");
+    assert_eq!(nl.link(foreign).unwrap().vxlan_id, Some(7), "the foreign device is untouched");
+    nl.delete_link(foreign).unwrap();
+
+    // Our own leftover (VNI 1042) is replaced by a fresh device.
+    let leftover = nl.create_vxlan(&VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(ul0))).unwrap();
+    assert!(start(config).unwrap());
+    let replaced = nl.find_link("vtep1042").unwrap();
+    assert!(replaced.map_or(true, |l| l.index != leftover), "the leftover was deleted");
+}

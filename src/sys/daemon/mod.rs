@@ -11,6 +11,7 @@
 pub mod control_socket;
 pub mod esp;
 pub mod gossip;
+pub mod instance_lock;
 pub mod metrics;
 pub mod signals;
 pub mod status;
@@ -45,6 +46,8 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Run vxswitch with `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), SysError> {
+    // Before any kernel state is touched: a second instance must change nothing.
+    let _instance = instance_lock::InstanceLock::acquire(&config.control_socket)?;
     let signals = SignalFd::block_term_signals()?;
     let mut host_subnet = HostSubnetDriver::start(config)?;
     let mut offload = VtepDriver::start(config)?;

@@ -90,7 +90,8 @@ pub fn gso_refused(e: &io::Error) -> bool {
 fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError> {
     let ctx = |op: &'static str| move |source| SysError::Socket { op, what, addr, source };
     let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP)).map_err(ctx("socket"))?;
-    s.set_reuse_address(true).map_err(ctx("SO_REUSEADDR"))?;
+    // No SO_REUSEADDR (nor SO_REUSEPORT): with it, any local user could bind the same
+    // address and port with the same option and receive the overlay's traffic.
     if s.set_recv_buffer_size(SOCKET_BUFFER).is_err() {
         tracing::debug!("could not raise SO_RCVBUF");
     }
@@ -332,6 +333,28 @@ fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an unprivileged process would try: bind the same address and port with SO_REUSEADDR.
+    fn hijack(addr: SocketAddrV4) -> io::Result<Socket> {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::V4(addr).into())?;
+        Ok(s)
+    }
+
+    #[test]
+    fn a_second_bind_of_the_vxlan_or_esp_port_fails() {
+        let vxlan = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 4789).unwrap();
+        let addr = vxlan.rx.local_addr().unwrap().as_socket_ipv4().unwrap();
+        let err = hijack(addr).expect_err("the VXLAN port must not be shared");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let port = addr.port();
+        drop(vxlan);
+        let esp = UnderlaySockets::bind_fixed_source(Ipv4Addr::LOCALHOST, port).unwrap();
+        let err = hijack(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).expect_err("the ESP port must not be shared");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        drop(esp);
+    }
 
     #[test]
     fn batch_round_trip_on_loopback() {

@@ -260,7 +260,18 @@ impl VtepDriver {
         let spec = device_spec(config, net, Some(dev));
         let name = spec.name.as_str();
         // = ip link del vtep1042 (a leftover of a run that did not shut down cleanly)
+        // Only a VXLAN device with this network's VNI can be ours; anything else with that name
+        // (a NIC named in `device`, another tool's tunnel) is left alone and start fails.
         if let Some(old) = self.nl.find_link(name).map_err(link_err("look up", name))? {
+            if old.vxlan_id != Some(net.vni) {
+                let what = old.vxlan_id.map_or("not a VXLAN device".to_string(), |id| format!("a VXLAN device with VNI {id}"));
+                return Err(SysError::Link {
+                    op: "create kernel VXLAN device",
+                    name: name.to_string(),
+                    source: format!("a link named {name} exists and is {what}, not vxswitch's VNI {}; refusing to delete it", net.vni)
+                        .into(),
+                });
+            }
             self.nl.delete_link(old.index).map_err(link_err("delete leftover", name))?;
             tracing::warn!(device = name, "deleted a leftover device of an earlier run");
         }

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
 
 use super::{Netlink, NetlinkError, Result};
@@ -21,22 +21,45 @@ pub struct LinkInfo {
     pub up: bool,
     /// Index of the bridge (or other master) this link is enslaved to.
     pub master: Option<u32>,
+    /// The VNI when the link is a VXLAN device (`ip -d link show`: `vxlan id N`), else `None`.
+    pub vxlan_id: Option<u32>,
 }
 
 impl LinkInfo {
     fn from_message(msg: &LinkMessage) -> Self {
-        let mut info =
-            LinkInfo { index: msg.header.index, name: String::new(), mtu: 0, up: msg.header.flags.contains(LinkFlags::Up), master: None };
+        let mut info = LinkInfo {
+            index: msg.header.index,
+            name: String::new(),
+            mtu: 0,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            master: None,
+            vxlan_id: None,
+        };
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => info.name = n.clone(),
                 LinkAttribute::Mtu(m) => info.mtu = *m,
                 LinkAttribute::Controller(c) => info.master = Some(*c),
+                LinkAttribute::LinkInfo(infos) => info.vxlan_id = vxlan_id(infos),
                 _ => {}
             }
         }
         info
     }
+}
+
+/// The VNI of a link whose kind is `vxlan`.
+fn vxlan_id(infos: &[NlLinkInfo]) -> Option<u32> {
+    if !infos.iter().any(|i| matches!(i, NlLinkInfo::Kind(InfoKind::Vxlan))) {
+        return None;
+    }
+    infos.iter().find_map(|i| match i {
+        NlLinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(|d| match d {
+            InfoVxlan::Id(id) => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 /// Parameters of a kernel VXLAN device, as Rancher/flannel create it:
@@ -205,6 +228,6 @@ mod tests {
         msg.attributes.push(LinkAttribute::Mtu(1450));
         msg.attributes.push(LinkAttribute::Controller(3));
         let info = LinkInfo::from_message(&msg);
-        assert_eq!(info, LinkInfo { index: 5, name: "veth0".into(), mtu: 1450, up: true, master: Some(3) });
+        assert_eq!(info, LinkInfo { index: 5, name: "veth0".into(), mtu: 1450, up: true, master: Some(3), vxlan_id: None });
     }
 }
