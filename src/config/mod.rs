@@ -39,6 +39,8 @@ pub struct Config {
     pub underlay: Underlay,
     /// Unix socket on which `vxswitch stats` / `peers` / `metrics` query the daemon.
     pub control_socket: PathBuf,
+    /// Group given read/write access to the control socket (mode 0660); `None`: root's group.
+    pub control_socket_group: Option<(String, u32)>,
     /// Optional HTTP address serving Prometheus metrics (e.g. `127.0.0.1:9742`).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// FDB ageing time.
@@ -379,7 +381,22 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             reason: format!("{:?} is not an IP:PORT address", m.get_ref()),
         })?),
     };
+    let control_socket_group = match &raw.control_socket_group {
+        None => None,
+        Some(g) => match nix::unistd::Group::from_name(g.get_ref()) {
+            Ok(Some(group)) => Some((group.name, group.gid.as_raw())),
+            _ => {
+                return Err(ConfigError {
+                    file: None,
+                    line: Some(line_of(text, g.span().start)),
+                    key: "control_socket_group".into(),
+                    reason: format!("no group named {:?} on this host", g.get_ref()),
+                })
+            }
+        },
+    };
     Ok(Config {
+        control_socket_group,
         metrics_listen,
         gossip,
         esp,

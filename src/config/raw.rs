@@ -11,6 +11,7 @@ use toml::Spanned;
 pub(super) struct RawConfig {
     pub underlay: RawUnderlay,
     pub control_socket: Option<String>,
+    pub control_socket_group: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
     pub fdb: Option<RawFdb>,
     pub gossip: Option<Spanned<RawGossip>>,

@@ -160,3 +160,12 @@ fn mode_names_round_trip_and_print_as_configured() {
     assert_eq!(Mode::HostSubnet.to_string(), "host-subnet");
     assert_eq!(Mode::from_name("HostSubnet"), None);
 }
+
+#[test]
+fn control_socket_group_must_exist() {
+    let c = Config::parse(&format!("control_socket_group = \"root\"\n{GOOD}")).unwrap();
+    assert_eq!(c.control_socket_group, Some(("root".to_string(), 0)));
+    let e = rejected(&format!("control_socket_group = \"no-such-group-vxs\"\n{GOOD}"));
+    assert_eq!((e.line, e.key.as_str()), (Some(1), "control_socket_group"));
+    assert!(e.reason.contains("no group named"), "{e}");
+}

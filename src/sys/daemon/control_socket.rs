@@ -19,8 +19,10 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Bind at `path`, replacing a stale socket file left by a crashed run.
-    pub fn bind(path: &Path) -> Result<Self, SysError> {
+    /// Bind at `path`, replacing a stale socket file left by a crashed run. The socket is created
+    /// with mode 0660 (whatever the umask), owned by root and by `group` when given, so only root
+    /// and that group's members can query the daemon.
+    pub fn bind(path: &Path, group: Option<u32>) -> Result<Self, SysError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| SysError::Os { op: "create control socket directory", source })?;
         }
@@ -33,7 +35,17 @@ impl ControlSocket {
             }
             let _ = std::fs::remove_file(path);
         }
-        let listener = UnixListener::bind(path).map_err(|source| SysError::Os { op: "bind control socket", source })?;
+        // The umask applies to bind(2): 0o117 makes the socket 0660 from its first instant.
+        let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+        let bound = UnixListener::bind(path);
+        nix::sys::stat::umask(old_umask);
+        let listener = bound.map_err(|source| SysError::Os { op: "bind control socket", source })?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+            .map_err(|source| SysError::Os { op: "chmod control socket", source })?;
+        if let Some(gid) = group {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| SysError::Os { op: "chgrp control socket", source: e.into() })?;
+        }
         listener.set_nonblocking(true).map_err(|source| SysError::Os { op: "control socket nonblocking", source })?;
         Ok(ControlSocket { listener, path: path.to_path_buf() })
     }
@@ -74,4 +86,26 @@ pub fn query(path: &Path, command: &str) -> io::Result<String> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn socket_is_0660_whatever_the_umask_and_takes_the_configured_group() {
+        let dir = std::env::temp_dir().join(format!("vxs-ctl-perm-{}", std::process::id()));
+        let path = dir.join("vxswitch.sock");
+        let loose = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let socket = ControlSocket::bind(&path, Some(0));
+        nix::sys::stat::umask(loose);
+        let socket = socket.unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), 0);
+        drop(socket);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -68,7 +68,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         let gro = config.underlay.udp_gro && udp.enable_gro();
         tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");
     }
-    let control = ControlSocket::bind(&config.control_socket)?;
+    let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
     let mut switch = Switch::new(switch_config(config), Instant::now());
     for net in config.switched_networks() {
         for update in net.static_updates() {
