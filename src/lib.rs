@@ -2,6 +2,7 @@
 //!
 //! Layers, imports pointing downwards only:
 //! - [`wire`]: zero-copy packet views (Ethernet, ARP, IPv4, UDP, VXLAN, ESP).
+//! - [`counters`]: the one way counter sets are declared, enumerated and exported.
 //! - [`vxlan`], [`arp`], [`ipsec`]: protocol logic over caller-owned buffers; [`replay`] the one
 //!   anti-replay window (ESP and gossip), [`keyfile`] the one loader for secret files.
 //! - [`dataplane`]: the sans-IO switch core (FDB, routing, forwarding decisions, counters).
@@ -18,6 +19,7 @@ pub mod arp;
 pub mod bench;
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod dataplane;
 pub mod ipsec;
 pub mod keyfile;

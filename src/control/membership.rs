@@ -25,9 +25,10 @@ use tracing::{debug, info, warn};
 use super::config::GossipConfig;
 use super::identity::{NodeId, SwimCodec};
 use super::record::{ChunkKey, MemberRecord, Offer, RecordInbox, RecordTooLarge};
-use super::seal::{ClusterKey, DropReason, Opener, Sealer, SEAL_OVERHEAD};
+use super::seal::{ClusterKey, DropCounts, DropReason, Opener, Sealer, SEAL_OVERHEAD};
 use super::tables::{Conflict, Tables};
 use super::update::ControlUpdate;
+use crate::counters::counters;
 
 const KIND_SWIM: u8 = 0;
 const KIND_PUSH: u8 = 1;
@@ -61,19 +62,23 @@ pub struct MemberStatus {
     pub record: Option<MemberRecord>,
 }
 
-/// Traffic and drop counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GossipStats {
-    /// Datagrams handed to the driver.
-    pub tx_datagrams: u64,
-    /// Bytes handed to the driver (UDP payload).
-    pub tx_bytes: u64,
-    /// Datagrams received (before any check).
-    pub rx_datagrams: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Largest datagram sent.
-    pub max_datagram: usize,
+counters! {
+    /// Traffic and drop counters of the gossip membership.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct GossipStats {
+        /// Datagrams handed to the driver.
+        pub tx_datagrams: u64 = counter,
+        /// Bytes handed to the driver (UDP payload).
+        pub tx_bytes: u64 = counter,
+        /// Datagrams received (before any check).
+        pub rx_datagrams: u64 = counter,
+        /// Bytes received.
+        pub rx_bytes: u64 = counter,
+        /// Largest datagram sent, in bytes.
+        pub max_datagram: u64 = gauge,
+        /// Received datagrams dropped, by reason.
+        pub drops: DropCounts = nested,
+    }
 }
 
 /// Record chunks travel as foca custom broadcasts; this decides which are worth spreading.
@@ -360,9 +365,9 @@ impl Membership {
         self.opener.dropped(reason)
     }
 
-    /// Traffic counters.
-    pub fn stats(&self) -> &GossipStats {
-        &self.stats
+    /// Traffic and drop counters.
+    pub fn stats(&self) -> GossipStats {
+        GossipStats { drops: *self.opener.drops(), ..self.stats.clone() }
     }
 
     /// The record of the life `id`, if held.
@@ -523,7 +528,7 @@ impl Membership {
             debug_assert!(datagram.len() <= self.cfg.mtu, "{} > mtu", datagram.len());
             self.stats.tx_datagrams += 1;
             self.stats.tx_bytes += datagram.len() as u64;
-            self.stats.max_datagram = self.stats.max_datagram.max(datagram.len());
+            self.stats.max_datagram = self.stats.max_datagram.max(datagram.len() as u64);
             self.outbox.push_back((to, datagram));
         }
     }

@@ -82,6 +82,6 @@ mod update;
 pub use config::GossipConfig;
 pub use membership::{GossipStats, Liveness, MemberStatus, Membership};
 pub use record::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
-pub use seal::{ClusterKey, DropReason};
+pub use seal::{ClusterKey, DropCounts, DropReason};
 pub use tables::{Conflict, Contested};
 pub use update::{ControlUpdate, PeerInfo};

@@ -36,6 +36,8 @@ use crate::replay::ReplayWindow;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
+use crate::counters::reasons;
+
 /// Bytes before the ciphertext.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of the authentication tag.
@@ -50,46 +52,24 @@ pub const MAX_SENDERS: usize = 4096;
 const MAGIC: [u8; 2] = *b"VG";
 const VERSION: u8 = 1;
 
-/// Why a received gossip datagram was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DropReason {
+reasons! {
+    /// Why a received gossip datagram was dropped.
+    pub enum DropReason;
+    /// One counter per [`DropReason`].
+    pub struct DropCounts;
     /// Shorter than header plus tag.
-    Truncated,
+    Truncated => "truncated",
     /// Larger than the configured MTU budget.
-    Oversize,
+    Oversize => "oversize",
     /// Wrong magic or version.
-    BadHeader,
+    BadHeader => "bad_header",
     /// The AEAD tag did not verify: wrong key, wrong cluster name, or tampering.
-    AuthFailed,
+    AuthFailed => "auth_failed",
     /// The counter was already seen or is left of the replay window.
-    Replay,
+    Replay => "replay",
     /// Authenticated, but the content could not be decoded or was rejected by the membership
     /// layer.
-    Malformed,
-}
-
-impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 6] = [
-        DropReason::Truncated,
-        DropReason::Oversize,
-        DropReason::BadHeader,
-        DropReason::AuthFailed,
-        DropReason::Replay,
-        DropReason::Malformed,
-    ];
-
-    /// A short stable name for status output.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::Oversize => "oversize",
-            DropReason::BadHeader => "bad_header",
-            DropReason::AuthFailed => "auth_failed",
-            DropReason::Replay => "replay",
-            DropReason::Malformed => "malformed",
-        }
-    }
+    Malformed => "malformed",
 }
 
 /// The 32-byte symmetric key shared by every host of one cluster.
@@ -197,7 +177,7 @@ pub struct Opener {
     max_len: usize,
     senders: HashMap<SocketAddr, SenderWindows>,
     tick: u64,
-    drops: [u64; DropReason::ALL.len()],
+    drops: DropCounts,
 }
 
 struct SenderWindows {
@@ -216,18 +196,23 @@ impl Opener {
             max_len,
             senders: HashMap::new(),
             tick: 0,
-            drops: [0; DropReason::ALL.len()],
+            drops: DropCounts::default(),
         }
     }
 
     /// How many datagrams were dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.get(reason)
+    }
+
+    /// Datagrams dropped, by reason.
+    pub fn drops(&self) -> &DropCounts {
+        &self.drops
     }
 
     /// Counts a drop decided by a layer above (e.g. [`DropReason::Malformed`]).
     pub fn count_drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        self.drops.add(reason);
     }
 
     /// Verifies and decrypts one datagram from `from`; on failure the drop is counted.

@@ -363,6 +363,6 @@ impl SimNet {
 
     /// Largest datagram any running host sent.
     pub fn max_datagram(&self) -> usize {
-        self.hosts.iter().filter_map(|h| h.m.as_ref()).map(|m| m.stats().max_datagram).max().unwrap_or(0)
+        self.hosts.iter().filter_map(|h| h.m.as_ref()).map(|m| m.stats().max_datagram as usize).max().unwrap_or(0)
     }
 }

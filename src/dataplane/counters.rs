@@ -1,26 +1,14 @@
 //! Counters of the switch core: traffic per direction and one counter per drop reason, so that
-//! every packet the switch does not forward is accounted for.
+//! every packet the switch does not forward is accounted for. Declared with the crate's
+//! [`counters!`](crate::counters) macros, so every counter here reaches `stats` and `/metrics`.
 
-use serde::Serialize;
+use crate::counters::{counters, reasons};
 
-macro_rules! drop_reasons {
-    ($($(#[doc = $doc:literal])* $name:ident => $label:literal,)*) => {
-        /// Why a packet was not forwarded.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum DropReason { $($(#[doc = $doc])* $name,)* }
-
-        impl DropReason {
-            /// Every reason, in declaration order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
-            /// Stable snake_case name, used in status output and metrics.
-            pub fn label(self) -> &'static str {
-                match self { $(DropReason::$name => $label,)* }
-            }
-        }
-    };
-}
-
-drop_reasons! {
+reasons! {
+    /// Why a packet was not forwarded.
+    pub enum DropReason;
+    /// One counter per [`DropReason`].
+    pub struct DropCounts;
     /// A TAP frame shorter than an Ethernet header.
     TapMalformed => "tap_malformed",
     /// A TAP frame that would not fit the underlay MTU after encapsulation.
@@ -81,68 +69,61 @@ drop_reasons! {
     EspSealFailed => "esp_seal_failed",
 }
 
-/// Traffic and drop counters of the switch core. Serializes as a flat object with a `drops` map
-/// keyed by [`DropReason::label`] (what `vxswitch stats` prints).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Frames read from TAPs.
-    pub tap_rx_frames: u64,
-    /// Bytes read from TAPs.
-    pub tap_rx_bytes: u64,
-    /// Frames handed to TAPs.
-    pub tap_tx_frames: u64,
-    /// Datagrams received from the underlay.
-    pub underlay_rx_packets: u64,
-    /// Bytes received from the underlay (UDP payload).
-    pub underlay_rx_bytes: u64,
-    /// Datagrams sent to the underlay (one per destination).
-    pub underlay_tx_packets: u64,
-    /// Frames flooded by head-end replication.
-    pub flooded_frames: u64,
-    /// Copies sent by head-end replication.
-    pub flood_copies: u64,
-    /// VXLAN datagrams accepted with reserved bits set (RFC 7348: ignored on receipt).
-    pub vxlan_reserved_bits: u64,
-    /// ARP requests answered locally (proxy ARP and the routed gateway).
-    pub arp_replies: u64,
-    /// ARP kept on the host in routed mode (between local containers).
-    pub arp_kept_local: u64,
-    /// ARP requests sent by the routed gateway to resolve local containers.
-    pub arp_requests_sent: u64,
-    /// Packets routed (TTL decremented) in routed mode.
-    pub routed_packets: u64,
-    /// ICMP echo requests to the gateway address answered.
-    pub gateway_echo_replies: u64,
-    /// ESP-in-UDP NAT keepalives received (RFC 3948).
-    pub esp_keepalives: u64,
-    #[serde(serialize_with = "serialize_drops")]
-    drops: [u64; DropReason::ALL.len()],
-}
-
-fn serialize_drops<S: serde::Serializer>(drops: &[u64; DropReason::ALL.len()], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(drops.len()))?;
-    for reason in DropReason::ALL {
-        map.serialize_entry(reason.label(), &drops[*reason as usize])?;
+counters! {
+    /// Traffic and drop counters of the switch core: the `counters` section of `vxswitch stats`
+    /// (a `drops` map keyed by [`DropReason::label`]) and the unprefixed `vxswitch_*` metrics.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Counters {
+        /// Frames read from TAPs.
+        pub tap_rx_frames: u64 = counter,
+        /// Bytes read from TAPs.
+        pub tap_rx_bytes: u64 = counter,
+        /// Frames handed to TAPs.
+        pub tap_tx_frames: u64 = counter,
+        /// Datagrams received from the underlay.
+        pub underlay_rx_packets: u64 = counter,
+        /// Bytes received from the underlay (UDP payload).
+        pub underlay_rx_bytes: u64 = counter,
+        /// Datagrams sent to the underlay (one per destination).
+        pub underlay_tx_packets: u64 = counter,
+        /// Frames flooded by head-end replication.
+        pub flooded_frames: u64 = counter,
+        /// Copies sent by head-end replication.
+        pub flood_copies: u64 = counter,
+        /// VXLAN datagrams accepted with reserved bits set (RFC 7348: ignored on receipt).
+        pub vxlan_reserved_bits: u64 = counter,
+        /// ARP requests answered locally (proxy ARP and the routed gateway).
+        pub arp_replies: u64 = counter,
+        /// ARP kept on the host in routed mode (between local containers).
+        pub arp_kept_local: u64 = counter,
+        /// ARP requests sent by the routed gateway to resolve local containers.
+        pub arp_requests_sent: u64 = counter,
+        /// Packets routed (TTL decremented) in routed mode.
+        pub routed_packets: u64 = counter,
+        /// ICMP echo requests to the gateway address answered.
+        pub gateway_echo_replies: u64 = counter,
+        /// ESP-in-UDP NAT keepalives received (RFC 3948).
+        pub esp_keepalives: u64 = counter,
+        /// Packets dropped, by reason.
+        drops: DropCounts = nested,
     }
-    map.end()
 }
 
 impl Counters {
     /// Count one dropped packet.
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        self.drops.add(reason);
     }
 
     /// Drops for one reason.
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.get(reason)
     }
 
     /// Drops for all reasons together.
     pub fn total_drops(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.total()
     }
 
     /// Drops by reason label, for display.

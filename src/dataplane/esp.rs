@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use crate::counters::counters;
 use crate::ipsec::hello::{self, Hello};
 use crate::ipsec::{DropCounters, EspError, HostKey, InboundSa, Opened, OutboundSa, PeerSession, SessionConfig, SessionKeys, Suite};
 
@@ -38,19 +39,34 @@ struct StaticPeer {
     last_answer: Option<Instant>,
 }
 
-/// Hello counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HelloCounters {
-    /// Hellos sent.
-    pub sent: u64,
-    /// Hellos that announced a new epoch (a session was derived).
-    pub accepted: u64,
-    /// Hellos for the epoch already in use.
-    pub current: u64,
-    /// Hellos with an epoch seen before (replays).
-    pub replayed: u64,
-    /// Hellos that failed authentication or came from a peer without a configured key.
-    pub rejected: u64,
+counters! {
+    /// Hello counters.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct HelloCounters {
+        /// Hellos sent.
+        pub sent: u64 = counter,
+        /// Hellos that announced a new epoch (a session was derived).
+        pub accepted: u64 = counter,
+        /// Hellos for the epoch already in use.
+        pub current: u64 = counter,
+        /// Hellos with an epoch seen before (replays).
+        pub replayed: u64 = counter,
+        /// Hellos that failed authentication or came from a peer without a configured key.
+        pub rejected: u64 = counter,
+    }
+}
+
+counters! {
+    /// Counters of this host's ESP sessions: part of the `esp` section of `stats`, `vxswitch_esp_*` metrics.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct EspCounters {
+        /// Automatic keys that could not be used (e.g. an invalid public key).
+        pub bad_keys: u64 = counter,
+        /// Hellos exchanged with static peers.
+        pub hellos: HelloCounters = nested,
+        /// ESP packets dropped by the ESP layer, by reason.
+        pub drops: DropCounters = nested,
+    }
 }
 
 /// Why an ESP operation could not be done for a peer.
@@ -256,11 +272,16 @@ impl EspTunnels {
 
     /// Receive drops of every session, including replaced ones.
     pub fn drops(&self) -> DropCounters {
-        let mut total = self.retired_drops.clone();
+        let mut total = self.retired_drops;
         for t in self.peers.values() {
             total.merge(t.session.drops());
         }
         total
+    }
+
+    /// All counters of the ESP sessions, for export.
+    pub fn counters(&self) -> EspCounters {
+        EspCounters { bad_keys: self.bad_keys, hellos: self.hellos, drops: self.drops() }
     }
 
     /// Per-peer (outbound SPI, inbound SPI, generations) for status output.

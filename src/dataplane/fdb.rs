@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use crate::counters::counters;
 use crate::wire::ethernet::EthernetAddress;
 
 /// How stale an entry's recency stamp may get before the hot path refreshes the ordered index.
@@ -73,19 +74,23 @@ pub enum Learned {
     StaticConflict,
 }
 
-/// FDB event counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct FdbCounters {
-    /// Entries learned.
-    pub learned: u64,
-    /// MAC moves.
-    pub moved: u64,
-    /// Entries removed by ageing.
-    pub aged: u64,
-    /// Entries evicted because the table was full.
-    pub evicted: u64,
-    /// Learning attempts that contradicted a static entry.
-    pub static_conflicts: u64,
+counters! {
+    /// FDB event counters and the table size: the `fdb` section of `stats`, `vxswitch_fdb_*` metrics.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct FdbCounters {
+        /// Entries learned.
+        pub learned: u64 = counter,
+        /// MAC moves.
+        pub moved: u64 = counter,
+        /// Entries removed by ageing.
+        pub aged: u64 = counter,
+        /// Entries evicted because the table was full.
+        pub evicted: u64 = counter,
+        /// Learning attempts that contradicted a static entry.
+        pub static_conflicts: u64 = counter,
+        /// Entries in the table now (static and dynamic).
+        pub entries: u64 = gauge,
+    }
 }
 
 /// The forwarding database.
@@ -232,9 +237,9 @@ impl Fdb {
         self.entries.is_empty()
     }
 
-    /// Event counters.
+    /// Event counters, with the current table size.
     pub fn counters(&self) -> FdbCounters {
-        self.counters
+        FdbCounters { entries: self.entries.len() as u64, ..self.counters }
     }
 
     /// All entries, for status output.

@@ -9,9 +9,9 @@ pub mod router;
 pub mod routes;
 pub mod switch;
 
-pub use counters::{Counters, DropReason};
-pub use esp::{EspTunnels, TunnelError};
-pub use fdb::{Fdb, Location};
+pub use counters::{Counters, DropCounts, DropReason};
+pub use esp::{EspCounters, EspTunnels, TunnelError};
+pub use fdb::{Fdb, FdbCounters, Location};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

@@ -1,6 +1,6 @@
 //! Why an ESP packet was refused, and the per-reason drop counters an operator reads.
 
-use core::fmt;
+use crate::counters::reasons;
 
 impl From<crate::replay::ReplayError> for EspError {
     fn from(e: crate::replay::ReplayError) -> Self {
@@ -43,55 +43,23 @@ pub enum EspError {
     BadKeyLength,
 }
 
-/// Reasons a received packet is dropped, one counter each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+reasons! {
+    /// Reasons a received packet is dropped, one counter each.
+    pub enum DropReason;
+    /// One counter per [`DropReason`].
+    pub struct DropCounters;
     /// Duplicate sequence number inside the window.
-    Replay,
+    Replay => "replay",
     /// Sequence number older than the window.
-    LeftOfWindow,
+    LeftOfWindow => "left_of_window",
     /// ICV failure: tampered, corrupted or wrong key.
-    IcvFailure,
+    IcvFailure => "icv_failure",
     /// Impossible pad length or wrong pad bytes.
-    BadPadding,
+    BadPadding => "bad_padding",
     /// No SA with this SPI.
-    UnknownSpi,
+    UnknownSpi => "unknown_spi",
     /// Too short to be ESP.
-    Truncated,
-}
-
-impl DropReason {
-    /// All reasons, in counter order.
-    pub const ALL: [DropReason; 6] = [
-        DropReason::Replay,
-        DropReason::LeftOfWindow,
-        DropReason::IcvFailure,
-        DropReason::BadPadding,
-        DropReason::UnknownSpi,
-        DropReason::Truncated,
-    ];
-
-    /// A stable metric label.
-    pub const fn name(self) -> &'static str {
-        match self {
-            DropReason::Replay => "replay",
-            DropReason::LeftOfWindow => "left_of_window",
-            DropReason::IcvFailure => "icv_failure",
-            DropReason::BadPadding => "bad_padding",
-            DropReason::UnknownSpi => "unknown_spi",
-            DropReason::Truncated => "truncated",
-        }
-    }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+    Truncated => "truncated",
 }
 
 impl EspError {
@@ -109,41 +77,13 @@ impl EspError {
     }
 }
 
-/// One counter per [`DropReason`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DropCounters {
-    counts: [u64; DropReason::ALL.len()],
-}
-
 impl DropCounters {
     /// Counts one drop for `err` if it is a receive-side reason.
     // hot path
     #[inline]
     pub fn record(&mut self, err: EspError) {
         if let Some(reason) = err.drop_reason() {
-            self.counts[reason.index()] += 1;
-        }
-    }
-
-    /// The count for one reason.
-    pub fn get(&self, reason: DropReason) -> u64 {
-        self.counts[reason.index()]
-    }
-
-    /// The sum over all reasons.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// `(reason, count)` pairs for export.
-    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(move |r| (*r, self.get(*r)))
-    }
-
-    /// Adds another set of counters into this one.
-    pub fn merge(&mut self, other: &DropCounters) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += b;
+            self.add(reason);
         }
     }
 }
@@ -163,7 +103,7 @@ mod tests {
         assert_eq!(c.get(DropReason::IcvFailure), 1);
         assert_eq!(c.get(DropReason::Truncated), 0);
         assert_eq!(c.total(), 3);
-        let names: Vec<_> = c.iter().filter(|(_, n)| *n > 0).map(|(r, _)| r.name()).collect();
+        let names: Vec<_> = c.iter().filter(|(_, n)| *n > 0).map(|(r, _)| r.label()).collect();
         assert_eq!(names, ["replay", "icv_failure"]);
         let mut d = DropCounters::default();
         d.merge(&c);

@@ -9,8 +9,22 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::control::{Binding, ClusterKey, ControlUpdate, Liveness, MemberRecord, Membership, NetworkClaim, SubnetClaim};
+use crate::control::{Binding, ClusterKey, ControlUpdate, GossipStats, Liveness, MemberRecord, Membership, NetworkClaim, SubnetClaim};
+use crate::counters::counters;
 use crate::sys::SysError;
+
+counters! {
+    /// The gossip counters of this host: the `gossip` section of `stats`, `vxswitch_gossip_*` metrics.
+    #[derive(Debug, Clone, Default)]
+    pub struct GossipCounters {
+        /// Gossip members seen alive.
+        pub members_alive: u64 = gauge,
+        /// Gossip datagrams the socket refused to send.
+        pub send_errors: u64 = counter,
+        /// The membership's traffic and drops.
+        pub membership: GossipStats = flatten,
+    }
+}
 
 /// Most datagrams read per wakeup.
 const BATCH: usize = 64;
@@ -147,6 +161,11 @@ impl GossipDriver {
     /// Members seen alive now.
     pub fn alive_members(&self) -> usize {
         self.membership.members().iter().filter(|m| m.state == Liveness::Alive).count()
+    }
+
+    /// All gossip counters, for export.
+    pub fn counters(&self) -> GossipCounters {
+        GossipCounters { members_alive: self.alive_members() as u64, send_errors: self.send_errors, membership: self.membership.stats() }
     }
 
     /// When [`GossipDriver::poll`] next has timer work.

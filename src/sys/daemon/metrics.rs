@@ -1,6 +1,11 @@
 //! Prometheus metrics: the switch's counters in the text exposition format, encoded by
 //! `prometheus-client`. Served on the control socket (`vxswitch metrics`) and, when
 //! `metrics_listen` is set, over HTTP for a Prometheus scraper.
+//!
+//! Nothing here names a counter: the page is generated from the declared counter sets
+//! ([`crate::counters`]) listed by [`sections`], so every declared counter is exported, under the
+//! names the module doc of `counters` describes. The one series that is not a declared counter is
+//! `vxswitch_peers{vni="..."}`, the size of each network's peer list.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -8,102 +13,98 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::dataplane::{DropReason, Switch};
+use super::gossip::GossipCounters;
+use crate::counters::{self, CounterSet, Kind, Sample};
+use crate::dataplane::Switch;
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::SysError;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: String,
+/// One exported counter set: its section in `stats`, its metric prefix, and the set.
+pub struct Section<'a> {
+    /// The key of the set in the `stats` JSON.
+    pub name: &'static str,
+    /// Prefix of its metric names (after `vxswitch_`).
+    pub prefix: &'static str,
+    /// The counters.
+    pub set: Box<dyn CounterSet + 'a>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VniLabel {
-    vni: String,
-}
-
-fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
-    let c: Counter = Counter::default();
-    c.inc_by(value);
-    registry.register(name, help, c);
-}
-
-/// Render the current counters of `switch` and the driver.
-pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip_members_alive: Option<usize>) -> String {
-    let mut r = Registry::with_prefix("vxswitch");
-    let c = switch.counters();
-    counter(&mut r, "tap_rx_frames", "Frames read from TAPs", c.tap_rx_frames);
-    counter(&mut r, "tap_rx_bytes", "Bytes read from TAPs", c.tap_rx_bytes);
-    counter(&mut r, "tap_tx_frames", "Frames handed to TAPs", c.tap_tx_frames);
-    counter(&mut r, "underlay_rx_packets", "Datagrams received from the underlay", c.underlay_rx_packets);
-    counter(&mut r, "underlay_rx_bytes", "UDP payload bytes received from the underlay", c.underlay_rx_bytes);
-    counter(&mut r, "underlay_tx_packets", "Datagrams sent to the underlay", c.underlay_tx_packets);
-    counter(&mut r, "flooded_frames", "Frames flooded by head-end replication", c.flooded_frames);
-    counter(&mut r, "flood_copies", "Copies sent by head-end replication", c.flood_copies);
-    counter(&mut r, "vxlan_reserved_bits", "VXLAN datagrams accepted with reserved bits set", c.vxlan_reserved_bits);
-    counter(&mut r, "arp_replies", "ARP requests answered locally", c.arp_replies);
-    counter(&mut r, "routed_packets", "Packets routed in routed mode", c.routed_packets);
-    counter(&mut r, "esp_keepalives", "ESP-in-UDP NAT keepalives received", c.esp_keepalives);
-    let drops = Family::<ReasonLabel, Counter>::default();
-    for reason in DropReason::ALL {
-        drops.get_or_create(&ReasonLabel { reason: reason.label().to_string() }).inc_by(c.drops(*reason));
-    }
-    r.register("drops", "Packets dropped, by reason", drops.clone());
-    let esp_drops = Family::<ReasonLabel, Counter>::default();
+/// Every counter set the daemon exports, in page order (ESP and gossip only when configured).
+pub fn sections<'a>(switch: &'a Switch, driver: &'a DriverCounters, gossip: Option<&'a GossipCounters>) -> Vec<Section<'a>> {
+    let mut v = vec![
+        Section { name: "counters", prefix: "", set: Box::new(switch.counters()) },
+        Section { name: "fdb", prefix: "fdb_", set: Box::new(switch.fdb().counters()) },
+        Section { name: "driver", prefix: "", set: Box::new(driver) },
+    ];
     if let Some(esp) = switch.esp() {
-        let d = esp.drops();
-        for reason in crate::ipsec::DropReason::ALL {
-            esp_drops.get_or_create(&ReasonLabel { reason: reason.name().to_string() }).inc_by(d.get(reason));
+        v.push(Section { name: "esp", prefix: "esp_", set: Box::new(esp.counters()) });
+    }
+    if let Some(g) = gossip {
+        v.push(Section { name: "gossip", prefix: "gossip_", set: Box::new(g) });
+    }
+    v
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Registers every counter of `set`, one metric per family.
+fn register_set(r: &mut Registry, prefix: &str, set: &dyn CounterSet) {
+    let mut families: Vec<(String, Vec<Sample>)> = Vec::new();
+    for sample in counters::samples(prefix, set) {
+        match families.iter_mut().find(|(name, _)| *name == sample.family) {
+            Some((_, series)) => series.push(sample),
+            None => families.push((sample.family.clone(), vec![sample])),
         }
     }
-    r.register("esp_drops", "ESP packets dropped by the ESP layer, by reason", esp_drops.clone());
-    let f = switch.fdb().counters();
-    counter(&mut r, "fdb_learned", "FDB entries learned", f.learned);
-    counter(&mut r, "fdb_moved", "MAC moves", f.moved);
-    counter(&mut r, "fdb_aged", "FDB entries aged out", f.aged);
-    counter(&mut r, "fdb_evicted", "FDB entries evicted at the size cap", f.evicted);
-    let fdb_entries: Gauge = Gauge::default();
-    fdb_entries.set(switch.fdb().len() as i64);
-    r.register("fdb_entries", "FDB entries now", fdb_entries);
-    let peers = Family::<VniLabel, Gauge>::default();
+    for (name, series) in families {
+        // The encoder ends the help text with a full stop itself.
+        let (help, kind) = (series[0].help.trim_end_matches('.'), series[0].kind);
+        match (series[0].label.is_some(), kind) {
+            (false, Kind::Counter) => {
+                let c: Counter = Counter::default();
+                c.inc_by(series[0].value);
+                r.register(name, help, c);
+            }
+            (false, Kind::Gauge) => {
+                let g: Gauge = Gauge::default();
+                g.set(series[0].value as i64);
+                r.register(name, help, g);
+            }
+            (true, Kind::Counter) => {
+                let f = Family::<Labels, Counter>::default();
+                for s in &series {
+                    f.get_or_create(&s.label.into_iter().collect()).inc_by(s.value);
+                }
+                r.register(name, help, f);
+            }
+            (true, Kind::Gauge) => {
+                let f = Family::<Labels, Gauge>::default();
+                for s in &series {
+                    f.get_or_create(&s.label.into_iter().collect()).set(s.value as i64);
+                }
+                r.register(name, help, f);
+            }
+        }
+    }
+}
+
+/// Render the current counters of `switch`, the driver and gossip; `ports` are the VNIs of the
+/// switch's ports.
+pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip: Option<&GossipCounters>) -> String {
+    let mut r = Registry::with_prefix("vxswitch");
+    for section in sections(switch, driver, gossip) {
+        register_set(&mut r, section.prefix, &*section.set);
+    }
+    let peers = Family::<Vec<(&'static str, String)>, Gauge>::default();
     for (port, vni) in ports.iter().enumerate() {
-        peers.get_or_create(&VniLabel { vni: vni.to_string() }).set(switch.peers(port).len() as i64);
+        peers.get_or_create(&vec![("vni", vni.to_string())]).set(switch.peers(port).len() as i64);
     }
-    r.register("peers", "Peer VTEPs per network", peers.clone());
-    let io = Family::<ReasonLabel, Counter>::default();
-    for (reason, value) in [
-        ("underlay_send", driver.underlay_send_errors),
-        ("underlay_recv", driver.underlay_recv_errors),
-        ("underlay_rx_truncated", driver.underlay_rx_truncated),
-        ("tap_write", driver.tap_write_errors),
-        ("tap_read", driver.tap_read_errors),
-        ("tap_offload", driver.tap_offload_errors),
-        ("tap_segment_oversize", driver.tap_segment_oversize),
-        ("rx_checksum", driver.rx_csum_failures),
-    ] {
-        io.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc_by(value);
-    }
-    r.register("io_errors", "I/O failures in the drivers, by kind", io.clone());
-    counter(&mut r, "tap_super_frames", "TCP super-frames (TSO) read from offload TAPs", driver.tap_super_frames);
-    counter(&mut r, "tap_segments", "Segments split from TCP super-frames", driver.tap_segments);
-    counter(&mut r, "gso_sends", "UDP_SEGMENT sends", driver.gso_sends);
-    counter(&mut r, "gso_segments", "Datagrams carried by UDP_SEGMENT sends", driver.gso_segments);
-    counter(&mut r, "gso_fallbacks", "UDP_SEGMENT sends refused by the kernel (GSO then off)", driver.gso_fallbacks);
-    counter(&mut r, "gro_batches", "Receive buffers holding several datagrams (UDP_GRO)", driver.gro_batches);
-    counter(&mut r, "gro_datagrams", "Datagrams in UDP_GRO receive buffers", driver.gro_datagrams);
-    counter(&mut r, "coalesced_writes", "TAP writes carrying coalesced TCP segments", driver.coalesced_writes);
-    counter(&mut r, "coalesced_segments", "TCP segments carried by coalesced TAP writes", driver.coalesced_segments);
-    if let Some(alive) = gossip_members_alive {
-        let g: Gauge = Gauge::default();
-        g.set(alive as i64);
-        r.register("gossip_members_alive", "Gossip members seen alive", g);
-    }
+    r.register("peers", "Peer VTEPs per network", peers);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
@@ -149,30 +150,102 @@ impl MetricsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{NetworkSpec, SwitchConfig};
+    use crate::config::Config;
+    use crate::control::GossipStats;
+    use crate::counters::Sample;
+    use crate::dataplane::{Counters, EspCounters, EspTunnels, FdbCounters, NetworkSpec, SwitchConfig};
+    use crate::ipsec::{SessionConfig, Suite};
     use crate::wire::vxlan::Vni;
     use std::time::Instant;
 
-    #[test]
-    fn renders_counters_drops_and_peers_in_text_format() {
-        let now = Instant::now();
+    fn switch(now: Instant, encrypted: bool) -> Switch {
         let spec = NetworkSpec {
             vni: Vni::new(1042).unwrap(),
             max_frame_len: 1464,
             peers: vec!["198.18.0.2".parse().unwrap()],
             unknown_arp: Default::default(),
             routed: None,
-            encrypted: false,
+            encrypted,
         };
-        let mut sw = Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 16, networks: vec![spec] }, now);
+        Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 16, networks: vec![spec] }, now)
+    }
+
+    #[test]
+    fn renders_counters_drops_and_peers_in_text_format() {
+        let now = Instant::now();
+        let mut sw = switch(now, false);
         let mut buf = vec![0u8; 128];
         buf[64..67].copy_from_slice(&[8, 0, 0]);
         let _ = sw.handle_underlay(now, "198.18.0.2".parse().unwrap(), &mut buf, 64..67);
-        let page = render(&sw, &DriverCounters::default(), &[1042], Some(3));
+        let gossip = GossipCounters { members_alive: 3, ..Default::default() };
+        let page = render(&sw, &DriverCounters::default(), &[1042], Some(&gossip));
         assert!(page.contains("vxswitch_underlay_rx_packets_total 1"), "{page}");
         assert!(page.contains("vxswitch_drops_total{reason=\"vxlan_truncated\"} 1"), "{page}");
         assert!(page.contains("vxswitch_peers{vni=\"1042\"} 1"), "{page}");
         assert!(page.contains("vxswitch_gossip_members_alive 3"), "{page}");
         assert!(page.trim_end().ends_with("# EOF"));
+    }
+
+    /// The line of `sample` on the metrics page, without its value.
+    fn series(s: &Sample) -> String {
+        let suffix = if s.kind == Kind::Counter { "_total" } else { "" };
+        match s.label {
+            Some((key, value)) => format!("vxswitch_{}{suffix}{{{key}=\"{value}\"}}", s.family),
+            None => format!("vxswitch_{}{suffix}", s.family),
+        }
+    }
+
+    /// Every counter of every declared set must reach both exports: the sets are named here
+    /// independently of [`sections`], and each of their counters is looked up on the rendered
+    /// page and in the `stats` JSON of a daemon that has all of them (ESP and gossip on).
+    #[test]
+    fn every_declared_counter_is_on_the_metrics_page_and_in_stats() {
+        let now = Instant::now();
+        let mut sw = switch(now, true);
+        sw.set_esp(EspTunnels::new(None, 1, Suite::Aes256Gcm, SessionConfig::default()));
+        let driver = DriverCounters { rx_csum_partial_finished: 7, tap_read_errors: 5, ..Default::default() };
+        let gossip = GossipCounters { members_alive: 2, send_errors: 4, ..Default::default() };
+        let config = Config::parse("[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1042\ntap = \"vxs1042\"\n").unwrap();
+        let page = render(&sw, &driver, &[1042], Some(&gossip));
+        let stats = super::super::status::answer("stats", now, &sw, &driver, Some(&gossip), &config, None);
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+
+        let declared: [(&str, &str, &dyn CounterSet); 5] = [
+            ("counters", "", &Counters::default()),
+            ("fdb", "fdb_", &FdbCounters::default()),
+            ("driver", "", &DriverCounters::default()),
+            ("esp", "esp_", &EspCounters::default()),
+            ("gossip", "gossip_", &GossipCounters { membership: GossipStats::default(), ..Default::default() }),
+        ];
+        let mut checked = 0;
+        for (section, prefix, set) in declared {
+            for s in counters::samples(prefix, set) {
+                let line = series(&s);
+                assert!(
+                    page.lines().any(|l| l.strip_prefix(&line).is_some_and(|v| v.starts_with(' '))),
+                    "{line} missing from /metrics:\n{page}"
+                );
+                let pointer = format!("/{section}/{}", s.path.join("/"));
+                assert!(stats.pointer(&pointer).is_some_and(|v| v.is_u64()), "{pointer} missing from stats:\n{stats:#}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 90, "only {checked} counters declared?");
+        // Values flow through, and the counters once missing from /metrics are there.
+        for line in [
+            "vxswitch_rx_csum_partial_finished_total 7",
+            "vxswitch_io_errors_total{reason=\"tap_read\"} 5",
+            "vxswitch_gossip_send_errors_total 4",
+            "vxswitch_gossip_members_alive 2",
+            "vxswitch_arp_kept_local_total 0",
+            "vxswitch_arp_requests_sent_total 0",
+            "vxswitch_gateway_echo_replies_total 0",
+            "vxswitch_esp_drops_total{reason=\"replay\"} 0",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} missing:\n{page}");
+        }
+        assert_eq!(stats["driver"]["rx_csum_partial_finished"], 7);
+        assert_eq!(stats["driver"]["tap_read_errors"], 5);
+        assert_eq!(stats["gossip"]["send_errors"], 4);
     }
 }

@@ -185,7 +185,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                     Some(g) => serde_json::to_string_pretty(&g.status(Instant::now())).unwrap_or_default() + "\n",
                     None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
                 },
-                _ => answer(cmd, started, &switch, &driver, config, offload.as_ref()),
+                _ => answer(cmd, started, &switch, &driver, gossip.as_ref().map(GossipDriver::counters).as_ref(), config, offload.as_ref()),
             });
         }
     }
@@ -200,7 +200,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 
 fn metrics_page(switch: &Switch, driver: &DriverCounters, config: &Config, gossip: Option<&GossipDriver>) -> String {
     let vnis: Vec<u32> = config.switched_networks().map(|n| n.vni).collect();
-    metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::alive_members))
+    metrics::render(switch, driver, &vnis, gossip.map(GossipDriver::counters).as_ref())
 }
 
 /// The switch core's view of the configuration.

@@ -5,20 +5,41 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::gossip::GossipCounters;
 use crate::config::{Config, Mode};
-use crate::dataplane::{Counters, Switch};
+use crate::dataplane::{Counters, EspCounters, FdbCounters, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
 
-/// The `stats` answer.
+/// The `stats` answer. The counter sections serialize themselves from their declarations
+/// ([`crate::counters`]), the same lists the metrics page is rendered from.
 #[derive(Debug, Serialize)]
 struct Status<'a> {
     uptime_secs: u64,
     counters: &'a Counters,
     driver: &'a DriverCounters,
-    fdb: crate::dataplane::fdb::FdbCounters,
+    fdb: FdbCounters,
     networks: Vec<NetworkStatus>,
-    esp: Option<serde_json::Value>,
+    esp: Option<EspStatus>,
+    gossip: Option<&'a GossipCounters>,
+}
+
+/// The `esp` section: this host's key epoch and sessions next to the ESP counters.
+#[derive(Debug, Serialize)]
+struct EspStatus {
+    epoch: u64,
+    public_key: Option<String>,
+    #[serde(flatten)]
+    counters: EspCounters,
+    sessions: Vec<SessionRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionRow {
+    peer: String,
+    spi_out: String,
+    spi_in: String,
+    generations: [u64; 2],
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +69,7 @@ pub fn answer(
     started: Instant,
     switch: &Switch,
     driver: &DriverCounters,
+    gossip: Option<&GossipCounters>,
     config: &Config,
     offload: Option<&VtepDriver>,
 ) -> String {
@@ -90,22 +112,22 @@ pub fn answer(
                 driver,
                 fdb: switch.fdb().counters(),
                 networks,
-                esp: switch.esp().map(|t| {
-                    let drops = t.drops();
-                    serde_json::json!({
-                        "epoch": t.local_epoch(),
-                        "public_key": t.public_key().map(hex::encode),
-                        "bad_keys": t.bad_keys,
-                        "hellos": t.hellos,
-                        "sessions": t.sessions().iter().map(|(peer, out, inb, gens)| serde_json::json!({
-                            "peer": peer.to_string(),
-                            "spi_out": format!("{out:#010x}"),
-                            "spi_in": format!("{inb:#010x}"),
-                            "generations": [gens.0, gens.1],
-                        })).collect::<Vec<_>>(),
-                        "drops": crate::ipsec::DropReason::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect::<std::collections::BTreeMap<_, _>>(),
-                    })
+                esp: switch.esp().map(|t| EspStatus {
+                    epoch: t.local_epoch(),
+                    public_key: t.public_key().map(hex::encode),
+                    counters: t.counters(),
+                    sessions: t
+                        .sessions()
+                        .iter()
+                        .map(|(peer, out, inb, gens)| SessionRow {
+                            peer: peer.to_string(),
+                            spi_out: format!("{out:#010x}"),
+                            spi_in: format!("{inb:#010x}"),
+                            generations: [gens.0, gens.1],
+                        })
+                        .collect(),
                 }),
+                gossip,
             };
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         }

@@ -10,49 +10,55 @@ pub mod tap;
 pub mod udp;
 pub mod virtio;
 
-use serde::Serialize;
+use crate::counters::counters;
 
 /// Headroom in front of every frame buffer: room for outer headers prepended in place.
 pub const HEADROOM: usize = 64;
 /// Spare bytes behind every frame (for trailers such as ESP's).
 pub const TAILROOM: usize = 64;
-/// Driver-level counters (I/O failures that the sans-IO core cannot see).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct DriverCounters {
-    /// `sendmmsg` failures (per datagram).
-    pub underlay_send_errors: u64,
-    /// Datagrams longer than the receive buffer.
-    pub underlay_rx_truncated: u64,
-    /// `recvmmsg` failures.
-    pub underlay_recv_errors: u64,
-    /// TAP write failures (queue full, device down).
-    pub tap_write_errors: u64,
-    /// TAP read failures.
-    pub tap_read_errors: u64,
-    /// TCP super-frames (TSO) read from offload TAPs.
-    pub tap_super_frames: u64,
-    /// Segments those super-frames were split into.
-    pub tap_segments: u64,
-    /// Frames from offload TAPs dropped because their virtio header was unusable.
-    pub tap_offload_errors: u64,
-    /// Super-frames dropped because their segments exceed any frame the underlay carries.
-    pub tap_segment_oversize: u64,
-    /// `UDP_SEGMENT` sends.
-    pub gso_sends: u64,
-    /// Datagrams carried by those sends.
-    pub gso_segments: u64,
-    /// `UDP_SEGMENT` sends the kernel refused (GSO then turned off).
-    pub gso_fallbacks: u64,
-    /// Receive buffers that held several datagrams (`UDP_GRO`).
-    pub gro_batches: u64,
-    /// Datagrams in those buffers.
-    pub gro_datagrams: u64,
-    /// TAP writes carrying two or more coalesced TCP segments.
-    pub coalesced_writes: u64,
-    /// Segments carried by those writes.
-    pub coalesced_segments: u64,
-    /// Received TCP/UDP frames with a wrong checksum (not coalesced; the kernel drops them).
-    pub rx_csum_failures: u64,
-    /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
-    pub rx_csum_partial_finished: u64,
+/// Help text of the `vxswitch_io_errors` family.
+const IO_ERRORS: &str = "I/O failures in the drivers, by kind";
+
+counters! {
+    /// Driver-level counters (I/O failures that the sans-IO core cannot see, offload work): the
+    /// `driver` section of `stats`; the failures are exported as one `vxswitch_io_errors` family.
+    #[derive(Debug, Default, Clone)]
+    pub struct DriverCounters {
+        /// `sendmmsg` failures (per datagram).
+        pub underlay_send_errors: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_send",
+        /// Datagrams longer than the receive buffer.
+        pub underlay_rx_truncated: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_rx_truncated",
+        /// `recvmmsg` failures.
+        pub underlay_recv_errors: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_recv",
+        /// TAP write failures (queue full, device down).
+        pub tap_write_errors: u64 = counter => io_errors(IO_ERRORS) reason = "tap_write",
+        /// TAP read failures.
+        pub tap_read_errors: u64 = counter => io_errors(IO_ERRORS) reason = "tap_read",
+        /// TCP super-frames (TSO) read from offload TAPs.
+        pub tap_super_frames: u64 = counter,
+        /// Segments those super-frames were split into.
+        pub tap_segments: u64 = counter,
+        /// Frames from offload TAPs dropped because their virtio header was unusable.
+        pub tap_offload_errors: u64 = counter => io_errors(IO_ERRORS) reason = "tap_offload",
+        /// Super-frames dropped because their segments exceed any frame the underlay carries.
+        pub tap_segment_oversize: u64 = counter => io_errors(IO_ERRORS) reason = "tap_segment_oversize",
+        /// `UDP_SEGMENT` sends.
+        pub gso_sends: u64 = counter,
+        /// Datagrams carried by those sends.
+        pub gso_segments: u64 = counter,
+        /// `UDP_SEGMENT` sends the kernel refused (GSO then turned off).
+        pub gso_fallbacks: u64 = counter,
+        /// Receive buffers that held several datagrams (`UDP_GRO`).
+        pub gro_batches: u64 = counter,
+        /// Datagrams in those buffers.
+        pub gro_datagrams: u64 = counter,
+        /// TAP writes carrying two or more coalesced TCP segments.
+        pub coalesced_writes: u64 = counter,
+        /// Segments carried by those writes.
+        pub coalesced_segments: u64 = counter,
+        /// Received TCP/UDP frames with a wrong checksum (not coalesced; the kernel drops them).
+        pub rx_csum_failures: u64 = counter => io_errors(IO_ERRORS) reason = "rx_checksum",
+        /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
+        pub rx_csum_partial_finished: u64 = counter,
+    }
 }
