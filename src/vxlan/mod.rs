@@ -14,6 +14,9 @@
 
 use core::ops::Range;
 
+use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use crate::wire::ipv4::{self, protocol, Ipv4Packet};
+use crate::wire::udp::UdpPacket;
 use crate::wire::vxlan::{Vni, VxlanPacket, VxlanRepr, HEADER_LEN};
 use crate::wire::Error;
 
@@ -52,31 +55,38 @@ pub fn decap(buf: &[u8], payload: Range<usize>) -> Result<Decapped, Error> {
     Ok(Decapped { vni: packet.vni(), inner: payload.start + HEADER_LEN..payload.end, reserved_bits: packet.reserved_bits_set() })
 }
 
-/// Hash of the inner flow (MACs, and for IPv4 the addresses, protocol and ports). // hot path
+/// Hash of the inner flow (MACs, and for IPv4 the addresses, protocol and ports).
 ///
-/// Fragments hash without ports so all fragments of a datagram take one path.
+/// Fragments hash without ports so all fragments of a datagram take one path. Only the fields
+/// are read (no version or length validation): any frame hashes, and a malformed one just lands
+/// on some path.
+// hot path
 #[inline]
 pub fn flow_hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();
-    if frame.len() < 14 {
+    if frame.len() < ethernet::HEADER_LEN {
         h.write(frame);
         return h.finish();
     }
-    h.write(&frame[..12]);
-    let (ethertype, l3) = match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x8100 if frame.len() >= 18 => (u16::from_be_bytes([frame[16], frame[17]]), 18),
-        t => (t, 14),
-    };
-    if ethertype == 0x0800 && frame.len() >= l3 + 20 {
-        let ip = &frame[l3..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let proto = ip[9];
-        h.write(&ip[12..20]);
-        h.write(&[proto]);
-        let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-        if !fragment && (proto == 6 || proto == 17) && ip.len() >= ihl + 4 && ihl >= 20 {
-            h.write(&ip[ihl..ihl + 4]);
-        }
+    let eth = EthernetFrame::new_unchecked(frame);
+    h.write(eth.dst_addr().as_bytes());
+    h.write(eth.src_addr().as_bytes());
+    // A tag cut short, or not IPv4: the MACs are the flow.
+    if eth.check_len().is_err() || eth.ethertype() != EtherType::IPV4 || eth.payload().len() < ipv4::HEADER_LEN {
+        return h.finish();
+    }
+    let ip = Ipv4Packet::new_unchecked(eth.payload());
+    let proto = ip.protocol();
+    h.write(&ip.src_addr().octets());
+    h.write(&ip.dst_addr().octets());
+    h.write(&[proto]);
+    let ihl = ip.header_len();
+    let has_ports = proto == protocol::TCP || proto == protocol::UDP;
+    if has_ports && !ip.is_fragment() && ihl >= ipv4::HEADER_LEN && eth.payload().len() >= ihl + 4 {
+        // TCP and UDP keep their ports in the same first four bytes.
+        let ports = UdpPacket::new_unchecked(&eth.payload()[ihl..]);
+        h.write(&ports.src_port().to_be_bytes());
+        h.write(&ports.dst_port().to_be_bytes());
     }
     h.finish()
 }
@@ -148,6 +158,48 @@ mod tests {
         let ports: std::collections::HashSet<u16> = (0..64).map(|p| source_port(flow_hash(&frame_udp(p)))).collect();
         assert!(ports.len() > 50, "source ports spread: {}", ports.len());
         assert!(ports.iter().all(|p| (32768..61000).contains(p)));
+    }
+
+    #[test]
+    fn flow_hash_is_stable() {
+        // The hash feeds the outer source port: a change would move every flow to another path
+        // on an ECMP underlay. These are the values of the byte-offset version it replaced.
+        assert_eq!(flow_hash(&frame_udp(1000)), reference_hash(&frame_udp(1000)));
+        let mut tagged = frame_udp(53);
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
+        assert_eq!(flow_hash(&tagged), reference_hash(&tagged));
+        let mut fragment = frame_udp(53);
+        fragment[20] = 0x20; // MF
+        assert_eq!(flow_hash(&fragment), reference_hash(&fragment));
+        for len in 0..60 {
+            let f = &tagged[..len.min(tagged.len())];
+            assert_eq!(flow_hash(f), reference_hash(f), "length {len}");
+        }
+    }
+
+    /// The hash as it was written with byte offsets, kept to pin `flow_hash` to it.
+    fn reference_hash(frame: &[u8]) -> u32 {
+        let mut h = Fnv::new();
+        if frame.len() < 14 {
+            h.write(frame);
+            return h.finish();
+        }
+        h.write(&frame[..12]);
+        let (ethertype, l3) = match u16::from_be_bytes([frame[12], frame[13]]) {
+            0x8100 if frame.len() >= 18 => (u16::from_be_bytes([frame[16], frame[17]]), 18),
+            t => (t, 14),
+        };
+        if ethertype == 0x0800 && frame.len() >= l3 + 20 {
+            let ip = &frame[l3..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            h.write(&ip[12..20]);
+            h.write(&[ip[9]]);
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            if !fragment && (ip[9] == 6 || ip[9] == 17) && ip.len() >= ihl + 4 && ihl >= 20 {
+                h.write(&ip[ihl..ihl + 4]);
+            }
+        }
+        h.finish()
     }
 
     #[test]
