@@ -162,7 +162,7 @@ mod tests {
             peers: vec!["198.18.0.2".parse().unwrap()],
             unknown_arp: Default::default(),
             routed: None,
-            encrypted: false,
+            tunnel: crate::dataplane::Tunnel::Vxlan,
         };
         let mut sw = Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 16, networks: vec![spec] }, now);
         let mut buf = vec![0u8; 128];

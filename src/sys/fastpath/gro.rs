@@ -262,7 +262,8 @@ impl Coalescer {
 
     /// Offer the frame at `bufs[buf][range]`, bound for the TAP of `port`. It joins the pending
     /// group, or the group is written first and the frame starts a new one or is written alone.
-    /// `write(port, iov)` writes one TAP frame (virtio header first). // hot path
+    /// `write(port, iov)` writes one TAP frame (virtio header first).
+    // hot path
     pub fn offer(
         &mut self,
         bufs: &mut [Vec<u8>],
@@ -334,7 +335,8 @@ impl Coalescer {
         });
     }
 
-    /// Write the pending group, if any. Call before the buffers are reused. // hot path
+    /// Write the pending group, if any. Call before the buffers are reused.
+    // hot path
     pub fn flush(&mut self, bufs: &mut [Vec<u8>], write: &mut dyn FnMut(PortId, &[IoSlice<'_>])) {
         let Some(g) = self.group.take() else { return };
         if self.more.is_empty() {
