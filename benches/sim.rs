@@ -29,7 +29,7 @@ fn two_hosts() -> Sim {
                 peers: vec![ul(1 - i)],
                 unknown_arp: UnknownArp::Flood,
                 routed: None,
-                encrypted: false,
+                tunnel: vxswitch::dataplane::Tunnel::Vxlan,
             };
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![spec] })
         })

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("flow_hash", len), &len, |b, _| {
-            b.iter(|| black_box(flow_hash(black_box(&buf[frame.clone()]))))
+            b.iter(|| black_box(flow_hash(&EthernetFrame::new_unchecked(black_box(&buf[frame.clone()])))))
         });
     }
     group.finish();

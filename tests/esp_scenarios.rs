@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vxswitch::arp::UnknownArp;
 use vxswitch::control::ControlUpdate;
-use vxswitch::dataplane::{DropReason, EspTunnels, NetworkSpec, RoutedSpec, Switch, SwitchConfig};
+use vxswitch::dataplane::{DropReason, EspTunnels, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Tunnel};
 use vxswitch::ipsec::{HostKey, SessionConfig, Suite};
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::vxlan::Vni;
@@ -33,7 +33,7 @@ fn spec(i: usize, n: usize, routed: Option<RoutedSpec>) -> SwitchConfig {
             peers,
             unknown_arp: UnknownArp::Flood,
             routed,
-            encrypted: true,
+            tunnel: Tunnel::Esp,
         }],
     }
 }
@@ -76,7 +76,7 @@ fn esp_two_and_three_hosts_exchange_encrypted_traffic() {
         let crossed = sim.take_underlay();
         assert_eq!(crossed.len(), n - 1, "one ESP copy per peer");
         for d in &crossed {
-            assert!(d.esp, "carried in ESP, not VXLAN");
+            assert_eq!(d.tunnel, Tunnel::Esp, "carried in ESP, not VXLAN");
             assert!(!d.payload.windows(14).any(|w| w == b"secret payload"), "the payload is not visible on the wire");
         }
         for h in 1..n {
@@ -86,7 +86,7 @@ fn esp_two_and_three_hosts_exchange_encrypted_traffic() {
         sim.tap_send(n - 1, 0, &ethernet_frame(mac(0, 1), mac(n - 1, 1), 0x0800, b"reply"));
         let crossed = sim.take_underlay();
         assert_eq!(crossed.len(), 1);
-        assert!(crossed[0].esp && crossed[0].to == ul(0));
+        assert!(crossed[0].tunnel == Tunnel::Esp && crossed[0].to == ul(0));
         assert_eq!(sim.take_tap(0, 0).len(), 1);
     }
 }
@@ -210,7 +210,7 @@ fn esp_routed_network_carries_ip_packets() {
     sim.tap_send(0, 0, &frame);
     let crossed = sim.take_underlay();
     assert_eq!(crossed.len(), 1);
-    assert!(crossed[0].esp);
+    assert_eq!(crossed[0].tunnel, Tunnel::Esp);
     // Host 1 asks for the container's MAC, then delivers the decrypted IP packet.
     assert_eq!(sim.take_tap(1, 0).len(), 1, "ARP request from the gateway");
     let reply = vxswitch::arp::arp_frame(
@@ -249,7 +249,7 @@ fn esp_static_public_keys_exchange_epochs_by_hello() {
     start(&mut sim, 1, 20);
     sim.advance(Duration::from_millis(1));
     let hellos: Vec<_> = sim.take_underlay();
-    assert!(hellos.iter().all(|d| d.esp && d.payload.len() == vxswitch::ipsec::hello::HELLO_LEN));
+    assert!(hellos.iter().all(|d| d.tunnel == Tunnel::Esp && d.payload.len() == vxswitch::ipsec::hello::HELLO_LEN));
     for i in 0..2 {
         assert!(sim.hosts[i].switch.esp().unwrap().has_session(ul(1 - i)), "host {i} derived keys from the hello");
     }

@@ -33,7 +33,7 @@ fn cluster(n: usize, vnis: &[u32], ageing: Duration, cap: usize) -> Sim {
                     peers: peers.clone(),
                     unknown_arp: UnknownArp::Flood,
                     routed: None,
-                    encrypted: false,
+                    tunnel: vxswitch::dataplane::Tunnel::Vxlan,
                 })
                 .collect();
             (ul(i), SwitchConfig { fdb_ageing: ageing, fdb_max_entries: cap, networks })

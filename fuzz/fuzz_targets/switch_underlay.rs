@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             gateway_ip: Ipv4Addr::new(198, 19, 1, 1),
             gateway_mac: default_gateway_mac(vni),
         }),
-        encrypted: false,
+        tunnel: vxswitch::dataplane::Tunnel::Vxlan,
     };
     let mut switch = Switch::new(
         SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 64, networks: vec![network(1042, false), network(7, true)] },

@@ -79,12 +79,9 @@ impl ProxyArp {
         self.bindings.is_empty()
     }
 
-    /// Judge the ARP packet in `frame` (an Ethernet frame whose ethertype is ARP) on `vni`.
-    /// Malformed ARP is [`ArpVerdict::Forward`]ed: the switch treats it as opaque L2 payload.
-    pub fn judge(&self, vni: u32, frame: &[u8]) -> ArpVerdict {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else { return ArpVerdict::Forward };
-        let Ok(packet) = ArpPacket::new_checked(eth.payload()) else { return ArpVerdict::Forward };
-        let Ok(arp) = ArpRepr::parse(&packet) else { return ArpVerdict::Forward };
+    /// Judge an ARP packet on `vni`, already parsed by the caller from a frame tagged `vlan_id`
+    /// (see [`parse`]; the switch parses each frame once and hands the result down).
+    pub fn judge(&self, vni: u32, arp: &ArpRepr, vlan_id: Option<u16>) -> ArpVerdict {
         if !arp.is_probe() {
             if let Some(bound) = self.lookup(vni, arp.source_protocol_addr) {
                 if bound != arp.source_hardware_addr {
@@ -96,10 +93,17 @@ impl ProxyArp {
             return ArpVerdict::Forward;
         }
         match self.lookup(vni, arp.target_protocol_addr) {
-            Some(mac) => ArpVerdict::Reply(reply_frame(&arp, mac, eth.vlan_id())),
+            Some(mac) => ArpVerdict::Reply(reply_frame(arp, mac, vlan_id)),
             None => ArpVerdict::Unknown,
         }
     }
+}
+
+/// Parses the ARP payload of an Ethernet frame. `None` for malformed ARP or ARP that is not
+/// Ethernet/IPv4: the switch forwards such frames as opaque L2 payload.
+// hot path
+pub fn parse(payload: &[u8]) -> Option<ArpRepr> {
+    ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)).ok()
 }
 
 /// The ARP reply to `request` saying that its target IP is at `mac`, addressed to the requester.
@@ -134,6 +138,16 @@ mod tests {
     const IP_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
     const IP_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
 
+    /// Parse an Ethernet frame once, as the switch does, and judge its ARP payload; what does
+    /// not parse is forwarded.
+    fn judge(t: &ProxyArp, vni: u32, frame: &[u8]) -> ArpVerdict {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return ArpVerdict::Forward };
+        match parse(eth.payload()) {
+            Some(arp) => t.judge(vni, &arp, eth.vlan_id()),
+            None => ArpVerdict::Forward,
+        }
+    }
+
     fn request(sender: EthernetAddress, sip: Ipv4Addr, tip: Ipv4Addr) -> Vec<u8> {
         let arp = ArpRepr {
             operation: ArpOperation::Request,
@@ -149,25 +163,25 @@ mod tests {
     fn answers_bound_ip_with_its_mac() {
         let mut t = ProxyArp::new();
         t.bind(7, IP_B, B);
-        let ArpVerdict::Reply(frame) = t.judge(7, &request(A, IP_A, IP_B)) else { panic!("expected a reply") };
+        let ArpVerdict::Reply(frame) = judge(&t, 7, &request(A, IP_A, IP_B)) else { panic!("expected a reply") };
         let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
         assert_eq!((eth.dst_addr(), eth.src_addr(), eth.ethertype()), (A, B, EtherType::ARP));
         let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
         assert_eq!(arp.operation, ArpOperation::Reply);
         assert_eq!((arp.source_hardware_addr, arp.source_protocol_addr), (B, IP_B));
         assert_eq!((arp.target_hardware_addr, arp.target_protocol_addr), (A, IP_A));
-        assert_eq!(t.judge(8, &request(A, IP_A, IP_B)), ArpVerdict::Unknown, "bindings are per VNI");
+        assert_eq!(judge(&t, 8, &request(A, IP_A, IP_B)), ArpVerdict::Unknown, "bindings are per VNI");
     }
 
     #[test]
     fn flags_spoofed_claims_and_passes_consistent_ones() {
         let mut t = ProxyArp::new();
         t.bind(7, IP_B, B);
-        assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Spoofed, "gratuitous ARP for B's IP");
-        assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_A)), ArpVerdict::Spoofed, "request claiming B's IP");
-        assert_eq!(t.judge(7, &request(B, IP_B, IP_B)), ArpVerdict::Forward, "B announcing itself");
+        assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Spoofed, "gratuitous ARP for B's IP");
+        assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_A)), ArpVerdict::Spoofed, "request claiming B's IP");
+        assert_eq!(judge(&t, 7, &request(B, IP_B, IP_B)), ArpVerdict::Forward, "B announcing itself");
         assert_eq!(
-            t.judge(7, &request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)),
+            judge(&t, 7, &request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)),
             ArpVerdict::Reply(reply_frame(
                 &ArpRepr::parse(&ArpPacket::new_checked(&request(EVIL, Ipv4Addr::UNSPECIFIED, IP_B)[14..42]).unwrap()).unwrap(),
                 B,
@@ -176,7 +190,7 @@ mod tests {
             "an RFC 5227 probe is answered, so the prober sees the conflict"
         );
         t.unbind(7, IP_B);
-        assert_eq!(t.judge(7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Forward);
+        assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Forward);
     }
 
     #[test]
@@ -184,7 +198,7 @@ mod tests {
         let t = ProxyArp::new();
         let mut f = request(A, IP_A, IP_B);
         f[14] = 9; // hardware type not Ethernet
-        assert_eq!(t.judge(7, &f), ArpVerdict::Forward);
-        assert_eq!(t.judge(7, &f[..20]), ArpVerdict::Forward);
+        assert_eq!(judge(&t, 7, &f), ArpVerdict::Forward);
+        assert_eq!(judge(&t, 7, &f[..20]), ArpVerdict::Forward);
     }
 }

@@ -242,13 +242,15 @@ impl EspTunnels {
         self.peers.contains_key(&peer)
     }
 
-    /// Seal `buf[ESP_HEADROOM..ESP_HEADROOM + inner_len]` for `peer`; returns the ESP length. // hot path
+    /// Seal `buf[ESP_HEADROOM..ESP_HEADROOM + inner_len]` for `peer`; returns the ESP length.
+    // hot path
     pub fn seal(&mut self, now: Instant, peer: Ipv4Addr, buf: &mut [u8], inner_len: usize, next_header: u8) -> Result<usize, TunnelError> {
         let t = self.peers.get_mut(&peer).ok_or(TunnelError::NoSession)?;
         t.session.seal(now, buf, inner_len, next_header).map_err(TunnelError::Esp)
     }
 
-    /// Verify and decrypt an ESP packet from `peer` in place. // hot path
+    /// Verify and decrypt an ESP packet from `peer` in place.
+    // hot path
     pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<Opened, TunnelError> {
         let t = self.peers.get_mut(&peer).ok_or(TunnelError::NoSession)?;
         t.session.open(now, packet).map_err(TunnelError::Esp)

@@ -118,7 +118,8 @@ impl Fdb {
         }
     }
 
-    /// Look up where `mac` on `vni` lives. // hot path
+    /// Look up where `mac` on `vni` lives.
+    // hot path
     #[inline]
     pub fn lookup(&self, vni: u32, mac: EthernetAddress) -> Option<Location> {
         self.entries.get(&FdbKey { vni, mac }).map(|e| e.location)
@@ -129,7 +130,8 @@ impl Fdb {
         self.entries.get(&FdbKey { vni, mac })
     }
 
-    /// Learn that `mac` on `vni` was seen at `location`. // hot path
+    /// Learn that `mac` on `vni` was seen at `location`.
+    // hot path
     pub fn learn(&mut self, now: Instant, vni: u32, mac: EthernetAddress, location: Location) -> Learned {
         let key = FdbKey { vni, mac };
         if let Some(entry) = self.entries.get_mut(&key) {

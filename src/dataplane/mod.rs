@@ -1,4 +1,4 @@
-//! The sans-IO switch core: FDB, forwarding decisions and counters.
+//! The sans-IO switch core: FDB, forwarding decisions, tunnels and counters.
 //!
 //! Nothing here opens a socket or reads the clock; see [`switch`] for the driving contract.
 
@@ -8,6 +8,7 @@ pub mod fdb;
 pub mod router;
 pub mod routes;
 pub mod switch;
+pub mod tunnel;
 
 pub use counters::{Counters, DropCounts, DropReason};
 pub use esp::{EspCounters, EspTunnels, TunnelError};
@@ -15,3 +16,4 @@ pub use fdb::{Fdb, FdbCounters, Location};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};
+pub use tunnel::Tunnel;

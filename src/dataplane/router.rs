@@ -23,7 +23,7 @@ use ipnet::Ipv4Net;
 use super::counters::{Counters, DropReason};
 use super::routes::RouteTable;
 use crate::arp::{arp_frame, reply_frame};
-use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+use crate::wire::arp::{ArpOperation, ArpRepr};
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{self, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
@@ -113,27 +113,34 @@ impl Router {
         self.neighbours.get(&ip).map(|(mac, _)| *mac)
     }
 
-    /// A frame from the local TAP. `out` collects frames to write to the TAP. // hot path
-    pub fn from_tap(&mut self, now: Instant, frame: &mut [u8], out: &mut VecDeque<Vec<u8>>, counters: &mut Counters) -> Routed {
-        let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else { return Routed::Drop(DropReason::TapMalformed) };
-        match eth.ethertype() {
-            EtherType::ARP => self.arp_from_tap(now, eth.payload(), out, counters),
-            EtherType::IPV4 if eth.dst_addr() == self.spec.gateway_mac => {
-                let src_mac = eth.src_addr();
-                let l3 = eth.header_len();
-                self.route_from_tap(now, frame, l3, src_mac, out, counters)
+    /// A frame from the local TAP, whose Ethernet header (and ARP payload, when it parsed) the
+    /// switch has already parsed. `out` collects frames to write to the TAP.
+    // hot path
+    pub fn from_tap(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        eth: &EthernetRepr,
+        arp: Option<&ArpRepr>,
+        out: &mut VecDeque<Vec<u8>>,
+        counters: &mut Counters,
+    ) -> Routed {
+        match eth.ethertype {
+            EtherType::ARP => match arp {
+                Some(arp) => self.arp_from_tap(now, arp, out, counters),
+                None => Routed::Drop(DropReason::TapMalformed),
+            },
+            EtherType::IPV4 if eth.dst_addr == self.spec.gateway_mac => {
+                self.route_from_tap(now, frame, eth.buffer_len(), eth.src_addr, out, counters)
             }
             _ => Routed::Drop(DropReason::RoutedNotForGateway),
         }
     }
 
-    fn arp_from_tap(&mut self, now: Instant, payload: &[u8], out: &mut VecDeque<Vec<u8>>, counters: &mut Counters) -> Routed {
-        let Ok(arp) = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) else {
-            return Routed::Drop(DropReason::TapMalformed);
-        };
+    fn arp_from_tap(&mut self, now: Instant, arp: &ArpRepr, out: &mut VecDeque<Vec<u8>>, counters: &mut Counters) -> Routed {
         self.snoop(now, arp.source_protocol_addr, arp.source_hardware_addr, out);
         if arp.operation == ArpOperation::Request && arp.target_protocol_addr == self.spec.gateway_ip && !arp.is_gratuitous() {
-            out.push_back(reply_frame(&arp, self.spec.gateway_mac, None));
+            out.push_back(reply_frame(arp, self.spec.gateway_mac, None));
             counters.arp_replies += 1;
             return Routed::Consumed;
         }
@@ -203,14 +210,21 @@ impl Router {
         }
     }
 
-    /// A routed frame from the overlay (inner Ethernet to the anycast gateway MAC). // hot path
-    pub fn from_underlay(&mut self, now: Instant, frame: &mut [u8], out: &mut VecDeque<Vec<u8>>, counters: &mut Counters) -> Routed {
-        let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else { return Routed::Drop(DropReason::InnerMalformed) };
-        if eth.ethertype() != EtherType::IPV4 || eth.dst_addr() != self.spec.gateway_mac {
+    /// A routed frame from the overlay (inner Ethernet to the anycast gateway MAC), whose
+    /// Ethernet header the switch has already parsed.
+    // hot path
+    pub fn from_underlay(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        eth: &EthernetRepr,
+        out: &mut VecDeque<Vec<u8>>,
+        counters: &mut Counters,
+    ) -> Routed {
+        if eth.ethertype != EtherType::IPV4 || eth.dst_addr != self.spec.gateway_mac {
             return Routed::Drop(DropReason::RoutedNotForGateway);
         }
-        let l3 = eth.header_len();
-        let Ok(ip) = Ipv4Packet::new_checked(&frame[l3..]) else { return Routed::Drop(DropReason::RoutedMalformed) };
+        let Ok(ip) = Ipv4Packet::new_checked(&frame[eth.buffer_len()..]) else { return Routed::Drop(DropReason::RoutedMalformed) };
         let dst = ip.dst_addr();
         if !self.spec.subnet.contains(&dst) || dst == self.spec.gateway_ip {
             return Routed::Drop(DropReason::RoutedMisdelivered);
@@ -363,17 +377,20 @@ enum IcmpError {
     NetUnreachable,
 }
 
-/// Decrement the IPv4 TTL and patch the header checksum incrementally (RFC 1624). // hot path
+/// Decrement the IPv4 TTL and patch the header checksum incrementally (RFC 1624).
+// hot path
 fn decrement_ttl(ip: &mut [u8]) {
-    ip[8] -= 1;
-    // The TTL is the high byte of the 16-bit word at offset 8: HC' = ~(~HC + ~m + m').
-    let old = u16::from_be_bytes([ip[8] + 1, ip[9]]);
-    let new = u16::from_be_bytes([ip[8], ip[9]]);
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    let (ttl, proto) = (ip.ttl(), ip.protocol());
+    ip.set_ttl(ttl - 1);
+    // The TTL is the high byte of the 16-bit word it shares with the protocol:
+    // HC' = ~(~HC + ~m + m').
+    let old = u16::from_be_bytes([ttl, proto]);
+    let new = u16::from_be_bytes([ttl - 1, proto]);
+    let mut sum = u32::from(!ip.checksum()) + u32::from(!old) + u32::from(new);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    ip.set_checksum(!(sum as u16));
 }
 
 #[cfg(test)]

@@ -48,7 +48,8 @@ impl RouteTable {
         self.by_len.retain(|_, m| !m.is_empty());
     }
 
-    /// The VTEP owning the longest prefix that contains `dst`. // hot path
+    /// The VTEP owning the longest prefix that contains `dst`.
+    // hot path
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         let dst = u32::from(dst);

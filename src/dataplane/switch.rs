@@ -22,18 +22,19 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+mod encap;
 mod esp_path;
 
 use super::counters::{Counters, DropReason};
 use super::esp::EspTunnels;
 use super::fdb::{Fdb, Location};
 use super::router::{Routed, RoutedSpec, Router};
+use super::tunnel::Tunnel;
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
-use crate::ipsec::{NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
 use crate::vxlan;
-use crate::wire::arp::{ArpPacket, ArpRepr};
-use crate::wire::ethernet::{self, EtherType, EthernetAddress, EthernetFrame};
+use crate::wire::arp::ArpRepr;
+use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -53,8 +54,8 @@ pub struct NetworkSpec {
     pub unknown_arp: UnknownArp,
     /// Routed mode: this host's subnet and gateway. `None` for a switched (L2) network.
     pub routed: Option<RoutedSpec>,
-    /// Carried in ESP instead of cleartext VXLAN (see [`Switch::set_esp`]).
-    pub encrypted: bool,
+    /// The tunnel that carries it: cleartext VXLAN, or ESP (see [`Switch::set_esp`]).
+    pub tunnel: Tunnel,
 }
 
 /// Configuration of the switch core.
@@ -72,8 +73,8 @@ pub struct SwitchConfig {
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Forward<'a> {
-    /// Send `buf[payload]` (VXLAN header already in place) to the VXLAN port of every address in
-    /// `dests`, from a source port chosen by `flow_hash`.
+    /// Send `buf[payload]` (tunnel header already in place) to the `tunnel`'s port of every
+    /// address in `dests`, from a source port chosen by `flow_hash`.
     Underlay {
         /// The UDP payload inside the driver's buffer.
         payload: Range<usize>,
@@ -81,8 +82,8 @@ pub enum Forward<'a> {
         dests: &'a [Ipv4Addr],
         /// Hash of the inner flow, for the outer source port.
         flow_hash: u32,
-        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
-        esp: bool,
+        /// The tunnel the payload is encapsulated in (which socket sends it).
+        tunnel: Tunnel,
     },
     /// Write `buf[frame]` to the TAP of `port`.
     Tap {
@@ -109,8 +110,8 @@ pub enum Transmit {
     Underlay {
         /// The peer's underlay address.
         dst: Ipv4Addr,
-        /// ESP-in-UDP (to the ESP port) rather than VXLAN.
-        esp: bool,
+        /// The tunnel the payload is encapsulated in (which socket sends it).
+        tunnel: Tunnel,
         /// The UDP payload.
         payload: Vec<u8>,
     },
@@ -124,7 +125,7 @@ struct Network {
     peers: Vec<Ipv4Addr>,
     unknown_arp: UnknownArp,
     router: Option<Router>,
-    encrypted: bool,
+    tunnel: Tunnel,
 }
 
 impl Network {
@@ -176,7 +177,7 @@ impl Switch {
                     peers,
                     unknown_arp: spec.unknown_arp,
                     router: spec.routed.map(|r| Router::new(r, now)),
-                    encrypted: spec.encrypted,
+                    tunnel: spec.tunnel,
                 }
             })
             .collect();
@@ -196,7 +197,8 @@ impl Switch {
     }
 
     /// Handle a frame read from the TAP of `port`, lying at `buf[frame]` with at least
-    /// [`vxlan::ENCAP_HEADROOM`] bytes of headroom in front. // hot path
+    /// [`vxlan::ENCAP_HEADROOM`] bytes of headroom in front.
+    // hot path
     pub fn handle_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
         self.counters.tap_rx_frames += 1;
         self.counters.tap_rx_bytes += frame.len() as u64;
@@ -205,24 +207,29 @@ impl Switch {
             return Forward::Nothing;
         };
         let vni = net.vni;
-        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
+        // Parse once: the Ethernet header (and an ARP payload) here, handed down as values to
+        // proxy ARP and the router, which never look at the frame's Ethernet bytes again.
+        let Ok(view) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
             self.counters.drop(DropReason::TapMalformed);
             return Forward::Nothing;
         };
+        let eth =
+            EthernetRepr { src_addr: view.src_addr(), dst_addr: view.dst_addr(), vlan_id: view.vlan_id(), ethertype: view.ethertype() };
         if frame.len() > net.max_frame_len {
             self.counters.drop(DropReason::TapOversize);
             return Forward::Nothing;
         }
-        let (src, dst, ethertype) = (eth.src_addr(), eth.dst_addr(), eth.ethertype());
-        if src.is_multicast() {
+        if eth.src_addr.is_multicast() {
             self.counters.drop(DropReason::TapBadSourceMac);
             return Forward::Nothing;
         }
+        let arp = if eth.ethertype == EtherType::ARP { crate::arp::parse(view.payload()) } else { None };
         if self.networks[port].router.is_some() {
-            return self.route_tap_frame(now, port, buf, frame);
+            return self.route_tap_frame(now, port, buf, frame, &eth, arp.as_ref());
         }
-        if ethertype == EtherType::ARP {
-            match self.proxy_arp.judge(vni.get(), &buf[frame.clone()]) {
+        let (src, dst) = (eth.src_addr, eth.dst_addr);
+        if let Some(arp) = arp {
+            match self.proxy_arp.judge(vni.get(), &arp, eth.vlan_id) {
                 ArpVerdict::Reply(reply) => {
                     self.counters.arp_replies += 1;
                     self.transmits.push_back(Transmit::Tap { port, frame: reply });
@@ -236,7 +243,7 @@ impl Switch {
                     self.counters.drop(DropReason::ArpUnknownDropped);
                     return Forward::Nothing;
                 }
-                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni.get(), &buf[frame.clone()]),
+                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni.get(), &arp),
             }
         }
         self.fdb.learn(now, vni.get(), src, Location::Local);
@@ -249,50 +256,25 @@ impl Switch {
             Some(Location::Remote(vtep)) => Some(vtep),
             None => None,
         };
-        if self.networks[port].encrypted {
-            return self.esp_out(now, port, buf, frame, target, NEXT_HEADER_ETHERNET);
-        }
-        let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
-        let dests: &[Ipv4Addr] = match target {
-            Some(vtep) => {
-                self.unicast_dest[0] = vtep;
-                &self.unicast_dest
-            }
-            None => {
-                let peers = &self.networks[port].peers;
-                if peers.is_empty() {
-                    self.counters.drop(DropReason::NoPeers);
-                    return Forward::Nothing;
-                }
-                self.counters.flooded_frames += 1;
-                self.counters.flood_copies += peers.len() as u64;
-                peers
-            }
-        };
-        self.counters.underlay_tx_packets += dests.len() as u64;
-        let payload = vxlan::encap(buf, frame, vni);
-        Forward::Underlay { payload, dests, flow_hash, esp: false }
+        self.encap(now, port, buf, frame, target)
     }
 
-    /// A frame from the TAP of a routed network. // hot path
-    fn route_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
-        let net = &mut self.networks[port];
-        let vni = net.vni;
-        let router = net.router.as_mut().expect("routed network");
-        let verdict = router.from_tap(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+    /// A frame from the TAP of a routed network.
+    // hot path
+    fn route_tap_frame(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        buf: &mut [u8],
+        frame: Range<usize>,
+        eth: &EthernetRepr,
+        arp: Option<&ArpRepr>,
+    ) -> Forward<'_> {
+        let router = self.networks[port].router.as_mut().expect("routed network");
+        let verdict = router.from_tap(now, &mut buf[frame.clone()], eth, arp, &mut self.router_out, &mut self.counters);
         self.flush_router_out(port);
         match verdict {
-            Routed::ToVtep(vtep) if self.networks[port].encrypted => {
-                let ip = frame.start + ethernet::HEADER_LEN..frame.end;
-                self.esp_out(now, port, buf, ip, Some(vtep), NEXT_HEADER_IPV4)
-            }
-            Routed::ToVtep(vtep) => {
-                self.unicast_dest[0] = vtep;
-                self.counters.underlay_tx_packets += 1;
-                let flow_hash = vxlan::flow_hash(&buf[frame.clone()]);
-                let payload = vxlan::encap(buf, frame, vni);
-                Forward::Underlay { payload, dests: &self.unicast_dest, flow_hash, esp: false }
-            }
+            Routed::ToVtep(vtep) => self.encap(now, port, buf, frame, Some(vtep)),
             Routed::ToTap => {
                 self.counters.tap_tx_frames += 1;
                 Forward::Tap { port, frame }
@@ -306,9 +288,7 @@ impl Switch {
     }
 
     /// Remember which container IP sits behind this host (for the gossip record).
-    fn snoop_local_binding(&mut self, vni: u32, frame: &[u8]) {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else { return };
-        let Ok(arp) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) else { return };
+    fn snoop_local_binding(&mut self, vni: u32, arp: &ArpRepr) {
         let (ip, mac) = (arp.source_protocol_addr, arp.source_hardware_addr);
         if arp.is_probe() || !mac.is_unicast() || self.proxy_arp.lookup(vni, ip).is_some() {
             return;
@@ -338,8 +318,18 @@ impl Switch {
         }
     }
 
+    /// Handle a UDP datagram of `tunnel` (received on its port) from `from`, at `buf[payload]`:
+    /// the one decapsulation entry point for drivers, which know the tunnel by the socket.
+    // hot path
+    pub fn handle_datagram(&mut self, now: Instant, tunnel: Tunnel, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+        match tunnel {
+            Tunnel::Vxlan => self.handle_underlay(now, from, buf, payload),
+            Tunnel::Esp => self.handle_esp(now, from, buf, payload),
+        }
+    }
+
     /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
-    /// // hot path
+    // hot path
     pub fn handle_underlay(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.counters.underlay_rx_packets += 1;
         self.counters.underlay_rx_bytes += payload.len() as u64;
@@ -362,7 +352,7 @@ impl Switch {
             self.counters.drop(DropReason::UnknownPeer);
             return Forward::Nothing;
         }
-        if self.networks[port].encrypted {
+        if self.networks[port].tunnel != Tunnel::Vxlan {
             self.counters.drop(DropReason::CleartextOnEncrypted);
             return Forward::Nothing;
         }
@@ -382,12 +372,13 @@ impl Switch {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
         };
-        let (src, ethertype) = (eth.src_addr(), eth.ethertype());
+        let src = eth.src_addr();
         if src.is_multicast() {
             self.counters.drop(DropReason::InnerBadSourceMac);
             return Forward::Nothing;
         }
-        if ethertype == EtherType::ARP && self.proxy_arp.judge(vni, &buf[inner.clone()]) == ArpVerdict::Spoofed {
+        let arp = if eth.ethertype() == EtherType::ARP { crate::arp::parse(eth.payload()) } else { None };
+        if arp.is_some_and(|arp| self.proxy_arp.judge(vni, &arp, eth.vlan_id()) == ArpVerdict::Spoofed) {
             self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
@@ -398,16 +389,16 @@ impl Switch {
 
     /// An inner frame addressed to the anycast gateway on a routed network.
     fn deliver_routed(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
-        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]) else {
+        let Ok(eth) = EthernetFrame::new_checked(&buf[frame.clone()]).and_then(|view| EthernetRepr::parse(&view)) else {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
         };
-        if eth.src_addr().is_multicast() {
+        if eth.src_addr.is_multicast() {
             self.counters.drop(DropReason::InnerBadSourceMac);
             return Forward::Nothing;
         }
         let router = self.networks[port].router.as_mut().expect("routed network");
-        let verdict = router.from_underlay(now, &mut buf[frame.clone()], &mut self.router_out, &mut self.counters);
+        let verdict = router.from_underlay(now, &mut buf[frame.clone()], &eth, &mut self.router_out, &mut self.counters);
         self.flush_router_out(port);
         match verdict {
             Routed::ToTap => {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::dataplane::{Forward, PortId, Switch, SwitchConfig, Transmit};
+use crate::dataplane::{Forward, PortId, Switch, SwitchConfig, Transmit, Tunnel};
 
 /// Headroom the simulator reserves in front of every frame, as the daemon does.
 pub const HEADROOM: usize = 64;
@@ -25,8 +25,8 @@ pub struct Datagram {
     pub from: Ipv4Addr,
     /// Receiver's underlay address.
     pub to: Ipv4Addr,
-    /// ESP-in-UDP (port 4500) rather than VXLAN (port 4789).
-    pub esp: bool,
+    /// The tunnel: ESP-in-UDP (port 4500) or VXLAN (port 4789).
+    pub tunnel: Tunnel,
     /// UDP payload (VXLAN header + inner frame, or ESP).
     pub payload: Vec<u8>,
 }
@@ -103,9 +103,9 @@ impl Sim {
         let now = self.now;
         let from = self.hosts[host].underlay;
         match self.hosts[host].switch.handle_tap_frame(now, port, &mut self.buf, range) {
-            Forward::Underlay { payload, dests, esp, .. } => {
+            Forward::Underlay { payload, dests, tunnel, .. } => {
                 for to in dests {
-                    self.in_flight.push_back(Datagram { from, to: *to, esp, payload: self.buf[payload.clone()].to_vec() });
+                    self.in_flight.push_back(Datagram { from, to: *to, tunnel, payload: self.buf[payload.clone()].to_vec() });
                 }
             }
             Forward::Tap { port, frame } => self.hosts[host].tap_out[port].push(self.buf[frame].to_vec()),
@@ -118,14 +118,14 @@ impl Sim {
     /// Deliver an ESP-in-UDP datagram to host `to` as if it came from `from`.
     pub fn inject_esp(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
         let to = self.hosts[to].underlay;
-        self.in_flight.push_back(Datagram { from, to, esp: true, payload: payload.to_vec() });
+        self.in_flight.push_back(Datagram { from, to, tunnel: Tunnel::Esp, payload: payload.to_vec() });
         self.run();
     }
 
     /// Deliver a datagram to host `to` as if it came from `from` over the underlay.
     pub fn inject_underlay(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
         let to = self.hosts[to].underlay;
-        self.in_flight.push_back(Datagram { from, to, esp: false, payload: payload.to_vec() });
+        self.in_flight.push_back(Datagram { from, to, tunnel: Tunnel::Vxlan, payload: payload.to_vec() });
         self.run();
     }
 
@@ -144,16 +144,12 @@ impl Sim {
             let now = self.now;
             let from = self.hosts[host].underlay;
             let switch = &mut self.hosts[host].switch;
-            let forward = if d.esp {
-                switch.handle_esp(now, d.from, &mut self.buf, range)
-            } else {
-                switch.handle_underlay(now, d.from, &mut self.buf, range)
-            };
+            let forward = switch.handle_datagram(now, d.tunnel, d.from, &mut self.buf, range);
             match forward {
                 Forward::Tap { port, frame } => self.hosts[host].tap_out[port].push(self.buf[frame].to_vec()),
-                Forward::Underlay { payload, dests, esp, .. } => {
+                Forward::Underlay { payload, dests, tunnel, .. } => {
                     for to in dests {
-                        self.in_flight.push_back(Datagram { from, to: *to, esp, payload: self.buf[payload.clone()].to_vec() });
+                        self.in_flight.push_back(Datagram { from, to: *to, tunnel, payload: self.buf[payload.clone()].to_vec() });
                     }
                 }
                 Forward::Nothing => {}
@@ -167,9 +163,9 @@ impl Sim {
         while let Some(t) = self.hosts[host].switch.poll_transmit() {
             match t {
                 Transmit::Tap { port, frame } => self.hosts[host].tap_out[port].push(frame),
-                Transmit::Underlay { dst, esp, payload } => {
+                Transmit::Underlay { dst, tunnel, payload } => {
                     let from = self.hosts[host].underlay;
-                    self.in_flight.push_back(Datagram { from, to: dst, esp, payload });
+                    self.in_flight.push_back(Datagram { from, to: dst, tunnel, payload });
                 }
             }
         }

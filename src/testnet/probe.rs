@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::wire::icmpv4::{message_type, Icmpv4Packet, Icmpv4Repr};
+use crate::wire::ipv4::Ipv4Packet;
+
 /// A probe to run.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ProbeCommand {
@@ -97,15 +100,24 @@ pub fn run(cmd: ProbeCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn icmp_checksum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+/// Bytes of pattern data in each echo request (as `ping`'s default).
+const ECHO_DATA_LEN: usize = 56;
+
+/// An ICMP echo request (header, checksum and a counting pattern), as the raw socket sends it.
+fn echo_request(ident: u16, seq_no: u16) -> Vec<u8> {
+    let data: [u8; ECHO_DATA_LEN] = core::array::from_fn(|i| i as u8);
+    let request = Icmpv4Repr::EchoRequest { ident, seq_no, data: &data };
+    let mut pkt = vec![0u8; request.buffer_len()];
+    request.emit(&mut Icmpv4Packet::new_unchecked(&mut pkt[..]));
+    pkt
+}
+
+/// Whether `packet` (an IPv4 packet from the raw socket) is the echo reply from `dst` to
+/// request (`ident`, `seq_no`).
+fn is_echo_reply(packet: &[u8], dst: Ipv4Addr, ident: u16, seq_no: u16) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else { return false };
+    let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else { return false };
+    icmp.msg_type() == message_type::ECHO_REPLY && ip.src_addr() == dst && icmp.echo_ident() == ident && icmp.echo_seq_no() == seq_no
 }
 
 /// Ping `dst` `count` times over a raw ICMP socket (needs CAP_NET_RAW).
@@ -116,15 +128,7 @@ pub fn ping(dst: Ipv4Addr, count: u32, interval: Duration, timeout: Duration) ->
     let mut report = PingReport { sent: 0, received: 0, rtt_us: Vec::new() };
     let mut buf = [0u8; 2048];
     for seq in 0..count as u16 {
-        let mut pkt = vec![0u8; 8 + 56];
-        pkt[0] = 8;
-        pkt[4..6].copy_from_slice(&ident.to_be_bytes());
-        pkt[6..8].copy_from_slice(&seq.to_be_bytes());
-        for (i, b) in pkt[8..].iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        let c = icmp_checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        let pkt = echo_request(ident, seq);
         let sent_at = Instant::now();
         sock.send_to(&pkt, &target.into())?;
         report.sent += 1;
@@ -140,11 +144,7 @@ pub fn ping(dst: Ipv4Addr, count: u32, interval: Duration, timeout: Duration) ->
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
                 Err(e) => return Err(e),
             };
-            let data = &buf[..n];
-            let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
-            let Some(icmp) = data.get(ihl..) else { continue };
-            let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
-            if icmp.len() >= 8 && icmp[0] == 0 && src == dst && icmp[4..6] == ident.to_be_bytes() && icmp[6..8] == seq.to_be_bytes() {
+            if is_echo_reply(&buf[..n], dst, ident, seq) {
                 report.received += 1;
                 report.rtt_us.push(sent_at.elapsed().as_micros() as u64);
                 break;
@@ -207,11 +207,29 @@ fn connect_retry(dst: SocketAddrV4, patience: Duration) -> io::Result<TcpStream>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::{protocol, Ipv4Repr};
 
     #[test]
-    fn icmp_checksum_matches_rfc1071_example() {
-        // RFC 1071 section 3 example bytes: sum 0xddf2 -> checksum 0x220d.
-        assert_eq!(icmp_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
+    fn echo_request_and_reply_go_through_the_wire_views() {
+        let request = echo_request(0x1234, 7);
+        let icmp = Icmpv4Packet::new_checked(&request[..]).unwrap();
+        assert!(icmp.verify_checksum());
+        let Ok(Icmpv4Repr::EchoRequest { ident, seq_no, data }) = Icmpv4Repr::parse(&icmp) else { panic!("not an echo request") };
+        assert_eq!((ident, seq_no, data.len(), data[55]), (0x1234, 7, ECHO_DATA_LEN, 55));
+
+        let (me, peer) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
+        let ip = Ipv4Repr { src_addr: peer, dst_addr: me, protocol: protocol::ICMP, payload_len: reply.buffer_len(), ttl: 64 };
+        let mut packet = vec![0u8; ip.buffer_len() + reply.buffer_len()];
+        let mut view = Ipv4Packet::new_unchecked(&mut packet[..]);
+        ip.emit(&mut view);
+        reply.emit(&mut Icmpv4Packet::new_unchecked(view.payload_mut()));
+        assert!(is_echo_reply(&packet, peer, 0x1234, 7));
+        assert!(!is_echo_reply(&packet, me, 0x1234, 7), "from someone else");
+        assert!(!is_echo_reply(&packet, peer, 0x1234, 8), "another sequence number");
+        for len in 0..packet.len() {
+            assert!(!is_echo_reply(&packet[..len], peer, 0x1234, 7), "truncated to {len}");
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@
 
 use core::ops::Range;
 
+use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::ipv4::{self, protocol, Ipv4Packet};
+use crate::wire::udp::UdpPacket;
 use crate::wire::vxlan::{Vni, VxlanPacket, VxlanRepr, HEADER_LEN};
 use crate::wire::Error;
 
@@ -24,7 +27,8 @@ pub const ENCAP_HEADROOM: usize = HEADER_LEN;
 pub const IPV4_OVERHEAD: usize = 50;
 
 /// Write the VXLAN header in front of `buf[frame]` and return the range of the UDP payload.
-/// `frame.start` must be at least [`ENCAP_HEADROOM`]. // hot path
+/// `frame.start` must be at least [`ENCAP_HEADROOM`].
+// hot path
 #[inline]
 pub fn encap(buf: &mut [u8], frame: Range<usize>, vni: Vni) -> Range<usize> {
     debug_assert!(frame.start >= ENCAP_HEADROOM);
@@ -45,38 +49,42 @@ pub struct Decapped {
     pub reserved_bits: bool,
 }
 
-/// Parse the VXLAN header of `buf[payload]`. // hot path
+/// Parse the VXLAN header of `buf[payload]`.
+// hot path
 #[inline]
 pub fn decap(buf: &[u8], payload: Range<usize>) -> Result<Decapped, Error> {
     let packet = VxlanPacket::new_checked(&buf[payload.clone()])?;
     Ok(Decapped { vni: packet.vni(), inner: payload.start + HEADER_LEN..payload.end, reserved_bits: packet.reserved_bits_set() })
 }
 
-/// Hash of the inner flow (MACs, and for IPv4 the addresses, protocol and ports). // hot path
+/// Hash of the inner flow (MACs, and for IPv4 the addresses, protocol and ports) of a frame
+/// whose Ethernet header is whole (a checked view, or one of a frame checked earlier).
 ///
-/// Fragments hash without ports so all fragments of a datagram take one path.
+/// Fragments hash without ports so all fragments of a datagram take one path. Below Ethernet
+/// only the fields are read (no version or length validation): any frame hashes, and a
+/// malformed one just lands on some path.
+// hot path
 #[inline]
-pub fn flow_hash(frame: &[u8]) -> u32 {
+pub fn flow_hash<T: AsRef<[u8]>>(eth: &EthernetFrame<T>) -> u32 {
     let mut h = Fnv::new();
-    if frame.len() < 14 {
-        h.write(frame);
+    h.write(eth.dst_addr().as_bytes());
+    h.write(eth.src_addr().as_bytes());
+    let payload = eth.payload();
+    if eth.ethertype() != EtherType::IPV4 || payload.len() < ipv4::HEADER_LEN {
         return h.finish();
     }
-    h.write(&frame[..12]);
-    let (ethertype, l3) = match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x8100 if frame.len() >= 18 => (u16::from_be_bytes([frame[16], frame[17]]), 18),
-        t => (t, 14),
-    };
-    if ethertype == 0x0800 && frame.len() >= l3 + 20 {
-        let ip = &frame[l3..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let proto = ip[9];
-        h.write(&ip[12..20]);
-        h.write(&[proto]);
-        let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-        if !fragment && (proto == 6 || proto == 17) && ip.len() >= ihl + 4 && ihl >= 20 {
-            h.write(&ip[ihl..ihl + 4]);
-        }
+    let ip = Ipv4Packet::new_unchecked(payload);
+    let proto = ip.protocol();
+    h.write(&ip.src_addr().octets());
+    h.write(&ip.dst_addr().octets());
+    h.write(&[proto]);
+    let ihl = ip.header_len();
+    let has_ports = proto == protocol::TCP || proto == protocol::UDP;
+    if has_ports && !ip.is_fragment() && ihl >= ipv4::HEADER_LEN && payload.len() >= ihl + 4 {
+        // TCP and UDP keep their ports in the same first four bytes.
+        let ports = UdpPacket::new_unchecked(&payload[ihl..]);
+        h.write(&ports.src_port().to_be_bytes());
+        h.write(&ports.dst_port().to_be_bytes());
     }
     h.finish()
 }
@@ -139,21 +147,70 @@ mod tests {
         assert_eq!(d, Decapped { vni, inner: 8..22, reserved_bits: false });
     }
 
+    /// The flow hash of a frame, through a checked view as the switch hands it.
+    fn hash(frame: &[u8]) -> u32 {
+        flow_hash(&EthernetFrame::new_checked(frame).unwrap())
+    }
+
     #[test]
     fn flow_hash_separates_flows_and_ignores_nothing_relevant() {
-        let a = flow_hash(&frame_udp(1000));
-        let b = flow_hash(&frame_udp(1001));
+        let a = hash(&frame_udp(1000));
+        let b = hash(&frame_udp(1001));
         assert_ne!(a, b);
-        assert_eq!(a, flow_hash(&frame_udp(1000)));
-        let ports: std::collections::HashSet<u16> = (0..64).map(|p| source_port(flow_hash(&frame_udp(p)))).collect();
+        assert_eq!(a, hash(&frame_udp(1000)));
+        let ports: std::collections::HashSet<u16> = (0..64).map(|p| source_port(hash(&frame_udp(p)))).collect();
         assert!(ports.len() > 50, "source ports spread: {}", ports.len());
         assert!(ports.iter().all(|p| (32768..61000).contains(p)));
     }
 
     #[test]
+    fn flow_hash_is_stable() {
+        // The hash feeds the outer source port: a change would move every flow to another path
+        // on an ECMP underlay. These are the values of the byte-offset version it replaced.
+        assert_eq!(hash(&frame_udp(1000)), reference_hash(&frame_udp(1000)));
+        let mut tagged = frame_udp(53);
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
+        assert_eq!(hash(&tagged), reference_hash(&tagged));
+        let mut fragment = frame_udp(53);
+        fragment[20] = 0x20; // MF
+        assert_eq!(hash(&fragment), reference_hash(&fragment));
+        for len in 18..=tagged.len() {
+            assert_eq!(hash(&tagged[..len]), reference_hash(&tagged[..len]), "length {len}");
+        }
+        for len in 14..=fragment.len() {
+            assert_eq!(hash(&frame_udp(9)[..len]), reference_hash(&frame_udp(9)[..len]), "length {len}");
+        }
+    }
+
+    /// The hash as it was written with byte offsets, kept to pin `flow_hash` to it.
+    fn reference_hash(frame: &[u8]) -> u32 {
+        let mut h = Fnv::new();
+        if frame.len() < 14 {
+            h.write(frame);
+            return h.finish();
+        }
+        h.write(&frame[..12]);
+        let (ethertype, l3) = match u16::from_be_bytes([frame[12], frame[13]]) {
+            0x8100 if frame.len() >= 18 => (u16::from_be_bytes([frame[16], frame[17]]), 18),
+            t => (t, 14),
+        };
+        if ethertype == 0x0800 && frame.len() >= l3 + 20 {
+            let ip = &frame[l3..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            h.write(&ip[12..20]);
+            h.write(&[ip[9]]);
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            if !fragment && (ip[9] == 6 || ip[9] == 17) && ip.len() >= ihl + 4 && ihl >= 20 {
+                h.write(&ip[ihl..ihl + 4]);
+            }
+        }
+        h.finish()
+    }
+
+    #[test]
     fn flow_hash_never_panics_on_short_frames() {
-        for len in 0..60 {
-            let _ = flow_hash(&frame_udp(7)[..len.min(42)]);
+        for len in 14..60 {
+            let _ = hash(&frame_udp(7)[..len.min(42)]);
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The Internet checksum (RFC 1071) used by IPv4, UDP, ICMPv4 and ICMPv6.
+//! The Internet checksum (RFC 1071) used by IPv4, UDP, TCP, ICMPv4 and ICMPv6: the one copy in
+//! vxswitch (the TAP offload paths and the probes use it too).
 //!
 //! The checksum is the one's complement of the one's complement sum of the 16-bit big-endian
 //! words. One's complement addition is associative and commutative, and 2^16 = 1 in that
 //! arithmetic, so we add whole 32-bit words into a 64-bit accumulator and fold the carries once at
-//! the end: that is the same sum with a quarter of the additions.
+//! the end: that is the same sum with half the additions.
 //!
 //! Functions here return *folded but not complemented* partial sums (`data`, `combine`,
 //! `pseudo_header_*`), so they can be combined; [`finish`] folds and complements for the header.
@@ -11,47 +12,44 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Folds a wide accumulator into a 16-bit one's complement sum.
+/// Folds a wide accumulator into a 16-bit one's complement sum (branch-free: enough rounds for
+/// any `u64`).
 #[inline]
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+fn fold(mut acc: u64) -> u16 {
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
 }
 
 /// The folded one's complement sum of `bytes` as big-endian 16-bit words (odd tail padded
 /// with a zero byte). Not complemented: combine it, then call [`finish`].
 ///
-/// Words are read in native byte order, 16 bytes per step into two 64-bit accumulators
-/// (no carries to track below 2^32 words), and the folded result is byte-swapped on
-/// little-endian machines: RFC 1071 section 2(B) shows the sum is byte-order independent.
+/// The words are added in host order as 32-bit lanes into one 64-bit accumulator, 32 bytes per
+/// block: with no carry chain the loop vectorises (SSE2 `paddq` on x86-64 at `-O`), which a
+/// 16-bit or two-accumulator loop does not. The folded result is put into network order at the
+/// end: RFC 1071 section 2(B) shows the sum is byte-order independent up to that final swap.
 // hot path
+#[inline]
 pub fn data(bytes: &[u8]) -> u16 {
-    #[inline(always)]
-    fn word(b: &[u8], at: usize) -> u64 {
-        u64::from(u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
-    }
-    let (mut a, mut b) = (0u64, 0u64);
-    let mut blocks = bytes.chunks_exact(16);
-    for blk in &mut blocks {
-        a += word(blk, 0) + word(blk, 4);
-        b += word(blk, 8) + word(blk, 12);
+    let mut acc = 0u64;
+    let mut blocks = bytes.chunks_exact(32);
+    for b in &mut blocks {
+        for w in b.chunks_exact(4) {
+            acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
     }
     let mut words = blocks.remainder().chunks_exact(4);
     for w in &mut words {
-        a += word(w, 0);
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    let rest = words.remainder();
     let mut tail = [0u8; 4];
+    let rest = words.remainder();
     tail[..rest.len()].copy_from_slice(rest);
-    b += word(&tail, 0);
-    let native = fold(a + b);
-    if cfg!(target_endian = "little") {
-        native.swap_bytes()
-    } else {
-        native
-    }
+    acc += u64::from(u32::from_ne_bytes(tail));
+    u16::from_be(fold(acc))
 }
 
 /// The folded one's complement sum of several partial sums.
@@ -116,6 +114,40 @@ mod tests {
             }
             assert_eq!(u32::from(data(&bytes)), acc, "len {len}");
         }
+    }
+
+    #[test]
+    fn data_agrees_with_a_word_by_word_reference_at_every_length() {
+        // A second pattern and a non-zero running sum, so the 32-byte blocks, the 4-byte words
+        // and the tail all meet carries.
+        let bytes: Vec<u8> = (0..300u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..bytes.len() {
+            let mut r = 0u32;
+            for w in bytes[..len].chunks(2) {
+                r += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            while r > 0xffff {
+                r = (r & 0xffff) + (r >> 16);
+            }
+            assert_eq!(u32::from(data(&bytes[..len])), r, "length {len}");
+            assert_eq!(combine(&[data(&bytes[..len]), 0xfffe, 0x2345]), fold(u64::from(r) + 0xfffe + 0x2345), "length {len} combined");
+        }
+    }
+
+    #[test]
+    fn fold_handles_any_width() {
+        assert_eq!(fold(u64::MAX), 0xffff);
+        assert_eq!(fold(0x1_0000), 1);
+        assert_eq!(fold(0xffff_ffff_0000_0001), fold(0xffff + 0xffff + 0x0001));
+    }
+
+    #[test]
+    fn ipv4_header_checksum_of_a_known_header() {
+        // A textbook header: 4500 0073 0000 4000 4011 [b861] c0a8 0001 c0a8 00c7.
+        let mut h = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7];
+        assert_eq!(!data(&h), 0xb861);
+        h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert!(verify(data(&h)));
     }
 
     #[test]

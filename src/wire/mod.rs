@@ -19,6 +19,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
@@ -93,6 +94,7 @@ mod tests {
     use super::icmpv6::{Icmpv6Packet, NdiscRepr};
     use super::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
     use super::ipv6::{Ipv6Packet, Ipv6Repr};
+    use super::tcp::{TcpPacket, TcpRepr};
     use super::testutil::hex;
     use super::udp::{UdpPacket, UdpRepr};
     use super::vxlan::{VxlanPacket, VxlanRepr, DEFAULT_PORT};
@@ -145,6 +147,12 @@ mod tests {
                 } else {
                     1
                 }
+            }
+            protocol::TCP => {
+                let tcp = TcpPacket::new_checked(ip.payload())?;
+                TcpRepr::parse(&tcp)?;
+                let _ = tcp.verify_checksum_v4(repr.src_addr, repr.dst_addr);
+                1
             }
             protocol::ICMP => match Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ip.payload())?)? {
                 Icmpv4Repr::DstUnreachable { invoking, .. } | Icmpv4Repr::TimeExceeded { invoking, .. } => {

@@ -7,15 +7,17 @@ use std::time::Instant;
 use super::{Forward, PortId, Switch, Transmit};
 use crate::dataplane::counters::DropReason;
 use crate::dataplane::esp::{EspTunnels, TunnelError};
+use crate::dataplane::tunnel::Tunnel;
 use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
 use crate::wire::esp::{classify_udp_4500, Udp4500Payload};
 use crate::wire::ethernet::{EtherType, EthernetFrame};
 
 impl Switch {
-    /// Send `buf[inner]` in ESP to `target`, or to every peer when `None` (flooding). // hot path
+    /// Send `buf[inner]` in ESP to `target`, or to every peer when `None` (flooding).
     ///
     /// Unicast is sealed in place (the headroom takes the ESP header, the tailroom the trailer);
     /// each flood copy is sealed separately, since every peer has its own SA.
+    // hot path
     pub(super) fn esp_out(
         &mut self,
         now: Instant,
@@ -36,7 +38,7 @@ impl Switch {
                     Ok(len) => {
                         self.unicast_dest[0] = peer;
                         self.counters.underlay_tx_packets += 1;
-                        Forward::Underlay { payload: start..start + len, dests: &self.unicast_dest, flow_hash: 0, esp: true }
+                        Forward::Underlay { payload: start..start + len, dests: &self.unicast_dest, flow_hash: 0, tunnel: Tunnel::Esp }
                     }
                     Err(e) => {
                         self.counters.drop(seal_drop(e));
@@ -64,7 +66,7 @@ impl Switch {
                         Ok(len) => {
                             copy.truncate(len);
                             self.counters.underlay_tx_packets += 1;
-                            self.transmits.push_back(Transmit::Underlay { dst: peer, esp: true, payload: copy });
+                            self.transmits.push_back(Transmit::Underlay { dst: peer, tunnel: Tunnel::Esp, payload: copy });
                         }
                         Err(e) => self.counters.drop(seal_drop(e)),
                     }
@@ -75,7 +77,7 @@ impl Switch {
     }
 
     /// Handle a UDP datagram received on the ESP-in-UDP port from `from`, at `buf[payload]`.
-    /// // hot path
+    // hot path
     pub fn handle_esp(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.counters.underlay_rx_packets += 1;
         self.counters.underlay_rx_bytes += payload.len() as u64;
@@ -148,14 +150,14 @@ impl Switch {
     pub(super) fn flush_hellos(&mut self) {
         if let Some((_, esp)) = self.esp.as_mut() {
             while let Some((dst, payload)) = esp.poll_hello() {
-                self.transmits.push_back(Transmit::Underlay { dst, esp: true, payload });
+                self.transmits.push_back(Transmit::Underlay { dst, tunnel: Tunnel::Esp, payload });
             }
         }
     }
 
     /// Install the ESP sessions of the encrypted network.
     pub fn set_esp(&mut self, tunnels: EspTunnels) {
-        if let Some(port) = self.networks.iter().position(|n| n.encrypted) {
+        if let Some(port) = self.networks.iter().position(|n| n.tunnel == Tunnel::Esp) {
             self.esp = Some((port, tunnels));
         }
     }

@@ -165,7 +165,7 @@ mod tests {
             peers: vec!["198.18.0.2".parse().unwrap()],
             unknown_arp: Default::default(),
             routed: None,
-            encrypted,
+            tunnel: if encrypted { crate::dataplane::Tunnel::Esp } else { crate::dataplane::Tunnel::Vxlan },
         };
         Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 16, networks: vec![spec] }, now)
     }

@@ -20,7 +20,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
-use crate::dataplane::{NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit};
+use crate::dataplane::{NetworkSpec, RoutedSpec, Switch, SwitchConfig, Transmit, Tunnel};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
 use crate::sys::fastpath::tap::Tap;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
@@ -131,11 +131,11 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         }
         // Underlay -> TAP.
         if pollfds[1].revents != 0 {
-            datapath::underlay_to_tap(&udp, false, now, &mut switch, &taps, &mut rx, &mut driver);
+            datapath::underlay_to_tap(&udp, Tunnel::Vxlan, now, &mut switch, &taps, &mut rx, &mut driver);
         }
         if let Some(e) = esp.as_ref() {
             if pollfds[4].revents != 0 {
-                datapath::underlay_to_tap(&e.sockets, true, now, &mut switch, &taps, &mut rx, &mut driver);
+                datapath::underlay_to_tap(&e.sockets, Tunnel::Esp, now, &mut switch, &taps, &mut rx, &mut driver);
             }
         }
         while let Some(t) = switch.poll_transmit() {
@@ -145,8 +145,11 @@ pub fn run(config: &Config) -> Result<(), SysError> {
                         driver.tap_write_errors += 1;
                     }
                 }
-                Transmit::Underlay { dst, esp: is_esp, payload } => {
-                    let sockets = if is_esp { esp.as_ref().map(|e| &e.sockets) } else { Some(&udp) };
+                Transmit::Underlay { dst, tunnel, payload } => {
+                    let sockets = match tunnel {
+                        Tunnel::Esp => esp.as_ref().map(|e| &e.sockets),
+                        Tunnel::Vxlan => Some(&udp),
+                    };
                     if let Some(s) = sockets {
                         s.send_batch(0, &[(dst, &payload[..])], |_| driver.underlay_send_errors += 1);
                     }
@@ -220,7 +223,7 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                     (Mode::Routed, Some(h)) => Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac }),
                     _ => None,
                 },
-                encrypted: n.encrypted,
+                tunnel: if n.encrypted { Tunnel::Esp } else { Tunnel::Vxlan },
             })
             .collect(),
     }

@@ -35,7 +35,7 @@ use super::gso::{self, TapFrame};
 use super::tap::Tap;
 use super::udp::{self, Received, UnderlaySockets};
 use super::{DriverCounters, HEADROOM, TAILROOM};
-use crate::dataplane::{Forward, PortId, Switch};
+use crate::dataplane::{Forward, PortId, Switch, Tunnel};
 
 /// Spill buffer behind a slot: room for a 64 KB super-frame.
 const SPILL: usize = 65536 + 1024;
@@ -61,7 +61,7 @@ struct PendingSend {
     payload: Range<usize>,
     dests: Range<usize>,
     flow: u32,
-    esp: bool,
+    tunnel: Tunnel,
 }
 
 /// State of the TAP -> underlay direction.
@@ -86,13 +86,14 @@ impl TxPath {
         }
     }
 
-    /// Hand the frame in slot `slot` to the switch and queue what it sends. // hot path
+    /// Hand the frame in slot `slot` to the switch and queue what it sends.
+    // hot path
     fn handle(&mut self, switch: &mut Switch, now: Instant, port: PortId, slot: usize, len: usize) {
         let buf = &mut self.slots.bufs[slot];
-        if let Forward::Underlay { payload, dests, flow_hash, esp } = switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len) {
+        if let Forward::Underlay { payload, dests, flow_hash, tunnel } = switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len) {
             let start = self.dests.len();
             self.dests.extend_from_slice(dests);
-            self.pending.push(PendingSend { buf: slot, payload, dests: start..self.dests.len(), flow: flow_hash, esp });
+            self.pending.push(PendingSend { buf: slot, payload, dests: start..self.dests.len(), flow: flow_hash, tunnel });
         }
     }
 
@@ -105,7 +106,7 @@ impl TxPath {
 }
 
 /// Read up to [`udp::BATCH`] frames from `tap` (port `port`), switch them and send the result.
-/// // hot path
+// hot path
 #[allow(clippy::too_many_arguments)]
 pub fn tap_to_underlay(
     tap: &Tap,
@@ -207,12 +208,16 @@ fn flush_sends(
     driver: &mut DriverCounters,
 ) {
     let payload = |p: &PendingSend| &bufs.bufs[p.buf][p.payload.clone()];
-    let socket_of = |p: &PendingSend| (p.esp, p.flow as usize % udp::SOURCE_PORTS);
+    let socket_of = |p: &PendingSend| (p.tunnel, p.flow as usize % udp::SOURCE_PORTS);
     let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
-    let mut current: Option<(bool, u32)> = None;
-    let send_batch = |key: Option<(bool, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>, driver: &mut DriverCounters| {
-        if let Some((is_esp, flow)) = key {
-            match if is_esp { esp } else { Some(udp) } {
+    let mut current: Option<(Tunnel, u32)> = None;
+    let send_batch = |key: Option<(Tunnel, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>, driver: &mut DriverCounters| {
+        if let Some((tunnel, flow)) = key {
+            let sockets = match tunnel {
+                Tunnel::Vxlan => Some(udp),
+                Tunnel::Esp => esp,
+            };
+            match sockets {
                 Some(s) => {
                     s.send_batch(flow, batch, |_| driver.underlay_send_errors += 1);
                 }
@@ -234,7 +239,7 @@ fn flush_sends(
         if current.is_some_and(|c| (c.0, c.1 as usize % udp::SOURCE_PORTS) != socket_of(p)) {
             send_batch(current, &mut batch, driver);
         }
-        current = Some((p.esp, p.flow));
+        current = Some((p.tunnel, p.flow));
         batch.extend(dests[p.dests.clone()].iter().map(|d| (*d, payload(p))));
         i += 1;
     }
@@ -245,14 +250,19 @@ fn flush_sends(
 /// VXLAN, one destination, one source socket, equal sizes except a shorter last one.
 fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &impl Fn(&PendingSend) -> &'a [u8]) -> usize {
     let p = &pending[i];
-    if p.esp || p.dests.len() != 1 {
+    if p.tunnel != Tunnel::Vxlan || p.dests.len() != 1 {
         return 1;
     }
     let (dest, size, sock) = (dests[p.dests.start], payload(p).len(), p.flow as usize % udp::SOURCE_PORTS);
     let mut j = i + 1;
     while let Some(q) = pending.get(j) {
         let len = payload(q).len();
-        if q.esp || q.dests.len() != 1 || dests[q.dests.start] != dest || q.flow as usize % udp::SOURCE_PORTS != sock || len > size {
+        if q.tunnel != Tunnel::Vxlan
+            || q.dests.len() != 1
+            || dests[q.dests.start] != dest
+            || q.flow as usize % udp::SOURCE_PORTS != sock
+            || len > size
+        {
             break;
         }
         j += 1;
@@ -263,7 +273,8 @@ fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &
     j - i
 }
 
-/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends. // hot path
+/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends.
+// hot path
 fn send_gso_run<'a>(
     udp: &UnderlaySockets,
     flow: u32,
@@ -320,12 +331,12 @@ impl RxPath {
     }
 }
 
-/// Read a batch from `sockets` (VXLAN or ESP) and write what the switch delivers to the TAPs.
-/// // hot path
+/// Read a batch from `sockets` (those of `tunnel`) and write what the switch delivers to the TAPs.
+// hot path
 #[allow(clippy::too_many_arguments)]
 pub fn underlay_to_tap(
     sockets: &UnderlaySockets,
-    is_esp: bool,
+    tunnel: Tunnel,
     now: Instant,
     switch: &mut Switch,
     taps: &[Tap],
@@ -359,11 +370,7 @@ pub fn underlay_to_tap(
             let range = at..(at + stride).min(end);
             at = range.end;
             let buf = &mut rx.bufs.bufs[i];
-            let forward = if is_esp {
-                switch.handle_esp(now, *m.from.ip(), buf, range)
-            } else {
-                switch.handle_underlay(now, *m.from.ip(), buf, range)
-            };
+            let forward = switch.handle_datagram(now, tunnel, *m.from.ip(), buf, range);
             let Forward::Tap { port, frame } = forward else { continue };
             if taps[port].offload() {
                 rx.gro.offer(&mut rx.bufs.bufs, port, i, frame, &mut write);

@@ -31,18 +31,22 @@
 //! first frame's headers are patched in place, and `writev` gathers the rest without a copy.
 
 use std::io::IoSlice;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use super::virtio::{self, VirtioNetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, VNET_HDR_LEN};
+use super::virtio::{VirtioNetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, VNET_HDR_LEN};
 use crate::dataplane::PortId;
+use crate::wire::checksum;
+use crate::wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH};
+use crate::wire::ipv4::{self, protocol, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::tcp::{self, flags, TcpPacket};
+use crate::wire::udp::{self, UdpPacket};
 
 /// Most segments coalesced into one write.
 pub const MAX_SEGMENTS: usize = 64;
 /// Largest IP packet a coalesced frame may carry.
 const MAX_IP_LEN: usize = 65535;
-const ETH: usize = 14;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
 /// A zeroed virtio header: an ordinary frame, checksum to be verified by the kernel.
 pub const ZERO_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -78,7 +82,7 @@ struct Group {
     payload: usize,
     closed: bool,
     psh: bool,
-    window: [u8; 2],
+    window: u16,
 }
 
 /// Coalesces frames on their way to offload TAPs (see the module doc).
@@ -99,42 +103,68 @@ struct Tcp {
     hlen: usize,
     seq: u32,
     flags: u8,
+    window: u16,
     payload: usize,
 }
 
-/// A TCP segment that may be coalesced, or `None`. // hot path
+/// A TCP segment that may be coalesced, or `None`.
+// hot path
 fn inspect(frame: &[u8]) -> Option<Tcp> {
     if frame.len() < ETH + 40 {
         return None;
     }
-    let (v6, l4) = match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0800 => {
-            let ip = &frame[ETH..];
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            if ip[0] != 0x45 || total != ip.len() || fragment || ip[9] != 6 || virtio::fold(virtio::sum(&ip[..20], 0)) != 0xffff {
+    // Untagged only: a tagged frame shows 0x8100 here and is written alone.
+    let (v6, l4) = match EthernetFrame::new_unchecked(frame).raw_ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_unchecked(&frame[ETH..]);
+            let options = ip.version() != 4 || ip.header_len() != ipv4::HEADER_LEN;
+            if options
+                || usize::from(ip.total_len()) != frame.len() - ETH
+                || ip.is_fragment()
+                || ip.protocol() != protocol::TCP
+                || !ip.verify_checksum()
+            {
                 return None;
             }
-            (false, ETH + 20)
+            (false, ETH + ipv4::HEADER_LEN)
         }
-        0x86dd => {
-            let ip = &frame[ETH..];
-            let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if ip[0] >> 4 != 6 || ip[6] != 6 || payload_len + 40 != ip.len() || frame.len() < ETH + 60 {
+        EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_unchecked(&frame[ETH..]);
+            if ip.version() != 6
+                || ip.next_header() != protocol::TCP
+                || usize::from(ip.payload_len()) + ipv6::HEADER_LEN != frame.len() - ETH
+                || frame.len() < ETH + 60
+            {
                 return None;
             }
-            (true, ETH + 40)
+            (true, ETH + ipv6::HEADER_LEN)
         }
         _ => return None,
     };
-    let tcp = &frame[l4..];
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    if doff < 20 || doff > tcp.len() || tcp[12] & 0x0f != 0 || (flags != TCP_ACK && flags != TCP_ACK | TCP_PSH) || doff == tcp.len() {
+    let tcp = TcpPacket::new_checked(&frame[l4..]).ok()?;
+    let bits = tcp.flags();
+    if tcp.reserved_bits() != 0 || (bits != flags::ACK && bits != flags::ACK | flags::PSH) || tcp.payload().is_empty() {
         return None;
     }
-    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    Some(Tcp { v6, l4, hlen: l4 + doff, seq, flags, payload: tcp.len() - doff })
+    let (seq, window, payload) = (tcp.seq_number(), tcp.window_len(), tcp.payload().len());
+    Some(Tcp { v6, l4, hlen: l4 + tcp.header_len(), seq, flags: bits, window, payload })
+}
+
+/// The addresses of a transport checksum's pseudo-header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pseudo {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+impl Pseudo {
+    /// The pseudo-header partial sum for `proto` and a transport length of `len`.
+    fn sum(&self, proto: u8, len: usize) -> u16 {
+        match self {
+            Pseudo::V4(s, d) => checksum::pseudo_header_v4(*s, *d, proto, len as u32),
+            Pseudo::V6(s, d) => checksum::pseudo_header_v6(s, d, proto, len as u32),
+        }
+    }
 }
 
 /// The state of a frame's transport checksum.
@@ -144,73 +174,84 @@ enum Csum {
     NotChecked,
     /// Verified.
     Valid,
-    /// Left partial by a same-host sender: finish it over `l4..end`, field at `field`.
-    Partial { l4: usize, end: usize, field: usize },
+    /// Left partial by a same-host sender: finish the `proto` checksum over `l4..end`.
+    Partial { l4: usize, end: usize, proto: u8 },
     /// Wrong.
     Bad,
 }
 
-/// Verify the TCP/UDP checksum of `frame`. // hot path
+/// Verify the TCP/UDP checksum of `frame`.
+// hot path
 fn check_transport(frame: &[u8]) -> Csum {
     if frame.len() < ETH + 20 {
         return Csum::NotChecked;
     }
-    let ip = &frame[ETH..];
-    let (proto, l4, end, pseudo_addrs) = match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0800 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
-                return Csum::NotChecked;
+    let (proto, l4, end, pseudo) = match EthernetFrame::new_unchecked(frame).raw_ethertype() {
+        EtherType::IPV4 => match Ipv4Packet::new_checked(&frame[ETH..]) {
+            Ok(ip) if !ip.is_fragment() => {
+                (ip.protocol(), ETH + ip.header_len(), ETH + usize::from(ip.total_len()), Pseudo::V4(ip.src_addr(), ip.dst_addr()))
             }
-            (ip[9], ETH + ihl, ETH + total, (ETH + 12, ETH + 16, 4))
-        }
-        0x86dd if frame.len() >= ETH + 40 => {
-            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if ip[0] >> 4 != 6 || 40 + payload > ip.len() {
-                return Csum::NotChecked;
-            }
-            (ip[6], ETH + 40, ETH + 40 + payload, (ETH + 8, ETH + 24, 16))
-        }
+            _ => return Csum::NotChecked,
+        },
+        EtherType::IPV6 => match Ipv6Packet::new_checked(&frame[ETH..]) {
+            Ok(ip) => (
+                ip.next_header(),
+                ETH + ipv6::HEADER_LEN,
+                ETH + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+                Pseudo::V6(ip.src_addr(), ip.dst_addr()),
+            ),
+            Err(_) => return Csum::NotChecked,
+        },
         _ => return Csum::NotChecked,
     };
-    let field = match proto {
-        6 if end >= l4 + 20 => l4 + 16,
-        17 if end >= l4 + 8 => l4 + 6,
+    let segment = &frame[l4..end];
+    let stored = match proto {
+        protocol::TCP if segment.len() >= tcp::HEADER_LEN => TcpPacket::new_unchecked(segment).checksum(),
+        protocol::UDP if segment.len() >= udp::HEADER_LEN => UdpPacket::new_unchecked(segment).checksum(),
         _ => return Csum::NotChecked,
     };
-    let stored = u16::from_be_bytes([frame[field], frame[field + 1]]);
-    if proto == 17 && stored == 0 && pseudo_addrs.2 == 4 {
+    if proto == protocol::UDP && stored == 0 && matches!(pseudo, Pseudo::V4(..)) {
         return Csum::NotChecked; // IPv4 UDP without a checksum
     }
-    let (s, d, n) = pseudo_addrs;
-    let pseudo = virtio::pseudo_header_sum(&frame[s..s + n], &frame[d..d + n], proto, (end - l4) as u32);
-    if virtio::fold(virtio::sum(&frame[l4..end], pseudo)) == 0xffff {
+    let seed = pseudo.sum(proto, segment.len());
+    if checksum::verify(checksum::combine(&[seed, checksum::data(segment)])) {
         Csum::Valid
-    } else if stored == virtio::fold(pseudo) {
-        Csum::Partial { l4, end, field }
+    } else if stored == seed {
+        Csum::Partial { l4, end, proto }
     } else {
         Csum::Bad
     }
 }
 
-/// Whether `cand` continues the flow whose first segment is `first`. // hot path
+/// Whether `cand` continues the flow whose first segment is `first`.
+// hot path
 fn same_flow(first: &[u8], cand: &[u8], t: &Tcp) -> bool {
     let ip_same = if t.v6 {
-        first[ETH..ETH + 4] == cand[ETH..ETH + 4] && first[ETH + 7] == cand[ETH + 7] && first[ETH + 8..ETH + 40] == cand[ETH + 8..ETH + 40]
+        let (a, b) = (Ipv6Packet::new_unchecked(&first[ETH..]), Ipv6Packet::new_unchecked(&cand[ETH..]));
+        a.traffic_class() == b.traffic_class()
+            && a.flow_label() == b.flow_label()
+            && a.hop_limit() == b.hop_limit()
+            && a.src_addr() == b.src_addr()
+            && a.dst_addr() == b.dst_addr()
     } else {
-        first[ETH + 1] == cand[ETH + 1]
-            && first[ETH + 6] & 0x40 == cand[ETH + 6] & 0x40
-            && first[ETH + 8] == cand[ETH + 8]
-            && first[ETH + 12..ETH + 20] == cand[ETH + 12..ETH + 20]
+        let (a, b) = (Ipv4Packet::new_unchecked(&first[ETH..]), Ipv4Packet::new_unchecked(&cand[ETH..]));
+        a.dscp_ecn() == b.dscp_ecn()
+            && a.dont_frag() == b.dont_frag()
+            && a.ttl() == b.ttl()
+            && a.src_addr() == b.src_addr()
+            && a.dst_addr() == b.dst_addr()
     };
-    let l4 = t.l4;
+    let (ea, eb) = (EthernetFrame::new_unchecked(first), EthernetFrame::new_unchecked(cand));
+    let (ta, tb) = (TcpPacket::new_unchecked(&first[t.l4..]), TcpPacket::new_unchecked(&cand[t.l4..]));
+    // Both passed `inspect` with the same header length, so the option slices are in range.
     ip_same
-        && first[..12] == cand[..12]
-        && first[l4..l4 + 4] == cand[l4..l4 + 4]
-        && first[l4 + 8..l4 + 13] == cand[l4 + 8..l4 + 13]
-        && first[l4 + 20..t.hlen] == cand[l4 + 20..t.hlen]
+        && ea.dst_addr() == eb.dst_addr()
+        && ea.src_addr() == eb.src_addr()
+        && ta.src_port() == tb.src_port()
+        && ta.dst_port() == tb.dst_port()
+        && ta.ack_number() == tb.ack_number()
+        && ta.header_len() == tb.header_len()
+        && ta.options() == tb.options()
 }
 
 impl Coalescer {
@@ -221,7 +262,8 @@ impl Coalescer {
 
     /// Offer the frame at `bufs[buf][range]`, bound for the TAP of `port`. It joins the pending
     /// group, or the group is written first and the frame starts a new one or is written alone.
-    /// `write(port, iov)` writes one TAP frame (virtio header first). // hot path
+    /// `write(port, iov)` writes one TAP frame (virtio header first).
+    // hot path
     pub fn offer(
         &mut self,
         bufs: &mut [Vec<u8>],
@@ -237,11 +279,15 @@ impl Coalescer {
                 write(port, &[IoSlice::new(&ZERO_HDR), IoSlice::new(&bufs[buf][range])]);
                 return;
             }
-            Csum::Partial { l4, end, field } => {
+            Csum::Partial { l4, end, proto } => {
                 // The field holds the pseudo-header sum: summing over it finishes the checksum.
-                let frame = &mut bufs[buf][range.clone()];
-                let c = !virtio::fold(virtio::sum(&frame[l4..end], 0));
-                frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+                let segment = &mut bufs[buf][range.clone()][l4..end];
+                if proto == protocol::TCP {
+                    TcpPacket::new_unchecked(segment).finish_partial_checksum();
+                } else {
+                    let c = !checksum::data(segment);
+                    UdpPacket::new_unchecked(segment).set_checksum(c);
+                }
                 self.stats.csum_partial_finished += 1;
             }
             Csum::Valid | Csum::NotChecked => {}
@@ -266,14 +312,13 @@ impl Coalescer {
             if fits {
                 g.next_seq = g.next_seq.wrapping_add(t.payload as u32);
                 g.payload += t.payload;
-                g.closed = t.payload < g.gso_size || t.flags & TCP_PSH != 0;
-                g.psh = t.flags & TCP_PSH != 0;
-                g.window = [frame[t.l4 + 14], frame[t.l4 + 15]];
+                g.closed = t.payload < g.gso_size || t.flags & flags::PSH != 0;
+                g.psh = t.flags & flags::PSH != 0;
+                g.window = t.window;
                 self.more.push(Loc { buf, range: range.start + t.hlen..range.end });
                 return;
             }
         }
-        let window = [frame[t.l4 + 14], frame[t.l4 + 15]];
         self.flush(bufs, write);
         self.group = Some(Group {
             port,
@@ -284,13 +329,14 @@ impl Coalescer {
             gso_size: t.payload,
             next_seq: t.seq.wrapping_add(t.payload as u32),
             payload: t.payload,
-            closed: t.flags & TCP_PSH != 0,
-            psh: t.flags & TCP_PSH != 0,
-            window,
+            closed: t.flags & flags::PSH != 0,
+            psh: t.flags & flags::PSH != 0,
+            window: t.window,
         });
     }
 
-    /// Write the pending group, if any. Call before the buffers are reused. // hot path
+    /// Write the pending group, if any. Call before the buffers are reused.
+    // hot path
     pub fn flush(&mut self, bufs: &mut [Vec<u8>], write: &mut dyn FnMut(PortId, &[IoSlice<'_>])) {
         let Some(g) = self.group.take() else { return };
         if self.more.is_empty() {
@@ -314,31 +360,33 @@ impl Coalescer {
 }
 
 /// Turn the first segment's headers into those of the whole group (lengths, PSH, latest window,
-/// pseudo-header sum in the TCP checksum field) and return the virtio header. // hot path
+/// pseudo-header sum in the TCP checksum field) and return the virtio header.
+// hot path
 fn patch_first(frame: &mut [u8], g: &Group) -> VirtioNetHdr {
-    let l4 = g.l4;
-    let tcp_len = (g.hlen - l4 + g.payload) as u32;
-    let pseudo = if g.v6 {
-        frame[ETH + 4..ETH + 6].copy_from_slice(&((g.hlen - l4 + g.payload) as u16).to_be_bytes());
-        virtio::pseudo_header_sum(&frame[ETH + 8..ETH + 24], &frame[ETH + 24..ETH + 40], 6, tcp_len)
+    let tcp_len = g.hlen - g.l4 + g.payload;
+    let (ip, tcp) = frame[ETH..].split_at_mut(g.l4 - ETH);
+    let seed = if g.v6 {
+        let mut ip = Ipv6Packet::new_unchecked(ip);
+        ip.set_payload_len(tcp_len as u16);
+        checksum::pseudo_header_v6(&ip.src_addr(), &ip.dst_addr(), protocol::TCP, tcp_len as u32)
     } else {
-        frame[ETH + 2..ETH + 4].copy_from_slice(&((g.hlen - ETH + g.payload) as u16).to_be_bytes());
-        frame[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
-        let c = virtio::ipv4_header_checksum(&frame[ETH..ETH + 20]);
-        frame[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
-        virtio::pseudo_header_sum(&frame[ETH + 12..ETH + 16], &frame[ETH + 16..ETH + 20], 6, tcp_len)
+        let mut ip = Ipv4Packet::new_unchecked(ip);
+        ip.set_total_len((g.hlen - ETH + g.payload) as u16);
+        ip.fill_checksum();
+        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), protocol::TCP, tcp_len as u32)
     };
+    let mut tcp = TcpPacket::new_unchecked(tcp);
     if g.psh {
-        frame[l4 + 13] |= TCP_PSH;
+        tcp.set_flags(tcp.flags() | flags::PSH);
     }
-    frame[l4 + 14..l4 + 16].copy_from_slice(&g.window);
-    frame[l4 + 16..l4 + 18].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+    tcp.set_window_len(g.window);
+    tcp.set_checksum(seed);
     VirtioNetHdr {
         flags: F_NEEDS_CSUM,
         gso_type: if g.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
         hdr_len: g.hlen as u16,
         gso_size: g.gso_size as u16,
-        csum_start: l4 as u16,
+        csum_start: g.l4 as u16,
         csum_offset: TCP_CSUM_OFFSET,
     }
 }
@@ -380,6 +428,12 @@ mod tests {
         let mut out = Vec::new();
         tcp.write(&mut out, &data).unwrap();
         out
+    }
+
+    /// The IPv4 addresses of an untagged frame built by [`segment`].
+    fn addrs(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
+        let ip = Ipv4Packet::new_checked(&frame[ETH..]).unwrap();
+        (ip.src_addr(), ip.dst_addr())
     }
 
     /// Put frames one per buffer (as recvmmsg would) and offer them all; returns the writes.
@@ -475,11 +529,10 @@ mod tests {
         let mut frames: Vec<Vec<u8>> = (0..3).map(|i| segment(false, (i * MSS) as u32, i as u16, MSS, false, 9)).collect();
         let syn = {
             let mut f = segment(false, 5, 0, 0, false, 10);
-            f[14 + 20 + 13] = 0x02; // SYN
-            f[50..52].copy_from_slice(&[0, 0]);
-            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, (f.len() - 34) as u32);
-            let c = !virtio::fold(virtio::sum(&f[34..], pseudo));
-            f[50..52].copy_from_slice(&c.to_be_bytes());
+            let (src, dst) = addrs(&f);
+            let mut tcp = TcpPacket::new_unchecked(&mut f[34..]);
+            tcp.set_flags(flags::SYN);
+            tcp.fill_checksum_v4(src, dst);
             assert_eq!(check_transport(&f), Csum::Valid);
             f
         };
@@ -487,9 +540,9 @@ mod tests {
         let originals = frames.clone();
         // Replace each full checksum by the pseudo-header sum, as kernel vxlan over veth leaves it.
         for f in &mut frames {
-            let f_len = (f.len() - 34) as u32;
-            let pseudo = virtio::pseudo_header_sum(&f[26..30], &f[30..34], 6, f_len);
-            f[50..52].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+            let (src, dst) = addrs(f);
+            let mut tcp = TcpPacket::new_unchecked(&mut f[34..]);
+            tcp.set_checksum(tcp.pseudo_v4(src, dst));
         }
         let (writes, stats) = run(&frames);
         assert_eq!(stats.csum_partial_finished, 4);

@@ -18,15 +18,12 @@
 //! switch core gets an ordinary frame with headroom and handles it exactly as one read from a TAP
 //! without offload.
 
-use super::virtio::{self, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET};
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const PROTO_TCP: u8 = 6;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
+use super::virtio::{VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET};
+use crate::wire::checksum;
+use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use crate::wire::ipv4::{self, protocol, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::tcp::{flags, TcpPacket};
 
 /// Why a frame read with a virtio header cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +44,7 @@ pub enum TapFrame {
 }
 
 /// Interpret `frame` read with `hdr`: finish a partial checksum in place, or plan a TCP split.
-/// // hot path
+// hot path
 pub fn classify(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<TapFrame, GsoError> {
     match hdr.gso_type {
         GSO_NONE => {
@@ -63,14 +60,15 @@ pub fn classify(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<TapFrame, GsoErr
 
 /// Complete the checksum the kernel left partial: the field at `csum_start + csum_offset` holds
 /// the pseudo-header sum; summing everything from `csum_start` on (field included) and
-/// complementing gives the final value. // hot path
+/// complementing gives the final value. The protocol (TCP, UDP...) does not matter here.
+// hot path
 pub fn finish_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), GsoError> {
     let start = usize::from(hdr.csum_start);
     let field = start + usize::from(hdr.csum_offset);
-    if field + 2 > frame.len() || start < 14 {
+    if field + 2 > frame.len() || start < ethernet::HEADER_LEN {
         return Err(GsoError::Malformed("checksum offsets outside the frame"));
     }
-    let c = !virtio::fold(virtio::sum(&frame[start..], 0));
+    let c = !checksum::data(&frame[start..]);
     frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
 }
@@ -94,13 +92,8 @@ impl TcpSplit {
             return Err(GsoError::Unsupported(hdr.gso_type));
         }
         let v6 = hdr.gso_type == GSO_TCPV6;
-        if frame.len() < 14 {
-            return Err(GsoError::Malformed("shorter than an Ethernet header"));
-        }
-        let (l3, ethertype) = match u16::from_be_bytes([frame[12], frame[13]]) {
-            ETHERTYPE_VLAN if frame.len() >= 18 => (18, u16::from_be_bytes([frame[16], frame[17]])),
-            t => (14, t),
-        };
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| GsoError::Malformed("shorter than an Ethernet header"))?;
+        let (l3, ethertype) = (eth.header_len(), eth.ethertype());
         let l4 = usize::from(hdr.csum_start);
         if hdr.csum_offset != TCP_CSUM_OFFSET {
             return Err(GsoError::Malformed("TCP checksum offset is not 16"));
@@ -108,21 +101,27 @@ impl TcpSplit {
         if l4 + 20 > frame.len() {
             return Err(GsoError::Malformed("TCP header outside the frame"));
         }
+        // From here on frame.len() >= 20 > l3, so the IP views below have their first byte.
         if v6 {
-            if ethertype != ETHERTYPE_IPV6 || l4 != l3 + 40 || frame[l3] >> 4 != 6 || frame[l3 + 6] != PROTO_TCP {
+            let ok = ethertype == EtherType::IPV6 && l4 == l3 + ipv6::HEADER_LEN && {
+                let ip = Ipv6Packet::new_unchecked(&frame[l3..l4]);
+                ip.version() == 6 && ip.next_header() == protocol::TCP
+            };
+            if !ok {
                 return Err(GsoError::Malformed("not IPv6/TCP without extension headers"));
             }
         } else {
-            let ihl = usize::from(frame.get(l3).map_or(0, |b| b & 0x0f)) * 4;
-            if ethertype != ETHERTYPE_IPV4 || ihl < 20 || l4 != l3 + ihl || frame[l3] >> 4 != 4 || frame[l3 + 9] != PROTO_TCP {
+            let ok = ethertype == EtherType::IPV4 && {
+                let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
+                let ihl = ip.header_len();
+                ihl >= ipv4::HEADER_LEN && l4 == l3 + ihl && ip.version() == 4 && ip.protocol() == protocol::TCP
+            };
+            if !ok {
                 return Err(GsoError::Malformed("not IPv4/TCP"));
             }
         }
-        let doff = usize::from(frame[l4 + 12] >> 4) * 4;
-        let hlen = l4 + doff;
-        if doff < 20 || hlen > frame.len() {
-            return Err(GsoError::Malformed("TCP data offset outside the frame"));
-        }
+        let tcp = TcpPacket::new_checked(&frame[l4..]).map_err(|_| GsoError::Malformed("TCP data offset outside the frame"))?;
+        let hlen = l4 + tcp.header_len();
         let mss = usize::from(hdr.gso_size);
         if mss == 0 {
             return Err(GsoError::Malformed("zero gso_size"));
@@ -149,40 +148,37 @@ impl TcpSplit {
 
     /// Write segment `i` of `frame` (the super-frame this plan was made for) to the start of
     /// `out`, with patched headers and a full TCP checksum; returns its length.
-    /// `out` must hold [`TcpSplit::segment_len`] bytes. // hot path
+    /// `out` must hold [`TcpSplit::segment_len`] bytes.
+    // hot path
     pub fn write_segment(&self, frame: &[u8], i: usize, out: &mut [u8]) -> usize {
         let (l3, l4, hlen) = (self.l3, self.l4, self.hlen);
         let start = hlen + i * self.mss;
-        let chunk = self.segment_len(i) - hlen;
-        let len = hlen + chunk;
+        let len = self.segment_len(i);
         let out = &mut out[..len];
         out[..hlen].copy_from_slice(&frame[..hlen]);
-        out[hlen..].copy_from_slice(&frame[start..start + chunk]);
-        let last = i + 1 == self.count;
-        let tcp_len = (len - l4) as u32;
-        let pseudo = if self.v6 {
-            out[l3 + 4..l3 + 6].copy_from_slice(&((len - l3 - 40) as u16).to_be_bytes());
-            virtio::pseudo_header_sum(&frame[l3 + 8..l3 + 24], &frame[l3 + 24..l3 + 40], PROTO_TCP, tcp_len)
-        } else {
-            out[l3 + 2..l3 + 4].copy_from_slice(&((len - l3) as u16).to_be_bytes());
-            let id = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]).wrapping_add(i as u16);
-            out[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
-            out[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-            let c = virtio::ipv4_header_checksum(&out[l3..l4]);
-            out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-            virtio::pseudo_header_sum(&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20], PROTO_TCP, tcp_len)
-        };
-        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]).wrapping_add((i * self.mss) as u32);
-        out[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        if !last {
-            out[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+        out[hlen..].copy_from_slice(&frame[start..start + (len - hlen)]);
+        let (ip, tcp) = out[l3..].split_at_mut(l4 - l3);
+        let mut tcp = TcpPacket::new_unchecked(tcp);
+        tcp.set_seq_number(tcp.seq_number().wrapping_add((i * self.mss) as u32));
+        let mut bits = tcp.flags();
+        if i + 1 != self.count {
+            bits &= !(flags::FIN | flags::PSH);
         }
         if i > 0 {
-            out[l4 + 13] &= !TCP_CWR;
+            bits &= !flags::CWR;
         }
-        out[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
-        let c = !virtio::fold(virtio::sum(&out[l4..], pseudo));
-        out[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        tcp.set_flags(bits);
+        if self.v6 {
+            let mut ip = Ipv6Packet::new_unchecked(ip);
+            ip.set_payload_len((len - l4) as u16);
+            tcp.fill_checksum_v6(&ip.src_addr(), &ip.dst_addr());
+        } else {
+            let mut ip = Ipv4Packet::new_unchecked(ip);
+            ip.set_total_len((len - l3) as u16);
+            ip.set_ident(ip.ident().wrapping_add(i as u16));
+            ip.fill_checksum();
+            tcp.fill_checksum_v4(ip.src_addr(), ip.dst_addr());
+        }
         len
     }
 }
@@ -228,13 +224,16 @@ mod tests {
         let l3 = if vlan { 18 } else { 14 };
         let l4 = if v6 { l3 + 40 } else { l3 + 20 };
         // Replace the full checksum by the pseudo-header sum, as the kernel leaves it.
-        let tcp_len = (frame.len() - l4) as u32;
-        let pseudo = if v6 {
-            virtio::pseudo_header_sum(&frame[l3 + 8..l3 + 24], &frame[l3 + 24..l3 + 40], 6, tcp_len)
+        let (ip, tcp) = frame[l3..].split_at_mut(l4 - l3);
+        let mut tcp = TcpPacket::new_unchecked(tcp);
+        let seed = if v6 {
+            let ip = Ipv6Packet::new_unchecked(&ip[..]);
+            tcp.pseudo_v6(&ip.src_addr(), &ip.dst_addr())
         } else {
-            virtio::pseudo_header_sum(&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20], 6, tcp_len)
+            let ip = Ipv4Packet::new_unchecked(&ip[..]);
+            tcp.pseudo_v4(ip.src_addr(), ip.dst_addr())
         };
-        frame[l4 + 16..l4 + 18].copy_from_slice(&virtio::fold(pseudo).to_be_bytes());
+        tcp.set_checksum(seed);
         let hdr = VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },

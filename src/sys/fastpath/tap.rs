@@ -95,7 +95,8 @@ impl Tap {
     }
 
     /// Read one frame; `Ok(None)` when none is pending. On an offload TAP the frame may be a
-    /// super-frame with a partial checksum: use [`Tap::read_offload`] there. // hot path
+    /// super-frame with a partial checksum: use [`Tap::read_offload`] there.
+    // hot path
     pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if self.vnet_hdr {
             return self.read_offload(buf, &mut []).map(|r| r.map(|(len, _)| len));
@@ -109,7 +110,8 @@ impl Tap {
 
     /// Read one frame and its virtio header from an offload TAP. The frame fills `first`, then
     /// continues in `rest` (so small frames land directly where the caller wants them and
-    /// super-frames spill into a large buffer). Returns the frame length. // hot path
+    /// super-frames spill into a large buffer). Returns the frame length.
+    // hot path
     pub fn read_offload(&self, first: &mut [u8], rest: &mut [u8]) -> io::Result<Option<(usize, VirtioNetHdr)>> {
         debug_assert!(self.vnet_hdr);
         let mut hdr = [0u8; VNET_HDR_LEN];
@@ -131,7 +133,8 @@ impl Tap {
         Ok(Some((n - VNET_HDR_LEN, VirtioNetHdr::parse(&hdr))))
     }
 
-    /// Write one ordinary frame (with a zeroed virtio header on an offload TAP). // hot path
+    /// Write one ordinary frame (with a zeroed virtio header on an offload TAP).
+    // hot path
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
         if self.vnet_hdr {
             return self.writev(&[IoSlice::new(&ZERO_HDR), IoSlice::new(frame)]).map(|n| n.saturating_sub(VNET_HDR_LEN));
@@ -139,7 +142,8 @@ impl Tap {
         self.dev.send(frame)
     }
 
-    /// Write one frame gathered from `iov`, virtio header included on an offload TAP. // hot path
+    /// Write one frame gathered from `iov`, virtio header included on an offload TAP.
+    // hot path
     pub fn writev(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
         // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive the call.
         let n = unsafe { libc::writev(self.fd(), iov.as_ptr().cast(), iov.len() as libc::c_int) };

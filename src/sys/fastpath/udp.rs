@@ -154,7 +154,8 @@ impl UnderlaySockets {
     /// (or the NIC) cuts the concatenation into datagrams of `segments[0].len()` bytes. All but the
     /// last segment must have that length; at most [`GSO_MAX_SEGMENTS`] and [`GSO_MAX_BYTES`] in
     /// all. On an error for which [`gso_refused`] holds, the caller should disable GSO and resend
-    /// the segments one by one. // hot path
+    /// the segments one by one.
+    // hot path
     pub fn send_gso(&self, flow: u32, dest: Ipv4Addr, segments: &[&[u8]]) -> io::Result<()> {
         debug_assert!(!segments.is_empty() && segments.len() <= GSO_MAX_SEGMENTS);
         let sock = &self.tx[flow as usize % self.tx.len()];
@@ -224,7 +225,8 @@ impl UnderlaySockets {
 
     /// Receive up to `bufs.len()` datagrams. Each lands at `bufs[i][offset..]`; returns how many
     /// arrived, with their lengths, sources and GRO strides in `meta`. `Ok(0)` when nothing is
-    /// pending. // hot path
+    /// pending.
+    // hot path
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>], offset: usize, meta: &mut Vec<Received>) -> io::Result<usize> {
         meta.clear();
         let n = bufs.len().min(BATCH);

@@ -1,5 +1,5 @@
-//! The virtio-net header that a TAP opened with `IFF_VNET_HDR` puts in front of every frame, and
-//! the Internet checksum arithmetic the offload paths need (RFC 1071).
+//! The virtio-net header that a TAP opened with `IFF_VNET_HDR` puts in front of every frame. (The
+//! checksum arithmetic the offload paths need is `wire::checksum`, shared with every view.)
 //!
 //! With `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)` the kernel hands a TAP reader TCP
 //! super-frames of up to 64 KB (one header, many MSS-sized payloads) and frames whose transport
@@ -30,7 +30,7 @@ pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN` (flag bit on `gso_type`).
 pub const GSO_ECN: u8 = 0x80;
 /// Offset of the TCP checksum field inside the TCP header (`csum_offset` for TCP).
-pub const TCP_CSUM_OFFSET: u16 = 16;
+pub const TCP_CSUM_OFFSET: u16 = crate::wire::tcp::CHECKSUM_OFFSET as u16;
 
 /// A parsed `struct virtio_net_hdr`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,59 +69,6 @@ impl VirtioNetHdr {
     }
 }
 
-/// One's-complement sum of `data` (big-endian 16-bit words, an odd last byte padded with zero),
-/// added to `initial`, not yet folded. // hot path
-///
-/// The words are added in host order as 32-bit lanes into a 64-bit accumulator (no carry chain,
-/// so the loop vectorizes) and the folded result is put into network order at the end: the
-/// one's-complement sum is independent of byte order up to a final swap (RFC 1071, 2.(B)).
-#[inline]
-pub fn sum(data: &[u8], initial: u64) -> u64 {
-    let mut acc = 0u64;
-    let mut blocks = data.chunks_exact(32);
-    for b in &mut blocks {
-        for w in b.chunks_exact(4) {
-            acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
-    }
-    let mut words = blocks.remainder().chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let mut tail = [0u8; 4];
-    let rest = words.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    acc += u64::from(u32::from_ne_bytes(tail));
-    initial + u64::from(u16::from_be(fold(acc)))
-}
-
-/// Fold a sum from [`sum`] to 16 bits (not complemented).
-#[inline]
-pub fn fold(mut acc: u64) -> u16 {
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
-}
-
-/// Unfolded sum of the TCP/UDP pseudo-header: source and destination addresses (4 or 16 bytes
-/// each), protocol and transport length.
-#[inline]
-pub fn pseudo_header_sum(src: &[u8], dst: &[u8], proto: u8, len: u32) -> u64 {
-    let acc = sum(src, 0);
-    let acc = sum(dst, acc);
-    acc + u64::from(proto) + u64::from(len >> 16) + u64::from(len & 0xffff)
-}
-
-/// The IPv4 header checksum of `header` (checksum field included as it is: zero it first to
-/// compute, or keep it to verify: a valid header then gives 0).
-#[inline]
-pub fn ipv4_header_checksum(header: &[u8]) -> u16 {
-    !fold(sum(header, 0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,36 +81,5 @@ mod tests {
         assert_eq!(b[1], 1);
         assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 1398);
         assert_eq!(VirtioNetHdr::parse(&b), h);
-    }
-
-    #[test]
-    fn sum_matches_rfc1071_example() {
-        // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2 (folded).
-        assert_eq!(fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0)), 0xddf2);
-    }
-
-    #[test]
-    fn sum_agrees_with_a_word_by_word_reference_at_every_length() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 37 + 11) as u8).collect();
-        for len in 0..data.len() {
-            let mut r = 0u32;
-            for w in data[..len].chunks(2) {
-                r += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-            }
-            while r > 0xffff {
-                r = (r & 0xffff) + (r >> 16);
-            }
-            assert_eq!(u32::from(fold(sum(&data[..len], 0))), r, "length {len}");
-            assert_eq!(fold(sum(&data[..len], 0x1_2345_fffe)), fold(u64::from(r) + 0x1_2345_fffe), "length {len} with an initial sum");
-        }
-    }
-
-    #[test]
-    fn ipv4_header_checksum_of_a_known_header() {
-        // A textbook header: 4500 0073 0000 4000 4011 [b861] c0a8 0001 c0a8 00c7.
-        let mut h = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7];
-        assert_eq!(ipv4_header_checksum(&h), 0xb861);
-        h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
-        assert_eq!(ipv4_header_checksum(&h), 0);
     }
 }
