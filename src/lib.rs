@@ -5,8 +5,9 @@
 //! - [`vxlan`], [`arp`], [`ipsec`]: protocol logic over caller-owned buffers.
 //! - [`dataplane`]: the sans-IO switch core (FDB, routing, forwarding decisions, counters).
 //! - [`control`]: the sans-IO control plane producing [`control::ControlUpdate`] values.
+//! - [`node`]: one host, sans-IO: the switch, gossip membership and the fan-out of updates.
 //! - [`sys`]: the only place with file descriptors, syscalls, clocks and threads.
-//! - [`sim`]: many hosts in one process on virtual time, for tests and benches.
+//! - [`sim`]: many whole nodes in one process on one virtual network and clock, for tests and benches.
 //! - [`testnet`], [`bench`]: network-namespace topologies for the demo, tests and benchmark.
 
 pub mod arp;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod ipsec;
+pub mod node;
 pub mod sim;
 pub mod sys;
 pub mod testnet;
