@@ -195,3 +195,6 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
