@@ -1,6 +1,6 @@
-//! One frame through the whole switch core, end to end on the simulator: TAP read on host 0
-//! (learn, FDB lookup, encapsulation), the underlay hop, and decapsulation, learning and delivery
-//! to the TAP on host 1. Both hosts have learned each other first, so this is the known-unicast
+//! One frame through the whole switch core, end to end on the simulator (two switch-only nodes,
+//! no latency): TAP read on host 0 (learn, FDB lookup, encapsulation), the underlay hop, and
+//! decapsulation, learning and delivery to the TAP on host 1. Both hosts have learned each other first, so this is the known-unicast
 //! steady state. `Throughput::Bytes` is the frame length; includes the simulator's own copies
 //! (one into its buffer per hop, one out per delivery), which the daemon does not make.
 

@@ -7,8 +7,9 @@
 //!   anti-replay window (ESP and gossip), [`keyfile`] the one loader for secret files.
 //! - [`dataplane`]: the sans-IO switch core (FDB, routing, forwarding decisions, counters).
 //! - [`control`]: the sans-IO control plane producing [`control::ControlUpdate`] values.
+//! - [`node`]: one host, sans-IO: the switch, gossip membership and the fan-out of updates.
 //! - [`sys`]: the only place with file descriptors, syscalls, clocks and threads.
-//! - [`sim`]: many hosts in one process on virtual time, for tests and benches.
+//! - [`sim`]: many whole nodes in one process on one virtual network and clock, for tests and benches.
 //! - `testnet`, `bench`: network-namespace labs for the demo, tests and benchmark (cargo feature
 //!   `lab`, on by default; the daemon does not need them: `--no-default-features` leaves them out).
 
@@ -23,6 +24,7 @@ pub mod counters;
 pub mod dataplane;
 pub mod ipsec;
 pub mod keyfile;
+pub mod node;
 pub mod replay;
 pub mod sim;
 pub mod sys;

@@ -3,13 +3,14 @@
 //! documented range, and a host started from an accepted configuration runs its timers far into
 //! the future without panicking (no `Instant + Duration` overflow).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use proptest::prelude::*;
 use vxswitch::config::{Config, NUMERIC_KEYS};
-use vxswitch::control::{ClusterKey, Membership};
-use vxswitch::dataplane::{EspTunnels, Switch};
+use vxswitch::control::ClusterKey;
+use vxswitch::dataplane::EspTunnels;
 use vxswitch::ipsec::{HostKey, SessionConfig};
+use vxswitch::node::{Node, NodeConfig};
 
 /// A configuration with every section; `{KEY}` placeholders take the values under test.
 const TEMPLATE: &str = r#"
@@ -86,10 +87,10 @@ fn line_of_key(text: &str, key: &str) -> usize {
     text[..at].matches('\n').count() + 1
 }
 
-/// Start the sans-IO parts of a host from `config` and run every timer well into the future.
+/// Start a whole node (switch, ESP tunnels, gossip) from `config` on virtual time and run every
+/// timer well into the future.
 fn start_and_run_timers(config: &Config) {
-    let now = Instant::now();
-    let mut switch = Switch::new(vxswitch::sys::daemon::switch_config(config), now);
+    let (now, wall) = (Instant::now(), SystemTime::now());
     let mut esp = EspTunnels::new(
         Some(HostKey::generate().unwrap()),
         1,
@@ -97,18 +98,14 @@ fn start_and_run_timers(config: &Config) {
         SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() },
     );
     esp.add_static_peer(now, "198.18.0.2".parse().unwrap(), HostKey::generate().unwrap().public_key()).unwrap();
-    switch.set_esp(esp);
-    let gossip = config.gossip.as_ref().unwrap();
-    let record = vxswitch::sys::daemon::gossip::local_record(config, &gossip.name, gossip.config.listen, 1, None);
-    let mut membership = Membership::new(gossip.config.clone(), record, &ClusterKey::from_bytes([1; 32]), now).unwrap();
+    let join = (ClusterKey::from_bytes([1; 32]), config.gossip.as_ref().unwrap().config.listen);
+    let mut node = Node::new(NodeConfig::from_config(config, 1, wall, Some(esp), Some(join)), now, wall).unwrap();
     let mut t = now;
     for _ in 0..50 {
         t += Duration::from_secs(3600 * 24 * 400);
-        switch.handle_timeout(t);
-        membership.handle_timeout(t);
-        while membership.poll_transmit().is_some() {}
-        let _ = switch.poll_timeout();
-        let _ = membership.poll_timeout();
+        node.handle_timeout(t);
+        while node.poll_transmit().is_some() || node.poll_gossip().is_some() || node.poll_kernel_update().is_some() {}
+        let _ = node.poll_timeout();
     }
 }
 

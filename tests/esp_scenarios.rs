@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use vxswitch::arp::UnknownArp;
 use vxswitch::control::ControlUpdate;
-use vxswitch::dataplane::{DropReason, EspTunnels, NetworkSpec, RoutedSpec, Switch, SwitchConfig, Tunnel};
+use vxswitch::dataplane::{DropReason, EspTunnels, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
 use vxswitch::ipsec::{HostKey, SessionConfig, Suite};
+use vxswitch::node::NodeConfig;
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::vxlan::Vni;
 
@@ -51,13 +52,13 @@ fn encrypted_cluster(n: usize, session: SessionConfig) -> (Sim, Keys) {
         let host = HostKey::generate().unwrap();
         keys.public.push(host.public_key());
         keys.epochs.push(1000 + i as u64);
-        sim.hosts[i].switch.set_esp(EspTunnels::new(Some(host), 1000 + i as u64, Suite::Aes256Gcm, session.clone()));
+        sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(host), 1000 + i as u64, Suite::Aes256Gcm, session.clone()));
     }
     for i in 0..n {
         for k in (0..n).filter(|&k| k != i) {
             let now = sim.now;
             let update = ControlUpdate::EspKey { underlay: ul(k), public_key: keys.public[k], epoch: keys.epochs[k] };
-            sim.hosts[i].switch.apply(now, update);
+            sim.hosts[i].node_mut().apply(now, update);
         }
     }
     (sim, keys)
@@ -111,7 +112,7 @@ fn esp_rekey_under_traffic_loses_nothing() {
     assert_eq!(sim.take_tap(0, 0).len(), sent, "host 0 received every frame");
     assert!(spis.len() >= 10, "SAs rotated under traffic: {} SPIs seen", spis.len());
     for h in 0..2 {
-        let c = sim.hosts[h].switch.counters();
+        let c = sim.hosts[h].switch().counters();
         assert_eq!(c.total_drops(), 0, "host {h}: {:?}", c.drops_by_label());
     }
 }
@@ -132,11 +133,13 @@ fn esp_restart_recovers_with_fresh_keys() {
     let host = HostKey::generate().unwrap();
     let (public, epoch) = (host.public_key(), 99_999);
     let now = sim.now;
-    let mut fresh = Switch::new(spec(1, 2, None), now);
-    fresh.set_esp(EspTunnels::new(Some(host), epoch, Suite::Aes256Gcm, SessionConfig::default()));
-    fresh.apply(now, ControlUpdate::EspKey { underlay: ul(0), public_key: keys.public[0], epoch: keys.epochs[0] });
-    sim.hosts[1].switch = fresh;
-    sim.hosts[0].switch.apply(now, ControlUpdate::EspKey { underlay: ul(1), public_key: public, epoch });
+    let fresh = NodeConfig {
+        esp: Some(EspTunnels::new(Some(host), epoch, Suite::Aes256Gcm, SessionConfig::default())),
+        static_updates: vec![ControlUpdate::EspKey { underlay: ul(0), public_key: keys.public[0], epoch: keys.epochs[0] }],
+        ..NodeConfig::switch_only(spec(1, 2, None))
+    };
+    sim.restart(1, fresh);
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(1), public_key: public, epoch });
 
     let mut after = HashSet::new();
     for i in 0..20u8 {
@@ -165,12 +168,12 @@ fn esp_fails_closed() {
     sim.inject_esp(ul(0), 1, &forged);
     sim.inject_esp(ul(0), 1, &[0xff]);
     assert!(sim.take_tap(1, 0).is_empty());
-    let c = sim.hosts[1].switch.counters();
+    let c = sim.hosts[1].switch().counters();
     assert_eq!(c.drops(DropReason::CleartextOnEncrypted), 1);
     assert_eq!(c.drops(DropReason::EspIke), 1, "the all-zero datagram carries the non-ESP marker");
     assert_eq!(c.drops(DropReason::EspRejected), 1);
     assert_eq!(c.esp_keepalives, 1);
-    let esp_drops = sim.hosts[1].switch.esp().unwrap().drops();
+    let esp_drops = sim.hosts[1].switch().esp().unwrap().drops();
     assert_eq!(esp_drops.total(), 1, "the forged packet is counted by the ESP layer");
     // A captured packet replayed is rejected too.
     sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, b"once"));
@@ -178,7 +181,7 @@ fn esp_fails_closed() {
     assert_eq!(sim.take_tap(1, 0).len(), 1);
     sim.inject_esp(ul(0), 1, &d.payload);
     assert!(sim.take_tap(1, 0).is_empty(), "replay dropped");
-    assert_eq!(sim.hosts[1].switch.esp().unwrap().drops().get(vxswitch::ipsec::DropReason::Replay), 1);
+    assert_eq!(sim.hosts[1].switch().esp().unwrap().drops().get(vxswitch::ipsec::DropReason::Replay), 1);
 }
 
 #[test]
@@ -193,13 +196,13 @@ fn esp_routed_network_carries_ip_packets() {
     let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
     let public: Vec<[u8; 32]> = hosts.iter().map(HostKey::public_key).collect();
     for (i, host) in hosts.into_iter().enumerate() {
-        sim.hosts[i].switch.set_esp(EspTunnels::new(Some(host), i as u64 + 5, Suite::Aes128Gcm, SessionConfig::default()));
+        sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(host), i as u64 + 5, Suite::Aes128Gcm, SessionConfig::default()));
     }
     let now = sim.now;
     for i in 0..2 {
         let k = 1 - i;
-        sim.hosts[i].switch.apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
-        sim.hosts[i].switch.apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet, via: ul(k) });
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet, via: ul(k) });
     }
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)
@@ -239,11 +242,9 @@ fn esp_static_public_keys_exchange_epochs_by_hello() {
     let public: Vec<[u8; 32]> = (0..2).map(|i| key(i).public_key()).collect();
     let start = |sim: &mut Sim, i: usize, epoch: u64| {
         let now = sim.now;
-        let mut fresh = Switch::new(spec(i, 2, None), now);
         let mut esp = EspTunnels::new(Some(key(i)), epoch, Suite::Aes256Gcm, SessionConfig::default());
         esp.add_static_peer(now, ul(1 - i), public[1 - i]).unwrap();
-        fresh.set_esp(esp);
-        sim.hosts[i].switch = fresh;
+        sim.restart(i, NodeConfig { esp: Some(esp), ..NodeConfig::switch_only(spec(i, 2, None)) });
     };
     start(&mut sim, 0, 10);
     start(&mut sim, 1, 20);
@@ -251,7 +252,7 @@ fn esp_static_public_keys_exchange_epochs_by_hello() {
     let hellos: Vec<_> = sim.take_underlay();
     assert!(hellos.iter().all(|d| d.tunnel == Tunnel::Esp && d.payload.len() == vxswitch::ipsec::hello::HELLO_LEN));
     for i in 0..2 {
-        assert!(sim.hosts[i].switch.esp().unwrap().has_session(ul(1 - i)), "host {i} derived keys from the hello");
+        assert!(sim.hosts[i].switch().esp().unwrap().has_session(ul(1 - i)), "host {i} derived keys from the hello");
     }
     sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, b"after hello"));
     assert_eq!(sim.take_tap(1, 0).len(), 1);
@@ -268,7 +269,7 @@ fn esp_static_public_keys_exchange_epochs_by_hello() {
 
     // An attacker replays host 1's hello from its previous run: refused, keys unchanged.
     sim.inject_esp(ul(1), 0, &old_hello);
-    assert_eq!(sim.hosts[0].switch.esp().unwrap().hellos.replayed, 1);
+    assert_eq!(sim.hosts[0].switch().esp().unwrap().hellos.replayed, 1);
     sim.take_underlay();
     sim.tap_send(1, 0, &ethernet_frame(BCAST, mac(1, 1), 0x0800, b"still fine"));
     assert_eq!(sim.take_tap(0, 0).len(), 1);

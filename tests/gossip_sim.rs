@@ -1,22 +1,22 @@
-//! Gossip scenarios on the in-process simulator (virtual time, seeded loss, bounded steps).
+//! Gossip scenarios on the simulator (whole nodes, virtual time, seeded loss, bounded steps).
 //! Run with `--nocapture` to see the measured times and rates.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vxswitch::control::sim::{host_addr, host_ip, host_record, SimNet, SIM_VNI};
 use vxswitch::control::{ClusterKey, Contested, DropReason, GossipConfig, Liveness, Membership, SubnetClaim};
+use vxswitch::sim::{host_addr, host_ip, host_record, Sim, SIM_VNI};
 
-fn converge(net: &mut SimNet, within: Duration) -> Duration {
+fn converge(net: &mut Sim, within: Duration) -> Duration {
     let deadline = net.now + within;
     let t0 = net.now;
-    assert!(net.run_until_cond(deadline, SimNet::converged), "not converged within {within:?}");
+    assert!(net.run_until_cond(deadline, Sim::converged), "not converged within {within:?}");
     net.now - t0
 }
 
 #[test]
 fn gossip_converges_64_hosts() {
-    let mut net = SimNet::new(64, GossipConfig::default(), 1);
+    let mut net = Sim::gossip(64, GossipConfig::default(), 1);
     let t = converge(&mut net, Duration::from_secs(60));
     println!("64 hosts: converged in {t:?} (simulated)");
     assert!(net.max_datagram() <= 1400, "datagram of {} bytes", net.max_datagram());
@@ -26,14 +26,14 @@ fn gossip_converges_64_hosts() {
 fn gossip_killed_host_withdrawn_within_10s_at_16_hosts() {
     let mut worst = Duration::ZERO;
     for seed in 1..=5 {
-        let mut net = SimNet::new(16, GossipConfig::default(), seed);
+        let mut net = Sim::gossip(16, GossipConfig::default(), seed);
         converge(&mut net, Duration::from_secs(30));
         net.run_for(Duration::from_secs(5));
         let victim = 5;
         let downs_before: Vec<u64> = net.hosts.iter().map(|h| h.view.peer_downs).collect();
         net.kill(victim);
         let t0 = net.now;
-        let done = net.run_until_cond(t0 + Duration::from_secs(10), SimNet::converged);
+        let done = net.run_until_cond(t0 + Duration::from_secs(10), Sim::converged);
         let took = net.now - t0;
         assert!(done, "seed {seed}: host {victim} not withdrawn everywhere within 10 s");
         worst = worst.max(took);
@@ -52,14 +52,14 @@ fn gossip_killed_host_withdrawn_within_10s_at_16_hosts() {
 
 #[test]
 fn gossip_no_false_deaths_at_20_percent_loss_for_5_minutes() {
-    let mut net = SimNet::new(16, GossipConfig::default(), 7);
+    let mut net = Sim::gossip(16, GossipConfig::default(), 7);
     net.loss = 0.2;
     let t = converge(&mut net, Duration::from_secs(60));
     println!("16 hosts at 20% loss: converged in {t:?}");
     net.run_for(Duration::from_secs(300));
     for (i, h) in net.hosts.iter().enumerate() {
         assert_eq!(h.view.peer_downs, 0, "host {i} saw a false death");
-        let m = h.m.as_ref().unwrap();
+        let m = h.membership();
         assert!(m.members().iter().all(|s| s.state != Liveness::Dead), "host {i}");
     }
     assert!(net.converged());
@@ -67,7 +67,7 @@ fn gossip_no_false_deaths_at_20_percent_loss_for_5_minutes() {
 
 #[test]
 fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
-    let mut net = SimNet::new(16, GossipConfig::default(), 3);
+    let mut net = Sim::gossip(16, GossipConfig::default(), 3);
     converge(&mut net, Duration::from_secs(30));
     net.run_for(Duration::from_secs(3));
     let victim = 9;
@@ -76,7 +76,7 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
     net.run_for(Duration::from_millis(500));
     net.start_host(victim, 2000);
     let t0 = net.now;
-    let new_epoch_everywhere = |n: &SimNet| {
+    let new_epoch_everywhere = |n: &Sim| {
         n.hosts.iter().enumerate().all(|(i, h)| i == victim || h.view.esp.get(&host_ip(victim)).map(|(_, e)| *e) == Some(2000))
             && n.converged()
     };
@@ -94,11 +94,11 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
 
 #[test]
 fn gossip_converges_after_partition() {
-    let mut net = SimNet::new(4, GossipConfig::default(), 11);
+    let mut net = Sim::gossip(4, GossipConfig::default(), 11);
     converge(&mut net, Duration::from_secs(30));
     net.partition = Some(vec![0, 0, 1, 1]);
     let t0 = net.now;
-    let split = |n: &SimNet| {
+    let split = |n: &Sim| {
         n.hosts.iter().enumerate().all(|(i, h)| {
             let other = if i < 2 { [2, 3] } else { [0, 1] };
             other.iter().all(|&j| !h.view.peers.contains_key(&(SIM_VNI, host_ip(j))))
@@ -117,7 +117,7 @@ fn gossip_converges_after_partition() {
 
 #[test]
 fn gossip_forged_and_replayed_datagrams_rejected_and_counted() {
-    let mut net = SimNet::new(3, GossipConfig::default(), 5);
+    let mut net = Sim::gossip(3, GossipConfig::default(), 5);
     net.capture = Some(Vec::new());
     converge(&mut net, Duration::from_secs(10));
     let captured = net.capture.take().unwrap();
@@ -148,7 +148,7 @@ fn gossip_forged_and_replayed_datagrams_rejected_and_counted() {
     }
     assert!(sent_by_outsider > 0);
     net.run_for(Duration::from_millis(100));
-    let m0 = net.hosts[0].m.as_ref().unwrap();
+    let m0 = net.hosts[0].membership();
     assert_eq!(m0.dropped(DropReason::Replay), to0.len() as u64);
     assert_eq!(m0.dropped(DropReason::AuthFailed), 1 + sent_by_outsider);
     // The outsider learned nothing and is unknown to the cluster.
@@ -160,7 +160,7 @@ fn gossip_forged_and_replayed_datagrams_rejected_and_counted() {
 
 #[test]
 fn gossip_overlapping_claims_detected_older_claim_wins() {
-    let mut net = SimNet::new(4, GossipConfig::default(), 13);
+    let mut net = Sim::gossip(4, GossipConfig::default(), 13);
     converge(&mut net, Duration::from_secs(10));
     // Host 2 (newer claim: since 5000) claims a /23 overlapping host 1's /24 and host 1's container.
     let mut r2 = host_record(2, 1000);
@@ -170,7 +170,7 @@ fn gossip_overlapping_claims_detected_older_claim_wins() {
     net.set_record(2, r2);
     net.run_for(Duration::from_secs(5));
     for (i, h) in net.hosts.iter().enumerate() {
-        let c = h.m.as_ref().unwrap().conflicts();
+        let c = h.membership().conflicts();
         assert_eq!(c.len(), 2, "host {i}: {c:?}");
         assert!(c.iter().all(|c| c.loser == "h002"));
         assert!(c.iter().any(|c| matches!(c.what, Contested::Address(ip) if ip == Ipv4Addr::new(198, 19, 1, 10)) && c.winner == "h001"));
@@ -181,11 +181,11 @@ fn gossip_overlapping_claims_detected_older_claim_wins() {
             assert_eq!(h.view.arp.get(&(SIM_VNI, Ipv4Addr::new(198, 19, 1, 10))), Some(&host_record(1, 1000).networks[0].bindings[0].mac));
         }
     }
-    println!("conflicts seen on host 0: {:?}", net.hosts[0].m.as_ref().unwrap().conflicts());
+    println!("conflicts seen on host 0: {:?}", net.hosts[0].membership().conflicts());
 }
 
 fn steady_rate(n: usize) -> f64 {
-    let mut net = SimNet::new(n, GossipConfig::default(), 21);
+    let mut net = Sim::gossip(n, GossipConfig::default(), 21);
     converge(&mut net, Duration::from_secs(60));
     net.run_for(Duration::from_secs(15));
     let b0 = net.tx_bytes();
@@ -206,7 +206,7 @@ fn gossip_bytes_per_second_per_host() {
 #[test]
 fn gossip_small_mtu_is_respected() {
     let cfg = GossipConfig { mtu: 512, ..GossipConfig::default() };
-    let mut net = SimNet::new(24, cfg, 17);
+    let mut net = Sim::gossip(24, cfg, 17);
     converge(&mut net, Duration::from_secs(60));
     assert!(net.max_datagram() <= 512, "{}", net.max_datagram());
     assert!(net.max_datagram() > 300, "{}", net.max_datagram());

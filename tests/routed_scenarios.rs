@@ -51,7 +51,7 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
         for i in 0..n {
             for k in (0..n).filter(|&k| k != i) {
                 let now = sim.now;
-                sim.hosts[i].switch.apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet(k), via: ul(k) });
+                sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet(k), via: ul(k) });
             }
         }
     }
@@ -92,7 +92,7 @@ fn proxy_arp_answers_locally_and_nothing_crosses() {
     let (a_ip, b_ip) = (Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(192, 0, 2, 21));
     let (a, b) = (EthernetAddress([2, 0, 0, 0, 0, 0xa]), EthernetAddress([2, 0, 0, 0, 0, 0xb]));
     let now = sim.now;
-    sim.hosts[0].switch.apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
     // Host 1 (the owner) is down: no datagram can reach it anyway.
     sim.hosts.remove(1);
     for _ in 0..5 {
@@ -105,7 +105,7 @@ fn proxy_arp_answers_locally_and_nothing_crosses() {
     assert_eq!((r.operation, r.source_hardware_addr, r.source_protocol_addr), (ArpOperation::Reply, b, b_ip));
     assert_eq!((r.target_hardware_addr, r.target_protocol_addr), (a, a_ip));
     assert_eq!(EthernetFrame::new_checked(&replies[0][..]).unwrap().dst_addr(), a);
-    assert_eq!(sim.hosts[0].switch.counters().arp_replies, 5);
+    assert_eq!(sim.hosts[0].switch().counters().arp_replies, 5);
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn unknown_ip_floods_or_drops_by_policy() {
     let mut drop = cluster(3, false, UnknownArp::Drop);
     drop.tap_send(0, 0, &req);
     assert!(drop.take_underlay().is_empty());
-    assert_eq!(drop.hosts[0].switch.counters().drops(DropReason::ArpUnknownDropped), 1);
+    assert_eq!(drop.hosts[0].switch().counters().drops(DropReason::ArpUnknownDropped), 1);
 }
 
 #[test]
@@ -128,18 +128,18 @@ fn spoofed_gratuitous_arp_is_dropped_both_ways() {
     let (b, evil) = (EthernetAddress([2, 0, 0, 0, 0, 0xb]), EthernetAddress([2, 0, 0, 0, 0, 0xe]));
     let now = sim.now;
     for h in 0..2 {
-        sim.hosts[h].switch.apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
+        sim.hosts[h].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
     }
     let garp = arp(ArpOperation::Request, evil, b_ip, EthernetAddress([0; 6]), b_ip);
     sim.tap_send(0, 0, &garp);
     assert!(sim.take_underlay().is_empty(), "a local container cannot claim a bound IP");
-    assert_eq!(sim.hosts[0].switch.counters().drops(DropReason::ArpSpoofed), 1);
+    assert_eq!(sim.hosts[0].switch().counters().drops(DropReason::ArpSpoofed), 1);
     // The same lie arriving over the underlay (e.g. from a host with a stale or hostile view).
     let mut payload = vec![0x08, 0, 0, 0, 0, 0, VNI as u8, 0];
     payload.extend_from_slice(&garp);
     sim.inject_underlay(ul(0), 1, &payload);
     assert!(sim.take_tap(1, 0).is_empty());
-    assert_eq!(sim.hosts[1].switch.counters().drops(DropReason::ArpSpoofed), 1);
+    assert_eq!(sim.hosts[1].switch().counters().drops(DropReason::ArpSpoofed), 1);
     sim.take_underlay();
     // The rightful owner announcing itself still passes.
     sim.tap_send(0, 0, &arp(ArpOperation::Request, b, b_ip, EthernetAddress([0; 6]), b_ip));
@@ -203,7 +203,7 @@ fn routed_delivery_across_three_hosts() {
     // Now resolved: the next packet goes straight through.
     sim.tap_send(0, 0, &udp_frame(gw_mac, ctr_mac(0), ctr_ip(0), ctr_ip(2), 64));
     assert_eq!(sim.take_tap(2, 0).len(), 1);
-    assert_eq!(sim.hosts[0].switch.counters().routed_packets, 2);
+    assert_eq!(sim.hosts[0].switch().counters().routed_packets, 2);
 }
 
 #[test]
@@ -233,13 +233,13 @@ fn routed_icmp_errors_for_no_route_and_ttl_expiry() {
         matches!(types[1], etherparse::Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)),
         "{types:?}"
     );
-    let c = sim.hosts[0].switch.counters();
+    let c = sim.hosts[0].switch().counters();
     assert_eq!((c.drops(DropReason::NoRoute), c.drops(DropReason::TtlExpired)), (1, 1));
     // A peer going down withdraws its routes: now there is no route.
     let now = sim.now;
-    sim.hosts[0].switch.apply(now, ControlUpdate::PeerDown { vni: VNI, underlay: ul(1) });
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::PeerDown { vni: VNI, underlay: ul(1) });
     sim.tap_send(0, 0, &udp_frame(gw_mac, ctr_mac(0), ctr_ip(0), ctr_ip(1), 64));
-    assert_eq!(sim.hosts[0].switch.counters().drops(DropReason::NoRoute), 2);
+    assert_eq!(sim.hosts[0].switch().counters().drops(DropReason::NoRoute), 2);
 }
 
 #[test]
@@ -249,5 +249,5 @@ fn routed_unresolved_packets_expire_and_are_counted() {
     sim.tap_send(0, 0, &udp_frame(gw_mac, ctr_mac(0), ctr_ip(0), ctr_ip(1), 64));
     assert_eq!(sim.take_tap(1, 0).len(), 1, "the ARP request");
     sim.advance(Duration::from_secs(4));
-    assert_eq!(sim.hosts[1].switch.counters().drops(DropReason::NeighbourUnresolved), 1);
+    assert_eq!(sim.hosts[1].switch().counters().drops(DropReason::NeighbourUnresolved), 1);
 }

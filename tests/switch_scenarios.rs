@@ -59,7 +59,7 @@ fn switch_floods_broadcast_once_to_every_peer_and_never_back() {
         assert_eq!(sim.take_tap(h, 0).len(), 1, "host {h} delivers the broadcast once");
     }
     assert!(sim.take_tap(0, 0).is_empty(), "never back to the TAP it came from");
-    assert_eq!(sim.hosts[0].switch.counters().flood_copies, 3);
+    assert_eq!(sim.hosts[0].switch().counters().flood_copies, 3);
 }
 
 #[test]
@@ -77,8 +77,8 @@ fn switch_learns_and_then_unicasts_to_one_vtep() {
     assert_eq!((crossed[0].from, crossed[0].to), (ul(1), ul(0)));
     assert_eq!(sim.take_tap(0, 0).len(), 1);
     assert!(sim.take_tap(2, 0).is_empty());
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(1042, EthernetAddress(b)), Some(Location::Remote(ul(1))));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(1042, EthernetAddress(a)), Some(Location::Local));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(b)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(a)), Some(Location::Local));
 }
 
 #[test]
@@ -92,11 +92,11 @@ fn switch_ages_idle_entries_and_floods_again() {
     sim.tap_send(0, 0, &arp_like(b, a));
     assert_eq!(sim.take_underlay().len(), 1, "b still known just before it ages");
     sim.advance(Duration::from_secs(3));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(1042, EthernetAddress(b)), None, "aged out");
-    assert_eq!(sim.hosts[0].switch.fdb().counters().aged, 1);
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(b)), None, "aged out");
+    assert_eq!(sim.hosts[0].switch().fdb().counters().aged, 1);
     sim.tap_send(0, 0, &arp_like(b, a));
     assert_eq!(sim.take_underlay().len(), 2, "unknown unicast is flooded to both peers");
-    assert_eq!(sim.hosts[0].switch.poll_timeout(), sim.hosts[0].switch.fdb().next_expiry());
+    assert_eq!(sim.hosts[0].switch().poll_timeout(), sim.hosts[0].switch().fdb().next_expiry());
 }
 
 #[test]
@@ -104,12 +104,12 @@ fn switch_follows_a_mac_move_to_another_host() {
     let mut sim = cluster(3, &[1042], Duration::from_secs(300), 1024);
     let (a, roamer) = (mac(0, 1), mac(9, 9));
     sim.tap_send(1, 0, &arp_like(BCAST, roamer));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(1))));
     sim.advance(Duration::from_secs(5));
     // The workload moves to host 2 and announces itself (gratuitous ARP).
     sim.tap_send(2, 0, &arp_like(BCAST, roamer));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(2))));
-    assert_eq!(sim.hosts[0].switch.fdb().counters().moved, 1);
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(2))));
+    assert_eq!(sim.hosts[0].switch().fdb().counters().moved, 1);
     sim.take_underlay();
     sim.tap_send(0, 0, &arp_like(roamer, a));
     let crossed = sim.take_underlay();
@@ -123,7 +123,7 @@ fn switch_caps_the_table_and_counts_evictions() {
         sim.tap_send(0, 0, &arp_like(BCAST, mac(0, n)));
         sim.advance(Duration::from_secs(2));
     }
-    let fdb = sim.hosts[1].switch.fdb();
+    let fdb = sim.hosts[1].switch().fdb();
     assert_eq!(fdb.len(), 8);
     assert_eq!(fdb.counters().evicted, 12);
     for n in 12..20 {
@@ -138,13 +138,13 @@ fn switch_keeps_vnis_apart() {
     sim.tap_send(0, 0, &arp_like(BCAST, a));
     assert_eq!(sim.take_tap(1, 0).len(), 1, "VNI 100 delivered on VNI 100's TAP");
     assert!(sim.take_tap(1, 1).is_empty(), "nothing leaks into VNI 200");
-    let fdb = sim.hosts[1].switch.fdb();
+    let fdb = sim.hosts[1].switch().fdb();
     assert!(fdb.lookup(100, EthernetAddress(a)).is_some());
     assert!(fdb.lookup(200, EthernetAddress(a)).is_none());
     // The same MAC may live in another place on another VNI.
     sim.tap_send(1, 1, &arp_like(BCAST, a));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(200, EthernetAddress(a)), Some(Location::Remote(ul(1))));
-    assert_eq!(sim.hosts[0].switch.fdb().lookup(100, EthernetAddress(a)), Some(Location::Local));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(200, EthernetAddress(a)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(100, EthernetAddress(a)), Some(Location::Local));
 }
 
 fn vxlan(vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
@@ -167,16 +167,16 @@ fn switch_drops_and_counts_malformed_underlay_packets() {
         (ul(0), vxlan(1042, 0x08, &arp_like(BCAST, BCAST)), DropReason::InnerBadSourceMac),
     ];
     for (from, payload, reason) in &cases {
-        let before = sim.hosts[1].switch.counters().drops(*reason);
+        let before = sim.hosts[1].switch().counters().drops(*reason);
         sim.inject_underlay(*from, 1, payload);
-        assert_eq!(sim.hosts[1].switch.counters().drops(*reason), before + 1, "{reason:?}");
+        assert_eq!(sim.hosts[1].switch().counters().drops(*reason), before + 1, "{reason:?}");
     }
     assert!(sim.take_tap(1, 0).is_empty(), "nothing malformed reaches the TAP");
-    assert_eq!(sim.hosts[1].switch.counters().total_drops(), cases.len() as u64);
+    assert_eq!(sim.hosts[1].switch().counters().total_drops(), cases.len() as u64);
     // Reserved bits set: accepted (RFC 7348) and counted.
     sim.inject_underlay(ul(0), 1, &vxlan(1042, 0x0c, &good_inner));
     assert_eq!(sim.take_tap(1, 0).len(), 1);
-    assert_eq!(sim.hosts[1].switch.counters().vxlan_reserved_bits, 1);
+    assert_eq!(sim.hosts[1].switch().counters().vxlan_reserved_bits, 1);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn switch_drops_oversize_and_bad_source_tap_frames() {
     sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, &[0u8; 1451]));
     sim.tap_send(0, 0, &arp_like(BCAST, BCAST));
     sim.tap_send(0, 0, &[0u8; 10]);
-    let c = sim.hosts[0].switch.counters();
+    let c = sim.hosts[0].switch().counters();
     assert_eq!(c.drops(DropReason::TapOversize), 1);
     assert_eq!(c.drops(DropReason::TapBadSourceMac), 1);
     assert_eq!(c.drops(DropReason::TapMalformed), 1);
@@ -204,6 +204,6 @@ proptest! {
         if p.len() >= 8 { p[0] = flags; p[4..7].copy_from_slice(&[0, 0x04, 0x12]); }
         sim.inject_underlay(ul(0), 1, &p);
         let delivered = sim.take_tap(1, 0).len() as u64;
-        prop_assert_eq!(delivered + sim.hosts[1].switch.counters().total_drops(), 1);
+        prop_assert_eq!(delivered + sim.hosts[1].switch().counters().total_drops(), 1);
     }
 }

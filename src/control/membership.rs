@@ -595,7 +595,7 @@ fn local_salt(local: &MemberRecord) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::sim::{host_addr, host_record};
+    use crate::control::fixtures::{host_addr, host_record};
 
     #[test]
     fn garbage_and_truncated_datagrams_are_counted_not_panics() {

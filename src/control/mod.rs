@@ -71,17 +71,17 @@
 //! at 4 hosts and 0.9 kB/s at 64 hosts.
 
 pub mod config;
+pub mod fixtures;
 pub mod identity;
 pub mod membership;
 pub mod record;
 pub mod seal;
-pub mod sim;
 pub mod tables;
 mod update;
 
 pub use config::GossipConfig;
 pub use membership::{GossipStats, Liveness, MemberStatus, Membership};
-pub use record::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
+pub use record::{Binding, MemberRecord, NetworkClaim, RecordTooLarge, SubnetClaim};
 pub use seal::{ClusterKey, DropCounts, DropReason};
 pub use tables::{Conflict, Contested};
 pub use update::{ControlUpdate, PeerInfo};

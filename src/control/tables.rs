@@ -252,7 +252,7 @@ fn diff(old: &BTreeMap<Key, Val>, new: &BTreeMap<Key, Val>, out: &mut Vec<Contro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::sim::{host_ip, host_record, SIM_VNI};
+    use crate::control::fixtures::{host_ip, host_record, SIM_VNI};
 
     #[test]
     fn peer_first_then_routes_and_withdrawal_in_reverse() {

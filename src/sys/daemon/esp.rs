@@ -1,10 +1,11 @@
 //! The ESP side of the daemon: the ESP-in-UDP socket, the host key, manual and static-key peers.
+//! The tunnels it sets up are handed to the node, whose switch owns them from then on.
 
 use std::io;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::dataplane::{EspTunnels, Switch};
+use crate::dataplane::EspTunnels;
 use crate::ipsec::{HostKey, SessionConfig};
 use crate::sys::fastpath::udp::UnderlaySockets;
 use crate::sys::SysError;
@@ -13,14 +14,13 @@ use crate::sys::SysError;
 pub struct EspDriver {
     /// The ESP-in-UDP socket (port 4500 on both ends).
     pub sockets: UnderlaySockets,
-    /// This host's public key when automatic keys are in use.
-    pub public_key: Option<[u8; 32]>,
 }
 
 impl EspDriver {
     /// Set up ESP when a network is encrypted: load (or create) the host key for automatic keys,
-    /// install manual SAs, bind the ESP-in-UDP socket.
-    pub fn start(config: &Config, epoch: u64, switch: &mut Switch) -> Result<Option<Self>, SysError> {
+    /// install manual SAs, bind the ESP-in-UDP socket. Returns the driver and the tunnels for the
+    /// node (their public key is this host's when automatic keys are in use).
+    pub fn start(config: &Config, epoch: u64, now: Instant) -> Result<Option<(Self, EspTunnels)>, SysError> {
         let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok(None) };
         let automatic = config.gossip.is_some() || net.peers.iter().any(|p| p.public_key.is_some());
         let host = if automatic {
@@ -32,13 +32,11 @@ impl EspDriver {
         } else {
             None
         };
-        let public_key = host.as_ref().map(HostKey::public_key);
         let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
-        switch.set_esp(EspTunnels::new(host, epoch, config.esp.suite, session));
-        let now = Instant::now();
+        let mut tunnels = EspTunnels::new(host, epoch, config.esp.suite, session);
         for peer in &net.peers {
             if let Some(key) = peer.public_key {
-                switch.esp_mut().expect("set above").add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
+                tunnels.add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
                     op: "add ESP peer",
                     source: io::Error::new(io::ErrorKind::InvalidInput, format!("peer {}: unusable public key ({e:?})", peer.address)),
                 })?;
@@ -47,7 +45,7 @@ impl EspDriver {
                 // Manual SAs follow `ip xfrm state` defaults: no ESN.
                 let sas = out.outbound(false).and_then(|o| Ok((o, inb.inbound(false, config.esp.replay_window)?)));
                 match sas {
-                    Ok((o, i)) => switch.esp_mut().expect("set above").add_manual(now, peer.address, o, i),
+                    Ok((o, i)) => tunnels.add_manual(now, peer.address, o, i),
                     Err(e) => {
                         return Err(SysError::Os {
                             op: "install manual ESP keys",
@@ -59,6 +57,6 @@ impl EspDriver {
         }
         let sockets = UnderlaySockets::bind_fixed_source(config.underlay.address, config.esp.port)?;
         tracing::info!(vni = net.vni, port = config.esp.port, automatic, "ESP tunnels ready");
-        Ok(Some(EspDriver { sockets, public_key }))
+        Ok(Some((EspDriver { sockets }, tunnels)))
     }
 }

@@ -1,0 +1,92 @@
+//! The daemon's poll set, built from data: one `(fd, what it is)` entry per open descriptor, so
+//! a descriptor that is not configured (no gossip, no ESP, no metrics) is simply absent instead
+//! of holding a fixed slot, and the loop dispatches on what became ready rather than on slot
+//! numbers. Entries are polled and reported in the order given, which is the order the loop
+//! serves them in.
+#![allow(unsafe_code)] // poll(2) itself; the SAFETY note is at the call
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::dataplane::PortId;
+use crate::sys::SysError;
+
+/// What a polled descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The signalfd for SIGINT/SIGTERM.
+    Signals,
+    /// The TAP of a switched network.
+    Tap(PortId),
+    /// The VXLAN socket.
+    Vxlan,
+    /// The ESP-in-UDP socket.
+    Esp,
+    /// The gossip socket.
+    Gossip,
+    /// The metrics HTTP listener.
+    Metrics,
+    /// The control socket.
+    Control,
+}
+
+/// The descriptors the loop waits on.
+pub struct PollSet {
+    fds: Vec<libc::pollfd>,
+    sources: Vec<Source>,
+}
+
+impl PollSet {
+    /// A poll set of `entries`, served in the order given.
+    pub fn new(entries: impl IntoIterator<Item = (RawFd, Source)>) -> Self {
+        let (fds, sources) = entries.into_iter().map(|(fd, s)| (libc::pollfd { fd, events: libc::POLLIN, revents: 0 }, s)).unzip();
+        PollSet { fds, sources }
+    }
+
+    /// Wait up to `timeout` for any descriptor to be readable; `false` when a signal interrupted.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, SysError> {
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(SysError::Os { op: "poll", source: e });
+        }
+        Ok(true)
+    }
+
+    /// What became ready in the last [`PollSet::wait`], in the order given.
+    pub fn ready(&self) -> impl Iterator<Item = Source> + '_ {
+        self.fds.iter().zip(&self.sources).filter(|(fd, _)| fd.revents != 0).map(|(_, s)| *s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_ready_entries_by_what_they_are_in_order() {
+        let mut pipes = [[0; 2]; 2];
+        for p in &mut pipes {
+            // SAFETY: p is a valid array of two ints.
+            assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        }
+        let mut set = PollSet::new([(pipes[0][0], Source::Tap(3)), (pipes[1][0], Source::Control)]);
+        assert!(set.wait(Duration::ZERO).unwrap());
+        assert_eq!(set.ready().count(), 0);
+        for p in pipes.iter().rev() {
+            // SAFETY: writing one byte from a valid buffer to the pipe's write end.
+            assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr().cast(), 1) }, 1);
+        }
+        assert!(set.wait(Duration::from_millis(100)).unwrap());
+        assert_eq!(set.ready().collect::<Vec<_>>(), [Source::Tap(3), Source::Control]);
+        for fd in pipes.iter().flatten() {
+            // SAFETY: closing descriptors this test opened.
+            unsafe { libc::close(*fd) };
+        }
+    }
+}
