@@ -316,5 +316,5 @@ fn kernel_mode_deletes_only_a_leftover_vxlan_device_with_its_own_vni() {
     let leftover = nl.create_vxlan(&VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(ul0))).unwrap();
     assert!(start(config).unwrap());
     let replaced = nl.find_link("vtep1042").unwrap();
-    assert!(replaced.map_or(true, |l| l.index != leftover), "the leftover was deleted");
+    assert!(replaced.is_none_or(|l| l.index != leftover), "the leftover was deleted");
 }

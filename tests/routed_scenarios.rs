@@ -189,7 +189,8 @@ fn routed_delivery_across_three_hosts() {
     sim.tap_send(2, 0, &arp(ArpOperation::Reply, ctr_mac(2), ctr_ip(2), gw_mac, gw(2)));
     let delivered = sim.take_tap(2, 0);
     assert_eq!(delivered.len(), 1, "the held packet is released");
-    for f in [&delivered[0]] {
+    {
+        let f = &delivered[0];
         let p = SlicedPacket::from_ethernet(f).unwrap();
         let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else { panic!() };
         assert_eq!((eth.source(), eth.destination()), (gw_mac.0, ctr_mac(2).0));

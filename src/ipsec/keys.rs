@@ -163,7 +163,7 @@ impl HostKey {
         let result = keyfile::create(path, line.as_bytes());
         // Overwrite the hex copy in its own allocation before it is freed (best effort).
         line.clear();
-        line.extend(std::iter::repeat('0').take(KEY_LEN * 2));
+        line.extend(std::iter::repeat_n('0', KEY_LEN * 2));
         Ok(result?)
     }
 }

@@ -97,12 +97,14 @@ impl Node {
         self.wall_at_start + now.saturating_duration_since(self.started)
     }
 
-    /// A frame read from the TAP of `port`, at `buf[frame]` with headroom. // hot path
+    /// A frame read from the TAP of `port`, at `buf[frame]` with headroom.
+    // hot path
     pub fn handle_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
         self.switch.handle_tap_frame(now, port, buf, frame)
     }
 
-    /// A VXLAN datagram (UDP payload at `buf[payload]`) from the peer at `from`. // hot path
+    /// A VXLAN datagram (UDP payload at `buf[payload]`) from the peer at `from`.
+    // hot path
     pub fn handle_underlay(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.switch.handle_underlay(now, from, buf, payload)
     }

@@ -151,8 +151,8 @@ impl Lab {
             lab.hosts.push(host);
             lab.daemons.push(None);
         }
-        for i in 0..kinds.len() {
-            match kinds[i] {
+        for (i, kind) in kinds.iter().enumerate() {
+            match kind {
                 HostKind::Vxswitch => lab.start_vxswitch(i, "")?,
                 HostKind::KernelVxlan => lab.add_kernel_vxlan(i)?,
                 HostKind::Bare => {}

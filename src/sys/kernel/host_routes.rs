@@ -108,7 +108,7 @@ pub fn plan_update(table: &BTreeMap<Ipv4Net, OwnedRoute>, update: &ControlUpdate
         }
         ControlUpdate::PeerDown { vni, underlay } => table
             .iter()
-            .filter(|(_, r)| r.via == *underlay && r.vni.map_or(true, |v| v == *vni))
+            .filter(|(_, r)| r.via == *underlay && r.vni.is_none_or(|v| v == *vni))
             .map(|(subnet, r)| RouteAction::Delete { subnet: *subnet, via: Some(r.via) })
             .collect(),
         _ => Vec::new(),
