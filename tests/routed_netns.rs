@@ -84,3 +84,40 @@ fn netns_host_subnet_all_pairs_then_peer_removed() {
     assert_eq!(proto86_routes(&lab, 0).trim(), "");
     assert!(lab.hosts[0].ns.output("ip", &["route"]).unwrap().contains("203.0.113.0/24"));
 }
+
+/// `sysctl net.ipv4.ip_forward` inside host `i`'s namespace.
+fn ip_forward(lab: &Lab, i: usize) -> String {
+    lab.hosts[i].ns.output("cat", &["/proc/sys/net/ipv4/ip_forward"]).unwrap().trim().to_string()
+}
+
+#[test]
+fn netns_crash_then_config_change_leaves_no_host_state_behind() {
+    if !have_root("netns_crash_then_config_change_leaves_no_host_state_behind") {
+        return;
+    }
+    let mut lab = Lab::build_with("hstate", &[HostKind::Bare; 2], 1, bin(), Addressing::PerHost).unwrap();
+    lab.hosts[0].ns.output("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).unwrap();
+    let gateway = format!("{}/{}", vxswitch::testnet::lab::host_gateway(0), host_subnet(0).prefix_len());
+    let br0_addrs = |lab: &Lab| lab.hosts[0].ns.output("ip", &["-4", "-o", "addr", "show", "dev", "br0"]).unwrap();
+
+    // Host-subnet mode changes the host: forwarding on, the gateway on br0, proto 86 routes.
+    let config = lab.subnet_config(0, "host-subnet", &[0, 1]);
+    lab.start_vxswitch_with(0, &config).unwrap();
+    assert_eq!(ip_forward(&lab, 0), "1");
+    assert!(br0_addrs(&lab).contains(&gateway), "{}", br0_addrs(&lab));
+    assert!(!proto86_routes(&lab, 0).trim().is_empty());
+
+    // Killed, then started with a configuration without host-subnet networks: nothing of the
+    // first run may stay behind.
+    lab.kill_vxswitch(0).unwrap();
+    let overlay = lab.vxswitch_config(0, "");
+    lab.start_vxswitch_with(0, &overlay).unwrap();
+    assert_eq!(proto86_routes(&lab, 0).trim(), "", "orphaned routes removed");
+    assert!(!br0_addrs(&lab).contains(&gateway), "gateway address removed: {}", br0_addrs(&lab));
+    assert_eq!(ip_forward(&lab, 0), "0", "forwarding restored to the host's own setting");
+
+    // A clean shutdown forgets the record.
+    assert!(lab.stop_vxswitch(0).unwrap(), "clean exit");
+    let state = vxswitch::sys::kernel::host_state::HostState::path_for(&lab.socket(0));
+    assert!(!state.exists(), "{} removed at clean shutdown", state.display());
+}

@@ -33,6 +33,7 @@ use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
 use crate::sys::fastpath::tap::Tap;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::links;
 use crate::sys::kernel::vtep::VtepDriver;
@@ -84,6 +85,7 @@ struct Daemon<'c> {
     gossip: Option<GossipSocket>,
     control: ControlSocket,
     metrics: Option<MetricsListener>,
+    host_state: HostState,
     host_subnet: Option<HostSubnetDriver>,
     offload: Option<VtepDriver>,
     tx: TxPath,
@@ -95,6 +97,8 @@ struct Daemon<'c> {
 impl<'c> Daemon<'c> {
     /// Program the kernel, open every descriptor and build the node.
     fn start(config: &'c Config) -> Result<Self, SysError> {
+        // Undo what an earlier run left that this configuration does not want, record what it will change.
+        let host_state = HostState::start(&config.control_socket, config)?;
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
         let taps = open_taps(config)?;
@@ -122,6 +126,7 @@ impl<'c> Daemon<'c> {
             gossip,
             control,
             metrics,
+            host_state,
             host_subnet,
             offload,
             tx: TxPath::new(payload_len),
@@ -250,6 +255,7 @@ impl<'c> Daemon<'c> {
         if let Some(o) = self.offload {
             o.shutdown();
         }
+        self.host_state.finish();
     }
 }
 

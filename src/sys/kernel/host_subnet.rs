@@ -67,7 +67,7 @@ impl HostSubnetDriver {
 
 /// `sysctl -w net.ipv4.ip_forward=1`: host-subnet hosts route between their bridge and the underlay.
 fn enable_forwarding() -> Result<(), SysError> {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    const PATH: &str = super::host_state::IP_FORWARD;
     let on = std::fs::read_to_string(PATH).map(|v| v.trim() == "1").unwrap_or(false);
     if !on {
         std::fs::write(PATH, "1").map_err(|source| SysError::Os { op: "enable net.ipv4.ip_forward", source })?;

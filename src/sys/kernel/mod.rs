@@ -4,6 +4,7 @@
 //! `ControlUpdate`s, then executed; nothing here touches packets (that is `sys::fastpath`).
 
 pub mod host_routes;
+pub mod host_state;
 pub mod host_subnet;
 pub mod links;
 pub mod netlink;

@@ -52,6 +52,19 @@ impl Netlink {
         Ok(all.iter().find(|m| ipv4_of(m).is_some_and(|n| n.addr() == ip)).map(|m| m.header.index))
     }
 
+    /// Removes the IPv4 address `addr` from the link; `Ok(false)` when it was not there.
+    // = ip addr del ADDR/LEN dev DEV
+    pub fn delete_address(&self, index: u32, addr: Ipv4Net) -> Result<bool> {
+        for msg in self.address_messages(index)? {
+            if ipv4_of(&msg) == Some(addr) {
+                self.run(self.handle.address().del(msg).execute())
+                    .map_err(|e| NetlinkError::request(format!("addr del {addr} dev {index}"), e))?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes every IPv4 address from the link.
     // = ip -4 addr flush dev DEV
     pub fn flush_addresses(&self, index: u32) -> Result<()> {

@@ -1,0 +1,277 @@
+//! What vxswitch changed on the host, recorded so that any later start can undo it.
+//!
+//! TAPs vanish with the process, but some changes outlive it: the gateway address put on a
+//! host-subnet bridge, `net.ipv4.ip_forward` switched on, the kernel vxlan devices of kernel mode
+//! and the `proto 86` routes. A clean shutdown undoes them; a crash does not, and a restart with a
+//! *different* configuration would then never look at them again (its reconcile only covers what
+//! the new configuration still mentions). So every such change is written to a small state file
+//! *before* it is made (write to a temporary file, fsync, rename: the file is always either the
+//! old or the new record), and the next start first undoes every recorded change that the new
+//! configuration does not want. The file lives next to the control socket (under /run by
+//! default), which is right: kernel state and /run both end at reboot.
+//!
+//! Undoing is planned ([`plan_cleanup`], pure) and then executed ([`HostState::cleanup`]), like
+//! the route and device programmers.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::host_routes::HostSubnetRoutes;
+use super::netlink::Netlink;
+use crate::config::{Config, Mode};
+use crate::sys::SysError;
+
+/// Where `net.ipv4.ip_forward` lives.
+pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Changes to the host that outlive the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostChanges {
+    /// vxswitch switched `net.ipv4.ip_forward` from 0 to 1.
+    pub enabled_ip_forward: bool,
+    /// Addresses vxswitch added to links that outlive it (host-subnet bridges): (link, address).
+    pub addresses: Vec<(String, Ipv4Net)>,
+    /// Kernel vxlan devices vxswitch created: (name, VNI).
+    pub devices: Vec<(String, u32)>,
+    /// vxswitch may have installed `proto 86` routes.
+    pub routes: bool,
+}
+
+/// One step of undoing a previous run's changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleanup {
+    /// `sysctl -w net.ipv4.ip_forward=0`.
+    DisableIpForward,
+    /// `ip addr del ADDRESS dev LINK`.
+    DeleteAddress(String, Ipv4Net),
+    /// `ip link del NAME`, only if it is a vxlan device with this VNI.
+    DeleteDevice(String, u32),
+    /// Remove every `proto 86` route.
+    FlushRoutes,
+}
+
+/// What `config` will change on the host (recorded before the changes are made).
+pub fn intended(config: &Config, ip_forward_was_on: bool) -> HostChanges {
+    let host_subnet: Vec<_> = config.networks.iter().filter(|n| n.mode == Mode::HostSubnet).collect();
+    HostChanges {
+        enabled_ip_forward: !host_subnet.is_empty() && !ip_forward_was_on,
+        addresses: host_subnet
+            .iter()
+            .filter_map(|n| {
+                let hs = n.host_subnet.as_ref()?;
+                Some((n.bridge.clone()?, Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).ok()?))
+            })
+            .collect(),
+        devices: config.networks.iter().filter(|n| n.mode == Mode::Kernel).map(|n| (n.device.clone(), n.vni)).collect(),
+        routes: !host_subnet.is_empty(),
+    }
+}
+
+/// The steps that undo what `previous` recorded and `next` does not want again.
+pub fn plan_cleanup(previous: &HostChanges, next: &HostChanges) -> Vec<Cleanup> {
+    let mut plan = Vec::new();
+    if previous.enabled_ip_forward && next.addresses.is_empty() && !next.routes {
+        plan.push(Cleanup::DisableIpForward);
+    }
+    for (link, addr) in &previous.addresses {
+        if !next.addresses.contains(&(link.clone(), *addr)) {
+            plan.push(Cleanup::DeleteAddress(link.clone(), *addr));
+        }
+    }
+    for (name, vni) in &previous.devices {
+        // A device wanted again under the same name is replaced by the kernel-mode driver itself.
+        if !next.devices.iter().any(|(n, _)| n == name) {
+            plan.push(Cleanup::DeleteDevice(name.clone(), *vni));
+        }
+    }
+    if previous.routes && !next.routes {
+        plan.push(Cleanup::FlushRoutes);
+    }
+    plan
+}
+
+/// Merge `b` into `a` (what is recorded while both may exist on the host).
+fn union(a: &HostChanges, b: &HostChanges) -> HostChanges {
+    let mut u = a.clone();
+    u.enabled_ip_forward |= b.enabled_ip_forward;
+    u.routes |= b.routes;
+    for x in &b.addresses {
+        if !u.addresses.contains(x) {
+            u.addresses.push(x.clone());
+        }
+    }
+    for x in &b.devices {
+        if !u.devices.contains(x) {
+            u.devices.push(x.clone());
+        }
+    }
+    u
+}
+
+/// The state file of a running daemon.
+#[derive(Debug)]
+pub struct HostState {
+    path: PathBuf,
+    recorded: HostChanges,
+}
+
+fn os(op: &'static str) -> impl FnOnce(std::io::Error) -> SysError {
+    move |source| SysError::Os { op, source }
+}
+
+impl HostState {
+    /// The state file that belongs to `control_socket`.
+    pub fn path_for(control_socket: &Path) -> PathBuf {
+        let mut name = control_socket.as_os_str().to_owned();
+        name.push(".state.json");
+        PathBuf::from(name)
+    }
+
+    /// Read the previous run's record (empty when there is none), undo what `config` does not
+    /// want, and record what `config` is about to change. Call before any other kernel change,
+    /// with the instance lock held.
+    pub fn start(control_socket: &Path, config: &Config) -> Result<Self, SysError> {
+        let path = Self::path_for(control_socket);
+        let previous = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %path.display(), "unreadable host state ({e}); assuming every vxswitch change may be present");
+                HostChanges { routes: true, ..HostChanges::default() }
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostChanges::default(),
+            Err(e) => return Err(os("read host state")(e)),
+        };
+        let ip_forward_on = std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() == "1");
+        // Forwarding that an earlier run turned on does not count as the host's own setting.
+        let next = intended(config, ip_forward_on && !previous.enabled_ip_forward);
+        let mut state = HostState { path, recorded: HostChanges::default() };
+        // Until the leftovers are gone, both the old and the new changes may be on the host.
+        state.record(union(&previous, &next))?;
+        for step in plan_cleanup(&previous, &next) {
+            match cleanup(&step) {
+                Ok(()) => tracing::info!(?step, "undid a change of an earlier run"),
+                Err(e) => tracing::warn!(?step, "could not undo a change of an earlier run: {e}"),
+            }
+        }
+        state.record(next)?;
+        Ok(state)
+    }
+
+    /// What is recorded now.
+    pub fn recorded(&self) -> &HostChanges {
+        &self.recorded
+    }
+
+    /// Replace the record (temporary file, fsync, rename).
+    pub fn record(&mut self, changes: HostChanges) -> Result<(), SysError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(os("create state directory"))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(os("write host state"))?;
+        let bytes = serde_json::to_vec_pretty(&changes).expect("plain data serializes");
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(os("write host state"))?;
+        std::fs::rename(&tmp, &self.path).map_err(os("write host state"))?;
+        self.recorded = changes;
+        Ok(())
+    }
+
+    /// Clean shutdown, after the routes and devices were withdrawn: undo the rest and forget.
+    pub fn finish(self) {
+        for step in plan_cleanup(&self.recorded, &HostChanges::default()) {
+            // Routes and devices were withdrawn by their programmers already; this catches the rest.
+            if let Err(e) = cleanup(&step) {
+                tracing::warn!(?step, "could not undo at shutdown: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Carry out one cleanup step.
+fn cleanup(step: &Cleanup) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match step {
+        // = sysctl -w net.ipv4.ip_forward=0
+        Cleanup::DisableIpForward => std::fs::write(IP_FORWARD, "0")?,
+        // = ip addr del ADDRESS dev LINK
+        Cleanup::DeleteAddress(link, addr) => {
+            let nl = Netlink::new()?;
+            if let Some(l) = nl.find_link(link)? {
+                nl.delete_address(l.index, *addr)?;
+            }
+        }
+        // = ip link del NAME (only our own vxlan device)
+        Cleanup::DeleteDevice(name, vni) => {
+            let nl = Netlink::new()?;
+            if let Some(l) = nl.find_link(name)? {
+                if l.vxlan_id == Some(*vni) {
+                    nl.delete_link(l.index)?;
+                }
+            }
+        }
+        // = ip route flush proto 86
+        Cleanup::FlushRoutes => {
+            HostSubnetRoutes::new(Netlink::new()?).reconcile(&[])?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(&format!("[underlay]\naddress = \"198.18.0.1\"\n{text}")).unwrap()
+    }
+
+    const HOST_SUBNET: &str =
+        "[[network]]\nvni = 5\nmode = \"host-subnet\"\nbridge = \"br0\"\nsubnet = \"198.19.1.0/24\"\npeers = [{ address = \"198.18.0.2\", subnet = \"198.19.2.0/24\" }]\n";
+    const KERNEL: &str = "[[network]]\nvni = 1042\nmode = \"kernel\"\npeers = [\"198.18.0.2\"]\n";
+    const OVERLAY: &str = "[[network]]\nvni = 7\ntap = \"vxs7\"\n";
+
+    #[test]
+    fn intended_changes_follow_the_modes() {
+        let c = intended(&config(HOST_SUBNET), false);
+        assert!(c.enabled_ip_forward && c.routes);
+        assert_eq!(c.addresses, vec![("br0".to_string(), "198.19.1.1/24".parse().unwrap())]);
+        assert!(!intended(&config(HOST_SUBNET), true).enabled_ip_forward, "forwarding already on is the host's");
+        assert_eq!(intended(&config(KERNEL), false).devices, vec![("vtep1042".to_string(), 1042)]);
+        assert_eq!(intended(&config(OVERLAY), false), HostChanges::default(), "TAPs vanish with the process");
+    }
+
+    #[test]
+    fn a_crash_then_a_new_config_undoes_what_is_no_longer_wanted() {
+        let crashed = intended(&config(&format!("{HOST_SUBNET}{KERNEL}")), false);
+        let next = intended(&config(OVERLAY), false);
+        let plan = plan_cleanup(&crashed, &next);
+        assert_eq!(
+            plan,
+            vec![
+                Cleanup::DisableIpForward,
+                Cleanup::DeleteAddress("br0".into(), "198.19.1.1/24".parse().unwrap()),
+                Cleanup::DeleteDevice("vtep1042".into(), 1042),
+                Cleanup::FlushRoutes,
+            ]
+        );
+        // The same config again: nothing to undo (its own start reconciles routes and devices).
+        assert!(plan_cleanup(&crashed, &crashed).is_empty());
+        // A clean shutdown undoes everything.
+        assert_eq!(plan_cleanup(&crashed, &HostChanges::default()).len(), 4);
+    }
+
+    #[test]
+    fn the_record_is_replaced_atomically_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("vxs-hoststate-{}", std::process::id()));
+        let path = HostState::path_for(&dir.join("vxswitch.sock"));
+        let mut state = HostState { path: path.clone(), recorded: HostChanges::default() };
+        let changes = intended(&config(HOST_SUBNET), false);
+        state.record(changes.clone()).unwrap();
+        let back: HostChanges = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, changes);
+        assert!(!path.with_extension("json.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
