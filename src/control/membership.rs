@@ -76,6 +76,10 @@ counters! {
         pub rx_bytes: u64 = counter,
         /// Largest datagram sent, in bytes.
         pub max_datagram: u64 = gauge,
+        /// Members this host declared down (failure detection; a restart of theirs also counts).
+        pub members_down: u64 = counter,
+        /// Times this host learned that the cluster had declared *it* down.
+        pub declared_down: u64 = counter,
         /// Received datagrams dropped, by reason.
         pub drops: DropCounts = nested,
     }
@@ -545,6 +549,7 @@ impl Membership {
             }
             OwnedNotification::MemberDown(id) => {
                 info!(member = %id.addr, epoch = id.epoch, "member down");
+                self.stats.members_down += 1;
                 self.mark(id, Some(self.now));
             }
             OwnedNotification::Rename(old, new) => {
@@ -559,7 +564,10 @@ impl Membership {
                 info!(generation = id.generation, "rejoined the cluster after being declared down");
                 self.spread_local();
             }
-            OwnedNotification::Defunct => warn!("declared down by the cluster"),
+            OwnedNotification::Defunct => {
+                warn!("declared down by the cluster");
+                self.stats.declared_down += 1;
+            }
             OwnedNotification::Active => debug!("joined the cluster"),
             OwnedNotification::Idle => debug!("no live members"),
         }
