@@ -9,4 +9,5 @@ pub mod netns;
 pub mod pattern;
 pub mod probe;
 pub mod probes;
+pub mod qemu;
 pub mod setns;
