@@ -151,7 +151,7 @@ fn qemu_xfrm_kernel_peer_interoperates_with_vxswitch_routed_esp() {
         .ns
         .output(
             &b,
-            &["probe", "ping", &guest_inner.to_string(), "--count", &PINGS.to_string(), "--interval-ms", "10", "--timeout-ms", "2000"],
+            &["probe", "ping", &guest_inner.to_string(), "--count", &PINGS.to_string(), "--interval-ms", "10", "--timeout-ms", "5000"],
         )
         .unwrap();
     let to_guest: PingReport = serde_json::from_str(ping.trim()).unwrap();

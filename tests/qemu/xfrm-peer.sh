@@ -41,7 +41,7 @@ sink=$!
 sleep 1
 echo "VXS-READY"
 
-"$VXS_BIN" probe ping "$HOST_INNER" --count "$PINGS" --interval-ms 10 --timeout-ms 2000 > /run/ping.json 2>&1 || fail "ping"
+"$VXS_BIN" probe ping "$HOST_INNER" --count "$PINGS" --interval-ms 10 --timeout-ms 5000 > /run/ping.json 2>&1 || fail "ping"
 echo "VXS-RESULT ping $(cat /run/ping.json)"
 "$VXS_BIN" probe pattern-send "$HOST_INNER" --port "$PORT_OUT" --bytes "$BYTES" > /run/send.json 2>&1 || fail "send"
 echo "VXS-RESULT send $(cat /run/send.json)"
