@@ -5,7 +5,7 @@
 //!
 //! Checked: 1,000 pings each way at 10 ms with none lost, a checked TCP stream each way with
 //! every byte intact, and no replay or integrity failure on either side (the kernel's
-//! `ip -s xfrm state` counters, vxswitch's ESP drops). Takes about a minute here, most of it
+//! `ip -s xfrm state` counters, vxswitch's ESP drops). Takes 40-55 s here, 10-35 s of it
 //! the guest's boot under software emulation.
 //! Needs root, QEMU, busybox and the guest kernel from `tests/qemu/prepare-kernel.sh` (which
 //! `.ci/run` runs); without them it prints SKIP, or fails with VXSWITCH_REQUIRE_ROOT=1.
