@@ -85,7 +85,14 @@ fn main() -> ExitCode {
         Command::Run { config } => {
             Config::load(&config).map_err(anyhow::Error::from).and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from))
         }
-        Command::Check { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
+        Command::Check { config } => Config::load(&config)
+            .map(|c| {
+                println!("{}: ok", config.display());
+                for n in &c.networks {
+                    println!("{}", n.mtu_line(c.underlay.mtu));
+                }
+            })
+            .map_err(Into::into),
         Command::Stats { socket } => {
             vxswitch::sys::daemon::control_socket::query(&socket, "stats").map(|s| print!("{s}")).map_err(Into::into)
         }

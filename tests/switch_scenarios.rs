@@ -186,7 +186,7 @@ fn switch_drops_oversize_and_bad_source_tap_frames() {
     sim.tap_send(0, 0, &arp_like(BCAST, BCAST));
     sim.tap_send(0, 0, &[0u8; 10]);
     let c = sim.hosts[0].switch().counters();
-    assert_eq!(c.drops(DropReason::TapOversize), 1);
+    assert_eq!(c.drops(DropReason::TapOversizeVxlan), 1);
     assert_eq!(c.drops(DropReason::TapBadSourceMac), 1);
     assert_eq!(c.drops(DropReason::TapMalformed), 1);
     assert!(sim.take_underlay().is_empty());

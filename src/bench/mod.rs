@@ -110,8 +110,8 @@ pub fn method(tool: &Tool, streams: u32) -> String {
          Per mode and repeat a fresh lab; repeats interleave the modes. Latency: built-in ICMP echo, 1 ms apart, idle path, nearest-rank p50/p99. \
          Throughput: {gen}. CPU per GB over both TCP runs: switch = utime+stime of the vxswitch daemons (/proc/PID/stat), \
          kernel = system+softirq of the whole machine (/proc/stat; includes the generators' and daemons' system time). \
-         Container MTU: 1450 for VXLAN modes, {} for vxswitch ESP, 1500 for host-subnet (routes by the vxswitch host-subnet driver), {} for kernel xfrm. Ratios = median / median of host-subnet or veth in the same run.",
-        modes::ESP_CONTAINER_MTU,
+         Container MTU: the TAP's default in vxswitch modes (1450 VXLAN, {} ESP), 1450 for kernel vxlan, 1500 for host-subnet (routes by the vxswitch host-subnet driver), {} for kernel xfrm. Ratios = median / median of host-subnet or veth in the same run.",
+        modes::esp_container_mtu(),
         xfrm::MTU
     )
 }

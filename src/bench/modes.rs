@@ -12,7 +12,10 @@
 //! - **vxswitch routed**: the vxswitch daemon in routed overlay mode (per-host subnets, anycast
 //!   gateway), the overlay counterpart of host-subnet.
 //! - **vxswitch ESP**: the same L2 overlay, Ethernet frames in ESP-in-UDP (AES-256-GCM, manual
-//!   keys), containers at [`ESP_CONTAINER_MTU`].
+//!   keys).
+//!
+//! In every vxswitch mode the containers get the MTU vxswitch gave its TAP by default (read back
+//! from `stats`), so the benchmark measures what an operator gets without tuning.
 //! - **kernel xfrm ESP**: host-subnet plus kernel IPsec tunnel mode, if the kernel supports it.
 //!
 //! Adding a mode is one entry in [`MODES`].
@@ -22,12 +25,16 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::xfrm;
+use crate::dataplane::mtu::{Encap, Payload};
+use crate::ipsec::Suite;
 use crate::testnet::lab::{Addressing, HostKind, Lab, UNDERLAY_MTU};
 
-/// Container MTU over the vxswitch ESP overlay: the underlay MTU minus outer IPv4 (20), UDP (8),
-/// ESP header and IV (16), inner Ethernet (14), trailer with padding (up to 5) and ICV (16),
-/// rounded down to leave room.
-pub const ESP_CONTAINER_MTU: u32 = 1400;
+/// Container MTU of the vxswitch ESP mode: the TAP's default for an AES-256-GCM L2 overlay on the
+/// lab's underlay (what the daemon picks; reported in the method text).
+pub fn esp_container_mtu() -> u32 {
+    let esp = Encap::Esp { suite: Suite::Aes256Gcm, payload: Payload::Ethernet };
+    crate::dataplane::mtu::plan(UNDERLAY_MTU, esp).mtu
+}
 
 /// A vxswitch daemon configuration for host `i` of a lab.
 pub type ConfigFn = fn(&Lab, usize) -> String;
@@ -63,8 +70,6 @@ pub enum Topology {
     Vxswitch {
         /// Each host's configuration.
         config: ConfigFn,
-        /// Container MTU, when it differs from the lab's 1450.
-        container_mtu: Option<u32>,
         /// One shared overlay subnet, or one subnet per host (routed mode).
         addressing: Addressing,
     },
@@ -101,17 +106,17 @@ pub const MODES: &[ModeSpec] = &[
     ModeSpec {
         id: "vxswitch-vxlan",
         name: "vxswitch VXLAN",
-        topology: Topology::Vxswitch { config: vxlan_config, container_mtu: None, addressing: Addressing::Shared },
+        topology: Topology::Vxswitch { config: vxlan_config, addressing: Addressing::Shared },
     },
     ModeSpec {
         id: "vxswitch-routed",
         name: "vxswitch routed",
-        topology: Topology::Vxswitch { config: routed_config, container_mtu: None, addressing: Addressing::PerHost },
+        topology: Topology::Vxswitch { config: routed_config, addressing: Addressing::PerHost },
     },
     ModeSpec {
         id: "vxswitch-esp",
         name: "vxswitch ESP",
-        topology: Topology::Vxswitch { config: esp_overlay_config, container_mtu: Some(ESP_CONTAINER_MTU), addressing: Addressing::Shared },
+        topology: Topology::Vxswitch { config: esp_overlay_config, addressing: Addressing::Shared },
     },
     ModeSpec { id: "kernel-xfrm", name: "kernel xfrm ESP", topology: Topology::KernelXfrm },
 ];
@@ -170,22 +175,21 @@ pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
             let config = host_subnet_config(&lab, i);
             lab.start_vxswitch_with(i, &config)?;
         }
-        set_container_mtu(&lab, mtu)?;
+        lab.set_container_mtu(mtu)?;
         Ok(lab)
     };
     let lab = match spec.topology {
         Topology::Veth => Lab::build(tag, &bare, 0, bin)?,
         Topology::HostSubnet => per_host(UNDERLAY_MTU)?,
         Topology::KernelVxlan => Lab::build(tag, &[HostKind::KernelVxlan, HostKind::KernelVxlan], 1, bin)?,
-        Topology::Vxswitch { config, container_mtu, addressing } => {
+        Topology::Vxswitch { config, addressing } => {
             let mut lab = Lab::build_with(tag, &bare, 1, bin, addressing)?;
             for i in 0..lab.hosts.len() {
                 let text = config(&lab, i);
                 lab.start_vxswitch_with(i, &text)?;
             }
-            if let Some(mtu) = container_mtu {
-                set_container_mtu(&lab, mtu)?;
-            }
+            let tap_mtu = lab.stats(0)?["networks"][0]["mtu"].as_u64().ok_or_else(|| io::Error::other("no TAP MTU in stats"))?;
+            lab.set_container_mtu(tap_mtu as u32)?;
             lab
         }
         Topology::KernelXfrm => {
@@ -205,14 +209,6 @@ pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
         .collect();
     let daemon_pids = (0..lab.hosts.len()).filter_map(|i| lab.daemon_pid(i)).collect();
     Ok(Prepared { client: ends[0].clone(), server: ends[1].clone(), daemon_pids, lab })
-}
-
-/// `ip link set eth0 mtu MTU` in every container.
-fn set_container_mtu(lab: &Lab, mtu: u32) -> io::Result<()> {
-    for c in lab.hosts.iter().flat_map(|h| &h.containers) {
-        c.ns.ip(&["link", "set", "eth0", "mtu", &mtu.to_string()])?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

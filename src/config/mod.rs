@@ -21,8 +21,8 @@ use ipnet::Ipv4Net;
 use crate::arp::UnknownArp;
 use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
+use crate::dataplane::mtu::{self, Encap, MtuPlan, Payload};
 use crate::ipsec::{ManualSa, Suite};
-use crate::vxlan::IPV4_OVERHEAD;
 use crate::wire::ethernet::EthernetAddress;
 
 /// Default VXLAN UDP port (IANA, RFC 7348).
@@ -186,8 +186,10 @@ pub struct Network {
     pub mode: Mode,
     /// TAP device name (created by vxswitch); empty in host-subnet mode, which has no TAP.
     pub tap: String,
-    /// TAP MTU: by default the underlay MTU minus the encapsulation overhead.
+    /// TAP MTU: by default the underlay MTU minus the encapsulation overhead ([`Network::mtu_plan`]).
     pub mtu: u32,
+    /// How the network's frames cross the underlay (sizes only): decides the default MTU.
+    pub encap: Encap,
     /// Bridge to enslave the TAP to (must exist).
     pub bridge: Option<String>,
     /// Address to put on the TAP.
@@ -225,9 +227,23 @@ impl Network {
         out
     }
 
+    /// The largest TAP MTU over `underlay_mtu` and where the bytes go ([`mtu::plan`]).
+    pub fn mtu_plan(&self, underlay_mtu: u32) -> MtuPlan {
+        mtu::plan(underlay_mtu, self.encap)
+    }
+
+    /// One line for `vxswitch check`: the network, its MTU and how the underlay MTU is spent.
+    pub fn mtu_line(&self, underlay_mtu: u32) -> String {
+        let plan = self.mtu_plan(underlay_mtu);
+        let name = if self.tap.is_empty() { &self.device } else { &self.tap };
+        let chosen = if self.mtu == plan.mtu { "default" } else { "configured" };
+        let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+        format!("network {} ({}){name}: mtu {} ({chosen}); largest {}", self.vni, self.mode, self.mtu, plan.describe())
+    }
+
     /// Largest inner Ethernet frame that fits the underlay after encapsulation.
     pub fn max_frame_len(&self, underlay_mtu: u32) -> usize {
-        (underlay_mtu as usize).saturating_sub(IPV4_OVERHEAD - 14)
+        self.mtu_plan(underlay_mtu).max_frame_len as usize
     }
 }
 
@@ -320,11 +336,12 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     if raw.network.is_empty() {
         return Err(ConfigError { file: None, line: None, key: "network".into(), reason: "at least one [[network]] is required".into() });
     }
+    let esp = validate_esp(text, raw.esp)?;
     let mut vnis = HashSet::new();
     let mut taps = HashSet::new();
     let mut networks = Vec::new();
     for (i, n) in raw.network.into_iter().enumerate() {
-        let net = validate_network(text, i, n, address, underlay_mtu, &mut vnis, &mut taps)?;
+        let net = validate_network(text, i, n, address, (underlay_mtu, (esp.suite, raw.gossip.is_some())), &mut vnis, &mut taps)?;
         networks.push(net);
     }
     let kernel = networks.iter().find(|n| n.mode == Mode::Kernel);
@@ -344,7 +361,6 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         None => None,
         Some(g) => Some(validate_gossip(text, g, address)?),
     };
-    let esp = validate_esp(text, raw.esp)?;
     let encrypted: Vec<&Network> = networks.iter().filter(|n| n.encrypted).collect();
     if encrypted.len() > 1 {
         return Err(ConfigError {
@@ -420,7 +436,7 @@ fn validate_network(
     i: usize,
     n: raw::RawNetwork,
     local: Ipv4Addr,
-    underlay_mtu: u32,
+    (underlay_mtu, auto): (u32, (Suite, bool)),
     vnis: &mut HashSet<u32>,
     taps: &mut HashSet<String>,
 ) -> Result<Network, ConfigError> {
@@ -467,20 +483,6 @@ fn validate_network(
         }
     };
     let device = validate_device(&n, mode, vni, taps).map_err(|(span, reason)| err(span, "device", reason))?;
-    let max_tap_mtu = underlay_mtu - IPV4_OVERHEAD as u32;
-    let mtu = n.mtu.as_ref().map_or(max_tap_mtu, |m| (*m.get_ref()).min(u64::from(u32::MAX)) as u32);
-    if let Some(m) = &n.mtu {
-        if !(ranges::NETWORK_MTU.min..=u64::from(max_tap_mtu)).contains(m.get_ref()) {
-            return Err(err(
-                m.span(),
-                "mtu",
-                format!(
-                    "{} does not fit: the underlay MTU {underlay_mtu} minus {IPV4_OVERHEAD} bytes of VXLAN overhead allows at most {max_tap_mtu} (and at least 68)",
-                    m.get_ref()
-                ),
-            ));
-        }
-    }
     let host_subnet = validate_host_subnet(&n, mode, &err)?;
     let mut peers: Vec<Peer> = Vec::new();
     for p in n.peers.unwrap_or_default() {
@@ -590,6 +592,19 @@ fn validate_network(
             ));
         }
     }
+    let encap = network_encap(mode, encrypted, auto, &peers, underlay_mtu);
+    let plan = mtu::plan(underlay_mtu, encap);
+    let mtu = match &n.mtu {
+        None => plan.mtu,
+        Some(m) if (ranges::NETWORK_MTU.min..=u64::from(plan.mtu)).contains(m.get_ref()) => *m.get_ref() as u32,
+        Some(m) => {
+            return Err(err(
+                m.span(),
+                "mtu",
+                format!("{} does not fit: {} allows at most {} (and at least 68)", m.get_ref(), plan.describe(), plan.mtu),
+            ))
+        }
+    };
     let mut arp = Vec::new();
     for b in n.arp {
         let span = b.span();
@@ -608,6 +623,7 @@ fn validate_network(
         mode,
         tap,
         mtu,
+        encap,
         bridge: n.bridge.map(|b| b.into_inner()),
         address: n.address.map(|a| a.into_inner()),
         peers,
@@ -618,6 +634,25 @@ fn validate_network(
         encrypted,
         device,
     })
+}
+
+/// The encapsulation of a network: VXLAN, none, or ESP with the suite that costs the most among
+/// those in use: manual keys name their own, every other peer (and any peer gossip brings, when
+/// `gossip`) uses `[esp] suite`.
+fn network_encap(mode: Mode, encrypted: bool, (auto_suite, gossip): (Suite, bool), peers: &[Peer], underlay_mtu: u32) -> Encap {
+    let payload = if mode == Mode::Routed { Payload::Ipv4 } else { Payload::Ethernet };
+    let automatic = gossip || peers.is_empty() || peers.iter().any(|p| p.manual_keys.is_none());
+    match mode {
+        Mode::HostSubnet => Encap::None,
+        _ if !encrypted => Encap::Vxlan,
+        _ => peers
+            .iter()
+            .filter_map(|p| p.manual_keys.as_ref().map(|(out, _)| out.suite))
+            .chain(automatic.then_some(auto_suite))
+            .map(|suite| Encap::Esp { suite, payload })
+            .min_by_key(|e| mtu::plan(underlay_mtu, *e).mtu)
+            .unwrap_or(Encap::Vxlan),
+    }
 }
 
 /// The kernel VXLAN device name of a kernel-mode network (`vtep<VNI>` unless `device` is given);

@@ -169,3 +169,56 @@ fn control_socket_group_must_exist() {
     assert_eq!((e.line, e.key.as_str()), (Some(1), "control_socket_group"));
     assert!(e.reason.contains("no group named"), "{e}");
 }
+
+const ESP_NET: &str = r#"
+[underlay]
+address = "198.18.0.1"
+
+[[network]]
+vni = 1042
+tap = "vxs1042"
+encryption = "esp"
+peers = [{ address = "198.18.0.2", public_key = "0000000000000000000000000000000000000000000000000000000000000001" }]
+"#;
+
+const ESP_ROUTED: &str = r#"
+[underlay]
+address = "198.18.0.1"
+
+[[network]]
+vni = 1042
+mode = "routed"
+tap = "vxs1042"
+subnet = "198.19.1.0/24"
+encryption = "esp"
+peers = [{ address = "198.18.0.2", subnet = "198.19.2.0/24", esp = { spi_out = "0x1001", key_out = "0x0101010101010101010101010101010101010101010101010101010101010101aabbccdd", spi_in = "0x1010", key_in = "0x0202020202020202020202020202020202020202020202020202020202020202aabbccdd", aead = "rfc7539esp(chacha20,poly1305)" } }]
+"#;
+
+#[test]
+fn esp_networks_default_to_the_mtu_their_encapsulation_allows() {
+    let c = Config::parse(ESP_NET).unwrap();
+    let n = &c.networks[0];
+    assert_eq!((n.mtu, n.max_frame_len(1500)), (1424, 1438), "ESP overlay: 50 bytes of ESP-in-UDP + 14 inner Ethernet + 12 IV/ICV");
+    assert_eq!(n.encap, Encap::Esp { suite: Suite::Aes256Gcm, payload: Payload::Ethernet });
+    assert!(
+        n.mtu_line(1500).starts_with("network 1042 (overlay) vxs1042: mtu 1424 (default); largest mtu 1424 = underlay 1500"),
+        "{}",
+        n.mtu_line(1500)
+    );
+    let c = Config::parse(ESP_ROUTED).unwrap();
+    let n = &c.networks[0];
+    assert_eq!((n.mtu, n.max_frame_len(1500)), (1438, 1452), "ESP routed carries the IP packet only");
+    assert_eq!(n.encap, Encap::Esp { suite: Suite::ChaCha20Poly1305, payload: Payload::Ipv4 }, "the manual keys' suite");
+    let c = Config::parse(&ESP_NET.replace("address = \"198.18.0.1\"", "address = \"198.18.0.1\"\nmtu = 9000")).unwrap();
+    assert_eq!(c.networks[0].mtu, 8924);
+}
+
+#[test]
+fn esp_networks_reject_an_mtu_that_does_not_fit_once_sealed() {
+    let e = rejected(&ESP_NET.replace("encryption", "mtu = 1425\nencryption"));
+    assert_eq!(e.key, "network[0].mtu");
+    assert!(e.reason.contains("allows at most 1424") && e.reason.contains("16 icv"), "{e}");
+    assert_eq!(Config::parse(&ESP_NET.replace("encryption", "mtu = 1424\nencryption")).unwrap().networks[0].mtu, 1424);
+    let e = rejected(&ESP_ROUTED.replace("encryption", "mtu = 1439\nencryption"));
+    assert!(e.reason.contains("at most 1438"), "{e}");
+}

@@ -11,8 +11,10 @@ reasons! {
     pub struct DropCounts;
     /// A TAP frame shorter than an Ethernet header.
     TapMalformed => "tap_malformed",
-    /// A TAP frame that would not fit the underlay MTU after encapsulation.
-    TapOversize => "tap_oversize",
+    /// A TAP frame of a VXLAN network that would not fit the underlay MTU after encapsulation.
+    TapOversizeVxlan => "tap_oversize_vxlan",
+    /// A TAP frame of an ESP network that would not fit the underlay MTU once sealed.
+    TapOversizeEsp => "tap_oversize_esp",
     /// A TAP frame with a multicast source MAC.
     TapBadSourceMac => "tap_bad_source_mac",
     /// A TAP frame for a MAC that lives behind the same TAP.

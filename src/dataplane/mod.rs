@@ -5,6 +5,7 @@
 pub mod counters;
 pub mod esp;
 pub mod fdb;
+pub mod mtu;
 pub mod router;
 pub mod routes;
 pub mod switch;
@@ -13,6 +14,7 @@ pub mod tunnel;
 pub use counters::{Counters, DropCounts, DropReason};
 pub use esp::{EspCounters, EspTunnels, TunnelError};
 pub use fdb::{Fdb, FdbCounters, Location};
+pub use mtu::{Encap, MtuPlan};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

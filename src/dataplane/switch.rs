@@ -216,7 +216,10 @@ impl Switch {
         let eth =
             EthernetRepr { src_addr: view.src_addr(), dst_addr: view.dst_addr(), vlan_id: view.vlan_id(), ethertype: view.ethertype() };
         if frame.len() > net.max_frame_len {
-            self.counters.drop(DropReason::TapOversize);
+            self.counters.drop(match net.tunnel {
+                Tunnel::Vxlan => DropReason::TapOversizeVxlan,
+                Tunnel::Esp => DropReason::TapOversizeEsp,
+            });
             return Forward::Nothing;
         }
         if eth.src_addr.is_multicast() {

@@ -21,7 +21,8 @@ use crate::sys::daemon::control_socket;
 
 /// Underlay MTU of the lab.
 pub const UNDERLAY_MTU: u32 = 1500;
-/// Container MTU: the underlay MTU minus the 50 bytes of VXLAN overhead.
+/// Container MTU at build: the VXLAN TAP's default (underlay MTU minus 50 bytes of VXLAN
+/// overhead); tests of other encapsulations set the TAP's MTU with [`Lab::set_container_mtu`].
 pub const CONTAINER_MTU: u32 = 1450;
 /// The VNI of the lab overlay.
 pub const VNI: u32 = 1042;
@@ -371,6 +372,14 @@ impl Lab {
                 "dst",
                 &peer.to_string(),
             ]))?;
+        }
+        Ok(())
+    }
+
+    /// Set the MTU of every container's `eth0` (e.g. to the TAP MTU vxswitch chose).
+    pub fn set_container_mtu(&self, mtu: u32) -> io::Result<()> {
+        for c in self.hosts.iter().flat_map(|h| &h.containers) {
+            c.ns.ip(&["link", "set", "eth0", "mtu", &mtu.to_string()])?;
         }
         Ok(())
     }

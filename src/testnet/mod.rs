@@ -6,6 +6,8 @@ pub mod demo;
 pub mod interrupt;
 pub mod lab;
 pub mod netns;
+pub mod pattern;
 pub mod probe;
 pub mod probes;
+pub mod qemu;
 pub mod setns;

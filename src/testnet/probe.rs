@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::pattern;
 use crate::wire::icmpv4::{message_type, Icmpv4Packet, Icmpv4Repr};
 use crate::wire::ipv4::Ipv4Packet;
 
@@ -45,6 +46,26 @@ pub enum ProbeCommand {
         /// Seconds to send.
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
+    },
+    /// Accept one TCP connection and check every byte of the pattern stream until EOF.
+    PatternSink {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 5298)]
+        port: u16,
+        /// Seconds to wait for the connection.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
+    /// Send BYTES of the pattern stream to a pattern sink and report its verdict.
+    PatternSend {
+        /// The sink's address.
+        dst: Ipv4Addr,
+        /// The sink's port.
+        #[arg(long, default_value_t = 5298)]
+        port: u16,
+        /// Bytes to send.
+        #[arg(long, default_value_t = 1 << 20)]
+        bytes: u64,
     },
 }
 
@@ -94,6 +115,10 @@ pub fn run(cmd: ProbeCommand) -> anyhow::Result<()> {
         ProbeCommand::TcpSink { port } => serde_json::to_string(&tcp_sink(port)?)?,
         ProbeCommand::TcpSend { dst, port, secs } => {
             serde_json::to_string(&tcp_send(SocketAddrV4::new(dst, port), Duration::from_secs_f64(secs))?)?
+        }
+        ProbeCommand::PatternSink { port, wait_secs } => serde_json::to_string(&pattern::sink(port, Duration::from_secs(wait_secs))?)?,
+        ProbeCommand::PatternSend { dst, port, bytes } => {
+            serde_json::to_string(&pattern::send(SocketAddrV4::new(dst, port), bytes, Duration::from_secs(20))?)?
         }
     };
     println!("{json}");
@@ -190,7 +215,7 @@ pub fn tcp_send(dst: SocketAddrV4, duration: Duration) -> io::Result<ThroughputR
     Ok(ThroughputReport { bytes: u64::from_be_bytes(count), secs: start.elapsed().as_secs_f64() })
 }
 
-fn connect_retry(dst: SocketAddrV4, patience: Duration) -> io::Result<TcpStream> {
+pub(super) fn connect_retry(dst: SocketAddrV4, patience: Duration) -> io::Result<TcpStream> {
     let start = Instant::now();
     loop {
         match TcpStream::connect_timeout(&dst.into(), Duration::from_secs(2)) {

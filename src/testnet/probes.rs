@@ -6,6 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::lab::{Container, Lab};
+use super::netns::Netns;
+use super::pattern::TransferReport;
 use crate::testnet::probe::{PingReport, ThroughputReport};
 
 fn bin(lab: &Lab) -> String {
@@ -38,4 +40,22 @@ pub fn tcp_throughput(lab: &Lab, from: &Container, to: &Container, duration: Dur
     };
     let _ = sink.wait();
     serde_json::from_str(sent.trim()).map_err(io::Error::other)
+}
+
+/// A checked transfer of `bytes` from namespace `from` to a pattern sink in namespace `to`
+/// listening on `to_ip:port` (both ends are `bin probe`); the sender's report carries the sink's
+/// count and verdict.
+pub fn checked_transfer(bin: &str, from: &Netns, to: &Netns, to_ip: Ipv4Addr, port: u16, bytes: u64) -> io::Result<TransferReport> {
+    let mut sink = to
+        .command(bin)
+        .args(["probe", "pattern-sink", "--port", &port.to_string(), "--wait-secs", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let sent = from.output(bin, &["probe", "pattern-send", &to_ip.to_string(), "--port", &port.to_string(), "--bytes", &bytes.to_string()]);
+    if sent.is_err() {
+        let _ = sink.kill();
+    }
+    let _ = sink.wait();
+    serde_json::from_str(sent?.trim()).map_err(io::Error::other)
 }

@@ -209,7 +209,7 @@ impl<'c> Daemon<'c> {
                     Tunnel::Vxlan => Some(&self.udp),
                 };
                 if let Some(s) = sockets {
-                    s.send_batch(0, &[(dst, &payload[..])], |_| self.driver.underlay_send_errors += 1);
+                    s.send_batch(0, &[(dst, &payload[..])], |e| self.driver.send_failed(&e, 1));
                 }
             }
         }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::gossip::GossipCounters;
 use crate::config::{Config, Mode};
-use crate::dataplane::{Counters, EspCounters, FdbCounters, Switch};
+use crate::dataplane::{Counters, EspCounters, FdbCounters, MtuPlan, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
 
@@ -47,6 +47,11 @@ struct NetworkStatus {
     vni: u32,
     tap: String,
     mode: String,
+    /// The TAP's (or kernel device's) MTU.
+    mtu: u32,
+    /// The largest MTU the encapsulation allows, with its breakdown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu_plan: Option<MtuPlan>,
     peers: Vec<Ipv4Addr>,
     routes: Vec<(String, Ipv4Addr)>,
     fdb: Vec<FdbRow>,
@@ -83,6 +88,8 @@ pub fn answer(
                     vni: n.vni,
                     tap: n.tap.clone(),
                     mode: n.mode.to_string(),
+                    mtu: n.mtu,
+                    mtu_plan: Some(n.mtu_plan(config.underlay.mtu)),
                     peers: switch.peers(port).to_vec(),
                     routes: switch
                         .router(port)
@@ -104,7 +111,7 @@ pub fn answer(
                         .collect(),
                     device: None,
                 })
-                .chain(offload.into_iter().flat_map(VtepDriver::status).map(kernel_network_status))
+                .chain(offload.into_iter().flat_map(VtepDriver::status).map(|d| kernel_network_status(d, config)))
                 .collect();
             let status = Status {
                 uptime_secs: started.elapsed().as_secs(),
@@ -136,8 +143,11 @@ pub fn answer(
 }
 
 /// A kernel-mode network in `stats`: its flood list as peers, its unicast FDB, and the device.
-fn kernel_network_status(d: DeviceStatus) -> NetworkStatus {
+fn kernel_network_status(d: DeviceStatus, config: &Config) -> NetworkStatus {
+    let net = config.networks.iter().find(|n| n.vni == d.vni);
     NetworkStatus {
+        mtu: net.map_or(0, |n| n.mtu),
+        mtu_plan: net.map(|n| n.mtu_plan(config.underlay.mtu)),
         vni: d.vni,
         tap: String::new(),
         mode: format!("{:?}", Mode::Kernel),

@@ -219,7 +219,7 @@ fn flush_sends(
             };
             match sockets {
                 Some(s) => {
-                    s.send_batch(flow, batch, |_| driver.underlay_send_errors += 1);
+                    s.send_batch(flow, batch, |e| driver.send_failed(&e, 1));
                 }
                 None => driver.underlay_send_errors += batch.len() as u64,
             }
@@ -293,7 +293,7 @@ fn send_gso_run<'a>(
         segs.extend(chunk.iter().map(payload));
         if !udp.gso_enabled() {
             let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-            udp.send_batch(flow, &batch, |_| driver.underlay_send_errors += 1);
+            udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             continue;
         }
         match udp.send_gso(flow, dest, &segs) {
@@ -306,11 +306,11 @@ fn send_gso_run<'a>(
                 driver.gso_fallbacks += 1;
                 tracing::warn!("UDP GSO refused by the kernel ({e}); sending datagrams one by one from now on");
                 let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-                udp.send_batch(flow, &batch, |_| driver.underlay_send_errors += 1);
+                udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             }
             Err(e) => {
                 tracing::debug!("sendmsg (UDP_SEGMENT): {e}");
-                driver.underlay_send_errors += segs.len() as u64;
+                driver.send_failed(&e, segs.len() as u64);
             }
         }
     }

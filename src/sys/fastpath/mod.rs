@@ -24,8 +24,11 @@ counters! {
     /// `driver` section of `stats`; the failures are exported as one `vxswitch_io_errors` family.
     #[derive(Debug, Default, Clone)]
     pub struct DriverCounters {
-        /// `sendmmsg` failures (per datagram).
+        /// `sendmmsg` failures (per datagram), except `EMSGSIZE`.
         pub underlay_send_errors: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_send",
+        /// Datagrams the kernel refused as larger than the route's MTU (`EMSGSIZE`): a TAP MTU
+        /// set above what the underlay path carries.
+        pub underlay_send_too_big: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_send_too_big",
         /// Datagrams longer than the receive buffer.
         pub underlay_rx_truncated: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_rx_truncated",
         /// `recvmmsg` failures.
@@ -60,5 +63,29 @@ counters! {
         pub rx_csum_failures: u64 = counter => io_errors(IO_ERRORS) reason = "rx_checksum",
         /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
         pub rx_csum_partial_finished: u64 = counter,
+    }
+}
+
+impl DriverCounters {
+    /// Count `n` datagrams lost to the failed send `e`: `EMSGSIZE` apart from other errors.
+    pub fn send_failed(&mut self, e: &std::io::Error, n: u64) {
+        if e.raw_os_error() == Some(libc::EMSGSIZE) {
+            self.underlay_send_too_big += n;
+        } else {
+            self.underlay_send_errors += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emsgsize_is_counted_apart() {
+        let mut c = DriverCounters::default();
+        c.send_failed(&std::io::Error::from_raw_os_error(libc::EMSGSIZE), 3);
+        c.send_failed(&std::io::Error::from_raw_os_error(libc::ENOBUFS), 1);
+        assert_eq!((c.underlay_send_too_big, c.underlay_send_errors), (3, 1));
     }
 }
