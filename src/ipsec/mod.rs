@@ -37,12 +37,14 @@ mod kat;
 pub mod keys;
 pub mod sa;
 pub mod session;
+pub mod state;
 
 pub use crate::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 pub use error::{DropCounters, DropReason, EspError};
 pub use keys::{random_epoch, start_epoch, Direction, HostKey, HostKeyError, ManualKeyError, ManualSa, SessionKeys};
 pub use sa::{
     sealed_len, InboundSa, Opened, OutboundSa, Suite, DEFAULT_PACKET_BUDGET, ESP_HEADROOM, ESP_ICV_LEN, ESP_MIN_LEN, ESP_TAILROOM,
-    NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
+    NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, RESERVATION_BLOCK,
 };
-pub use session::{PeerSession, SessionConfig, SessionStats};
+pub use session::{PeerSession, ResumePoint, SessionConfig, SessionStats};
+pub use state::{EspState, StateError};
