@@ -10,7 +10,7 @@
 //! How no (key, nonce) pair is used twice (the argument in full is in [`crate::ipsec`]):
 //! - an automatic session is kept while the peer's (public key, epoch) is unchanged. When it is
 //!   dropped anyway (the peer left, or two gossip records claiming one underlay address made the
-//!   key flip back and forth), its [`ResumePoint`] goes into a bounded [`resume::ResumeTable`],
+//!   key flip back and forth), its [`ResumePoint`](crate::ipsec::ResumePoint) goes into a bounded [`resume::ResumeTable`],
 //!   and a later session for the same key and epoch continues above the generations used. At most
 //!   one live session exists per (public key, epoch), whatever underlay address claims it.
 //! - a manual SA's sequence numbers survive restarts through reservations: the driver persists the

@@ -78,7 +78,7 @@ impl EspDriver {
     }
 
     /// Persist the sequence numbers the manual SAs asked for, then let them use them. A failed
-    /// write is logged and retried after [`RETRY_AFTER`]; the SAs seal nothing past their last
+    /// write is logged and retried a second later; the SAs seal nothing past their last
     /// confirmed number meanwhile (counted as `esp_seq_unreserved`).
     pub fn serve_reservations(&mut self, tunnels: &mut EspTunnels, now: Instant) -> Result<(), SysError> {
         if self.retry_at.is_some_and(|t| now < t) {
