@@ -169,3 +169,13 @@ fn control_socket_group_must_exist() {
     assert_eq!((e.line, e.key.as_str()), (Some(1), "control_socket_group"));
     assert!(e.reason.contains("no group named"), "{e}");
 }
+
+#[test]
+fn esp_state_file_defaults_next_to_the_key_file() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.esp.state_file, PathBuf::from("/var/lib/vxswitch/host.esp-state"));
+    let keyed = format!("{GOOD}\n[esp]\nkey_file = \"/srv/vx/h1.key\"\n");
+    assert_eq!(Config::parse(&keyed).unwrap().esp.state_file, PathBuf::from("/srv/vx/h1.esp-state"));
+    let explicit = format!("{GOOD}\n[esp]\nkey_file = \"/srv/vx/h1.key\"\nstate_file = \"/run/vx/s\"\n");
+    assert_eq!(Config::parse(&explicit).unwrap().esp.state_file, PathBuf::from("/run/vx/s"));
+}
