@@ -159,6 +159,13 @@ impl ReplayWindow {
         (((seq / BLOCK_BITS) % self.blocks) as usize, 1u64 << (seq % BLOCK_BITS))
     }
 
+    /// Treats every sequence number up to `seq` as received: a session resumed after a gap
+    /// (see `dataplane::esp`) accepts only what is newer than what it had accepted before.
+    pub fn seen_through(&mut self, seq: u64) {
+        self.top = seq;
+        self.bitmap = [u64::MAX; MAX_BLOCKS];
+    }
+
     /// Sets the window's top directly (tests start ESN windows near a 2^32 boundary).
     #[cfg(test)]
     pub(crate) fn set_top(&mut self, top: u64) {

@@ -63,6 +63,9 @@ pub const DEFAULT_HOST_KEY: &str = "/var/lib/vxswitch/host.key";
 pub struct EspSettings {
     /// The host's long-term X25519 key (created with mode 0600 on first start).
     pub key_file: PathBuf,
+    /// Sequence reservations of manual SAs and the last start epoch (see `ipsec::state`);
+    /// by default next to the key file, named `<key file stem>.esp-state`.
+    pub state_file: PathBuf,
     /// AEAD suite of automatically keyed SAs.
     pub suite: Suite,
     /// ESP-in-UDP port (RFC 3948), local and peers'.
@@ -682,6 +685,7 @@ fn validate_device(
 fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<EspSettings, ConfigError> {
     let mut esp = EspSettings {
         key_file: PathBuf::from(DEFAULT_HOST_KEY),
+        state_file: PathBuf::from(DEFAULT_HOST_KEY).with_extension("esp-state"),
         suite: Suite::Aes256Gcm,
         port: crate::wire::esp::ESP_IN_UDP_PORT,
         replay_window: crate::ipsec::DEFAULT_WINDOW,
@@ -693,6 +697,10 @@ fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<Esp
     let e = e.into_inner();
     if let Some(k) = e.key_file {
         esp.key_file = PathBuf::from(k);
+        esp.state_file = esp.key_file.with_extension("esp-state");
+    }
+    if let Some(s) = e.state_file {
+        esp.state_file = PathBuf::from(s);
     }
     if let Some(s) = e.suite {
         esp.suite = match s.as_str() {

@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEsp {
     pub key_file: Option<String>,
+    pub state_file: Option<String>,
     pub suite: Option<String>,
     pub port: Option<Spanned<u64>>,
     pub replay_window: Option<Spanned<u64>>,

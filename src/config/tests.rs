@@ -222,3 +222,13 @@ fn esp_networks_reject_an_mtu_that_does_not_fit_once_sealed() {
     let e = rejected(&ESP_ROUTED.replace("encryption", "mtu = 1439\nencryption"));
     assert!(e.reason.contains("at most 1438"), "{e}");
 }
+
+#[test]
+fn esp_state_file_defaults_next_to_the_key_file() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.esp.state_file, PathBuf::from("/var/lib/vxswitch/host.esp-state"));
+    let keyed = format!("{GOOD}\n[esp]\nkey_file = \"/srv/vx/h1.key\"\n");
+    assert_eq!(Config::parse(&keyed).unwrap().esp.state_file, PathBuf::from("/srv/vx/h1.esp-state"));
+    let explicit = format!("{GOOD}\n[esp]\nkey_file = \"/srv/vx/h1.key\"\nstate_file = \"/run/vx/s\"\n");
+    assert_eq!(Config::parse(&explicit).unwrap().esp.state_file, PathBuf::from("/run/vx/s"));
+}

@@ -67,8 +67,12 @@ reasons! {
     EspNotConfigured => "esp_not_configured",
     /// Decrypted ESP whose next header does not fit the network (e.g. IPv6, or Ethernet on a routed network).
     EspInnerUnsupported => "esp_inner_unsupported",
-    /// Sealing failed (sequence numbers exhausted before rekey, buffer too small).
+    /// Sealing failed (buffer too small, key derivation failed).
     EspSealFailed => "esp_seal_failed",
+    /// A manual SA used its last sequence number: new keys must be configured (never wraps).
+    EspSeqExhausted => "esp_seq_exhausted",
+    /// The next sequence number of a manual SA was not yet persisted (state file slow or failing).
+    EspSeqUnreserved => "esp_seq_unreserved",
 }
 
 counters! {

@@ -434,6 +434,12 @@ impl Switch {
                     }
                 }
                 self.fdb.flush_remote(vni, underlay);
+                // A peer no encrypted network lists any more has left: drop its ESP session.
+                if let Some((port, esp)) = self.esp.as_mut() {
+                    if !self.networks[*port].peers.contains(&underlay) {
+                        esp.remove_peer(underlay);
+                    }
+                }
             }
             ControlUpdate::RouteAdd { vni, subnet, via } => {
                 if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {

@@ -35,6 +35,9 @@ pub enum EspError {
     /// The outbound SA used its last sequence number; it must be replaced (rekeyed).
     #[error("sequence numbers exhausted, SA must be rekeyed")]
     SequenceExhausted,
+    /// The next sequence number is not yet reserved in persistent state (manual keys).
+    #[error("sequence number not yet reserved")]
+    NotReserved,
     /// The caller's buffer lacks the headroom/tailroom that sealing needs.
     #[error("buffer too small for ESP headroom and tailroom")]
     BufferTooSmall,
@@ -72,7 +75,7 @@ impl EspError {
             EspError::LeftOfWindow => Some(DropReason::LeftOfWindow),
             EspError::IcvFailure => Some(DropReason::IcvFailure),
             EspError::BadPadding => Some(DropReason::BadPadding),
-            EspError::SequenceExhausted | EspError::BufferTooSmall | EspError::BadKeyLength => None,
+            EspError::SequenceExhausted | EspError::NotReserved | EspError::BufferTooSmall | EspError::BadKeyLength => None,
         }
     }
 }

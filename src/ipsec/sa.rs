@@ -57,6 +57,10 @@ pub const NEXT_HEADER_ETHERNET: u8 = 143;
 /// on a timer, whichever comes first.
 pub const DEFAULT_PACKET_BUDGET: u64 = 1 << 28;
 
+/// Sequence numbers reserved at a time for an SA whose counter must survive restarts (manual
+/// keys): the driver persists the end of a block before any number of it is used.
+pub const RESERVATION_BLOCK: u64 = 1 << 20;
+
 /// An AEAD suite for ESP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Suite {
@@ -210,9 +214,16 @@ pub struct OutboundSa {
     cipher: Cipher,
     /// Packets sealed; the next sequence number is `sent + 1`.
     sent: u64,
+    /// The last sequence number the owner allowed (persisted for manual keys); never above
+    /// `hard_limit`, and `seal` never passes it.
+    reserved: u64,
     soft_limit: u64,
     hard_limit: u64,
     bytes: u64,
+    /// A digest of the key material: tells SAs apart in persisted state and in tests.
+    key_id: u64,
+    /// Sequence numbers per reservation.
+    block: u64,
 }
 
 impl core::fmt::Debug for OutboundSa {
@@ -239,10 +250,54 @@ impl OutboundSa {
             esn,
             cipher: Cipher::new(suite, key_material)?,
             sent: 0,
+            reserved: hard_limit,
             soft_limit: DEFAULT_PACKET_BUDGET.min(hard_limit),
             hard_limit,
             bytes: 0,
+            key_id: key_id(key_material),
+            block: RESERVATION_BLOCK,
         })
+    }
+
+    /// Reserves `n` sequence numbers at a time instead of [`RESERVATION_BLOCK`] (tests, tuning).
+    pub fn with_reservation_block(mut self, n: u64) -> Self {
+        self.block = n.max(2);
+        self
+    }
+
+    /// Continues after `last_used` (every number up to it may have been sent before, under this
+    /// key) and seals nothing until [`confirm_reservation`](Self::confirm_reservation) allows it.
+    pub fn resume_after(mut self, last_used: u64) -> Self {
+        self.sent = last_used.min(self.hard_limit);
+        self.reserved = self.sent;
+        self
+    }
+
+    /// The end of the next block to reserve, when fewer than half a block of confirmed numbers
+    /// is left (`None` when enough is reserved or the sequence space is used up).
+    pub fn reservation_wanted(&self) -> Option<u64> {
+        (self.reserved < self.hard_limit && self.reserved - self.sent <= self.block / 2)
+            .then(|| self.reserved.saturating_add(self.block).min(self.hard_limit))
+    }
+
+    /// The owner persisted `upto`: sequence numbers up to it may be used.
+    pub fn confirm_reservation(&mut self, upto: u64) {
+        self.reserved = self.reserved.max(upto.min(self.hard_limit));
+    }
+
+    /// The last sequence number `seal` may use without a further reservation.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// The last sequence number this SA can ever use (2^32 - 1 without ESN).
+    pub fn last_sequence(&self) -> u64 {
+        self.hard_limit
+    }
+
+    /// A 64-bit digest of the key material (not secret-revealing; tells keys apart).
+    pub fn key_id(&self) -> u64 {
+        self.key_id
     }
 
     /// Sets how many packets may be sealed before [`needs_rekey`](Self::needs_rekey) is true.
@@ -254,6 +309,8 @@ impl OutboundSa {
     /// Caps the last usable sequence number below the suite limit (tests, short-lived SAs).
     pub fn with_sequence_limit(mut self, last_seq: u64) -> Self {
         self.hard_limit = self.hard_limit.min(last_seq);
+        self.reserved = self.reserved.min(self.hard_limit);
+        self.sent = self.sent.min(self.hard_limit);
         self.soft_limit = self.soft_limit.min(self.hard_limit);
         self
     }
@@ -300,12 +357,14 @@ impl OutboundSa {
     /// On success `buf[..returned]` is the ESP packet, ready to follow a UDP/4500 header.
     /// `next_header` is [`NEXT_HEADER_IPV4`], [`NEXT_HEADER_IPV6`] or [`NEXT_HEADER_ETHERNET`].
     ///
-    /// Fails with [`EspError::SequenceExhausted`] after the last sequence number (never wraps)
-    /// and [`EspError::BufferTooSmall`] without consuming a sequence number.
+    /// Fails with [`EspError::SequenceExhausted`] after the last sequence number (never wraps),
+    /// with [`EspError::NotReserved`] past the confirmed reservation, and with
+    /// [`EspError::BufferTooSmall`]; none of them consumes a sequence number.
     // hot path
     pub fn seal(&mut self, buf: &mut [u8], inner_len: usize, next_header: u8) -> Result<usize, EspError> {
-        if self.sent >= self.hard_limit {
-            return Err(EspError::SequenceExhausted);
+        // `reserved <= hard_limit`, so one comparison guards both limits.
+        if self.sent >= self.reserved {
+            return Err(if self.sent >= self.hard_limit { EspError::SequenceExhausted } else { EspError::NotReserved });
         }
         let seq = self.sent + 1;
         if inner_len > buf.len() || buf.len() < sealed_len(inner_len) {
@@ -322,6 +381,15 @@ impl OutboundSa {
     pub(crate) fn skip_to(&mut self, packets: u64) {
         self.sent = packets;
     }
+}
+
+/// A 64-bit digest of key material: SHA-256 over a label and the key, first 8 bytes.
+pub(crate) fn key_id(key_material: &[u8]) -> u64 {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"vxswitch esp key id");
+    ctx.update(key_material);
+    let d = ctx.finish();
+    u64::from_be_bytes(d.as_ref()[..8].try_into().expect("SHA-256 is 32 bytes"))
 }
 
 /// Where the decrypted inner packet lies after [`InboundSa::open`].
@@ -453,6 +521,12 @@ impl InboundSa {
             return Err(EspError::BadPadding);
         }
         Ok(Opened { next_header, inner: ESP_HEADROOM..ESP_HEADROOM + inner_len, sequence: seq })
+    }
+
+    /// Refuses every sequence number up to `seq` (a resumed SA never accepts a replay).
+    pub fn with_seen_through(mut self, seq: u64) -> Self {
+        self.window.seen_through(seq);
+        self
     }
 
     #[cfg(test)]
@@ -642,6 +716,55 @@ mod tests {
         let mut buf = [0u8; 64];
         assert_eq!(out.seal(&mut buf, 1, 4), Err(EspError::SequenceExhausted));
         assert_eq!(out.packets(), 3);
+    }
+
+    #[test]
+    fn resumed_sa_waits_for_its_reservation_and_never_passes_it() {
+        let (out, mut inb) = pair(Suite::Aes128Gcm, false);
+        let mut out = out.resume_after(1000);
+        let mut buf = [0u8; 64];
+        assert_eq!(out.seal(&mut buf, 4, 4), Err(EspError::NotReserved), "nothing reserved yet");
+        assert_eq!(out.reservation_wanted(), Some(1000 + RESERVATION_BLOCK));
+        out.confirm_reservation(1002);
+        let first = seal_frame(&mut out, b"a", 4);
+        assert_eq!(&first[4..8], &1001u32.to_be_bytes(), "continues after the last number used");
+        seal_frame(&mut out, b"b", 4);
+        assert_eq!(out.seal(&mut buf, 4, 4), Err(EspError::NotReserved));
+        assert_eq!(out.packets(), 1002);
+        // A stale confirmation never moves the mark back; the peer accepts the jump at once.
+        out.confirm_reservation(5);
+        assert_eq!(out.reserved(), 1002);
+        assert_eq!(inb.open(&mut first.clone()).unwrap().sequence, 1001);
+        // Near the end of the sequence space the reservation stops at the last number.
+        let (out, _) = pair(Suite::Aes128Gcm, false);
+        let mut out = out.resume_after(u64::from(u32::MAX) - 3);
+        assert_eq!(out.reservation_wanted(), Some(u64::from(u32::MAX)));
+        out.confirm_reservation(u64::MAX);
+        assert_eq!(out.reservation_wanted(), None);
+        for _ in 0..3 {
+            seal_frame(&mut out, b"x", 4);
+        }
+        assert_eq!(out.seal(&mut buf, 4, 4), Err(EspError::SequenceExhausted));
+    }
+
+    #[test]
+    fn resumed_inbound_refuses_everything_it_may_have_seen() {
+        let (mut out, inb) = pair(Suite::Aes128Gcm, false);
+        let mut inb = inb.with_seen_through(2);
+        let p1 = seal_frame(&mut out, b"1", 4);
+        let p2 = seal_frame(&mut out, b"2", 4);
+        let p3 = seal_frame(&mut out, b"3", 4);
+        assert_eq!(inb.open(&mut p1.clone()), Err(EspError::Replay));
+        assert_eq!(inb.open(&mut p2.clone()), Err(EspError::Replay));
+        assert_eq!(inb.open(&mut p3.clone()).unwrap().sequence, 3);
+    }
+
+    #[test]
+    fn key_ids_tell_keys_apart() {
+        let (a, _) = pair(Suite::Aes128Gcm, false);
+        let b = OutboundSa::new(1, Suite::Aes128Gcm, &[9u8; 20], false).unwrap();
+        assert_ne!(a.key_id(), b.key_id());
+        assert_eq!(b.key_id(), OutboundSa::new(2, Suite::Aes128Gcm, &[9u8; 20], true).unwrap().key_id());
     }
 
     #[test]

@@ -18,11 +18,12 @@
 //! Time is passed in as `now`; nothing here reads a clock. The driver calls
 //! [`PeerSession::handle_timeout`] at [`PeerSession::poll_timeout`].
 //!
-//! **Invariant for the owner:** keep a `PeerSession` for as long as the peer's (public key,
-//! epoch) and our own epoch are unchanged, including while the peer is reported down. A new
-//! session for the same epochs would start at generation 0 again and reuse (key, nonce) pairs.
-//! Replace it when either epoch changes; the new epoch gives new keys. Demultiplex received
-//! packets to a session by the peer's underlay address first (SPIs are only unique per peer).
+//! **Invariant for the owner:** never run two sessions for the same (local key, local epoch, peer
+//! key, peer epoch) from generation 0: the second would reuse (key, nonce) pairs. A session that
+//! is dropped and later rebuilt for the same epochs must [`resume`](PeerSession::resume) above
+//! the generations the old one used ([`PeerSession::resume_point`]); a new epoch on either side
+//! gives new keys. Demultiplex received packets to a session by the peer's underlay address first
+//! (SPIs are only unique per peer).
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,18 @@ pub struct SessionStats {
     pub resync_scans: u64,
 }
 
+/// Where a retired derived-key session left off: a rebuilt session for the same keys resumes
+/// here, so no outbound generation is used twice and no accepted packet is accepted again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The first outbound generation not used yet.
+    pub out_generation: u64,
+    /// The current inbound generation.
+    pub in_generation: u64,
+    /// The highest sequence number accepted under `in_generation`.
+    pub in_seen: u64,
+}
+
 /// ESP state shared with one peer: current outbound SA, current/next/previous inbound SAs.
 #[derive(Debug)]
 pub struct PeerSession {
@@ -92,16 +105,23 @@ pub struct PeerSession {
 impl PeerSession {
     /// A derived-key session starting at generation 0 in both directions.
     pub fn new(keys: SessionKeys, config: SessionConfig, now: Instant) -> Result<Self, EspError> {
-        let outbound = keys.outbound(0)?.with_packet_budget(config.packet_budget);
-        let inbound = keys.inbound(0, config.window)?;
-        let next_inbound = Some(keys.inbound(1, config.window)?);
+        Self::resume(keys, config, now, ResumePoint::default())
+    }
+
+    /// A derived-key session that continues where an earlier one for the same keys left off:
+    /// outbound from generation `at.out_generation` (never used before), inbound at
+    /// `at.in_generation` refusing every sequence number up to `at.in_seen`.
+    pub fn resume(keys: SessionKeys, config: SessionConfig, now: Instant, at: ResumePoint) -> Result<Self, EspError> {
+        let outbound = keys.outbound(at.out_generation)?.with_packet_budget(config.packet_budget);
+        let inbound = keys.inbound(at.in_generation, config.window)?.with_seen_through(at.in_seen);
+        let next_inbound = Some(keys.inbound(at.in_generation.saturating_add(1), config.window)?);
         Ok(PeerSession {
             keys: Some(keys),
             outbound,
-            out_generation: 0,
+            out_generation: at.out_generation,
             out_since: now,
             inbound,
-            in_generation: 0,
+            in_generation: at.in_generation,
             next_inbound,
             previous: None,
             last_resync: None,
@@ -253,6 +273,25 @@ impl PeerSession {
     /// True when the outbound SA has used its budget (manual sessions must be re-keyed by hand).
     pub fn needs_rekey(&self) -> bool {
         self.outbound.needs_rekey()
+    }
+
+    /// Where a session rebuilt for the same keys must continue (see [`ResumePoint`]).
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            out_generation: self.out_generation.saturating_add(1),
+            in_generation: self.in_generation,
+            in_seen: self.inbound.window().top(),
+        }
+    }
+
+    /// Whether the keys are manual (fixed SAs, sequence numbers persisted by the owner).
+    pub fn is_manual(&self) -> bool {
+        self.keys.is_none()
+    }
+
+    /// The current outbound SA, mutably (reservations of manual SAs).
+    pub fn outbound_mut(&mut self) -> &mut OutboundSa {
+        &mut self.outbound
     }
 
     /// SPI of the current outbound SA.
@@ -466,6 +505,28 @@ mod tests {
         assert_eq!(&p1[4..16], &p2[4..16]);
         assert_ne!(&p1[0..4], &p2[0..4]);
         assert_ne!(&p1[16..], &p2[16..]);
+    }
+
+    #[test]
+    fn resumed_session_uses_new_generations_and_refuses_old_packets() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = sessions(SessionConfig::default(), t0);
+        let p = seal(&mut a, t0, b"first life");
+        open(&mut b, t0, &p).unwrap();
+        // Both ends drop and rebuild their sessions for the same epochs.
+        let (ra, rb) = (a.resume_point(), b.resume_point());
+        assert_eq!(ra, ResumePoint { out_generation: 1, in_generation: 0, in_seen: 0 });
+        assert_eq!(rb, ResumePoint { out_generation: 1, in_generation: 0, in_seen: 1 });
+        let host = |seed| HostKey::from_private_bytes(&[seed; KEY_LEN]).unwrap();
+        let ka = SessionKeys::new(&host(7), A_EPOCH, host(9).public_key(), B_EPOCH, Suite::Aes256Gcm, false).unwrap();
+        let kb = SessionKeys::new(&host(9), B_EPOCH, host(7).public_key(), A_EPOCH, Suite::Aes256Gcm, false).unwrap();
+        let mut a2 = PeerSession::resume(ka, SessionConfig::default(), t0, ra).unwrap();
+        let mut b2 = PeerSession::resume(kb, SessionConfig::default(), t0, rb).unwrap();
+        assert_eq!(open(&mut b2, t0, &p), Err(EspError::Replay), "the old packet is not accepted again");
+        let q = seal(&mut a2, t0, b"second life");
+        assert_ne!(spi(&q), spi(&p), "a new generation: new key");
+        assert_eq!(open(&mut b2, t0, &q).unwrap(), b"second life");
+        assert_eq!(a2.generations().0, 1);
     }
 
     #[test]

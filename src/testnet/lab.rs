@@ -279,7 +279,14 @@ impl Lab {
         } else {
             format!("peers = [{}]", others.iter().map(|&k| format!("\"{}\"", underlay_ip(k))).collect::<Vec<_>>().join(", "))
         };
-        base.replace(&from, &format!("encryption = \"esp\"\npeers = [{}]", peers.join(", ")))
+        // Each host keeps its sequence reservations in the lab directory, never in /var/lib.
+        let state = format!("[esp]\nstate_file = \"{}\"\n\n[[network]]", self.esp_state_file(i).display());
+        base.replace(&from, &format!("encryption = \"esp\"\npeers = [{}]", peers.join(", "))).replacen("[[network]]", &state, 1)
+    }
+
+    /// The ESP state file (sequence reservations, epoch) of host `i` in [`Lab::esp_manual_config`].
+    pub fn esp_state_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("h{i}.esp-state"))
     }
 
     /// Write `config` for host `i` and start its daemon; waits until it answers on its socket.

@@ -176,6 +176,8 @@ impl Switch {
 fn seal_drop(e: TunnelError) -> DropReason {
     match e {
         TunnelError::NoSession => DropReason::EspNoSession,
-        TunnelError::Esp(EspError::SequenceExhausted | EspError::BufferTooSmall | _) => DropReason::EspSealFailed,
+        TunnelError::Esp(EspError::SequenceExhausted) => DropReason::EspSeqExhausted,
+        TunnelError::Esp(EspError::NotReserved) => DropReason::EspSeqUnreserved,
+        TunnelError::Esp(_) => DropReason::EspSealFailed,
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod control_socket;
 pub mod esp;
+pub mod esp_state;
 pub mod gossip;
 pub mod instance_lock;
 pub mod metrics;
@@ -105,8 +106,8 @@ impl<'c> Daemon<'c> {
         let udp = bind_underlay(config, &taps)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
         let (wall, now) = (SystemTime::now(), Instant::now());
-        let epoch = node::start_epoch(wall);
-        let (esp, tunnels) = EspDriver::start(config, epoch, now)?.unzip();
+        let (epoch, esp) = EspDriver::start(config, node::start_epoch(wall), now)?;
+        let (esp, tunnels) = esp.unzip();
         let (gossip, join) = match GossipSocket::bind(config)? {
             Some((socket, key, advertised)) => (Some(socket), Some((key, advertised))),
             None => (None, None),
@@ -181,6 +182,11 @@ impl<'c> Daemon<'c> {
     fn drain(&mut self) {
         while let Some(t) = self.node.poll_transmit() {
             self.transmit(t);
+        }
+        if let (Some(esp), Some(tunnels)) = (self.esp.as_mut(), self.node.switch_mut().esp_mut()) {
+            if let Err(e) = esp.serve_reservations(tunnels, Instant::now()) {
+                tracing::error!("ESP sequence numbers not reserved, manual SAs wait: {e}");
+            }
         }
         if let Some(g) = self.gossip.as_mut() {
             g.send_pending(&mut self.node);
