@@ -28,11 +28,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Print a running daemon's counters, peers and FDB as JSON.
+    /// Print a running daemon's counters, peers and FDB as JSON (the first FDB entries of each
+    /// network; `--fdb-offset` pages through the whole FDB).
     Stats {
         /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
+        /// Print one page of the FDB from this entry on, instead of the status.
+        #[arg(long)]
+        fdb_offset: Option<usize>,
     },
     /// Print a running daemon's counters in the Prometheus text format.
     Metrics {
@@ -86,8 +90,9 @@ fn main() -> ExitCode {
             Config::load(&config).map_err(anyhow::Error::from).and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from))
         }
         Command::Check { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
-        Command::Stats { socket } => {
-            vxswitch::sys::daemon::control_socket::query(&socket, "stats").map(|s| print!("{s}")).map_err(Into::into)
+        Command::Stats { socket, fdb_offset } => {
+            let command = fdb_offset.map_or("stats".to_string(), |o| format!("fdb {o}"));
+            vxswitch::sys::daemon::control_socket::query(&socket, &command).map(|s| print!("{s}")).map_err(Into::into)
         }
         Command::Metrics { socket } => {
             vxswitch::sys::daemon::control_socket::query(&socket, "metrics").map(|s| print!("{s}")).map_err(Into::into)

@@ -12,7 +12,7 @@ pub mod tunnel;
 
 pub use counters::{Counters, DropCounts, DropReason};
 pub use esp::{EspCounters, EspTunnels, TunnelError};
-pub use fdb::{Fdb, FdbCounters, Location};
+pub use fdb::{Fdb, FdbCounters, FdbEntry, FdbKey, Location};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};

@@ -7,10 +7,8 @@
 //! names the module doc of `counters` describes. The one series that is not a declared counter is
 //! `vxswitch_peers{vni="..."}`, the size of each network's peer list.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::os::fd::RawFd;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::clients::{Clients, Framing};
 use super::gossip::GossipCounters;
 use crate::counters::{self, CounterSet, Kind, Sample};
 use crate::dataplane::Switch;
@@ -111,9 +110,12 @@ pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip: O
     out
 }
 
-/// A tiny HTTP endpoint for Prometheus: every request gets the metrics page.
+/// A tiny HTTP endpoint for Prometheus: every request gets the metrics page. Its connections are
+/// served by the event loop without blocking ([`super::clients`]).
+#[derive(Debug)]
 pub struct MetricsListener {
-    listener: TcpListener,
+    /// The connected scrapers.
+    pub clients: Clients<TcpListener>,
 }
 
 impl MetricsListener {
@@ -121,30 +123,22 @@ impl MetricsListener {
     pub fn bind(addr: SocketAddr) -> Result<Self, SysError> {
         let listener = TcpListener::bind(addr).map_err(|source| SysError::Os { op: "bind metrics listener", source })?;
         listener.set_nonblocking(true).map_err(|source| SysError::Os { op: "metrics listener nonblocking", source })?;
-        Ok(MetricsListener { listener })
+        Ok(MetricsListener { clients: Clients::new(listener, Framing::Http) })
     }
 
-    /// The fd, for polling.
+    /// The listener's fd, for polling.
     pub fn fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
+        self.clients.fd()
     }
+}
 
-    /// Answer pending scrapes with `page()`.
-    pub fn serve(&self, page: impl Fn() -> String) {
-        while let Ok((mut stream, _)) = self.listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let body = page();
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    }
+/// The HTTP response carrying the metrics page `body`.
+pub fn http_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -156,7 +150,7 @@ mod tests {
     use crate::dataplane::{Counters, EspCounters, EspTunnels, FdbCounters, NetworkSpec, SwitchConfig};
     use crate::ipsec::{SessionConfig, Suite};
     use crate::wire::vxlan::Vni;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn switch(now: Instant, encrypted: bool) -> Switch {
         let spec = NetworkSpec {

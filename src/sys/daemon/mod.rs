@@ -12,8 +12,13 @@
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
 //! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
 //!
+//! Clients of the control socket and the metrics listener are served by the same loop, after the
+//! data path, as non-blocking state machines with deadlines and a cap ([`clients`]): nothing a
+//! client does or fails to do makes the loop wait.
+//!
 //! [`HEADROOM`]: crate::sys::fastpath::HEADROOM
 
+pub mod clients;
 pub mod control_socket;
 pub mod esp;
 pub mod gossip;
@@ -41,7 +46,7 @@ use control_socket::ControlSocket;
 use esp::EspDriver;
 use gossip::GossipSocket;
 use metrics::MetricsListener;
-use poll::{PollSet, Source};
+use poll::{PollSet, Source, READABLE, WRITABLE};
 use signals::SignalFd;
 
 /// Longest poll sleep, so that signals and timers are never missed for long.
@@ -53,10 +58,11 @@ pub fn run(config: &Config) -> Result<(), SysError> {
     let _instance = instance_lock::InstanceLock::acquire(&config.control_socket)?;
     let signals = SignalFd::block_term_signals()?;
     let mut daemon = Daemon::start(config)?;
-    let mut polls = PollSet::new(daemon.poll_entries(&signals));
+    let mut polls = PollSet::new([]);
     loop {
-        let sleep = daemon.node.poll_timeout().map_or(MAX_SLEEP, |t| t.saturating_duration_since(Instant::now()).min(MAX_SLEEP));
-        if !polls.wait(sleep)? {
+        polls.clear();
+        daemon.fill_poll_set(&signals, &mut polls);
+        if !polls.wait(daemon.sleep(Instant::now()))? {
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {
@@ -68,6 +74,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         for source in polls.ready() {
             daemon.serve(source, now);
         }
+        daemon.serve_clients(now);
         daemon.drain();
     }
     daemon.shutdown();
@@ -131,16 +138,43 @@ impl<'c> Daemon<'c> {
         })
     }
 
-    /// What the loop polls, in the order it serves them: TAPs before the underlay, as before.
-    fn poll_entries(&self, signals: &SignalFd) -> Vec<(std::os::fd::RawFd, Source)> {
-        let mut entries = vec![(signals.fd, Source::Signals)];
-        entries.extend(self.taps.iter().enumerate().map(|(port, tap)| (tap.fd(), Source::Tap(port))));
-        entries.push((self.udp.rx_fd(), Source::Vxlan));
-        entries.extend(self.esp.as_ref().map(|e| (e.sockets.rx_fd(), Source::Esp)));
-        entries.extend(self.gossip.as_ref().map(|g| (g.fd(), Source::Gossip)));
-        entries.extend(self.metrics.as_ref().map(|m| (m.fd(), Source::Metrics)));
-        entries.push((self.control.fd(), Source::Control));
-        entries
+    /// What the loop polls, in the order it serves them: TAPs before the underlay, as before,
+    /// and clients last.
+    fn fill_poll_set(&self, signals: &SignalFd, polls: &mut PollSet) {
+        polls.push(signals.fd, Source::Signals, READABLE);
+        for (port, tap) in self.taps.iter().enumerate() {
+            polls.push(tap.fd(), Source::Tap(port), READABLE);
+        }
+        polls.push(self.udp.rx_fd(), Source::Vxlan, READABLE);
+        if let Some(e) = &self.esp {
+            polls.push(e.sockets.rx_fd(), Source::Esp, READABLE);
+        }
+        if let Some(g) = &self.gossip {
+            polls.push(g.fd(), Source::Gossip, READABLE);
+        }
+        let interest = |w: bool| if w { WRITABLE } else { READABLE };
+        if let Some(m) = &self.metrics {
+            polls.push(m.fd(), Source::Metrics, READABLE);
+            for (slot, fd, w) in m.clients.interest() {
+                polls.push(fd, Source::MetricsClient(slot), interest(w));
+            }
+        }
+        polls.push(self.control.fd(), Source::Control, READABLE);
+        for (slot, fd, w) in self.control.clients.interest() {
+            polls.push(fd, Source::ControlClient(slot), interest(w));
+        }
+    }
+
+    /// How long the loop may sleep from `now`: until the node's next timer or a client's
+    /// deadline, not at all while an answer is pending, and never longer than [`MAX_SLEEP`].
+    fn sleep(&self, now: Instant) -> Duration {
+        let metrics = self.metrics.as_ref().map(|m| &m.clients);
+        if self.control.clients.has_pending() || metrics.is_some_and(|c| c.has_pending()) {
+            return Duration::ZERO;
+        }
+        let deadlines = self.control.clients.next_deadline().into_iter().chain(metrics.and_then(|c| c.next_deadline()));
+        let next = self.node.poll_timeout().into_iter().chain(deadlines).min();
+        next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP))
     }
 
     /// Read what `source` has, hand it to the node and answer clients.
@@ -164,11 +198,42 @@ impl<'c> Daemon<'c> {
                 }
             }
             Source::Metrics => {
-                if let Some(m) = self.metrics.as_ref() {
-                    m.serve(|| self.metrics_page());
+                if let Some(m) = self.metrics.as_mut() {
+                    m.clients.accept(now);
                 }
             }
-            Source::Control => self.control.serve(|cmd| self.answer(cmd)),
+            Source::MetricsClient(slot) => {
+                if let Some(m) = self.metrics.as_mut() {
+                    m.clients.ready(slot);
+                }
+            }
+            Source::Control => self.control.clients.accept(now),
+            Source::ControlClient(slot) => self.control.clients.ready(slot),
+        }
+    }
+
+    /// Answer the clients whose request is complete (a bounded number per wakeup), and drop
+    /// those past their deadline.
+    fn serve_clients(&mut self, now: Instant) {
+        for (slot, command) in self.control.clients.take_pending() {
+            let reply = self.answer(&command);
+            self.control.clients.respond(slot, reply.into_bytes(), now);
+        }
+        self.control.clients.expire(now);
+        let control = self.control.clients.events;
+        self.driver.control_clients_refused = control.refused;
+        self.driver.clients_timed_out = control.timed_out;
+        let Some(pending) = self.metrics.as_mut().map(|m| m.clients.take_pending()) else { return };
+        let page = (!pending.is_empty()).then(|| metrics::http_response(&self.metrics_page()));
+        if let (Some(m), Some(page)) = (self.metrics.as_mut(), page) {
+            for (slot, _request) in pending {
+                m.clients.respond(slot, page.clone(), now);
+            }
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            m.clients.expire(now);
+            self.driver.metrics_clients_refused = m.clients.events.refused;
+            self.driver.clients_timed_out += m.clients.events.timed_out;
         }
     }
 

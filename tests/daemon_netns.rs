@@ -1,0 +1,190 @@
+//! The daemon under a bad day, on real kernels: slow and hostile local clients, a TAP deleted
+//! from outside, configuration reloads under traffic. Each check runs against a running daemon
+//! while a ping crosses the overlay, and asserts that forwarding does not notice.
+//! Needs root; without it each test prints SKIP (or fails with VXSWITCH_REQUIRE_ROOT=1).
+
+#[path = "common/netns.rs"]
+mod netns_common;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use netns_common::have_root;
+use vxswitch::sys::daemon::control_socket::query_with_timeout;
+use vxswitch::testnet::lab::{container_ip, HostKind, Lab};
+use vxswitch::testnet::setns;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vxswitch"))
+}
+
+/// Metrics address of host 0 (inside its namespace).
+const METRICS: &str = "127.0.0.1:9742";
+
+/// A ping running in the background from a container: `count` echoes every 20 ms.
+struct Ping(Child);
+
+impl Ping {
+    fn start(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> Ping {
+        let child = lab.hosts[host].containers[container]
+            .ns
+            .command("ping")
+            .args(["-c", &count.to_string(), "-i", "0.02", "-W", "2", "-q", &dst.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ping runs (apt-get install iputils-ping)");
+        Ping(child)
+    }
+
+    /// Wait for the end: (transmitted, received, largest round trip in ms).
+    fn finish(mut self) -> (u32, u32, f64) {
+        let out = std::mem::replace(&mut self.0, std::process::Command::new("true").spawn().unwrap()).wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
+        let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+        let max = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rtt min/avg/max/mdev = "))
+            .and_then(|v| v.split('/').nth(2)?.parse().ok())
+            .unwrap_or(f64::INFINITY);
+        (nums[0], nums[1], max)
+    }
+}
+
+impl Drop for Ping {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Send `count` broadcast frames with distinct source MACs out of a container's `eth0`, so that
+/// the FDB of the container's host grows by as many entries.
+fn flood_source_macs(ns: &str, count: u32) {
+    setns::run_in(ns, move || {
+        // SAFETY: a raw packet socket written from a local buffer; closed at the end.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
+            addr.sll_halen = 6;
+            for i in 0..count {
+                let mut frame = [0u8; 60];
+                frame[..6].copy_from_slice(&[0xff; 6]);
+                frame[6..12].copy_from_slice(&[0x02, 0xaa, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+                frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(sent, 60);
+                if i % 50 == 49 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            libc::close(fd);
+        }
+    })
+    .unwrap();
+}
+
+/// Query the daemon, retrying refused or cut connections, until `patience` is over.
+fn query_patiently(lab: &Lab, host: usize, command: &str, patience: Duration) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < patience {
+        if let Ok(reply) = query_with_timeout(&lab.socket(host), command, Duration::from_millis(500)) {
+            if !reply.is_empty() {
+                return Some(reply);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn netns_slow_clients_do_not_stall_forwarding() {
+    if !have_root("netns_slow_clients_do_not_stall_forwarding") {
+        return;
+    }
+    let mut lab = Lab::build("slow", &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
+    let config = format!("metrics_listen = \"{METRICS}\"\n{}", lab.vxswitch_config(0, ""));
+    lab.start_vxswitch_with(0, &config).unwrap();
+    let config = lab.vxswitch_config(1, "");
+    lab.start_vxswitch_with(1, &config).unwrap();
+
+    // A large FDB, so that an unpaged `stats` would be far larger than a socket buffer.
+    flood_source_macs(lab.hosts[0].containers[0].ns.name(), 3000);
+    let start = Instant::now();
+    let total = loop {
+        let stats = json(&query_patiently(&lab, 0, "stats", Duration::from_secs(2)).unwrap());
+        let total = stats["fdb"]["entries"].as_u64().unwrap();
+        if total >= 2500 || start.elapsed() > Duration::from_secs(5) {
+            break total;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(total >= 2500, "FDB filled: {total}");
+
+    let ping = Ping::start(&lab, 0, 0, container_ip(1, 0), 150);
+    std::thread::sleep(Duration::from_millis(300));
+    // Hostile and careless clients, all held open: silent ones, and ones that ask and never read.
+    let socket = lab.socket(0);
+    let mut held: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    for _ in 0..4 {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(b"stats\n").unwrap();
+        held.push(s);
+    }
+    let tcp: Vec<TcpStream> = setns::run_in(lab.hosts[0].ns.name(), || {
+        let mut v: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(METRICS).unwrap()).collect();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(METRICS).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            v.push(s);
+        }
+        v
+    })
+    .unwrap();
+
+    // Others are still answered while those are held (after the silent ones' deadline at worst).
+    let asked = Instant::now();
+    let stats = query_patiently(&lab, 0, "stats", Duration::from_millis(2500));
+    let waited = asked.elapsed();
+    let stats = json(&stats.unwrap_or_else(|| panic!("no answer within {waited:?} while slow clients were held")));
+    let (sent, got, max_rtt) = ping.finish();
+    drop((held, tcp));
+
+    assert_eq!((sent, got), (150, 150), "no echo lost while slow clients were held");
+    assert!(max_rtt < 200.0, "forwarding never stalled: largest round trip {max_rtt} ms");
+    let net = &stats["networks"][0];
+    assert!(net["fdb"].as_array().unwrap().len() <= 256, "stats lists one page of the FDB");
+    assert!(net["fdb_total"].as_u64().unwrap() >= 2500, "{net}");
+    let driver = &stats["driver"];
+    assert!(driver["control_clients_refused"].as_u64().unwrap() > 0, "{driver}");
+    let page = json(&query_patiently(&lab, 0, "fdb 256", Duration::from_secs(2)).unwrap());
+    assert_eq!(page["offset"], 256);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 256);
+    assert_eq!(page["next_offset"], 512, "{}", page["next_offset"]);
+    assert!(page["entries"][0]["vni"].is_u64());
+    // The held clients were dropped at their deadlines, and counted.
+    std::thread::sleep(Duration::from_millis(200));
+    let driver = json(&query_patiently(&lab, 0, "stats", Duration::from_secs(2)).unwrap())["driver"].clone();
+    assert!(driver["clients_timed_out"].as_u64().unwrap() >= 16, "{driver}");
+    let metrics = query_patiently(&lab, 0, "metrics", Duration::from_secs(2)).unwrap();
+    assert!(metrics.contains("vxswitch_clients_refused_total{listener=\"control\"}"), "{metrics}");
+}
