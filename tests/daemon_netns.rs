@@ -188,3 +188,74 @@ fn netns_slow_clients_do_not_stall_forwarding() {
     let metrics = query_patiently(&lab, 0, "metrics", Duration::from_secs(2)).unwrap();
     assert!(metrics.contains("vxswitch_clients_refused_total{listener=\"control\"}"), "{metrics}");
 }
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks, from `/proc/PID/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at field 3; utime, stime are 14, 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Wait until `driver.<counter>` of host `host` reaches `at_least`; returns the driver section.
+fn wait_driver_counter(lab: &Lab, host: usize, counter: &str, at_least: u64, patience: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let driver = json(&query_patiently(lab, host, "stats", Duration::from_secs(2)).unwrap())["driver"].clone();
+        if driver[counter].as_u64().unwrap() >= at_least {
+            return driver;
+        }
+        assert!(start.elapsed() < patience, "driver.{counter} did not reach {at_least} within {patience:?}: {driver}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CPU ticks the daemon of host `host` uses over `period`.
+fn cpu_over(lab: &Lab, host: usize, period: Duration) -> u64 {
+    let pid = lab.daemon_pid(host).unwrap();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(period);
+    cpu_ticks(pid) - before
+}
+
+/// `(sent, received)` of `count` pings from host 0's container to host 1's.
+fn ping_across(lab: &Lab, count: u32) -> (u32, u32) {
+    let (sent, got, _) = Ping::start(lab, 0, 0, container_ip(1, 0), count).finish();
+    (sent, got)
+}
+
+#[test]
+fn netns_tap_deleted_from_outside_is_recreated_without_spinning() {
+    if !have_root("netns_tap_deleted_from_outside_is_recreated_without_spinning") {
+        return;
+    }
+    let lab = Lab::build("tapdel", &[HostKind::Vxswitch, HostKind::Vxswitch], 1, bin()).unwrap();
+    assert_eq!(ping_across(&lab, 10), (10, 10));
+    let h0 = &lab.hosts[0].ns;
+
+    // Deleted under the daemon: no spin (a spinning loop burns the whole 2 s), and it comes back.
+    h0.ip(&["link", "del", "vxs1042"]).unwrap();
+    let ticks = cpu_over(&lab, 0, Duration::from_secs(2));
+    assert!(ticks < 40, "the daemon spun after its TAP was deleted: {ticks} ticks of CPU in 2 s");
+    let driver = wait_driver_counter(&lab, 0, "taps_recreated", 1, Duration::from_secs(5));
+    assert_eq!(driver["taps_lost"], 1, "{driver}");
+    let link = h0.output("ip", &["link", "show", "vxs1042"]).unwrap();
+    assert!(link.contains("master br0") && link.contains(",UP"), "recreated on its bridge, up: {link}");
+    assert_eq!(ping_across(&lab, 20), (20, 20), "the network works again");
+
+    // Its bridge gone too: the network is down, loudly (counted, retried), until the bridge is back.
+    h0.ip(&["link", "del", "br0"]).unwrap();
+    h0.ip(&["link", "del", "vxs1042"]).unwrap();
+    let driver = wait_driver_counter(&lab, 0, "tap_recreate_failures", 1, Duration::from_secs(5));
+    assert_eq!(driver["taps_lost"], 2, "{driver}");
+    let ticks = cpu_over(&lab, 0, Duration::from_secs(1));
+    assert!(ticks < 20, "the daemon spun while its network was down: {ticks} ticks of CPU in 1 s");
+    h0.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
+    h0.ip(&["link", "set", "br0", "up"]).unwrap();
+    h0.ip(&["link", "set", "c0", "master", "br0"]).unwrap();
+    wait_driver_counter(&lab, 0, "taps_recreated", 2, Duration::from_secs(10));
+    let log = std::fs::read_to_string(lab.log(0)).unwrap();
+    assert!(log.contains("TAP lost") && log.contains("network down: cannot recreate its TAP"), "{log}");
+    assert_eq!(ping_across(&lab, 20), (20, 20), "the network works again");
+}

@@ -27,6 +27,7 @@ pub mod metrics;
 mod poll;
 pub mod signals;
 pub mod status;
+pub mod taps;
 
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,19 +36,18 @@ use crate::config::Config;
 use crate::dataplane::{Transmit, Tunnel};
 use crate::node::{self, Node, NodeConfig};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
-use crate::sys::fastpath::tap::Tap;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
-use crate::sys::kernel::links;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
 use control_socket::ControlSocket;
 use esp::EspDriver;
 use gossip::GossipSocket;
 use metrics::MetricsListener;
-use poll::{PollSet, Source, READABLE, WRITABLE};
+use poll::{PollSet, Source, BROKEN, READABLE, WRITABLE};
 use signals::SignalFd;
+use taps::TapPorts;
 
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -71,9 +71,10 @@ pub fn run(config: &Config) -> Result<(), SysError> {
         }
         let now = Instant::now();
         daemon.node.handle_timeout(now);
-        for source in polls.ready() {
-            daemon.serve(source, now);
+        for (source, events) in polls.ready_events() {
+            daemon.serve(source, events, now);
         }
+        daemon.ports.recover(now, &mut daemon.driver);
         daemon.serve_clients(now);
         daemon.drain();
     }
@@ -85,7 +86,7 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 struct Daemon<'c> {
     config: &'c Config,
     node: Node,
-    taps: Vec<Tap>,
+    ports: TapPorts,
     udp: UnderlaySockets,
     esp: Option<EspDriver>,
     gossip: Option<GossipSocket>,
@@ -104,8 +105,8 @@ impl<'c> Daemon<'c> {
     fn start(config: &'c Config) -> Result<Self, SysError> {
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
-        let taps = open_taps(config)?;
-        let udp = bind_underlay(config, &taps)?;
+        let ports = TapPorts::open(config)?;
+        let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
         let (wall, now) = (SystemTime::now(), Instant::now());
         let epoch = node::start_epoch(wall);
@@ -123,7 +124,7 @@ impl<'c> Daemon<'c> {
         Ok(Daemon {
             config,
             node,
-            taps,
+            ports,
             udp,
             esp,
             gossip,
@@ -142,7 +143,7 @@ impl<'c> Daemon<'c> {
     /// and clients last.
     fn fill_poll_set(&self, signals: &SignalFd, polls: &mut PollSet) {
         polls.push(signals.fd, Source::Signals, READABLE);
-        for (port, tap) in self.taps.iter().enumerate() {
+        for (port, tap) in self.ports.open_taps() {
             polls.push(tap.fd(), Source::Tap(port), READABLE);
         }
         polls.push(self.udp.rx_fd(), Source::Vxlan, READABLE);
@@ -173,23 +174,34 @@ impl<'c> Daemon<'c> {
             return Duration::ZERO;
         }
         let deadlines = self.control.clients.next_deadline().into_iter().chain(metrics.and_then(|c| c.next_deadline()));
-        let next = self.node.poll_timeout().into_iter().chain(deadlines).min();
+        let next = self.node.poll_timeout().into_iter().chain(deadlines).chain(self.ports.next_retry()).min();
         next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP))
     }
 
-    /// Read what `source` has, hand it to the node and answer clients.
-    fn serve(&mut self, source: Source, now: Instant) {
+    /// Read what `source` has (`events` were reported), hand it to the node and answer clients.
+    fn serve(&mut self, source: Source, events: i16, now: Instant) {
         let esp_sockets = self.esp.as_ref().map(|e| &e.sockets);
         let switch = self.node.switch_mut();
         match source {
             Source::Signals => {}
             Source::Tap(port) => {
-                datapath::tap_to_underlay(&self.taps[port], port, now, switch, &self.udp, esp_sockets, &mut self.tx, &mut self.driver)
+                let Some(tap) = self.ports.taps[port].as_ref() else { return };
+                let gone = if events & BROKEN != 0 {
+                    Some(format!("poll reported {}", poll::describe(events)))
+                } else {
+                    datapath::tap_to_underlay(tap, port, now, switch, &self.udp, esp_sockets, &mut self.tx, &mut self.driver)
+                        .map(|e| format!("read: {e}"))
+                };
+                if let Some(why) = gone {
+                    self.ports.lost(port, &why, now, &mut self.driver);
+                }
             }
-            Source::Vxlan => datapath::underlay_to_tap(&self.udp, Tunnel::Vxlan, now, switch, &self.taps, &mut self.rx, &mut self.driver),
+            Source::Vxlan => {
+                datapath::underlay_to_tap(&self.udp, Tunnel::Vxlan, now, switch, &self.ports.taps, &mut self.rx, &mut self.driver)
+            }
             Source::Esp => {
                 if let Some(sockets) = esp_sockets {
-                    datapath::underlay_to_tap(sockets, Tunnel::Esp, now, switch, &self.taps, &mut self.rx, &mut self.driver);
+                    datapath::underlay_to_tap(sockets, Tunnel::Esp, now, switch, &self.ports.taps, &mut self.rx, &mut self.driver);
                 }
             }
             Source::Gossip => {
@@ -259,7 +271,7 @@ impl<'c> Daemon<'c> {
     fn transmit(&mut self, t: Transmit) {
         match t {
             Transmit::Tap { port, frame } => {
-                if self.taps[port].write(&frame).is_err() {
+                if !self.ports.taps.get(port).and_then(Option::as_ref).is_some_and(|t| t.write(&frame).is_ok()) {
                     self.driver.tap_write_errors += 1;
                 }
             }
@@ -318,26 +330,12 @@ impl<'c> Daemon<'c> {
     }
 }
 
-/// One TAP per switched network, configured and up.
-fn open_taps(config: &Config) -> Result<Vec<Tap>, SysError> {
-    let mut taps = Vec::new();
-    for net in config.switched_networks() {
-        // ESP stays on the per-packet path: its TAP never gets offload.
-        let tap_offload = if net.encrypted { Some(false) } else { config.underlay.offload };
-        let tap = Tap::create(&net.tap, net.mtu, tap_offload)?;
-        links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
-        tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
-        taps.push(tap);
-    }
-    Ok(taps)
-}
-
 /// The VXLAN sockets, with UDP GSO/GRO when a TAP has offload.
-fn bind_underlay(config: &Config, taps: &[Tap]) -> Result<UnderlaySockets, SysError> {
+fn bind_underlay(config: &Config, ports: &TapPorts) -> Result<UnderlaySockets, SysError> {
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
     let rx_port = if config.switched_networks().next().is_some() { config.underlay.port } else { 0 };
     let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
-    if taps.iter().any(Tap::offload) {
+    if ports.open_taps().any(|(_, t)| t.offload()) {
         let gso = config.underlay.udp_gso && udp.enable_gso();
         let gro = config.underlay.udp_gro && udp.enable_gro();
         tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");

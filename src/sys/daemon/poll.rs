@@ -40,6 +40,14 @@ pub enum Source {
 pub const READABLE: i16 = libc::POLLIN;
 /// Wait until the descriptor is writable.
 pub const WRITABLE: i16 = libc::POLLOUT;
+/// The descriptor is broken: an error, a hang-up or no longer open (a TAP deleted from outside).
+pub const BROKEN: i16 = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+
+/// The broken-descriptor events in `revents`, by name, for a log line.
+pub fn describe(revents: i16) -> String {
+    let names = [(libc::POLLERR, "POLLERR"), (libc::POLLHUP, "POLLHUP"), (libc::POLLNVAL, "POLLNVAL")];
+    names.iter().filter(|(bit, _)| revents & bit != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+}
 
 /// The descriptors the loop waits on.
 pub struct PollSet {

@@ -68,5 +68,11 @@ counters! {
         pub metrics_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "metrics",
         /// Client connections dropped at their deadline (silent, or not reading their answer).
         pub clients_timed_out: u64 = counter,
+        /// TAPs found broken or deleted from outside (poll error, or reads failing with `EBADFD`).
+        pub taps_lost: u64 = counter,
+        /// Lost TAPs created again (bridge, address and MTU re-applied).
+        pub taps_recreated: u64 = counter,
+        /// Failed attempts to recreate a lost TAP (the network is down until one succeeds).
+        pub tap_recreate_failures: u64 = counter => io_errors(IO_ERRORS) reason = "tap_recreate",
     }
 }
