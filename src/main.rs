@@ -50,6 +50,13 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Make a running daemon re-read its configuration file and apply the difference (as SIGHUP
+    /// does); prints what changed, or why nothing did.
+    Reload {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
     /// Print this host's ESP public key (creating the host key file on first use).
     Pubkey {
         /// Configuration file (TOML); its `[esp] key_file` is used.
@@ -86,9 +93,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Run { config } => {
-            Config::load(&config).map_err(anyhow::Error::from).and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from))
-        }
+        Command::Run { config } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| vxswitch::sys::daemon::run(&c, Some(&config)).map_err(anyhow::Error::from)),
         Command::Check { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
         Command::Stats { socket, fdb_offset } => {
             let command = fdb_offset.map_or("stats".to_string(), |o| format!("fdb {o}"));
@@ -100,6 +107,7 @@ fn main() -> ExitCode {
         Command::Peers { socket } => {
             vxswitch::sys::daemon::control_socket::query(&socket, "peers").map(|s| print!("{s}")).map_err(Into::into)
         }
+        Command::Reload { socket } => reload(&socket),
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
             let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
@@ -121,6 +129,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ask the daemon to reload; a refused reload is an error (exit status 1).
+fn reload(socket: &std::path::Path) -> anyhow::Result<()> {
+    let answer = vxswitch::sys::daemon::control_socket::query(socket, "reload")?;
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| anyhow::anyhow!("unexpected answer ({e}): {answer}"))?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("reload refused, running configuration kept: {error}");
+    }
+    print!("{answer}");
+    Ok(())
 }
 
 fn write_cluster_key(file: &std::path::Path) -> anyhow::Result<()> {

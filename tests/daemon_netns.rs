@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use netns_common::have_root;
 use vxswitch::sys::daemon::control_socket::query_with_timeout;
-use vxswitch::testnet::lab::{container_ip, HostKind, Lab};
+use vxswitch::testnet::lab::{container_ip, underlay_ip, HostKind, Lab};
+use vxswitch::testnet::netns::Netns;
 use vxswitch::testnet::setns;
 
 fn bin() -> &'static Path {
@@ -30,8 +31,11 @@ struct Ping(Child);
 
 impl Ping {
     fn start(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> Ping {
-        let child = lab.hosts[host].containers[container]
-            .ns
+        Ping::start_in(&lab.hosts[host].containers[container].ns, dst, count)
+    }
+
+    fn start_in(ns: &Netns, dst: Ipv4Addr, count: u32) -> Ping {
+        let child = ns
             .command("ping")
             .args(["-c", &count.to_string(), "-i", "0.02", "-W", "2", "-q", &dst.to_string()])
             .stdout(Stdio::piped())
@@ -258,4 +262,86 @@ fn netns_tap_deleted_from_outside_is_recreated_without_spinning() {
     let log = std::fs::read_to_string(lab.log(0)).unwrap();
     assert!(log.contains("TAP lost") && log.contains("network down: cannot recreate its TAP"), "{log}");
     assert_eq!(ping_across(&lab, 20), (20, 20), "the network works again");
+}
+
+/// Host `i`'s configuration: network 1042 on `br0` with `peers`, and network 2000 (TAP address
+/// 10.20.0.(i+1)/24, no bridge) with `second` as peers when given.
+fn reload_config(lab: &Lab, i: usize, peers: &[usize], second: Option<&[usize]>) -> String {
+    let list = |p: &[usize]| p.iter().map(|&k| format!("\"{}\"", underlay_ip(k))).collect::<Vec<_>>().join(", ");
+    let mut text = format!(
+        "control_socket = \"{}\"\n\n[underlay]\naddress = \"{}\"\n\n[[network]]\nvni = 1042\ntap = \"vxs1042\"\nbridge = \"br0\"\npeers = [{}]\n",
+        lab.socket(i).display(),
+        underlay_ip(i),
+        list(peers)
+    );
+    if let Some(second) = second {
+        text += &format!("\n[[network]]\nvni = 2000\ntap = \"vxs2000\"\naddress = \"10.20.0.{}/24\"\npeers = [{}]\n", i + 1, list(second));
+    }
+    text
+}
+
+/// `vxswitch reload` against host `i`: (success, stdout + stderr).
+fn reload_cli(lab: &Lab, i: usize) -> (bool, String) {
+    let out = std::process::Command::new(bin()).args(["reload", "--socket"]).arg(lab.socket(i)).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `(sent, received)` of `count` quick pings from `ns` to `dst`.
+fn ping_from(ns: &Netns, dst: Ipv4Addr, count: u32) -> (u32, u32) {
+    let (sent, got, _) = Ping::start_in(ns, dst, count).finish();
+    (sent, got)
+}
+
+#[test]
+fn netns_reload_adds_and_removes_a_peer_and_a_network_without_losing_a_ping() {
+    if !have_root("netns_reload_adds_and_removes_a_peer_and_a_network_without_losing_a_ping") {
+        return;
+    }
+    let mut lab = Lab::build("reload", &[HostKind::Bare; 3], 1, bin()).unwrap();
+    let configs = [reload_config(&lab, 0, &[1], None), reload_config(&lab, 1, &[0, 2], Some(&[0])), reload_config(&lab, 2, &[0, 1], None)];
+    for (i, config) in configs.iter().enumerate() {
+        lab.start_vxswitch_with(i, config).unwrap();
+    }
+    let file = lab.dir.join("h0.toml");
+    let h0c0 = &lab.hosts[0].containers[0].ns;
+    assert_eq!(ping_from(h0c0, container_ip(1, 0), 5), (5, 5));
+    assert_eq!(ping_from(h0c0, container_ip(2, 0), 3).1, 0, "host 2 is not a peer of host 0 yet");
+
+    // Under a running ping on network 1042: add peer host 2 and network 2000 (`vxswitch reload`).
+    let ping = Ping::start(&lab, 0, 0, container_ip(1, 0), 300);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&file, reload_config(&lab, 0, &[1, 2], Some(&[1]))).unwrap();
+    let (ok, out) = reload_cli(&lab, 0);
+    assert!(ok, "{out}");
+    let report = json(&out);
+    assert_eq!((report["added"].clone(), report["removed"].clone()), (serde_json::json!([2000]), serde_json::json!([])), "{report}");
+    // The failed attempt above left a FAILED neighbour entry, which the kernel is slow to retry.
+    h0c0.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+    assert_eq!(ping_from(h0c0, container_ip(2, 0), 5), (5, 5), "the added peer is reachable");
+    assert_eq!(ping_from(&lab.hosts[0].ns, "10.20.0.2".parse().unwrap(), 5), (5, 5), "the added network forwards");
+
+    // An invalid file is refused with its line, key and reason; nothing changes.
+    std::fs::write(&file, reload_config(&lab, 0, &[1, 2], Some(&[1])).replace("vni = 2000", "vni = 16777216")).unwrap();
+    let (ok, out) = reload_cli(&lab, 0);
+    assert!(!ok && out.contains("h0.toml:") && out.contains("vni") && out.contains("out of range"), "{out}");
+    assert_eq!(ping_from(&lab.hosts[0].ns, "10.20.0.2".parse().unwrap(), 3), (3, 3), "still running the previous configuration");
+
+    // And back with SIGHUP: the peer and the network go.
+    std::fs::write(&file, &configs[0]).unwrap();
+    let pid = nix::unistd::Pid::from_raw(lab.daemon_pid(0).unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let start = Instant::now();
+    while lab.hosts[0].ns.output("ip", &["link", "show", "vxs2000"]).is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(5), "the removed network's TAP is closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = json(&query_patiently(&lab, 0, "stats", Duration::from_secs(2)).unwrap());
+    assert_eq!(stats["networks"].as_array().unwrap().len(), 1, "{stats}");
+    assert_eq!(stats["networks"][0]["peers"], serde_json::json!(["198.18.0.2"]));
+    assert_eq!(ping_from(h0c0, container_ip(2, 0), 3).1, 0, "host 2 is no longer a peer");
+
+    let (sent, got, _) = ping.finish();
+    assert_eq!((sent, got), (300, 300), "not one echo lost on the unchanged network");
+    let log = std::fs::read_to_string(lab.log(0)).unwrap();
+    assert!(log.contains("configuration reloaded") && log.contains("reload refused"), "{log}");
 }

@@ -25,11 +25,13 @@ pub mod gossip;
 pub mod instance_lock;
 pub mod metrics;
 mod poll;
+pub mod reload;
 pub mod signals;
 pub mod status;
 pub mod taps;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
@@ -52,12 +54,14 @@ use taps::TapPorts;
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
-/// Run vxswitch with `config` until SIGINT or SIGTERM.
-pub fn run(config: &Config) -> Result<(), SysError> {
+/// Run vxswitch with `config`, read from `path` (re-read on SIGHUP and `reload`; without a path
+/// there is nothing to reload), until SIGINT or SIGTERM.
+pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
     // Before any kernel state is touched: a second instance must change nothing.
     let _instance = instance_lock::InstanceLock::acquire(&config.control_socket)?;
     let signals = SignalFd::block_term_signals()?;
     let mut daemon = Daemon::start(config)?;
+    daemon.config_path = path.map(Path::to_path_buf);
     let mut polls = PollSet::new([]);
     loop {
         polls.clear();
@@ -66,8 +70,18 @@ pub fn run(config: &Config) -> Result<(), SysError> {
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {
-            tracing::info!(signal = signals.read(), "shutting down");
-            break;
+            match signals.read() {
+                0 => {}
+                s if s == libc::SIGHUP as u32 => {
+                    // The ports may have changed: serve the rest from a fresh poll set.
+                    let _ = daemon.reload(Instant::now());
+                    continue;
+                }
+                s => {
+                    tracing::info!(signal = s, "shutting down");
+                    break;
+                }
+            }
         }
         let now = Instant::now();
         daemon.node.handle_timeout(now);
@@ -83,8 +97,10 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 }
 
 /// Everything the loop drives: the node and the descriptors and programmers around it.
-struct Daemon<'c> {
-    config: &'c Config,
+struct Daemon {
+    config: Config,
+    /// Where the configuration was read from, for reloads.
+    config_path: Option<PathBuf>,
     node: Node,
     ports: TapPorts,
     udp: UnderlaySockets,
@@ -100,9 +116,9 @@ struct Daemon<'c> {
     started: Instant,
 }
 
-impl<'c> Daemon<'c> {
+impl Daemon {
     /// Program the kernel, open every descriptor and build the node.
-    fn start(config: &'c Config) -> Result<Self, SysError> {
+    fn start(config: &Config) -> Result<Self, SysError> {
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
         let ports = TapPorts::open(config)?;
@@ -122,7 +138,8 @@ impl<'c> Daemon<'c> {
         let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
         Ok(Daemon {
-            config,
+            config: config.clone(),
+            config_path: None,
             node,
             ports,
             udp,
@@ -185,7 +202,7 @@ impl<'c> Daemon<'c> {
         match source {
             Source::Signals => {}
             Source::Tap(port) => {
-                let Some(tap) = self.ports.taps[port].as_ref() else { return };
+                let Some(tap) = self.ports.taps.get(port).and_then(Option::as_ref) else { return };
                 let gone = if events & BROKEN != 0 {
                     Some(format!("poll reported {}", poll::describe(events)))
                 } else {
@@ -287,9 +304,10 @@ impl<'c> Daemon<'c> {
         }
     }
 
-    fn answer(&self, cmd: &str) -> String {
+    fn answer(&mut self, cmd: &str) -> String {
         match cmd {
             "metrics" => self.metrics_page(),
+            "reload" => self.reload_answer(Instant::now()),
             "peers" => match self.node.membership() {
                 Some(m) => {
                     let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
@@ -303,15 +321,15 @@ impl<'c> Daemon<'c> {
                 self.node.switch(),
                 &self.driver,
                 self.gossip_counters().as_ref(),
-                self.config,
+                &self.ports.networks().collect::<Vec<_>>(),
                 self.offload.as_ref(),
             ),
         }
     }
 
     fn metrics_page(&self) -> String {
-        let vnis: Vec<u32> = self.config.switched_networks().map(|n| n.vni).collect();
-        metrics::render(self.node.switch(), &self.driver, &vnis, self.gossip_counters().as_ref())
+        let ports: Vec<_> = self.ports.networks().map(|(port, n)| (port, n.vni)).collect();
+        metrics::render(self.node.switch(), &self.driver, &ports, self.gossip_counters().as_ref())
     }
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {

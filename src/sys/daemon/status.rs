@@ -17,8 +17,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::gossip::GossipCounters;
-use crate::config::{Config, Mode};
-use crate::dataplane::{Counters, EspCounters, FdbCounters, FdbEntry, FdbKey, Location, Switch};
+use crate::config::{Mode, Network};
+use crate::dataplane::{Counters, EspCounters, FdbCounters, FdbEntry, FdbKey, Location, PortId, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
 
@@ -138,16 +138,15 @@ pub fn answer(
     switch: &Switch,
     driver: &DriverCounters,
     gossip: Option<&GossipCounters>,
-    config: &Config,
+    networks: &[(PortId, &Network)],
     offload: Option<&VtepDriver>,
 ) -> String {
     match cmd {
         "stats" | "" => {
             let mut heads = fdb_heads(switch);
-            let networks = config
-                .switched_networks()
-                .enumerate()
-                .map(|(port, n)| {
+            let networks = networks
+                .iter()
+                .map(|&(port, n)| {
                     let (fdb, fdb_total) = heads.remove(&n.vni).unwrap_or_default();
                     NetworkStatus {
                         vni: n.vni,

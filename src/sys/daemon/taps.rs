@@ -71,6 +71,28 @@ impl TapPorts {
         Ok(())
     }
 
+    /// As [`TapPorts::add`], but a TAP that cannot be created now is retried like a lost one
+    /// (the error is returned for the report, and counted).
+    pub fn add_or_retry(
+        &mut self,
+        port: PortId,
+        net: Network,
+        offload: Option<bool>,
+        now: Instant,
+        driver: &mut DriverCounters,
+    ) -> Result<(), SysError> {
+        let Err(e) = self.add(port, net.clone(), offload) else { return Ok(()) };
+        driver.tap_recreate_failures += 1;
+        tracing::error!(tap = %net.tap, vni = net.vni, "network down: cannot create its TAP: {e}; next attempt in {FIRST_RETRY:?}");
+        if self.taps.len() <= port {
+            self.taps.resize_with(port + 1, || None);
+            self.setups.resize_with(port + 1, || None);
+        }
+        self.taps[port] = None;
+        self.setups[port] = Some(Setup { net, offload, retry: Some((now + FIRST_RETRY, 1)) });
+        Err(e)
+    }
+
     /// Close the TAP of `port` and forget it (the network was removed).
     pub fn remove(&mut self, port: PortId) {
         if let Some(t) = self.taps.get_mut(port) {
@@ -125,6 +147,18 @@ impl TapPorts {
     /// When [`TapPorts::recover`] next has work.
     pub fn next_retry(&self) -> Option<Instant> {
         self.setups.iter().flatten().filter_map(|s| s.retry.map(|(at, _)| at)).min()
+    }
+
+    /// Replace the configuration of the network on `port`, whose TAP settings did not change.
+    pub fn set_network(&mut self, port: PortId, net: Network) {
+        if let Some(setup) = self.setups.get_mut(port).and_then(Option::as_mut) {
+            setup.net = net;
+        }
+    }
+
+    /// Every port with a network, and the network's configuration, in port order.
+    pub fn networks(&self) -> impl Iterator<Item = (PortId, &Network)> {
+        self.setups.iter().enumerate().filter_map(|(port, s)| Some((port, &s.as_ref()?.net)))
     }
 
     /// The open TAPs and their ports.
