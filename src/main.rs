@@ -28,11 +28,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Print a running daemon's counters, peers and FDB as JSON.
+    /// Print a running daemon's counters, peers and FDB as JSON (the first FDB entries of each
+    /// network; `--fdb-offset` pages through the whole FDB).
     Stats {
         /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
+        /// Print one page of the FDB from this entry on, instead of the status.
+        #[arg(long)]
+        fdb_offset: Option<usize>,
     },
     /// Print a running daemon's counters in the Prometheus text format.
     Metrics {
@@ -42,6 +46,13 @@ enum Command {
     },
     /// Print a running daemon's gossip members, their state and records as JSON.
     Peers {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Make a running daemon re-read its configuration file and apply the difference (as SIGHUP
+    /// does); prints what changed, or why nothing did.
+    Reload {
         /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
@@ -82,9 +93,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Run { config } => {
-            Config::load(&config).map_err(anyhow::Error::from).and_then(|c| vxswitch::sys::daemon::run(&c).map_err(anyhow::Error::from))
-        }
+        Command::Run { config } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| vxswitch::sys::daemon::run(&c, Some(&config)).map_err(anyhow::Error::from)),
         Command::Check { config } => Config::load(&config)
             .map(|c| {
                 println!("{}: ok", config.display());
@@ -93,8 +104,9 @@ fn main() -> ExitCode {
                 }
             })
             .map_err(Into::into),
-        Command::Stats { socket } => {
-            vxswitch::sys::daemon::control_socket::query(&socket, "stats").map(|s| print!("{s}")).map_err(Into::into)
+        Command::Stats { socket, fdb_offset } => {
+            let command = fdb_offset.map_or("stats".to_string(), |o| format!("fdb {o}"));
+            vxswitch::sys::daemon::control_socket::query(&socket, &command).map(|s| print!("{s}")).map_err(Into::into)
         }
         Command::Metrics { socket } => {
             vxswitch::sys::daemon::control_socket::query(&socket, "metrics").map(|s| print!("{s}")).map_err(Into::into)
@@ -102,6 +114,7 @@ fn main() -> ExitCode {
         Command::Peers { socket } => {
             vxswitch::sys::daemon::control_socket::query(&socket, "peers").map(|s| print!("{s}")).map_err(Into::into)
         }
+        Command::Reload { socket } => reload(&socket),
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
             let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
@@ -123,6 +136,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ask the daemon to reload; a refused reload is an error (exit status 1).
+fn reload(socket: &std::path::Path) -> anyhow::Result<()> {
+    let answer = vxswitch::sys::daemon::control_socket::query(socket, "reload")?;
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| anyhow::anyhow!("unexpected answer ({e}): {answer}"))?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("reload refused, running configuration kept: {error}");
+    }
+    print!("{answer}");
+    Ok(())
 }
 
 fn write_cluster_key(file: &std::path::Path) -> anyhow::Result<()> {

@@ -71,7 +71,11 @@ fn vxswitch_config(lab: &Lab) -> String {
         lab_esp_spi(1, 0),
         lab_esp_key(1, 0)
     );
-    lab.subnet_config(0, "routed", &[]).replace("peers = []", &format!("encryption = \"esp\"\npeers = [{peer}]"))
+    // The sequence reservations go to the lab directory, not to /var/lib/vxswitch.
+    let state = format!("[esp]\nstate_file = \"{}\"\n\n[[network]]", lab.esp_state_file(0).display());
+    lab.subnet_config(0, "routed", &[])
+        .replacen("[[network]]", &state, 1)
+        .replace("peers = []", &format!("encryption = \"esp\"\npeers = [{peer}]"))
 }
 
 /// The `stats:` counters of the SA with `spi` in `ip -s xfrm state` output:

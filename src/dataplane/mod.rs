@@ -13,7 +13,7 @@ pub mod tunnel;
 
 pub use counters::{Counters, DropCounts, DropReason};
 pub use esp::{EspCounters, EspTunnels, TunnelError};
-pub use fdb::{Fdb, FdbCounters, Location};
+pub use fdb::{Fdb, FdbCounters, FdbEntry, FdbKey, Location};
 pub use mtu::{Encap, MtuPlan};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;

@@ -38,7 +38,9 @@ use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetR
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
-/// Identifies a local TAP port: the index of its network in [`SwitchConfig::networks`].
+/// Identifies a local TAP port: the index of its network in [`SwitchConfig::networks`]. Ports are
+/// stable: a removed network leaves its port retired (reused by the next network added), so the
+/// ports of the other networks never move.
 pub type PortId = usize;
 
 /// Configuration of one overlay network (one VNI, one TAP).
@@ -126,9 +128,26 @@ struct Network {
     unknown_arp: UnknownArp,
     router: Option<Router>,
     tunnel: Tunnel,
+    /// The network was removed; the port waits for the next network added.
+    retired: bool,
 }
 
 impl Network {
+    fn new(spec: NetworkSpec, now: Instant) -> Self {
+        let mut peers = spec.peers;
+        peers.sort_unstable();
+        peers.dedup();
+        Network {
+            vni: spec.vni,
+            max_frame_len: spec.max_frame_len,
+            peers,
+            unknown_arp: spec.unknown_arp,
+            router: spec.routed.map(|r| Router::new(r, now)),
+            tunnel: spec.tunnel,
+            retired: false,
+        }
+    }
+
     fn has_peer(&self, addr: Ipv4Addr) -> bool {
         self.peers.binary_search(&addr).is_ok()
     }
@@ -168,17 +187,7 @@ impl Switch {
             .enumerate()
             .map(|(port, spec)| {
                 by_vni.insert(spec.vni.get(), port);
-                let mut peers = spec.peers;
-                peers.sort_unstable();
-                peers.dedup();
-                Network {
-                    vni: spec.vni,
-                    max_frame_len: spec.max_frame_len,
-                    peers,
-                    unknown_arp: spec.unknown_arp,
-                    router: spec.routed.map(|r| Router::new(r, now)),
-                    tunnel: spec.tunnel,
-                }
+                Network::new(spec, now)
             })
             .collect();
         Switch {
@@ -202,7 +211,7 @@ impl Switch {
     pub fn handle_tap_frame(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>) -> Forward<'_> {
         self.counters.tap_rx_frames += 1;
         self.counters.tap_rx_bytes += frame.len() as u64;
-        let Some(net) = self.networks.get(port) else {
+        let Some(net) = self.networks.get(port).filter(|n| !n.retired) else {
             self.counters.drop(DropReason::TapMalformed);
             return Forward::Nothing;
         };
@@ -492,6 +501,51 @@ impl Switch {
         self.fdb.next_expiry().into_iter().chain(routers).chain(esp).min()
     }
 
+    /// Add a network (not an encrypted one: ESP is set up once, with [`Switch::set_esp`]) on
+    /// the first retired port, else on a new one; returns its port. A network of the same VNI is
+    /// replaced.
+    pub fn add_network(&mut self, now: Instant, spec: NetworkSpec) -> PortId {
+        self.remove_network(spec.vni.get());
+        let vni = spec.vni.get();
+        let net = Network::new(spec, now);
+        let port = match self.networks.iter().position(|n| n.retired) {
+            Some(port) => {
+                self.networks[port] = net;
+                port
+            }
+            None => {
+                self.networks.push(net);
+                self.networks.len() - 1
+            }
+        };
+        self.by_vni.insert(vni, port);
+        port
+    }
+
+    /// Remove the network `vni`, forgetting its peers, routes, FDB entries and snooped bindings;
+    /// returns the port it had, which is retired. Other networks keep their ports.
+    pub fn remove_network(&mut self, vni: u32) -> Option<PortId> {
+        let port = self.by_vni.remove(&vni)?;
+        let net = &mut self.networks[port];
+        net.retired = true;
+        net.peers.clear();
+        net.router = None;
+        net.tunnel = Tunnel::Vxlan;
+        let macs: Vec<EthernetAddress> = self.fdb.iter().filter(|(k, _)| k.vni == vni).map(|(k, _)| k.mac).collect();
+        for mac in macs {
+            self.fdb.remove(vni, mac);
+        }
+        let before = self.local_bindings.len();
+        self.local_bindings.retain(|&(v, _), _| v != vni);
+        self.local_bindings_changed |= self.local_bindings.len() != before;
+        Some(port)
+    }
+
+    /// The port of network `vni`.
+    pub fn port(&self, vni: u32) -> Option<PortId> {
+        self.by_vni.get(&vni).copied()
+    }
+
     /// The router of a routed network.
     pub fn router(&self, port: PortId) -> Option<&Router> {
         self.networks.get(port)?.router.as_ref()
@@ -517,9 +571,9 @@ impl Switch {
         &self.fdb
     }
 
-    /// The VNI of a port.
+    /// The VNI of a port (`None` for a retired one).
     pub fn vni(&self, port: PortId) -> Option<Vni> {
-        self.networks.get(port).map(|n| n.vni)
+        self.networks.get(port).filter(|n| !n.retired).map(|n| n.vni)
     }
 
     /// Current peers of a port's network.

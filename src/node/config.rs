@@ -61,9 +61,13 @@ impl NodeConfig {
             record: local_record(config, &g.name, advertised, epoch, public_key, unix_secs(wall)),
             seed: None,
         });
-        let static_updates = config.switched_networks().flat_map(|n| n.static_updates()).collect();
-        NodeConfig { switch: switch_config(config), static_updates, esp, gossip }
+        NodeConfig { switch: switch_config(config), static_updates: static_updates(config), esp, gossip }
     }
+}
+
+/// The static updates of the switched networks (peers, routes, bindings), as a node takes them.
+pub fn static_updates(config: &Config) -> Vec<ControlUpdate> {
+    config.switched_networks().flat_map(|n| n.static_updates()).collect()
 }
 
 /// The switch core's view of the configuration.

@@ -22,6 +22,7 @@
 //! [`Node::switch_mut`] directly, so frames are not copied or re-dispatched on the way.
 
 pub mod config;
+mod reconfig;
 pub mod record;
 
 use std::collections::VecDeque;
@@ -30,8 +31,9 @@ use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ControlUpdate, MemberRecord, Membership, RecordTooLarge};
-use crate::dataplane::{Forward, PortId, Switch, Transmit, Tunnel};
-pub use config::{switch_config, GossipSetup, NodeConfig};
+use crate::dataplane::{Forward, NetworkSpec, PortId, Switch, Transmit, Tunnel};
+pub use config::{static_updates, switch_config, GossipSetup, NodeConfig};
+pub use reconfig::ConfigChange;
 pub use record::{local_record, start_epoch, unix_secs, with_bindings, LocalBinding};
 
 /// How often changed local container bindings are published to the cluster.
@@ -50,11 +52,17 @@ pub struct Node {
     kernel_updates: VecDeque<ControlUpdate>,
     started: Instant,
     wall_at_start: SystemTime,
+    /// The switched networks as configured (see [`Node::apply_config`]).
+    networks: Vec<NetworkSpec>,
+    /// The static updates as configured.
+    statics: Vec<ControlUpdate>,
 }
 
 impl Node {
     /// A node started at `now`, when the wall clock read `wall`.
     pub fn new(cfg: NodeConfig, now: Instant, wall: SystemTime) -> Result<Node, RecordTooLarge> {
+        let networks = cfg.switch.networks.clone();
+        let statics = cfg.static_updates.clone();
         let mut switch = Switch::new(cfg.switch, now);
         if let Some(esp) = cfg.esp {
             switch.set_esp(esp);
@@ -72,7 +80,7 @@ impl Node {
             }
             None => None,
         };
-        let mut node = Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall };
+        let mut node = Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics };
         node.fan_out(now);
         Ok(node)
     }

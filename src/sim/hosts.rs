@@ -7,7 +7,7 @@ use super::{outcome, Datagram, Packet, Sim, View, HEADROOM};
 use crate::config::Config;
 use crate::control::{ClusterKey, MemberRecord, Membership};
 use crate::dataplane::{EspTunnels, PortId, Switch, SwitchConfig, Tunnel};
-use crate::node::{Node, NodeConfig};
+use crate::node::{self, ConfigChange, Node, NodeConfig};
 
 /// The default gossip port of simulated hosts.
 pub const GOSSIP_PORT: u16 = 4790;
@@ -106,6 +106,22 @@ impl Sim {
         host.node = Some(node);
         host.view = View::default();
         self.drain(i);
+    }
+
+    /// Apply a changed configuration file to running host `i`, as the daemon's reload does (the
+    /// node takes the difference); returns what changed. New ports get a TAP of their own.
+    pub fn reload(&mut self, i: usize, config: &Config) -> ConfigChange {
+        let now = self.now;
+        let host = &mut self.hosts[i];
+        let node = host.node.as_mut().expect("host is running");
+        let change = node.apply_config(now, node::switch_config(config).networks, node::static_updates(config));
+        if let Some(&(last, _)) = change.added.iter().max() {
+            if host.tap_out.len() <= last {
+                host.tap_out.resize(last + 1, Vec::new());
+            }
+        }
+        self.drain(i);
+        change
     }
 
     /// Stop host `i` (its datagrams in flight still arrive; nothing reaches it).

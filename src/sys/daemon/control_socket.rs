@@ -1,20 +1,22 @@
-//! The daemon's Unix control socket: `vxswitch stats` and `vxswitch peers` connect, send one
-//! command line and read one JSON document back. Kept deliberately tiny: one request per
-//! connection, handled inline by the event loop (the answer is a snapshot, so it never blocks the
-//! dataplane for long).
+//! The daemon's Unix control socket: `vxswitch stats`, `peers`, `metrics`, `reload` connect, send
+//! one command line and read one answer back. One request per connection; connections are
+//! non-blocking state machines served by the event loop ([`super::clients`]), so a client that
+//! never sends or never reads cannot stall forwarding.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::RawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::clients::{Clients, Framing};
 use crate::sys::SysError;
 
-/// The listening control socket; removes its path on drop.
+/// The listening control socket and its clients; removes its path on drop.
 #[derive(Debug)]
 pub struct ControlSocket {
-    listener: UnixListener,
+    /// The connected clients.
+    pub clients: Clients<UnixListener>,
     path: PathBuf,
 }
 
@@ -47,27 +49,12 @@ impl ControlSocket {
                 .map_err(|e| SysError::Os { op: "chgrp control socket", source: e.into() })?;
         }
         listener.set_nonblocking(true).map_err(|source| SysError::Os { op: "control socket nonblocking", source })?;
-        Ok(ControlSocket { listener, path: path.to_path_buf() })
+        Ok(ControlSocket { clients: Clients::new(listener, Framing::Line), path: path.to_path_buf() })
     }
 
-    /// The fd, for polling.
+    /// The listener's fd, for polling.
     pub fn fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
-    }
-
-    /// Accept pending connections and answer each with `answer(command)`.
-    pub fn serve(&self, mut answer: impl FnMut(&str) -> String) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-            let mut line = String::new();
-            if BufReader::new(&stream).take(256).read_line(&mut line).is_err() {
-                continue;
-            }
-            let reply = answer(line.trim());
-            let _ = (&stream).write_all(reply.as_bytes());
-        }
+        self.clients.fd()
     }
 }
 
@@ -79,9 +66,14 @@ impl Drop for ControlSocket {
 
 /// Send `command` to the daemon at `path` and return its answer.
 pub fn query(path: &Path, command: &str) -> io::Result<String> {
+    query_with_timeout(path, command, Duration::from_secs(5))
+}
+
+/// As [`query`], waiting at most `timeout` for each read.
+pub fn query_with_timeout(path: &Path, command: &str, timeout: Duration) -> io::Result<String> {
     let mut stream =
         UnixStream::connect(path).map_err(|e| io::Error::new(e.kind(), format!("cannot reach vxswitch at {}: {e}", path.display())))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.write_all(format!("{command}\n").as_bytes())?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;

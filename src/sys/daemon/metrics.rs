@@ -7,10 +7,8 @@
 //! names the module doc of `counters` describes. The one series that is not a declared counter is
 //! `vxswitch_peers{vni="..."}`, the size of each network's peer list.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::os::fd::RawFd;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -18,9 +16,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::clients::{Clients, Framing};
 use super::gossip::GossipCounters;
 use crate::counters::{self, CounterSet, Kind, Sample};
-use crate::dataplane::Switch;
+use crate::dataplane::{PortId, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::SysError;
 
@@ -93,15 +92,15 @@ fn register_set(r: &mut Registry, prefix: &str, set: &dyn CounterSet) {
     }
 }
 
-/// Render the current counters of `switch`, the driver and gossip; `ports` are the VNIs of the
-/// switch's ports.
-pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip: Option<&GossipCounters>) -> String {
+/// Render the current counters of `switch`, the driver and gossip; `ports` are the switch's ports
+/// and their VNIs.
+pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[(PortId, u32)], gossip: Option<&GossipCounters>) -> String {
     let mut r = Registry::with_prefix("vxswitch");
     for section in sections(switch, driver, gossip) {
         register_set(&mut r, section.prefix, &*section.set);
     }
     let peers = Family::<Vec<(&'static str, String)>, Gauge>::default();
-    for (port, vni) in ports.iter().enumerate() {
+    for &(port, vni) in ports {
         peers.get_or_create(&vec![("vni", vni.to_string())]).set(switch.peers(port).len() as i64);
     }
     r.register("peers", "Peer VTEPs per network", peers);
@@ -111,9 +110,12 @@ pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[u32], gossip: O
     out
 }
 
-/// A tiny HTTP endpoint for Prometheus: every request gets the metrics page.
+/// A tiny HTTP endpoint for Prometheus: every request gets the metrics page. Its connections are
+/// served by the event loop without blocking ([`super::clients`]).
+#[derive(Debug)]
 pub struct MetricsListener {
-    listener: TcpListener,
+    /// The connected scrapers.
+    pub clients: Clients<TcpListener>,
 }
 
 impl MetricsListener {
@@ -121,30 +123,22 @@ impl MetricsListener {
     pub fn bind(addr: SocketAddr) -> Result<Self, SysError> {
         let listener = TcpListener::bind(addr).map_err(|source| SysError::Os { op: "bind metrics listener", source })?;
         listener.set_nonblocking(true).map_err(|source| SysError::Os { op: "metrics listener nonblocking", source })?;
-        Ok(MetricsListener { listener })
+        Ok(MetricsListener { clients: Clients::new(listener, Framing::Http) })
     }
 
-    /// The fd, for polling.
+    /// The listener's fd, for polling.
     pub fn fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
+        self.clients.fd()
     }
+}
 
-    /// Answer pending scrapes with `page()`.
-    pub fn serve(&self, page: impl Fn() -> String) {
-        while let Ok((mut stream, _)) = self.listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let body = page();
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    }
+/// The HTTP response carrying the metrics page `body`.
+pub fn http_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -156,7 +150,7 @@ mod tests {
     use crate::dataplane::{Counters, EspCounters, EspTunnels, FdbCounters, NetworkSpec, SwitchConfig};
     use crate::ipsec::{SessionConfig, Suite};
     use crate::wire::vxlan::Vni;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn switch(now: Instant, encrypted: bool) -> Switch {
         let spec = NetworkSpec {
@@ -178,7 +172,7 @@ mod tests {
         buf[64..67].copy_from_slice(&[8, 0, 0]);
         let _ = sw.handle_underlay(now, "198.18.0.2".parse().unwrap(), &mut buf, 64..67);
         let gossip = GossipCounters { members_alive: 3, ..Default::default() };
-        let page = render(&sw, &DriverCounters::default(), &[1042], Some(&gossip));
+        let page = render(&sw, &DriverCounters::default(), &[(0, 1042)], Some(&gossip));
         assert!(page.contains("vxswitch_underlay_rx_packets_total 1"), "{page}");
         assert!(page.contains("vxswitch_drops_total{reason=\"vxlan_truncated\"} 1"), "{page}");
         assert!(page.contains("vxswitch_peers{vni=\"1042\"} 1"), "{page}");
@@ -206,8 +200,18 @@ mod tests {
         let driver = DriverCounters { rx_csum_partial_finished: 7, tap_read_errors: 5, ..Default::default() };
         let gossip = GossipCounters { members_alive: 2, send_errors: 4, ..Default::default() };
         let config = Config::parse("[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1042\ntap = \"vxs1042\"\n").unwrap();
-        let page = render(&sw, &driver, &[1042], Some(&gossip));
-        let stats = super::super::status::answer("stats", now, &sw, &driver, Some(&gossip), &config, None);
+        let page = render(&sw, &driver, &[(0, 1042)], Some(&gossip));
+        let networks: Vec<_> = config.switched_networks().enumerate().collect();
+        let sources = super::super::status::Sources {
+            started: now,
+            switch: &sw,
+            driver: &driver,
+            gossip: Some(&gossip),
+            networks: &networks,
+            config: &config,
+            offload: None,
+        };
+        let stats = super::super::status::answer("stats", &sources);
         let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
 
         let declared: [(&str, &str, &dyn CounterSet); 5] = [

@@ -12,8 +12,13 @@
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
 //! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
 //!
+//! Clients of the control socket and the metrics listener are served by the same loop, after the
+//! data path, as non-blocking state machines with deadlines and a cap ([`clients`]): nothing a
+//! client does or fails to do makes the loop wait.
+//!
 //! [`HEADROOM`]: crate::sys::fastpath::HEADROOM
 
+pub mod clients;
 pub mod control_socket;
 pub mod esp;
 pub mod esp_state;
@@ -21,55 +26,72 @@ pub mod gossip;
 pub mod instance_lock;
 pub mod metrics;
 mod poll;
+pub mod reload;
 pub mod signals;
 pub mod status;
+pub mod taps;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::dataplane::{Transmit, Tunnel};
 use crate::node::{self, Node, NodeConfig};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
-use crate::sys::fastpath::tap::Tap;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
-use crate::sys::kernel::links;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
 use control_socket::ControlSocket;
 use esp::EspDriver;
 use gossip::GossipSocket;
 use metrics::MetricsListener;
-use poll::{PollSet, Source};
+use poll::{PollSet, Source, BROKEN, READABLE, WRITABLE};
 use signals::SignalFd;
+use taps::TapPorts;
 
 /// Longest poll sleep, so that signals and timers are never missed for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
-/// Run vxswitch with `config` until SIGINT or SIGTERM.
-pub fn run(config: &Config) -> Result<(), SysError> {
+/// Run vxswitch with `config`, read from `path` (re-read on SIGHUP and `reload`; without a path
+/// there is nothing to reload), until SIGINT or SIGTERM.
+pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
     // Before any kernel state is touched: a second instance must change nothing.
     let _instance = instance_lock::InstanceLock::acquire(&config.control_socket)?;
     let signals = SignalFd::block_term_signals()?;
     let mut daemon = Daemon::start(config)?;
-    let mut polls = PollSet::new(daemon.poll_entries(&signals));
+    daemon.config_path = path.map(Path::to_path_buf);
+    let mut polls = PollSet::new([]);
     loop {
-        let sleep = daemon.node.poll_timeout().map_or(MAX_SLEEP, |t| t.saturating_duration_since(Instant::now()).min(MAX_SLEEP));
-        if !polls.wait(sleep)? {
+        polls.clear();
+        daemon.fill_poll_set(&signals, &mut polls);
+        if !polls.wait(daemon.sleep(Instant::now()))? {
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {
-            tracing::info!(signal = signals.read(), "shutting down");
-            break;
+            match signals.read() {
+                0 => {}
+                s if s == libc::SIGHUP as u32 => {
+                    // The ports may have changed: serve the rest from a fresh poll set.
+                    let _ = daemon.reload(Instant::now());
+                    continue;
+                }
+                s => {
+                    tracing::info!(signal = s, "shutting down");
+                    break;
+                }
+            }
         }
         let now = Instant::now();
         daemon.node.handle_timeout(now);
-        for source in polls.ready() {
-            daemon.serve(source, now);
+        for (source, events) in polls.ready_events() {
+            daemon.serve(source, events, now);
         }
+        daemon.ports.recover(now, &mut daemon.driver);
+        daemon.serve_clients(now);
         daemon.drain();
     }
     daemon.shutdown();
@@ -77,10 +99,12 @@ pub fn run(config: &Config) -> Result<(), SysError> {
 }
 
 /// Everything the loop drives: the node and the descriptors and programmers around it.
-struct Daemon<'c> {
-    config: &'c Config,
+struct Daemon {
+    config: Config,
+    /// Where the configuration was read from, for reloads.
+    config_path: Option<PathBuf>,
     node: Node,
-    taps: Vec<Tap>,
+    ports: TapPorts,
     udp: UnderlaySockets,
     esp: Option<EspDriver>,
     gossip: Option<GossipSocket>,
@@ -95,15 +119,15 @@ struct Daemon<'c> {
     started: Instant,
 }
 
-impl<'c> Daemon<'c> {
+impl Daemon {
     /// Program the kernel, open every descriptor and build the node.
-    fn start(config: &'c Config) -> Result<Self, SysError> {
+    fn start(config: &Config) -> Result<Self, SysError> {
         // Undo what an earlier run left that this configuration does not want, record what it will change.
         let host_state = HostState::start(&config.control_socket, config)?;
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
-        let taps = open_taps(config)?;
-        let udp = bind_underlay(config, &taps)?;
+        let ports = TapPorts::open(config)?;
+        let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
         let (wall, now) = (SystemTime::now(), Instant::now());
         let (epoch, esp) = EspDriver::start(config, node::start_epoch(wall), now)?;
@@ -119,9 +143,10 @@ impl<'c> Daemon<'c> {
         let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
         Ok(Daemon {
-            config,
+            config: config.clone(),
+            config_path: None,
             node,
-            taps,
+            ports,
             udp,
             esp,
             gossip,
@@ -137,31 +162,69 @@ impl<'c> Daemon<'c> {
         })
     }
 
-    /// What the loop polls, in the order it serves them: TAPs before the underlay, as before.
-    fn poll_entries(&self, signals: &SignalFd) -> Vec<(std::os::fd::RawFd, Source)> {
-        let mut entries = vec![(signals.fd, Source::Signals)];
-        entries.extend(self.taps.iter().enumerate().map(|(port, tap)| (tap.fd(), Source::Tap(port))));
-        entries.push((self.udp.rx_fd(), Source::Vxlan));
-        entries.extend(self.esp.as_ref().map(|e| (e.sockets.rx_fd(), Source::Esp)));
-        entries.extend(self.gossip.as_ref().map(|g| (g.fd(), Source::Gossip)));
-        entries.extend(self.metrics.as_ref().map(|m| (m.fd(), Source::Metrics)));
-        entries.push((self.control.fd(), Source::Control));
-        entries
+    /// What the loop polls, in the order it serves them: TAPs before the underlay, as before,
+    /// and clients last.
+    fn fill_poll_set(&self, signals: &SignalFd, polls: &mut PollSet) {
+        polls.push(signals.fd, Source::Signals, READABLE);
+        for (port, tap) in self.ports.open_taps() {
+            polls.push(tap.fd(), Source::Tap(port), READABLE);
+        }
+        polls.push(self.udp.rx_fd(), Source::Vxlan, READABLE);
+        if let Some(e) = &self.esp {
+            polls.push(e.sockets.rx_fd(), Source::Esp, READABLE);
+        }
+        if let Some(g) = &self.gossip {
+            polls.push(g.fd(), Source::Gossip, READABLE);
+        }
+        let interest = |w: bool| if w { WRITABLE } else { READABLE };
+        if let Some(m) = &self.metrics {
+            polls.push(m.fd(), Source::Metrics, READABLE);
+            for (slot, fd, w) in m.clients.interest() {
+                polls.push(fd, Source::MetricsClient(slot), interest(w));
+            }
+        }
+        polls.push(self.control.fd(), Source::Control, READABLE);
+        for (slot, fd, w) in self.control.clients.interest() {
+            polls.push(fd, Source::ControlClient(slot), interest(w));
+        }
     }
 
-    /// Read what `source` has, hand it to the node and answer clients.
-    fn serve(&mut self, source: Source, now: Instant) {
+    /// How long the loop may sleep from `now`: until the node's next timer or a client's
+    /// deadline, not at all while an answer is pending, and never longer than [`MAX_SLEEP`].
+    fn sleep(&self, now: Instant) -> Duration {
+        let metrics = self.metrics.as_ref().map(|m| &m.clients);
+        if self.control.clients.has_pending() || metrics.is_some_and(|c| c.has_pending()) {
+            return Duration::ZERO;
+        }
+        let deadlines = self.control.clients.next_deadline().into_iter().chain(metrics.and_then(|c| c.next_deadline()));
+        let next = self.node.poll_timeout().into_iter().chain(deadlines).chain(self.ports.next_retry()).min();
+        next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now).min(MAX_SLEEP))
+    }
+
+    /// Read what `source` has (`events` were reported), hand it to the node and answer clients.
+    fn serve(&mut self, source: Source, events: i16, now: Instant) {
         let esp_sockets = self.esp.as_ref().map(|e| &e.sockets);
         let switch = self.node.switch_mut();
         match source {
             Source::Signals => {}
             Source::Tap(port) => {
-                datapath::tap_to_underlay(&self.taps[port], port, now, switch, &self.udp, esp_sockets, &mut self.tx, &mut self.driver)
+                let Some(tap) = self.ports.taps.get(port).and_then(Option::as_ref) else { return };
+                let gone = if events & BROKEN != 0 {
+                    Some(format!("poll reported {}", poll::describe(events)))
+                } else {
+                    datapath::tap_to_underlay(tap, port, now, switch, &self.udp, esp_sockets, &mut self.tx, &mut self.driver)
+                        .map(|e| format!("read: {e}"))
+                };
+                if let Some(why) = gone {
+                    self.ports.lost(port, &why, now, &mut self.driver);
+                }
             }
-            Source::Vxlan => datapath::underlay_to_tap(&self.udp, Tunnel::Vxlan, now, switch, &self.taps, &mut self.rx, &mut self.driver),
+            Source::Vxlan => {
+                datapath::underlay_to_tap(&self.udp, Tunnel::Vxlan, now, switch, &self.ports.taps, &mut self.rx, &mut self.driver)
+            }
             Source::Esp => {
                 if let Some(sockets) = esp_sockets {
-                    datapath::underlay_to_tap(sockets, Tunnel::Esp, now, switch, &self.taps, &mut self.rx, &mut self.driver);
+                    datapath::underlay_to_tap(sockets, Tunnel::Esp, now, switch, &self.ports.taps, &mut self.rx, &mut self.driver);
                 }
             }
             Source::Gossip => {
@@ -170,11 +233,42 @@ impl<'c> Daemon<'c> {
                 }
             }
             Source::Metrics => {
-                if let Some(m) = self.metrics.as_ref() {
-                    m.serve(|| self.metrics_page());
+                if let Some(m) = self.metrics.as_mut() {
+                    m.clients.accept(now);
                 }
             }
-            Source::Control => self.control.serve(|cmd| self.answer(cmd)),
+            Source::MetricsClient(slot) => {
+                if let Some(m) = self.metrics.as_mut() {
+                    m.clients.ready(slot);
+                }
+            }
+            Source::Control => self.control.clients.accept(now),
+            Source::ControlClient(slot) => self.control.clients.ready(slot),
+        }
+    }
+
+    /// Answer the clients whose request is complete (a bounded number per wakeup), and drop
+    /// those past their deadline.
+    fn serve_clients(&mut self, now: Instant) {
+        for (slot, command) in self.control.clients.take_pending() {
+            let reply = self.answer(&command);
+            self.control.clients.respond(slot, reply.into_bytes(), now);
+        }
+        self.control.clients.expire(now);
+        let control = self.control.clients.events;
+        self.driver.control_clients_refused = control.refused;
+        self.driver.clients_timed_out = control.timed_out;
+        let Some(pending) = self.metrics.as_mut().map(|m| m.clients.take_pending()) else { return };
+        let page = (!pending.is_empty()).then(|| metrics::http_response(&self.metrics_page()));
+        if let (Some(m), Some(page)) = (self.metrics.as_mut(), page) {
+            for (slot, _request) in pending {
+                m.clients.respond(slot, page.clone(), now);
+            }
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            m.clients.expire(now);
+            self.driver.metrics_clients_refused = m.clients.events.refused;
+            self.driver.clients_timed_out += m.clients.events.timed_out;
         }
     }
 
@@ -205,7 +299,7 @@ impl<'c> Daemon<'c> {
     fn transmit(&mut self, t: Transmit) {
         match t {
             Transmit::Tap { port, frame } => {
-                if self.taps[port].write(&frame).is_err() {
+                if self.ports.taps.get(port).and_then(Option::as_ref).is_none_or(|t| t.write(&frame).is_err()) {
                     self.driver.tap_write_errors += 1;
                 }
             }
@@ -221,9 +315,10 @@ impl<'c> Daemon<'c> {
         }
     }
 
-    fn answer(&self, cmd: &str) -> String {
+    fn answer(&mut self, cmd: &str) -> String {
         match cmd {
             "metrics" => self.metrics_page(),
+            "reload" => self.reload_answer(Instant::now()),
             "peers" => match self.node.membership() {
                 Some(m) => {
                     let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
@@ -231,21 +326,26 @@ impl<'c> Daemon<'c> {
                 }
                 None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
             },
-            _ => status::answer(
-                cmd,
-                self.started,
-                self.node.switch(),
-                &self.driver,
-                self.gossip_counters().as_ref(),
-                self.config,
-                self.offload.as_ref(),
-            ),
+            _ => {
+                let gossip = self.gossip_counters();
+                let networks: Vec<_> = self.ports.networks().collect();
+                let sources = status::Sources {
+                    started: self.started,
+                    switch: self.node.switch(),
+                    driver: &self.driver,
+                    gossip: gossip.as_ref(),
+                    networks: &networks,
+                    config: &self.config,
+                    offload: self.offload.as_ref(),
+                };
+                status::answer(cmd, &sources)
+            }
         }
     }
 
     fn metrics_page(&self) -> String {
-        let vnis: Vec<u32> = self.config.switched_networks().map(|n| n.vni).collect();
-        metrics::render(self.node.switch(), &self.driver, &vnis, self.gossip_counters().as_ref())
+        let ports: Vec<_> = self.ports.networks().map(|(port, n)| (port, n.vni)).collect();
+        metrics::render(self.node.switch(), &self.driver, &ports, self.gossip_counters().as_ref())
     }
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {
@@ -265,26 +365,12 @@ impl<'c> Daemon<'c> {
     }
 }
 
-/// One TAP per switched network, configured and up.
-fn open_taps(config: &Config) -> Result<Vec<Tap>, SysError> {
-    let mut taps = Vec::new();
-    for net in config.switched_networks() {
-        // ESP stays on the per-packet path: its TAP never gets offload.
-        let tap_offload = if net.encrypted { Some(false) } else { config.underlay.offload };
-        let tap = Tap::create(&net.tap, net.mtu, tap_offload)?;
-        links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
-        tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
-        taps.push(tap);
-    }
-    Ok(taps)
-}
-
 /// The VXLAN sockets, with UDP GSO/GRO when a TAP has offload.
-fn bind_underlay(config: &Config, taps: &[Tap]) -> Result<UnderlaySockets, SysError> {
+fn bind_underlay(config: &Config, ports: &TapPorts) -> Result<UnderlaySockets, SysError> {
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
     let rx_port = if config.switched_networks().next().is_some() { config.underlay.port } else { 0 };
     let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
-    if taps.iter().any(Tap::offload) {
+    if ports.open_taps().any(|(_, t)| t.offload()) {
         let gso = config.underlay.udp_gso && udp.enable_gso();
         let gro = config.underlay.udp_gro && udp.enable_gro();
         tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");

@@ -1,8 +1,9 @@
-//! The daemon's poll set, built from data: one `(fd, what it is)` entry per open descriptor, so
-//! a descriptor that is not configured (no gossip, no ESP, no metrics) is simply absent instead
-//! of holding a fixed slot, and the loop dispatches on what became ready rather than on slot
-//! numbers. Entries are polled and reported in the order given, which is the order the loop
-//! serves them in.
+//! The daemon's poll set, built from data: one `(fd, what it is, what to wait for)` entry per open
+//! descriptor, so a descriptor that is not configured (no gossip, no ESP, no metrics) is simply
+//! absent instead of holding a fixed slot, and the loop dispatches on what became ready rather
+//! than on slot numbers. Entries are polled and reported in the order given, which is the order
+//! the loop serves them in. The set is refilled before every wait (client connections come and
+//! go, a lost TAP leaves it), reusing its vectors, so a wakeup allocates nothing.
 #![allow(unsafe_code)] // poll(2) itself; the SAFETY note is at the call
 
 use std::io;
@@ -29,6 +30,23 @@ pub enum Source {
     Metrics,
     /// The control socket.
     Control,
+    /// A connected control-socket client, by its slot.
+    ControlClient(usize),
+    /// A connected metrics (HTTP) client, by its slot.
+    MetricsClient(usize),
+}
+
+/// Wait until the descriptor is readable.
+pub const READABLE: i16 = libc::POLLIN;
+/// Wait until the descriptor is writable.
+pub const WRITABLE: i16 = libc::POLLOUT;
+/// The descriptor is broken: an error, a hang-up or no longer open (a TAP deleted from outside).
+pub const BROKEN: i16 = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+
+/// The broken-descriptor events in `revents`, by name, for a log line.
+pub fn describe(revents: i16) -> String {
+    let names = [(libc::POLLERR, "POLLERR"), (libc::POLLHUP, "POLLHUP"), (libc::POLLNVAL, "POLLNVAL")];
+    names.iter().filter(|(bit, _)| revents & bit != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
 }
 
 /// The descriptors the loop waits on.
@@ -38,10 +56,25 @@ pub struct PollSet {
 }
 
 impl PollSet {
-    /// A poll set of `entries`, served in the order given.
+    /// A poll set of `entries`, each waiting to be readable, served in the order given.
     pub fn new(entries: impl IntoIterator<Item = (RawFd, Source)>) -> Self {
-        let (fds, sources) = entries.into_iter().map(|(fd, s)| (libc::pollfd { fd, events: libc::POLLIN, revents: 0 }, s)).unzip();
-        PollSet { fds, sources }
+        let mut set = PollSet { fds: Vec::new(), sources: Vec::new() };
+        for (fd, source) in entries {
+            set.push(fd, source, READABLE);
+        }
+        set
+    }
+
+    /// Forget every entry (keeping the storage), before refilling the set.
+    pub fn clear(&mut self) {
+        self.fds.clear();
+        self.sources.clear();
+    }
+
+    /// Wait on `fd` for `events` ([`READABLE`], [`WRITABLE`]); errors are always reported.
+    pub fn push(&mut self, fd: RawFd, source: Source, events: i16) {
+        self.fds.push(libc::pollfd { fd, events, revents: 0 });
+        self.sources.push(source);
     }
 
     /// Wait up to `timeout` for any descriptor to be readable; `false` when a signal interrupted.
@@ -60,7 +93,12 @@ impl PollSet {
 
     /// What became ready in the last [`PollSet::wait`], in the order given.
     pub fn ready(&self) -> impl Iterator<Item = Source> + '_ {
-        self.fds.iter().zip(&self.sources).filter(|(fd, _)| fd.revents != 0).map(|(_, s)| *s)
+        self.ready_events().map(|(s, _)| s)
+    }
+
+    /// As [`PollSet::ready`], with the events that were reported (`revents`).
+    pub fn ready_events(&self) -> impl Iterator<Item = (Source, i16)> + '_ {
+        self.fds.iter().zip(&self.sources).filter(|(fd, _)| fd.revents != 0).map(|(fd, s)| (*s, fd.revents))
     }
 }
 

@@ -1,18 +1,19 @@
-//! SIGINT/SIGTERM as an fd, so the poll loop sees a shutdown request like any other event.
+//! SIGINT/SIGTERM (shut down) and SIGHUP (reload the configuration) as an fd, so the poll loop
+//! sees them like any other event.
 #![allow(unsafe_code)] // raw syscalls the safe crates do not wrap; each block has a SAFETY note
 
 use std::io;
 
 use crate::sys::SysError;
 
-/// SIGINT/SIGTERM delivered through a signalfd, so the poll loop sees them as an fd.
+/// SIGINT, SIGTERM and SIGHUP delivered through a signalfd, so the poll loop sees them as an fd.
 pub struct SignalFd {
     /// The signalfd.
     pub fd: libc::c_int,
 }
 
 impl SignalFd {
-    /// Block SIGINT and SIGTERM for this thread and deliver them through a signalfd.
+    /// Block SIGINT, SIGTERM and SIGHUP for this thread and deliver them through a signalfd.
     pub fn block_term_signals() -> Result<Self, SysError> {
         // SAFETY: plain libc calls on a locally owned, initialised sigset.
         unsafe {
@@ -20,6 +21,7 @@ impl SignalFd {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(SysError::Os { op: "pthread_sigmask", source: io::Error::last_os_error() });
             }
@@ -31,7 +33,7 @@ impl SignalFd {
         }
     }
 
-    /// Consume one pending signal and return its number.
+    /// Consume one pending signal and return its number (0 when none was pending).
     pub fn read(&self) -> u32 {
         // SAFETY: reading one signalfd_siginfo into properly sized storage.
         unsafe {

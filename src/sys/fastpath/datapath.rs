@@ -25,14 +25,14 @@
 //! the rest is the kernel's own copies (TAP read, UDP send/receive, TAP write). A zero-copy split
 //! would need the switch core to take a frame in pieces, which it does not.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::time::Instant;
 
 use super::gro::Coalescer;
 use super::gso::{self, TapFrame};
-use super::tap::Tap;
+use super::tap::{is_gone, Tap};
 use super::udp::{self, Received, UnderlaySockets};
 use super::{DriverCounters, HEADROOM, TAILROOM};
 use crate::dataplane::{Forward, PortId, Switch, Tunnel};
@@ -106,6 +106,7 @@ impl TxPath {
 }
 
 /// Read up to [`udp::BATCH`] frames from `tap` (port `port`), switch them and send the result.
+/// Returns the read error that says the TAP is gone (deleted from outside), if one occurred.
 // hot path
 #[allow(clippy::too_many_arguments)]
 pub fn tap_to_underlay(
@@ -117,8 +118,9 @@ pub fn tap_to_underlay(
     esp: Option<&UnderlaySockets>,
     tx: &mut TxPath,
     driver: &mut DriverCounters,
-) {
+) -> Option<io::Error> {
     let mut slot = 0;
+    let mut gone = None;
     for _ in 0..udp::BATCH {
         if slot == tx.slots.bufs.len() {
             tx.flush(udp, esp, driver);
@@ -134,6 +136,7 @@ pub fn tap_to_underlay(
                 Err(e) => {
                     driver.tap_read_errors += 1;
                     tracing::debug!(tap = tap.name(), "read: {e}");
+                    gone = is_gone(&e).then_some(e);
                     break;
                 }
             }
@@ -147,6 +150,7 @@ pub fn tap_to_underlay(
             Err(e) => {
                 driver.tap_read_errors += 1;
                 tracing::debug!(tap = tap.name(), "read: {e}");
+                gone = is_gone(&e).then_some(e);
                 break;
             }
         };
@@ -194,6 +198,7 @@ pub fn tap_to_underlay(
         }
     }
     tx.flush(udp, esp, driver);
+    gone
 }
 
 /// Send every pending datagram: runs of equal-size VXLAN datagrams to one peer through one
@@ -339,7 +344,7 @@ pub fn underlay_to_tap(
     tunnel: Tunnel,
     now: Instant,
     switch: &mut Switch,
-    taps: &[Tap],
+    taps: &[Option<Tap>],
     rx: &mut RxPath,
     driver: &mut DriverCounters,
 ) {
@@ -350,7 +355,7 @@ pub fn underlay_to_tap(
     }
     let mut write_errors = 0u64;
     let mut write = |port: PortId, iov: &[IoSlice<'_>]| {
-        if taps[port].writev(iov).is_err() {
+        if taps.get(port).and_then(Option::as_ref).is_none_or(|t| t.writev(iov).is_err()) {
             write_errors += 1;
         }
     };
@@ -372,10 +377,11 @@ pub fn underlay_to_tap(
             let buf = &mut rx.bufs.bufs[i];
             let forward = switch.handle_datagram(now, tunnel, *m.from.ip(), buf, range);
             let Forward::Tap { port, frame } = forward else { continue };
-            if taps[port].offload() {
-                rx.gro.offer(&mut rx.bufs.bufs, port, i, frame, &mut write);
-            } else if taps[port].write(&rx.bufs.bufs[i][frame]).is_err() {
-                driver.tap_write_errors += 1;
+            // A port whose TAP is being recreated has none for now: counted as a write error.
+            match taps.get(port).and_then(Option::as_ref) {
+                Some(tap) if tap.offload() => rx.gro.offer(&mut rx.bufs.bufs, port, i, frame, &mut write),
+                Some(tap) if tap.write(&rx.bufs.bufs[i][frame]).is_ok() => {}
+                _ => driver.tap_write_errors += 1,
             }
         }
     }

@@ -18,6 +18,8 @@ pub const HEADROOM: usize = 64;
 pub const TAILROOM: usize = 64;
 /// Help text of the `vxswitch_io_errors` family.
 const IO_ERRORS: &str = "I/O failures in the drivers, by kind";
+/// Help text of the `vxswitch_clients_refused` family.
+const CLIENTS_REFUSED: &str = "Client connections refused because too many were open, by listener";
 
 counters! {
     /// Driver-level counters (I/O failures that the sans-IO core cannot see, offload work): the
@@ -63,6 +65,18 @@ counters! {
         pub rx_csum_failures: u64 = counter => io_errors(IO_ERRORS) reason = "rx_checksum",
         /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
         pub rx_csum_partial_finished: u64 = counter,
+        /// Control-socket connections refused because too many were open.
+        pub control_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "control",
+        /// Metrics (HTTP) connections refused because too many were open.
+        pub metrics_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "metrics",
+        /// Client connections dropped at their deadline (silent, or not reading their answer).
+        pub clients_timed_out: u64 = counter,
+        /// TAPs found broken or deleted from outside (poll error, or reads failing with `EBADFD`).
+        pub taps_lost: u64 = counter,
+        /// Lost TAPs created again (bridge, address and MTU re-applied).
+        pub taps_recreated: u64 = counter,
+        /// Failed attempts to recreate a lost TAP (the network is down until one succeeds).
+        pub tap_recreate_failures: u64 = counter => io_errors(IO_ERRORS) reason = "tap_recreate",
     }
 }
 

@@ -25,6 +25,12 @@ use crate::sys::SysError;
 /// The offloads asked for: checksum, TSO for IPv4 and IPv6 (no ECN, no USO).
 const TCP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
+/// Whether a TAP I/O error means the device is gone (deleted from outside: the kernel detached
+/// the fd, which now fails every read with `EBADFD`).
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADFD | libc::ENODEV | libc::ENXIO))
+}
+
 /// An open TAP device.
 pub struct Tap {
     dev: SyncDevice,

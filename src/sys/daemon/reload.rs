@@ -1,0 +1,155 @@
+//! Reloading the configuration file under a running daemon: `SIGHUP`, or `vxswitch reload`
+//! (control command `reload`, which also returns the outcome).
+//!
+//! The file is read and validated first; an invalid file changes nothing (the daemon keeps
+//! running on the configuration in force) and its error, with line, key and reason, is logged
+//! and returned. A valid file is applied as a difference: the node takes the switched networks
+//! and their static updates and changes only what differs ([`crate::node::Node::apply_config`]),
+//! and this driver does the descriptor side: it closes the TAPs of removed networks, then opens
+//! those of added ones (a TAP that cannot be created is retried like a lost one, see
+//! [`super::taps`]). A network whose TAP settings alone changed (name, MTU, bridge, address)
+//! keeps its switch state and gets its TAP recreated. Networks that did not change are not
+//! touched at all: their TAP stays open and their frames keep flowing.
+//!
+//! What a reload cannot change, because it is bound into sockets, keys or kernel state set up at
+//! start: the underlay, the control socket and its group, `metrics_listen`, the `[fdb]` limits,
+//! `[gossip]`, `[esp]`, encrypted networks (their SAs are set up once) and kernel or host-subnet
+//! networks (programmed into the kernel at start). A file that changes any of these is refused as
+//! a whole, naming the keys, and the daemon keeps running as it is: a restart applies it.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::taps::tap_offload;
+use super::Daemon;
+use crate::config::{Config, Mode, Network};
+use crate::node;
+
+/// The outcome of a reload, as `vxswitch reload` prints it.
+#[derive(Debug, Default, Serialize)]
+pub struct ReloadReport {
+    /// VNIs of the networks added.
+    pub added: Vec<u32>,
+    /// VNIs of the networks removed.
+    pub removed: Vec<u32>,
+    /// VNIs of the networks whose TAP was recreated for new TAP settings.
+    pub retapped: Vec<u32>,
+    /// Control updates applied (peers, routes, bindings).
+    pub updates: usize,
+    /// TAPs that could not be created (their networks are retried until they can).
+    pub tap_errors: Vec<String>,
+}
+
+/// The keys `new` changes that a running daemon cannot apply; empty when it can.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut check = |differs: bool, key: &str| {
+        if differs {
+            keys.push(key.to_string());
+        }
+    };
+    check(old.underlay != new.underlay, "underlay");
+    check(old.control_socket != new.control_socket || old.control_socket_group != new.control_socket_group, "control_socket");
+    check(old.metrics_listen != new.metrics_listen, "metrics_listen");
+    check(old.fdb_ageing != new.fdb_ageing || old.fdb_max_entries != new.fdb_max_entries, "fdb");
+    check(old.gossip != new.gossip, "gossip");
+    check(old.esp != new.esp, "esp");
+    let frozen = |c: &Config| -> Vec<Network> {
+        c.networks.iter().filter(|n| matches!(n.mode, Mode::Kernel | Mode::HostSubnet) || n.encrypted).cloned().collect()
+    };
+    let (was, will) = (frozen(old), frozen(new));
+    for n in was.iter().filter(|n| !will.contains(n)).chain(will.iter().filter(|n| !was.contains(n))) {
+        let what = if n.encrypted { "encrypted".to_string() } else { n.mode.to_string() };
+        keys.push(format!("network (vni {}, {what})", n.vni));
+    }
+    keys.dedup();
+    keys
+}
+
+/// Whether two configurations of a network make the same TAP (name, MTU, bridge, address,
+/// offload); peers and bindings are the node's business.
+fn same_tap(a: &Network, b: &Network) -> bool {
+    (&a.tap, a.mtu, &a.bridge, a.address, a.encrypted) == (&b.tap, b.mtu, &b.bridge, b.address, b.encrypted)
+}
+
+impl Daemon {
+    /// Re-read the configuration file and apply the difference; logs the outcome.
+    pub(super) fn reload(&mut self, now: Instant) -> Result<ReloadReport, String> {
+        let result = self.try_reload(now);
+        match &result {
+            Ok(r) => {
+                tracing::info!(added = ?r.added, removed = ?r.removed, retapped = ?r.retapped, updates = r.updates, "configuration reloaded")
+            }
+            Err(e) => tracing::error!("reload refused, running configuration kept: {e}"),
+        }
+        result
+    }
+
+    fn try_reload(&mut self, now: Instant) -> Result<ReloadReport, String> {
+        let path = self.config_path.clone().ok_or("vxswitch was started without a configuration file")?;
+        let new = Config::load(&path).map_err(|e| e.to_string())?;
+        let keys = needs_restart(&self.config, &new);
+        if !keys.is_empty() {
+            return Err(format!("{}: {} cannot change without a restart", path.display(), keys.join(", ")));
+        }
+        let change = self.node.apply_config(now, node::switch_config(&new).networks, node::static_updates(&new));
+        let mut report = ReloadReport { updates: change.updates.len(), ..Default::default() };
+        for &(port, vni) in &change.removed {
+            self.ports.remove(port);
+            report.removed.push(vni);
+        }
+        for net in new.switched_networks() {
+            let Some(port) = self.node.switch().port(net.vni) else { continue };
+            let added = change.added.iter().any(|&(p, _)| p == port);
+            if added {
+                report.added.push(net.vni);
+            } else if self.ports.network(port).is_some_and(|old| same_tap(old, net)) {
+                self.ports.set_network(port, net.clone());
+                continue;
+            } else {
+                self.ports.remove(port);
+                report.retapped.push(net.vni);
+            }
+            if let Err(e) = self.ports.add_or_retry(port, net.clone(), tap_offload(&new, net), now, &mut self.driver) {
+                report.tap_errors.push(format!("network {}: {e}", net.vni));
+            }
+        }
+        self.config = new;
+        Ok(report)
+    }
+
+    /// The `reload` command's answer.
+    pub(super) fn reload_answer(&mut self, now: Instant) -> String {
+        match self.reload(now) {
+            Ok(report) => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+            Err(e) => serde_json::json!({ "error": e }).to_string() + "\n",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(&format!(
+            "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1\ntap = \"vxs1\"\npeers = [\"198.18.0.2\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_and_switched_networks_reload_while_sockets_keys_and_kernel_state_need_a_restart() {
+        let old = config("");
+        assert!(needs_restart(&old, &config("\n[[network]]\nvni = 2\ntap = \"vxs2\"\nmode = \"routed\"\nsubnet = \"198.19.1.0/24\"\n"))
+            .is_empty());
+        assert!(needs_restart(&old, &config("arp = [{ ip = \"192.0.2.9\", mac = \"02:00:00:00:00:09\" }]\n")).is_empty());
+        let new =
+            Config::parse("[underlay]\naddress = \"198.18.0.9\"\n\n[fdb]\nageing_secs = 60\n\n[[network]]\nvni = 1\ntap = \"vxs1\"\n")
+                .unwrap();
+        assert_eq!(needs_restart(&old, &new), ["underlay", "fdb"]);
+        let kernel = config("\n[[network]]\nvni = 7\nmode = \"host-subnet\"\nbridge = \"br0\"\nsubnet = \"198.19.1.0/24\"\n");
+        assert_eq!(needs_restart(&old, &kernel), ["network (vni 7, host-subnet)"]);
+    }
+}
