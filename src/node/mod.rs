@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod record;
+pub mod state;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ControlUpdate, MemberRecord, Membership, RecordTooLarge};
 use crate::dataplane::{Forward, PortId, Switch, Transmit, Tunnel};
-pub use config::{switch_config, GossipSetup, NodeConfig};
+pub use config::{switch_config, GossipJoin, GossipSetup, NodeConfig};
 pub use record::{local_record, start_epoch, unix_secs, with_bindings, LocalBinding};
 
 /// How often changed local container bindings are published to the cluster.
@@ -64,9 +65,11 @@ impl Node {
         }
         let gossip = match cfg.gossip {
             Some(g) => {
+                let mut creds = g.credentials;
+                creds.wall_secs = unix_secs(wall);
                 let membership = match g.seed {
-                    Some(seed) => Membership::with_seed(g.config, g.record, &g.key, now, seed)?,
-                    None => Membership::new(g.config, g.record, &g.key, now)?,
+                    Some(seed) => Membership::with_seed(g.config, g.record, &g.key, creds, now, seed)?,
+                    None => Membership::new(g.config, g.record, &g.key, creds, now)?,
                 };
                 Some(Gossip { membership, next_publish: now })
             }
@@ -161,6 +164,17 @@ impl Node {
     /// The next packet the switch originates itself (replies, ESP copies of a flood, hellos).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.switch.poll_transmit()
+    }
+
+    /// Forget the signing key and underlay trusted for host `name` (`vxswitch forget`); whether
+    /// one was bound.
+    pub fn forget(&mut self, name: &str) -> bool {
+        self.gossip.as_mut().is_some_and(|g| g.membership.forget(name))
+    }
+
+    /// The gossip trust store, if it changed since the last call: the driver saves it.
+    pub fn take_trust_changed(&mut self) -> Option<crate::control::TrustStore> {
+        self.gossip.as_mut()?.membership.take_trust_changed()
     }
 
     /// The next sealed gossip datagram to send, and where to.

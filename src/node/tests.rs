@@ -31,7 +31,8 @@ fn wall() -> SystemTime {
 fn gossiping(now: Instant) -> Node {
     let mut record = host_record(0, 1);
     record.networks[0].bindings.clear();
-    let gossip = GossipSetup { config: GossipConfig::default(), key: ClusterKey::from_bytes([1; 32]), record, seed: Some(5) };
+    let credentials = crate::control::Credentials::for_tests(0, 0);
+    let gossip = GossipSetup { config: GossipConfig::default(), key: ClusterKey::from_bytes([1; 32]), record, seed: Some(5), credentials };
     Node::new(NodeConfig { gossip: Some(gossip), ..NodeConfig::switch_only(switch_config()) }, now, wall()).unwrap()
 }
 

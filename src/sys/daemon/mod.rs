@@ -90,6 +90,7 @@ struct Daemon<'c> {
     rx: RxPath,
     driver: DriverCounters,
     started: Instant,
+    state_files: Option<node::state::StateFiles>,
 }
 
 impl<'c> Daemon<'c> {
@@ -103,9 +104,17 @@ impl<'c> Daemon<'c> {
         let (wall, now) = (SystemTime::now(), Instant::now());
         let epoch = node::start_epoch(wall);
         let (esp, tunnels) = EspDriver::start(config, epoch, now)?.unzip();
-        let (gossip, join) = match GossipSocket::bind(config)? {
-            Some((socket, key, advertised)) => (Some(socket), Some((key, advertised))),
-            None => (None, None),
+        let state_files = node::state::StateFiles::of(config);
+        let (gossip, join) = match (GossipSocket::bind(config)?, &state_files) {
+            (Some((socket, key, advertised)), Some(files)) => (
+                Some(socket),
+                Some(
+                    files
+                        .load_join(config, key, advertised, node::unix_secs(wall))
+                        .map_err(|source| SysError::Os { op: "load gossip state", source })?,
+                ),
+            ),
+            _ => (None, None),
         };
         let node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
@@ -128,6 +137,7 @@ impl<'c> Daemon<'c> {
             rx: RxPath::new(rx_len),
             driver: DriverCounters::default(),
             started: Instant::now(),
+            state_files,
         })
     }
 
@@ -168,7 +178,19 @@ impl<'c> Daemon<'c> {
                     m.serve(|| self.metrics_page());
                 }
             }
-            Source::Control => self.control.serve(|cmd| self.answer(cmd)),
+            Source::Control => {
+                let mut forget = Vec::new();
+                self.control.serve(|cmd| match cmd.strip_prefix("forget ") {
+                    Some(host) => {
+                        forget.push(host.trim().to_string());
+                        "ok\n".to_string()
+                    }
+                    None => self.answer(cmd),
+                });
+                for host in forget {
+                    tracing::info!(%host, forgotten = self.node.forget(&host), "gossip trust binding forgotten");
+                }
+            }
         }
     }
 
@@ -179,6 +201,11 @@ impl<'c> Daemon<'c> {
         }
         if let Some(g) = self.gossip.as_mut() {
             g.send_pending(&mut self.node);
+        }
+        if let (Some(trust), Some(files)) = (self.node.take_trust_changed(), &self.state_files) {
+            if let Err(e) = files.save_trust(&trust) {
+                tracing::warn!("saving the gossip trust store: {e}");
+            }
         }
         while let Some(update) = self.node.poll_kernel_update() {
             if let Some(h) = self.host_subnet.as_mut() {
