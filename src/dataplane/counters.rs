@@ -33,6 +33,12 @@ reasons! {
     InnerBadSourceMac => "inner_bad_source_mac",
     /// ARP contradicting a known IP -> MAC binding (spoofing defence).
     ArpSpoofed => "arp_spoofed",
+    /// A frame from a peer whose inner source MAC (or IPv4 source) the control plane places
+    /// behind another host (spoofing defence).
+    InnerSourceSpoofed => "inner_source_spoofed",
+    /// Routed mode: a packet from a peer whose IPv4 source lies in a subnet owned by another host
+    /// or by this one (spoofing defence).
+    RoutedSourceSpoofed => "routed_source_spoofed",
     /// An ARP request for an IP without a binding, on a network whose policy is to drop those.
     ArpUnknownDropped => "arp_unknown_dropped",
     /// Routed mode: a frame from a container that is not addressed to the gateway MAC.

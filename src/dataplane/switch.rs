@@ -35,6 +35,7 @@ use crate::control::ControlUpdate;
 use crate::vxlan;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -360,6 +361,10 @@ impl Switch {
             self.counters.vxlan_reserved_bits += 1;
         }
         if self.networks[port].router.is_some() {
+            if self.routed_source_spoofed(port, from, &buf[decapped.inner.clone()]) {
+                self.counters.drop(DropReason::RoutedSourceSpoofed);
+                return Forward::Nothing;
+            }
             return self.deliver_routed(now, port, buf, decapped.inner);
         }
         self.deliver_switched(now, port, from, buf, decapped.inner)
@@ -382,9 +387,41 @@ impl Switch {
             self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
+        if self.inner_source_spoofed(vni, from, &eth) {
+            self.counters.drop(DropReason::InnerSourceSpoofed);
+            return Forward::Nothing;
+        }
         self.fdb.learn(now, vni, src, Location::Remote(from));
         self.counters.tap_tx_frames += 1;
         Forward::Tap { port, frame: inner }
+    }
+
+    /// Whether a frame from peer `from` claims a container the control plane places elsewhere: its
+    /// source MAC is statically (by gossip) behind another host, or its IPv4 source is bound to
+    /// another MAC. // hot path
+    fn inner_source_spoofed(&self, vni: u32, from: Ipv4Addr, eth: &EthernetFrame<&[u8]>) -> bool {
+        let src = eth.src_addr();
+        if self.fdb.get(vni, src).is_some_and(|e| e.is_static && e.location != Location::Remote(from)) {
+            return true;
+        }
+        if eth.ethertype() != EtherType::IPV4 {
+            return false;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
+        self.proxy_arp.lookup(vni, ip.src_addr()).is_some_and(|mac| mac != src)
+    }
+
+    /// Whether a routed packet from peer `from` has an IPv4 source in a subnet the control plane
+    /// routes via another host, or in this host's own subnet. Unknown sources pass. // hot path
+    fn routed_source_spoofed(&self, port: PortId, from: Ipv4Addr, frame: &[u8]) -> bool {
+        let Some(router) = self.networks[port].router.as_ref() else { return false };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+        if eth.ethertype() != EtherType::IPV4 {
+            return false;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
+        let src = ip.src_addr();
+        router.spec().subnet.contains(&src) || router.routes().lookup(src).is_some_and(|via| via != from)
     }
 
     /// An inner frame addressed to the anycast gateway on a routed network.
