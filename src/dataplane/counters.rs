@@ -110,6 +110,8 @@ counters! {
         pub gateway_echo_replies: u64 = counter,
         /// ESP-in-UDP NAT keepalives received (RFC 3948).
         pub esp_keepalives: u64 = counter,
+        /// Snooped local container bindings forgotten because their MAC left the local TAP.
+        pub local_bindings_expired: u64 = counter,
         /// Packets dropped, by reason.
         drops: DropCounts = nested,
     }

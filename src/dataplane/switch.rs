@@ -302,6 +302,20 @@ impl Switch {
         }
     }
 
+    /// Forget snooped bindings whose MAC is no longer behind the local TAP (its FDB entry aged out
+    /// or moved): the container went away, and its IP may be reused on another host, which the
+    /// stale binding would black-hole.
+    fn expire_local_bindings(&mut self) {
+        let before = self.local_bindings.len();
+        let fdb = &self.fdb;
+        self.local_bindings.retain(|&(vni, _), mac| fdb.lookup(vni, *mac) == Some(Location::Local));
+        let gone = (before - self.local_bindings.len()) as u64;
+        if gone > 0 {
+            self.counters.local_bindings_expired += gone;
+            self.local_bindings_changed = true;
+        }
+    }
+
     /// The local container bindings, if they changed since the last call.
     pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(u32, Ipv4Addr, EthernetAddress)>> {
         if !std::mem::take(&mut self.local_bindings_changed) {
@@ -499,7 +513,9 @@ impl Switch {
 
     /// Run timers due at `now` (FDB ageing, routers' neighbour resolution, ESP rekeying).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.fdb.age(now);
+        if self.fdb.age(now) > 0 {
+            self.expire_local_bindings();
+        }
         if let Some((_, esp)) = self.esp.as_mut() {
             esp.handle_timeout(now);
             self.flush_hellos();
