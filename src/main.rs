@@ -63,6 +63,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Forget the gossip signing key and underlay trusted for HOST, so its next record is trusted
+    /// anew (after its key was rotated or it moved): edits the saved trust store and tells the
+    /// running daemon, if any.
+    Forget {
+        /// The host's gossip name.
+        host: String,
+        /// Configuration file (TOML); its `[gossip] state_dir` holds the trust store.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write a new random 32-byte cluster key (hex) to FILE with mode 0600.
     Genkey {
         /// Where to write the key; refuses to overwrite an existing file.
@@ -116,6 +126,7 @@ fn main() -> ExitCode {
         }
         Command::Reload { socket } => reload(&socket),
         Command::Genkey { file } => write_cluster_key(&file),
+        Command::Forget { host, config } => forget(&host, &config),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
             let key = vxswitch::ipsec::HostKey::load_or_create(&c.esp.key_file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", c.esp.key_file.display()))?;
@@ -146,6 +157,18 @@ fn reload(socket: &std::path::Path) -> anyhow::Result<()> {
         anyhow::bail!("reload refused, running configuration kept: {error}");
     }
     print!("{answer}");
+    Ok(())
+}
+
+fn forget(host: &str, config: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let files =
+        vxswitch::node::state::StateFiles::of(&config).ok_or_else(|| anyhow::anyhow!("the configuration has no [gossip] section"))?;
+    let saved = files.forget(host).map_err(|e| anyhow::anyhow!("{}: {e}", files.trust().display()))?;
+    let running = vxswitch::sys::daemon::control_socket::query(&config.control_socket, &format!("forget {host}")).is_ok();
+    let what = if saved { "forgotten" } else { "was not trusted" };
+    let daemon = if running { "; the running daemon was told" } else { "; no daemon running" };
+    println!("{host}: {what} in {}{daemon}", files.trust().display());
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use vxswitch::config::{Config, NUMERIC_KEYS};
 use vxswitch::control::ClusterKey;
 use vxswitch::dataplane::EspTunnels;
 use vxswitch::ipsec::{HostKey, SessionConfig};
-use vxswitch::node::{Node, NodeConfig};
+use vxswitch::node::{GossipJoin, Node, NodeConfig};
 
 /// A configuration with every section; `{KEY}` placeholders take the values under test.
 const TEMPLATE: &str = r#"
@@ -98,7 +98,7 @@ fn start_and_run_timers(config: &Config) {
         SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() },
     );
     esp.add_static_peer(now, "198.18.0.2".parse().unwrap(), HostKey::generate().unwrap().public_key()).unwrap();
-    let join = (ClusterKey::from_bytes([1; 32]), config.gossip.as_ref().unwrap().config.listen);
+    let join = GossipJoin::for_tests(ClusterKey::from_bytes([1; 32]), config.gossip.as_ref().unwrap().config.listen, 1);
     let mut node = Node::new(NodeConfig::from_config(config, 1, wall, Some(esp), Some(join)), now, wall).unwrap();
     let mut t = now;
     for _ in 0..50 {

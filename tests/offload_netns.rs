@@ -126,7 +126,13 @@ fn gossip_section(lab: &Lab, i: usize) -> String {
         netns_common::run(&bin().to_string_lossy(), &["genkey", &key.to_string_lossy()]);
     }
     let seeds = if i == 0 { String::new() } else { format!("\"{}\"", underlay_ip(0)) };
-    format!("\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{}\"\nseeds = [{seeds}]\n", key.display())
+    // Signing key, trust store and claim ages stay in the lab directory.
+    let state = lab.dir.join(format!("h{i}-state"));
+    format!(
+        "\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{}\"\nseeds = [{seeds}]\nstate_dir = \"{}\"\n",
+        key.display(),
+        state.display()
+    )
 }
 
 /// Poll `check` every 50 ms until it holds; panics with `what` after `limit`.

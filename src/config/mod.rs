@@ -86,7 +86,10 @@ pub struct Gossip {
     pub name: String,
     /// File holding the 32-byte cluster key (hex or raw, not readable by group or others).
     pub key_file: PathBuf,
-    /// Timers, addresses and limits.
+    /// Where this host's record signing key, trust store and claim ages live (default: the
+    /// directory of the ESP host key, `/var/lib/vxswitch`).
+    pub state_dir: PathBuf,
+    /// Timers, addresses and limits (and the cluster CIDR).
     pub config: GossipConfig,
 }
 
@@ -360,10 +363,16 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             ),
         });
     }
-    let gossip = match raw.gossip {
+    let mut gossip = match raw.gossip {
         None => None,
         Some(g) => Some(validate_gossip(text, g, address)?),
     };
+    if let Some(g) = gossip.as_mut() {
+        if g.state_dir.as_os_str().is_empty() {
+            g.state_dir = esp.key_file.parent().map_or_else(|| PathBuf::from("."), PathBuf::from);
+        }
+        check_cluster_cidr(text, g, &networks)?;
+    }
     let encrypted: Vec<&Network> = networks.iter().filter(|n| n.encrypted).collect();
     if encrypted.len() > 1 {
         return Err(ConfigError {
@@ -766,7 +775,45 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| underlay.to_string()),
     };
-    Ok(Gossip { name, key_file: PathBuf::from(g.key_file), config })
+    if let Some(c) = &g.cluster_cidr {
+        let net: ipnet::Ipv4Net = c.get_ref().parse().map_err(|_| ConfigError {
+            file: None,
+            line: Some(line_of(text, c.span().start)),
+            key: "gossip.cluster_cidr".into(),
+            reason: format!("{:?} is not an IPv4 prefix (e.g. \"10.42.0.0/16\")", c.get_ref()),
+        })?;
+        if net != net.trunc() {
+            return Err(ConfigError {
+                file: None,
+                line: Some(line_of(text, c.span().start)),
+                key: "gossip.cluster_cidr".into(),
+                reason: format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+            });
+        }
+        config.cluster_cidr = Some(net);
+    }
+    let state_dir = g.state_dir.map(PathBuf::from).unwrap_or_default();
+    Ok(Gossip { name, key_file: PathBuf::from(g.key_file), state_dir, config })
+}
+
+/// This host's own subnets must lie inside the cluster CIDR, or every other host refuses them.
+fn check_cluster_cidr(text: &str, g: &Gossip, networks: &[Network]) -> Result<(), ConfigError> {
+    let Some(cidr) = g.config.cluster_cidr else { return Ok(()) };
+    for n in networks {
+        if let Some(h) = n.host_subnet.as_ref().filter(|h| !cidr.contains(&h.subnet)) {
+            let line = text.lines().position(|l| l.trim_start().starts_with("cluster_cidr")).map(|i| i + 1);
+            return Err(ConfigError {
+                file: None,
+                line,
+                key: "gossip.cluster_cidr".into(),
+                reason: format!(
+                    "network {}'s subnet {} lies outside the cluster CIDR {cidr}: the other hosts would refuse it",
+                    n.vni, h.subnet
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn validate_host_subnet(

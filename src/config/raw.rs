@@ -54,6 +54,8 @@ pub(super) struct RawGossip {
     pub suspect_timeout_ms: Option<Spanned<u64>>,
     pub dead_grace_secs: Option<Spanned<u64>>,
     pub mtu: Option<Spanned<u64>>,
+    pub cluster_cidr: Option<Spanned<String>>,
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

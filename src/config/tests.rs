@@ -232,3 +232,23 @@ fn esp_state_file_defaults_next_to_the_key_file() {
     let explicit = format!("{GOOD}\n[esp]\nkey_file = \"/srv/vx/h1.key\"\nstate_file = \"/run/vx/s\"\n");
     assert_eq!(Config::parse(&explicit).unwrap().esp.state_file, PathBuf::from("/run/vx/s"));
 }
+
+const GOSSIP_ROUTED: &str = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\nsubnet = \"10.42.1.0/24\"\n\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
+
+#[test]
+fn gossip_state_dir_defaults_next_to_the_esp_host_key_and_cluster_cidr_is_checked() {
+    let c = Config::parse(GOSSIP_ROUTED).unwrap();
+    let g = c.gossip.unwrap();
+    assert_eq!(g.state_dir, PathBuf::from("/var/lib/vxswitch"));
+    assert_eq!(g.config.cluster_cidr, None);
+    let ok = Config::parse(&format!("{GOSSIP_ROUTED}cluster_cidr = \"10.42.0.0/16\"\nstate_dir = \"/srv/vxs\"\n")).unwrap();
+    let g = ok.gossip.unwrap();
+    assert_eq!((g.config.cluster_cidr, g.state_dir), (Some("10.42.0.0/16".parse().unwrap()), PathBuf::from("/srv/vxs")));
+    for (value, reason) in
+        [("10.42.0.0/33", "not an IPv4 prefix"), ("10.42.0.1/16", "host bits set"), ("10.43.0.0/16", "outside the cluster CIDR")]
+    {
+        let e = rejected(&format!("{GOSSIP_ROUTED}cluster_cidr = \"{value}\"\n"));
+        assert_eq!((e.key.as_str(), e.line), ("gossip.cluster_cidr", Some(13)), "{value}: {e}");
+        assert!(e.reason.contains(reason), "{value}: {e}");
+    }
+}

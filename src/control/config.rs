@@ -49,6 +49,8 @@ pub struct GossipConfig {
     /// How many times one update or record chunk is piggybacked before it is dropped from the
     /// backlog.
     pub max_transmissions: u8,
+    /// Every subnet a member claims must lie inside this prefix (see [`super::policy`]).
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
 }
 
 impl Default for GossipConfig {
@@ -68,6 +70,7 @@ impl Default for GossipConfig {
             mtu: 1400,
             window: 1024,
             max_transmissions: 12,
+            cluster_cidr: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
         version: 0,
         modes: vec!["vxlan".into(), "esp".into()],
         esp_public_key: Some([i as u8; 32]),
+        signing_key: None,
         networks: vec![NetworkClaim {
             vni: SIM_VNI,
             subnets: vec![SubnetClaim { net: Ipv4Net::new(Ipv4Addr::new(198, 19, i as u8, 0), 24).unwrap_or_default(), since: epoch }],

@@ -11,6 +11,13 @@
 //! dissemination: when a member comes up, both sides push their record to each other, and a
 //! host that hears from an identity whose record it lacks asks for it (at most once per probe
 //! period), so joins and partition heals converge in a few round trips even under loss.
+//!
+//! Records are signed by their host and checked before they are believed (see
+//! [`super::trust`] and [`super::policy`], applied in `admit`); record requests are answered only
+//! to known members, at most once per probe period each and with a bounded reply, so a captured
+//! request replayed from spoofed sources cannot turn this host into an amplifier.
+
+mod admit;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,9 +31,13 @@ use tracing::{debug, info, warn};
 
 use super::config::GossipConfig;
 use super::identity::{NodeId, SwimCodec};
-use super::record::{ChunkKey, MemberRecord, Offer, RecordInbox, RecordTooLarge};
+use super::inbox::{Offer, RecordInbox};
+use super::policy::{ClaimPolicy, RefuseReason, RefusedCounts};
+use super::record::{ChunkKey, MemberRecord, RecordTooLarge};
 use super::seal::{ClusterKey, DropCounts, DropReason, Opener, Sealer, SEAL_OVERHEAD};
+use super::signing::SigningKey;
 use super::tables::{Conflict, Tables};
+use super::trust::TrustStore;
 use super::update::ControlUpdate;
 use crate::counters::counters;
 
@@ -82,6 +93,27 @@ counters! {
         pub declared_down: u64 = counter,
         /// Received datagrams dropped, by reason.
         pub drops: DropCounts = nested,
+        /// Records, claims and requests refused, by reason.
+        pub refused: RefusedCounts = nested,
+        /// Incomplete records dropped (too old, or to make room).
+        pub pending_evicted: u64 = counter,
+    }
+}
+
+/// What this host proves itself with and whom it already trusts.
+pub struct Credentials {
+    /// This host's record signing key.
+    pub signer: SigningKey,
+    /// Name -> key and underlay bindings from earlier runs.
+    pub trust: TrustStore,
+    /// The wall clock at the `now` the membership starts, in Unix seconds.
+    pub wall_secs: u64,
+}
+
+impl Credentials {
+    /// Credentials for simulations and tests: a key derived from `n`, a new trust store.
+    pub fn for_tests(n: u64, wall_secs: u64) -> Self {
+        Credentials { signer: SigningKey::for_tests(n), trust: TrustStore::new(wall_secs), wall_secs }
     }
 }
 
@@ -148,6 +180,7 @@ struct Seen {
     last_heard: Option<Instant>,
     down_since: Option<Instant>,
     last_pull: Option<Instant>,
+    last_answer: Option<Instant>,
 }
 
 /// One host's gossip membership: see the module doc of [`crate::control`].
@@ -174,27 +207,42 @@ pub struct Membership {
     next_seed_announce: Instant,
     chunk_len: usize,
     stats: GossipStats,
+    signer: SigningKey,
+    trust: TrustStore,
+    policy: ClaimPolicy,
+    started: Instant,
+    wall_at_start: u64,
+    refused: RefusedCounts,
+    inbox_seen: super::inbox::InboxCounts,
 }
 
 impl Membership {
     /// Starts membership for `local` (its `gossip` field is the address others reach it at and
     /// its `epoch` must be larger than any earlier run's). The sender epoch and SWIM randomness
     /// come from the operating system.
-    pub fn new(cfg: GossipConfig, local: MemberRecord, key: &ClusterKey, now: Instant) -> Result<Self, RecordTooLarge> {
+    pub fn new(cfg: GossipConfig, local: MemberRecord, key: &ClusterKey, creds: Credentials, now: Instant) -> Result<Self, RecordTooLarge> {
         let mut seed = [0u8; 8];
         // A failing system RNG leaves the seed at zero; the local epoch still separates runs.
         let _ = aws_lc_rs::rand::fill(&mut seed);
         let salt = local_salt(&local);
-        Self::with_seed(cfg, local, key, now, u64::from_le_bytes(seed) ^ salt)
+        Self::with_seed(cfg, local, key, creds, now, u64::from_le_bytes(seed) ^ salt)
     }
 
     /// Like [`Membership::new`] with every random choice drawn from `seed` (simulations).
-    pub fn with_seed(cfg: GossipConfig, local: MemberRecord, key: &ClusterKey, now: Instant, seed: u64) -> Result<Self, RecordTooLarge> {
+    pub fn with_seed(
+        cfg: GossipConfig,
+        mut local: MemberRecord,
+        key: &ClusterKey,
+        creds: Credentials,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, RecordTooLarge> {
         let mut rng = SmallRng::seed_from_u64(seed);
         let swim_mtu = cfg.mtu.saturating_sub(SEAL_OVERHEAD + 1);
         let chunk_len = (swim_mtu / 2).max(64);
-        local.chunks(chunk_len)?;
-        let inbox = Arc::new(Mutex::new(RecordInbox::new(MAX_HOSTS)));
+        local.signing_key = Some(creds.signer.public());
+        local.chunks(chunk_len, &creds.signer)?;
+        let inbox = Arc::new(Mutex::new(RecordInbox::new(MAX_HOSTS, now)));
         let id = NodeId { addr: local.gossip, epoch: local.epoch, generation: 0 };
         let swim = Foca::with_custom_broadcast(
             id,
@@ -227,6 +275,13 @@ impl Membership {
             next_seed_announce: now,
             chunk_len,
             stats: GossipStats::default(),
+            signer: creds.signer,
+            trust: creds.trust,
+            policy: ClaimPolicy { cluster_cidr: cfg.cluster_cidr },
+            started: now,
+            wall_at_start: creds.wall_secs,
+            refused: RefusedCounts::default(),
+            inbox_seen: Default::default(),
             cfg,
         };
         m.spread_local();
@@ -253,7 +308,8 @@ impl Membership {
         record.gossip = self.local.gossip;
         record.epoch = self.local.epoch;
         record.version = self.local.version + 1;
-        record.chunks(self.chunk_len)?;
+        record.signing_key = Some(self.signer.public());
+        record.chunks(self.chunk_len, &self.signer)?;
         self.local = record;
         self.dirty = true;
         self.spread_local();
@@ -266,6 +322,7 @@ impl Membership {
         self.now = now;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += bytes.len() as u64;
+        self.set_inbox_clock();
         let Ok(plain) = self.opener.open(from, bytes) else { return };
         let Some((&kind, body)) = plain.split_first() else {
             self.opener.count_drop(DropReason::Malformed);
@@ -276,7 +333,7 @@ impl Membership {
             KIND_SWIM => self.handle_swim(from, body),
             KIND_PUSH => self.handle_push(body),
             KIND_PULL if body.is_empty() => {
-                self.push_local_to(from);
+                self.answer_pull(from);
                 true
             }
             _ => false,
@@ -290,6 +347,7 @@ impl Membership {
     /// Runs timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.set_inbox_clock();
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -371,7 +429,8 @@ impl Membership {
 
     /// Traffic and drop counters.
     pub fn stats(&self) -> GossipStats {
-        GossipStats { drops: *self.opener.drops(), ..self.stats.clone() }
+        let pending_evicted = self.inbox_seen.pending_evicted;
+        GossipStats { drops: *self.opener.drops(), refused: self.refused, pending_evicted, ..self.stats.clone() }
     }
 
     /// The record of the life `id`, if held.
@@ -391,7 +450,11 @@ impl Membership {
         if src.addr != from {
             return false;
         }
-        let entry = self.seen.entry(src.addr).or_insert(Seen { id: src, last_heard: None, down_since: None, last_pull: None });
+        if src.epoch > self.max_epoch() {
+            self.refused.add(RefuseReason::FutureEpoch);
+            return true;
+        }
+        let entry = self.seen.entry(src.addr).or_insert(Seen::new(src));
         entry.last_heard = Some(self.now);
         let mut fx = Effects {
             now: self.now,
@@ -442,12 +505,19 @@ impl Membership {
         self.plain_out.push((addr, vec![KIND_PULL]));
     }
 
-    fn push_local_to(&mut self, to: SocketAddr) {
-        let Ok(chunks) = self.local.chunks(self.chunk_len) else { return };
+    /// Sends this host's record to `to` directly, in at most `limit` datagrams.
+    fn push_local_to(&mut self, to: SocketAddr, limit: usize) {
+        let Ok(chunks) = self.local.chunks(self.chunk_len, &self.signer) else { return };
         let room = self.cfg.mtu.saturating_sub(SEAL_OVERHEAD);
         let mut plain = vec![KIND_PUSH];
+        let mut sent = 0;
         for c in chunks {
             if plain.len() + 2 + c.len() > room {
+                sent += 1;
+                if sent >= limit {
+                    self.refused.add(RefuseReason::PullReplyCut);
+                    break;
+                }
                 self.plain_out.push((to, std::mem::replace(&mut plain, vec![KIND_PUSH])));
             }
             plain.extend_from_slice(&(c.len() as u16).to_be_bytes());
@@ -457,7 +527,7 @@ impl Membership {
     }
 
     fn spread_local(&mut self) {
-        let Ok(chunks) = self.local.chunks(self.chunk_len) else { return };
+        let Ok(chunks) = self.local.chunks(self.chunk_len, &self.signer) else { return };
         for c in chunks {
             if let Err(e) = self.swim.add_broadcast(&c) {
                 warn!(error = %e, "cannot spread local record");
@@ -487,6 +557,7 @@ impl Membership {
         let now = self.now;
         let expired: Vec<SocketAddr> =
             self.seen.iter().filter(|(_, s)| s.down_since.is_some_and(|t| now >= t + grace)).map(|(a, _)| *a).collect();
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).expire(now);
         for addr in expired {
             self.seen.remove(&addr);
             let names: Vec<String> = self.records.values().filter(|r| r.gossip == addr).map(|r| r.name.clone()).collect();
@@ -505,21 +576,13 @@ impl Membership {
         }
         let ready = self.inbox.lock().unwrap_or_else(|e| e.into_inner()).take_ready();
         for rec in ready {
-            if rec.name == self.local.name {
-                if rec.gossip != self.local.gossip {
-                    warn!(name = %rec.name, other = %rec.gossip, "another host gossips under our name");
-                }
-                continue;
+            if let Some(rec) = self.admit(rec) {
+                debug!(name = %rec.name, epoch = rec.epoch, version = rec.version, "record");
+                self.records.insert(rec.name.clone(), rec);
+                self.dirty = true;
             }
-            if let Some(old) = self.records.get(&rec.name) {
-                if (old.epoch, old.version) >= (rec.epoch, rec.version) {
-                    continue;
-                }
-            }
-            debug!(name = %rec.name, epoch = rec.epoch, version = rec.version, "record");
-            self.records.insert(rec.name.clone(), rec);
-            self.dirty = true;
         }
+        self.count_inbox();
         if self.dirty {
             self.dirty = false;
             self.sync_tables();
@@ -542,7 +605,7 @@ impl Membership {
             OwnedNotification::MemberUp(id) => {
                 info!(member = %id.addr, epoch = id.epoch, "member up");
                 self.mark(id, None);
-                self.push_local_to(id.addr);
+                self.push_local_to(id.addr, usize::MAX);
                 if self.record_of(&id).is_none() {
                     self.pull_from(id.addr);
                 }
@@ -575,7 +638,7 @@ impl Membership {
     }
 
     fn mark(&mut self, id: NodeId, down_since: Option<Instant>) {
-        let seen = self.seen.entry(id.addr).or_insert(Seen { id, last_heard: None, down_since: None, last_pull: None });
+        let seen = self.seen.entry(id.addr).or_insert(Seen::new(id));
         seen.id = id;
         seen.down_since = down_since;
     }
@@ -609,7 +672,7 @@ mod tests {
     fn garbage_and_truncated_datagrams_are_counted_not_panics() {
         let key = ClusterKey::from_bytes([4; 32]);
         let now = Instant::now();
-        let mut m = Membership::with_seed(GossipConfig::default(), host_record(0, 1), &key, now, 1).unwrap();
+        let mut m = Membership::with_seed(GossipConfig::default(), host_record(0, 1), &key, Credentials::for_tests(0, 0), now, 1).unwrap();
         let mut peer = Sealer::new(&key, "vxswitch", 77);
         let mut rng = SmallRng::seed_from_u64(3);
         for len in 0..300usize {
@@ -631,7 +694,7 @@ mod tests {
         let key = ClusterKey::from_bytes([4; 32]);
         let now = Instant::now();
         let cfg = GossipConfig { seeds: vec![host_addr(1)], ..GossipConfig::default() };
-        let mut m = Membership::with_seed(cfg, host_record(0, 1), &key, now, 1).unwrap();
+        let mut m = Membership::with_seed(cfg, host_record(0, 1), &key, Credentials::for_tests(0, 0), now, 1).unwrap();
         let first: Vec<_> = std::iter::from_fn(|| m.poll_transmit()).collect();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].0, host_addr(1));

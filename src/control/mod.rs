@@ -44,8 +44,15 @@
 //! ## Transport security
 //!
 //! Every datagram is sealed with AES-256-GCM under the 32-byte cluster key with the cluster
-//! name as associated data and replay windows per sender and epoch ([`seal`]). Every datagram,
+//! name as associated data and replay windows per sender epoch ([`seal`]). Every datagram,
 //! sealing included, stays within `GossipConfig::mtu` (default 1400).
+//!
+//! ## Trust between members
+//!
+//! The cluster key keeps strangers out; it does not tell members apart. Each host therefore signs
+//! its record with its own Ed25519 key, bound to its name and underlay on first sight and
+//! persisted ([`trust`]); claims are checked against the cluster CIDR, epochs against the clock
+//! ([`policy`]). Replay windows are kept per sender epoch, not per (spoofable) source address.
 //!
 //! ## Tables and conflicts
 //!
@@ -73,15 +80,22 @@
 pub mod config;
 pub mod fixtures;
 pub mod identity;
+pub mod inbox;
 pub mod membership;
+pub mod policy;
 pub mod record;
 pub mod seal;
+pub mod signing;
 pub mod tables;
+pub mod trust;
 mod update;
 
 pub use config::GossipConfig;
-pub use membership::{GossipStats, Liveness, MemberStatus, Membership};
+pub use membership::{Credentials, GossipStats, Liveness, MemberStatus, Membership};
+pub use policy::{ClaimPolicy, RefuseReason, RefusedCounts};
 pub use record::{Binding, MemberRecord, NetworkClaim, RecordTooLarge, SubnetClaim};
 pub use seal::{ClusterKey, DropCounts, DropReason};
+pub use signing::SigningKey;
 pub use tables::{Conflict, Contested};
+pub use trust::TrustStore;
 pub use update::{ControlUpdate, PeerInfo};

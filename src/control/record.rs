@@ -7,17 +7,20 @@
 //! record it holds. `(epoch, version)` orders records: a restart raises the epoch, a change
 //! raises the version.
 //!
-//! Chunk layout: `1 | name_len u8 | name | epoch u64 | version u64 | index u8 | count u8 | bytes`.
+//! Chunk layout: `2 | name_len u8 | name | epoch u64 | version u64 | index u8 | count u8 | bytes`.
+//! The bytes of all chunks together are the Ed25519 signature (64 bytes) over the JSON, then the
+//! JSON; the JSON names the signing key (`p`), and a record whose signature does not verify under
+//! it is refused on reassembly (see [`super::signing`] and [`super::trust`]).
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::signing::{self, SigningKey, SIGNATURE_LEN};
 use crate::wire::ethernet::EthernetAddress;
 
-const CHUNK_VERSION: u8 = 1;
+const CHUNK_VERSION: u8 = 2;
 /// At most this many chunks make one record.
 pub const MAX_CHUNKS: usize = 255;
 
@@ -71,6 +74,8 @@ pub struct MemberRecord {
     pub modes: Vec<String>,
     /// Long-term X25519 public key for ESP, if the host runs ESP.
     pub esp_public_key: Option<[u8; 32]>,
+    /// Ed25519 key the record is signed with (bound to the name on first sight).
+    pub signing_key: Option<[u8; 32]>,
     /// Networks the host is on.
     pub networks: Vec<NetworkClaim>,
 }
@@ -88,6 +93,8 @@ struct Wire {
     o: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     k: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<String>,
     #[serde(default)]
     w: Vec<WireNet>,
 }
@@ -128,6 +135,7 @@ impl MemberRecord {
             v: self.version,
             o: self.modes.clone(),
             k: self.esp_public_key.map(hex::encode),
+            p: self.signing_key.map(hex::encode),
             w: self
                 .networks
                 .iter()
@@ -144,14 +152,18 @@ impl MemberRecord {
     /// Parses compact JSON; `None` on anything malformed.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let wire: Wire = serde_json::from_slice(bytes).ok()?;
-        let esp_public_key = match wire.k {
-            Some(k) => {
-                let mut key = [0u8; 32];
-                hex::decode_to_slice(k, &mut key).ok()?;
-                Some(key)
+        let key32 = |k: Option<String>| -> Option<Option<[u8; 32]>> {
+            match k {
+                Some(k) => {
+                    let mut key = [0u8; 32];
+                    hex::decode_to_slice(k, &mut key).ok()?;
+                    Some(Some(key))
+                }
+                None => Some(None),
             }
-            None => None,
         };
+        let esp_public_key = key32(wire.k)?;
+        let signing_key = key32(wire.p)?;
         let vtep_mac = match wire.m {
             Some(m) => Some(mac_parse(&m)?),
             None => None,
@@ -174,13 +186,31 @@ impl MemberRecord {
             version: wire.v,
             modes: wire.o,
             esp_public_key,
+            signing_key,
             networks,
         })
     }
 
-    /// Cuts the record into chunks of at most `chunk_len` bytes each (header included).
-    pub fn chunks(&self, chunk_len: usize) -> Result<Vec<Vec<u8>>, RecordTooLarge> {
-        let body = self.encode();
+    /// Parses a signed body (signature, then JSON): `Err(true)` when the JSON is malformed,
+    /// `Err(false)` when the signature does not verify under the key the record names.
+    pub fn decode_signed(body: &[u8]) -> Result<Self, bool> {
+        if body.len() < SIGNATURE_LEN {
+            return Err(true);
+        }
+        let (sig, json) = body.split_at(SIGNATURE_LEN);
+        let rec = Self::decode(json).ok_or(true)?;
+        match rec.signing_key {
+            Some(key) if signing::verify(&key, json, sig) => Ok(rec),
+            _ => Err(false),
+        }
+    }
+
+    /// Signs the record with `signer` and cuts it into chunks of at most `chunk_len` bytes each
+    /// (header included). The record should name `signer`'s public key.
+    pub fn chunks(&self, chunk_len: usize, signer: &SigningKey) -> Result<Vec<Vec<u8>>, RecordTooLarge> {
+        let json = self.encode();
+        let mut body = signer.sign(&json).to_vec();
+        body.extend_from_slice(&json);
         let header_len = chunk_header_len(&self.name);
         if self.name.len() > 255 || chunk_len <= header_len {
             return Err(RecordTooLarge);
@@ -255,7 +285,8 @@ impl ChunkKey {
         Some((ChunkKey { name, epoch, version, index, count }, &rest[18..]))
     }
 
-    fn order(&self) -> (u64, u64) {
+    /// The record's `(epoch, version)`.
+    pub fn order(&self) -> (u64, u64) {
         (self.epoch, self.version)
     }
 }
@@ -266,105 +297,11 @@ impl foca::Invalidates for ChunkKey {
     }
 }
 
-struct Pending {
-    order: (u64, u64),
-    parts: Vec<Option<Vec<u8>>>,
-}
-
-/// Reassembles records from chunks and tells new chunks from stale or duplicate ones.
-#[derive(Default)]
-pub struct RecordInbox {
-    complete: HashMap<String, (u64, u64)>,
-    pending: HashMap<String, Pending>,
-    ready: Vec<MemberRecord>,
-    malformed: u64,
-    max_names: usize,
-}
-
-/// What [`RecordInbox::offer`] made of a chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
-    /// A chunk not seen before: keep spreading it.
-    New,
-    /// Already held, or older than the newest record held.
-    Stale,
-    /// Not a valid chunk.
-    Malformed,
-}
-
-impl RecordInbox {
-    /// An inbox tracking at most `max_names` hosts.
-    pub fn new(max_names: usize) -> Self {
-        RecordInbox { max_names, ..Default::default() }
-    }
-
-    /// Takes one chunk; completed records are queued for [`RecordInbox::take_ready`].
-    pub fn offer(&mut self, chunk: &[u8]) -> Offer {
-        let Some((key, body)) = ChunkKey::parse(chunk) else {
-            self.malformed += 1;
-            return Offer::Malformed;
-        };
-        if self.complete.get(&key.name).is_some_and(|done| *done >= key.order()) {
-            return Offer::Stale;
-        }
-        if !self.pending.contains_key(&key.name)
-            && !self.complete.contains_key(&key.name)
-            && self.complete.len() + self.pending.len() >= self.max_names
-        {
-            return Offer::Stale;
-        }
-        let pending = self.pending.entry(key.name.clone()).or_insert_with(|| Pending { order: (0, 0), parts: Vec::new() });
-        if pending.order > key.order() {
-            return Offer::Stale;
-        }
-        if pending.order < key.order() || pending.parts.len() != key.count as usize {
-            pending.order = key.order();
-            pending.parts = vec![None; key.count as usize];
-        }
-        let slot = &mut pending.parts[key.index as usize];
-        if slot.is_some() {
-            return Offer::Stale;
-        }
-        *slot = Some(body.to_vec());
-        if pending.parts.iter().all(Option::is_some) {
-            let body: Vec<u8> = pending.parts.iter().flatten().flatten().copied().collect();
-            self.pending.remove(&key.name);
-            match MemberRecord::decode(&body) {
-                Some(rec) if rec.name == key.name && (rec.epoch, rec.version) == key.order() => {
-                    let order = key.order();
-                    self.complete.insert(key.name, order);
-                    self.ready.push(rec);
-                }
-                _ => {
-                    self.malformed += 1;
-                    return Offer::Malformed;
-                }
-            }
-        }
-        Offer::New
-    }
-
-    /// Records completed since the last call.
-    pub fn take_ready(&mut self) -> Vec<MemberRecord> {
-        std::mem::take(&mut self.ready)
-    }
-
-    /// Forgets a host (after its grace period), so a later life is accepted from scratch.
-    pub fn forget(&mut self, name: &str) {
-        self.complete.remove(name);
-        self.pending.remove(name);
-    }
-
-    /// How many chunks were malformed or reassembled into an invalid record.
-    pub fn malformed(&self) -> u64 {
-        self.malformed
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A record with `bindings` container bindings.
     pub(crate) fn sample(bindings: usize) -> MemberRecord {
         MemberRecord {
             name: "host-a".into(),
@@ -375,6 +312,7 @@ mod tests {
             version: 3,
             modes: vec!["vxlan".into(), "esp".into()],
             esp_public_key: Some([9; 32]),
+            signing_key: None,
             networks: vec![NetworkClaim {
                 vni: 42,
                 subnets: vec![SubnetClaim { net: "203.0.113.0/26".parse().unwrap(), since: 17 }],
@@ -396,46 +334,5 @@ mod tests {
         assert!(bytes.len() < 330, "{} bytes: {}", bytes.len(), String::from_utf8_lossy(&bytes));
         assert_eq!(MemberRecord::decode(&bytes), Some(r));
         assert_eq!(MemberRecord::decode(b"{\"n\":1}"), None);
-    }
-
-    #[test]
-    fn chunks_reassemble_in_any_order_and_duplicates_are_stale() {
-        let r = sample(60);
-        let chunks = r.chunks(400).unwrap();
-        assert!(chunks.len() > 3);
-        assert!(chunks.iter().all(|c| c.len() <= 400));
-        let mut inbox = RecordInbox::new(16);
-        for c in chunks.iter().rev().skip(1) {
-            assert_eq!(inbox.offer(c), Offer::New);
-            assert_eq!(inbox.offer(c), Offer::Stale);
-        }
-        assert!(inbox.take_ready().is_empty());
-        assert_eq!(inbox.offer(&chunks[chunks.len() - 1]), Offer::New);
-        assert_eq!(inbox.take_ready(), vec![r.clone()]);
-        // The same version again, or an older one, is stale.
-        assert_eq!(inbox.offer(&chunks[0]), Offer::Stale);
-        let older = MemberRecord { version: 2, ..r.clone() };
-        assert_eq!(inbox.offer(&older.chunks(400).unwrap()[0]), Offer::Stale);
-        // A newer epoch is accepted.
-        let newer = MemberRecord { epoch: 18, version: 0, ..r };
-        for c in newer.chunks(400).unwrap() {
-            assert_eq!(inbox.offer(&c), Offer::New);
-        }
-        assert_eq!(inbox.take_ready(), vec![newer]);
-    }
-
-    #[test]
-    fn garbage_chunks_are_malformed_not_panics() {
-        let mut inbox = RecordInbox::new(16);
-        let good = sample(1).chunks(1000).unwrap().remove(0);
-        for cut in 0..good.len() - 1 {
-            let o = inbox.offer(&good[..cut]);
-            assert!(o == Offer::Malformed, "cut {cut}: {o:?}");
-        }
-        let mut bad_index = good.clone();
-        let idx_pos = 2 + "host-a".len() + 16;
-        bad_index[idx_pos] = 5;
-        assert_eq!(inbox.offer(&bad_index), Offer::Malformed);
-        assert!(inbox.malformed() > 0);
     }
 }

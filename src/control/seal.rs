@@ -15,12 +15,14 @@
 //!   the shared key: two senders collide only if they draw the same 64-bit epoch.
 //! * Associated data: the cluster name followed by the 16 header bytes, so a datagram sealed for
 //!   another cluster (same key, different name) or with an edited header fails to open.
-//! * Replay protection: per sender address, per epoch, a sliding bitmap window of counters
-//!   (IPsec style, RFC 4303 §3.4.3). A counter left of the window, or one already seen, is
-//!   dropped. The windows of a sender's last [`EPOCHS_PER_SENDER`] epochs are kept, so replays of
-//!   an earlier run's datagrams are rejected too; an epoch older than that is forgotten and a
-//!   replay from it is accepted at most once per counter, which membership tolerates because SWIM
-//!   messages and records carry their own incarnations/versions (stale content is ignored).
+//! * Replay protection: per sender epoch, a sliding bitmap window of counters (IPsec style,
+//!   RFC 4303 §3.4.3). A counter left of the window, or one already seen, is dropped. The window
+//!   is keyed by the authenticated sender epoch, not by the UDP source address: a source address
+//!   can be spoofed, so windows per address would let one captured datagram be replayed once
+//!   from every address an attacker cares to forge (a 33-byte record request answered with a
+//!   whole record is an amplifier). Epochs are random 64-bit values, so senders do not share a
+//!   window; the windows of the [`MAX_SENDERS`] most recently heard epochs are kept, an earlier
+//!   run's included, so replays of its datagrams are rejected too.
 //! * The window is checked before decryption (cheap reject) and only updated after the tag
 //!   verified, so forged datagrams cannot move it.
 //!
@@ -44,9 +46,7 @@ pub const HEADER_LEN: usize = 16;
 pub const TAG_LEN: usize = 16;
 /// Total bytes a sealed datagram adds to its plaintext.
 pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
-/// How many epochs' replay windows are remembered per sender.
-pub const EPOCHS_PER_SENDER: usize = 4;
-/// At most this many senders are tracked; the least recently heard is evicted beyond it.
+/// At most this many sender epochs are tracked; the least recently heard is evicted beyond it.
 pub const MAX_SENDERS: usize = 4096;
 
 const MAGIC: [u8; 2] = *b"VG";
@@ -175,14 +175,14 @@ pub struct Opener {
     cluster: Vec<u8>,
     window_bits: u32,
     max_len: usize,
-    senders: HashMap<SocketAddr, SenderWindows>,
+    senders: HashMap<u64, SenderWindow>,
     tick: u64,
     drops: DropCounts,
 }
 
-struct SenderWindows {
+struct SenderWindow {
     last_tick: u64,
-    epochs: Vec<(u64, ReplayWindow)>,
+    window: ReplayWindow,
 }
 
 impl Opener {
@@ -215,7 +215,8 @@ impl Opener {
         self.drops.add(reason);
     }
 
-    /// Verifies and decrypts one datagram from `from`; on failure the drop is counted.
+    /// Verifies and decrypts one datagram from `from`; on failure the drop is counted. The
+    /// address is not part of the replay state (see the module doc).
     pub fn open(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
         let result = self.open_inner(from, datagram);
         if let Err(reason) = result {
@@ -224,7 +225,7 @@ impl Opener {
         result
     }
 
-    fn open_inner(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
+    fn open_inner(&mut self, _from: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
         if datagram.len() > self.max_len {
             return Err(DropReason::Oversize);
         }
@@ -238,7 +239,7 @@ impl Opener {
         let epoch = u64::from_be_bytes(header[4..12].try_into().map_err(|_| DropReason::BadHeader)?);
         let counter = u32::from_be_bytes(header[12..16].try_into().map_err(|_| DropReason::BadHeader)?);
         let seq = u64::from(counter) + 1;
-        if let Some(window) = self.window(from, epoch) {
+        if let Some(window) = self.senders.get(&epoch).map(|s| &s.window) {
             if window.check(seq).is_err() {
                 return Err(DropReason::Replay);
             }
@@ -249,38 +250,22 @@ impl Opener {
         let plain_len =
             self.key.open_in_place(nonce(epoch, counter), Aad::from(&aad[..]), &mut buf).map_err(|_| DropReason::AuthFailed)?.len();
         buf.truncate(plain_len);
-        self.window_mut(from, epoch).update(seq);
+        self.window_mut(epoch).update(seq);
         Ok(buf)
     }
 
-    fn window(&self, from: SocketAddr, epoch: u64) -> Option<&ReplayWindow> {
-        let sender = self.senders.get(&from)?;
-        sender.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, w)| w)
-    }
-
-    fn window_mut(&mut self, from: SocketAddr, epoch: u64) -> &mut ReplayWindow {
+    fn window_mut(&mut self, epoch: u64) -> &mut ReplayWindow {
         self.tick += 1;
-        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_SENDERS {
-            let oldest = self.senders.iter().min_by_key(|(_, s)| s.last_tick).map(|(a, _)| *a);
-            if let Some(addr) = oldest {
-                self.senders.remove(&addr);
+        if !self.senders.contains_key(&epoch) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self.senders.iter().min_by_key(|(_, s)| s.last_tick).map(|(e, _)| *e);
+            if let Some(e) = oldest {
+                self.senders.remove(&e);
             }
         }
-        let bits = self.window_bits;
-        let tick = self.tick;
-        let sender = self.senders.entry(from).or_insert_with(|| SenderWindows { last_tick: tick, epochs: Vec::new() });
+        let (bits, tick) = (self.window_bits, self.tick);
+        let sender = self.senders.entry(epoch).or_insert_with(|| SenderWindow { last_tick: tick, window: ReplayWindow::new(bits) });
         sender.last_tick = tick;
-        let pos = match sender.epochs.iter().position(|(e, _)| *e == epoch) {
-            Some(pos) => pos,
-            None => {
-                if sender.epochs.len() >= EPOCHS_PER_SENDER {
-                    sender.epochs.remove(0);
-                }
-                sender.epochs.push((epoch, ReplayWindow::new(bits)));
-                sender.epochs.len() - 1
-            }
-        };
-        &mut sender.epochs[pos].1
+        &mut sender.window
     }
 }
 
@@ -372,6 +357,17 @@ mod tests {
         let mut restarted = Sealer::new(&key, "c1", 2);
         assert!(o.open(addr(1), &restarted.seal(b"new")).is_ok());
         assert_eq!(o.open(addr(1), &old), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn a_replay_from_another_source_address_is_still_a_replay() {
+        let (mut s, mut o) = pair();
+        let d = s.seal(b"pull");
+        assert!(o.open(addr(1), &d).is_ok());
+        for port in 2..50 {
+            assert_eq!(o.open(addr(port), &d), Err(DropReason::Replay), "spoofed source :{port}");
+        }
+        assert_eq!(o.dropped(DropReason::Replay), 48);
     }
 
     #[test]

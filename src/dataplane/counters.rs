@@ -35,6 +35,12 @@ reasons! {
     InnerBadSourceMac => "inner_bad_source_mac",
     /// ARP contradicting a known IP -> MAC binding (spoofing defence).
     ArpSpoofed => "arp_spoofed",
+    /// A frame from a peer whose inner source MAC (or IPv4 source) the control plane places
+    /// behind another host (spoofing defence).
+    InnerSourceSpoofed => "inner_source_spoofed",
+    /// Routed mode: a packet from a peer whose IPv4 source lies in a subnet owned by another host
+    /// or by this one (spoofing defence).
+    RoutedSourceSpoofed => "routed_source_spoofed",
     /// An ARP request for an IP without a binding, on a network whose policy is to drop those.
     ArpUnknownDropped => "arp_unknown_dropped",
     /// Routed mode: a frame from a container that is not addressed to the gateway MAC.
@@ -110,6 +116,8 @@ counters! {
         pub gateway_echo_replies: u64 = counter,
         /// ESP-in-UDP NAT keepalives received (RFC 3948).
         pub esp_keepalives: u64 = counter,
+        /// Snooped local container bindings forgotten because their MAC left the local TAP.
+        pub local_bindings_expired: u64 = counter,
         /// Packets dropped, by reason.
         drops: DropCounts = nested,
     }

@@ -35,6 +35,7 @@ use crate::control::ControlUpdate;
 use crate::vxlan;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::vxlan::Vni;
 use crate::wire::Error as WireError;
 
@@ -313,6 +314,20 @@ impl Switch {
         }
     }
 
+    /// Forget snooped bindings whose MAC is no longer behind the local TAP (its FDB entry aged out
+    /// or moved): the container went away, and its IP may be reused on another host, which the
+    /// stale binding would black-hole.
+    fn expire_local_bindings(&mut self) {
+        let before = self.local_bindings.len();
+        let fdb = &self.fdb;
+        self.local_bindings.retain(|&(vni, _), mac| fdb.lookup(vni, *mac) == Some(Location::Local));
+        let gone = (before - self.local_bindings.len()) as u64;
+        if gone > 0 {
+            self.counters.local_bindings_expired += gone;
+            self.local_bindings_changed = true;
+        }
+    }
+
     /// The local container bindings, if they changed since the last call.
     pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(u32, Ipv4Addr, EthernetAddress)>> {
         if !std::mem::take(&mut self.local_bindings_changed) {
@@ -372,6 +387,10 @@ impl Switch {
             self.counters.vxlan_reserved_bits += 1;
         }
         if self.networks[port].router.is_some() {
+            if self.routed_source_spoofed(port, from, &buf[decapped.inner.clone()]) {
+                self.counters.drop(DropReason::RoutedSourceSpoofed);
+                return Forward::Nothing;
+            }
             return self.deliver_routed(now, port, buf, decapped.inner);
         }
         self.deliver_switched(now, port, from, buf, decapped.inner)
@@ -394,9 +413,41 @@ impl Switch {
             self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
+        if self.inner_source_spoofed(vni, from, &eth) {
+            self.counters.drop(DropReason::InnerSourceSpoofed);
+            return Forward::Nothing;
+        }
         self.fdb.learn(now, vni, src, Location::Remote(from));
         self.counters.tap_tx_frames += 1;
         Forward::Tap { port, frame: inner }
+    }
+
+    /// Whether a frame from peer `from` claims a container the control plane places elsewhere: its
+    /// source MAC is statically (by gossip) behind another host, or its IPv4 source is bound to
+    /// another MAC. // hot path
+    fn inner_source_spoofed(&self, vni: u32, from: Ipv4Addr, eth: &EthernetFrame<&[u8]>) -> bool {
+        let src = eth.src_addr();
+        if self.fdb.get(vni, src).is_some_and(|e| e.is_static && e.location != Location::Remote(from)) {
+            return true;
+        }
+        if eth.ethertype() != EtherType::IPV4 {
+            return false;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
+        self.proxy_arp.lookup(vni, ip.src_addr()).is_some_and(|mac| mac != src)
+    }
+
+    /// Whether a routed packet from peer `from` has an IPv4 source in a subnet the control plane
+    /// routes via another host, or in this host's own subnet. Unknown sources pass. // hot path
+    fn routed_source_spoofed(&self, port: PortId, from: Ipv4Addr, frame: &[u8]) -> bool {
+        let Some(router) = self.networks[port].router.as_ref() else { return false };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+        if eth.ethertype() != EtherType::IPV4 {
+            return false;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
+        let src = ip.src_addr();
+        router.spec().subnet.contains(&src) || router.routes().lookup(src).is_some_and(|via| via != from)
     }
 
     /// An inner frame addressed to the anycast gateway on a routed network.
@@ -480,7 +531,9 @@ impl Switch {
 
     /// Run timers due at `now` (FDB ageing, routers' neighbour resolution, ESP rekeying).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.fdb.age(now);
+        if self.fdb.age(now) > 0 {
+            self.expire_local_bindings();
+        }
         if let Some((_, esp)) = self.esp.as_mut() {
             esp.handle_timeout(now);
             self.flush_hellos();

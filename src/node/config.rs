@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use super::record::{local_record, unix_secs};
+use super::state::Claims;
 use crate::config::{Config, Mode};
-use crate::control::{ClusterKey, ControlUpdate, GossipConfig, MemberRecord};
+use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, MemberRecord};
 use crate::dataplane::{EspTunnels, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
 use crate::wire::vxlan::Vni;
 
@@ -36,6 +37,28 @@ pub struct GossipSetup {
     pub record: MemberRecord,
     /// Seed of the membership's RNG; `None` seeds it from the operating system.
     pub seed: Option<u64>,
+    /// The record signing key and the hosts trusted so far.
+    pub credentials: Credentials,
+}
+
+/// What the driver loaded for a configuration with `[gossip]`: the cluster key, the address to
+/// advertise, and this host's state files' content (see [`super::state`]).
+pub struct GossipJoin {
+    /// The cluster key.
+    pub key: ClusterKey,
+    /// The gossip address other hosts reach this one at.
+    pub advertised: SocketAddr,
+    /// The signing key and trust store.
+    pub credentials: Credentials,
+    /// When this host first claimed its subnets.
+    pub claims: Claims,
+}
+
+impl GossipJoin {
+    /// A join for tests: a signing key derived from `n`, nothing trusted or claimed before.
+    pub fn for_tests(key: ClusterKey, advertised: SocketAddr, n: u64) -> Self {
+        GossipJoin { key, advertised, credentials: Credentials::for_tests(n, 0), claims: Claims::default() }
+    }
 }
 
 impl NodeConfig {
@@ -45,21 +68,18 @@ impl NodeConfig {
     }
 
     /// The node of a configuration file. `epoch` is this start's epoch and `wall` the wall clock
-    /// now (the claim time of the configured subnets); `esp` the tunnels the driver set up (their
-    /// public key goes into the record); `gossip` the cluster key and the address to advertise.
-    pub fn from_config(
-        config: &Config,
-        epoch: u64,
-        wall: SystemTime,
-        esp: Option<EspTunnels>,
-        gossip: Option<(ClusterKey, SocketAddr)>,
-    ) -> Self {
+    /// now (the claim time of subnets not claimed before); `esp` the tunnels the driver set up
+    /// (their public key goes into the record); `gossip` what the driver loaded to join.
+    pub fn from_config(config: &Config, epoch: u64, wall: SystemTime, esp: Option<EspTunnels>, gossip: Option<GossipJoin>) -> Self {
         let public_key = esp.as_ref().and_then(EspTunnels::public_key);
-        let gossip = config.gossip.as_ref().zip(gossip).map(|(g, (key, advertised))| GossipSetup {
-            config: g.config.clone(),
-            key,
-            record: local_record(config, &g.name, advertised, epoch, public_key, unix_secs(wall)),
-            seed: None,
+        let gossip = config.gossip.as_ref().zip(gossip).map(|(g, join)| {
+            let mut record = local_record(config, &g.name, join.advertised, epoch, public_key, unix_secs(wall));
+            for net in &mut record.networks {
+                for s in &mut net.subnets {
+                    s.since = join.claims.since(net.vni, s.net).unwrap_or(s.since);
+                }
+            }
+            GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
         });
         NodeConfig { switch: switch_config(config), static_updates: static_updates(config), esp, gossip }
     }

@@ -24,6 +24,7 @@
 pub mod config;
 mod reconfig;
 pub mod record;
+pub mod state;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ControlUpdate, MemberRecord, Membership, RecordTooLarge};
 use crate::dataplane::{Forward, NetworkSpec, PortId, Switch, Transmit, Tunnel};
-pub use config::{static_updates, switch_config, GossipSetup, NodeConfig};
+pub use config::{static_updates, switch_config, GossipJoin, GossipSetup, NodeConfig};
 pub use reconfig::ConfigChange;
 pub use record::{local_record, start_epoch, unix_secs, with_bindings, LocalBinding};
 
@@ -72,9 +73,11 @@ impl Node {
         }
         let gossip = match cfg.gossip {
             Some(g) => {
+                let mut creds = g.credentials;
+                creds.wall_secs = unix_secs(wall);
                 let membership = match g.seed {
-                    Some(seed) => Membership::with_seed(g.config, g.record, &g.key, now, seed)?,
-                    None => Membership::new(g.config, g.record, &g.key, now)?,
+                    Some(seed) => Membership::with_seed(g.config, g.record, &g.key, creds, now, seed)?,
+                    None => Membership::new(g.config, g.record, &g.key, creds, now)?,
                 };
                 Some(Gossip { membership, next_publish: now })
             }
@@ -171,6 +174,17 @@ impl Node {
     /// The next packet the switch originates itself (replies, ESP copies of a flood, hellos).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.switch.poll_transmit()
+    }
+
+    /// Forget the signing key and underlay trusted for host `name` (`vxswitch forget`); whether
+    /// one was bound.
+    pub fn forget(&mut self, name: &str) -> bool {
+        self.gossip.as_mut().is_some_and(|g| g.membership.forget(name))
+    }
+
+    /// The gossip trust store, if it changed since the last call: the driver saves it.
+    pub fn take_trust_changed(&mut self) -> Option<crate::control::TrustStore> {
+        self.gossip.as_mut()?.membership.take_trust_changed()
     }
 
     /// The next sealed gossip datagram to send, and where to.

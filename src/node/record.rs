@@ -49,6 +49,7 @@ pub fn local_record(
         version: 0,
         modes,
         esp_public_key,
+        signing_key: None,
         networks: config
             .networks
             .iter()

@@ -31,7 +31,8 @@ fn wall() -> SystemTime {
 fn gossiping(now: Instant) -> Node {
     let mut record = host_record(0, 1);
     record.networks[0].bindings.clear();
-    let gossip = GossipSetup { config: GossipConfig::default(), key: ClusterKey::from_bytes([1; 32]), record, seed: Some(5) };
+    let credentials = crate::control::Credentials::for_tests(0, 0);
+    let gossip = GossipSetup { config: GossipConfig::default(), key: ClusterKey::from_bytes([1; 32]), record, seed: Some(5), credentials };
     Node::new(NodeConfig { gossip: Some(gossip), ..NodeConfig::switch_only(switch_config()) }, now, wall()).unwrap()
 }
 
@@ -79,4 +80,32 @@ fn snooped_bindings_are_published_once_per_period_with_wall_clock_claim_times() 
     let since = unix_secs(wall()) + (t1 - t0).as_secs();
     assert_eq!(local.networks[0].bindings, [crate::control::Binding { ip, mac, since }]);
     assert_eq!(node.wall_clock(t1), wall() + (t1 - t0));
+}
+
+#[test]
+fn snooped_bindings_expire_with_their_mac_and_are_withdrawn() {
+    let t0 = Instant::now();
+    let mut node = gossiping(t0);
+    node.handle_timeout(t0);
+    let (ip, mac) = (Ipv4Addr::new(198, 19, 0, 10), EthernetAddress([2, 0, 0, 0, 0, 10]));
+    let repr = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: mac,
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: ip,
+    };
+    let frame = arp_frame(&repr, EthernetAddress::BROADCAST, None);
+    let mut buf = vec![0u8; 64 + frame.len()];
+    buf[64..].copy_from_slice(&frame);
+    let _ = node.handle_tap_frame(t0, 0, &mut buf, 64..64 + frame.len());
+    let t1 = t0 + PUBLISH_EVERY * 2;
+    node.handle_timeout(t1);
+    assert_eq!(node.membership().unwrap().local().networks[0].bindings.len(), 1);
+    // The container goes quiet; once its FDB entry ages out, the binding is withdrawn.
+    let t2 = t0 + Duration::from_secs(301);
+    node.handle_timeout(t2);
+    node.handle_timeout(t2 + PUBLISH_EVERY * 2);
+    assert!(node.membership().unwrap().local().networks[0].bindings.is_empty(), "a stale binding stays published");
+    assert_eq!(node.switch().counters().local_bindings_expired, 1);
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use super::{host_addr, host_ip, host_record, Sim, View, SIM_VNI};
 use crate::arp::UnknownArp;
-use crate::control::{ClusterKey, ControlUpdate, GossipConfig, PeerInfo};
+use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, PeerInfo};
 use crate::dataplane::{NetworkSpec, SwitchConfig};
-use crate::node::{GossipSetup, NodeConfig};
+use crate::node::{unix_secs, GossipSetup, NodeConfig};
 use crate::wire::vxlan::Vni;
 
 /// The cluster key of example clusters.
-const KEY: [u8; 32] = [0x5a; 32];
+pub const CLUSTER_KEY: [u8; 32] = [0x5a; 32];
 
 /// The epoch every example host starts with.
 pub const FIRST_EPOCH: u64 = 1000;
@@ -55,8 +55,36 @@ impl Sim {
             tunnel: crate::dataplane::Tunnel::Vxlan,
         };
         let switch = SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![network] };
-        let gossip = GossipSetup { config: cfg, key: ClusterKey::from_bytes(KEY), record: host_record(i, epoch), seed: Some(seed) };
+        let credentials = Credentials::for_tests(i as u64, unix_secs(self.wall_clock()));
+        let gossip = GossipSetup {
+            config: cfg,
+            key: ClusterKey::from_bytes(CLUSTER_KEY),
+            record: host_record(i, epoch),
+            seed: Some(seed),
+            credentials,
+        };
         NodeConfig { gossip: Some(gossip), ..NodeConfig::switch_only(switch) }
+    }
+
+    /// Starts a host that announces `record` signed with `credentials` (its gossip and underlay
+    /// addresses are the record's): a misbehaving member in scenarios. Returns its index.
+    pub fn add_gossip_host(&mut self, record: crate::control::MemberRecord, credentials: Credentials) -> usize {
+        let (underlay, gossip, epoch) = (record.underlay, record.gossip, record.epoch);
+        let cfg = self.gossip_host(self.hosts.len(), record, credentials);
+        let j = self.add_host(underlay, gossip, cfg);
+        self.hosts[j].epoch = epoch;
+        j
+    }
+
+    /// The node of host `i` announcing `record` signed with `credentials` (for [`Sim::restart`]).
+    pub fn gossip_host(&self, i: usize, record: crate::control::MemberRecord, credentials: Credentials) -> NodeConfig {
+        let mut cfg = self.example_node(i, record.epoch);
+        if let Some(g) = cfg.gossip.as_mut() {
+            g.config.listen = record.gossip;
+            g.record = record;
+            g.credentials = credentials;
+        }
+        cfg
     }
 
     /// The tables host `i` should have, given which example hosts are running now.

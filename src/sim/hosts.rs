@@ -5,9 +5,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use super::{outcome, Datagram, Packet, Sim, View, HEADROOM};
 use crate::config::Config;
-use crate::control::{ClusterKey, MemberRecord, Membership};
+use crate::control::{ClusterKey, Credentials, MemberRecord, Membership, SigningKey, TrustStore};
 use crate::dataplane::{EspTunnels, PortId, Switch, SwitchConfig, Tunnel};
-use crate::node::{self, ConfigChange, Node, NodeConfig};
+use crate::node::state::Claims;
+use crate::node::{self, unix_secs, ConfigChange, GossipJoin, Node, NodeConfig};
 
 /// The default gossip port of simulated hosts.
 pub const GOSSIP_PORT: u16 = 4790;
@@ -26,6 +27,9 @@ pub struct SimHost {
     pub view: View,
     /// The start epoch of its gossip record (0 without gossip).
     pub epoch: u64,
+    /// What a configured host keeps on disk across restarts: its trust store (saved whenever it
+    /// changes) and the ages of its subnet claims.
+    pub saved: Option<(TrustStore, Claims)>,
 }
 
 impl SimHost {
@@ -73,7 +77,8 @@ impl Sim {
     /// Add a host started now; returns its index.
     pub fn add_host(&mut self, underlay: Ipv4Addr, gossip_addr: SocketAddr, cfg: NodeConfig) -> usize {
         let ports = cfg.switch.networks.len();
-        let host = SimHost { underlay, gossip_addr, node: None, tap_out: vec![Vec::new(); ports], view: View::default(), epoch: 0 };
+        let host =
+            SimHost { underlay, gossip_addr, node: None, tap_out: vec![Vec::new(); ports], view: View::default(), epoch: 0, saved: None };
         self.hosts.push(host);
         let i = self.hosts.len() - 1;
         self.restart(i, cfg);
@@ -83,20 +88,49 @@ impl Sim {
     /// Add the host of a configuration file, as the daemon would start it (gossip keyed with
     /// `key`, its RNG seeded from the simulation's seed); returns its index.
     pub fn add_configured(&mut self, config: &Config, key: ClusterKey, esp: Option<EspTunnels>, epoch: u64) -> usize {
-        let i = self.hosts.len() as u64;
+        let i = self.hosts.len();
+        let (cfg, advertised, saved) = self.configured_node(i, config, key, esp, epoch);
+        let j = self.add_host(config.underlay.address, advertised, cfg);
+        self.hosts[j].epoch = epoch;
+        self.hosts[j].saved = Some(saved);
+        j
+    }
+
+    /// Restart configured host `i` with `config`, as the daemon would after a restart: same
+    /// signing key, its saved trust store and claim ages, a new epoch.
+    pub fn restart_configured(&mut self, i: usize, config: &Config, key: ClusterKey, epoch: u64) {
+        let (cfg, _, saved) = self.configured_node(i, config, key, None, epoch);
+        self.hosts[i].saved = Some(saved);
+        self.restart(i, cfg);
+        self.hosts[i].epoch = epoch;
+    }
+
+    /// The node of configured host `i`, with what it saved earlier (or a first start's state).
+    fn configured_node(
+        &self,
+        i: usize,
+        config: &Config,
+        key: ClusterKey,
+        esp: Option<EspTunnels>,
+        epoch: u64,
+    ) -> (NodeConfig, SocketAddr, (TrustStore, Claims)) {
         let listen = config.gossip.as_ref().map(|g| g.config.listen);
         let advertised = match listen {
             Some(l) if !l.ip().is_unspecified() => l,
             Some(l) => SocketAddr::from((config.underlay.address, l.port())),
             None => SocketAddr::from((config.underlay.address, GOSSIP_PORT)),
         };
-        let mut cfg = NodeConfig::from_config(config, epoch, self.wall_clock(), esp, Some((key, advertised)));
+        let wall = unix_secs(self.wall_clock());
+        let (trust, old_claims) =
+            self.hosts.get(i).and_then(|h| h.saved.clone()).unwrap_or_else(|| (TrustStore::new(wall), Claims::default()));
+        let claims = old_claims.update(config, wall);
+        let credentials = Credentials { signer: SigningKey::for_tests(self.seed ^ i as u64), trust: trust.clone(), wall_secs: wall };
+        let join = GossipJoin { key, advertised, credentials, claims: claims.clone() };
+        let mut cfg = NodeConfig::from_config(config, epoch, self.wall_clock(), esp, Some(join));
         if let Some(g) = cfg.gossip.as_mut() {
-            g.seed = Some(self.seed ^ (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            g.seed = Some(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ epoch);
         }
-        let j = self.add_host(config.underlay.address, advertised, cfg);
-        self.hosts[j].epoch = epoch;
-        j
+        (cfg, advertised, (trust, claims))
     }
 
     /// (Re)start host `i` with a fresh node: empty view, TAP frames not yet taken kept.

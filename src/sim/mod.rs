@@ -27,7 +27,7 @@ use rand_foca::{Rng, SeedableRng};
 
 pub use crate::control::fixtures::{host_addr, host_ip, host_record, SIM_VNI};
 use crate::dataplane::{Forward, Transmit, Tunnel};
-pub use gossip::FIRST_EPOCH;
+pub use gossip::{CLUSTER_KEY, FIRST_EPOCH};
 pub use hosts::{SimHost, GOSSIP_PORT};
 pub use view::View;
 
@@ -317,6 +317,9 @@ impl Sim {
         }
         while let Some(update) = node.poll_kernel_update() {
             host.view.apply(&update);
+        }
+        if let (Some(trust), Some(saved)) = (node.take_trust_changed(), host.saved.as_mut()) {
+            saved.0 = trust;
         }
         for p in out {
             self.send(i, p);

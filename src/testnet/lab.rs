@@ -239,7 +239,8 @@ impl Lab {
     }
 
     /// Host `i` in a gossip cluster: per-host subnet in `mode`, no static peers, joining through
-    /// the hosts in `seeds`. The cluster key is created on first use in the lab directory.
+    /// the hosts in `seeds`. The cluster key is created on first use in the lab directory, and
+    /// each host keeps its gossip state (signing key, trust store) there too.
     pub fn gossip_config(&self, i: usize, mode: &str, seeds: &[usize]) -> io::Result<String> {
         let key = self.dir.join("cluster.key");
         if !key.exists() {
@@ -248,8 +249,9 @@ impl Lab {
         let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", underlay_ip(k))).collect();
         let base = self.subnet_config(i, mode, &[]);
         Ok(format!(
-            "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\n",
+            "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\nstate_dir = \"{state}\"\n",
             key = key.display(),
+            state = self.dir.join(format!("h{i}-state")).display(),
             seeds = seeds.join(", ")
         ))
     }

@@ -117,6 +117,7 @@ struct Daemon {
     rx: RxPath,
     driver: DriverCounters,
     started: Instant,
+    state_files: Option<node::state::StateFiles>,
 }
 
 impl Daemon {
@@ -132,9 +133,17 @@ impl Daemon {
         let (wall, now) = (SystemTime::now(), Instant::now());
         let (epoch, esp) = EspDriver::start(config, node::start_epoch(wall), now)?;
         let (esp, tunnels) = esp.unzip();
-        let (gossip, join) = match GossipSocket::bind(config)? {
-            Some((socket, key, advertised)) => (Some(socket), Some((key, advertised))),
-            None => (None, None),
+        let state_files = node::state::StateFiles::of(config);
+        let (gossip, join) = match (GossipSocket::bind(config)?, &state_files) {
+            (Some((socket, key, advertised)), Some(files)) => (
+                Some(socket),
+                Some(
+                    files
+                        .load_join(config, key, advertised, node::unix_secs(wall))
+                        .map_err(|source| SysError::Os { op: "load gossip state", source })?,
+                ),
+            ),
+            _ => (None, None),
         };
         let node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
@@ -159,6 +168,7 @@ impl Daemon {
             rx: RxPath::new(rx_len),
             driver: DriverCounters::default(),
             started: Instant::now(),
+            state_files,
         })
     }
 
@@ -251,7 +261,15 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
-            let reply = self.answer(&command);
+            let reply = match command.strip_prefix("forget ") {
+                // `vxswitch forget HOST` edited the trust store on disk; the node forgets too.
+                Some(host) => {
+                    let host = host.trim();
+                    tracing::info!(%host, forgotten = self.node.forget(host), "gossip trust binding forgotten");
+                    "ok\n".to_string()
+                }
+                None => self.answer(&command),
+            };
             self.control.clients.respond(slot, reply.into_bytes(), now);
         }
         self.control.clients.expire(now);
@@ -284,6 +302,11 @@ impl Daemon {
         }
         if let Some(g) = self.gossip.as_mut() {
             g.send_pending(&mut self.node);
+        }
+        if let (Some(trust), Some(files)) = (self.node.take_trust_changed(), &self.state_files) {
+            if let Err(e) = files.save_trust(&trust) {
+                tracing::warn!("saving the gossip trust store: {e}");
+            }
         }
         while let Some(update) = self.node.poll_kernel_update() {
             if let Some(h) = self.host_subnet.as_mut() {
