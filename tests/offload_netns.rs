@@ -97,7 +97,7 @@ fn netns_kernel_offload_to_userspace_overlay() {
     // `vxswitch stats` lists the device and its entries.
     let stats = lab.stats(0).unwrap();
     let net = &stats["networks"][0];
-    assert_eq!(net["mode"], "Kernel");
+    assert_eq!(net["mode"], "kernel", "spelled as in the configuration");
     assert_eq!(net["device"]["name"], "vtep1042");
     assert_eq!(net["device"]["proxy"], true);
     assert_eq!(net["device"]["errors"], 0);
