@@ -23,6 +23,11 @@ mtu = {underlay.mtu}
 ageing_secs = {fdb.ageing_secs}
 max_entries = {fdb.max_entries}
 
+[flood]
+rate = {flood.rate}
+burst = {flood.burst}
+max_sources = {flood.max_sources}
+
 [esp]
 port = {esp.port}
 replay_window = {esp.replay_window}
@@ -52,6 +57,9 @@ fn valid(key: &str) -> u64 {
         "underlay.mtu" => 1500,
         "fdb.ageing_secs" => 300,
         "fdb.max_entries" => 1000,
+        "flood.rate" => 2000,
+        "flood.burst" => 500,
+        "flood.max_sources" => 4096,
         "esp.port" => 4500,
         "esp.replay_window" => 1024,
         "esp.rekey_secs" => 120,

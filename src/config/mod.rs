@@ -21,6 +21,7 @@ use ipnet::Ipv4Net;
 use crate::arp::UnknownArp;
 use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
+use crate::dataplane::flood::{self, FloodLimit};
 use crate::dataplane::mtu::{self, Encap, MtuPlan, Payload};
 use crate::ipsec::{ManualSa, Suite};
 use crate::wire::ethernet::EthernetAddress;
@@ -47,6 +48,8 @@ pub struct Config {
     pub fdb_ageing: Duration,
     /// FDB cap on dynamic entries.
     pub fdb_max_entries: usize,
+    /// Per-source rate limit of flooded frames (`[flood]`).
+    pub flood: FloodLimit,
     /// The overlay networks (one TAP each).
     pub networks: Vec<Network>,
     /// Gossip membership, when the cluster is formed by gossip instead of (or besides) static peers.
@@ -339,6 +342,12 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let fdb = raw.fdb.unwrap_or_default();
     let fdb_ageing = Duration::from_secs(num(&fdb.ageing_secs, ranges::FDB_AGEING_SECS, 300)?);
     let fdb_max_entries = num(&fdb.max_entries, ranges::FDB_MAX_ENTRIES, crate::dataplane::fdb::DEFAULT_MAX_ENTRIES as u64)? as usize;
+    let fl = raw.flood.unwrap_or_default();
+    let flood = FloodLimit {
+        rate: num(&fl.rate, ranges::FLOOD_RATE, u64::from(flood::DEFAULT_RATE))? as u32,
+        burst: num(&fl.burst, ranges::FLOOD_BURST, u64::from(flood::DEFAULT_BURST))? as u32,
+        max_sources: num(&fl.max_sources, ranges::FLOOD_MAX_SOURCES, flood::DEFAULT_MAX_SOURCES as u64)? as usize,
+    };
     if raw.network.is_empty() {
         return Err(ConfigError { file: None, line: None, key: "network".into(), reason: "at least one [[network]] is required".into() });
     }
@@ -439,6 +448,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,
         fdb_max_entries,
+        flood,
         networks,
     })
 }

@@ -50,6 +50,12 @@ pub const UNDERLAY_MTU: NumericKey = NumericKey::new("underlay.mtu", 576, 65535)
 pub const FDB_AGEING_SECS: NumericKey = NumericKey::new("fdb.ageing_secs", 1, 604_800);
 /// `fdb.max_entries`.
 pub const FDB_MAX_ENTRIES: NumericKey = NumericKey::new("fdb.max_entries", 1, 10_000_000);
+/// `flood.rate`: flooded frames per second per source.
+pub const FLOOD_RATE: NumericKey = NumericKey::new("flood.rate", 1, 10_000_000);
+/// `flood.burst`: frames above the rate a source may send at once.
+pub const FLOOD_BURST: NumericKey = NumericKey::new("flood.burst", 1, 1_000_000);
+/// `flood.max_sources`: sources with their own bucket.
+pub const FLOOD_MAX_SOURCES: NumericKey = NumericKey::new("flood.max_sources", 16, 1_000_000);
 /// `network[].vni` (24 bits).
 pub const NETWORK_VNI: NumericKey = NumericKey::new("network[].vni", 0, 0x00ff_ffff);
 /// `network[].mtu`; the upper bound also depends on the underlay MTU and the encapsulation.
@@ -70,11 +76,14 @@ pub const GOSSIP_DEAD_GRACE_SECS: NumericKey = NumericKey::new("gossip.dead_grac
 pub const GOSSIP_MTU: NumericKey = NumericKey::new("gossip.mtu", 512, 65000);
 
 /// Every numeric key.
-pub const ALL: [NumericKey; 13] = [
+pub const ALL: [NumericKey; 16] = [
     UNDERLAY_PORT,
     UNDERLAY_MTU,
     FDB_AGEING_SECS,
     FDB_MAX_ENTRIES,
+    FLOOD_RATE,
+    FLOOD_BURST,
+    FLOOD_MAX_SOURCES,
     NETWORK_VNI,
     NETWORK_MTU,
     ESP_PORT,

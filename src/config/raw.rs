@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub control_socket_group: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
     pub fdb: Option<RawFdb>,
+    pub flood: Option<RawFlood>,
     pub gossip: Option<Spanned<RawGossip>>,
     pub esp: Option<Spanned<RawEsp>>,
     #[serde(default)]
@@ -74,6 +75,14 @@ pub(super) struct RawUnderlay {
 pub(super) struct RawFdb {
     pub ageing_secs: Option<Spanned<u64>>,
     pub max_entries: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlood {
+    pub rate: Option<Spanned<u64>>,
+    pub burst: Option<Spanned<u64>>,
+    pub max_sources: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

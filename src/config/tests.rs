@@ -252,3 +252,19 @@ fn gossip_state_dir_defaults_next_to_the_esp_host_key_and_cluster_cidr_is_checke
         assert!(e.reason.contains(reason), "{value}: {e}");
     }
 }
+
+#[test]
+fn flood_section_defaults_parses_and_checks_ranges() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.flood, FloodLimit::default());
+    let text = GOOD.replace("[fdb]\n", "[flood]\nrate = 100\nburst = 20\nmax_sources = 64\n\n[fdb]\n");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.flood, FloodLimit { rate: 100, burst: 20, max_sources: 64 });
+    let e = rejected(&text.replace("rate = 100", "rate = 0"));
+    assert_eq!((e.line, e.key.as_str()), (Some(8), "flood.rate"));
+    assert!(e.reason.contains("out of range"), "{e}");
+    let e = rejected(&text.replace("max_sources = 64", "max_sources = 8"));
+    assert_eq!(e.key, "flood.max_sources");
+    let e = rejected(&text.replace("burst = 20", "bursts = 20"));
+    assert!(e.reason.contains("unknown field `bursts`"), "{e}");
+}

@@ -21,6 +21,8 @@ reasons! {
     TapLocalDestination => "tap_local_destination",
     /// A TAP frame on a network that has no peers to send it to.
     NoPeers => "no_peers",
+    /// A frame to be flooded (broadcast, multicast, unknown unicast) above its source's rate.
+    FloodRateLimited => "flood_rate_limited",
     /// An underlay datagram too short for a VXLAN header.
     VxlanTruncated => "vxlan_truncated",
     /// An underlay datagram without the VXLAN I flag.
@@ -102,6 +104,11 @@ counters! {
         pub flooded_frames: u64 = counter,
         /// Copies sent by head-end replication.
         pub flood_copies: u64 = counter,
+        /// Idle per-source flood buckets forgotten because the table of sources was full.
+        pub flood_sources_evicted: u64 = counter,
+        /// Frames to be flooded from sources that found the table of sources full (they share one
+        /// bucket per port).
+        pub flood_overflow_frames: u64 = counter,
         /// VXLAN datagrams accepted with reserved bits set (RFC 7348: ignored on receipt).
         pub vxlan_reserved_bits: u64 = counter,
         /// ARP requests answered locally (proxy ARP and the routed gateway).

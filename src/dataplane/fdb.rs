@@ -4,10 +4,17 @@
 //! - Keyed by (VNI, MAC) so networks never see each other's addresses (VNI isolation).
 //! - Ageing follows the Linux bridge: an entry not refreshed by traffic for `ageing` (default
 //!   300 s) is removed. Expiry is computed from `last_seen`, and `now` is always passed in.
-//! - The table has a hard cap. When it is full, the least recently seen *dynamic* entry is evicted
-//!   and counted (`evicted`), so a MAC flood cannot grow memory without bound and the hosts that
-//!   are actually talking keep their entries. Static entries (from the control plane) are exempt
-//!   from ageing, eviction and the cap.
+//! - The table has a hard cap, so a MAC flood cannot grow memory without bound. Static entries
+//!   (from the control plane) are exempt from ageing, eviction and the cap.
+//! - The cap is shared fairly between the *owners* of dynamic entries: the local TAPs (one owner,
+//!   [`Location::Local`]) and each remote peer VTEP (by underlay address). A global LRU would let
+//!   one peer (or one spoofed underlay source) sending random source MACs evict every other host's
+//!   entries. Instead each owner's share is `max_entries / owners` (owners holding entries, counting
+//!   the one learning; at least 1). An owner that learns a new MAC while at its share evicts its
+//!   *own* least recently seen entry (counted `share_evicted`, and `evicted`); an owner below its
+//!   share that finds the table full evicts the least recently seen entry of the largest owner,
+//!   which is then necessarily above its share (`evicted`). A flood therefore only churns the
+//!   flooder's own share, and the hosts that are actually talking keep their entries.
 //! - Recency is kept in an ordered index `(last_seen, seq) -> key`. Refreshing that index on every
 //!   frame would cost a tree update per packet, so it is only moved when the entry's recorded time
 //!   is more than [`REFRESH_GRANULARITY`] old; ageing is therefore exact to within that granularity.
@@ -86,6 +93,9 @@ counters! {
         pub aged: u64 = counter,
         /// Entries evicted because the table was full.
         pub evicted: u64 = counter,
+        /// Of those, entries evicted within their owner's share (a peer or the TAPs learning more
+        /// than their share of the cap: a MAC flood).
+        pub share_evicted: u64 = counter,
         /// Learning attempts that contradicted a static entry.
         pub static_conflicts: u64 = counter,
         /// Entries in the table now (static and dynamic).
@@ -99,6 +109,8 @@ pub struct Fdb {
     entries: HashMap<FdbKey, FdbEntry>,
     /// Dynamic entries ordered by recency: (last_seen, seq) -> key.
     recency: BTreeMap<(Instant, u64), FdbKey>,
+    /// The same entries by owner (the local TAPs, or a peer VTEP), each ordered by recency.
+    owners: HashMap<Location, BTreeMap<(Instant, u64), FdbKey>>,
     ageing: Duration,
     max_dynamic: usize,
     next_seq: u64,
@@ -111,6 +123,7 @@ impl Fdb {
         Fdb {
             entries: HashMap::new(),
             recency: BTreeMap::new(),
+            owners: HashMap::new(),
             ageing,
             max_dynamic: max_dynamic.max(1),
             next_seq: 0,
@@ -142,14 +155,17 @@ impl Fdb {
                 self.counters.static_conflicts += 1;
                 return Learned::StaticConflict;
             }
-            let from = entry.location;
+            let (from, old) = (entry.location, (entry.last_seen, entry.seq));
+            let stale = now.saturating_duration_since(entry.last_seen) >= REFRESH_GRANULARITY;
+            if !stale && from == location {
+                return Learned::Refreshed;
+            }
+            let stamp = if stale { (now, self.next_seq) } else { old };
             entry.location = location;
-            if now.saturating_duration_since(entry.last_seen) >= REFRESH_GRANULARITY {
-                let old = (entry.last_seen, entry.seq);
-                entry.last_seen = now;
-                entry.seq = self.next_seq;
-                self.recency.remove(&old);
-                self.recency.insert((now, self.next_seq), key);
+            (entry.last_seen, entry.seq) = stamp;
+            self.unindex(from, old);
+            self.index(location, stamp, key);
+            if stale {
                 self.next_seq += 1;
             }
             if from != location {
@@ -158,29 +174,70 @@ impl Fdb {
             }
             return Learned::Refreshed;
         }
-        while self.recency.len() >= self.max_dynamic {
-            match self.recency.pop_first() {
-                Some((_, victim)) => {
-                    self.entries.remove(&victim);
-                    self.counters.evicted += 1;
-                }
-                None => break,
-            }
-        }
-        let seq = self.next_seq;
+        self.make_room(location);
+        let stamp = (now, self.next_seq);
         self.next_seq += 1;
-        self.entries.insert(key, FdbEntry { location, is_static: false, last_seen: now, seq });
-        self.recency.insert((now, seq), key);
+        self.entries.insert(key, FdbEntry { location, is_static: false, last_seen: stamp.0, seq: stamp.1 });
+        self.index(location, stamp, key);
         self.counters.learned += 1;
         Learned::New
+    }
+
+    /// The share of the cap of each owner, were `learner` to hold an entry.
+    fn share(&self, learner: Location) -> usize {
+        let owners = self.owners.len() + usize::from(!self.owners.contains_key(&learner));
+        (self.max_dynamic / owners).max(1)
+    }
+
+    /// Evict one entry if `learner` is at its share (its own oldest) or the table is full (the
+    /// oldest of the largest owner).
+    fn make_room(&mut self, learner: Location) {
+        let own = self.owners.get(&learner).map_or(0, BTreeMap::len);
+        let victim = if own >= self.share(learner) {
+            self.counters.share_evicted += 1;
+            learner
+        } else if self.recency.len() >= self.max_dynamic {
+            match self.owners.iter().max_by_key(|(_, r)| r.len()) {
+                Some((&owner, _)) => owner,
+                None => return,
+            }
+        } else {
+            return;
+        };
+        let Some((&stamp, &key)) = self.owners.get(&victim).and_then(BTreeMap::first_key_value) else { return };
+        self.unindex(victim, stamp);
+        self.entries.remove(&key);
+        self.counters.evicted += 1;
+    }
+
+    /// Record a dynamic entry in the recency indexes.
+    fn index(&mut self, owner: Location, stamp: (Instant, u64), key: FdbKey) {
+        self.recency.insert(stamp, key);
+        self.owners.entry(owner).or_default().insert(stamp, key);
+    }
+
+    /// Remove a dynamic entry from the recency indexes (an owner without entries is forgotten).
+    fn unindex(&mut self, owner: Location, stamp: (Instant, u64)) {
+        self.recency.remove(&stamp);
+        if let Some(r) = self.owners.get_mut(&owner) {
+            r.remove(&stamp);
+            if r.is_empty() {
+                self.owners.remove(&owner);
+            }
+        }
+    }
+
+    /// Dynamic entries learned from `owner` (the local TAPs or a peer VTEP).
+    pub fn owned_by(&self, owner: Location) -> usize {
+        self.owners.get(&owner).map_or(0, BTreeMap::len)
     }
 
     /// Install or replace a static entry (from configuration or the control plane).
     pub fn insert_static(&mut self, now: Instant, vni: u32, mac: EthernetAddress, location: Location) {
         let key = FdbKey { vni, mac };
-        if let Some(old) = self.entries.get(&key) {
+        if let Some(old) = self.entries.get(&key).copied() {
             if !old.is_static {
-                self.recency.remove(&(old.last_seen, old.seq));
+                self.unindex(old.location, (old.last_seen, old.seq));
             }
         }
         self.entries.insert(key, FdbEntry { location, is_static: true, last_seen: now, seq: 0 });
@@ -191,7 +248,7 @@ impl Fdb {
         match self.entries.remove(&FdbKey { vni, mac }) {
             Some(old) => {
                 if !old.is_static {
-                    self.recency.remove(&(old.last_seen, old.seq));
+                    self.unindex(old.location, (old.last_seen, old.seq));
                 }
                 true
             }
@@ -216,8 +273,12 @@ impl Fdb {
             if seen + self.ageing > now {
                 break;
             }
-            self.recency.remove(&(seen, seq));
-            self.entries.remove(&key);
+            match self.entries.remove(&key) {
+                Some(old) => self.unindex(old.location, (seen, seq)),
+                None => {
+                    self.recency.remove(&(seen, seq));
+                }
+            }
             removed += 1;
         }
         self.counters.aged += removed as u64;
@@ -330,5 +391,80 @@ mod tests {
         assert_eq!(fdb.flush_remote(1, A), 1);
         assert_eq!(fdb.lookup(1, mac(2)), Some(Location::Remote(B)));
         assert_eq!(fdb.lookup(2, mac(3)), Some(Location::Remote(A)));
+    }
+
+    #[test]
+    fn flooding_peer_cannot_evict_honest_peers_or_local_entries() {
+        const FLOODER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+        let cap = 64;
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(DEFAULT_AGEING, cap);
+        for n in 1..=8 {
+            fdb.learn(t0, 1, mac(n), Location::Remote(A));
+            fdb.learn(t0, 1, mac(100 + n), Location::Remote(B));
+            fdb.learn(t0, 1, mac(200 + n), Location::Local);
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..10 * cap as u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let b = rng.to_be_bytes();
+            let random = EthernetAddress([0x02, b[1], b[2], b[3], b[4], b[5]]);
+            fdb.learn(t0 + Duration::from_millis(i), 1, random, Location::Remote(FLOODER));
+        }
+        for n in 1..=8 {
+            assert_eq!(fdb.lookup(1, mac(n)), Some(Location::Remote(A)), "peer A's mac {n} kept");
+            assert_eq!(fdb.lookup(1, mac(100 + n)), Some(Location::Remote(B)), "peer B's mac {n} kept");
+            assert_eq!(fdb.lookup(1, mac(200 + n)), Some(Location::Local), "local mac {n} kept");
+        }
+        assert_eq!(fdb.owned_by(Location::Remote(FLOODER)), cap / 4, "the flooder keeps only its share");
+        let c = fdb.counters();
+        assert!(c.share_evicted >= 9 * cap as u64, "the share bit: {c:?}");
+        assert_eq!(c.evicted, c.share_evicted, "only the flooder's own entries were evicted");
+        // The honest peers still learn new MACs: the table is not full for them.
+        assert_eq!(fdb.learn(t0 + Duration::from_secs(60), 1, mac(50), Location::Remote(A)), Learned::New);
+        assert_eq!(fdb.lookup(1, mac(1)), Some(Location::Remote(A)));
+        assert!(fdb.len() <= cap);
+    }
+
+    #[test]
+    fn newcomer_takes_its_share_from_the_largest_owner() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(DEFAULT_AGEING, 8);
+        for n in 1..=8 {
+            fdb.learn(t0 + Duration::from_secs(n as u64), 1, mac(n), Location::Remote(A));
+        }
+        assert_eq!(fdb.owned_by(Location::Remote(A)), 8, "alone, a peer may use the whole table");
+        for n in 1..=4 {
+            fdb.learn(t0 + Duration::from_secs(20 + n as u64), 1, mac(100 + n), Location::Local);
+        }
+        assert_eq!(fdb.owned_by(Location::Local), 4);
+        assert_eq!(fdb.owned_by(Location::Remote(A)), 4, "A gave up its oldest entries");
+        assert_eq!(fdb.lookup(1, mac(4)), None);
+        assert_eq!(fdb.lookup(1, mac(5)), Some(Location::Remote(A)));
+        // At its share, the next local MAC replaces the oldest local one, not A's.
+        fdb.learn(t0 + Duration::from_secs(30), 1, mac(105), Location::Local);
+        assert_eq!(fdb.lookup(1, mac(101)), None);
+        assert_eq!(fdb.owned_by(Location::Remote(A)), 4);
+        let c = fdb.counters();
+        assert_eq!((c.evicted, c.share_evicted), (5, 1));
+        assert_eq!(fdb.len(), 8);
+    }
+
+    #[test]
+    fn owner_indexes_follow_moves_ageing_and_removal() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10), 16);
+        fdb.learn(t0, 1, mac(1), Location::Remote(A));
+        fdb.learn(t0, 1, mac(2), Location::Remote(A));
+        fdb.learn(t0, 1, mac(1), Location::Remote(B));
+        assert_eq!((fdb.owned_by(Location::Remote(A)), fdb.owned_by(Location::Remote(B))), (1, 1));
+        fdb.insert_static(t0, 1, mac(2), Location::Remote(B));
+        assert_eq!(fdb.owned_by(Location::Remote(A)), 0, "a static entry is nobody's share");
+        assert!(fdb.remove(1, mac(2)));
+        assert_eq!(fdb.age(t0 + Duration::from_secs(10)), 1);
+        assert_eq!(fdb.owned_by(Location::Remote(B)), 0);
+        assert!(fdb.is_empty());
     }
 }

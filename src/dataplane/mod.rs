@@ -5,6 +5,7 @@
 pub mod counters;
 pub mod esp;
 pub mod fdb;
+pub mod flood;
 pub mod mtu;
 pub mod router;
 pub mod routes;
@@ -14,6 +15,7 @@ pub mod tunnel;
 pub use counters::{Counters, DropCounts, DropReason};
 pub use esp::{EspCounters, EspTunnels, TunnelError};
 pub use fdb::{Fdb, FdbCounters, FdbEntry, FdbKey, Location};
+pub use flood::{FloodLimit, FloodLimiter};
 pub use mtu::{Encap, MtuPlan};
 pub use router::{default_gateway_mac, RoutedSpec, Router};
 pub use routes::RouteTable;

@@ -9,7 +9,8 @@
 //! Forwarding rules (one TAP per VNI, every peer VTEP reachable directly over the underlay):
 //! - TAP -> underlay: learn the source MAC as local; a known unicast destination goes to the VTEP
 //!   it was learned behind; broadcast, multicast and unknown unicast are flooded by head-end
-//!   replication to every peer of the VNI (one copy each).
+//!   replication to every peer of the VNI (one copy each), within a per-source rate (see
+//!   [`super::flood`]).
 //! - underlay -> TAP: learn the inner source MAC as behind the sending VTEP and deliver to the TAP
 //!   of the VNI. Never forwarded back to the underlay (split horizon), so no loops between VTEPs.
 //! - Proxy ARP (see [`crate::arp`]): ARP requests for bound IPs are answered on the TAP and never
@@ -28,6 +29,7 @@ mod esp_path;
 use super::counters::{Counters, DropReason};
 use super::esp::EspTunnels;
 use super::fdb::{Fdb, Location};
+use super::flood::{FloodLimit, FloodLimiter};
 use super::router::{Routed, RoutedSpec, Router};
 use super::tunnel::Tunnel;
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
@@ -160,6 +162,8 @@ pub struct Switch {
     networks: Vec<Network>,
     by_vni: HashMap<u32, PortId>,
     fdb: Fdb,
+    /// Per-source rate limit of flooded frames.
+    flood: FloodLimiter,
     counters: Counters,
     /// The single destination of a unicast decision (borrowed by [`Forward::Underlay`]).
     unicast_dest: [Ipv4Addr; 1],
@@ -195,6 +199,7 @@ impl Switch {
             networks,
             by_vni,
             fdb: Fdb::new(config.fdb_ageing, config.fdb_max_entries),
+            flood: FloodLimiter::new(FloodLimit::default()),
             counters: Counters::default(),
             unicast_dest: [Ipv4Addr::UNSPECIFIED],
             transmits: VecDeque::new(),
@@ -267,6 +272,10 @@ impl Switch {
                 return Forward::Nothing;
             }
             Some(Location::Remote(vtep)) => Some(vtep),
+            None if !self.flood.admit(now, port, src, &mut self.counters) => {
+                self.counters.drop(DropReason::FloodRateLimited);
+                return Forward::Nothing;
+            }
             None => None,
         };
         self.encap(now, port, buf, frame, target)
@@ -529,6 +538,16 @@ impl Switch {
         }
     }
 
+    /// Replace the per-source rate limit of flooded frames (forgetting every source's bucket).
+    pub fn set_flood_limit(&mut self, limit: FloodLimit) {
+        self.flood = FloodLimiter::new(limit);
+    }
+
+    /// The per-source rate limit of flooded frames.
+    pub fn flood_limit(&self) -> FloodLimit {
+        self.flood.limit()
+    }
+
     /// Run timers due at `now` (FDB ageing, routers' neighbour resolution, ESP rekeying).
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.fdb.age(now) > 0 {
@@ -588,6 +607,7 @@ impl Switch {
         for mac in macs {
             self.fdb.remove(vni, mac);
         }
+        self.flood.forget_port(port);
         let before = self.local_bindings.len();
         self.local_bindings.retain(|&(v, _), _| v != vni);
         self.local_bindings_changed |= self.local_bindings.len() != before;

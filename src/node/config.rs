@@ -12,13 +12,15 @@ use super::record::{local_record, unix_secs};
 use super::state::Claims;
 use crate::config::{Config, Mode};
 use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, MemberRecord};
-use crate::dataplane::{EspTunnels, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
+use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
 use crate::wire::vxlan::Vni;
 
 /// Everything one node is built from.
 pub struct NodeConfig {
     /// The switch core: FDB limits and one network per TAP.
     pub switch: SwitchConfig,
+    /// The per-source rate limit of flooded frames.
+    pub flood: FloodLimit,
     /// Updates applied to the switch at start (static peers, routes, FDB entries, bindings).
     pub static_updates: Vec<ControlUpdate>,
     /// The ESP tunnels of the encrypted network, when there is one.
@@ -64,7 +66,7 @@ impl GossipJoin {
 impl NodeConfig {
     /// A node that only switches: no gossip, no ESP, no static updates.
     pub fn switch_only(switch: SwitchConfig) -> Self {
-        NodeConfig { switch, static_updates: Vec::new(), esp: None, gossip: None }
+        NodeConfig { switch, flood: FloodLimit::default(), static_updates: Vec::new(), esp: None, gossip: None }
     }
 
     /// The node of a configuration file. `epoch` is this start's epoch and `wall` the wall clock
@@ -81,7 +83,7 @@ impl NodeConfig {
             }
             GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
         });
-        NodeConfig { switch: switch_config(config), static_updates: static_updates(config), esp, gossip }
+        NodeConfig { switch: switch_config(config), flood: config.flood, static_updates: static_updates(config), esp, gossip }
     }
 }
 

@@ -65,6 +65,7 @@ impl Node {
         let networks = cfg.switch.networks.clone();
         let statics = cfg.static_updates.clone();
         let mut switch = Switch::new(cfg.switch, now);
+        switch.set_flood_limit(cfg.flood);
         if let Some(esp) = cfg.esp {
             switch.set_esp(esp);
         }

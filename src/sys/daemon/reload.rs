@@ -53,6 +53,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.control_socket != new.control_socket || old.control_socket_group != new.control_socket_group, "control_socket");
     check(old.metrics_listen != new.metrics_listen, "metrics_listen");
     check(old.fdb_ageing != new.fdb_ageing || old.fdb_max_entries != new.fdb_max_entries, "fdb");
+    check(old.flood != new.flood, "flood");
     check(old.gossip != new.gossip, "gossip");
     check(old.esp != new.esp, "esp");
     let frozen = |c: &Config| -> Vec<Network> {
