@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use vxswitch::control::record::{ChunkKey, MemberRecord};
 use vxswitch::control::seal::Sealer;
-use vxswitch::control::{ClusterKey, GossipConfig, Membership};
+use vxswitch::control::{ClusterKey, Credentials, GossipConfig, Membership};
 
 fuzz_target!(|data: &[u8]| {
     let _ = MemberRecord::decode(data);
@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let cfg = GossipConfig { cluster: "fuzz".into(), ..GossipConfig::default() };
     let local = vxswitch::control::fixtures::host_record(0, 1);
     let now = Instant::now();
-    let Ok(mut m) = Membership::with_seed(cfg, local, &key, now, 1) else { return };
+    let credentials = Credentials::for_tests(1, 1_800_000_000);
+    let Ok(mut m) = Membership::with_seed(cfg, local, &key, credentials, now, 1) else { return };
     let from: SocketAddr = "198.18.0.2:4790".parse().unwrap();
     m.handle_datagram(now, from, data);
     let mut sealer = Sealer::new(&key, "fuzz", 99);
