@@ -380,8 +380,8 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
                     line: None,
                     key: format!("network[vni={}].peers", n.vni),
                     reason: format!(
-                        "peer {} of the encrypted network has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
-                        p.address
+                        "peer {} of encrypted network {} has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
+                        p.address, n.vni
                     ),
                 });
             }

@@ -171,7 +171,7 @@ pub struct Switch {
     local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
     /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
     local_bindings_changed: bool,
-    /// ESP sessions of the encrypted network, and its port.
+    /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
     esp: Option<EspTunnels>,
 }
 
