@@ -105,7 +105,7 @@ fn esp_key_flip_between_two_records_never_repeats_a_nonce() {
     for flip in 0..6u8 {
         for n in 0..5u8 {
             sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, &[flip, n]));
-            let key_id = sim.hosts[0].switch().esp().unwrap().outbound(ul(1)).unwrap().key_id();
+            let key_id = sim.hosts[0].switch().esp().unwrap().outbound(VNI, ul(1)).unwrap().key_id();
             for d in sim.take_underlay() {
                 let (spi, seq) = esp_seq(&d.payload);
                 assert!(used.insert((key_id, seq)), "flip {flip}: SPI {spi:#x} sequence {seq} sealed twice under one key");
@@ -139,7 +139,7 @@ fn esp_packet_budget_rekeys_under_traffic_without_loss() {
     assert_eq!(sim.take_tap(0, 0).len(), 500);
     assert!(spis.len() >= 2 * 12, "a new SA every 40 packets each way: {} SPIs", spis.len());
     for h in 0..2 {
-        let gens = sim.hosts[h].switch().esp().unwrap().sessions()[0].3;
+        let gens = sim.hosts[h].switch().esp().unwrap().sessions()[0].4;
         assert_eq!(gens, (12, 12), "host {h}: outbound and inbound generations");
         assert_eq!(sim.hosts[h].switch().counters().total_drops(), 0);
     }
@@ -158,10 +158,10 @@ fn esp_sessions_of_departed_peers_are_removed_and_bounded() {
     }
     let esp = sim.hosts[0].switch().esp().unwrap();
     assert_eq!((esp.counters().active_sessions, esp.counters().session_limit), (2, 1), "the bound bites and is counted");
-    assert!(!esp.has_session(ul(3)));
+    assert!(!esp.has_session(VNI, ul(3)));
     // Host 1 leaves: its session goes, which makes room for host 3.
     sim.hosts[0].node_mut().apply(now, ControlUpdate::PeerDown { vni: VNI, underlay: ul(1) });
-    assert!(!sim.hosts[0].switch().esp().unwrap().has_session(ul(1)));
+    assert!(!sim.hosts[0].switch().esp().unwrap().has_session(VNI, ul(1)));
     let update = ControlUpdate::EspKey { underlay: ul(3), public_key: key(4).public_key(), epoch: 103 };
     sim.hosts[0].node_mut().apply(now, update);
     // Host 1 comes back with the same epoch: it continues above the generations it used.
@@ -171,8 +171,8 @@ fn esp_sessions_of_departed_peers_are_removed_and_bounded() {
     let esp = sim.hosts[0].switch().esp().unwrap();
     let c = esp.counters();
     assert_eq!((c.active_sessions, c.sessions_removed, c.sessions_resumed), (2, 2, 1), "{c:?}");
-    assert!(esp.has_session(ul(1)) && esp.has_session(ul(3)) && !esp.has_session(ul(2)));
-    assert_eq!(esp.sessions().iter().find(|s| s.0 == ul(1)).unwrap().3 .0, 1, "a resumed session starts at a new generation");
+    assert!(esp.has_session(VNI, ul(1)) && esp.has_session(VNI, ul(3)) && !esp.has_session(VNI, ul(2)));
+    assert_eq!(esp.sessions().iter().find(|s| s.1 == ul(1)).unwrap().4 .0, 1, "a resumed session starts at a new generation");
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn esp_manual_sa_stops_at_its_last_sequence_number_and_counts() {
         let mut esp = EspTunnels::new(None, 1, Suite::Aes128Gcm, SessionConfig::default());
         // Host 0 resumes just before the end of its sequence space (as after a long run).
         let outbound = out.outbound(false).unwrap().resume_after(if i == 0 { last - 5 } else { 0 });
-        esp.add_manual(sim.now, ul(1 - i), outbound, inb.inbound(false, 64).unwrap());
+        esp.add_manual(sim.now, VNI, ul(1 - i), outbound, inb.inbound(false, 64).unwrap());
         // What the daemon does with the state file: persist, then confirm.
         for r in esp.reservations_wanted() {
             esp.confirm_reservation(&r);

@@ -2,6 +2,8 @@
 //! 2 hosts x 2 containers, routed overlay over ESP-in-UDP with manual keys (as `ip xfrm state`
 //! takes them), all pairs ping; tshark decrypts the captured underlay traffic with the same keys
 //! and must report every ICV good and show the inner ICMP.
+//! Two encrypted networks (routed and L2 overlay) on one host pair carry pings both ways at once,
+//! each in its own SAs.
 //! Needs root; without it each test prints SKIP (or fails with VXSWITCH_REQUIRE_ROOT=1).
 
 #[path = "common/netns.rs"]
@@ -192,4 +194,95 @@ fn netns_esp_manual_keys_survive_sigkill_without_nonce_reuse() {
         before.len(),
         after.len()
     );
+}
+
+/// SPI of the second encrypted network's manual SA from host `from` to host `to`.
+fn second_spi(from: usize, to: usize) -> u32 {
+    0x2000 + (from as u32) * 16 + to as u32
+}
+
+/// AES-256-GCM key material of the second encrypted network's SA from `from` to `to`.
+fn second_key(from: usize, to: usize) -> String {
+    format!("0x{}", (0..36).map(|i| format!("{:02x}", (i * 5 + from * 17 + to * 3 + 101) as u8)).collect::<String>())
+}
+
+/// Overlay address of host `i`'s container on the second encrypted network.
+fn second_ip(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 77, 0, i as u8 + 1)
+}
+
+#[test]
+fn netns_esp_two_encrypted_networks_on_one_host_pair() {
+    if !have_root("netns_esp_two_encrypted_networks_on_one_host_pair") {
+        return;
+    }
+    // Network 1042: routed, ESP, containers c0 (198.19.{1,2}.10). Network 1043: L2 overlay, ESP,
+    // containers c1 moved onto a second bridge with a shared subnet (10.77.0.0/24).
+    let mut lab = Lab::build_with("esp2", &[HostKind::Bare; 2], 2, bin(), Addressing::PerHost).unwrap();
+    for i in 0..2 {
+        let host = &lab.hosts[i];
+        host.ns.ip(&["link", "add", "br1", "type", "bridge"]).unwrap();
+        host.ns.ip(&["link", "set", "br1", "up"]).unwrap();
+        host.ns.ip(&["link", "set", "c1", "master", "br1"]).unwrap();
+        let c = &host.containers[1].ns;
+        c.ip(&["addr", "flush", "dev", "eth0"]).unwrap();
+        c.ip(&["addr", "add", &format!("{}/24", second_ip(i)), "dev", "eth0"]).unwrap();
+        c.ip(&["link", "set", "eth0", "mtu", "1400"]).unwrap();
+        lab.hosts[i].containers[1].ip = second_ip(i);
+    }
+    for i in 0..2 {
+        let k = 1 - i;
+        let second = format!(
+            "\n[[network]]\nvni = 1043\ntap = \"vxs1043\"\nbridge = \"br1\"\nencryption = \"esp\"\npeers = [{{ address = \"{}\", esp = {{ spi_out = \"{:#x}\", key_out = \"{}\", spi_in = \"{:#x}\", key_in = \"{}\" }} }}]\n",
+            underlay_ip(k),
+            second_spi(i, k),
+            second_key(i, k),
+            second_spi(k, i),
+            second_key(k, i)
+        );
+        let config = lab.esp_manual_config(i, true) + &second;
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let pcap = lab.dir.join("esp2.pcap");
+    let capture = Capture::start(&lab, "ul", "udp port 4500 or udp port 4789", &pcap);
+    // Both networks at once, both ways.
+    let count = 10;
+    let results: Vec<(String, (u32, u32))> = std::thread::scope(|s| {
+        let lab = &lab;
+        let runs =
+            [(0, 0, lab.hosts[1].containers[0].ip), (1, 0, lab.hosts[0].containers[0].ip), (0, 1, second_ip(1)), (1, 1, second_ip(0))];
+        let handles: Vec<_> =
+            runs.iter().map(|&(h, c, dst)| s.spawn(move || (format!("h{h}c{c} -> {dst}"), traffic::ping(lab, h, c, dst, count)))).collect();
+        handles.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let frames = capture.stop();
+    for (what, (sent, got)) in &results {
+        assert_eq!((*sent, *got), (count, count), "{what}: pings lost; logs in {}", lab.dir.display());
+    }
+    // Each network's traffic went in its own SAs, and nothing in cleartext VXLAN.
+    for (from, to) in [(0, 1), (1, 0)] {
+        let routed = esp_sequences(&frames, underlay_ip(from), lab_esp_spi(from, to));
+        let overlay = esp_sequences(&frames, underlay_ip(from), second_spi(from, to));
+        assert!(routed.len() >= count as usize, "host {from}: routed network's SA carried its pings ({})", routed.len());
+        assert!(overlay.len() >= count as usize, "host {from}: overlay network's SA carried its pings ({})", overlay.len());
+    }
+    assert!(frames.iter().all(|f| f.len() > 37 && f[36..38] == [0x11, 0x94]), "every frame is ESP-in-UDP to port 4500");
+    // The containers of one network do not reach the other network.
+    let status = lab.hosts[0].containers[1]
+        .ns
+        .command("ping")
+        .args(["-c", "2", "-W", "1", "-q"])
+        .arg(lab.hosts[1].containers[0].ip.to_string())
+        .output()
+        .unwrap()
+        .status;
+    assert!(!status.success(), "the overlay container has no path into the routed network");
+    for i in 0..2 {
+        let s = lab.stats(i).unwrap();
+        let sessions = s["esp"]["sessions"].as_array().unwrap();
+        let vnis: Vec<u64> = sessions.iter().map(|r| r["vni"].as_u64().unwrap()).collect();
+        assert_eq!(vnis, vec![1042, 1043], "one session per encrypted network: {}", s["esp"]);
+        assert_eq!(s["counters"]["drops"]["esp_rejected"], 0, "host {i}");
+        assert_eq!(s["counters"]["drops"]["esp_no_session"], 0, "host {i}");
+    }
 }

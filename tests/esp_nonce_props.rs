@@ -18,6 +18,8 @@ use vxswitch::ipsec::{start_epoch, EspState, HostKey, ManualSa, SessionConfig, S
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const RIVAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const BLOCK: u64 = 16;
+/// Two encrypted networks between the same hosts: their SAs share one record of nonces used.
+const NETS: [u32; 2] = [7, 8];
 
 /// Every packet sealed: (SPI, key id, sequence number), checked for repeats as it is recorded.
 #[derive(Default)]
@@ -34,17 +36,31 @@ impl Sent {
     }
 }
 
-/// Seal one frame for `peer`; on success record it. Returns whether it was sent.
-fn seal(t: &mut EspTunnels, now: Instant, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+/// Seal one frame for `peer` in network `vni`; on success record it. Returns whether it was sent.
+fn seal_in(t: &mut EspTunnels, now: Instant, vni: u32, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
     let mut buf = vec![0u8; ESP_HEADROOM + 60 + ESP_TAILROOM];
-    let Ok(len) = t.seal(now, peer, &mut buf, 60, 143) else { return Ok(false) };
+    let Ok(len) = t.seal(now, vni, peer, &mut buf, 60, 143) else { return Ok(false) };
     let spi = u32::from_be_bytes(buf[0..4].try_into().unwrap());
     let seq = u64::from_be_bytes(buf[8..16].try_into().unwrap());
     prop_assert!(len > 16);
-    let sa = t.outbound(peer).unwrap();
+    let sa = t.outbound(vni, peer).unwrap();
     prop_assert_eq!(sa.spi(), spi);
     sent.record(spi, sa.key_id(), seq)?;
     Ok(true)
+}
+
+/// Seal one frame for `peer` in the first network.
+fn seal(t: &mut EspTunnels, now: Instant, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+    seal_in(t, now, NETS[0], peer, sent)
+}
+
+/// Seal one frame for `peer` in every network; whether all were sent.
+fn seal_all(t: &mut EspTunnels, now: Instant, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+    let mut all = true;
+    for vni in NETS {
+        all &= seal_in(t, now, vni, peer, sent)?;
+    }
+    Ok(all)
 }
 
 // ---------------------------------------------------------------- manual keys
@@ -92,7 +108,7 @@ fn start_manual(disk: &mut String, key: &ManualSa, now: Instant) -> ManualHost {
     let out = key.outbound(false).unwrap().with_reservation_block(BLOCK);
     let mark = state.mark(out.spi(), out.key_id());
     let mut tunnels = EspTunnels::new(None, 1, Suite::Aes128Gcm, SessionConfig::default());
-    tunnels.add_manual(now, PEER, out.resume_after(mark), key.inbound(false, 64).unwrap());
+    tunnels.add_manual(now, NETS[0], PEER, out.resume_after(mark), key.inbound(false, 64).unwrap());
     let mut host = ManualHost { tunnels, disk_mark: mark };
     serve(&mut host, disk, true);
     host
@@ -131,7 +147,7 @@ fn run_manual(events: Vec<ManualEvent>) -> Result<(), TestCaseError> {
                         serve(&mut host, &mut disk, true);
                         prop_assert!(seal(&mut host.tunnels, now, PEER, &mut sent)?, "sealing resumes after a reservation");
                     }
-                    let sa = host.tunnels.outbound(PEER).unwrap();
+                    let sa = host.tunnels.outbound(NETS[0], PEER).unwrap();
                     prop_assert!(sa.packets() <= host.disk_mark, "never past what is on disk");
                     serve(&mut host, &mut disk, true);
                 }
@@ -195,7 +211,7 @@ fn start_auto(disk: &mut EspState, wall_ms: u64, now: Instant, peer_epoch: u64) 
     // The daemon: epoch from the wall clock, kept above the last one, persisted before use.
     let epoch = disk.next_epoch(start_epoch(wall_ms));
     let config = SessionConfig { packet_budget: 7, rekey_after: Duration::from_secs(60), ..SessionConfig::default() };
-    let mut t = EspTunnels::new(Some(host(1)), epoch, Suite::Aes256Gcm, config).with_max_sessions(4);
+    let mut t = EspTunnels::new(Some(host(1)), epoch, Suite::Aes256Gcm, config).with_max_sessions(8).with_networks(&NETS);
     t.set_peer_key(now, PEER, host(2).public_key(), peer_epoch);
     t
 }
@@ -211,28 +227,34 @@ fn run_auto(events: Vec<AutoEvent>) -> Result<(), TestCaseError> {
         match e {
             AutoEvent::Send(n) => {
                 for _ in 0..n {
-                    prop_assert!(seal(&mut t, now, PEER, &mut sent)?, "automatic SAs always seal");
+                    prop_assert!(seal_all(&mut t, now, PEER, &mut sent)?, "automatic SAs always seal");
                 }
             }
             AutoEvent::Restart => t = start_auto(&mut disk, wall_ms, now, peer_epoch),
             AutoEvent::PeerRestart => {
                 peer_epoch += 1;
-                t.remove_peer(PEER);
+                for vni in NETS {
+                    t.remove_peer(vni, PEER);
+                }
                 t.set_peer_key(now, PEER, host(2).public_key(), peer_epoch);
             }
             AutoEvent::Flip => {
                 t.set_peer_key(now, PEER, host(3).public_key(), 5);
-                seal(&mut t, now, PEER, &mut sent)?;
+                seal_all(&mut t, now, PEER, &mut sent)?;
                 t.set_peer_key(now, PEER, host(2).public_key(), peer_epoch);
             }
             AutoEvent::LeaveAndReturn => {
-                t.remove_peer(PEER);
-                prop_assert!(!t.has_session(PEER));
+                for vni in NETS {
+                    t.remove_peer(vni, PEER);
+                    prop_assert!(!t.has_session(vni, PEER));
+                }
                 // Meanwhile another address claims the same key and epoch.
                 t.set_peer_key(now, RIVAL, host(2).public_key(), peer_epoch);
-                seal(&mut t, now, RIVAL, &mut sent)?;
+                seal_all(&mut t, now, RIVAL, &mut sent)?;
                 t.set_peer_key(now, PEER, host(2).public_key(), peer_epoch);
-                prop_assert!(!t.has_session(RIVAL), "one live session per peer key and epoch");
+                for vni in NETS {
+                    prop_assert!(!t.has_session(vni, RIVAL), "one live session per network, peer key and epoch");
+                }
             }
             AutoEvent::Wait(s) => {
                 now += Duration::from_secs(u64::from(s));
@@ -253,7 +275,8 @@ proptest! {
         run_manual(events)?;
     }
 
-    /// Automatic keys: restarts, flips, departures, timers and clock steps never repeat a nonce.
+    /// Automatic keys: restarts, flips, departures, timers and clock steps never repeat a nonce,
+    /// in either of two encrypted networks nor between them.
     #[test]
     fn automatic_keys_never_repeat_a_nonce(events in proptest::collection::vec(auto_event(), 1..40)) {
         run_auto(events)?;

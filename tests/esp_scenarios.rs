@@ -252,7 +252,7 @@ fn esp_static_public_keys_exchange_epochs_by_hello() {
     let hellos: Vec<_> = sim.take_underlay();
     assert!(hellos.iter().all(|d| d.tunnel == Tunnel::Esp && d.payload.len() == vxswitch::ipsec::hello::HELLO_LEN));
     for i in 0..2 {
-        assert!(sim.hosts[i].switch().esp().unwrap().has_session(ul(1 - i)), "host {i} derived keys from the hello");
+        assert!(sim.hosts[i].switch().esp().unwrap().has_session(VNI, ul(1 - i)), "host {i} derived keys from the hello");
     }
     sim.tap_send(0, 0, &ethernet_frame(BCAST, mac(0, 1), 0x0800, b"after hello"));
     assert_eq!(sim.take_tap(1, 0).len(), 1);

@@ -10,7 +10,7 @@ mod raw;
 
 pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -352,11 +352,10 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError { file: None, line: None, key: "network".into(), reason: "at least one [[network]] is required".into() });
     }
     let esp = validate_esp(text, raw.esp)?;
-    let mut vnis = HashSet::new();
-    let mut taps = HashSet::new();
+    let mut seen = Seen::default();
     let mut networks = Vec::new();
     for (i, n) in raw.network.into_iter().enumerate() {
-        let net = validate_network(text, i, n, address, (underlay_mtu, (esp.suite, raw.gossip.is_some())), &mut vnis, &mut taps)?;
+        let net = validate_network(text, i, n, address, (underlay_mtu, (esp.suite, raw.gossip.is_some())), &mut seen)?;
         networks.push(net);
     }
     let kernel = networks.iter().find(|n| n.mode == Mode::Kernel);
@@ -382,19 +381,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         }
         check_cluster_cidr(text, g, &networks)?;
     }
-    let encrypted: Vec<&Network> = networks.iter().filter(|n| n.encrypted).collect();
-    if encrypted.len() > 1 {
-        return Err(ConfigError {
-            file: None,
-            line: None,
-            key: "network.encryption".into(),
-            reason: format!(
-                "only one network per host can be encrypted (VNIs {} and {}): ESP carries no VNI, the SAs belong to the host pair",
-                encrypted[0].vni, encrypted[1].vni
-            ),
-        });
-    }
-    if let Some(n) = encrypted.first() {
+    for n in networks.iter().filter(|n| n.encrypted) {
         if gossip.is_none() {
             if let Some(p) = n.peers.iter().find(|p| p.manual_keys.is_none() && p.public_key.is_none()) {
                 return Err(ConfigError {
@@ -402,8 +389,8 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
                     line: None,
                     key: format!("network[vni={}].peers", n.vni),
                     reason: format!(
-                        "peer {} of the encrypted network has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
-                        p.address
+                        "peer {} of encrypted network {} has no key: give its `public_key` (vxswitch pubkey prints it), manual keys `esp = {{ spi_out, key_out, spi_in, key_in }}`, or configure [gossip] to learn keys",
+                        p.address, n.vni
                     ),
                 });
             }
@@ -453,15 +440,26 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
+/// What the networks validated so far use, for the host-wide uniqueness rules.
+#[derive(Default)]
+struct Seen {
+    vnis: HashSet<u32>,
+    taps: HashSet<String>,
+    /// Manual inbound SPI -> (VNI, peer): the SPI tells the network on receive.
+    spis_in: HashMap<u32, (u32, Ipv4Addr)>,
+    /// Manual outbound key digest -> (VNI, peer): two SAs under one key would repeat nonces.
+    keys_out: HashMap<u64, (u32, Ipv4Addr)>,
+}
+
 fn validate_network(
     text: &str,
     i: usize,
     n: raw::RawNetwork,
     local: Ipv4Addr,
     (underlay_mtu, auto): (u32, (Suite, bool)),
-    vnis: &mut HashSet<u32>,
-    taps: &mut HashSet<String>,
+    seen: &mut Seen,
 ) -> Result<Network, ConfigError> {
+    let Seen { vnis, taps, .. } = seen;
     let err = |span: std::ops::Range<usize>, k: &str, reason: String| ConfigError {
         file: None,
         line: Some(line_of(text, span.start)),
@@ -540,6 +538,30 @@ fn validate_network(
                 };
                 if manual_keys.is_some() && public_key.is_some() {
                     return Err(err(span, "peers", format!("peer {}: give either manual ESP keys or a public_key, not both", t.address)));
+                }
+                if let Some((out, inb)) = &manual_keys {
+                    // The inbound SPI is what selects the network (and the peer) on receive.
+                    if let Some((v, p)) = seen.spis_in.insert(inb.spi, (vni, t.address)) {
+                        return Err(err(
+                            span,
+                            "peers",
+                            format!(
+                                "peer {}: inbound SPI {:#x} is already used by peer {p} of network {v}: every inbound SPI must be unique on this host (the SPI tells the network)",
+                                t.address, inb.spi
+                            ),
+                        ));
+                    }
+                    let key_id = out.outbound(false).map(|sa| sa.key_id()).unwrap_or_default();
+                    if let Some((v, p)) = seen.keys_out.insert(key_id, (vni, t.address)) {
+                        return Err(err(
+                            span,
+                            "peers",
+                            format!(
+                                "peer {}: key_out is already the outbound key toward peer {p} of network {v}: two SAs under one key would repeat nonces, give each its own key",
+                                t.address
+                            ),
+                        ));
+                    }
                 }
                 Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys, public_key }
             }

@@ -268,3 +268,76 @@ fn flood_section_defaults_parses_and_checks_ranges() {
     let e = rejected(&text.replace("burst = 20", "bursts = 20"));
     assert!(e.reason.contains("unknown field `bursts`"), "{e}");
 }
+
+/// Two encrypted networks (an overlay and a routed one, manual keys) and a cleartext one.
+fn two_encrypted(overlay_spi_in: &str, overlay_key_out: &str) -> String {
+    let key = |b: &str| format!("0x{}aabbccdd", b.repeat(32));
+    format!(
+        r#"
+[underlay]
+address = "198.18.0.1"
+
+[[network]]
+vni = 10
+tap = "vxs10"
+encryption = "esp"
+peers = [{{ address = "198.18.0.2", esp = {{ spi_out = "0x2001", key_out = "{}", spi_in = "{overlay_spi_in}", key_in = "{}" }} }}]
+
+[[network]]
+vni = 20
+mode = "routed"
+tap = "vxs20"
+subnet = "198.19.1.0/24"
+encryption = "esp"
+peers = [{{ address = "198.18.0.2", subnet = "198.19.2.0/24", esp = {{ spi_out = "0x3001", key_out = "{}", spi_in = "0x3010", key_in = "{}" }} }}]
+
+[[network]]
+vni = 30
+tap = "vxs30"
+peers = ["198.18.0.2"]
+"#,
+        key(overlay_key_out),
+        key("02"),
+        key("03"),
+        key("04")
+    )
+}
+
+#[test]
+fn several_encrypted_networks_per_host_with_cleartext_ones() {
+    let c = Config::parse(&two_encrypted("0x2010", "01")).unwrap();
+    let encrypted: Vec<u32> = c.networks.iter().filter(|n| n.encrypted).map(|n| n.vni).collect();
+    assert_eq!(encrypted, vec![10, 20]);
+    assert!(!c.networks[2].encrypted);
+    assert_eq!(c.networks[1].encap, Encap::Esp { suite: Suite::Aes256Gcm, payload: Payload::Ipv4 });
+}
+
+#[test]
+fn an_inbound_spi_used_by_two_encrypted_networks_is_refused() {
+    // The overlay's inbound SPI is the routed network's: the SPI would not tell the network.
+    let e = Config::parse(&two_encrypted("0x3010", "01")).unwrap_err();
+    assert_eq!(e.key, "network[1].peers", "{e}");
+    assert_eq!(e.line, Some(17), "{e}");
+    assert!(e.reason.contains("inbound SPI 0x3010 is already used by peer 198.18.0.2 of network 10"), "{e}");
+    assert!(e.reason.contains("unique on this host"), "{e}");
+}
+
+#[test]
+fn an_outbound_key_used_twice_on_the_host_is_refused() {
+    // The overlay's outbound key is the routed network's: two SAs under one key repeat nonces.
+    let e = Config::parse(&two_encrypted("0x2010", "03")).unwrap_err();
+    assert_eq!(e.key, "network[1].peers", "{e}");
+    assert_eq!(e.line, Some(17), "{e}");
+    assert!(e.reason.contains("key_out is already the outbound key toward peer 198.18.0.2 of network 10"), "{e}");
+}
+
+#[test]
+fn an_inbound_spi_used_twice_in_one_network_is_refused() {
+    let text = ESP_ROUTED.replace(
+        "}]\n",
+        "}, { address = \"198.18.0.3\", subnet = \"198.19.3.0/24\", esp = { spi_out = \"0x1002\", key_out = \"0x0303030303030303030303030303030303030303030303030303030303030303aabbccdd\", spi_in = \"0x1010\", key_in = \"0x0404040404040404040404040404040404040404040404040404040404040404aabbccdd\", aead = \"rfc7539esp(chacha20,poly1305)\" } }]\n",
+    );
+    let e = Config::parse(&text).unwrap_err();
+    assert_eq!(e.key, "network[0].peers", "{e}");
+    assert!(e.reason.contains("inbound SPI 0x1010 is already used by peer 198.18.0.2 of network 1042"), "{e}");
+}

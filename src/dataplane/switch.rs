@@ -175,8 +175,8 @@ pub struct Switch {
     local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
     /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
     local_bindings_changed: bool,
-    /// ESP sessions of the encrypted network, and its port.
-    esp: Option<(PortId, EspTunnels)>,
+    /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
+    esp: Option<EspTunnels>,
 }
 
 /// Most local container bindings remembered (the gossip record must stay small).
@@ -503,10 +503,11 @@ impl Switch {
                     }
                 }
                 self.fdb.flush_remote(vni, underlay);
-                // A peer no encrypted network lists any more has left: drop its ESP session.
-                if let Some((port, esp)) = self.esp.as_mut() {
-                    if !self.networks[*port].peers.contains(&underlay) {
-                        esp.remove_peer(underlay);
+                // A peer the encrypted network no longer lists has left it: drop its ESP session there.
+                if let (Some(esp), Some(&port)) = (self.esp.as_mut(), self.by_vni.get(&vni)) {
+                    let net = &self.networks[port];
+                    if net.tunnel == Tunnel::Esp && !net.peers.contains(&underlay) {
+                        esp.remove_peer(vni, underlay);
                     }
                 }
             }
@@ -531,7 +532,7 @@ impl Switch {
                 self.fdb.remove(vni, mac);
             }
             ControlUpdate::EspKey { underlay, public_key, epoch } => {
-                if let Some((_, esp)) = self.esp.as_mut() {
+                if let Some(esp) = self.esp.as_mut() {
                     esp.set_peer_key(now, underlay, public_key, epoch);
                 }
             }
@@ -553,7 +554,7 @@ impl Switch {
         if self.fdb.age(now) > 0 {
             self.expire_local_bindings();
         }
-        if let Some((_, esp)) = self.esp.as_mut() {
+        if let Some(esp) = self.esp.as_mut() {
             esp.handle_timeout(now);
             self.flush_hellos();
         }
@@ -569,7 +570,7 @@ impl Switch {
     /// When [`Switch::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let routers = self.networks.iter().filter_map(|n| n.router.as_ref()?.poll_timeout());
-        let esp = self.esp.as_ref().and_then(|(_, t)| t.poll_timeout());
+        let esp = self.esp.as_ref().and_then(EspTunnels::poll_timeout);
         self.fdb.next_expiry().into_iter().chain(routers).chain(esp).min()
     }
 

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! info = label || suite || esn || sender_pub || receiver_pub
-//!              || sender_epoch || receiver_epoch || generation      (fixed-width fields)
+//!              || sender_epoch || receiver_epoch || generation || vni   (fixed-width fields)
 //! SPI  = HKDF-Expand(prk, "vxswitch esp spi" info, 4)
 //! key  = HKDF-Expand(prk, "vxswitch esp key" info, key_len + 4)     (key || salt)
 //! ```
@@ -22,7 +22,9 @@
 //! no handshake. Both epochs are inputs, so after either host restarts (sequence numbers start
 //! at 1 again) every key is new and no (key, nonce) pair repeats. The generation counts
 //! rekeys of one direction within one pair of epochs; the sender advances it and the receiver
-//! follows (see `session`). The SPI has its own expansion so a receiver can scan upcoming
+//! follows (see `session`). The VNI of the encrypted network is an input too, so two encrypted
+//! networks between the same two hosts get distinct keys and SPIs (the receiver tells the
+//! networks apart by SPI, ESP carrying no VNI). The SPI has its own expansion so a receiver can scan upcoming
 //! generations for an SPI cheaply without deriving keys.
 //!
 //! **Manual keys** take the values `ip xfrm state add ... spi 0x.. aead 'rfc4106(gcm(aes))'
@@ -56,6 +58,8 @@ const HKDF_SALT: &[u8] = b"vxswitch esp v1";
 const LABEL_SPI: &[u8; 16] = b"vxswitch esp spi";
 const LABEL_KEY: &[u8; 16] = b"vxswitch esp key";
 const MAX_KEY_MATERIAL: usize = 36;
+/// suite, esn, two public keys, two epochs, generation, VNI.
+const INFO_LEN: usize = 2 + 2 * KEY_LEN + 3 * 8 + 4;
 
 /// Errors loading, creating or using the host key.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +222,7 @@ pub struct SessionKeys {
     peer_public: [u8; KEY_LEN],
     local_epoch: u64,
     peer_epoch: u64,
+    vni: u32,
 }
 
 impl fmt::Debug for SessionKeys {
@@ -227,6 +232,7 @@ impl fmt::Debug for SessionKeys {
             .field("peer_public", &hex::encode(self.peer_public))
             .field("local_epoch", &self.local_epoch)
             .field("peer_epoch", &self.peer_epoch)
+            .field("vni", &self.vni)
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +257,18 @@ impl SessionKeys {
             }
             Ok(Salt::new(HKDF_SHA256, HKDF_SALT).extract(secret))
         })?;
-        Ok(SessionKeys { prk, suite, esn, local_public: host.public, peer_public, local_epoch, peer_epoch })
+        Ok(SessionKeys { prk, suite, esn, local_public: host.public, peer_public, local_epoch, peer_epoch, vni: 0 })
+    }
+
+    /// The same keys bound to the encrypted network `vni` (an HKDF input; 0 until set).
+    pub fn for_network(mut self, vni: u32) -> Self {
+        self.vni = vni;
+        self
+    }
+
+    /// The VNI of the network these keys belong to.
+    pub fn vni(&self) -> u32 {
+        self.vni
     }
 
     /// The AEAD suite of every derived SA.
@@ -275,12 +292,12 @@ impl SessionKeys {
     }
 
     /// The fixed-width context of one direction and generation.
-    fn info(&self, dir: Direction, generation: u64) -> [u8; 2 + 2 * KEY_LEN + 3 * 8] {
+    fn info(&self, dir: Direction, generation: u64) -> [u8; INFO_LEN] {
         let (sender, receiver, s_epoch, r_epoch) = match dir {
             Direction::Outbound => (&self.local_public, &self.peer_public, self.local_epoch, self.peer_epoch),
             Direction::Inbound => (&self.peer_public, &self.local_public, self.peer_epoch, self.local_epoch),
         };
-        let mut info = [0u8; 2 + 2 * KEY_LEN + 3 * 8];
+        let mut info = [0u8; INFO_LEN];
         info[0] = self.suite.id();
         info[1] = u8::from(self.esn);
         info[2..34].copy_from_slice(sender);
@@ -288,6 +305,7 @@ impl SessionKeys {
         info[66..74].copy_from_slice(&s_epoch.to_be_bytes());
         info[74..82].copy_from_slice(&r_epoch.to_be_bytes());
         info[82..90].copy_from_slice(&generation.to_be_bytes());
+        info[90..94].copy_from_slice(&self.vni.to_be_bytes());
         info
     }
 

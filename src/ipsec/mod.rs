@@ -39,14 +39,18 @@
 //!   between write and confirmation, between packets) every number it used is at or below what is
 //!   on disk, so the next life starts above it: numbers skip forward, never back. A state file
 //!   that cannot be read refuses the start instead of guessing. New keys (another key id) start
-//!   at 1, which is a new key.
+//!   at 1, which is a new key. Marks are kept per (SPI, key id), and the configuration refuses
+//!   an outbound key given twice on the host (in any network, to any peer), so each mark belongs
+//!   to one SA and no two SAs, of one encrypted network or of several, seal under one key.
 //! - **Automatic keys** are derived from (local key, local epoch, peer key, peer epoch,
-//!   generation), and each derived SA starts at 1. The local epoch of a start is above every
+//!   generation, VNI), and each derived SA starts at 1. The VNI makes the SAs of two encrypted
+//!   networks between the same hosts different keys, so the argument below holds per network. The local epoch of a start is above every
 //!   earlier one (wall clock, raised above the epoch in the state file and persisted before use,
 //!   so a clock step back cannot repeat it); within one start, a session for a given peer key and
 //!   epoch only moves to higher generations, and a session that is dropped and rebuilt (peer left
 //!   and came back, two records making the key flip) resumes above the generations used
-//!   (`dataplane::esp::resume`), with at most one live session per peer key and epoch. So every
+//!   (`dataplane::esp::resume`, keyed by VNI, peer key and epoch), with at most one live session
+//!   per network, peer key and epoch. So every
 //!   (key, sequence number) pair belongs to one SA of one session, used once.
 //! - **Epochs only move forward** in hellos, so a replayed hello of a peer's earlier life is
 //!   refused instead of bringing its old keys (and the peer's refused genuine hellos) back.

@@ -173,6 +173,16 @@ impl PeerSession {
         result
     }
 
+    /// Whether `spi` is one of the inbound SAs this session holds now (current, previous during
+    /// its overlap, or the next generation): a cheap check that picks the session of a packet
+    /// before opening it. Later generations are found by [`open`](Self::open) alone.
+    // hot path
+    pub fn claims_spi(&self, now: Instant, spi: u32) -> bool {
+        spi == self.inbound.spi()
+            || self.previous.as_ref().is_some_and(|(prev, expires_at)| spi == prev.spi() && now < *expires_at)
+            || self.next_inbound.as_ref().is_some_and(|next| spi == next.spi())
+    }
+
     // hot path
     fn open_inner(&mut self, now: Instant, packet: &mut [u8]) -> Result<Opened, EspError> {
         if packet.len() < ESP_MIN_LEN {

@@ -19,6 +19,9 @@
 //! end
 //! ```
 //!
+//! Several encrypted networks share the file: a mark names its SA by (SPI, key id), and the
+//! configuration gives every outbound SA of the host its own key, so marks never mix SAs.
+//!
 //! Keys are named by a digest ([`super::OutboundSa::key_id`]), never stored. No file I/O here;
 //! reading and writing the file is `sys`'s job.
 

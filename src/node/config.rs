@@ -23,7 +23,7 @@ pub struct NodeConfig {
     pub flood: FloodLimit,
     /// Updates applied to the switch at start (static peers, routes, FDB entries, bindings).
     pub static_updates: Vec<ControlUpdate>,
-    /// The ESP tunnels of the encrypted network, when there is one.
+    /// The ESP tunnels of the encrypted networks, when there are any (one set for all of them).
     pub esp: Option<EspTunnels>,
     /// Gossip membership, when configured.
     pub gossip: Option<GossipSetup>,

@@ -1,4 +1,4 @@
-//! ESP tunnels of the encrypted network: one [`PeerSession`] per peer host.
+//! ESP tunnels of the encrypted networks: one [`PeerSession`] per (network, peer host).
 //!
 //! Keys come from two places, both ending in a `PeerSession`:
 //! - **automatic**: the peer's X25519 public key and start epoch arrive as
@@ -23,10 +23,29 @@
 //! bounded ([`DEFAULT_MAX_SESSIONS`]); when the bound bites a new peer gets no session and the
 //! refusal is counted.
 //!
-//! Why one session per peer host and not per VNI: ESP carries no VNI, and the SPI space of a
-//! session belongs to the host pair. vxswitch therefore encrypts one network per host (the
-//! configuration rejects a second); the inner packet says what it is (next header 143 =
-//! Ethernet for a switched network, 4 = IPv4 for a routed one).
+//! Several encrypted networks per host: ESP carries no VNI, so **the SPI tells the network**.
+//! Every encrypted network has its own sessions, keyed by (VNI, peer underlay address):
+//! - automatic keys put the VNI into the HKDF info ([`SessionKeys::for_network`]), so each
+//!   network between the same two hosts gets its own keys and SPIs, and its own resume entries
+//!   (keyed by VNI, peer key and epoch). A (key, nonce) pair of one network can therefore never
+//!   be one of another's, and the generations of each network move forward on their own.
+//! - manual keys are configured per network and per peer; the configuration refuses an inbound
+//!   SPI used twice on the host (it would not tell the network) and an outbound key used twice
+//!   (two SAs under one key would repeat nonces). Sequence reservations stay keyed by (SPI, key
+//!   id), which with distinct keys names one SA, so a restart resumes each SA on its own.
+//!
+//! On receive, [`EspTunnels::open`] picks the session of the sending peer whose inbound SPIs
+//! (current, previous in its overlap, next generation) hold the packet's SPI and returns that
+//! session's VNI; a packet of no such SPI (a peer several generations ahead) is offered to the
+//! peer's sessions in turn, each looking the SPI up among its own upcoming generations, and only
+//! an ICV that verifies delivers it. Never is a packet opened
+//! with one network's keys delivered to another: the caller delivers to the VNI returned. The
+//! inner packet says what it is (next header 143 = Ethernet for a switched network, 4 = IPv4 for
+//! a routed one) and must match the network's mode.
+//!
+//! Gossip announces one key per host ([`EspTunnels::set_peer_key`]): it derives a session for
+//! every encrypted network ([`EspTunnels::set_networks`]) that has no manual keys for the peer.
+//! Hellos, the host key and the epoch belong to the host, not to a network.
 
 pub mod hello;
 pub mod resume;
@@ -87,6 +106,8 @@ pub enum TunnelError {
 /// Sequence numbers a manual SA asks to have persisted before it uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
+    /// The network of the SA.
+    pub vni: u32,
     /// The peer of the SA.
     pub peer: Ipv4Addr,
     /// The outbound SPI.
@@ -96,6 +117,9 @@ pub struct Reservation {
     /// Persist this as the highest number that may have been used, then confirm.
     pub upto: u64,
 }
+
+/// One session for status output: (VNI, peer, outbound SPI, inbound SPI, (outbound, inbound) generations).
+pub type SessionRow = (u32, Ipv4Addr, u32, u32, (u64, u64));
 
 struct PeerTunnel {
     session: PeerSession,
@@ -113,8 +137,10 @@ pub struct EspTunnels {
     local_epoch: u64,
     suite: Suite,
     config: SessionConfig,
-    peers: HashMap<Ipv4Addr, PeerTunnel>,
-    manual: Vec<Ipv4Addr>,
+    /// Encrypted networks (VNIs), sorted.
+    networks: Vec<u32>,
+    peers: HashMap<(u32, Ipv4Addr), PeerTunnel>,
+    manual: Vec<(u32, Ipv4Addr)>,
     max_sessions: usize,
     resume: ResumeTable,
     /// Drops of sessions that were replaced, so the totals never go backwards.
@@ -140,6 +166,7 @@ impl EspTunnels {
             local_epoch,
             suite,
             config,
+            networks: Vec::new(),
             peers: HashMap::new(),
             manual: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
@@ -159,6 +186,24 @@ impl EspTunnels {
         self
     }
 
+    /// The encrypted networks are `vnis` (added to those already known).
+    pub fn set_networks(&mut self, vnis: &[u32]) {
+        self.networks.extend_from_slice(vnis);
+        self.networks.sort_unstable();
+        self.networks.dedup();
+    }
+
+    /// Builder form of [`set_networks`](Self::set_networks).
+    pub fn with_networks(mut self, vnis: &[u32]) -> Self {
+        self.set_networks(vnis);
+        self
+    }
+
+    /// The encrypted networks (VNIs).
+    pub fn networks(&self) -> &[u32] {
+        &self.networks
+    }
+
     /// This host's public key (automatic mode).
     pub fn public_key(&self) -> Option<[u8; 32]> {
         self.host.as_ref().map(HostKey::public_key)
@@ -169,23 +214,33 @@ impl EspTunnels {
         self.local_epoch
     }
 
-    /// Install manual SAs for `peer`. An outbound SA made with [`OutboundSa::resume_after`]
-    /// seals only what [`confirm_reservation`](Self::confirm_reservation) allowed.
-    pub fn add_manual(&mut self, now: Instant, peer: Ipv4Addr, outbound: OutboundSa, inbound: InboundSa) {
+    /// Install manual SAs for `peer` in the encrypted network `vni`. An outbound SA made with
+    /// [`OutboundSa::resume_after`] seals only what [`confirm_reservation`](Self::confirm_reservation) allowed.
+    pub fn add_manual(&mut self, now: Instant, vni: u32, peer: Ipv4Addr, outbound: OutboundSa, inbound: InboundSa) {
+        self.set_networks(&[vni]);
         let warn_at = outbound.last_sequence() / 10 * 9;
         let session = PeerSession::manual(outbound.with_packet_budget(warn_at), inbound, now);
-        if let Some(old) = self.peers.insert(peer, PeerTunnel { session, derived_from: None, warned: false, exhausted: false }) {
+        if let Some(old) = self.peers.insert((vni, peer), PeerTunnel { session, derived_from: None, warned: false, exhausted: false }) {
             self.retire(old);
         }
-        if !self.manual.contains(&peer) {
-            self.manual.push(peer);
+        if !self.manual.contains(&(vni, peer)) {
+            self.manual.push((vni, peer));
         }
     }
 
-    /// The peer at `peer` has this public key and epoch: derive (or keep) its session.
+    /// The peer at `peer` has this public key and epoch: derive (or keep) its session in every
+    /// encrypted network (those with manual keys for it keep them).
     pub fn set_peer_key(&mut self, now: Instant, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
-        let key = (public_key, epoch);
-        match self.peers.get(&peer).map(|t| t.derived_from) {
+        for i in 0..self.networks.len() {
+            let vni = self.networks[i];
+            self.set_network_peer_key(now, vni, peer, public_key, epoch);
+        }
+    }
+
+    fn set_network_peer_key(&mut self, now: Instant, vni: u32, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
+        let key = (vni, public_key, epoch);
+        let id = (vni, peer);
+        match self.peers.get(&id).map(|t| t.derived_from) {
             Some(Some(k)) if k == key => return, // same epochs: keep the session
             Some(None) => return,                // manual keys win over gossip
             _ => {}
@@ -195,20 +250,21 @@ impl EspTunnels {
         }
         // One live session per peer key: another address claiming the same key and epoch takes
         // the session over (resumed), it never gets a second one from generation 0.
-        let holder = self.peers.iter().find(|(a, t)| **a != peer && t.derived_from == Some(key)).map(|(a, _)| *a);
-        for old in [holder, Some(peer)].into_iter().flatten() {
+        let holder = self.peers.iter().find(|(a, t)| **a != id && t.derived_from == Some(key)).map(|(a, _)| *a);
+        for old in [holder, Some(id)].into_iter().flatten() {
             if let Some(t) = self.peers.remove(&old) {
                 self.retire(t);
             }
         }
         if self.peers.len() >= self.max_sessions {
             self.counts.session_limit += 1;
-            tracing::warn!(%peer, max = self.max_sessions, "ESP session table full: no session for this peer");
+            tracing::warn!(%peer, vni, max = self.max_sessions, "ESP session table full: no session for this peer");
             return;
         }
         let at = self.resume.take(key);
         let Some(host) = &self.host else { return };
         let session = SessionKeys::new(host, self.local_epoch, public_key, epoch, self.suite, true)
+            .map(|keys| keys.for_network(vni))
             .map_err(|_| EspError::BadKeyLength)
             .and_then(|keys| PeerSession::resume(keys, self.config.clone(), now, at));
         match session {
@@ -216,23 +272,25 @@ impl EspTunnels {
                 if at != Default::default() {
                     self.counts.sessions_resumed += 1;
                 }
-                self.peers.insert(peer, PeerTunnel { session, derived_from: Some(key), warned: false, exhausted: false });
+                self.peers.insert(id, PeerTunnel { session, derived_from: Some(key), warned: false, exhausted: false });
             }
             Err(e) => {
                 self.resume.retire(key, at);
                 self.counts.bad_keys += 1;
-                tracing::warn!(%peer, "cannot derive ESP keys: {e:?}");
+                tracing::warn!(%peer, vni, "cannot derive ESP keys: {e:?}");
             }
         }
     }
 
-    /// The peer at `peer` left: drop its automatic session (remembering where it left off).
-    /// Manual and configured (static-key) peers keep theirs: they are part of the configuration.
-    pub fn remove_peer(&mut self, peer: Ipv4Addr) {
-        if self.static_peers.contains_key(&peer) || self.peers.get(&peer).is_none_or(|t| t.derived_from.is_none()) {
+    /// The peer at `peer` left the encrypted network `vni`: drop its automatic session there
+    /// (remembering where it left off). Manual and configured (static-key) peers keep theirs:
+    /// they are part of the configuration.
+    pub fn remove_peer(&mut self, vni: u32, peer: Ipv4Addr) {
+        let id = (vni, peer);
+        if self.static_peers.contains_key(&peer) || self.peers.get(&id).is_none_or(|t| t.derived_from.is_none()) {
             return;
         }
-        if let Some(t) = self.peers.remove(&peer) {
+        if let Some(t) = self.peers.remove(&id) {
             self.counts.sessions_removed += 1;
             self.retire(t);
         }
@@ -245,15 +303,23 @@ impl EspTunnels {
         }
     }
 
-    /// Whether there are keys for `peer`.
-    pub fn has_session(&self, peer: Ipv4Addr) -> bool {
-        self.peers.contains_key(&peer)
+    /// Whether there are keys for `peer` in the encrypted network `vni`.
+    pub fn has_session(&self, vni: u32, peer: Ipv4Addr) -> bool {
+        self.peers.contains_key(&(vni, peer))
     }
 
-    /// Seal `buf[ESP_HEADROOM..ESP_HEADROOM + inner_len]` for `peer`; returns the ESP length.
+    /// Seal `buf[ESP_HEADROOM..ESP_HEADROOM + inner_len]` for `peer` in network `vni`; returns the ESP length.
     // hot path
-    pub fn seal(&mut self, now: Instant, peer: Ipv4Addr, buf: &mut [u8], inner_len: usize, next_header: u8) -> Result<usize, TunnelError> {
-        let t = self.peers.get_mut(&peer).ok_or(TunnelError::NoSession)?;
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        vni: u32,
+        peer: Ipv4Addr,
+        buf: &mut [u8],
+        inner_len: usize,
+        next_header: u8,
+    ) -> Result<usize, TunnelError> {
+        let t = self.peers.get_mut(&(vni, peer)).ok_or(TunnelError::NoSession)?;
         match t.session.seal(now, buf, inner_len, next_header) {
             Ok(len) => Ok(len),
             Err(e) => {
@@ -262,7 +328,7 @@ impl EspTunnels {
                     EspError::SequenceExhausted => {
                         self.counts.seq_exhausted += 1;
                         if !std::mem::replace(&mut t.exhausted, true) {
-                            tracing::error!(%peer, spi = format_args!("{:#010x}", t.session.outbound_spi()),
+                            tracing::error!(%peer, vni, spi = format_args!("{:#010x}", t.session.outbound_spi()),
                                 "ESP SA used its last sequence number: nothing more is sent to this peer until new manual keys are configured");
                         }
                     }
@@ -273,27 +339,49 @@ impl EspTunnels {
         }
     }
 
-    /// Verify and decrypt an ESP packet from `peer` in place.
+    /// Verify and decrypt an ESP packet from `peer` in place; returns the VNI of the network
+    /// whose SA opened it (the SPI tells the network, see the module doc).
     // hot path
-    pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<Opened, TunnelError> {
-        let t = self.peers.get_mut(&peer).ok_or(TunnelError::NoSession)?;
-        t.session.open(now, packet).map_err(TunnelError::Esp)
+    pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<(u32, Opened), TunnelError> {
+        let spi = match packet.get(..4) {
+            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0,
+        };
+        // The session holding this SPI; with one network that is simply the peer's session.
+        let owner = self.networks.iter().copied().find(|vni| self.peers.get(&(*vni, peer)).is_some_and(|t| t.session.claims_spi(now, spi)));
+        if let Some(vni) = owner {
+            let t = self.peers.get_mut(&(vni, peer)).ok_or(TunnelError::NoSession)?;
+            return t.session.open(now, packet).map(|o| (vni, o)).map_err(TunnelError::Esp);
+        }
+        // A later generation (or garbage): each session of the peer looks for the SPI among its
+        // upcoming generations (by SPI, before any decryption, so a session that does not know
+        // it leaves the packet untouched); only a verified ICV opens.
+        let mut result = Err(TunnelError::NoSession);
+        for i in 0..self.networks.len() {
+            let vni = self.networks[i];
+            let Some(t) = self.peers.get_mut(&(vni, peer)) else { continue };
+            match t.session.open(now, packet) {
+                Ok(o) => return Ok((vni, o)),
+                Err(e) => result = Err(TunnelError::Esp(e)),
+            }
+        }
+        result
     }
 
     /// Blocks of sequence numbers manual SAs need persisted now (also logs the 90 % warning).
     /// The driver writes each `upto` durably, then calls [`confirm_reservation`](Self::confirm_reservation).
     pub fn reservations_wanted(&mut self) -> Vec<Reservation> {
         let mut out = Vec::new();
-        for peer in &self.manual {
-            let Some(t) = self.peers.get_mut(peer) else { continue };
+        for &(vni, peer) in &self.manual {
+            let Some(t) = self.peers.get_mut(&(vni, peer)) else { continue };
             if t.session.needs_rekey() && !std::mem::replace(&mut t.warned, true) {
                 let sa = t.session.outbound();
-                tracing::warn!(%peer, spi = format_args!("{:#010x}", sa.spi()), used = sa.packets(), last = sa.last_sequence(),
+                tracing::warn!(%peer, vni, spi = format_args!("{:#010x}", sa.spi()), used = sa.packets(), last = sa.last_sequence(),
                     "ESP SA passed 90 % of its sequence numbers: configure new manual keys before it runs out");
             }
             let sa = t.session.outbound();
             if let Some(upto) = sa.reservation_wanted() {
-                out.push(Reservation { peer: *peer, spi: sa.spi(), key_id: sa.key_id(), upto });
+                out.push(Reservation { vni, peer, spi: sa.spi(), key_id: sa.key_id(), upto });
             }
         }
         out
@@ -301,7 +389,7 @@ impl EspTunnels {
 
     /// `r.upto` is persisted: the SA may use sequence numbers up to it.
     pub fn confirm_reservation(&mut self, r: &Reservation) {
-        if let Some(t) = self.peers.get_mut(&r.peer) {
+        if let Some(t) = self.peers.get_mut(&(r.vni, r.peer)) {
             let sa = t.session.outbound_mut();
             if (sa.spi(), sa.key_id()) == (r.spi, r.key_id) {
                 sa.confirm_reservation(r.upto);
@@ -313,9 +401,9 @@ impl EspTunnels {
     /// Rekey timers, overlap expiry and hello repeats.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.queue_due_hellos(now);
-        for (peer, t) in &mut self.peers {
+        for ((vni, peer), t) in &mut self.peers {
             if let Err(e) = t.session.handle_timeout(now) {
-                tracing::warn!(%peer, "ESP rekey failed: {e:?}");
+                tracing::warn!(%peer, vni, "ESP rekey failed: {e:?}");
             }
         }
     }
@@ -347,16 +435,19 @@ impl EspTunnels {
         }
     }
 
-    /// Per-peer (outbound SPI, inbound SPI, generations) for status output.
-    pub fn sessions(&self) -> Vec<(Ipv4Addr, u32, u32, (u64, u64))> {
-        let mut v: Vec<_> =
-            self.peers.iter().map(|(p, t)| (*p, t.session.outbound_spi(), t.session.inbound_spi(), t.session.generations())).collect();
+    /// Per-(network, peer) (VNI, peer, outbound SPI, inbound SPI, generations) for status output.
+    pub fn sessions(&self) -> Vec<SessionRow> {
+        let mut v: Vec<_> = self
+            .peers
+            .iter()
+            .map(|((vni, p), t)| (*vni, *p, t.session.outbound_spi(), t.session.inbound_spi(), t.session.generations()))
+            .collect();
         v.sort();
         v
     }
 
-    /// The current outbound SA of `peer` (SPI, key digest, packets; for tests and status).
-    pub fn outbound(&self, peer: Ipv4Addr) -> Option<&OutboundSa> {
-        self.peers.get(&peer).map(|t| t.session.outbound())
+    /// The current outbound SA of `peer` in network `vni` (SPI, key digest, packets; for tests and status).
+    pub fn outbound(&self, vni: u32, peer: Ipv4Addr) -> Option<&OutboundSa> {
+        self.peers.get(&(vni, peer)).map(|t| t.session.outbound())
     }
 }

@@ -2,7 +2,7 @@
 //! continues instead of starting over.
 //!
 //! An automatic session's keys depend only on (local key, local epoch, peer key, peer epoch,
-//! generation). When a session is dropped (its peer left, or two records claiming one underlay
+//! generation, VNI). When a session is dropped (its peer left, or two records claiming one underlay
 //! address made the key flip) and the same peer key and epoch come back later in this run, a
 //! fresh session would start at generation 0 again and repeat (key, nonce) pairs. So a retired
 //! session leaves its [`ResumePoint`] here, and the next session for those keys resumes from it.
@@ -18,8 +18,8 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::ipsec::ResumePoint;
 
-/// Identity of an automatic session's keys on the peer's side: (public key, epoch).
-pub type PeerKeyId = ([u8; 32], u64);
+/// Identity of an automatic session's keys on the peer's side: (VNI of the network, public key, epoch).
+pub type PeerKeyId = (u32, [u8; 32], u64);
 
 /// Resume points of retired automatic sessions, bounded, oldest forgotten first.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl ResumeTable {
             let Some(oldest) = self.order.pop_front() else { break };
             if let Some(p) = self.entries.remove(&oldest) {
                 self.floor = self.floor.max(p.out_generation);
-                self.forgotten_epoch = self.forgotten_epoch.max(Some(oldest.1));
+                self.forgotten_epoch = self.forgotten_epoch.max(Some(oldest.2));
                 self.forgotten += 1;
             }
         }
@@ -75,7 +75,7 @@ impl ResumeTable {
     }
 
     fn floor_for(&self, key: PeerKeyId) -> u64 {
-        if self.forgotten_epoch.is_some_and(|e| key.1 <= e) {
+        if self.forgotten_epoch.is_some_and(|e| key.2 <= e) {
             self.floor
         } else {
             0
@@ -109,27 +109,27 @@ mod tests {
     #[test]
     fn a_retired_session_resumes_and_unknown_keys_start_at_zero() {
         let mut t = ResumeTable::new(4);
-        t.retire(([1; 32], 10), at(5));
-        assert_eq!(t.take(([2; 32], 10)), ResumePoint::default());
-        assert_eq!(t.take(([1; 32], 10)), at(5));
+        t.retire((7, [1; 32], 10), at(5));
+        assert_eq!(t.take((7, [2; 32], 10)), ResumePoint::default());
+        assert_eq!(t.take((7, [1; 32], 10)), at(5));
         assert!(t.is_empty(), "the new session owns the entry");
-        t.retire(([1; 32], 10), at(3));
-        t.retire(([1; 32], 10), at(7));
-        assert_eq!(t.take(([1; 32], 10)).out_generation, 7, "the later point wins");
+        t.retire((7, [1; 32], 10), at(3));
+        t.retire((7, [1; 32], 10), at(7));
+        assert_eq!(t.take((7, [1; 32], 10)).out_generation, 7, "the later point wins");
     }
 
     #[test]
     fn forgotten_entries_raise_the_floor_for_old_epochs_only() {
         let mut t = ResumeTable::new(2);
-        t.retire(([1; 32], 10), at(40));
-        t.retire(([2; 32], 11), at(3));
-        t.retire(([3; 32], 12), at(1));
+        t.retire((7, [1; 32], 10), at(40));
+        t.retire((7, [2; 32], 11), at(3));
+        t.retire((7, [3; 32], 12), at(1));
         assert_eq!((t.len(), t.forgotten), (2, 1));
         // Key 1 at epoch 10 was forgotten: any epoch up to 10 without an entry starts above 40.
-        assert_eq!(t.take(([1; 32], 10)).out_generation, 40);
-        assert_eq!(t.take(([9; 32], 9)).out_generation, 40);
+        assert_eq!(t.take((7, [1; 32], 10)).out_generation, 40);
+        assert_eq!(t.take((7, [9; 32], 9)).out_generation, 40);
         // A later epoch cannot be a forgotten one.
-        assert_eq!(t.take(([9; 32], 13)).out_generation, 0);
-        assert_eq!(t.take(([2; 32], 11)), at(3), "kept entries are exact");
+        assert_eq!(t.take((7, [9; 32], 13)).out_generation, 0);
+        assert_eq!(t.take((7, [2; 32], 11)), at(3), "kept entries are exact");
     }
 }

@@ -1,4 +1,8 @@
 //! The ESP paths of the switch: sealing toward peers, opening what they send, hellos.
+//!
+//! Every encrypted network seals with its own SAs (chosen by the port's VNI); on receive the SPI
+//! picks the SA and with it the network ([`EspTunnels::open`] returns its VNI), so a packet is
+//! delivered only to the network whose keys opened it, never to "the" encrypted network.
 
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -27,14 +31,15 @@ impl Switch {
         target: Option<Ipv4Addr>,
         next_header: u8,
     ) -> Forward<'_> {
-        let Some((_, esp)) = self.esp.as_mut() else {
+        let vni = self.networks[port].vni.get();
+        let Some(esp) = self.esp.as_mut() else {
             self.counters.drop(DropReason::EspNoSession);
             return Forward::Nothing;
         };
         match target {
             Some(peer) if inner.start >= ESP_HEADROOM && inner.end + ESP_TAILROOM <= buf.len() => {
                 let start = inner.start - ESP_HEADROOM;
-                match esp.seal(now, peer, &mut buf[start..inner.end + ESP_TAILROOM], inner.len(), next_header) {
+                match esp.seal(now, vni, peer, &mut buf[start..inner.end + ESP_TAILROOM], inner.len(), next_header) {
                     Ok(len) => {
                         self.unicast_dest[0] = peer;
                         self.counters.underlay_tx_packets += 1;
@@ -62,7 +67,7 @@ impl Switch {
                 for peer in peers {
                     let mut copy = vec![0u8; ESP_HEADROOM + inner.len() + ESP_TAILROOM];
                     copy[ESP_HEADROOM..ESP_HEADROOM + inner.len()].copy_from_slice(&buf[inner.clone()]);
-                    match esp.seal(now, peer, &mut copy, inner.len(), next_header) {
+                    match esp.seal(now, vni, peer, &mut copy, inner.len(), next_header) {
                         Ok(len) => {
                             copy.truncate(len);
                             self.counters.underlay_tx_packets += 1;
@@ -89,7 +94,7 @@ impl Switch {
             }
             Ok(Udp4500Payload::Ike) => {
                 match self.esp.as_mut() {
-                    Some((_, esp)) if crate::ipsec::hello::is_hello(&buf[payload.clone()]) => {
+                    Some(esp) if crate::ipsec::hello::is_hello(&buf[payload.clone()]) => {
                         esp.handle_hello(now, from, &buf[payload]);
                         self.flush_hellos();
                     }
@@ -102,17 +107,28 @@ impl Switch {
                 return Forward::Nothing;
             }
         }
-        let Some((port, esp)) = self.esp.as_mut() else {
+        let Some(esp) = self.esp.as_mut() else {
             self.counters.drop(DropReason::EspNotConfigured);
             return Forward::Nothing;
         };
-        let port = *port;
-        if !self.networks[port].has_peer(from) {
+        // Cheap refusal before any crypto: a sender no encrypted network lists.
+        let by_vni = &self.by_vni;
+        let networks = &self.networks;
+        let listed =
+            esp.networks().iter().any(|v| by_vni.get(v).is_some_and(|&p| networks[p].tunnel == Tunnel::Esp && networks[p].has_peer(from)));
+        if !listed {
             self.counters.drop(DropReason::UnknownPeer);
             return Forward::Nothing;
         }
-        let opened = match esp.open(now, from, &mut buf[payload.clone()]) {
-            Ok(o) => o,
+        // The SPI tells the network: deliver only to the network whose SA opened the packet.
+        let (port, opened) = match esp.open(now, from, &mut buf[payload.clone()]) {
+            Ok((vni, o)) => match by_vni.get(&vni) {
+                Some(&port) if networks[port].tunnel == Tunnel::Esp && networks[port].has_peer(from) => (port, o),
+                _ => {
+                    self.counters.drop(DropReason::UnknownPeer);
+                    return Forward::Nothing;
+                }
+            },
             Err(TunnelError::NoSession) => {
                 self.counters.drop(DropReason::EspNoSession);
                 return Forward::Nothing;
@@ -148,28 +164,30 @@ impl Switch {
     }
 
     pub(super) fn flush_hellos(&mut self) {
-        if let Some((_, esp)) = self.esp.as_mut() {
+        if let Some(esp) = self.esp.as_mut() {
             while let Some((dst, payload)) = esp.poll_hello() {
                 self.transmits.push_back(Transmit::Underlay { dst, tunnel: Tunnel::Esp, payload });
             }
         }
     }
 
-    /// Install the ESP sessions of the encrypted network.
-    pub fn set_esp(&mut self, tunnels: EspTunnels) {
-        if let Some(port) = self.networks.iter().position(|n| n.tunnel == Tunnel::Esp) {
-            self.esp = Some((port, tunnels));
+    /// Install the ESP sessions of the encrypted networks (every network whose tunnel is ESP).
+    pub fn set_esp(&mut self, mut tunnels: EspTunnels) {
+        let vnis: Vec<u32> = self.networks.iter().filter(|n| n.tunnel == Tunnel::Esp && !n.retired).map(|n| n.vni.get()).collect();
+        if !vnis.is_empty() {
+            tunnels.set_networks(&vnis);
+            self.esp = Some(tunnels);
         }
     }
 
     /// The ESP sessions, if a network is encrypted.
     pub fn esp(&self) -> Option<&EspTunnels> {
-        self.esp.as_ref().map(|(_, t)| t)
+        self.esp.as_ref()
     }
 
     /// Mutable ESP sessions (manual keys at start-up).
     pub fn esp_mut(&mut self) -> Option<&mut EspTunnels> {
-        self.esp.as_mut().map(|(_, t)| t)
+        self.esp.as_mut()
     }
 }
 

@@ -25,16 +25,20 @@ pub struct EspDriver {
 }
 
 impl EspDriver {
-    /// Set up ESP when a network is encrypted: take this start's epoch (`candidate`, or above the
+    /// Set up ESP when networks are encrypted: take this start's epoch (`candidate`, or above the
     /// last one in the state file), load (or create) the host key for automatic keys, install
-    /// manual SAs continuing after their persisted marks, bind the ESP-in-UDP socket. Returns the
+    /// every encrypted network's manual SAs continuing after their persisted marks, bind the
+    /// ESP-in-UDP socket (one for all encrypted networks: the SPI tells them apart). Returns the
     /// epoch, and the driver with the tunnels for the node when a network is encrypted.
     pub fn start(config: &Config, candidate: u64, now: Instant) -> Result<(u64, Option<(Self, EspTunnels)>), SysError> {
-        let Some(net) = config.networks.iter().find(|n| n.encrypted) else { return Ok((candidate, None)) };
+        let encrypted: Vec<_> = config.networks.iter().filter(|n| n.encrypted).collect();
+        if encrypted.is_empty() {
+            return Ok((candidate, None));
+        }
         let mut state = StateFile::open(&config.esp.state_file)?;
         let epoch = state.state.next_epoch(candidate);
         state.persist()?;
-        let automatic = config.gossip.is_some() || net.peers.iter().any(|p| p.public_key.is_some());
+        let automatic = config.gossip.is_some() || encrypted.iter().flat_map(|n| &n.peers).any(|p| p.public_key.is_some());
         let host = if automatic {
             let key = HostKey::load_or_create(&config.esp.key_file).map_err(|e| SysError::Os {
                 op: "load ESP host key",
@@ -45,8 +49,9 @@ impl EspDriver {
             None
         };
         let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
-        let mut tunnels = EspTunnels::new(host, epoch, config.esp.suite, session);
-        for peer in &net.peers {
+        let vnis: Vec<u32> = encrypted.iter().map(|n| n.vni).collect();
+        let mut tunnels = EspTunnels::new(host, epoch, config.esp.suite, session).with_networks(&vnis);
+        for (net, peer) in encrypted.iter().flat_map(|n| n.peers.iter().map(move |p| (*n, p))) {
             if let Some(key) = peer.public_key {
                 tunnels.add_static_peer(now, peer.address, key).map_err(|e| SysError::Os {
                     op: "add ESP peer",
@@ -62,18 +67,18 @@ impl EspDriver {
                 })?;
                 let mark = state.state.mark(o.spi(), o.key_id());
                 if mark >= o.last_sequence() {
-                    tracing::error!(peer = %peer.address, spi = format_args!("{:#010x}", o.spi()),
+                    tracing::error!(peer = %peer.address, vni = net.vni, spi = format_args!("{:#010x}", o.spi()),
                         "manual ESP SA has used every sequence number: configure new keys for this peer");
                 }
-                tracing::info!(peer = %peer.address, spi = format_args!("{:#010x}", o.spi()), after = mark, "manual ESP SA continues");
-                tunnels.add_manual(now, peer.address, o.resume_after(mark), i);
+                tracing::info!(peer = %peer.address, vni = net.vni, spi = format_args!("{:#010x}", o.spi()), after = mark, "manual ESP SA continues");
+                tunnels.add_manual(now, net.vni, peer.address, o.resume_after(mark), i);
             }
         }
         let sockets = UnderlaySockets::bind_fixed_source(config.underlay.address, config.esp.port)?;
         let mut driver = EspDriver { sockets, state, retry_at: None };
         // Reserve the first blocks before the first packet, so nothing waits for it.
         driver.serve_reservations(&mut tunnels, now)?;
-        tracing::info!(vni = net.vni, port = config.esp.port, automatic, epoch, state = %config.esp.state_file.display(), "ESP tunnels ready");
+        tracing::info!(vnis = ?vnis, port = config.esp.port, automatic, epoch, state = %config.esp.state_file.display(), "ESP tunnels ready");
         Ok((epoch, Some((driver, tunnels))))
     }
 

@@ -47,6 +47,7 @@ struct EspStatus {
 
 #[derive(Debug, Serialize)]
 struct SessionRow {
+    vni: u32,
     peer: String,
     spi_out: String,
     spi_in: String,
@@ -196,7 +197,8 @@ pub fn answer(cmd: &str, sources: &Sources<'_>) -> String {
                     sessions: t
                         .sessions()
                         .iter()
-                        .map(|(peer, out, inb, gens)| SessionRow {
+                        .map(|(vni, peer, out, inb, gens)| SessionRow {
+                            vni: *vni,
                             peer: peer.to_string(),
                             spi_out: format!("{out:#010x}"),
                             spi_in: format!("{inb:#010x}"),
