@@ -216,3 +216,30 @@ fn esp_two_encrypted_networks_and_a_cleartext_one_manual_keys() {
         assert!(sim.take_tap(1, port).is_empty(), "a replay reaches no network");
     }
 }
+
+#[test]
+fn esp_routed_packets_from_a_subnet_the_peer_does_not_own_are_dropped() {
+    let key = |i: usize| HostKey::from_private_bytes(&[i as u8 + 61; 32]).unwrap();
+    let public: Vec<[u8; 32]> = (0..2).map(|i| key(i).public_key()).collect();
+    let mut sim = pair(|i| EspTunnels::new(Some(key(i)), 200 + i as u64, Suite::Aes256Gcm, SessionConfig::default()));
+    for i in 0..2 {
+        let now = sim.now;
+        let k = 1 - i;
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: 200 + k as u64 });
+    }
+    exchange_on_all_three(&mut sim);
+    // Host 0 sends, over the encrypted routed network, a packet whose source lies in host 1's
+    // own subnet: host 1 must not route it to its container as if it came from a neighbour.
+    let mut spoofed = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(0, 2), default_gateway_mac(ROUTED).0)
+        .ipv4(Ipv4Addr::new(198, 19, 2, 99).octets(), container_ip(1).octets(), 64)
+        .udp(1, 2)
+        .write(&mut spoofed, b"spoofed")
+        .unwrap();
+    sim.tap_send(0, 1, &spoofed);
+    let crossed = sim.take_underlay();
+    assert!(crossed.iter().any(|d| d.tunnel == Tunnel::Esp), "host 0 routes it into the tunnel: {crossed:?}");
+    assert!(sim.take_tap(1, 1).iter().all(|f| !contains(f, b"spoofed")), "the spoofed packet is not delivered");
+    let drops = sim.hosts[1].switch().counters().drops_by_label();
+    assert_eq!(drops.get("routed_source_spoofed").copied(), Some(1), "{drops:?}");
+}

@@ -154,6 +154,11 @@ impl Switch {
                     eth.set_src_addr(gw);
                     eth.set_ethertype(EtherType::IPV4);
                 }
+                // The same source check as for routed VXLAN: a peer may only send from its own subnet.
+                if self.routed_source_spoofed(port, from, &buf[frame.clone()]) {
+                    self.counters.drop(DropReason::RoutedSourceSpoofed);
+                    return Forward::Nothing;
+                }
                 self.deliver_routed(now, port, buf, frame)
             }
             _ => {
