@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The permission bits a secret file must not have.
@@ -71,9 +71,13 @@ pub fn read(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     Ok(content)
 }
 
-/// Create a new secret file holding `content`, mode 0600, synced; fails if `path` exists.
+/// Create a new secret file holding `content`, mode 0600, synced; fails if `path` exists. A
+/// missing directory is created (mode 0700), so the default paths work on a fresh host.
 pub fn create(path: &Path, content: &[u8]) -> Result<(), KeyFileError> {
     let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err)?;
+    }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
     file.write_all(content).and_then(|()| file.sync_all()).map_err(io_err)
 }
@@ -91,8 +95,8 @@ mod tests {
     fn created_files_are_owner_only_and_never_overwritten() {
         let dir = std::env::temp_dir().join(format!("vxs-keyfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("k");
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("new").join("k");
         create(&path, b"secret\n").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(read(&path).unwrap(), b"secret\n");
@@ -105,6 +109,7 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert!(read(&path).is_ok());
+        assert_eq!(std::fs::metadata(dir.join("new")).unwrap().permissions().mode() & 0o777, 0o700, "missing directory created");
         assert!(read(&dir.join("missing")).unwrap_err().is_not_found());
         std::fs::remove_dir_all(&dir).unwrap();
     }
