@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use vxswitch::dataplane::fdb::{Fdb, Location};
 use vxswitch::wire::ethernet::EthernetAddress;
+use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 
 fn mac(i: u32) -> EthernetAddress {
     let b = i.to_be_bytes();

@@ -9,8 +9,9 @@ use ipnet::Ipv4Net;
 use vxswitch::config::Config;
 use vxswitch::control::ClusterKey;
 use vxswitch::sim::Sim;
+use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 
 fn ul(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, i as u8 + 1)

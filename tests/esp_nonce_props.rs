@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use vxswitch::dataplane::EspTunnels;
 use vxswitch::ipsec::{start_epoch, EspState, HostKey, ManualSa, SessionConfig, Suite, ESP_HEADROOM, ESP_TAILROOM};
+use vxswitch::wire::vxlan::Vni;
 
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const RIVAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const BLOCK: u64 = 16;
 /// Two encrypted networks between the same hosts: their SAs share one record of nonces used.
-const NETS: [u32; 2] = [7, 8];
+const NETS: [Vni; 2] = [Vni::new_const(7), Vni::new_const(8)];
 
 /// Every packet sealed: (SPI, key id, sequence number), checked for repeats as it is recorded.
 #[derive(Default)]
@@ -37,7 +38,7 @@ impl Sent {
 }
 
 /// Seal one frame for `peer` in network `vni`; on success record it. Returns whether it was sent.
-fn seal_in(t: &mut EspTunnels, now: Instant, vni: u32, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+fn seal_in(t: &mut EspTunnels, now: Instant, vni: Vni, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
     let mut buf = vec![0u8; ESP_HEADROOM + 60 + ESP_TAILROOM];
     let Ok(len) = t.seal(now, vni, peer, &mut buf, 60, 143) else { return Ok(false) };
     let spi = u32::from_be_bytes(buf[0..4].try_into().unwrap());

@@ -13,7 +13,7 @@ use vxswitch::node::NodeConfig;
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 7;
+const VNI: Vni = Vni::new_const(7);
 const BCAST: [u8; 6] = [0xff; 6];
 
 fn ul(i: usize) -> Ipv4Addr {
@@ -28,14 +28,7 @@ fn spec(i: usize, n: usize, routed: Option<RoutedSpec>) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: Duration::from_secs(300),
         fdb_max_entries: 1024,
-        networks: vec![NetworkSpec {
-            vni: Vni::new(VNI).unwrap(),
-            max_frame_len: 1464,
-            peers,
-            unknown_arp: UnknownArp::Flood,
-            routed,
-            tunnel: Tunnel::Esp,
-        }],
+        networks: vec![NetworkSpec { vni: VNI, max_frame_len: 1464, peers, unknown_arp: UnknownArp::Flood, routed, tunnel: Tunnel::Esp }],
     }
 }
 
@@ -158,7 +151,7 @@ fn esp_restart_recovers_with_fresh_keys() {
 fn esp_fails_closed() {
     let (mut sim, _) = encrypted_cluster(2, SessionConfig::default());
     // Cleartext VXLAN for the encrypted VNI from a real peer.
-    let mut vx = vec![0x08, 0, 0, 0, 0, 0, VNI as u8, 0];
+    let mut vx = vec![0x08, 0, 0, 0, 0, 0, VNI.get() as u8, 0];
     vx.extend_from_slice(&ethernet_frame(BCAST, mac(0, 1), 0x0800, b"plain"));
     sim.inject_underlay(ul(0), 1, &vx);
     // ESP from an address that is not a peer, and forged ESP from the peer.

@@ -11,7 +11,7 @@ use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::ethernet::EthernetAddress;
 use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 const BCAST: [u8; 6] = [0xff; 6];
 
 fn mac(host: u8, n: u8) -> [u8; 6] {
@@ -27,7 +27,7 @@ fn cluster(n: usize, cap: usize) -> Sim {
     let hosts = (0..n)
         .map(|i| {
             let net = NetworkSpec {
-                vni: Vni::new(VNI).unwrap(),
+                vni: VNI,
                 max_frame_len: 1464,
                 peers: (0..n).filter(|&k| k != i).map(ul).collect(),
                 unknown_arp: UnknownArp::Flood,
@@ -56,7 +56,7 @@ fn arp_request(src: [u8; 6], src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 
 fn vxlan(inner: &[u8]) -> Vec<u8> {
     let mut p = vec![0x08, 0, 0, 0];
-    p.extend_from_slice(&(VNI << 8).to_be_bytes());
+    p.extend_from_slice(&(VNI.get() << 8).to_be_bytes());
     p.extend_from_slice(inner);
     p
 }

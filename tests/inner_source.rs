@@ -12,8 +12,9 @@ use vxswitch::dataplane::{default_gateway_mac, DropReason};
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::arp::{ArpOperation, ArpRepr};
 use vxswitch::wire::ethernet::EthernetAddress;
+use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 
 fn ul(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, i as u8 + 1)
@@ -42,7 +43,7 @@ fn cluster(network: impl Fn(usize) -> String) -> Sim {
 /// VXLAN header (I flag) + `inner`.
 fn vxlan(inner: &[u8]) -> Vec<u8> {
     let mut v = vec![0x08, 0, 0, 0];
-    v.extend_from_slice(&(VNI << 8).to_be_bytes());
+    v.extend_from_slice(&(VNI.get() << 8).to_be_bytes());
     v.extend_from_slice(inner);
     v
 }

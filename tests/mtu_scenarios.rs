@@ -14,8 +14,9 @@ use vxswitch::dataplane::{default_gateway_mac, DropReason, EspTunnels, Tunnel};
 use vxswitch::ipsec::{HostKey, SessionConfig, Suite};
 use vxswitch::node::switch_config;
 use vxswitch::sim::Sim;
+use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 /// Outer IPv4 + UDP headers around the datagram the simulator logs.
 const OUTER: usize = 28;
 

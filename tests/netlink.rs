@@ -12,6 +12,7 @@ use vxswitch::control::ControlUpdate;
 use vxswitch::sys::kernel::host_routes::{HostSubnetError, HostSubnetRoutes, VXSWITCH_RT_PROTO};
 use vxswitch::sys::kernel::netlink::{Ipv4Route, Netlink, NetlinkError, VxlanSpec};
 use vxswitch::testnet::setns;
+use vxswitch::wire::vxlan::Vni;
 
 /// Opens a netlink socket inside the namespace.
 fn netlink_in(ns: &NetnsGuard) -> Netlink {
@@ -217,11 +218,11 @@ fn host_subnet_reconcile_and_updates_touch_only_our_routes() {
 
     // Updates: a subnet moves, a peer leaves, a subnet is withdrawn.
     let net2 = "198.19.2.0/24".parse().unwrap();
-    hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net2, via: ip4("198.18.0.4") }).unwrap();
+    hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net2, via: ip4("198.18.0.4") }).unwrap();
     assert!(our_routes(&ns).contains(&"198.19.2.0/24 via 198.18.0.4 dev ul0".to_string()));
-    hs.apply(&ControlUpdate::PeerDown { vni: 1042, underlay: ip4("198.18.0.2") }).unwrap();
+    hs.apply(&ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip4("198.18.0.2") }).unwrap();
     assert_eq!(our_routes(&ns), vec!["198.19.2.0/24 via 198.18.0.4 dev ul0"]);
-    hs.apply(&ControlUpdate::RouteRemove { vni: 1042, subnet: net2 }).unwrap();
+    hs.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net2 }).unwrap();
     assert_eq!(our_routes(&ns), Vec::<String>::new());
     assert!(hs.routes().is_empty());
     assert_eq!(ns.ip(&["route", "show", "198.19.3.0/24"]), unrelated);
@@ -241,7 +242,7 @@ fn host_subnet_refuses_peers_not_on_link() {
     let net7 = "198.19.7.0/24".parse().unwrap();
 
     // A peer behind a router.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net7, via: ip4("203.0.113.7") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("203.0.113.7") }).unwrap_err();
     match &err {
         HostSubnetError::PeerNotOnLink { peer, gateway, .. } => {
             assert_eq!((*peer, *gateway), (ip4("203.0.113.7"), ip4("198.18.0.254")))
@@ -253,13 +254,13 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert_eq!(ns.ip(&["route", "show", "198.19.7.0/24"]), "");
 
     // A peer with no route at all.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net7, via: ip4("192.0.2.77") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("192.0.2.77") }).unwrap_err();
     assert!(matches!(err, HostSubnetError::PeerUnreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("peer 192.0.2.77"), "{err}");
 
     // A subnet someone else routes is not taken over.
     let net3 = "198.19.3.0/24".parse().unwrap();
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net3, via: ip4("198.18.0.2") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net3, via: ip4("198.18.0.2") }).unwrap_err();
     assert!(matches!(err, HostSubnetError::SubnetTaken { .. }), "{err:?}");
     assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("via 198.18.0.3 dev ul0 proto static"));
 
@@ -273,7 +274,7 @@ fn host_subnet_refuses_peers_not_on_link() {
 
     // A subnet moving to an unreachable peer loses its old route too.
     let net1 = "198.19.1.0/24".parse().unwrap();
-    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: 1042, subnet: net1, via: ip4("203.0.113.7") }).is_err());
+    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net1, via: ip4("203.0.113.7") }).is_err());
     assert_eq!(our_routes(&ns), Vec::<String>::new());
 }
 

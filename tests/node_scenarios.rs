@@ -13,8 +13,9 @@ use vxswitch::node::PUBLISH_EVERY;
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use vxswitch::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame};
+use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 1042;
+const VNI: Vni = Vni::new_const(1042);
 
 fn ul(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, i as u8 + 1)

@@ -10,6 +10,10 @@ use vxswitch::control::{ControlUpdate, PeerInfo};
 use vxswitch::node::NodeConfig;
 use vxswitch::sim::{ethernet_frame, Sim};
 use vxswitch::wire::ethernet::EthernetAddress;
+use vxswitch::wire::vxlan::Vni;
+
+const V1042: Vni = Vni::new_const(1042);
+const V2000: Vni = Vni::new_const(2000);
 
 fn ul(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, i as u8 + 1)
@@ -57,28 +61,28 @@ fn reload_adds_and_removes_a_peer_and_a_network_and_loses_nothing_elsewhere() {
     // Add a peer to the unchanged network's neighbour list, and a second network.
     let change = sim.reload(0, &config(0, &(a(&[1, 2]) + &b)));
     assert!(change.removed.is_empty());
-    assert_eq!(change.added, [(1, 2000)]);
+    assert_eq!(change.added, [(1, V2000)]);
     let peer = |vni, i| ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: ul(i), vtep_mac: None } };
-    let bind = ControlUpdate::ArpBinding { vni: 2000, ip: Ipv4Addr::new(192, 0, 2, 99), mac: EthernetAddress([2, 0, 0, 0, 0, 0x99]) };
-    assert_eq!(change.updates, [peer(1042, 2), peer(2000, 1), bind.clone()]);
+    let bind = ControlUpdate::ArpBinding { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99), mac: EthernetAddress([2, 0, 0, 0, 0, 0x99]) };
+    assert_eq!(change.updates, [peer(V1042, 2), peer(V2000, 1), bind.clone()]);
     assert_eq!(sim.hosts[0].switch().peers(0), [ul(1), ul(2)]);
     assert_eq!(sim.hosts[0].switch().fdb().len(), learned, "the unchanged network keeps what it learned");
     assert_eq!(stream(&mut sim, 0, 0, 100), 100, "nothing lost on the unchanged network");
     assert_eq!(stream(&mut sim, 1, 1, 50), 50, "the added network forwards");
-    assert_eq!(sim.hosts[0].switch().proxy_arp().lookup(2000, Ipv4Addr::new(192, 0, 2, 99)), Some(EthernetAddress([2, 0, 0, 0, 0, 0x99])));
+    assert_eq!(sim.hosts[0].switch().proxy_arp().lookup(V2000, Ipv4Addr::new(192, 0, 2, 99)), Some(EthernetAddress([2, 0, 0, 0, 0, 0x99])));
 
     // The same file again changes nothing.
     assert!(sim.reload(0, &config(0, &(a(&[1, 2]) + &b))).is_empty());
 
     // And back: the peer and the network go, the unchanged network does not notice.
     let change = sim.reload(0, &config(0, &a(&[1])));
-    assert_eq!(change.removed, [(1, 2000)]);
+    assert_eq!(change.removed, [(1, V2000)]);
     assert!(change.added.is_empty());
     let down = |vni, i| ControlUpdate::PeerDown { vni, underlay: ul(i) };
-    let unbind = ControlUpdate::ArpUnbind { vni: 2000, ip: Ipv4Addr::new(192, 0, 2, 99) };
-    assert_eq!(change.updates, [down(1042, 2), down(2000, 1), unbind]);
+    let unbind = ControlUpdate::ArpUnbind { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99) };
+    assert_eq!(change.updates, [down(V1042, 2), down(V2000, 1), unbind]);
     assert_eq!(sim.hosts[0].switch().peers(0), [ul(1)]);
-    assert_eq!(sim.hosts[0].switch().port(2000), None);
+    assert_eq!(sim.hosts[0].switch().port(V2000), None);
     assert_eq!(sim.hosts[0].switch().vni(1), None, "the port is retired");
     assert_eq!(stream(&mut sim, 0, 0, 100), 100, "nothing lost on the unchanged network");
     assert_eq!(stream(&mut sim, 1, 1, 20), 0, "the removed network forwards nothing");
@@ -96,16 +100,16 @@ fn a_changed_network_starts_afresh_on_a_port_while_the_others_keep_theirs() {
     assert_eq!(fdb, 2, "one MAC learned per network");
 
     let change = sim.reload(0, &two("unknown_arp = \"drop\""));
-    assert_eq!((change.removed.as_slice(), change.added.as_slice()), ([(1, 2000)].as_slice(), [(1, 2000)].as_slice()));
+    assert_eq!((change.removed.as_slice(), change.added.as_slice()), ([(1, V2000)].as_slice(), [(1, V2000)].as_slice()));
     assert_eq!(
         change.updates,
         [
-            ControlUpdate::PeerDown { vni: 2000, underlay: ul(1) },
-            ControlUpdate::PeerUp { vni: 2000, peer: PeerInfo { underlay: ul(1), vtep_mac: None } }
+            ControlUpdate::PeerDown { vni: V2000, underlay: ul(1) },
+            ControlUpdate::PeerUp { vni: V2000, peer: PeerInfo { underlay: ul(1), vtep_mac: None } }
         ]
     );
     assert_eq!(sim.hosts[0].switch().fdb().len(), 1, "the changed network forgot what it learned, the other did not");
-    assert_eq!(sim.hosts[0].switch().port(1042), Some(0));
+    assert_eq!(sim.hosts[0].switch().port(V1042), Some(0));
     assert_eq!(stream(&mut sim, 0, 0, 50), 50);
     assert_eq!(stream(&mut sim, 1, 1, 50), 50);
 }

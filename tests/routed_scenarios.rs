@@ -12,7 +12,7 @@ use vxswitch::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use vxswitch::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame};
 use vxswitch::wire::vxlan::Vni;
 
-const VNI: u32 = 42;
+const VNI: Vni = Vni::new_const(42);
 
 fn ul(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, i as u8 + 1)
@@ -35,14 +35,8 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
         .map(|i| {
             let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let routed = routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI) });
-            let networks = vec![NetworkSpec {
-                vni: Vni::new(VNI).unwrap(),
-                max_frame_len: 1464,
-                peers,
-                unknown_arp,
-                routed,
-                tunnel: vxswitch::dataplane::Tunnel::Vxlan,
-            }];
+            let networks =
+                vec![NetworkSpec { vni: VNI, max_frame_len: 1464, peers, unknown_arp, routed, tunnel: vxswitch::dataplane::Tunnel::Vxlan }];
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks })
         })
         .collect();
@@ -135,7 +129,7 @@ fn spoofed_gratuitous_arp_is_dropped_both_ways() {
     assert!(sim.take_underlay().is_empty(), "a local container cannot claim a bound IP");
     assert_eq!(sim.hosts[0].switch().counters().drops(DropReason::ArpSpoofed), 1);
     // The same lie arriving over the underlay (e.g. from a host with a stale or hostile view).
-    let mut payload = vec![0x08, 0, 0, 0, 0, 0, VNI as u8, 0];
+    let mut payload = vec![0x08, 0, 0, 0, 0, 0, VNI.get() as u8, 0];
     payload.extend_from_slice(&garp);
     sim.inject_underlay(ul(0), 1, &payload);
     assert!(sim.take_tap(1, 0).is_empty());

@@ -77,8 +77,8 @@ fn switch_learns_and_then_unicasts_to_one_vtep() {
     assert_eq!((crossed[0].from, crossed[0].to), (ul(1), ul(0)));
     assert_eq!(sim.take_tap(0, 0).len(), 1);
     assert!(sim.take_tap(2, 0).is_empty());
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(b)), Some(Location::Remote(ul(1))));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(a)), Some(Location::Local));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(1042), EthernetAddress(b)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(1042), EthernetAddress(a)), Some(Location::Local));
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn switch_ages_idle_entries_and_floods_again() {
     sim.tap_send(0, 0, &arp_like(b, a));
     assert_eq!(sim.take_underlay().len(), 1, "b still known just before it ages");
     sim.advance(Duration::from_secs(3));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(b)), None, "aged out");
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(1042), EthernetAddress(b)), None, "aged out");
     assert_eq!(sim.hosts[0].switch().fdb().counters().aged, 1);
     sim.tap_send(0, 0, &arp_like(b, a));
     assert_eq!(sim.take_underlay().len(), 2, "unknown unicast is flooded to both peers");
@@ -104,11 +104,11 @@ fn switch_follows_a_mac_move_to_another_host() {
     let mut sim = cluster(3, &[1042], Duration::from_secs(300), 1024);
     let (a, roamer) = (mac(0, 1), mac(9, 9));
     sim.tap_send(1, 0, &arp_like(BCAST, roamer));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(1042), EthernetAddress(roamer)), Some(Location::Remote(ul(1))));
     sim.advance(Duration::from_secs(5));
     // The workload moves to host 2 and announces itself (gratuitous ARP).
     sim.tap_send(2, 0, &arp_like(BCAST, roamer));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(1042, EthernetAddress(roamer)), Some(Location::Remote(ul(2))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(1042), EthernetAddress(roamer)), Some(Location::Remote(ul(2))));
     assert_eq!(sim.hosts[0].switch().fdb().counters().moved, 1);
     sim.take_underlay();
     sim.tap_send(0, 0, &arp_like(roamer, a));
@@ -127,7 +127,7 @@ fn switch_caps_the_table_and_counts_evictions() {
     assert_eq!(fdb.len(), 8);
     assert_eq!(fdb.counters().evicted, 12);
     for n in 12..20 {
-        assert!(fdb.lookup(1042, EthernetAddress(mac(0, n))).is_some(), "most recent MACs kept");
+        assert!(fdb.lookup(Vni::new_const(1042), EthernetAddress(mac(0, n))).is_some(), "most recent MACs kept");
     }
 }
 
@@ -139,12 +139,12 @@ fn switch_keeps_vnis_apart() {
     assert_eq!(sim.take_tap(1, 0).len(), 1, "VNI 100 delivered on VNI 100's TAP");
     assert!(sim.take_tap(1, 1).is_empty(), "nothing leaks into VNI 200");
     let fdb = sim.hosts[1].switch().fdb();
-    assert!(fdb.lookup(100, EthernetAddress(a)).is_some());
-    assert!(fdb.lookup(200, EthernetAddress(a)).is_none());
+    assert!(fdb.lookup(Vni::new_const(100), EthernetAddress(a)).is_some());
+    assert!(fdb.lookup(Vni::new_const(200), EthernetAddress(a)).is_none());
     // The same MAC may live in another place on another VNI.
     sim.tap_send(1, 1, &arp_like(BCAST, a));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(200, EthernetAddress(a)), Some(Location::Remote(ul(1))));
-    assert_eq!(sim.hosts[0].switch().fdb().lookup(100, EthernetAddress(a)), Some(Location::Local));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(200), EthernetAddress(a)), Some(Location::Remote(ul(1))));
+    assert_eq!(sim.hosts[0].switch().fdb().lookup(Vni::new_const(100), EthernetAddress(a)), Some(Location::Local));
 }
 
 fn vxlan(vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let esp = switch.esp_mut().unwrap();
     esp.add_manual(
         now,
-        1042,
+        Vni::new_const(1042),
         peer,
         OutboundSa::new(0x2001, Suite::Aes256Gcm, &KEY_OUT, false).unwrap(),
         InboundSa::new(0x1001, Suite::Aes256Gcm, &KEY_IN, false, 1024).unwrap(),

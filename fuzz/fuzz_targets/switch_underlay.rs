@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         routed: routed.then(|| RoutedSpec {
             subnet: "198.19.1.0/24".parse().unwrap(),
             gateway_ip: Ipv4Addr::new(198, 19, 1, 1),
-            gateway_mac: default_gateway_mac(vni),
+            gateway_mac: default_gateway_mac(Vni::new(vni).unwrap()),
         }),
         tunnel: vxswitch::dataplane::Tunnel::Vxlan,
     };

@@ -12,6 +12,7 @@
 //! IP that is bound to another MAC: gratuitous or not) is dropped and counted, which defends
 //! against ARP spoofing from containers and from the underlay alike.
 
+use crate::wire::vxlan::Vni;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -45,7 +46,7 @@ pub enum ArpVerdict {
 /// IP -> MAC bindings per VNI.
 #[derive(Debug, Default)]
 pub struct ProxyArp {
-    bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
+    bindings: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
 }
 
 impl ProxyArp {
@@ -55,17 +56,17 @@ impl ProxyArp {
     }
 
     /// Bind `ip` to `mac` on `vni`.
-    pub fn bind(&mut self, vni: u32, ip: Ipv4Addr, mac: EthernetAddress) {
+    pub fn bind(&mut self, vni: Vni, ip: Ipv4Addr, mac: EthernetAddress) {
         self.bindings.insert((vni, ip), mac);
     }
 
     /// Forget the binding of `ip` on `vni`.
-    pub fn unbind(&mut self, vni: u32, ip: Ipv4Addr) {
+    pub fn unbind(&mut self, vni: Vni, ip: Ipv4Addr) {
         self.bindings.remove(&(vni, ip));
     }
 
     /// The MAC bound to `ip` on `vni`.
-    pub fn lookup(&self, vni: u32, ip: Ipv4Addr) -> Option<EthernetAddress> {
+    pub fn lookup(&self, vni: Vni, ip: Ipv4Addr) -> Option<EthernetAddress> {
         self.bindings.get(&(vni, ip)).copied()
     }
 
@@ -81,7 +82,7 @@ impl ProxyArp {
 
     /// Judge an ARP packet on `vni`, already parsed by the caller from a frame tagged `vlan_id`
     /// (see [`parse`]; the switch parses each frame once and hands the result down).
-    pub fn judge(&self, vni: u32, arp: &ArpRepr, vlan_id: Option<u16>) -> ArpVerdict {
+    pub fn judge(&self, vni: Vni, arp: &ArpRepr, vlan_id: Option<u16>) -> ArpVerdict {
         if !arp.is_probe() {
             if let Some(bound) = self.lookup(vni, arp.source_protocol_addr) {
                 if bound != arp.source_hardware_addr {
@@ -141,6 +142,7 @@ mod tests {
     /// Parse an Ethernet frame once, as the switch does, and judge its ARP payload; what does
     /// not parse is forwarded.
     fn judge(t: &ProxyArp, vni: u32, frame: &[u8]) -> ArpVerdict {
+        let vni = Vni::new_const(vni);
         let Ok(eth) = EthernetFrame::new_checked(frame) else { return ArpVerdict::Forward };
         match parse(eth.payload()) {
             Some(arp) => t.judge(vni, &arp, eth.vlan_id()),
@@ -162,7 +164,7 @@ mod tests {
     #[test]
     fn answers_bound_ip_with_its_mac() {
         let mut t = ProxyArp::new();
-        t.bind(7, IP_B, B);
+        t.bind(Vni::new_const(7), IP_B, B);
         let ArpVerdict::Reply(frame) = judge(&t, 7, &request(A, IP_A, IP_B)) else { panic!("expected a reply") };
         let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
         assert_eq!((eth.dst_addr(), eth.src_addr(), eth.ethertype()), (A, B, EtherType::ARP));
@@ -176,7 +178,7 @@ mod tests {
     #[test]
     fn flags_spoofed_claims_and_passes_consistent_ones() {
         let mut t = ProxyArp::new();
-        t.bind(7, IP_B, B);
+        t.bind(Vni::new_const(7), IP_B, B);
         assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Spoofed, "gratuitous ARP for B's IP");
         assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_A)), ArpVerdict::Spoofed, "request claiming B's IP");
         assert_eq!(judge(&t, 7, &request(B, IP_B, IP_B)), ArpVerdict::Forward, "B announcing itself");
@@ -189,7 +191,7 @@ mod tests {
             )),
             "an RFC 5227 probe is answered, so the prober sees the conflict"
         );
-        t.unbind(7, IP_B);
+        t.unbind(Vni::new_const(7), IP_B);
         assert_eq!(judge(&t, 7, &request(EVIL, IP_B, IP_B)), ArpVerdict::Forward);
     }
 

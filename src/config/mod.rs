@@ -25,6 +25,7 @@ use crate::dataplane::flood::{self, FloodLimit};
 use crate::dataplane::mtu::{self, Encap, MtuPlan, Payload};
 use crate::ipsec::{ManualSa, Suite};
 use crate::wire::ethernet::EthernetAddress;
+use crate::wire::vxlan::Vni;
 
 /// Default VXLAN UDP port (IANA, RFC 7348).
 pub const DEFAULT_PORT: u16 = 4789;
@@ -190,7 +191,7 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     /// VXLAN network identifier (24 bit).
-    pub vni: u32,
+    pub vni: Vni,
     /// How traffic crosses hosts.
     pub mode: Mode,
     /// TAP device name (created by vxswitch); empty in host-subnet mode, which has no TAP.
@@ -595,7 +596,7 @@ fn validate_network(
         peers.push(peer);
     }
     let gateway_mac = match &n.gateway_mac {
-        None => default_gateway_mac(vni),
+        None => default_gateway_mac(Vni::new(vni).expect("range-checked")),
         Some(m) => match m.get_ref().parse::<EthernetAddress>() {
             Ok(mac) if mac.is_unicast() => mac,
             _ => return Err(err(m.span(), "gateway_mac", format!("{:?} is not a unicast MAC address", m.get_ref()))),
@@ -663,7 +664,7 @@ fn validate_network(
         arp.push((b.ip, mac));
     }
     Ok(Network {
-        vni,
+        vni: Vni::new(vni).expect("range-checked"),
         mode,
         tap,
         mtu,

@@ -49,7 +49,7 @@ fn rejects_out_of_range_vni_with_line_and_key() {
     let e = rejected(&GOOD.replace("vni = 7", "vni = 16777216"));
     assert_eq!(e.line, Some(18));
     assert_eq!(e.key, "network[1].vni");
-    assert!(e.to_string().starts_with("18: network[1].vni: 16777216 is out of range"), "{e}");
+    assert!(e.to_string().starts_with("18: network[1].vni: Vni::new_const(16777216) is out of range"), "{e}");
 }
 
 #[test]
@@ -110,11 +110,11 @@ fn routed_network_with_defaults_and_static_updates() {
     let hs = n.host_subnet.as_ref().unwrap();
     assert_eq!(hs.gateway, Ipv4Addr::new(198, 19, 1, 1), "gateway defaults to the first address");
     assert_eq!(hs.range, Some((Ipv4Addr::new(198, 19, 1, 10), Ipv4Addr::new(198, 19, 1, 200))));
-    assert_eq!(n.gateway_mac, crate::dataplane::default_gateway_mac(42));
+    assert_eq!(n.gateway_mac, crate::dataplane::default_gateway_mac(Vni::new_const(42)));
     let updates = n.static_updates();
     assert_eq!(updates.len(), 5, "2 peers up, 2 routes, 1 binding: {updates:?}");
     assert!(updates.contains(&ControlUpdate::RouteAdd {
-        vni: 42,
+        vni: Vni::new_const(42),
         subnet: "198.19.3.0/24".parse().unwrap(),
         via: Ipv4Addr::new(198, 18, 0, 3)
     }));
@@ -306,8 +306,8 @@ peers = ["198.18.0.2"]
 #[test]
 fn several_encrypted_networks_per_host_with_cleartext_ones() {
     let c = Config::parse(&two_encrypted("0x2010", "01")).unwrap();
-    let encrypted: Vec<u32> = c.networks.iter().filter(|n| n.encrypted).map(|n| n.vni).collect();
-    assert_eq!(encrypted, vec![10, 20]);
+    let encrypted: Vec<Vni> = c.networks.iter().filter(|n| n.encrypted).map(|n| n.vni).collect();
+    assert_eq!(encrypted, [10, 20].map(Vni::new_const));
     assert!(!c.networks[2].encrypted);
     assert_eq!(c.networks[1].encap, Encap::Esp { suite: Suite::Aes256Gcm, payload: Payload::Ipv4 });
 }

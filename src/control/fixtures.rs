@@ -10,9 +10,10 @@ use ipnet::Ipv4Net;
 
 use super::record::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
 use crate::wire::ethernet::EthernetAddress;
+use crate::wire::vxlan::Vni;
 
 /// The network all example hosts are on.
-pub const SIM_VNI: u32 = 100;
+pub const SIM_VNI: Vni = Vni::new_const(100);
 
 /// Gossip address of host `i`.
 pub fn host_addr(i: usize) -> SocketAddr {

@@ -648,7 +648,7 @@ impl Membership {
         let mut out = Vec::new();
         let fresh = self.tables.sync(&self.local, live.iter(), &mut out);
         for c in fresh {
-            warn!(vni = c.vni, what = ?c.what, winner = %c.winner, loser = %c.loser,
+            warn!(vni = %c.vni, what = ?c.what, winner = %c.winner, loser = %c.loser,
                 "ownership conflict: the older claim keeps it, the newer is not installed");
         }
         self.updates.extend(out);

@@ -12,6 +12,7 @@
 //! JSON; the JSON names the signing key (`p`), and a record whose signature does not verify under
 //! it is refused on reassembly (see [`super::signing`] and [`super::trust`]).
 
+use crate::wire::vxlan::Vni;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
@@ -48,7 +49,7 @@ pub struct Binding {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NetworkClaim {
     /// The VXLAN network identifier.
-    pub vni: u32,
+    pub vni: Vni,
     /// Subnets routed to this host.
     pub subnets: Vec<SubnetClaim>,
     /// Container IP to MAC bindings.
@@ -120,7 +121,7 @@ fn mac_parse(text: &str) -> Option<EthernetAddress> {
 
 impl MemberRecord {
     /// The claim of network `vni`, if the host is on it.
-    pub fn network(&self, vni: u32) -> Option<&NetworkClaim> {
+    pub fn network(&self, vni: Vni) -> Option<&NetworkClaim> {
         self.networks.iter().find(|n| n.vni == vni)
     }
 
@@ -140,7 +141,7 @@ impl MemberRecord {
                 .networks
                 .iter()
                 .map(|n| WireNet {
-                    i: n.vni,
+                    i: n.vni.get(),
                     s: n.subnets.iter().map(|s| (s.net, s.since)).collect(),
                     b: n.bindings.iter().map(|b| (b.ip, mac_hex(&b.mac), b.since)).collect(),
                 })
@@ -175,7 +176,7 @@ impl MemberRecord {
                 bindings.push(Binding { ip, mac: mac_parse(&mac)?, since });
             }
             let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
-            networks.push(NetworkClaim { vni: n.i, subnets, bindings });
+            networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
         }
         Some(MemberRecord {
             name: wire.n,
@@ -314,7 +315,7 @@ pub(crate) mod tests {
             esp_public_key: Some([9; 32]),
             signing_key: None,
             networks: vec![NetworkClaim {
-                vni: 42,
+                vni: Vni::new_const(42),
                 subnets: vec![SubnetClaim { net: "203.0.113.0/26".parse().unwrap(), since: 17 }],
                 bindings: (0..bindings)
                     .map(|i| Binding {

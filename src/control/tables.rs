@@ -20,6 +20,7 @@
 //! installed anywhere. Both sides (and every other host) log a warning once per conflict and
 //! show it in status.
 
+use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -47,7 +48,7 @@ pub enum Contested {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Conflict {
     /// The network.
-    pub vni: u32,
+    pub vni: Vni,
     /// What both hosts claim.
     pub what: Contested,
     /// Host that keeps it (the older claim).
@@ -58,11 +59,11 @@ pub struct Conflict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    Peer(u32, Ipv4Addr),
-    Route(u32, Ipv4Net),
-    Arp(u32, Ipv4Addr),
+    Peer(Vni, Ipv4Addr),
+    Route(Vni, Ipv4Net),
+    Arp(Vni, Ipv4Addr),
     Esp(Ipv4Addr),
-    Fdb(u32, EthernetAddress),
+    Fdb(Vni, EthernetAddress),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,10 +144,10 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 /// Applies the ownership rule on the networks `local` is on. Returns the accepted claims as
 /// `(vni, owned, host name)` and the conflicts.
-fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(u32, Owned, &'a str)>, BTreeSet<Conflict>) {
+fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(Vni, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
-    let mut subnets: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
-    let mut ips: BTreeMap<u32, Vec<(u64, &'a str, Ipv4Addr)>> = BTreeMap::new();
+    let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
+    let mut ips: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Addr)>> = BTreeMap::new();
     for rec in all {
         for net in &rec.networks {
             if local.network(net.vni).is_none() {
@@ -302,7 +303,7 @@ mod tests {
     fn other_networks_are_ignored_and_conflicts_resolved_by_age_then_name() {
         let local = host_record(0, 1);
         let mut other_net = host_record(1, 1);
-        other_net.networks[0].vni = 7;
+        other_net.networks[0].vni = Vni::new_const(7);
         let mut a = host_record(2, 1);
         let mut b = host_record(3, 1);
         let net: Ipv4Net = "198.19.200.0/24".parse().unwrap();

@@ -1,5 +1,6 @@
 //! The one update path from control sources to consumers.
 
+use crate::wire::vxlan::Vni;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -19,21 +20,38 @@ pub struct PeerInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlUpdate {
     /// A peer host joined network `vni` (it receives flooded traffic from now on).
-    PeerUp { vni: u32, peer: PeerInfo },
+    PeerUp { vni: Vni, peer: PeerInfo },
     /// A peer host left network `vni`: withdraw everything learned or installed for it.
-    PeerDown { vni: u32, underlay: Ipv4Addr },
+    PeerDown { vni: Vni, underlay: Ipv4Addr },
     /// `subnet` is owned by the host at `via` (its underlay address).
-    RouteAdd { vni: u32, subnet: Ipv4Net, via: Ipv4Addr },
+    RouteAdd { vni: Vni, subnet: Ipv4Net, via: Ipv4Addr },
     /// `subnet` is no longer owned by anyone we know.
-    RouteRemove { vni: u32, subnet: Ipv4Net },
+    RouteRemove { vni: Vni, subnet: Ipv4Net },
     /// A static FDB entry: `mac` on network `vni` lives behind the host at `underlay`.
-    StaticFdb { vni: u32, mac: EthernetAddress, underlay: Ipv4Addr },
+    StaticFdb { vni: Vni, mac: EthernetAddress, underlay: Ipv4Addr },
     /// Remove a static FDB entry.
-    StaticFdbRemove { vni: u32, mac: EthernetAddress },
+    StaticFdbRemove { vni: Vni, mac: EthernetAddress },
     /// Container `ip` on network `vni` has MAC `mac` (feeds the proxy-ARP responder).
-    ArpBinding { vni: u32, ip: Ipv4Addr, mac: EthernetAddress },
+    ArpBinding { vni: Vni, ip: Ipv4Addr, mac: EthernetAddress },
     /// Forget the binding of `ip`.
-    ArpUnbind { vni: u32, ip: Ipv4Addr },
+    ArpUnbind { vni: Vni, ip: Ipv4Addr },
     /// The peer at `underlay` has this long-term X25519 public key and start epoch.
     EspKey { underlay: Ipv4Addr, public_key: [u8; 32], epoch: u64 },
+}
+
+impl ControlUpdate {
+    /// The network the update is about; `None` for ESP keys, which belong to a host.
+    pub fn vni(&self) -> Option<Vni> {
+        match *self {
+            ControlUpdate::PeerUp { vni, .. }
+            | ControlUpdate::PeerDown { vni, .. }
+            | ControlUpdate::RouteAdd { vni, .. }
+            | ControlUpdate::RouteRemove { vni, .. }
+            | ControlUpdate::StaticFdb { vni, .. }
+            | ControlUpdate::StaticFdbRemove { vni, .. }
+            | ControlUpdate::ArpBinding { vni, .. }
+            | ControlUpdate::ArpUnbind { vni, .. } => Some(vni),
+            ControlUpdate::EspKey { .. } => None,
+        }
+    }
 }

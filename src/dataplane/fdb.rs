@@ -19,6 +19,7 @@
 //!   frame would cost a tree update per packet, so it is only moved when the entry's recorded time
 //!   is more than [`REFRESH_GRANULARITY`] old; ageing is therefore exact to within that granularity.
 
+use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -48,7 +49,7 @@ pub enum Location {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FdbKey {
     /// 24-bit VXLAN network identifier.
-    pub vni: u32,
+    pub vni: Vni,
     /// The MAC address.
     pub mac: EthernetAddress,
 }
@@ -134,18 +135,18 @@ impl Fdb {
     /// Look up where `mac` on `vni` lives.
     // hot path
     #[inline]
-    pub fn lookup(&self, vni: u32, mac: EthernetAddress) -> Option<Location> {
+    pub fn lookup(&self, vni: Vni, mac: EthernetAddress) -> Option<Location> {
         self.entries.get(&FdbKey { vni, mac }).map(|e| e.location)
     }
 
     /// Full entry, for status output and tests.
-    pub fn get(&self, vni: u32, mac: EthernetAddress) -> Option<&FdbEntry> {
+    pub fn get(&self, vni: Vni, mac: EthernetAddress) -> Option<&FdbEntry> {
         self.entries.get(&FdbKey { vni, mac })
     }
 
     /// Learn that `mac` on `vni` was seen at `location`.
     // hot path
-    pub fn learn(&mut self, now: Instant, vni: u32, mac: EthernetAddress, location: Location) -> Learned {
+    pub fn learn(&mut self, now: Instant, vni: Vni, mac: EthernetAddress, location: Location) -> Learned {
         let key = FdbKey { vni, mac };
         if let Some(entry) = self.entries.get_mut(&key) {
             if entry.is_static {
@@ -233,7 +234,7 @@ impl Fdb {
     }
 
     /// Install or replace a static entry (from configuration or the control plane).
-    pub fn insert_static(&mut self, now: Instant, vni: u32, mac: EthernetAddress, location: Location) {
+    pub fn insert_static(&mut self, now: Instant, vni: Vni, mac: EthernetAddress, location: Location) {
         let key = FdbKey { vni, mac };
         if let Some(old) = self.entries.get(&key).copied() {
             if !old.is_static {
@@ -244,7 +245,7 @@ impl Fdb {
     }
 
     /// Remove an entry (static or dynamic). Returns whether it existed.
-    pub fn remove(&mut self, vni: u32, mac: EthernetAddress) -> bool {
+    pub fn remove(&mut self, vni: Vni, mac: EthernetAddress) -> bool {
         match self.entries.remove(&FdbKey { vni, mac }) {
             Some(old) => {
                 if !old.is_static {
@@ -257,7 +258,7 @@ impl Fdb {
     }
 
     /// Remove every dynamic entry that points at `peer` on `vni` (the peer went away).
-    pub fn flush_remote(&mut self, vni: u32, peer: Ipv4Addr) -> usize {
+    pub fn flush_remote(&mut self, vni: Vni, peer: Ipv4Addr) -> usize {
         let doomed: Vec<FdbKey> =
             self.entries.iter().filter(|(k, e)| k.vni == vni && e.location == Location::Remote(peer)).map(|(k, _)| *k).collect();
         for key in &doomed {
@@ -313,6 +314,9 @@ impl Fdb {
 
 #[cfg(test)]
 mod tests {
+    fn v(n: u32) -> Vni {
+        Vni::new(n).unwrap()
+    }
     use super::*;
 
     fn mac(n: u8) -> EthernetAddress {
@@ -325,11 +329,11 @@ mod tests {
     fn learns_refreshes_and_moves() {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, 16);
-        assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(A)), Learned::New);
-        assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(A)), Learned::Refreshed);
-        assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(B)), Learned::Moved { from: Location::Remote(A) });
-        assert_eq!(fdb.lookup(1, mac(1)), Some(Location::Remote(B)));
-        assert_eq!(fdb.lookup(2, mac(1)), None, "VNIs are separate tables");
+        assert_eq!(fdb.learn(t0, v(1), mac(1), Location::Remote(A)), Learned::New);
+        assert_eq!(fdb.learn(t0, v(1), mac(1), Location::Remote(A)), Learned::Refreshed);
+        assert_eq!(fdb.learn(t0, v(1), mac(1), Location::Remote(B)), Learned::Moved { from: Location::Remote(A) });
+        assert_eq!(fdb.lookup(v(1), mac(1)), Some(Location::Remote(B)));
+        assert_eq!(fdb.lookup(v(2), mac(1)), None, "VNIs are separate tables");
         assert_eq!(fdb.counters().moved, 1);
     }
 
@@ -338,17 +342,17 @@ mod tests {
         let t0 = Instant::now();
         let ageing = Duration::from_secs(10);
         let mut fdb = Fdb::new(ageing, 16);
-        fdb.learn(t0, 1, mac(1), Location::Local);
-        fdb.learn(t0, 1, mac(2), Location::Local);
-        fdb.insert_static(t0, 1, mac(3), Location::Remote(A));
-        fdb.learn(t0 + Duration::from_secs(6), 1, mac(2), Location::Local);
+        fdb.learn(t0, v(1), mac(1), Location::Local);
+        fdb.learn(t0, v(1), mac(2), Location::Local);
+        fdb.insert_static(t0, v(1), mac(3), Location::Remote(A));
+        fdb.learn(t0 + Duration::from_secs(6), v(1), mac(2), Location::Local);
         assert_eq!(fdb.next_expiry(), Some(t0 + ageing));
         assert_eq!(fdb.age(t0 + Duration::from_secs(9)), 0);
         assert_eq!(fdb.age(t0 + Duration::from_secs(10)), 1);
-        assert_eq!(fdb.lookup(1, mac(1)), None);
-        assert_eq!(fdb.lookup(1, mac(2)), Some(Location::Local));
+        assert_eq!(fdb.lookup(v(1), mac(1)), None);
+        assert_eq!(fdb.lookup(v(1), mac(2)), Some(Location::Local));
         assert_eq!(fdb.age(t0 + Duration::from_secs(3600)), 1);
-        assert_eq!(fdb.lookup(1, mac(3)), Some(Location::Remote(A)), "static never ages");
+        assert_eq!(fdb.lookup(v(1), mac(3)), Some(Location::Remote(A)), "static never ages");
         assert_eq!(fdb.counters().aged, 2);
     }
 
@@ -356,16 +360,16 @@ mod tests {
     fn cap_evicts_least_recently_seen_dynamic_entry() {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, 3);
-        fdb.insert_static(t0, 1, mac(100), Location::Remote(A));
+        fdb.insert_static(t0, v(1), mac(100), Location::Remote(A));
         for n in 1..=3 {
-            fdb.learn(t0 + Duration::from_secs(n as u64 * 2), 1, mac(n), Location::Local);
+            fdb.learn(t0 + Duration::from_secs(n as u64 * 2), v(1), mac(n), Location::Local);
         }
         // mac(1) is talking again, so mac(2) becomes the least recently seen.
-        fdb.learn(t0 + Duration::from_secs(10), 1, mac(1), Location::Local);
-        fdb.learn(t0 + Duration::from_secs(12), 1, mac(4), Location::Local);
-        assert_eq!(fdb.lookup(1, mac(2)), None);
+        fdb.learn(t0 + Duration::from_secs(10), v(1), mac(1), Location::Local);
+        fdb.learn(t0 + Duration::from_secs(12), v(1), mac(4), Location::Local);
+        assert_eq!(fdb.lookup(v(1), mac(2)), None);
         for n in [1, 3, 4, 100] {
-            assert!(fdb.lookup(1, mac(n)).is_some(), "mac {n} kept");
+            assert!(fdb.lookup(v(1), mac(n)).is_some(), "mac {n} kept");
         }
         assert_eq!(fdb.counters().evicted, 1);
         assert_eq!(fdb.len(), 4, "three dynamic entries plus the exempt static one");
@@ -375,9 +379,9 @@ mod tests {
     fn static_entry_is_not_moved_by_learning() {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, 8);
-        fdb.insert_static(t0, 1, mac(1), Location::Remote(A));
-        assert_eq!(fdb.learn(t0, 1, mac(1), Location::Remote(B)), Learned::StaticConflict);
-        assert_eq!(fdb.lookup(1, mac(1)), Some(Location::Remote(A)));
+        fdb.insert_static(t0, v(1), mac(1), Location::Remote(A));
+        assert_eq!(fdb.learn(t0, v(1), mac(1), Location::Remote(B)), Learned::StaticConflict);
+        assert_eq!(fdb.lookup(v(1), mac(1)), Some(Location::Remote(A)));
         assert_eq!(fdb.counters().static_conflicts, 1);
     }
 
@@ -385,12 +389,12 @@ mod tests {
     fn flush_remote_removes_only_that_peer() {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, 8);
-        fdb.learn(t0, 1, mac(1), Location::Remote(A));
-        fdb.learn(t0, 1, mac(2), Location::Remote(B));
-        fdb.learn(t0, 2, mac(3), Location::Remote(A));
-        assert_eq!(fdb.flush_remote(1, A), 1);
-        assert_eq!(fdb.lookup(1, mac(2)), Some(Location::Remote(B)));
-        assert_eq!(fdb.lookup(2, mac(3)), Some(Location::Remote(A)));
+        fdb.learn(t0, v(1), mac(1), Location::Remote(A));
+        fdb.learn(t0, v(1), mac(2), Location::Remote(B));
+        fdb.learn(t0, v(2), mac(3), Location::Remote(A));
+        assert_eq!(fdb.flush_remote(v(1), A), 1);
+        assert_eq!(fdb.lookup(v(1), mac(2)), Some(Location::Remote(B)));
+        assert_eq!(fdb.lookup(v(2), mac(3)), Some(Location::Remote(A)));
     }
 
     #[test]
@@ -400,9 +404,9 @@ mod tests {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, cap);
         for n in 1..=8 {
-            fdb.learn(t0, 1, mac(n), Location::Remote(A));
-            fdb.learn(t0, 1, mac(100 + n), Location::Remote(B));
-            fdb.learn(t0, 1, mac(200 + n), Location::Local);
+            fdb.learn(t0, v(1), mac(n), Location::Remote(A));
+            fdb.learn(t0, v(1), mac(100 + n), Location::Remote(B));
+            fdb.learn(t0, v(1), mac(200 + n), Location::Local);
         }
         let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
         for i in 0..10 * cap as u64 {
@@ -411,20 +415,20 @@ mod tests {
             rng ^= rng << 17;
             let b = rng.to_be_bytes();
             let random = EthernetAddress([0x02, b[1], b[2], b[3], b[4], b[5]]);
-            fdb.learn(t0 + Duration::from_millis(i), 1, random, Location::Remote(FLOODER));
+            fdb.learn(t0 + Duration::from_millis(i), v(1), random, Location::Remote(FLOODER));
         }
         for n in 1..=8 {
-            assert_eq!(fdb.lookup(1, mac(n)), Some(Location::Remote(A)), "peer A's mac {n} kept");
-            assert_eq!(fdb.lookup(1, mac(100 + n)), Some(Location::Remote(B)), "peer B's mac {n} kept");
-            assert_eq!(fdb.lookup(1, mac(200 + n)), Some(Location::Local), "local mac {n} kept");
+            assert_eq!(fdb.lookup(v(1), mac(n)), Some(Location::Remote(A)), "peer A's mac {n} kept");
+            assert_eq!(fdb.lookup(v(1), mac(100 + n)), Some(Location::Remote(B)), "peer B's mac {n} kept");
+            assert_eq!(fdb.lookup(v(1), mac(200 + n)), Some(Location::Local), "local mac {n} kept");
         }
         assert_eq!(fdb.owned_by(Location::Remote(FLOODER)), cap / 4, "the flooder keeps only its share");
         let c = fdb.counters();
         assert!(c.share_evicted >= 9 * cap as u64, "the share bit: {c:?}");
         assert_eq!(c.evicted, c.share_evicted, "only the flooder's own entries were evicted");
         // The honest peers still learn new MACs: the table is not full for them.
-        assert_eq!(fdb.learn(t0 + Duration::from_secs(60), 1, mac(50), Location::Remote(A)), Learned::New);
-        assert_eq!(fdb.lookup(1, mac(1)), Some(Location::Remote(A)));
+        assert_eq!(fdb.learn(t0 + Duration::from_secs(60), v(1), mac(50), Location::Remote(A)), Learned::New);
+        assert_eq!(fdb.lookup(v(1), mac(1)), Some(Location::Remote(A)));
         assert!(fdb.len() <= cap);
     }
 
@@ -433,19 +437,19 @@ mod tests {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, 8);
         for n in 1..=8 {
-            fdb.learn(t0 + Duration::from_secs(n as u64), 1, mac(n), Location::Remote(A));
+            fdb.learn(t0 + Duration::from_secs(n as u64), v(1), mac(n), Location::Remote(A));
         }
         assert_eq!(fdb.owned_by(Location::Remote(A)), 8, "alone, a peer may use the whole table");
         for n in 1..=4 {
-            fdb.learn(t0 + Duration::from_secs(20 + n as u64), 1, mac(100 + n), Location::Local);
+            fdb.learn(t0 + Duration::from_secs(20 + n as u64), v(1), mac(100 + n), Location::Local);
         }
         assert_eq!(fdb.owned_by(Location::Local), 4);
         assert_eq!(fdb.owned_by(Location::Remote(A)), 4, "A gave up its oldest entries");
-        assert_eq!(fdb.lookup(1, mac(4)), None);
-        assert_eq!(fdb.lookup(1, mac(5)), Some(Location::Remote(A)));
+        assert_eq!(fdb.lookup(v(1), mac(4)), None);
+        assert_eq!(fdb.lookup(v(1), mac(5)), Some(Location::Remote(A)));
         // At its share, the next local MAC replaces the oldest local one, not A's.
-        fdb.learn(t0 + Duration::from_secs(30), 1, mac(105), Location::Local);
-        assert_eq!(fdb.lookup(1, mac(101)), None);
+        fdb.learn(t0 + Duration::from_secs(30), v(1), mac(105), Location::Local);
+        assert_eq!(fdb.lookup(v(1), mac(101)), None);
         assert_eq!(fdb.owned_by(Location::Remote(A)), 4);
         let c = fdb.counters();
         assert_eq!((c.evicted, c.share_evicted), (5, 1));
@@ -456,13 +460,13 @@ mod tests {
     fn owner_indexes_follow_moves_ageing_and_removal() {
         let t0 = Instant::now();
         let mut fdb = Fdb::new(Duration::from_secs(10), 16);
-        fdb.learn(t0, 1, mac(1), Location::Remote(A));
-        fdb.learn(t0, 1, mac(2), Location::Remote(A));
-        fdb.learn(t0, 1, mac(1), Location::Remote(B));
+        fdb.learn(t0, v(1), mac(1), Location::Remote(A));
+        fdb.learn(t0, v(1), mac(2), Location::Remote(A));
+        fdb.learn(t0, v(1), mac(1), Location::Remote(B));
         assert_eq!((fdb.owned_by(Location::Remote(A)), fdb.owned_by(Location::Remote(B))), (1, 1));
-        fdb.insert_static(t0, 1, mac(2), Location::Remote(B));
+        fdb.insert_static(t0, v(1), mac(2), Location::Remote(B));
         assert_eq!(fdb.owned_by(Location::Remote(A)), 0, "a static entry is nobody's share");
-        assert!(fdb.remove(1, mac(2)));
+        assert!(fdb.remove(v(1), mac(2)));
         assert_eq!(fdb.age(t0 + Duration::from_secs(10)), 1);
         assert_eq!(fdb.owned_by(Location::Remote(B)), 0);
         assert!(fdb.is_empty());

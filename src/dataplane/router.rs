@@ -27,6 +27,7 @@ use crate::wire::arp::{ArpOperation, ArpRepr};
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{self, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::vxlan::Vni;
 
 /// How long a snooped local neighbour stays valid without being seen again.
 pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(300);
@@ -42,8 +43,8 @@ const MAX_NEIGHBOURS: usize = 4096;
 const ICMP_PER_SEC: u32 = 100;
 
 /// The anycast gateway MAC for `vni`: locally administered, unicast, `02:76:78:VV:VV:VV`.
-pub fn default_gateway_mac(vni: u32) -> EthernetAddress {
-    let v = vni.to_be_bytes();
+pub fn default_gateway_mac(vni: Vni) -> EthernetAddress {
+    let v = vni.get().to_be_bytes();
     EthernetAddress([0x02, 0x76, 0x78, v[1], v[2], v[3]])
 }
 

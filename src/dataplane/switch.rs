@@ -160,7 +160,7 @@ impl Network {
 #[derive(Debug)]
 pub struct Switch {
     networks: Vec<Network>,
-    by_vni: HashMap<u32, PortId>,
+    by_vni: HashMap<Vni, PortId>,
     fdb: Fdb,
     /// Per-source rate limit of flooded frames.
     flood: FloodLimiter,
@@ -172,7 +172,7 @@ pub struct Switch {
     /// Frames the router wants written to the TAP it is working for.
     router_out: VecDeque<Vec<u8>>,
     /// Container bindings seen in ARP from local TAPs: (vni, ip) -> mac.
-    local_bindings: HashMap<(u32, Ipv4Addr), EthernetAddress>,
+    local_bindings: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
     /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
     local_bindings_changed: bool,
     /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
@@ -191,7 +191,7 @@ impl Switch {
             .into_iter()
             .enumerate()
             .map(|(port, spec)| {
-                by_vni.insert(spec.vni.get(), port);
+                by_vni.insert(spec.vni, port);
                 Network::new(spec, now)
             })
             .collect();
@@ -247,7 +247,7 @@ impl Switch {
         }
         let (src, dst) = (eth.src_addr, eth.dst_addr);
         if let Some(arp) = arp {
-            match self.proxy_arp.judge(vni.get(), &arp, eth.vlan_id) {
+            match self.proxy_arp.judge(vni, &arp, eth.vlan_id) {
                 ArpVerdict::Reply(reply) => {
                     self.counters.arp_replies += 1;
                     self.transmits.push_back(Transmit::Tap { port, frame: reply });
@@ -261,11 +261,11 @@ impl Switch {
                     self.counters.drop(DropReason::ArpUnknownDropped);
                     return Forward::Nothing;
                 }
-                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni.get(), &arp),
+                ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni, &arp),
             }
         }
-        self.fdb.learn(now, vni.get(), src, Location::Local);
-        let known = if dst.is_unicast() { self.fdb.lookup(vni.get(), dst) } else { None };
+        self.fdb.learn(now, vni, src, Location::Local);
+        let known = if dst.is_unicast() { self.fdb.lookup(vni, dst) } else { None };
         let target = match known {
             Some(Location::Local) => {
                 self.counters.drop(DropReason::TapLocalDestination);
@@ -310,7 +310,7 @@ impl Switch {
     }
 
     /// Remember which container IP sits behind this host (for the gossip record).
-    fn snoop_local_binding(&mut self, vni: u32, arp: &ArpRepr) {
+    fn snoop_local_binding(&mut self, vni: Vni, arp: &ArpRepr) {
         let (ip, mac) = (arp.source_protocol_addr, arp.source_hardware_addr);
         if arp.is_probe() || !mac.is_unicast() || self.proxy_arp.lookup(vni, ip).is_some() {
             return;
@@ -338,7 +338,7 @@ impl Switch {
     }
 
     /// The local container bindings, if they changed since the last call.
-    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(u32, Ipv4Addr, EthernetAddress)>> {
+    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(Vni, Ipv4Addr, EthernetAddress)>> {
         if !std::mem::take(&mut self.local_bindings_changed) {
             return None;
         }
@@ -380,7 +380,7 @@ impl Switch {
                 return Forward::Nothing;
             }
         };
-        let Some(&port) = self.by_vni.get(&decapped.vni.get()) else {
+        let Some(&port) = self.by_vni.get(&decapped.vni) else {
             self.counters.drop(DropReason::UnknownVni);
             return Forward::Nothing;
         };
@@ -407,7 +407,7 @@ impl Switch {
 
     /// An inner Ethernet frame from peer `from` on a switched network: learn and deliver.
     fn deliver_switched(&mut self, now: Instant, port: PortId, from: Ipv4Addr, buf: &mut [u8], inner: Range<usize>) -> Forward<'_> {
-        let vni = self.networks[port].vni.get();
+        let vni = self.networks[port].vni;
         let Ok(eth) = EthernetFrame::new_checked(&buf[inner.clone()]) else {
             self.counters.drop(DropReason::InnerMalformed);
             return Forward::Nothing;
@@ -434,7 +434,7 @@ impl Switch {
     /// Whether a frame from peer `from` claims a container the control plane places elsewhere: its
     /// source MAC is statically (by gossip) behind another host, or its IPv4 source is bound to
     /// another MAC. // hot path
-    fn inner_source_spoofed(&self, vni: u32, from: Ipv4Addr, eth: &EthernetFrame<&[u8]>) -> bool {
+    fn inner_source_spoofed(&self, vni: Vni, from: Ipv4Addr, eth: &EthernetFrame<&[u8]>) -> bool {
         let src = eth.src_addr();
         if self.fdb.get(vni, src).is_some_and(|e| e.is_static && e.location != Location::Remote(from)) {
             return true;
@@ -578,8 +578,8 @@ impl Switch {
     /// the first retired port, else on a new one; returns its port. A network of the same VNI is
     /// replaced.
     pub fn add_network(&mut self, now: Instant, spec: NetworkSpec) -> PortId {
-        self.remove_network(spec.vni.get());
-        let vni = spec.vni.get();
+        self.remove_network(spec.vni);
+        let vni = spec.vni;
         let net = Network::new(spec, now);
         let port = match self.networks.iter().position(|n| n.retired) {
             Some(port) => {
@@ -597,7 +597,7 @@ impl Switch {
 
     /// Remove the network `vni`, forgetting its peers, routes, FDB entries and snooped bindings;
     /// returns the port it had, which is retired. Other networks keep their ports.
-    pub fn remove_network(&mut self, vni: u32) -> Option<PortId> {
+    pub fn remove_network(&mut self, vni: Vni) -> Option<PortId> {
         let port = self.by_vni.remove(&vni)?;
         let net = &mut self.networks[port];
         net.retired = true;
@@ -616,7 +616,7 @@ impl Switch {
     }
 
     /// The port of network `vni`.
-    pub fn port(&self, vni: u32) -> Option<PortId> {
+    pub fn port(&self, vni: Vni) -> Option<PortId> {
         self.by_vni.get(&vni).copied()
     }
 
@@ -655,7 +655,7 @@ impl Switch {
         self.networks.get(port).map_or(&[], |n| &n.peers)
     }
 
-    fn network_mut(&mut self, vni: u32) -> Option<&mut Network> {
+    fn network_mut(&mut self, vni: Vni) -> Option<&mut Network> {
         let port = *self.by_vni.get(&vni)?;
         self.networks.get_mut(port)
     }

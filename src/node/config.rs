@@ -13,7 +13,6 @@ use super::state::Claims;
 use crate::config::{Config, Mode};
 use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, MemberRecord};
 use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
-use crate::wire::vxlan::Vni;
 
 /// Everything one node is built from.
 pub struct NodeConfig {
@@ -78,7 +77,7 @@ impl NodeConfig {
             let mut record = local_record(config, &g.name, join.advertised, epoch, public_key, unix_secs(wall));
             for net in &mut record.networks {
                 for s in &mut net.subnets {
-                    s.since = join.claims.since(net.vni, s.net).unwrap_or(s.since);
+                    s.since = join.claims.since(net.vni.get(), s.net).unwrap_or(s.since);
                 }
             }
             GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
@@ -100,7 +99,7 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
         networks: config
             .switched_networks()
             .map(|n| NetworkSpec {
-                vni: Vni::new(n.vni).expect("validated by config"),
+                vni: n.vni,
                 max_frame_len: n.max_frame_len(config.underlay.mtu),
                 // Peers, routes and bindings arrive as ControlUpdates, like gossip's.
                 peers: Vec::new(),

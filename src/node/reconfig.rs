@@ -29,14 +29,15 @@ use std::time::Instant;
 use super::Node;
 use crate::control::ControlUpdate;
 use crate::dataplane::{NetworkSpec, PortId};
+use crate::wire::vxlan::Vni;
 
 /// What [`Node::apply_config`] changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ConfigChange {
     /// Networks removed, as (port, VNI): the driver closes their TAPs. First, in this order.
-    pub removed: Vec<(PortId, u32)>,
+    pub removed: Vec<(PortId, Vni)>,
     /// Networks added, as (port, VNI): the driver opens their TAPs. After the removals.
-    pub added: Vec<(PortId, u32)>,
+    pub added: Vec<(PortId, Vni)>,
     /// The control updates applied, in order (withdrawals first).
     pub updates: Vec<ControlUpdate>,
 }
@@ -45,21 +46,6 @@ impl ConfigChange {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.removed.is_empty() && self.added.is_empty() && self.updates.is_empty()
-    }
-}
-
-/// The VNI an update is about (`None` for ESP keys, which are per host).
-fn vni_of(u: &ControlUpdate) -> Option<u32> {
-    match u {
-        ControlUpdate::PeerUp { vni, .. }
-        | ControlUpdate::PeerDown { vni, .. }
-        | ControlUpdate::RouteAdd { vni, .. }
-        | ControlUpdate::RouteRemove { vni, .. }
-        | ControlUpdate::StaticFdb { vni, .. }
-        | ControlUpdate::StaticFdbRemove { vni, .. }
-        | ControlUpdate::ArpBinding { vni, .. }
-        | ControlUpdate::ArpUnbind { vni, .. } => Some(*vni),
-        ControlUpdate::EspKey { .. } => None,
     }
 }
 
@@ -80,9 +66,9 @@ impl Node {
     pub fn apply_config(&mut self, now: Instant, networks: Vec<NetworkSpec>, statics: Vec<ControlUpdate>) -> ConfigChange {
         let mut change = ConfigChange::default();
         // VNIs whose network goes (removed, or changed and re-added), and the specs to add.
-        let gone: Vec<u32> = self.networks.iter().filter(|old| !networks.contains(old)).map(|old| old.vni.get()).collect();
+        let gone: Vec<Vni> = self.networks.iter().filter(|old| !networks.contains(old)).map(|old| old.vni).collect();
         let fresh: Vec<NetworkSpec> = networks.iter().filter(|new| !self.networks.contains(new)).cloned().collect();
-        let kept = |u: &ControlUpdate| vni_of(u).is_none_or(|v| !gone.contains(&v));
+        let kept = |u: &ControlUpdate| u.vni().is_none_or(|v| !gone.contains(&v));
         let withdrawn: Vec<ControlUpdate> = self.statics.iter().filter(|u| !(kept(u) && statics.contains(u))).filter_map(inverse).collect();
         let applied: Vec<ControlUpdate> = statics.iter().filter(|u| !(kept(u) && self.statics.contains(u))).cloned().collect();
 
@@ -96,7 +82,7 @@ impl Node {
             }
         }
         for spec in fresh {
-            let vni = spec.vni.get();
+            let vni = spec.vni;
             change.added.push((self.switch.add_network(now, spec), vni));
         }
         for u in applied {

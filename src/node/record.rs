@@ -6,6 +6,7 @@
 //! binding that is published again keeps its first `since`. Times are wall-clock seconds handed in
 //! by the caller; nothing here reads a clock.
 
+use crate::wire::vxlan::Vni;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use crate::control::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
 use crate::wire::ethernet::EthernetAddress;
 
 /// A container binding seen behind this host: (vni, ip, mac).
-pub type LocalBinding = (u32, Ipv4Addr, EthernetAddress);
+pub type LocalBinding = (Vni, Ipv4Addr, EthernetAddress);
 
 /// Whole seconds since the Unix epoch at `wall` (0 before it).
 pub fn unix_secs(wall: SystemTime) -> u64 {
@@ -118,7 +119,7 @@ subnet = "10.9.1.0/24"
         assert_eq!((r.name.as_str(), r.gossip, r.underlay, r.epoch, r.version), ("a", gossip, config.underlay.address, 17, 0));
         assert_eq!(r.modes, ["host-subnet", "overlay", "routed"], "sorted, one each");
         assert_eq!(r.esp_public_key, Some([3; 32]));
-        assert_eq!(r.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [42, 7, 9]);
+        assert_eq!(r.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [42, 7, 9].map(Vni::new_const));
         let subnets: Vec<_> =
             r.networks.iter().map(|n| n.subnets.iter().map(|s| (s.net.to_string(), s.since)).collect::<Vec<_>>()).collect();
         assert_eq!(subnets[0], [("10.42.1.0/24".to_string(), 1_000)]);
@@ -132,12 +133,16 @@ subnet = "10.9.1.0/24"
         let config = Config::parse(CONFIG).unwrap();
         let base = local_record(&config, "a", "198.18.0.1:4790".parse().unwrap(), 1, None, 1_000);
         let ip = |n: u8| Ipv4Addr::new(10, 42, 1, n);
-        let first = with_bindings(&base, &[(42, ip(10), mac(10)), (7, ip(11), mac(11))], 2_000);
+        let first = with_bindings(&base, &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(7), ip(11), mac(11))], 2_000);
         assert_eq!(first.networks[0].bindings, [Binding { ip: ip(10), mac: mac(10), since: 2_000 }]);
         assert_eq!(first.networks[1].bindings, [Binding { ip: ip(11), mac: mac(11), since: 2_000 }]);
         assert!(first.networks[2].bindings.is_empty());
         // Later: .10 is still there, .11 has gone, .12 is new, and .10's twin with another MAC is new too.
-        let second = with_bindings(&first, &[(42, ip(10), mac(10)), (42, ip(12), mac(12)), (7, ip(11), mac(99))], 3_000);
+        let second = with_bindings(
+            &first,
+            &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(42), ip(12), mac(12)), (Vni::new_const(7), ip(11), mac(99))],
+            3_000,
+        );
         let got: Vec<_> = second.networks[0].bindings.iter().map(|b| (b.ip, b.since)).collect();
         assert_eq!(got, [(ip(10), 2_000), (ip(12), 3_000)]);
         assert_eq!(second.networks[1].bindings, [Binding { ip: ip(11), mac: mac(99), since: 3_000 }]);

@@ -40,7 +40,7 @@ impl Claims {
         let subnets = config
             .networks
             .iter()
-            .filter_map(|n| Some((n.vni, n.host_subnet.as_ref()?.subnet)))
+            .filter_map(|n| Some((n.vni.get(), n.host_subnet.as_ref()?.subnet)))
             .map(|(vni, net)| (vni, net, old.get(&(vni, net)).copied().unwrap_or(wall)))
             .collect();
         Claims { subnets }

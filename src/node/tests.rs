@@ -10,11 +10,10 @@ use crate::control::{ClusterKey, GossipConfig, PeerInfo};
 use crate::dataplane::{NetworkSpec, SwitchConfig};
 use crate::wire::arp::{ArpOperation, ArpRepr};
 use crate::wire::ethernet::EthernetAddress;
-use crate::wire::vxlan::Vni;
 
 fn switch_config() -> SwitchConfig {
     let net = NetworkSpec {
-        vni: Vni::new(SIM_VNI).unwrap(),
+        vni: SIM_VNI,
         max_frame_len: 1464,
         peers: Vec::new(),
         unknown_arp: UnknownArp::Flood,

@@ -11,7 +11,6 @@ use crate::arp::UnknownArp;
 use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, PeerInfo};
 use crate::dataplane::{NetworkSpec, SwitchConfig};
 use crate::node::{unix_secs, GossipSetup, NodeConfig};
-use crate::wire::vxlan::Vni;
 
 /// The cluster key of example clusters.
 pub const CLUSTER_KEY: [u8; 32] = [0x5a; 32];
@@ -47,7 +46,7 @@ impl Sim {
         cfg.listen = host_addr(i);
         let seed = self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ epoch.rotate_left(17);
         let network = NetworkSpec {
-            vni: Vni::new(SIM_VNI).expect("valid VNI"),
+            vni: SIM_VNI,
             max_frame_len: 1464,
             peers: Vec::new(),
             unknown_arp: UnknownArp::Flood,

@@ -11,16 +11,17 @@ use ipnet::Ipv4Net;
 
 use crate::control::ControlUpdate;
 use crate::wire::ethernet::EthernetAddress;
+use crate::wire::vxlan::Vni;
 
 /// The tables one host has built from the updates it received.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
     /// (vni, underlay) -> vtep mac.
-    pub peers: BTreeMap<(u32, Ipv4Addr), Option<EthernetAddress>>,
+    pub peers: BTreeMap<(Vni, Ipv4Addr), Option<EthernetAddress>>,
     /// (vni, subnet) -> via.
-    pub routes: BTreeMap<(u32, Ipv4Net), Ipv4Addr>,
+    pub routes: BTreeMap<(Vni, Ipv4Net), Ipv4Addr>,
     /// (vni, ip) -> mac.
-    pub arp: BTreeMap<(u32, Ipv4Addr), EthernetAddress>,
+    pub arp: BTreeMap<(Vni, Ipv4Addr), EthernetAddress>,
     /// underlay -> (key, epoch).
     pub esp: BTreeMap<Ipv4Addr, ([u8; 32], u64)>,
     /// How many PeerDown updates arrived.

@@ -30,7 +30,7 @@ mod field {
 }
 
 /// A 24-bit VXLAN Network Identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Vni(u32);
 
@@ -44,6 +44,14 @@ impl Vni {
             Some(Vni(value))
         } else {
             None
+        }
+    }
+
+    /// A VNI from a constant known to fit in 24 bits (panics at compile time otherwise).
+    pub const fn new_const(value: u32) -> Vni {
+        match Vni::new(value) {
+            Some(vni) => vni,
+            None => panic!("a VNI has 24 bits"),
         }
     }
 

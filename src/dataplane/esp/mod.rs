@@ -50,6 +50,7 @@
 pub mod hello;
 pub mod resume;
 
+use crate::wire::vxlan::Vni;
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -107,7 +108,7 @@ pub enum TunnelError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     /// The network of the SA.
-    pub vni: u32,
+    pub vni: Vni,
     /// The peer of the SA.
     pub peer: Ipv4Addr,
     /// The outbound SPI.
@@ -119,7 +120,7 @@ pub struct Reservation {
 }
 
 /// One session for status output: (VNI, peer, outbound SPI, inbound SPI, (outbound, inbound) generations).
-pub type SessionRow = (u32, Ipv4Addr, u32, u32, (u64, u64));
+pub type SessionRow = (Vni, Ipv4Addr, u32, u32, (u64, u64));
 
 struct PeerTunnel {
     session: PeerSession,
@@ -138,9 +139,9 @@ pub struct EspTunnels {
     suite: Suite,
     config: SessionConfig,
     /// Encrypted networks (VNIs), sorted.
-    networks: Vec<u32>,
-    peers: HashMap<(u32, Ipv4Addr), PeerTunnel>,
-    manual: Vec<(u32, Ipv4Addr)>,
+    networks: Vec<Vni>,
+    peers: HashMap<(Vni, Ipv4Addr), PeerTunnel>,
+    manual: Vec<(Vni, Ipv4Addr)>,
     max_sessions: usize,
     resume: ResumeTable,
     /// Drops of sessions that were replaced, so the totals never go backwards.
@@ -187,20 +188,20 @@ impl EspTunnels {
     }
 
     /// The encrypted networks are `vnis` (added to those already known).
-    pub fn set_networks(&mut self, vnis: &[u32]) {
+    pub fn set_networks(&mut self, vnis: &[Vni]) {
         self.networks.extend_from_slice(vnis);
         self.networks.sort_unstable();
         self.networks.dedup();
     }
 
     /// Builder form of [`set_networks`](Self::set_networks).
-    pub fn with_networks(mut self, vnis: &[u32]) -> Self {
+    pub fn with_networks(mut self, vnis: &[Vni]) -> Self {
         self.set_networks(vnis);
         self
     }
 
     /// The encrypted networks (VNIs).
-    pub fn networks(&self) -> &[u32] {
+    pub fn networks(&self) -> &[Vni] {
         &self.networks
     }
 
@@ -216,7 +217,7 @@ impl EspTunnels {
 
     /// Install manual SAs for `peer` in the encrypted network `vni`. An outbound SA made with
     /// [`OutboundSa::resume_after`] seals only what [`confirm_reservation`](Self::confirm_reservation) allowed.
-    pub fn add_manual(&mut self, now: Instant, vni: u32, peer: Ipv4Addr, outbound: OutboundSa, inbound: InboundSa) {
+    pub fn add_manual(&mut self, now: Instant, vni: Vni, peer: Ipv4Addr, outbound: OutboundSa, inbound: InboundSa) {
         self.set_networks(&[vni]);
         let warn_at = outbound.last_sequence() / 10 * 9;
         let session = PeerSession::manual(outbound.with_packet_budget(warn_at), inbound, now);
@@ -237,7 +238,7 @@ impl EspTunnels {
         }
     }
 
-    fn set_network_peer_key(&mut self, now: Instant, vni: u32, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
+    fn set_network_peer_key(&mut self, now: Instant, vni: Vni, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
         let key = (vni, public_key, epoch);
         let id = (vni, peer);
         match self.peers.get(&id).map(|t| t.derived_from) {
@@ -258,13 +259,13 @@ impl EspTunnels {
         }
         if self.peers.len() >= self.max_sessions {
             self.counts.session_limit += 1;
-            tracing::warn!(%peer, vni, max = self.max_sessions, "ESP session table full: no session for this peer");
+            tracing::warn!(%peer, %vni, max = self.max_sessions, "ESP session table full: no session for this peer");
             return;
         }
         let at = self.resume.take(key);
         let Some(host) = &self.host else { return };
         let session = SessionKeys::new(host, self.local_epoch, public_key, epoch, self.suite, true)
-            .map(|keys| keys.for_network(vni))
+            .map(|keys| keys.for_network(vni.get()))
             .map_err(|_| EspError::BadKeyLength)
             .and_then(|keys| PeerSession::resume(keys, self.config.clone(), now, at));
         match session {
@@ -277,7 +278,7 @@ impl EspTunnels {
             Err(e) => {
                 self.resume.retire(key, at);
                 self.counts.bad_keys += 1;
-                tracing::warn!(%peer, vni, "cannot derive ESP keys: {e:?}");
+                tracing::warn!(%peer, %vni, "cannot derive ESP keys: {e:?}");
             }
         }
     }
@@ -285,7 +286,7 @@ impl EspTunnels {
     /// The peer at `peer` left the encrypted network `vni`: drop its automatic session there
     /// (remembering where it left off). Manual and configured (static-key) peers keep theirs:
     /// they are part of the configuration.
-    pub fn remove_peer(&mut self, vni: u32, peer: Ipv4Addr) {
+    pub fn remove_peer(&mut self, vni: Vni, peer: Ipv4Addr) {
         let id = (vni, peer);
         if self.static_peers.contains_key(&peer) || self.peers.get(&id).is_none_or(|t| t.derived_from.is_none()) {
             return;
@@ -304,7 +305,7 @@ impl EspTunnels {
     }
 
     /// Whether there are keys for `peer` in the encrypted network `vni`.
-    pub fn has_session(&self, vni: u32, peer: Ipv4Addr) -> bool {
+    pub fn has_session(&self, vni: Vni, peer: Ipv4Addr) -> bool {
         self.peers.contains_key(&(vni, peer))
     }
 
@@ -313,7 +314,7 @@ impl EspTunnels {
     pub fn seal(
         &mut self,
         now: Instant,
-        vni: u32,
+        vni: Vni,
         peer: Ipv4Addr,
         buf: &mut [u8],
         inner_len: usize,
@@ -328,7 +329,7 @@ impl EspTunnels {
                     EspError::SequenceExhausted => {
                         self.counts.seq_exhausted += 1;
                         if !std::mem::replace(&mut t.exhausted, true) {
-                            tracing::error!(%peer, vni, spi = format_args!("{:#010x}", t.session.outbound_spi()),
+                            tracing::error!(%peer, %vni, spi = format_args!("{:#010x}", t.session.outbound_spi()),
                                 "ESP SA used its last sequence number: nothing more is sent to this peer until new manual keys are configured");
                         }
                     }
@@ -342,7 +343,7 @@ impl EspTunnels {
     /// Verify and decrypt an ESP packet from `peer` in place; returns the VNI of the network
     /// whose SA opened it (the SPI tells the network, see the module doc).
     // hot path
-    pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<(u32, Opened), TunnelError> {
+    pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<(Vni, Opened), TunnelError> {
         let spi = match packet.get(..4) {
             Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             None => 0,
@@ -376,7 +377,7 @@ impl EspTunnels {
             let Some(t) = self.peers.get_mut(&(vni, peer)) else { continue };
             if t.session.needs_rekey() && !std::mem::replace(&mut t.warned, true) {
                 let sa = t.session.outbound();
-                tracing::warn!(%peer, vni, spi = format_args!("{:#010x}", sa.spi()), used = sa.packets(), last = sa.last_sequence(),
+                tracing::warn!(%peer, %vni, spi = format_args!("{:#010x}", sa.spi()), used = sa.packets(), last = sa.last_sequence(),
                     "ESP SA passed 90 % of its sequence numbers: configure new manual keys before it runs out");
             }
             let sa = t.session.outbound();
@@ -403,7 +404,7 @@ impl EspTunnels {
         self.queue_due_hellos(now);
         for ((vni, peer), t) in &mut self.peers {
             if let Err(e) = t.session.handle_timeout(now) {
-                tracing::warn!(%peer, vni, "ESP rekey failed: {e:?}");
+                tracing::warn!(%peer, %vni, "ESP rekey failed: {e:?}");
             }
         }
     }
@@ -447,7 +448,7 @@ impl EspTunnels {
     }
 
     /// The current outbound SA of `peer` in network `vni` (SPI, key digest, packets; for tests and status).
-    pub fn outbound(&self, vni: u32, peer: Ipv4Addr) -> Option<&OutboundSa> {
+    pub fn outbound(&self, vni: Vni, peer: Ipv4Addr) -> Option<&OutboundSa> {
         self.peers.get(&(vni, peer)).map(|t| t.session.outbound())
     }
 }

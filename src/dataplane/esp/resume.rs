@@ -14,12 +14,13 @@
 //! newer epochs (start epochs grow with time) start at 0 as usual. Either way no generation
 //! repeats; only a long-forgotten peer may have to wait for its receiver to resynchronise.
 
+use crate::wire::vxlan::Vni;
 use std::collections::{HashMap, VecDeque};
 
 use crate::ipsec::ResumePoint;
 
 /// Identity of an automatic session's keys on the peer's side: (VNI of the network, public key, epoch).
-pub type PeerKeyId = (u32, [u8; 32], u64);
+pub type PeerKeyId = (Vni, [u8; 32], u64);
 
 /// Resume points of retired automatic sessions, bounded, oldest forgotten first.
 #[derive(Debug)]
@@ -109,27 +110,27 @@ mod tests {
     #[test]
     fn a_retired_session_resumes_and_unknown_keys_start_at_zero() {
         let mut t = ResumeTable::new(4);
-        t.retire((7, [1; 32], 10), at(5));
-        assert_eq!(t.take((7, [2; 32], 10)), ResumePoint::default());
-        assert_eq!(t.take((7, [1; 32], 10)), at(5));
+        t.retire((Vni::new_const(7), [1; 32], 10), at(5));
+        assert_eq!(t.take((Vni::new_const(7), [2; 32], 10)), ResumePoint::default());
+        assert_eq!(t.take((Vni::new_const(7), [1; 32], 10)), at(5));
         assert!(t.is_empty(), "the new session owns the entry");
-        t.retire((7, [1; 32], 10), at(3));
-        t.retire((7, [1; 32], 10), at(7));
-        assert_eq!(t.take((7, [1; 32], 10)).out_generation, 7, "the later point wins");
+        t.retire((Vni::new_const(7), [1; 32], 10), at(3));
+        t.retire((Vni::new_const(7), [1; 32], 10), at(7));
+        assert_eq!(t.take((Vni::new_const(7), [1; 32], 10)).out_generation, 7, "the later point wins");
     }
 
     #[test]
     fn forgotten_entries_raise_the_floor_for_old_epochs_only() {
         let mut t = ResumeTable::new(2);
-        t.retire((7, [1; 32], 10), at(40));
-        t.retire((7, [2; 32], 11), at(3));
-        t.retire((7, [3; 32], 12), at(1));
+        t.retire((Vni::new_const(7), [1; 32], 10), at(40));
+        t.retire((Vni::new_const(7), [2; 32], 11), at(3));
+        t.retire((Vni::new_const(7), [3; 32], 12), at(1));
         assert_eq!((t.len(), t.forgotten), (2, 1));
         // Key 1 at epoch 10 was forgotten: any epoch up to 10 without an entry starts above 40.
-        assert_eq!(t.take((7, [1; 32], 10)).out_generation, 40);
-        assert_eq!(t.take((7, [9; 32], 9)).out_generation, 40);
+        assert_eq!(t.take((Vni::new_const(7), [1; 32], 10)).out_generation, 40);
+        assert_eq!(t.take((Vni::new_const(7), [9; 32], 9)).out_generation, 40);
         // A later epoch cannot be a forgotten one.
-        assert_eq!(t.take((7, [9; 32], 13)).out_generation, 0);
-        assert_eq!(t.take((7, [2; 32], 11)), at(3), "kept entries are exact");
+        assert_eq!(t.take((Vni::new_const(7), [9; 32], 13)).out_generation, 0);
+        assert_eq!(t.take((Vni::new_const(7), [2; 32], 11)), at(3), "kept entries are exact");
     }
 }

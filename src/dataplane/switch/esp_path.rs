@@ -15,6 +15,7 @@ use crate::dataplane::tunnel::Tunnel;
 use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
 use crate::wire::esp::{classify_udp_4500, Udp4500Payload};
 use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::vxlan::Vni;
 
 impl Switch {
     /// Send `buf[inner]` in ESP to `target`, or to every peer when `None` (flooding).
@@ -31,7 +32,7 @@ impl Switch {
         target: Option<Ipv4Addr>,
         next_header: u8,
     ) -> Forward<'_> {
-        let vni = self.networks[port].vni.get();
+        let vni = self.networks[port].vni;
         let Some(esp) = self.esp.as_mut() else {
             self.counters.drop(DropReason::EspNoSession);
             return Forward::Nothing;
@@ -178,7 +179,7 @@ impl Switch {
 
     /// Install the ESP sessions of the encrypted networks (every network whose tunnel is ESP).
     pub fn set_esp(&mut self, mut tunnels: EspTunnels) {
-        let vnis: Vec<u32> = self.networks.iter().filter(|n| n.tunnel == Tunnel::Esp && !n.retired).map(|n| n.vni.get()).collect();
+        let vnis: Vec<Vni> = self.networks.iter().filter(|n| n.tunnel == Tunnel::Esp && !n.retired).map(|n| n.vni).collect();
         if !vnis.is_empty() {
             tunnels.set_networks(&vnis);
             self.esp = Some(tunnels);

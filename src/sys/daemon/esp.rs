@@ -12,6 +12,7 @@ use crate::dataplane::EspTunnels;
 use crate::ipsec::{HostKey, SessionConfig};
 use crate::sys::fastpath::udp::UnderlaySockets;
 use crate::sys::SysError;
+use crate::wire::vxlan::Vni;
 
 /// After a failed state write, wait this long before trying again (sealing waits meanwhile).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -49,7 +50,7 @@ impl EspDriver {
             None
         };
         let session = SessionConfig { window: config.esp.replay_window, rekey_after: config.esp.rekey_after, ..SessionConfig::default() };
-        let vnis: Vec<u32> = encrypted.iter().map(|n| n.vni).collect();
+        let vnis: Vec<Vni> = encrypted.iter().map(|n| n.vni).collect();
         let mut tunnels = EspTunnels::new(host, epoch, config.esp.suite, session).with_networks(&vnis);
         for (net, peer) in encrypted.iter().flat_map(|n| n.peers.iter().map(move |p| (*n, p))) {
             if let Some(key) = peer.public_key {
@@ -67,10 +68,10 @@ impl EspDriver {
                 })?;
                 let mark = state.state.mark(o.spi(), o.key_id());
                 if mark >= o.last_sequence() {
-                    tracing::error!(peer = %peer.address, vni = net.vni, spi = format_args!("{:#010x}", o.spi()),
+                    tracing::error!(peer = %peer.address, vni = %net.vni, spi = format_args!("{:#010x}", o.spi()),
                         "manual ESP SA has used every sequence number: configure new keys for this peer");
                 }
-                tracing::info!(peer = %peer.address, vni = net.vni, spi = format_args!("{:#010x}", o.spi()), after = mark, "manual ESP SA continues");
+                tracing::info!(peer = %peer.address, vni = %net.vni, spi = format_args!("{:#010x}", o.spi()), after = mark, "manual ESP SA continues");
                 tunnels.add_manual(now, net.vni, peer.address, o.resume_after(mark), i);
             }
         }

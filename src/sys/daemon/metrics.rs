@@ -22,6 +22,7 @@ use crate::counters::{self, CounterSet, Kind, Sample};
 use crate::dataplane::{PortId, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::SysError;
+use crate::wire::vxlan::Vni;
 
 /// One exported counter set: its section in `stats`, its metric prefix, and the set.
 pub struct Section<'a> {
@@ -94,7 +95,7 @@ fn register_set(r: &mut Registry, prefix: &str, set: &dyn CounterSet) {
 
 /// Render the current counters of `switch`, the driver and gossip; `ports` are the switch's ports
 /// and their VNIs.
-pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[(PortId, u32)], gossip: Option<&GossipCounters>) -> String {
+pub fn render(switch: &Switch, driver: &DriverCounters, ports: &[(PortId, Vni)], gossip: Option<&GossipCounters>) -> String {
     let mut r = Registry::with_prefix("vxswitch");
     for section in sections(switch, driver, gossip) {
         register_set(&mut r, section.prefix, &*section.set);
@@ -172,7 +173,7 @@ mod tests {
         buf[64..67].copy_from_slice(&[8, 0, 0]);
         let _ = sw.handle_underlay(now, "198.18.0.2".parse().unwrap(), &mut buf, 64..67);
         let gossip = GossipCounters { members_alive: 3, ..Default::default() };
-        let page = render(&sw, &DriverCounters::default(), &[(0, 1042)], Some(&gossip));
+        let page = render(&sw, &DriverCounters::default(), &[(0, Vni::new_const(1042))], Some(&gossip));
         assert!(page.contains("vxswitch_underlay_rx_packets_total 1"), "{page}");
         assert!(page.contains("vxswitch_drops_total{reason=\"vxlan_truncated\"} 1"), "{page}");
         assert!(page.contains("vxswitch_peers{vni=\"1042\"} 1"), "{page}");
@@ -200,7 +201,7 @@ mod tests {
         let driver = DriverCounters { rx_csum_partial_finished: 7, tap_read_errors: 5, ..Default::default() };
         let gossip = GossipCounters { members_alive: 2, send_errors: 4, ..Default::default() };
         let config = Config::parse("[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1042\ntap = \"vxs1042\"\n").unwrap();
-        let page = render(&sw, &driver, &[(0, 1042)], Some(&gossip));
+        let page = render(&sw, &driver, &[(0, Vni::new_const(1042))], Some(&gossip));
         let networks: Vec<_> = config.switched_networks().enumerate().collect();
         let sources = super::super::status::Sources {
             started: now,

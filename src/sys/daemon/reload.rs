@@ -25,16 +25,17 @@ use super::taps::tap_offload;
 use super::Daemon;
 use crate::config::{Config, Mode, Network};
 use crate::node;
+use crate::wire::vxlan::Vni;
 
 /// The outcome of a reload, as `vxswitch reload` prints it.
 #[derive(Debug, Default, Serialize)]
 pub struct ReloadReport {
     /// VNIs of the networks added.
-    pub added: Vec<u32>,
+    pub added: Vec<Vni>,
     /// VNIs of the networks removed.
-    pub removed: Vec<u32>,
+    pub removed: Vec<Vni>,
     /// VNIs of the networks whose TAP was recreated for new TAP settings.
-    pub retapped: Vec<u32>,
+    pub retapped: Vec<Vni>,
     /// Control updates applied (peers, routes, bindings).
     pub updates: usize,
     /// TAPs that could not be created (their networks are retried until they can).

@@ -21,6 +21,7 @@ use crate::config::{Config, Mode, Network};
 use crate::dataplane::{Counters, EspCounters, FdbCounters, FdbEntry, FdbKey, Location, MtuPlan, PortId, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
+use crate::wire::vxlan::Vni;
 
 /// The `stats` answer. The counter sections serialize themselves from their declarations
 /// ([`crate::counters`]), the same lists the metrics page is rendered from.
@@ -47,7 +48,7 @@ struct EspStatus {
 
 #[derive(Debug, Serialize)]
 struct SessionRow {
-    vni: u32,
+    vni: Vni,
     peer: String,
     spi_out: String,
     spi_in: String,
@@ -56,7 +57,7 @@ struct SessionRow {
 
 #[derive(Debug, Serialize)]
 struct NetworkStatus {
-    vni: u32,
+    vni: Vni,
     tap: String,
     mode: String,
     /// The TAP's (or kernel device's) MTU.
@@ -78,7 +79,7 @@ struct NetworkStatus {
 #[derive(Debug, Serialize)]
 struct FdbRow {
     #[serde(skip_serializing_if = "Option::is_none")]
-    vni: Option<u32>,
+    vni: Option<Vni>,
     mac: String,
     location: String,
     is_static: bool,
@@ -124,9 +125,9 @@ fn fdb_page(switch: &Switch, offset: usize) -> String {
 }
 
 /// The first [`FDB_PAGE`] entries of every network and each network's total, in one pass.
-fn fdb_heads(switch: &Switch) -> HashMap<u32, (Vec<FdbRow>, usize)> {
+fn fdb_heads(switch: &Switch) -> HashMap<Vni, (Vec<FdbRow>, usize)> {
     let now = Instant::now();
-    let mut heads: HashMap<u32, (Vec<FdbRow>, usize)> = HashMap::new();
+    let mut heads: HashMap<Vni, (Vec<FdbRow>, usize)> = HashMap::new();
     for (k, e) in switch.fdb().iter() {
         let (rows, total) = heads.entry(k.vni).or_default();
         if rows.len() < FDB_PAGE {

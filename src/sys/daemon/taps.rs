@@ -83,7 +83,7 @@ impl TapPorts {
     ) -> Result<(), SysError> {
         let Err(e) = self.add(port, net.clone(), offload) else { return Ok(()) };
         driver.tap_recreate_failures += 1;
-        tracing::error!(tap = %net.tap, vni = net.vni, "network down: cannot create its TAP: {e}; next attempt in {FIRST_RETRY:?}");
+        tracing::error!(tap = %net.tap, vni = %net.vni, "network down: cannot create its TAP: {e}; next attempt in {FIRST_RETRY:?}");
         if self.taps.len() <= port {
             self.taps.resize_with(port + 1, || None);
             self.setups.resize_with(port + 1, || None);
@@ -115,7 +115,7 @@ impl TapPorts {
             return;
         }
         driver.taps_lost += 1;
-        tracing::error!(tap = %setup.net.tap, vni = setup.net.vni, "TAP lost ({why}); recreating it");
+        tracing::error!(tap = %setup.net.tap, vni = %setup.net.vni, "TAP lost ({why}); recreating it");
         setup.retry = Some((now, 0));
     }
 
@@ -130,14 +130,14 @@ impl TapPorts {
             match create(&setup.net, setup.offload) {
                 Ok(tap) => {
                     driver.taps_recreated += 1;
-                    tracing::info!(tap = %setup.net.tap, vni = setup.net.vni, "TAP recreated");
+                    tracing::info!(tap = %setup.net.tap, vni = %setup.net.vni, "TAP recreated");
                     self.taps[port] = Some(tap);
                     setup.retry = None;
                 }
                 Err(e) => {
                     driver.tap_recreate_failures += 1;
                     let wait = FIRST_RETRY.saturating_mul(1 << attempts.min(5)).min(MAX_RETRY);
-                    tracing::error!(tap = %setup.net.tap, vni = setup.net.vni, "network down: cannot recreate its TAP: {e}; next attempt in {wait:?}");
+                    tracing::error!(tap = %setup.net.tap, vni = %setup.net.vni, "network down: cannot recreate its TAP: {e}; next attempt in {wait:?}");
                     setup.retry = Some((now + wait, attempts + 1));
                 }
             }
@@ -180,6 +180,6 @@ pub fn tap_offload(config: &Config, net: &Network) -> Option<bool> {
 fn create(net: &Network, offload: Option<bool>) -> Result<Tap, SysError> {
     let tap = Tap::create(&net.tap, net.mtu, offload)?;
     links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
-    tracing::info!(tap = %net.tap, vni = net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
+    tracing::info!(tap = %net.tap, vni = %net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
     Ok(tap)
 }

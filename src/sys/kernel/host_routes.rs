@@ -26,6 +26,7 @@ use ipnet::Ipv4Net;
 
 use super::netlink::{Ipv4Route, Netlink, NetlinkError, RouteLookup};
 use crate::control::ControlUpdate;
+use crate::wire::vxlan::Vni;
 
 /// The routing protocol number of vxswitch routes (`ip route ... proto 86`).
 ///
@@ -64,7 +65,7 @@ pub struct OwnedRoute {
     /// The peer's underlay address (the gateway).
     pub via: Ipv4Addr,
     /// The network the route was announced on; `None` for routes adopted by `reconcile`.
-    pub vni: Option<u32>,
+    pub vni: Option<Vni>,
 }
 
 /// Plans the start-up reconciliation: `installed` are the kernel routes (only those with
@@ -246,7 +247,7 @@ impl HostSubnetRoutes {
     }
 
     /// Carries out one action and updates the owned-route table to match the kernel.
-    fn execute(&mut self, action: &RouteAction, vni: Option<u32>) -> Result<(), HostSubnetError> {
+    fn execute(&mut self, action: &RouteAction, vni: Option<Vni>) -> Result<(), HostSubnetError> {
         match *action {
             RouteAction::Delete { subnet, via } => self.delete(subnet, via),
             RouteAction::Install { subnet, via, replace, old } => {
@@ -343,14 +344,14 @@ mod tests {
         assert_eq!(plan_reconcile(&[(net("198.19.1.0/24"), ip("198.18.0.2"))], &installed), vec![]);
     }
 
-    fn table(entries: &[(&str, &str, Option<u32>)]) -> BTreeMap<Ipv4Net, OwnedRoute> {
+    fn table(entries: &[(&str, &str, Option<Vni>)]) -> BTreeMap<Ipv4Net, OwnedRoute> {
         entries.iter().map(|(n, v, vni)| (net(n), OwnedRoute { via: ip(v), vni: *vni })).collect()
     }
 
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
-        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: 1042, subnet: net(s), via: ip(v) };
+        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
+        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v) };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
@@ -364,8 +365,8 @@ mod tests {
 
     #[test]
     fn route_remove_deletes_only_known_subnets() {
-        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let rm = |s: &str| ControlUpdate::RouteRemove { vni: 1042, subnet: net(s) };
+        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
+        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s) };
         assert_eq!(
             plan_update(&t, &rm("198.19.1.0/24")),
             vec![RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) }]
@@ -376,12 +377,12 @@ mod tests {
     #[test]
     fn peer_down_withdraws_that_peers_routes_on_that_network() {
         let t = table(&[
-            ("198.19.1.0/24", "198.18.0.2", Some(1042)),
-            ("198.19.5.0/24", "198.18.0.2", Some(7)),    // same peer, other network
-            ("198.19.6.0/24", "198.18.0.2", None),       // adopted at start-up
-            ("198.19.2.0/24", "198.18.0.3", Some(1042)), // other peer
+            ("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042))),
+            ("198.19.5.0/24", "198.18.0.2", Some(Vni::new_const(7))), // same peer, other network
+            ("198.19.6.0/24", "198.18.0.2", None),                    // adopted at start-up
+            ("198.19.2.0/24", "198.18.0.3", Some(Vni::new_const(1042))), // other peer
         ]);
-        let down = ControlUpdate::PeerDown { vni: 1042, underlay: ip("198.18.0.2") };
+        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip("198.18.0.2") };
         assert_eq!(
             plan_update(&t, &down),
             vec![
@@ -393,8 +394,8 @@ mod tests {
 
     #[test]
     fn unrelated_updates_plan_nothing() {
-        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(1042))]);
-        let u = ControlUpdate::ArpUnbind { vni: 1042, ip: ip("198.19.1.5") };
+        let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
+        let u = ControlUpdate::ArpUnbind { vni: Vni::new_const(1042), ip: ip("198.19.1.5") };
         assert_eq!(plan_update(&t, &u), vec![]);
     }
 

@@ -65,7 +65,7 @@ pub fn intended(config: &Config, ip_forward_was_on: bool) -> HostChanges {
                 Some((n.bridge.clone()?, Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).ok()?))
             })
             .collect(),
-        devices: config.networks.iter().filter(|n| n.mode == Mode::Kernel).map(|n| (n.device.clone(), n.vni)).collect(),
+        devices: config.networks.iter().filter(|n| n.mode == Mode::Kernel).map(|n| (n.device.clone(), n.vni.get())).collect(),
         routes: !host_subnet.is_empty(),
     }
 }

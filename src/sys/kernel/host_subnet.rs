@@ -10,6 +10,7 @@ use super::netlink::Netlink;
 use crate::config::{Config, Mode};
 use crate::control::ControlUpdate;
 use crate::sys::SysError;
+use crate::wire::vxlan::Vni;
 
 /// The host-subnet route programmer of a running daemon.
 pub struct HostSubnetDriver {
@@ -60,7 +61,7 @@ impl HostSubnetDriver {
     pub fn withdraw_all(mut self) {
         let subnets: Vec<Ipv4Net> = self.routes.routes().keys().copied().collect();
         for subnet in subnets {
-            self.apply(&ControlUpdate::RouteRemove { vni: 0, subnet });
+            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
         }
     }
 }

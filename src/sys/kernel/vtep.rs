@@ -56,6 +56,7 @@ use crate::config::{Config, Mode, Network};
 use crate::control::ControlUpdate;
 use crate::sys::SysError;
 use crate::wire::ethernet::EthernetAddress;
+use crate::wire::vxlan::Vni;
 
 /// One netlink request decided by [`Programmed::plan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -166,24 +167,9 @@ impl Programmed {
     }
 }
 
-/// The network an update belongs to (`None` for host-wide updates such as ESP keys).
-fn update_vni(update: &ControlUpdate) -> Option<u32> {
-    match *update {
-        ControlUpdate::PeerUp { vni, .. }
-        | ControlUpdate::PeerDown { vni, .. }
-        | ControlUpdate::RouteAdd { vni, .. }
-        | ControlUpdate::RouteRemove { vni, .. }
-        | ControlUpdate::StaticFdb { vni, .. }
-        | ControlUpdate::StaticFdbRemove { vni, .. }
-        | ControlUpdate::ArpBinding { vni, .. }
-        | ControlUpdate::ArpUnbind { vni, .. } => Some(vni),
-        ControlUpdate::EspKey { .. } => None,
-    }
-}
-
 /// The device a kernel-mode network asks for, given the underlay device's index.
 pub fn device_spec(config: &Config, net: &Network, underlay_dev: Option<u32>) -> VxlanSpec {
-    let mut spec = VxlanSpec::new(net.vni, config.underlay.address, underlay_dev);
+    let mut spec = VxlanSpec::new(net.vni.get(), config.underlay.address, underlay_dev);
     spec.name = net.device.clone();
     spec.dstport = config.underlay.port;
     spec.proxy = net.unknown_arp == UnknownArp::Drop;
@@ -199,7 +185,7 @@ pub fn kernel_networks(config: &Config) -> impl Iterator<Item = &Network> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceStatus {
     /// The network.
-    pub vni: u32,
+    pub vni: Vni,
     /// Device name.
     pub name: String,
     /// Interface index.
@@ -213,7 +199,7 @@ pub struct DeviceStatus {
 }
 
 struct Device {
-    vni: u32,
+    vni: Vni,
     name: String,
     index: u32,
     proxy: bool,
@@ -263,7 +249,7 @@ impl VtepDriver {
         // Only a VXLAN device with this network's VNI can be ours; anything else with that name
         // (a NIC named in `device`, another tool's tunnel) is left alone and start fails.
         if let Some(old) = self.nl.find_link(name).map_err(link_err("look up", name))? {
-            if old.vxlan_id != Some(net.vni) {
+            if old.vxlan_id != Some(net.vni.get()) {
                 let what = old.vxlan_id.map_or("not a VXLAN device".to_string(), |id| format!("a VXLAN device with VNI {id}"));
                 return Err(SysError::Link {
                     op: "create kernel VXLAN device",
@@ -288,7 +274,7 @@ impl VtepDriver {
         self.nl.set_mtu(index, net.mtu).map_err(link_err("set MTU", name))?;
         // = ip link set vtep1042 master BRIDGE; ip addr add ADDRESS dev vtep1042; ip link set vtep1042 up
         super::links::configure_link(name, net.bridge.as_deref(), net.address)?;
-        tracing::info!(device = name, vni = net.vni, mtu = net.mtu, proxy = spec.proxy, underlay_dev = dev, "kernel VXLAN device up");
+        tracing::info!(device = name, vni = %net.vni, mtu = net.mtu, proxy = spec.proxy, underlay_dev = dev, "kernel VXLAN device up");
         for update in net.static_updates() {
             self.apply(&update);
         }
@@ -297,7 +283,7 @@ impl VtepDriver {
 
     /// Apply one control-plane update to the device of its network (others are ignored).
     pub fn apply(&mut self, update: &ControlUpdate) {
-        let Some(vni) = update_vni(update) else { return };
+        let Some(vni) = update.vni() else { return };
         let Some(device) = self.devices.iter_mut().find(|d| d.vni == vni) else { return };
         for action in device.programmed.plan(update) {
             match execute(&self.nl, device.index, &action) {
@@ -360,7 +346,7 @@ mod tests {
     use super::*;
     use crate::control::PeerInfo;
 
-    const VNI: u32 = 1042;
+    const VNI: Vni = Vni::new_const(1042);
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 18, 0, last)
@@ -449,8 +435,8 @@ mod tests {
         assert_eq!(s.plan(&ControlUpdate::RouteRemove { vni: VNI, subnet }), vec![]);
         let key = ControlUpdate::EspKey { underlay: ip(2), public_key: [7; 32], epoch: 1 };
         assert_eq!(s.plan(&key), vec![]);
-        assert_eq!(update_vni(&key), None);
-        assert_eq!(update_vni(&peer_up(2)), Some(VNI));
+        assert_eq!(key.vni(), None);
+        assert_eq!(peer_up(2).vni(), Some(VNI));
     }
 
     #[test]
