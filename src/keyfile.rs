@@ -1,4 +1,5 @@
-//! Secret files (the cluster key, the ESP host key): one loader and one permission rule.
+//! Secret files (the cluster key, the ESP host key): one loader and one permission rule; and the
+//! one way state files (trust store, claims, ESP state, host state) are replaced durably.
 //!
 //! A secret file must be readable by its owner only: any permission bit for group or others
 //! (`mode & 0o077`) is refused with the `chmod 600` that fixes it, so a key copied with a loose
@@ -80,6 +81,21 @@ pub fn create(path: &Path, content: &[u8]) -> Result<(), KeyFileError> {
     }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
     file.write_all(content).and_then(|()| file.sync_all()).map_err(io_err)
+}
+
+/// Replace `path` with `content` so that a crash leaves the old or the new content, never a mix:
+/// write a temporary file next to it (mode 0600), sync it, rename it over `path`, sync the
+/// directory. A missing directory is created.
+pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(content).and_then(|()| file.sync_all())?;
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// The error for content that is not of the `expected` form.

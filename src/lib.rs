@@ -28,6 +28,8 @@ pub mod node;
 pub mod replay;
 pub mod sim;
 pub mod sys;
+#[cfg(test)]
+mod test_support;
 #[cfg(feature = "lab")]
 pub mod testnet;
 pub mod vxlan;

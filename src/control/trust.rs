@@ -19,9 +19,8 @@
 //! together, or this host joining an existing one) are taken at their word: `first_seen` 0.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -114,20 +113,8 @@ impl TrustStore {
     /// Writes the store to `path` atomically (a temporary file renamed over it), mode 0600.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        write_atomically(path, &json)
+        crate::keyfile::write_atomically(path, &json)
     }
-}
-
-/// Writes `content` to a temporary file next to `path` (mode 0600), syncs it and renames it over
-/// `path`, so a reader sees the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    file.write_all(content).and_then(|()| file.sync_all())?;
-    std::fs::rename(&tmp, path)
 }
 
 mod hex_key {

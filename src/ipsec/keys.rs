@@ -468,25 +468,8 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
-    /// A unique temporary directory removed on drop, also when a test fails.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("vxs-keys-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_support::TempDir;
 
     fn host(seed: u8) -> HostKey {
         HostKey::from_private_bytes(&[seed; KEY_LEN]).unwrap()
@@ -494,7 +477,7 @@ mod tests {
 
     #[test]
     fn key_file_is_created_0600_and_reloaded() {
-        let dir = TempDir::new("create");
+        let dir = TempDir::new("keys-create");
         let path = dir.0.join("host.key");
         let a = HostKey::load_or_create(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -510,7 +493,7 @@ mod tests {
 
     #[test]
     fn world_or_group_readable_key_file_is_refused() {
-        let dir = TempDir::new("perm");
+        let dir = TempDir::new("keys-perm");
         let path = dir.0.join("host.key");
         HostKey::generate().unwrap().store(&path).unwrap();
         for mode in [0o644, 0o604, 0o640] {
@@ -525,7 +508,7 @@ mod tests {
 
     #[test]
     fn malformed_key_file_is_refused() {
-        let dir = TempDir::new("malformed");
+        let dir = TempDir::new("keys-malformed");
         let path = dir.0.join("host.key");
         fs::write(&path, "not a key\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::GossipJoin;
 use crate::config::Config;
-use crate::control::trust::write_atomically;
 use crate::control::{ClusterKey, Credentials, SigningKey, TrustStore};
+use crate::keyfile::write_atomically;
 
 /// When this host first claimed each of its subnets, in Unix seconds, by `(vni, subnet)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,12 +10,11 @@
 //! A file that exists but cannot be read or parsed is an error naming the file: starting with
 //! sequence number 1 again under the same manual key would reuse AES-GCM nonces.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use crate::ipsec::EspState;
 use crate::sys::SysError;
@@ -53,29 +52,12 @@ impl StateFile {
         let _lock = self.lock()?;
         let on_disk = read(&self.path)?;
         self.state.merge(&on_disk);
-        let tmp = with_suffix(&self.path, ".tmp");
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(self.state.emit().as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| os("write ESP state", &self.path, e))
+        crate::keyfile::write_atomically(&self.path, self.state.emit().as_bytes()).map_err(|e| os("write ESP state", &self.path, e))
     }
 
     fn lock(&self) -> Result<Flock<File>, SysError> {
         let path = with_suffix(&self.path, ".lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| os("open ESP state lock", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| os("lock ESP state", &path, errno))
+        super::instance_lock::lock_file(&path, true).map_err(|e| os("lock ESP state", &path, e))
     }
 }
 
@@ -108,26 +90,11 @@ fn read(path: &Path) -> Result<EspState, SysError> {
 mod tests {
     use super::*;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("vxs-state-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_support::TempDir;
 
     #[test]
     fn missing_file_is_empty_and_writes_survive_a_reopen() {
-        let dir = TempDir::new("rw");
+        let dir = TempDir::new("state-rw");
         let path = dir.0.join("sub/host.esp-state");
         let mut f = StateFile::open(&path).unwrap();
         assert_eq!(f.state, EspState::default());
@@ -141,7 +108,7 @@ mod tests {
 
     #[test]
     fn two_writers_never_move_a_mark_back() {
-        let dir = TempDir::new("merge");
+        let dir = TempDir::new("state-merge");
         let path = dir.0.join("s");
         let mut a = StateFile::open(&path).unwrap();
         let mut b = StateFile::open(&path).unwrap();
@@ -155,7 +122,7 @@ mod tests {
 
     #[test]
     fn corrupt_or_unreadable_file_refuses_naming_the_file() {
-        let dir = TempDir::new("corrupt");
+        let dir = TempDir::new("state-corrupt");
         let path = dir.0.join("host.esp-state");
         fs::write(&path, "vxswitch-esp-state 1\nsa 0x1000 0x7 12").unwrap();
         let err = StateFile::open(&path).unwrap_err().to_string();

@@ -32,23 +32,15 @@ impl InstanceLock {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| SysError::Os { op: "create control socket directory", source })?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| SysError::Os { op: "open instance lock", source })?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| SysError::Os {
+        let lock = lock_file(&path, false).map_err(|source| SysError::Os {
             op: "take instance lock",
-            source: if errno == nix::errno::Errno::EWOULDBLOCK {
+            source: if source.kind() == io::ErrorKind::WouldBlock {
                 io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("{} is held: another vxswitch runs with this control socket; nothing was changed", path.display()),
                 )
             } else {
-                io::Error::from(errno)
+                source
             },
         })?;
         Ok(InstanceLock { _lock: lock, path })
@@ -58,6 +50,14 @@ impl InstanceLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it; with
+/// `wait` false a lock held elsewhere is an error of kind `WouldBlock` instead of a wait.
+pub fn lock_file(path: &Path, wait: bool) -> io::Result<Flock<File>> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    let arg = if wait { FlockArg::LockExclusive } else { FlockArg::LockExclusiveNonblock };
+    Flock::lock(file, arg).map_err(|(_, errno)| io::Error::from(errno))
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! Undoing is planned ([`plan_cleanup`], pure) and then executed ([`HostState::cleanup`]), like
 //! the route and device programmers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -166,14 +165,8 @@ impl HostState {
 
     /// Replace the record (temporary file, fsync, rename).
     pub fn record(&mut self, changes: HostChanges) -> Result<(), SysError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(os("create state directory"))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(os("write host state"))?;
         let bytes = serde_json::to_vec_pretty(&changes).expect("plain data serializes");
-        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(os("write host state"))?;
-        std::fs::rename(&tmp, &self.path).map_err(os("write host state"))?;
+        crate::keyfile::write_atomically(&self.path, &bytes).map_err(os("write host state"))?;
         self.recorded = changes;
         Ok(())
     }
