@@ -18,6 +18,7 @@
 pub mod arp;
 #[cfg(feature = "lab")]
 pub mod bench;
+pub mod cni;
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -73,6 +73,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Act as the CNI plugin (`CNI_COMMAND` etc. in the environment, network configuration on
+    /// stdin). Installed as /opt/cni/bin/vxswitch, the binary run without arguments by a
+    /// container runtime does the same.
+    Cni,
     /// Write a new random 32-byte cluster key (hex) to FILE with mode 0600.
     Genkey {
         /// Where to write the key; refuses to overwrite an existing file.
@@ -97,11 +101,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A container runtime runs /opt/cni/bin/vxswitch without arguments, CNI_COMMAND set.
+    if std::env::args_os().len() == 1 && std::env::var_os("CNI_COMMAND").is_some() {
+        return ExitCode::from(vxswitch::sys::cni::main() as u8);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VXSWITCH_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Cni = cli.command {
+        return ExitCode::from(vxswitch::sys::cni::main() as u8);
+    }
     let result: anyhow::Result<()> = match cli.command {
         Command::Run { config } => Config::load(&config)
             .map_err(anyhow::Error::from)
@@ -125,6 +136,7 @@ fn main() -> ExitCode {
             vxswitch::sys::daemon::control_socket::query(&socket, "peers").map(|s| print!("{s}")).map_err(Into::into)
         }
         Command::Reload { socket } => reload(&socket),
+        Command::Cni => unreachable!("handled above"),
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Forget { host, config } => forget(&host, &config),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {

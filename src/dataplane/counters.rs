@@ -125,6 +125,13 @@ counters! {
         pub esp_keepalives: u64 = counter,
         /// Snooped local container bindings forgotten because their MAC left the local TAP.
         pub local_bindings_expired: u64 = counter,
+        /// ARP requests from a local TAP for a container announced on this host (the bridge
+        /// already delivered them; they never cross the overlay).
+        pub arp_local_target: u64 = counter,
+        /// Container bindings announced by the CNI plugin (`cni add`).
+        pub cni_bindings_added: u64 = counter,
+        /// Container bindings withdrawn by the CNI plugin (`cni del`).
+        pub cni_bindings_removed: u64 = counter,
         /// Packets dropped, by reason.
         drops: DropCounts = nested,
     }

@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+mod announced;
 mod encap;
 mod esp_path;
 
@@ -177,6 +178,8 @@ pub struct Switch {
     local_bindings_changed: bool,
     /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
     esp: Option<EspTunnels>,
+    /// Container bindings announced by the CNI plugin: kept until withdrawn (see [`announced`]).
+    announced: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
 }
 
 /// Most local container bindings remembered (the gossip record must stay small).
@@ -208,6 +211,7 @@ impl Switch {
             local_bindings: HashMap::new(),
             local_bindings_changed: false,
             esp: None,
+            announced: HashMap::new(),
         }
     }
 
@@ -247,6 +251,9 @@ impl Switch {
         }
         let (src, dst) = (eth.src_addr, eth.dst_addr);
         if let Some(arp) = arp {
+            if self.arp_for_announced(vni, &arp) {
+                return Forward::Nothing;
+            }
             match self.proxy_arp.judge(vni, &arp, eth.vlan_id) {
                 ArpVerdict::Reply(reply) => {
                     self.counters.arp_replies += 1;
@@ -342,7 +349,8 @@ impl Switch {
         if !std::mem::take(&mut self.local_bindings_changed) {
             return None;
         }
-        let mut v: Vec<_> = self.local_bindings.iter().map(|(&(vni, ip), &mac)| (vni, ip, mac)).collect();
+        let snooped = self.local_bindings.iter().filter(|(k, _)| !self.announced.contains_key(k));
+        let mut v: Vec<_> = self.announced.iter().chain(snooped).map(|(&(vni, ip), &mac)| (vni, ip, mac)).collect();
         v.sort();
         Some(v)
     }
@@ -611,6 +619,7 @@ impl Switch {
         self.flood.forget_port(port);
         let before = self.local_bindings.len();
         self.local_bindings.retain(|&(v, _), _| v != vni);
+        self.announced.retain(|&(v, _), _| v != vni);
         self.local_bindings_changed |= self.local_bindings.len() != before;
         Some(port)
     }

@@ -5,6 +5,7 @@
 //! that wires both to the sans-IO core and serves the control socket and metrics. `fastpath` and
 //! `kernel` never import each other.
 
+pub mod cni;
 pub mod daemon;
 pub mod fastpath;
 pub mod kernel;

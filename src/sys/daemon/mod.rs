@@ -19,6 +19,7 @@
 //! [`HEADROOM`]: crate::sys::fastpath::HEADROOM
 
 pub mod clients;
+pub mod cni;
 pub mod control_socket;
 pub mod esp;
 pub mod esp_state;
@@ -261,6 +262,10 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
+            if let Some(reply) = cni::answer(&command, &self.config, self.node.switch_mut()) {
+                self.control.clients.respond(slot, reply.into_bytes(), now);
+                continue;
+            }
             let reply = match command.strip_prefix("forget ") {
                 // `vxswitch forget HOST` edited the trust store on disk; the node forgets too.
                 Some(host) => {

@@ -24,6 +24,7 @@ mod addr;
 mod error;
 mod fdb;
 mod link;
+mod netns;
 mod route;
 
 use std::future::Future;

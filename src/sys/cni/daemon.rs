@@ -1,0 +1,66 @@
+//! The plugin's side of the control socket (see [`crate::sys::daemon::cni`] for the daemon's):
+//! ask for a network's settings, announce and withdraw containers. A daemon that does not answer
+//! is CNI error 50, "plugin not available".
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use crate::cni::spec::{CniError, ErrorCode};
+use crate::sys::daemon::control_socket::query_with_timeout;
+use crate::wire::ethernet::EthernetAddress;
+
+/// How long the plugin waits for the daemon's answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the daemon says about one network (`cni network VNI`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NetworkInfo {
+    /// The VNI.
+    pub vni: u32,
+    /// `overlay`, `routed`, `host-subnet` or `kernel`.
+    pub mode: String,
+    /// The bridge containers join.
+    pub bridge: Option<String>,
+    /// The network's MTU (from its encapsulation).
+    pub mtu: u32,
+    /// The host's subnet for it.
+    pub subnet: Option<Ipv4Net>,
+    /// The containers' gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// First address of the configured container range.
+    pub range_start: Option<Ipv4Addr>,
+    /// Last address of the configured container range.
+    pub range_end: Option<Ipv4Addr>,
+}
+
+fn ask(socket: &Path, command: &str) -> Result<serde_json::Value, CniError> {
+    let answer = query_with_timeout(socket, command, TIMEOUT)
+        .map_err(|e| CniError::new(ErrorCode::NotAvailable, "the vxswitch daemon is not running", e))?;
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| {
+        CniError::new(ErrorCode::NotAvailable, "the vxswitch daemon does not speak the cni commands", format!("{e}: {answer}"))
+    })?;
+    if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
+        return Err(CniError::new(ErrorCode::DaemonRefused, format!("vxswitch refused `{command}`"), e));
+    }
+    Ok(value)
+}
+
+/// The settings of network `vni`.
+pub fn network(socket: &Path, vni: u32) -> Result<NetworkInfo, CniError> {
+    let v = ask(socket, &format!("cni network {vni}"))?;
+    serde_json::from_value(v).map_err(|e| CniError::new(ErrorCode::DaemonRefused, "unexpected answer from vxswitch", e))
+}
+
+/// Tell the daemon that container `ip` with `mac` joined network `vni` on this host.
+pub fn announce(socket: &Path, vni: u32, ip: Ipv4Addr, mac: EthernetAddress) -> Result<(), CniError> {
+    ask(socket, &format!("cni add {vni} {ip} {mac}")).map(|_| ())
+}
+
+/// Tell the daemon that container `ip` left network `vni`.
+pub fn withdraw(socket: &Path, vni: u32, ip: Ipv4Addr) -> Result<(), CniError> {
+    ask(socket, &format!("cni del {vni} {ip}")).map(|_| ())
+}

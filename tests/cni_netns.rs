@@ -1,0 +1,436 @@
+//! The CNI plugin on real kernels, invoked exactly as a container runtime does (`cnitool`
+//! style): the `vxswitch` binary run without arguments inside the host's namespace, `CNI_*` in
+//! the environment and the network configuration on stdin.
+//! Needs root; without it each test prints SKIP (or fails with VXSWITCH_REQUIRE_ROOT=1).
+
+#[path = "common/netns.rs"]
+mod netns_common;
+#[path = "common/traffic.rs"]
+mod traffic;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use netns_common::have_root;
+use serde_json::{json, Value};
+use traffic::{all_pairs_ping, Capture};
+use vxswitch::testnet::lab::{host_gateway, host_subnet, underlay_ip, Addressing, Container, HostKind, Lab, VNI};
+use vxswitch::testnet::netns::Netns;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vxswitch"))
+}
+
+/// Where Debian's containernetworking-plugins puts its plugins (`dpkg -L containernetworking-plugins`).
+const DEBIAN_CNI_PATH: &str = "/usr/lib/cni";
+
+/// What one plugin run answered.
+#[derive(Debug)]
+struct Answer {
+    ok: bool,
+    out: Value,
+}
+
+impl Answer {
+    fn code(&self) -> Option<u64> {
+        self.out.get("code").and_then(Value::as_u64)
+    }
+}
+
+/// Run plugin `program` (the vxswitch binary or a Debian plugin) in host `host`'s namespace as a
+/// runtime does.
+fn invoke(lab: &Lab, host: usize, program: &Path, command: &str, id: &str, netns: &str, conf: &Value) -> Answer {
+    let mut child = lab.hosts[host]
+        .ns
+        .command(&program.to_string_lossy())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", DEBIAN_CNI_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plugin runs");
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {text}"))
+    };
+    if !out.status.success() {
+        eprintln!("{command} {id}: {value} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Answer { ok: out.status.success(), out: value }
+}
+
+fn cni(lab: &Lab, host: usize, command: &str, id: &str, netns: &str, conf: &Value) -> Answer {
+    invoke(lab, host, bin(), command, id, netns, conf)
+}
+
+fn netns_path(ns: &Netns) -> String {
+    format!("/run/netns/{}", ns.name())
+}
+
+fn ipam_dir(lab: &Lab, host: usize) -> PathBuf {
+    lab.dir.join(format!("h{host}-ipam"))
+}
+
+/// The network configuration of host `host` (one plugin of a conflist as the runtime passes it).
+fn conf(lab: &Lab, host: usize, version: &str, extra_ipam: Value) -> Value {
+    let mut ipam = json!({ "type": "vxswitch", "dataDir": ipam_dir(lab, host) });
+    if let (Some(m), Some(extra)) = (ipam.as_object_mut(), extra_ipam.as_object()) {
+        m.extend(extra.clone());
+    }
+    json!({ "cniVersion": version, "name": "vxnet", "type": "vxswitch", "vni": VNI, "controlSocket": lab.socket(host), "ipam": ipam })
+}
+
+/// Overlay IPAM range of host `i`: 192.0.2.(20i+10) - .(20i+29).
+fn overlay_ipam(i: usize) -> Value {
+    json!({ "subnet": "192.0.2.0/24", "rangeStart": format!("192.0.2.{}", 20 * i + 10), "rangeEnd": format!("192.0.2.{}", 20 * i + 29) })
+}
+
+/// A fresh container namespace `c<j>` of host `host` (not yet attached).
+fn container_ns(lab: &Lab, host: usize, j: usize) -> Netns {
+    let ns = Netns::create(&format!("{}-h{host}c{j}", lab.prefix())).unwrap();
+    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+        ns.sysctl(key, "1").unwrap();
+    }
+    ns
+}
+
+/// The container's address in an ADD result.
+fn result_ip(result: &Value) -> Ipv4Addr {
+    let addr = result["ips"][0]["address"].as_str().unwrap_or_else(|| panic!("no address in {result}"));
+    addr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// Attach `n` containers to every host through the plugin; returns the ADD results.
+fn add_containers(lab: &mut Lab, n: usize, conf_of: impl Fn(&Lab, usize) -> Value) -> Vec<Vec<Value>> {
+    let mut results = Vec::new();
+    for h in 0..lab.hosts.len() {
+        let mut per_host = Vec::new();
+        for j in 0..n {
+            let ns = container_ns(lab, h, j);
+            let answer = cni(lab, h, "ADD", &format!("h{h}c{j}"), &netns_path(&ns), &conf_of(lab, h));
+            assert!(answer.ok, "ADD h{h}c{j}: {}", answer.out);
+            let ip = result_ip(&answer.out);
+            lab.hosts[h].containers.push(Container { ns, ip });
+            per_host.push(answer.out);
+        }
+        results.push(per_host);
+    }
+    results
+}
+
+/// The daemon's `cni bindings` answer on host `host`.
+fn bindings(lab: &Lab, host: usize) -> Value {
+    let text = vxswitch::sys::daemon::control_socket::query(&lab.socket(host), &format!("cni bindings {VNI}")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Wait until every host's proxy ARP holds `remote(h)` bindings.
+fn wait_for_proxy_arp(lab: &Lab, remote: impl Fn(usize) -> u64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let counts: Vec<u64> = (0..lab.hosts.len()).map(|h| bindings(lab, h)["proxy_arp"].as_u64().unwrap()).collect();
+        if counts.iter().enumerate().all(|(h, &c)| c == remote(h)) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "proxy ARP tables {counts:?} not as expected within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Host `i` of an overlay network whose hosts find each other by gossip.
+fn overlay_gossip_config(lab: &Lab, i: usize) -> String {
+    let gossip = lab.gossip_config(i, "routed", &[0]).unwrap();
+    let section = gossip.split_once("\n[gossip]").unwrap().1;
+    lab.vxswitch_config(i, "").replace(&format!("peers = [{}]", peers_list(lab, i)), "peers = []") + "\n[gossip]" + section
+}
+
+fn peers_list(lab: &Lab, i: usize) -> String {
+    lab.peers_of(i).iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn with_prev_result(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
+#[test]
+fn netns_cni_overlay_3x5_ping_without_arp_del_add_check() {
+    if !have_root("netns_cni_overlay_3x5_ping_without_arp_del_add_check") {
+        return;
+    }
+    let mut lab = Lab::build_with("cno", &[HostKind::Bare; 3], 0, bin(), Addressing::Shared).unwrap();
+    for i in 0..3 {
+        let config = overlay_gossip_config(&lab, i);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let results = add_containers(&mut lab, 5, |lab, h| conf(lab, h, "1.1.0", overlay_ipam(h)));
+    eprintln!("cni ADD result: {}", results[0][0]);
+    let first = &results[0][0];
+    assert_eq!(first["cniVersion"], "1.1.0");
+    assert_eq!(first["interfaces"][1]["name"], "eth0");
+    assert_eq!(first["interfaces"][1]["mtu"], 1450, "the VXLAN network's MTU");
+    assert_eq!(first["ips"][0]["interface"], 1);
+    let ips: BTreeSet<Ipv4Addr> = lab.hosts.iter().flat_map(|h| h.containers.iter().map(|c| c.ip)).collect();
+    assert_eq!(ips.len(), 15, "distinct addresses");
+    for (h, host) in lab.hosts.iter().enumerate() {
+        assert_eq!(bindings(&lab, h)["local"].as_array().unwrap().len(), 5);
+        for c in &host.containers {
+            assert!(c.ip.octets()[3] >= (20 * h + 10) as u8 && c.ip.octets()[3] <= (20 * h + 29) as u8, "{} in host {h}'s range", c.ip);
+            let mtu = c.ns.output("cat", &["/sys/class/net/eth0/mtu"]).unwrap();
+            assert_eq!(mtu.trim(), "1450");
+        }
+    }
+    // Every host learns the other hosts' 10 containers by gossip, before any container sent a frame.
+    let known = wait_for_proxy_arp(&lab, |_| 10, Duration::from_secs(20));
+    eprintln!("cni: every host's proxy ARP knew all remote containers {known:?} after the last ADD");
+
+    let pcap = lab.dir.join("cni-overlay.pcap");
+    let capture = Capture::start(&lab, "ul", "udp port 4789", &pcap);
+    all_pairs_ping(&lab, 1);
+    let frames = capture.stop();
+    let inner: Vec<&[u8]> = frames.iter().filter_map(|f| traffic::vxlan_inner(f)).collect();
+    let arp = inner.iter().filter(|f| f.len() >= 14 && f[12..14] == [0x08, 0x06]).count();
+    let ipv4 = inner.iter().filter(|f| f.len() >= 14 && f[12..14] == [0x08, 0x00]).count();
+    eprintln!("cni: {ipv4} IPv4 frames and {arp} ARP frames crossed the overlay during 210 pings");
+    // 150 of the 210 pings are between hosts; the capture must have seen them.
+    assert!(ipv4 >= 150, "the pings between hosts crossed the overlay ({ipv4} frames)");
+    assert_eq!(arp, 0, "no ARP crosses once containers are added through CNI");
+    let kept: u64 = (0..3).map(|h| lab.stats(h).unwrap()["counters"]["arp_local_target"].as_u64().unwrap()).sum();
+    assert!(kept > 0, "ARP between containers of one host stayed on the host bridge");
+
+    // DEL withdraws the container cluster-wide; a second DEL succeeds too.
+    let c = conf(&lab, 0, "1.1.0", overlay_ipam(0));
+    let path0 = netns_path(&lab.hosts[0].containers[0].ns);
+    assert!(cni(&lab, 0, "DEL", "h0c0", &path0, &c).ok);
+    assert!(cni(&lab, 0, "DEL", "h0c0", &path0, &c).ok, "DEL of something already gone succeeds");
+    wait_for_proxy_arp(&lab, |h| if h == 0 { 10 } else { 9 }, Duration::from_secs(10));
+    assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 4);
+    let gone = lab.hosts[0].containers[0].ns.output("ip", &["-o", "link", "show", "eth0"]);
+    assert!(gone.is_err(), "eth0 removed: {gone:?}");
+
+    // ADD again: a new address, known everywhere, reachable from another host.
+    let again = cni(&lab, 0, "ADD", "h0c0", &path0, &c);
+    assert!(again.ok, "{}", again.out);
+    let ip = result_ip(&again.out);
+    assert!(!ips.contains(&ip) || ip == lab.hosts[0].containers[0].ip);
+    lab.hosts[0].containers[0].ip = ip;
+    wait_for_proxy_arp(&lab, |_| 10, Duration::from_secs(10));
+    assert_eq!(traffic::ping(&lab, 1, 0, ip, 3), (3, 3));
+
+    // ADD for an interface that exists fails and leaves it alone.
+    let twice = cni(&lab, 0, "ADD", "h0c0", &path0, &c);
+    assert!(!twice.ok && twice.code() == Some(101), "{}", twice.out);
+    assert_eq!(traffic::ping(&lab, 1, 0, ip, 1), (1, 1));
+
+    // CHECK against the ADD result passes, and fails once the address is removed by hand.
+    let check = with_prev_result(&c, &again.out);
+    let passed = cni(&lab, 0, "CHECK", "h0c0", &path0, &check);
+    assert!(passed.ok && passed.out.is_null(), "{}", passed.out);
+    lab.hosts[0].containers[0].ns.ip(&["addr", "flush", "dev", "eth0"]).unwrap();
+    let failed = cni(&lab, 0, "CHECK", "h0c0", &path0, &check);
+    assert!(!failed.ok, "CHECK passed without the address");
+    assert_eq!(failed.code(), Some(100), "{}", failed.out);
+    assert!(failed.out["details"].as_str().unwrap().contains(&ip.to_string()), "{}", failed.out);
+}
+
+#[test]
+fn netns_cni_routed_3x5_all_pairs_ping() {
+    if !have_root("netns_cni_routed_3x5_all_pairs_ping") {
+        return;
+    }
+    let mut lab = Lab::build_with("cnr", &[HostKind::Bare; 3], 0, bin(), Addressing::PerHost).unwrap();
+    for i in 0..3 {
+        let config = lab.gossip_config(i, "routed", &[0]).unwrap();
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    // The IPAM takes subnet and gateway from the daemon: nothing but the type in the conflist.
+    let results = add_containers(&mut lab, 5, |lab, h| conf(lab, h, "1.1.0", json!({})));
+    eprintln!("cni ADD result (routed): {}", results[1][2]);
+    for (h, per_host) in results.iter().enumerate() {
+        for r in per_host {
+            assert!(host_subnet(h).contains(&result_ip(r)), "{r}");
+            assert_eq!(r["routes"][0], json!({ "dst": "0.0.0.0/0", "gw": host_gateway(h).to_string() }));
+            assert_eq!(r["ips"][0]["gateway"], host_gateway(h).to_string());
+        }
+    }
+    let start = Instant::now();
+    while (0..3).any(|h| lab.stats(h).unwrap()["networks"][0]["routes"].as_array().unwrap().len() < 2) {
+        assert!(start.elapsed() < Duration::from_secs(20), "routes not learned by gossip");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    all_pairs_ping(&lab, 1);
+}
+
+/// One host with vxswitch on an overlay network whose IPAM range is 10.77.0.0/24.
+fn single_host(tag: &str) -> Lab {
+    Lab::build(tag, &[HostKind::Vxswitch], 0, bin()).unwrap()
+}
+
+fn single_conf(lab: &Lab) -> Value {
+    conf(lab, 0, "1.1.0", json!({ "subnet": "10.77.0.0/24", "gateway": "10.77.0.1" }))
+}
+
+fn stored(lab: &Lab) -> Vec<(String, Ipv4Addr)> {
+    let text = std::fs::read_to_string(ipam_dir(lab, 0).join("vxnet/allocations.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["container_id"].as_str().unwrap().to_string(), a["ip"].as_str().unwrap().parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn netns_cni_gc_after_runtime_crash_frees_exactly_the_lost_allocations() {
+    if !have_root("netns_cni_gc_after_runtime_crash_frees_exactly_the_lost_allocations") {
+        return;
+    }
+    let lab = single_host("cng");
+    let c = single_conf(&lab);
+    let mut namespaces = Vec::new();
+    for j in 0..4 {
+        let ns = container_ns(&lab, 0, j);
+        assert!(cni(&lab, 0, "ADD", &format!("c{j}"), &netns_path(&ns), &c).ok);
+        namespaces.push(Some(ns));
+    }
+    assert_eq!(stored(&lab).len(), 4);
+    // The runtime crashes: containers c1 and c3 are gone without a DEL (their namespaces, and
+    // with them their veths, are deleted); their addresses and bindings leak.
+    namespaces[1] = None;
+    namespaces[3] = None;
+    assert_eq!(stored(&lab).len(), 4);
+    assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 4);
+    let mut gc = c.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{ "containerID": "c0", "ifname": "eth0" }, { "containerID": "c2", "ifname": "eth0" }]);
+    let answer = cni(&lab, 0, "GC", "", "", &gc);
+    assert!(answer.ok, "{}", answer.out);
+    let left: Vec<String> = stored(&lab).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left, ["c0", "c2"], "exactly the lost allocations were freed");
+    let local: Vec<String> = bindings(&lab, 0)["local"].as_array().unwrap().iter().map(|b| b[0].as_str().unwrap().to_string()).collect();
+    let kept: Vec<String> = stored(&lab).into_iter().map(|(_, ip)| ip.to_string()).collect();
+    assert_eq!(local, kept, "the lost containers' bindings were withdrawn");
+    // GC again frees nothing more; the survivors still work.
+    assert!(cni(&lab, 0, "GC", "", "", &gc).ok);
+    assert_eq!(stored(&lab).len(), 2);
+    let ns0 = namespaces[0].as_ref().unwrap();
+    assert!(ns0.output("ip", &["-o", "addr", "show", "eth0"]).unwrap().contains(&kept[0]));
+}
+
+#[test]
+fn netns_cni_20_concurrent_adds_get_distinct_addresses() {
+    if !have_root("netns_cni_20_concurrent_adds_get_distinct_addresses") {
+        return;
+    }
+    let lab = single_host("cnc");
+    let c = single_conf(&lab);
+    let namespaces: Vec<Netns> = (0..20).map(|j| container_ns(&lab, 0, j)).collect();
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let handles: Vec<_> = namespaces
+            .iter()
+            .enumerate()
+            .map(|(j, ns)| {
+                let (lab, c) = (&lab, &c);
+                s.spawn(move || cni(lab, 0, "ADD", &format!("c{j}"), &netns_path(ns), c))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a.ok), "{:?}", answers.iter().filter(|a| !a.ok).collect::<Vec<_>>());
+    let ips: BTreeSet<Ipv4Addr> = answers.iter().map(|a| result_ip(&a.out)).collect();
+    assert_eq!(ips.len(), 20, "20 distinct addresses: {ips:?}");
+    assert_eq!(stored(&lab).len(), 20);
+    assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 20);
+    for (ns, a) in namespaces.iter().zip(&answers) {
+        assert!(ns.output("ip", &["-o", "addr", "show", "eth0"]).unwrap().contains(&result_ip(&a.out).to_string()));
+    }
+}
+
+#[test]
+fn netns_cni_status_while_the_daemon_is_stopped_and_allocations_survive_a_restart() {
+    if !have_root("netns_cni_status_while_the_daemon_is_stopped_and_allocations_survive_a_restart") {
+        return;
+    }
+    let mut lab = single_host("cns");
+    let c = single_conf(&lab);
+    assert!(cni(&lab, 0, "STATUS", "", "", &c).ok, "ready while the daemon runs");
+    let ns = container_ns(&lab, 0, 0);
+    assert!(cni(&lab, 0, "ADD", "c0", &netns_path(&ns), &c).ok);
+    let before = stored(&lab);
+
+    assert!(lab.stop_vxswitch(0).unwrap());
+    let status = cni(&lab, 0, "STATUS", "", "", &c);
+    assert!(!status.ok);
+    assert_eq!(status.code(), Some(50), "{}", status.out);
+    assert_eq!(status.out["cniVersion"], "1.1.0");
+    let ns1 = container_ns(&lab, 0, 1);
+    let add = cni(&lab, 0, "ADD", "c1", &netns_path(&ns1), &c);
+    assert_eq!(add.code(), Some(50), "ADD needs the daemon: {}", add.out);
+    assert_eq!(stored(&lab), before, "a refused ADD takes no address");
+
+    lab.start_vxswitch(0, "").unwrap();
+    assert!(cni(&lab, 0, "STATUS", "", "", &c).ok);
+    assert_eq!(stored(&lab), before, "allocations survive a daemon restart");
+    let version = cni(&lab, 0, "VERSION", "", "", &json!({ "cniVersion": "1.1.0" }));
+    assert!(version.out["supportedVersions"].as_array().unwrap().contains(&json!("1.1.0")));
+}
+
+#[test]
+fn netns_cni_chained_with_portmap_a_host_port_reaches_a_container_from_another_host() {
+    if !have_root("netns_cni_chained_with_portmap_a_host_port_reaches_a_container_from_another_host") {
+        return;
+    }
+    let portmap = Path::new(DEBIAN_CNI_PATH).join("portmap");
+    assert!(portmap.is_file(), "apt-get install containernetworking-plugins");
+    let mut lab = Lab::build_with("cnp", &[HostKind::Bare; 2], 0, bin(), Addressing::PerHost).unwrap();
+    for i in 0..2 {
+        let config = lab.subnet_config(i, "host-subnet", &[0, 1]);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    // The conflist [vxswitch, portmap] at version 1.0.0 (what Debian's portmap 1.1 speaks), run as
+    // libcni does: each plugin gets the previous one's result and the runtime's port mappings.
+    let ns = container_ns(&lab, 0, 0);
+    let first = conf(&lab, 0, "1.0.0", json!({}));
+    let added = cni(&lab, 0, "ADD", "web", &netns_path(&ns), &first);
+    assert!(added.ok, "{}", added.out);
+    let ip = result_ip(&added.out);
+    assert!(host_subnet(0).contains(&ip));
+    let mappings = json!({ "portMappings": [{ "hostPort": 8080, "containerPort": 80, "protocol": "tcp" }] });
+    let second = json!({
+        "cniVersion": "1.0.0", "name": "vxnet", "type": "portmap", "capabilities": { "portMappings": true },
+        "runtimeConfig": mappings, "prevResult": added.out,
+    });
+    let chained = invoke(&lab, 0, &portmap, "ADD", "web", &netns_path(&ns), &second);
+    assert!(chained.ok, "portmap ADD: {}", chained.out);
+    assert_eq!(result_ip(&chained.out), ip, "portmap passes the result on");
+
+    let sink = ns.spawn(&bin().to_string_lossy(), &["probe", "tcp-sink", "--port", "80"], Stdio::null()).unwrap();
+    let sent = lab.hosts[1]
+        .ns
+        .output(&bin().to_string_lossy(), &["probe", "tcp-send", &underlay_ip(0).to_string(), "--port", "8080", "--secs", "0.5"]);
+    let sink_out = sink.wait_with_output().unwrap();
+    let sent: Value = serde_json::from_str(sent.as_ref().expect("tcp-send to host 0's port 8080").trim()).unwrap();
+    assert!(sink_out.status.success());
+    assert!(sent["bytes"].as_u64().unwrap() > 0, "the container on host 0 counted the bytes sent to host port 8080 from host 1: {sent}");
+
+    // DEL in reverse order, as the runtime does; the mapping and the container are gone.
+    let mut second_del = second.clone();
+    second_del["prevResult"] = chained.out.clone();
+    assert!(invoke(&lab, 0, &portmap, "DEL", "web", &netns_path(&ns), &second_del).ok);
+    assert!(cni(&lab, 0, "DEL", "web", &netns_path(&ns), &with_prev_result(&first, &chained.out)).ok);
+    assert!(ns.output("ip", &["-o", "link", "show", "eth0"]).is_err());
+}
