@@ -434,3 +434,34 @@ fn netns_cni_chained_with_portmap_a_host_port_reaches_a_container_from_another_h
     assert!(cni(&lab, 0, "DEL", "web", &netns_path(&ns), &with_prev_result(&first, &chained.out)).ok);
     assert!(ns.output("ip", &["-o", "link", "show", "eth0"]).is_err());
 }
+
+#[test]
+fn netns_cni_delegates_to_the_host_local_ipam_plugin() {
+    if !have_root("netns_cni_delegates_to_the_host_local_ipam_plugin") {
+        return;
+    }
+    assert!(Path::new(DEBIAN_CNI_PATH).join("host-local").is_file(), "apt-get install containernetworking-plugins");
+    let lab = single_host("cnd");
+    let store = lab.dir.join("host-local");
+    // Debian's host-local 1.1 speaks up to 1.0.0.
+    let mut c = conf(&lab, 0, "1.0.0", json!({}));
+    c["ipam"] = json!({
+        "type": "host-local", "dataDir": store,
+        "ranges": [[{ "subnet": "10.78.0.0/24", "rangeStart": "10.78.0.50", "rangeEnd": "10.78.0.60", "gateway": "10.78.0.1" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }],
+    });
+    let ns = container_ns(&lab, 0, 0);
+    let added = cni(&lab, 0, "ADD", "d0", &netns_path(&ns), &c);
+    assert!(added.ok, "{}", added.out);
+    assert_eq!(result_ip(&added.out), Ipv4Addr::new(10, 78, 0, 50), "host-local's first address");
+    assert_eq!(added.out["routes"][0], json!({ "dst": "0.0.0.0/0", "gw": "10.78.0.1" }));
+    assert!(ns.output("ip", &["route"]).unwrap().contains("default via 10.78.0.1"));
+    let held = store.join("vxnet/10.78.0.50");
+    assert!(held.is_file(), "host-local recorded the allocation");
+    assert_eq!(bindings(&lab, 0)["local"][0][0], "10.78.0.50");
+    let check = cni(&lab, 0, "CHECK", "d0", &netns_path(&ns), &with_prev_result(&c, &added.out));
+    assert!(check.ok, "CHECK with a delegated IPAM: {}", check.out);
+    assert!(cni(&lab, 0, "DEL", "d0", &netns_path(&ns), &with_prev_result(&c, &added.out)).ok);
+    assert!(!held.exists(), "host-local released the address on DEL");
+    assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 0, "withdrawn using prevResult");
+}
