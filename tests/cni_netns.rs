@@ -369,10 +369,16 @@ fn netns_cni_status_while_the_daemon_is_stopped_and_allocations_survive_a_restar
     let c = single_conf(&lab);
     assert!(cni(&lab, 0, "STATUS", "", "", &c).ok, "ready while the daemon runs");
     let ns = container_ns(&lab, 0, 0);
-    assert!(cni(&lab, 0, "ADD", "c0", &netns_path(&ns), &c).ok);
-    let before = stored(&lab);
+    let kept = cni(&lab, 0, "ADD", "c0", &netns_path(&ns), &c);
+    assert!(kept.ok);
+    let ns2 = container_ns(&lab, 0, 2);
+    assert!(cni(&lab, 0, "ADD", "c2", &netns_path(&ns2), &c).ok);
 
     assert!(lab.stop_vxswitch(0).unwrap());
+    // DEL while the daemon is down succeeds (the withdrawal cannot be delivered).
+    assert!(cni(&lab, 0, "DEL", "c2", &netns_path(&ns2), &c).ok);
+    let before = stored(&lab);
+    assert_eq!(before.len(), 1);
     let status = cni(&lab, 0, "STATUS", "", "", &c);
     assert!(!status.ok);
     assert_eq!(status.code(), Some(50), "{}", status.out);
@@ -385,6 +391,9 @@ fn netns_cni_status_while_the_daemon_is_stopped_and_allocations_survive_a_restar
     lab.start_vxswitch(0, "").unwrap();
     assert!(cni(&lab, 0, "STATUS", "", "", &c).ok);
     assert_eq!(stored(&lab), before, "allocations survive a daemon restart");
+    // The restarted daemon announces the surviving container again, not the one deleted meanwhile.
+    let local = bindings(&lab, 0)["local"].clone();
+    assert_eq!(local, json!([[result_ip(&kept.out).to_string(), kept.out["interfaces"][1]["mac"]]]), "restored announcements");
     let version = cni(&lab, 0, "VERSION", "", "", &json!({ "cniVersion": "1.1.0" }));
     assert!(version.out["supportedVersions"].as_array().unwrap().contains(&json!("1.1.0")));
 }

@@ -55,9 +55,10 @@ pub fn network(socket: &Path, vni: u32) -> Result<NetworkInfo, CniError> {
     serde_json::from_value(v).map_err(|e| CniError::new(ErrorCode::DaemonRefused, "unexpected answer from vxswitch", e))
 }
 
-/// Tell the daemon that container `ip` with `mac` joined network `vni` on this host.
-pub fn announce(socket: &Path, vni: u32, ip: Ipv4Addr, mac: EthernetAddress) -> Result<(), CniError> {
-    ask(socket, &format!("cni add {vni} {ip} {mac}")).map(|_| ())
+/// Tell the daemon that container `ip` with `mac` joined network `vni` on this host, behind the
+/// host-side veth `veth`.
+pub fn announce(socket: &Path, vni: u32, ip: Ipv4Addr, mac: EthernetAddress, veth: &str) -> Result<(), CniError> {
+    ask(socket, &format!("cni add {vni} {ip} {mac} {veth}")).map(|_| ())
 }
 
 /// Tell the daemon that container `ip` left network `vni`.

@@ -162,7 +162,7 @@ impl<'a> Ctx<'a> {
                 return Err(e);
             }
         };
-        if let Err(e) = daemon::announce(&self.socket, vni, ip.addr(), attached.container_mac) {
+        if let Err(e) = daemon::announce(&self.socket, vni, ip.addr(), attached.container_mac, &host_veth) {
             let _ = plumb::detach(Some(Path::new(&self.env.netns)), &self.env.ifname, &host_veth);
             let _ = self.ipam_del();
             return Err(e);

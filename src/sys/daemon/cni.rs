@@ -5,17 +5,26 @@
 //!
 //! - `cni network VNI`: the network's mode, bridge, MTU (from its encapsulation), subnet, gateway
 //!   and address range, as JSON. The plugin's STATUS is this query too: no answer, not ready.
-//! - `cni add VNI IP MAC`: a container was attached. The switch publishes the binding in this
-//!   host's gossip record at once, so every other host's proxy ARP and FDB know it before the
-//!   container sends a frame.
+//! - `cni add VNI IP MAC [VETH]`: a container was attached (its host-side veth is `VETH`). The
+//!   switch publishes the binding in this host's gossip record at once, so every other host's
+//!   proxy ARP and FDB know it before the container sends a frame.
 //! - `cni del VNI IP`: the container was detached; the binding is withdrawn cluster-wide.
 //! - `cni bindings VNI`: the announced local containers and the size of the proxy-ARP table.
 //!
 //! Every answer is one JSON object; a refused command answers `{"error": "..."}`.
+//!
+//! Announced containers outlive a restart of the daemon: they are kept in
+//! `<control_socket>.cni.json` (next to the instance lock, on the tmpfs `/run`, so a reboot,
+//! which ends every container too, starts empty), rewritten atomically on every change. At start
+//! the daemon announces again each container whose host-side veth still exists; one removed
+//! while the daemon was down (a `DEL` it could not hear) is dropped.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Config, Mode, Network};
@@ -23,21 +32,103 @@ use crate::dataplane::Switch;
 use crate::wire::ethernet::EthernetAddress;
 use crate::wire::vxlan::Vni;
 
-/// The answer to `command` when it is a CNI command (`cni ...`), else `None`.
-pub fn answer(command: &str, config: &Config, switch: &mut Switch) -> Option<String> {
-    let rest = command.strip_prefix("cni ")?;
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let reply = match words.as_slice() {
-        ["network", vni] => network(config, vni),
-        ["add", vni, ip, mac] => add(config, switch, vni, ip, mac),
-        ["del", vni, ip] => del(config, switch, vni, ip),
-        ["bindings", vni] => bindings(config, switch, vni),
-        _ => Err(format!("unknown cni command: {rest}")),
-    };
-    Some(match reply {
-        Ok(v) => v.to_string() + "\n",
-        Err(e) => json!({ "error": e }).to_string() + "\n",
-    })
+/// One announced container, as saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Saved {
+    vni: u32,
+    ip: Ipv4Addr,
+    mac: String,
+    /// The host-side veth; empty when the plugin did not name it (never restored then).
+    veth: String,
+}
+
+/// The containers announced on this host, and where they are saved.
+#[derive(Debug)]
+pub struct Announced {
+    path: Option<PathBuf>,
+    saved: BTreeMap<(u32, Ipv4Addr), Saved>,
+}
+
+impl Announced {
+    /// The file next to `control_socket`.
+    pub fn path_for(control_socket: &Path) -> PathBuf {
+        let mut name = control_socket.as_os_str().to_owned();
+        name.push(".cni.json");
+        PathBuf::from(name)
+    }
+
+    /// Nothing announced and nothing saved (tests).
+    pub fn in_memory() -> Self {
+        Announced { path: None, saved: BTreeMap::new() }
+    }
+
+    /// Load what an earlier run saved at `path` and announce again every container for which
+    /// `alive(veth)` holds; the rest is dropped (and the file rewritten).
+    pub fn restore(path: PathBuf, config: &Config, switch: &mut Switch, alive: impl Fn(&str) -> bool) -> Self {
+        let list: Vec<Saved> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut me = Announced { path: Some(path), saved: BTreeMap::new() };
+        let total = list.len();
+        for s in list {
+            let live = !s.veth.is_empty() && alive(&s.veth);
+            if live && add(config, switch, &s.vni.to_string(), &s.ip.to_string(), &s.mac).is_ok() {
+                me.saved.insert((s.vni, s.ip), s);
+            }
+        }
+        if total > 0 {
+            tracing::info!(restored = me.saved.len(), dropped = total - me.saved.len(), "containers announced by an earlier run");
+        }
+        if me.saved.len() != total {
+            me.save();
+        }
+        me
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let list: Vec<&Saved> = self.saved.values().collect();
+        let bytes = serde_json::to_vec(&list).unwrap_or_default();
+        if let Err(e) = crate::keyfile::write_atomically(path, &bytes) {
+            tracing::warn!("saving the announced containers to {}: {e}", path.display());
+        }
+    }
+
+    /// The answer to `command` when it is a CNI command (`cni ...`), else `None`.
+    pub fn answer(&mut self, command: &str, config: &Config, switch: &mut Switch) -> Option<String> {
+        let rest = command.strip_prefix("cni ")?;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            ["network", vni] => network(config, vni),
+            ["add", vni, ip, mac] => add(config, switch, vni, ip, mac),
+            ["add", vni, ip, mac, veth] => add(config, switch, vni, ip, mac).inspect(|_| self.remember(vni, ip, mac, veth)),
+            ["del", vni, ip] => del(config, switch, vni, ip).inspect(|_| self.forget(vni, ip)),
+            ["bindings", vni] => bindings(config, switch, vni),
+            _ => Err(format!("unknown cni command: {rest}")),
+        };
+        Some(match reply {
+            Ok(v) => v.to_string() + "\n",
+            Err(e) => json!({ "error": e }).to_string() + "\n",
+        })
+    }
+
+    fn remember(&mut self, vni: &str, ip: &str, mac: &str, veth: &str) {
+        let (Ok(vni), Ok(ip)) = (vni.parse(), ip.parse()) else { return };
+        let entry = Saved { vni, ip, mac: mac.to_string(), veth: veth.to_string() };
+        if self.saved.insert((vni, ip), entry.clone()) != Some(entry) {
+            self.save();
+        }
+    }
+
+    fn forget(&mut self, vni: &str, ip: &str) {
+        let (Ok(vni), Ok(ip)) = (vni.parse(), ip.parse()) else { return };
+        if self.saved.remove(&(vni, ip)).is_some() {
+            self.save();
+        }
+    }
+}
+
+/// Whether host-side veth `name` still exists (a container attached before a restart).
+pub fn veth_exists(name: &str) -> bool {
+    crate::sys::kernel::netlink::Netlink::new().ok().and_then(|nl| nl.find_link(name).ok().flatten()).is_some()
 }
 
 fn find<'a>(config: &'a Config, vni: &str) -> Result<&'a Network, String> {
@@ -101,4 +192,103 @@ fn bindings(config: &Config, switch: &Switch, vni: &str) -> Result<serde_json::V
     let vni: Vni = n.vni;
     let local: Vec<_> = switch.announced(vni).into_iter().map(|(ip, mac)| json!([ip.to_string(), mac.to_string()])).collect();
     Ok(json!({ "local": local, "proxy_arp": switch.proxy_arp().len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::node::switch_config;
+
+    const CONFIG: &str = r#"
+[underlay]
+address = "198.18.0.1"
+
+[[network]]
+vni = 42
+tap = "vxs42"
+mode = "routed"
+bridge = "br0"
+subnet = "10.42.1.0/24"
+
+[[network]]
+vni = 9
+mode = "host-subnet"
+bridge = "br9"
+subnet = "10.9.1.0/24"
+"#;
+
+    fn setup() -> (Config, Switch) {
+        let config = Config::parse(CONFIG).unwrap();
+        let switch = Switch::new(switch_config(&config), Instant::now());
+        (config, switch)
+    }
+
+    fn ask(a: &mut Announced, config: &Config, switch: &mut Switch, command: &str) -> serde_json::Value {
+        serde_json::from_str(&a.answer(command, config, switch).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn network_settings_come_from_the_configuration() {
+        let (config, mut switch) = setup();
+        let mut a = Announced::in_memory();
+        let v = ask(&mut a, &config, &mut switch, "cni network 42");
+        assert_eq!(v["mode"], "routed");
+        assert_eq!(v["bridge"], "br0");
+        assert_eq!(v["mtu"], 1450);
+        assert_eq!(v["subnet"], "10.42.1.0/24");
+        assert_eq!(v["gateway"], "10.42.1.1");
+        assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
+        assert!(a.answer("stats", &config, &mut switch).is_none(), "other commands are not ours");
+    }
+
+    #[test]
+    fn malformed_commands_are_refused_with_an_error_never_a_panic() {
+        let (config, mut switch) = setup();
+        let mut a = Announced::in_memory();
+        for bad in [
+            "cni network 7",
+            "cni network x",
+            "cni add 42 10.42.1.5",
+            "cni add 42 not-an-ip 02:00:00:00:00:01",
+            "cni add 42 10.42.1.5 zz:zz",
+            "cni add 42 10.42.1.5 01:00:5e:00:00:01",
+            "cni add 99999999999 10.42.1.5 02:00:00:00:00:01",
+            "cni del 42",
+            "cni frobnicate",
+            "cni ",
+        ] {
+            let v = ask(&mut a, &config, &mut switch, bad);
+            assert!(v["error"].is_string(), "{bad}: {v}");
+        }
+        assert_eq!(switch.take_local_bindings_changed(), None, "nothing was announced");
+    }
+
+    #[test]
+    fn announced_containers_are_saved_and_only_live_ones_restored() {
+        let dir = std::env::temp_dir().join(format!("vxs-cni-announced-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = Announced::path_for(&dir.join("vxswitch.sock"));
+        let (config, mut switch) = setup();
+        let mut a = Announced::restore(path.clone(), &config, &mut switch, |_| true);
+        for (ip, mac, veth) in [
+            ("10.42.1.5", "02:00:00:00:00:05", "vxa"),
+            ("10.42.1.6", "02:00:00:00:00:06", "vxb"),
+            ("10.42.1.7", "02:00:00:00:00:07", "vxc"),
+        ] {
+            assert_eq!(ask(&mut a, &config, &mut switch, &format!("cni add 42 {ip} {mac} {veth}"))["announced"], true);
+        }
+        assert_eq!(ask(&mut a, &config, &mut switch, "cni del 42 10.42.1.7")["withdrawn"], true);
+        // A restart: vxb's veth went away while the daemon was down.
+        let (config, mut switch) = setup();
+        let _restored = Announced::restore(path.clone(), &config, &mut switch, |veth| veth != "vxb");
+        let vni = crate::wire::vxlan::Vni::new(42).unwrap();
+        let ips: Vec<String> = switch.announced(vni).iter().map(|(ip, _)| ip.to_string()).collect();
+        assert_eq!(ips, ["10.42.1.5"]);
+        let saved: Vec<Saved> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved.len(), 1, "the file keeps only what was restored");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

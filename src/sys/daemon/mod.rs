@@ -119,6 +119,8 @@ struct Daemon {
     driver: DriverCounters,
     started: Instant,
     state_files: Option<node::state::StateFiles>,
+    /// Containers announced by the CNI plugin (kept across restarts).
+    cni: cni::Announced,
 }
 
 impl Daemon {
@@ -146,8 +148,9 @@ impl Daemon {
             ),
             _ => (None, None),
         };
-        let node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
+        let mut node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
+        let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
         tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
         let payload_len = (config.underlay.mtu as usize).max(2048);
         let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
@@ -170,6 +173,7 @@ impl Daemon {
             driver: DriverCounters::default(),
             started: Instant::now(),
             state_files,
+            cni,
         })
     }
 
@@ -262,7 +266,7 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
-            if let Some(reply) = cni::answer(&command, &self.config, self.node.switch_mut()) {
+            if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut()) {
                 self.control.clients.respond(slot, reply.into_bytes(), now);
                 continue;
             }
