@@ -315,7 +315,9 @@ fn netns_cni_gc_after_runtime_crash_frees_exactly_the_lost_allocations() {
     assert_eq!(stored(&lab).len(), 4);
     assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 4);
     let mut gc = c.clone();
-    gc["cniVersion"] = json!("1.1.0");
+    let refused = cni(&lab, 0, "GC", "", "", &gc);
+    assert_eq!(refused.code(), Some(7), "GC without the list of valid attachments releases nothing: {}", refused.out);
+    assert_eq!(stored(&lab).len(), 4);
     gc["cni.dev/valid-attachments"] = json!([{ "containerID": "c0", "ifname": "eth0" }, { "containerID": "c2", "ifname": "eth0" }]);
     let answer = cni(&lab, 0, "GC", "", "", &gc);
     assert!(answer.ok, "{}", answer.out);
@@ -418,6 +420,7 @@ fn netns_cni_chained_with_portmap_a_host_port_reaches_a_container_from_another_h
     assert!(added.ok, "{}", added.out);
     let ip = result_ip(&added.out);
     assert!(host_subnet(0).contains(&ip));
+    assert_eq!(added.out["interfaces"][1].get("mtu"), None, "no 1.1.0 fields in a 1.0.0 result");
     let mappings = json!({ "portMappings": [{ "hostPort": 8080, "containerPort": 80, "protocol": "tcp" }] });
     let second = json!({
         "cniVersion": "1.0.0", "name": "vxnet", "type": "portmap", "capabilities": { "portMappings": true },

@@ -167,14 +167,16 @@ impl<'a> Ctx<'a> {
             let _ = self.ipam_del();
             return Err(e);
         }
+        // Interface MTUs are a 1.1.0 field.
+        let mtu = (self.conf.cni_version == "1.1.0").then_some(net.mtu);
         Ok(CniResult {
             cni_version: self.conf.cni_version.clone(),
             interfaces: vec![
-                Interface { name: host_veth, mac: attached.host_mac.to_string(), mtu: Some(net.mtu), sandbox: None },
+                Interface { name: host_veth, mac: attached.host_mac.to_string(), mtu, sandbox: None },
                 Interface {
                     name: self.env.ifname.clone(),
                     mac: attached.container_mac.to_string(),
-                    mtu: Some(net.mtu),
+                    mtu,
                     sandbox: Some(self.env.netns.clone()),
                 },
             ],
@@ -314,7 +316,12 @@ impl<'a> Ctx<'a> {
     }
 
     fn gc(&self) -> Result<(), CniError> {
-        let valid = self.conf.valid_attachments.clone().unwrap_or_default();
+        // Without the list every allocation would look leaked: refuse rather than release all.
+        let valid = self
+            .conf
+            .valid_attachments
+            .clone()
+            .ok_or_else(|| invalid("GC needs cni.dev/valid-attachments", "the runtime passes the attachments still in use"))?;
         match &self.ipam {
             Ipam::Builtin(_, store) => {
                 let released = store.update(|t| t.retain_valid(&valid)).map_err(|e| CniError::new(ErrorCode::Io, "IPAM store", e))?;
