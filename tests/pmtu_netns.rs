@@ -116,3 +116,37 @@ fn netns_pmtu_esp_l2_through_a_1400_byte_router_link() {
 fn netns_pmtu_esp_routed_through_a_1400_byte_router_link() {
     run("netns_pmtu_esp_routed_through_a_1400_byte_router_link", "pmer", true, true);
 }
+
+/// The plain case the issue started from: a default L2 VXLAN overlay on a flat 1500-byte underlay,
+/// containers left at the bridge default MTU of 1500. Before, the bridge dropped every full-size
+/// frame (the TAP's MTU was 1450) and a 20 MB transfer moved 0 bytes.
+#[test]
+fn netns_pmtu_containers_at_1500_over_a_default_vxlan_overlay() {
+    if !have_root("netns_pmtu_containers_at_1500_over_a_default_vxlan_overlay") {
+        return;
+    }
+    const BIG: u64 = 20 << 20;
+    let lab = Lab::build("pm15", &[HostKind::Vxswitch; 2], 1, bin()).unwrap();
+    lab.set_container_mtu(1500).unwrap();
+    let bin = bin().to_string_lossy().into_owned();
+    let (c0, c1) = (&lab.hosts[0].containers[0], &lab.hosts[1].containers[0]);
+    for (from, to, port) in [(c0, c1, 5601), (c1, c0, 5602)] {
+        let r = checked_transfer(&bin, &from.ns, &to.ns, to.ip, port, BIG).unwrap();
+        assert_eq!((r.sent, r.received, r.intact), (BIG, BIG, true), "{} -> {}: {r:?}", from.ip, to.ip);
+        eprintln!("containers at 1500: {} -> {}: {} bytes intact in {:.2} s", from.ip, to.ip, r.received, r.secs);
+    }
+    for h in 0..2 {
+        let s = lab.stats(h).unwrap();
+        assert_eq!(s["networks"][0]["tap_mtu"], 1500);
+        assert!(s["counters"]["mss_clamped"].as_u64().unwrap() >= 1, "host {h}: {}", s["counters"]);
+        assert_eq!(s["driver"]["underlay_send_too_big"], 0);
+    }
+    // Without MSS clamping (UDP, or a stack that ignores MSS) the ICMP answer is what saves it:
+    // a DF ping of 1500 bytes is answered with "fragmentation needed", MTU 1450.
+    let out = c0.ns.command("ping").args(["-c", "1", "-W", "1", "-M", "do", "-s", "1472"]).arg(c1.ip.to_string()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mtu = 1450") || text.contains("mtu=1450") || text.contains(" 0 received"), "{text}");
+    let route = c0.ns.output("ip", &["route", "get", &c1.ip.to_string()]).unwrap();
+    assert!(route.contains("mtu 1450"), "the container's kernel learned the overlay MTU: {route}");
+    assert!(lab.stats(0).unwrap()["counters"]["pmtu_icmp_sent"].as_u64().unwrap() >= 1);
+}
