@@ -65,6 +65,10 @@ pub enum NoReply {
 pub fn too_big(frame: &[u8], max_frame_len: usize, from: Responder) -> Result<Vec<u8>, NoReply> {
     let view = EthernetFrame::new_checked(frame).map_err(|_| NoReply::Malformed)?;
     let eth = EthernetRepr::parse(&view).map_err(|_| NoReply::Malformed)?;
+    if from == Responder::Destination && eth.dst_addr.is_multicast() {
+        // The answer would claim a group MAC as its source.
+        return Err(NoReply::BadAddress);
+    }
     let mtu = max_frame_len.saturating_sub(eth.buffer_len());
     let (src_mac, dst_mac) = match from {
         Responder::Destination => (eth.dst_addr, eth.src_addr),
@@ -245,6 +249,9 @@ mod tests {
         bad[14 + 10] ^= 0xff;
         assert_eq!(too_big(&bad, 1464, Responder::Destination), Err(NoReply::Malformed));
         assert_eq!(too_big(&[0u8; 10], 1464, Responder::Destination), Err(NoReply::Malformed));
+        let mut to_group = tcp4(1514, true);
+        to_group[..6].copy_from_slice(&[0xff; 6]);
+        assert_eq!(too_big(&to_group, 1464, Responder::Destination), Err(NoReply::BadAddress), "never from a group MAC");
     }
 
     #[test]
