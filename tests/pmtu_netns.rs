@@ -95,6 +95,19 @@ fn run(name: &str, tag: &str, esp: bool, routed: bool) {
             assert_eq!(c["drops"][key], 0, "host {h} {key}: {c}");
         }
     }
+    // The kernel forgets the learned path MTU (here at once, by hand; by itself after 10
+    // minutes): vxswitch reads the full size again within a few seconds and raises the peer back.
+    lab.hosts[0].ns.ip(&["route", "flush", "cache"]).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let s = lab.stats(0).unwrap();
+        if s["peer_mtus"].as_array().unwrap().is_empty() {
+            assert_eq!(s["counters"]["peer_mtu_raised"], 1, "{}", s["counters"]);
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "still lowered: {}", s["peer_mtus"]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
