@@ -67,6 +67,12 @@ impl IcmpBudget {
         IcmpBudget { window: None, sent: 0 }
     }
 
+    /// Whether the budget is spent at `now` (checked before building an answer, so a flood of
+    /// oversize frames costs no allocations once it is).
+    pub fn spent(&self, now: Instant) -> bool {
+        matches!(self.window, Some(start) if now.saturating_duration_since(start) < Duration::from_secs(1)) && self.sent >= ICMP_PER_SEC
+    }
+
     /// Whether one more answer may go out at `now` (and takes it from the budget).
     pub fn take(&mut self, now: Instant) -> bool {
         match self.window {
@@ -224,6 +230,8 @@ mod tests {
         let mut b = IcmpBudget::new();
         assert_eq!((0..200).filter(|_| b.take(t0)).count(), ICMP_PER_SEC as usize);
         assert!(!b.take(t0 + Duration::from_millis(999)));
+        assert!(b.spent(t0 + Duration::from_millis(999)));
+        assert!(!b.spent(t0 + Duration::from_secs(1)));
         assert!(b.take(t0 + Duration::from_secs(1)));
     }
 }

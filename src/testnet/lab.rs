@@ -21,8 +21,8 @@ use crate::sys::daemon::control_socket;
 
 /// Underlay MTU of the lab.
 pub const UNDERLAY_MTU: u32 = 1500;
-/// Container MTU at build: the VXLAN TAP's default (underlay MTU minus 50 bytes of VXLAN
-/// overhead); tests of other encapsulations set the TAP's MTU with [`Lab::set_container_mtu`].
+/// Container MTU at build: the VXLAN overlay MTU (underlay MTU minus 50 bytes of VXLAN
+/// overhead); tests of other encapsulations or MTUs set it with [`Lab::set_container_mtu`].
 pub const CONTAINER_MTU: u32 = 1450;
 /// The VNI of the lab overlay.
 pub const VNI: u32 = 1042;

@@ -34,9 +34,7 @@ impl Switch {
         // containers is never limited by the tunnel.
         let limit = self.frame_limit(port, target);
         if frame.len() > limit {
-            // Rare (a sender above the path MTU): a copy keeps the borrow of `buf` simple.
-            let frame = buf[frame].to_vec();
-            self.too_big(now, port, &frame, limit);
+            self.too_big(now, port, &buf[frame], limit);
             return Forward::Nothing;
         }
         self.clamp_mss(port, target, &mut buf[frame.clone()]);

@@ -55,6 +55,10 @@ impl Switch {
             Tunnel::Vxlan => DropReason::TapOversizeVxlan,
             Tunnel::Esp => DropReason::TapOversizeEsp,
         });
+        if net.icmp.spent(now) {
+            self.counters.pmtu_icmp_rate_limited += 1;
+            return;
+        }
         let from = match net.router.as_ref() {
             None => Responder::Destination,
             Some(router) => {
