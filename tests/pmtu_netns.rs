@@ -95,6 +95,23 @@ fn run(name: &str, tag: &str, esp: bool, routed: bool) {
             assert_eq!(c["drops"][key], 0, "host {h} {key}: {c}");
         }
     }
+    // Traffic that no MSS clamp shrinks (DF pings of 1400 bytes from host 1's side): the first
+    // meets router B's smaller link, host 1's kernel learns the path MTU from its ICMP, vxswitch
+    // on host 1 reads it and answers the later pings itself with the MTU that fits.
+    let out = c1
+        .ns
+        .command("ping")
+        .args(["-c", "8", "-i", "0.5", "-W", "1", "-M", "do", "-s", &(PATH_MTU - 28).to_string()])
+        .arg(c0.ip.to_string())
+        .output()
+        .unwrap();
+    let s = lab.stats(1).unwrap();
+    eprintln!("{name}: host 1 after DF pings: peer_mtus {} pmtu_icmp_sent {}", s["peer_mtus"], s["counters"]["pmtu_icmp_sent"]);
+    assert_eq!(s["peer_mtus"][0]["mtu"], PATH_MTU, "{}\n{}", s["peer_mtus"], String::from_utf8_lossy(&out.stdout));
+    assert!(s["counters"]["pmtu_icmp_sent"].as_u64().unwrap() >= 1, "{}", s["counters"]);
+    let route = c1.ns.output("ip", &["route", "get", &c0.ip.to_string()]).unwrap();
+    assert!(route.contains("mtu"), "host 1's container learned a smaller path MTU: {route}");
+
     // The kernel forgets the learned path MTU (here at once, by hand; by itself after 10
     // minutes): vxswitch reads the full size again within a few seconds and raises the peer back.
     lab.hosts[0].ns.ip(&["route", "flush", "cache"]).unwrap();
