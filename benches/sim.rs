@@ -30,6 +30,7 @@ fn two_hosts() -> Sim {
                 unknown_arp: UnknownArp::Flood,
                 routed: None,
                 tunnel: vxswitch::dataplane::Tunnel::Vxlan,
+                path: Default::default(),
             };
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![spec] })
         })

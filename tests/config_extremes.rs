@@ -46,6 +46,8 @@ mtu = {gossip.mtu}
 vni = {network[].vni}
 tap = "vxs1"
 mtu = {network[].mtu}
+tap_mtu = {network[].tap_mtu}
+mss_clamp = {network[].mss_clamp}
 encryption = "esp"
 peers = ["198.18.0.2"]
 "#;
@@ -69,6 +71,8 @@ fn valid(key: &str) -> u64 {
         "gossip.mtu" => 1400,
         "network[].vni" => 1,
         "network[].mtu" => 1400,
+        "network[].tap_mtu" => 1500,
+        "network[].mss_clamp" => 1360,
         other => panic!("no valid value for {other}: add it here"),
     }
 }

@@ -35,6 +35,7 @@ fn spec(i: usize, n: usize) -> SwitchConfig {
             unknown_arp: UnknownArp::Flood,
             routed: None,
             tunnel: Tunnel::Esp,
+            path: Default::default(),
         }],
     }
 }

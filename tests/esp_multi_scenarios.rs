@@ -49,6 +49,7 @@ fn spec(i: usize) -> SwitchConfig {
         unknown_arp: UnknownArp::Flood,
         routed,
         tunnel,
+        path: Default::default(),
     };
     SwitchConfig {
         fdb_ageing: Duration::from_secs(300),

@@ -28,7 +28,15 @@ fn spec(i: usize, n: usize, routed: Option<RoutedSpec>) -> SwitchConfig {
     SwitchConfig {
         fdb_ageing: Duration::from_secs(300),
         fdb_max_entries: 1024,
-        networks: vec![NetworkSpec { vni: VNI, max_frame_len: 1464, peers, unknown_arp: UnknownArp::Flood, routed, tunnel: Tunnel::Esp }],
+        networks: vec![NetworkSpec {
+            vni: VNI,
+            max_frame_len: 1464,
+            peers,
+            unknown_arp: UnknownArp::Flood,
+            routed,
+            tunnel: Tunnel::Esp,
+            path: Default::default(),
+        }],
     }
 }
 

@@ -33,6 +33,7 @@ fn cluster(n: usize, cap: usize) -> Sim {
                 unknown_arp: UnknownArp::Flood,
                 routed: None,
                 tunnel: Tunnel::Vxlan,
+                path: Default::default(),
             };
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: cap, networks: vec![net] })
         })

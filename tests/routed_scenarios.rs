@@ -35,8 +35,15 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
         .map(|i| {
             let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let routed = routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI) });
-            let networks =
-                vec![NetworkSpec { vni: VNI, max_frame_len: 1464, peers, unknown_arp, routed, tunnel: vxswitch::dataplane::Tunnel::Vxlan }];
+            let networks = vec![NetworkSpec {
+                vni: VNI,
+                max_frame_len: 1464,
+                peers,
+                unknown_arp,
+                routed,
+                tunnel: vxswitch::dataplane::Tunnel::Vxlan,
+                path: Default::default(),
+            }];
             (ul(i), SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks })
         })
         .collect();

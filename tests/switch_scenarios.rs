@@ -34,6 +34,7 @@ fn cluster(n: usize, vnis: &[u32], ageing: Duration, cap: usize) -> Sim {
                     unknown_arp: UnknownArp::Flood,
                     routed: None,
                     tunnel: vxswitch::dataplane::Tunnel::Vxlan,
+                    path: Default::default(),
                 })
                 .collect();
             (ul(i), SwitchConfig { fdb_ageing: ageing, fdb_max_entries: cap, networks })

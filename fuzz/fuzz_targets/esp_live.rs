@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         unknown_arp: UnknownArp::Flood,
         routed: None,
         tunnel: Tunnel::Esp,
+        path: Default::default(),
     };
     let mut switch =
         Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 64, networks: vec![network] }, now);

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             gateway_mac: default_gateway_mac(Vni::new(vni).unwrap()),
         }),
         tunnel: vxswitch::dataplane::Tunnel::Vxlan,
+        path: Default::default(),
     };
     let mut switch = Switch::new(
         SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 64, networks: vec![network(1042, false), network(7, true)] },

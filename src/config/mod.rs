@@ -23,6 +23,7 @@ use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
 use crate::dataplane::flood::{self, FloodLimit};
 use crate::dataplane::mtu::{self, Encap, MtuPlan, Payload};
+use crate::dataplane::MssClamp;
 use crate::ipsec::{ManualSa, Suite};
 use crate::wire::ethernet::EthernetAddress;
 use crate::wire::vxlan::Vni;
@@ -196,8 +197,16 @@ pub struct Network {
     pub mode: Mode,
     /// TAP device name (created by vxswitch); empty in host-subnet mode, which has no TAP.
     pub tap: String,
-    /// TAP MTU: by default the underlay MTU minus the encapsulation overhead ([`Network::mtu_plan`]).
+    /// The overlay MTU: the largest IP packet that crosses the tunnel in one piece; by default
+    /// the underlay MTU minus the encapsulation overhead ([`Network::mtu_plan`]). Containers
+    /// should use it; larger packets are answered with ICMP "too big" (see [`crate::dataplane::pmtu`]).
     pub mtu: u32,
+    /// The TAP device's MTU: by default the larger of 1500 and the underlay MTU, so that frames
+    /// from containers left at the bridge default reach vxswitch (a Linux bridge silently drops
+    /// frames above the port's MTU) and get an ICMP answer instead of vanishing.
+    pub tap_mtu: u32,
+    /// MSS clamping of TCP SYNs crossing the overlay (default `auto`).
+    pub mss_clamp: MssClamp,
     /// How the network's frames cross the underlay (sizes only): decides the default MTU.
     pub encap: Encap,
     /// Bridge to enslave the TAP to (must exist).
@@ -650,6 +659,23 @@ fn validate_network(
             ))
         }
     };
+    // Containers default to 1500 whatever the underlay; a jumbo underlay's hosts may use more.
+    let tap_mtu = match &n.tap_mtu {
+        None if mode == Mode::HostSubnet || mode == Mode::Kernel => mtu,
+        None => mtu.max(DEFAULT_UNDERLAY_MTU).max(underlay_mtu),
+        Some(t) => ranges::NETWORK_TAP_MTU.check(*t.get_ref()).map_err(|reason| err(t.span(), "tap_mtu", reason))? as u32,
+    };
+    let mss_clamp = match n.mss_clamp.as_ref().map(|m| (m.get_ref(), m.span())) {
+        None => MssClamp::Auto,
+        Some((raw::RawMssClamp::Word(w), _)) if w == "auto" => MssClamp::Auto,
+        Some((raw::RawMssClamp::Word(w), _)) if w == "off" => MssClamp::Off,
+        Some((raw::RawMssClamp::Word(w), span)) => {
+            return Err(err(span, "mss_clamp", format!("{w:?} is not \"auto\", \"off\" or a number")))
+        }
+        Some((raw::RawMssClamp::Number(v), span)) => {
+            MssClamp::Fixed(ranges::NETWORK_MSS_CLAMP.check(*v).map_err(|reason| err(span, "mss_clamp", reason))? as u16)
+        }
+    };
     let mut arp = Vec::new();
     for b in n.arp {
         let span = b.span();
@@ -668,6 +694,8 @@ fn validate_network(
         mode,
         tap,
         mtu,
+        tap_mtu,
+        mss_clamp,
         encap,
         bridge: n.bridge.map(|b| b.into_inner()),
         address: n.address.map(|a| a.into_inner()),

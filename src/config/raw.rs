@@ -93,6 +93,8 @@ pub(super) struct RawNetwork {
     pub tap: Option<Spanned<String>>,
     pub device: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u64>>,
+    pub tap_mtu: Option<Spanned<u64>>,
+    pub mss_clamp: Option<Spanned<RawMssClamp>>,
     pub bridge: Option<Spanned<String>>,
     pub address: Option<Spanned<Ipv4Net>>,
     pub subnet: Option<Spanned<Ipv4Net>>,
@@ -105,6 +107,14 @@ pub(super) struct RawNetwork {
     pub peers: Option<Vec<Spanned<RawPeer>>>,
     #[serde(default)]
     pub arp: Vec<Spanned<RawBinding>>,
+}
+
+/// `mss_clamp`: `"auto"`, `"off"` or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawMssClamp {
+    Word(String),
+    Number(u64),
 }
 
 /// A peer: just its underlay address, or a table with the subnet it owns.

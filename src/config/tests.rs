@@ -341,3 +341,28 @@ fn an_inbound_spi_used_twice_in_one_network_is_refused() {
     assert_eq!(e.key, "network[0].peers", "{e}");
     assert!(e.reason.contains("inbound SPI 0x1010 is already used by peer 198.18.0.2 of network 1042"), "{e}");
 }
+
+#[test]
+fn tap_mtu_and_mss_clamp_defaults_and_values() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!((c.networks[0].tap_mtu, c.networks[0].mss_clamp), (1500, MssClamp::Auto), "frames at the bridge default reach vxswitch");
+    assert_eq!(c.networks[1].tap_mtu, 1500, "an explicit smaller mtu keeps the TAP at 1500");
+    let jumbo = Config::parse(&GOOD.replace("address = \"198.18.0.1\"", "address = \"198.18.0.1\"\nmtu = 9000")).unwrap();
+    assert_eq!((jumbo.networks[0].mtu, jumbo.networks[0].tap_mtu), (8950, 9000));
+    let set = Config::parse(&GOOD.replace("mtu = 1400", "mtu = 1400\ntap_mtu = 1400\nmss_clamp = \"off\"")).unwrap();
+    assert_eq!((set.networks[1].tap_mtu, set.networks[1].mss_clamp), (1400, MssClamp::Off));
+    let n = Config::parse(&GOOD.replace("mtu = 1400", "mss_clamp = 1300")).unwrap();
+    assert_eq!(n.networks[1].mss_clamp, MssClamp::Fixed(1300));
+}
+
+#[test]
+fn rejects_bad_mss_clamp_and_tap_mtu_with_line_and_key() {
+    let e = rejected(&GOOD.replace("mtu = 1400", "mss_clamp = \"always\""));
+    assert_eq!((e.key.as_str(), e.line), ("network[1].mss_clamp", Some(20)));
+    assert!(e.reason.contains("\"always\" is not \"auto\", \"off\" or a number"), "{e}");
+    let e = rejected(&GOOD.replace("mtu = 1400", "mss_clamp = 40"));
+    assert_eq!(e.key, "network[1].mss_clamp");
+    assert!(e.reason.contains("out of range (88..=65495)"), "{e}");
+    let e = rejected(&GOOD.replace("mtu = 1400", "tap_mtu = 70000"));
+    assert_eq!((e.key.as_str(), e.line), ("network[1].tap_mtu", Some(20)));
+}

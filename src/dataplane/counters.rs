@@ -132,6 +132,27 @@ counters! {
         pub cni_bindings_added: u64 = counter,
         /// Container bindings withdrawn by the CNI plugin (`cni del`).
         pub cni_bindings_removed: u64 = counter,
+        /// ICMP "fragmentation needed" sent on a TAP for an IPv4 frame too big for its tunnel.
+        pub pmtu_icmp_sent: u64 = counter,
+        /// ICMPv6 "packet too big" sent on a TAP for an IPv6 frame too big for its tunnel.
+        pub pmtu_icmp6_sent: u64 = counter,
+        /// Too-big answers not sent because the network's ICMP budget (100 per second) was spent.
+        pub pmtu_icmp_rate_limited: u64 = counter,
+        /// Too-big frames not answered by rule: ICMP errors, non-first fragments, broadcast or
+        /// multicast addresses, non-IP, a routed sender with no known MAC.
+        pub pmtu_icmp_suppressed: u64 = counter,
+        /// Too-big IPv4 frames without DF (dropped, never answered: RFC 1191).
+        pub pmtu_no_df: u64 = counter,
+        /// TCP SYNs whose MSS option was lowered (`mss_clamp`).
+        pub mss_clamped: u64 = counter,
+        /// Peers whose underlay path MTU went down (reported by the kernel).
+        pub peer_mtu_lowered: u64 = counter,
+        /// Peers whose underlay path MTU went back up (reported by the kernel).
+        pub peer_mtu_raised: u64 = counter,
+        /// Learned peer path MTUs forgotten after 10 minutes.
+        pub peer_mtu_expired: u64 = counter,
+        /// Path MTU reports ignored because the per-peer table was full.
+        pub peer_mtu_table_full: u64 = counter,
         /// Packets dropped, by reason.
         drops: DropCounts = nested,
     }

@@ -19,6 +19,12 @@
 //!   payload whose padded size fits; every shorter packet fits too. At that size no padding is
 //!   needed; the bytes the alignment leaves unused show up as `align_slack`.
 //! - **none** (host-subnet mode): nothing is added.
+//!
+//! The plan's MTU is the *overlay* MTU: what crosses in one piece, what containers should use,
+//! and what the switch announces in ICMP "too big" answers ([`super::pmtu`]). The TAP device
+//! itself gets a larger MTU (`tap_mtu`, by default the larger of 1500 and the underlay MTU): a
+//! Linux bridge drops frames above its port's MTU without telling anyone, so only a TAP at least
+//! as large as the containers' MTU lets their full-size frames reach the switch to be answered.
 
 use serde::Serialize;
 

@@ -26,11 +26,15 @@ use std::time::{Duration, Instant};
 mod announced;
 mod encap;
 mod esp_path;
+mod path_mtu;
+
+pub use path_mtu::PathSpec;
 
 use super::counters::{Counters, DropReason};
 use super::esp::EspTunnels;
 use super::fdb::{Fdb, Location};
 use super::flood::{FloodLimit, FloodLimiter};
+use super::pmtu::{IcmpBudget, PeerMtus};
 use super::router::{Routed, RoutedSpec, Router};
 use super::tunnel::Tunnel;
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
@@ -62,6 +66,8 @@ pub struct NetworkSpec {
     pub routed: Option<RoutedSpec>,
     /// The tunnel that carries it: cleartext VXLAN, or ESP (see [`Switch::set_esp`]).
     pub tunnel: Tunnel,
+    /// The underlay path: limits toward peers whose path MTU is smaller, MSS clamping.
+    pub path: PathSpec,
 }
 
 /// Configuration of the switch core.
@@ -132,6 +138,9 @@ struct Network {
     unknown_arp: UnknownArp,
     router: Option<Router>,
     tunnel: Tunnel,
+    path: PathSpec,
+    /// Budget of "too big" answers on this network's TAP.
+    icmp: IcmpBudget,
     /// The network was removed; the port waits for the next network added.
     retired: bool,
 }
@@ -148,6 +157,8 @@ impl Network {
             unknown_arp: spec.unknown_arp,
             router: spec.routed.map(|r| Router::new(r, now)),
             tunnel: spec.tunnel,
+            path: spec.path,
+            icmp: IcmpBudget::new(),
             retired: false,
         }
     }
@@ -180,6 +191,8 @@ pub struct Switch {
     esp: Option<EspTunnels>,
     /// Container bindings announced by the CNI plugin: kept until withdrawn (see [`announced`]).
     announced: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
+    /// Underlay path MTUs learned per peer (see [`super::pmtu`]).
+    peer_mtus: PeerMtus,
 }
 
 /// Most local container bindings remembered (the gossip record must stay small).
@@ -212,6 +225,7 @@ impl Switch {
             local_bindings_changed: false,
             esp: None,
             announced: HashMap::new(),
+            peer_mtus: PeerMtus::default(),
         }
     }
 
@@ -234,13 +248,6 @@ impl Switch {
         };
         let eth =
             EthernetRepr { src_addr: view.src_addr(), dst_addr: view.dst_addr(), vlan_id: view.vlan_id(), ethertype: view.ethertype() };
-        if frame.len() > net.max_frame_len {
-            self.counters.drop(match net.tunnel {
-                Tunnel::Vxlan => DropReason::TapOversizeVxlan,
-                Tunnel::Esp => DropReason::TapOversizeEsp,
-            });
-            return Forward::Nothing;
-        }
         if eth.src_addr.is_multicast() {
             self.counters.drop(DropReason::TapBadSourceMac);
             return Forward::Nothing;
@@ -408,6 +415,7 @@ impl Switch {
                 self.counters.drop(DropReason::RoutedSourceSpoofed);
                 return Forward::Nothing;
             }
+            self.clamp_mss(port, Some(from), &mut buf[decapped.inner.clone()]);
             return self.deliver_routed(now, port, buf, decapped.inner);
         }
         self.deliver_switched(now, port, from, buf, decapped.inner)
@@ -435,6 +443,7 @@ impl Switch {
             return Forward::Nothing;
         }
         self.fdb.learn(now, vni, src, Location::Remote(from));
+        self.clamp_mss(port, Some(from), &mut buf[inner.clone()]);
         self.counters.tap_tx_frames += 1;
         Forward::Tap { port, frame: inner }
     }
@@ -562,6 +571,7 @@ impl Switch {
         if self.fdb.age(now) > 0 {
             self.expire_local_bindings();
         }
+        self.expire_peer_mtus(now);
         if let Some(esp) = self.esp.as_mut() {
             esp.handle_timeout(now);
             self.flush_hellos();
@@ -579,7 +589,7 @@ impl Switch {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let routers = self.networks.iter().filter_map(|n| n.router.as_ref()?.poll_timeout());
         let esp = self.esp.as_ref().and_then(EspTunnels::poll_timeout);
-        self.fdb.next_expiry().into_iter().chain(routers).chain(esp).min()
+        self.fdb.next_expiry().into_iter().chain(routers).chain(esp).chain(self.peer_mtus.next_expiry()).min()
     }
 
     /// Add a network (not an encrypted one: ESP is set up once, with [`Switch::set_esp`]) on
@@ -612,6 +622,7 @@ impl Switch {
         net.peers.clear();
         net.router = None;
         net.tunnel = Tunnel::Vxlan;
+        net.path = PathSpec::default();
         let macs: Vec<EthernetAddress> = self.fdb.iter().filter(|(k, _)| k.vni == vni).map(|(k, _)| k.mac).collect();
         for mac in macs {
             self.fdb.remove(vni, mac);

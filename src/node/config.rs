@@ -12,7 +12,7 @@ use super::record::{local_record, unix_secs};
 use super::state::Claims;
 use crate::config::{Config, Mode};
 use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, MemberRecord};
-use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, RoutedSpec, SwitchConfig, Tunnel};
+use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, SwitchConfig, Tunnel};
 
 /// Everything one node is built from.
 pub struct NodeConfig {
@@ -109,6 +109,7 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                     _ => None,
                 },
                 tunnel: if n.encrypted { Tunnel::Esp } else { Tunnel::Vxlan },
+                path: PathSpec { underlay_mtu: config.underlay.mtu, encap: n.encap, mss_clamp: n.mss_clamp },
             })
             .collect(),
     }

@@ -19,6 +19,7 @@ fn switch_config() -> SwitchConfig {
         unknown_arp: UnknownArp::Flood,
         routed: None,
         tunnel: crate::dataplane::Tunnel::Vxlan,
+        path: Default::default(),
     };
     SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 64, networks: vec![net] }
 }

@@ -52,6 +52,7 @@ impl Sim {
             unknown_arp: UnknownArp::Flood,
             routed: None,
             tunnel: crate::dataplane::Tunnel::Vxlan,
+            path: Default::default(),
         };
         let switch = SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![network] };
         let credentials = Credentials::for_tests(i as u64, unix_secs(self.wall_clock()));

@@ -21,8 +21,8 @@ use crate::sys::daemon::control_socket;
 
 /// Underlay MTU of the lab.
 pub const UNDERLAY_MTU: u32 = 1500;
-/// Container MTU at build: the VXLAN TAP's default (underlay MTU minus 50 bytes of VXLAN
-/// overhead); tests of other encapsulations set the TAP's MTU with [`Lab::set_container_mtu`].
+/// Container MTU at build: the VXLAN overlay MTU (underlay MTU minus 50 bytes of VXLAN
+/// overhead); tests of other encapsulations or MTUs set it with [`Lab::set_container_mtu`].
 pub const CONTAINER_MTU: u32 = 1450;
 /// The VNI of the lab overlay.
 pub const VNI: u32 = 1042;
@@ -68,6 +68,8 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     /// The underlay namespace holding bridge `ul`.
     pub underlay: Netns,
+    /// Extra router namespaces in the underlay path ([`Lab::route_underlay`]).
+    pub routers: Vec<Netns>,
     /// Scratch directory for configs, logs and control sockets.
     pub dir: PathBuf,
     bin: PathBuf,
@@ -146,7 +148,7 @@ impl Lab {
         let underlay = Netns::create(&format!("{prefix}-ul"))?;
         underlay.ip(&["link", "add", "ul", "type", "bridge"])?;
         underlay.ip(&["link", "set", "ul", "up"])?;
-        let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, dir, bin: bin.to_path_buf(), prefix };
+        let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, routers: Vec::new(), dir, bin: bin.to_path_buf(), prefix };
         for (i, kind) in kinds.iter().enumerate() {
             let host = lab.build_host(i, *kind, containers, addressing)?;
             lab.hosts.push(host);
@@ -381,6 +383,46 @@ impl Lab {
                 "dst",
                 &peer.to_string(),
             ]))?;
+        }
+        Ok(())
+    }
+
+    /// Put two routers between host 0 and host 1 of a two-host lab, joined by a link of
+    /// `middle_mtu` bytes, so that each direction leaves a router through a smaller link than it
+    /// came in on (1500): that router drops DF packets above `middle_mtu` and answers with ICMP
+    /// "fragmentation needed", as a real underlay would.
+    ///
+    /// ```text
+    /// host0 eth0 ─ [ul bridge, 198.18.0.254]  router A (the underlay namespace)
+    ///                  └ mid 198.51.100.1/30 ══ MTU middle_mtu ══ mid 198.51.100.2/30
+    ///                                          router B [h1, 198.18.0.253] ─ eth0 host1
+    /// ```
+    /// The hosts keep their addresses (198.18.0.1-2/24): proxy ARP on the routers answers for the
+    /// far host, so nothing in the hosts' configuration changes.
+    pub fn route_underlay(&mut self, middle_mtu: u32) -> io::Result<()> {
+        assert_eq!(self.hosts.len(), 2, "a routed underlay joins two hosts");
+        let b = Netns::create(&format!("{}-rb", self.prefix))?;
+        disable_ipv6(&b);
+        self.routers.push(b);
+        let (a, b, h1) = (&self.underlay, &self.routers[0], &self.hosts[1].ns);
+        // Host 1 moves from the bridge to router B.
+        a.ip(&["link", "del", "h1"])?;
+        b.ip(&["link", "add", "h1", "type", "veth", "peer", "name", "eth0", "netns", h1.name()])?;
+        h1.ip(&["addr", "add", &format!("{}/24", underlay_ip(1)), "dev", "eth0"])?;
+        h1.ip(&["link", "set", "eth0", "mtu", &UNDERLAY_MTU.to_string(), "up"])?;
+        a.ip(&["link", "add", "mid", "type", "veth", "peer", "name", "mid", "netns", b.name()])?;
+        let mtu = middle_mtu.to_string();
+        for (ns, mid, lan, lan_ip, far, via) in [
+            (a, "198.51.100.1/30", "ul", "198.18.0.254/24", underlay_ip(1), "198.51.100.2"),
+            (b, "198.51.100.2/30", "h1", "198.18.0.253/24", underlay_ip(0), "198.51.100.1"),
+        ] {
+            ns.ip(&["addr", "add", mid, "dev", "mid"])?;
+            ns.ip(&["link", "set", "mid", "mtu", &mtu, "up"])?;
+            ns.ip(&["addr", "add", lan_ip, "dev", lan])?;
+            ns.ip(&["link", "set", lan, "up"])?;
+            ns.ip(&["route", "add", &format!("{far}/32"), "via", via])?;
+            ns.sysctl("net.ipv4.ip_forward", "1")?;
+            ns.sysctl(&format!("net.ipv4.conf.{lan}.proxy_arp"), "1")?;
         }
         Ok(())
     }

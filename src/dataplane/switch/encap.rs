@@ -29,6 +29,15 @@ impl Switch {
         frame: Range<usize>,
         target: Option<Ipv4Addr>,
     ) -> Forward<'_> {
+        // The one size check of the egress path: against the tunnel toward this peer (or the
+        // smallest of the peers when flooding), after routing, so routed traffic between local
+        // containers is never limited by the tunnel.
+        let limit = self.frame_limit(port, target);
+        if frame.len() > limit {
+            self.too_big(now, port, &buf[frame], limit);
+            return Forward::Nothing;
+        }
+        self.clamp_mss(port, target, &mut buf[frame.clone()]);
         match self.networks[port].tunnel {
             Tunnel::Vxlan => self.vxlan_out(port, buf, frame, target),
             Tunnel::Esp if self.networks[port].router.is_some() => {

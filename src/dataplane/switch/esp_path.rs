@@ -160,6 +160,7 @@ impl Switch {
                     self.counters.drop(DropReason::RoutedSourceSpoofed);
                     return Forward::Nothing;
                 }
+                self.clamp_mss(port, Some(from), &mut buf[frame.clone()]);
                 self.deliver_routed(now, port, buf, frame)
             }
             _ => {

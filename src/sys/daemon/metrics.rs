@@ -161,6 +161,7 @@ mod tests {
             unknown_arp: Default::default(),
             routed: None,
             tunnel: if encrypted { crate::dataplane::Tunnel::Esp } else { crate::dataplane::Tunnel::Vxlan },
+            path: Default::default(),
         };
         Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 16, networks: vec![spec] }, now)
     }

@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::dataplane::{Transmit, Tunnel};
 use crate::node::{self, Node, NodeConfig};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
+use crate::sys::fastpath::path_mtu::PathMtuProbe;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::host_state::HostState;
@@ -88,6 +89,9 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
         }
         let now = Instant::now();
         daemon.node.handle_timeout(now);
+        if let Some(p) = daemon.path_mtu.as_mut() {
+            daemon.driver.path_mtu_errors += p.run(now, daemon.node.switch_mut());
+        }
         for (source, events) in polls.ready_events() {
             daemon.serve(source, events, now);
         }
@@ -116,6 +120,8 @@ struct Daemon {
     offload: Option<VtepDriver>,
     tx: TxPath,
     rx: RxPath,
+    /// Reads the kernel's path MTU to each peer (see `fastpath::path_mtu`).
+    path_mtu: Option<PathMtuProbe>,
     driver: DriverCounters,
     started: Instant,
     state_files: Option<node::state::StateFiles>,
@@ -152,7 +158,9 @@ impl Daemon {
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
         let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
         tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
-        let payload_len = (config.underlay.mtu as usize).max(2048);
+        // A slot holds the largest frame a TAP gives (its MTU + a VLAN-tagged Ethernet header).
+        let largest_tap = config.switched_networks().map(|n| n.tap_mtu as usize + 18).max().unwrap_or(0);
+        let payload_len = (config.underlay.mtu as usize).max(largest_tap).max(2048);
         let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
         Ok(Daemon {
@@ -170,6 +178,13 @@ impl Daemon {
             offload,
             tx: TxPath::new(payload_len),
             rx: RxPath::new(rx_len),
+            path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("no underlay path MTU probe ({e}): peers keep the configured underlay MTU");
+                    None
+                }
+            },
             driver: DriverCounters::default(),
             started: Instant::now(),
             state_files,

@@ -72,7 +72,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
 /// Whether two configurations of a network make the same TAP (name, MTU, bridge, address,
 /// offload); peers and bindings are the node's business.
 fn same_tap(a: &Network, b: &Network) -> bool {
-    (&a.tap, a.mtu, &a.bridge, a.address, a.encrypted) == (&b.tap, b.mtu, &b.bridge, b.address, b.encrypted)
+    (&a.tap, a.mtu, a.tap_mtu, &a.bridge, a.address, a.encrypted) == (&b.tap, b.mtu, b.tap_mtu, &b.bridge, b.address, b.encrypted)
 }
 
 impl Daemon {

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::gossip::GossipCounters;
 use crate::config::{Config, Mode, Network};
+use crate::dataplane::pmtu::PeerMtu;
 use crate::dataplane::{Counters, EspCounters, FdbCounters, FdbEntry, FdbKey, Location, MtuPlan, PortId, Switch};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::vtep::{DeviceStatus, VtepDriver};
@@ -32,6 +33,8 @@ struct Status<'a> {
     driver: &'a DriverCounters,
     fdb: FdbCounters,
     networks: Vec<NetworkStatus>,
+    /// Peers whose underlay path MTU the kernel reported below the configured underlay MTU.
+    peer_mtus: Vec<PeerMtu>,
     esp: Option<EspStatus>,
     gossip: Option<&'a GossipCounters>,
 }
@@ -60,8 +63,12 @@ struct NetworkStatus {
     vni: Vni,
     tap: String,
     mode: String,
-    /// The TAP's (or kernel device's) MTU.
+    /// The overlay MTU: the largest IP packet that crosses in one piece (containers should use it).
     mtu: u32,
+    /// The TAP device's MTU (larger, so that bigger frames reach vxswitch and get an ICMP answer).
+    tap_mtu: u32,
+    /// MSS clamping of TCP SYNs: `auto`, a number, or `off`.
+    mss_clamp: String,
     /// The largest MTU the encapsulation allows, with its breakdown.
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu_plan: Option<MtuPlan>,
@@ -172,6 +179,8 @@ pub fn answer(cmd: &str, sources: &Sources<'_>) -> String {
                         tap: n.tap.clone(),
                         mode: n.mode.to_string(),
                         mtu: n.mtu,
+                        tap_mtu: n.tap_mtu,
+                        mss_clamp: n.mss_clamp.to_string(),
                         mtu_plan: Some(n.mtu_plan(config.underlay.mtu)),
                         peers: switch.peers(port).to_vec(),
                         routes: switch
@@ -191,6 +200,7 @@ pub fn answer(cmd: &str, sources: &Sources<'_>) -> String {
                 driver,
                 fdb: switch.fdb().counters(),
                 networks,
+                peer_mtus: switch.peer_mtus(Instant::now()),
                 esp: switch.esp().map(|t| EspStatus {
                     epoch: t.local_epoch(),
                     public_key: t.public_key().map(hex::encode),
@@ -227,6 +237,8 @@ fn kernel_network_status(d: DeviceStatus, config: &Config) -> NetworkStatus {
     let net = config.networks.iter().find(|n| n.vni == d.vni);
     NetworkStatus {
         mtu: net.map_or(0, |n| n.mtu),
+        tap_mtu: net.map_or(0, |n| n.tap_mtu),
+        mss_clamp: "off".into(),
         mtu_plan: net.map(|n| n.mtu_plan(config.underlay.mtu)),
         vni: d.vni,
         tap: String::new(),

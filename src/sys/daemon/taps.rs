@@ -178,8 +178,9 @@ pub fn tap_offload(config: &Config, net: &Network) -> Option<bool> {
 
 /// Create the TAP of `net`, enslave it to its bridge, give it its address, and bring it up.
 fn create(net: &Network, offload: Option<bool>) -> Result<Tap, SysError> {
-    let tap = Tap::create(&net.tap, net.mtu, offload)?;
+    // The TAP's MTU is `tap_mtu`, not the overlay MTU: see `Network::tap_mtu`.
+    let tap = Tap::create(&net.tap, net.tap_mtu, offload)?;
     links::configure_link(&net.tap, net.bridge.as_deref(), net.address)?;
-    tracing::info!(tap = %net.tap, vni = %net.vni, mtu = net.mtu, offload = tap.offload(), "TAP up");
+    tracing::info!(tap = %net.tap, vni = %net.vni, mtu = net.mtu, tap_mtu = net.tap_mtu, offload = tap.offload(), "TAP up");
     Ok(tap)
 }

@@ -6,6 +6,7 @@
 pub mod datapath;
 pub mod gro;
 pub mod gso;
+pub mod path_mtu;
 pub mod tap;
 pub mod udp;
 pub mod virtio;
@@ -33,6 +34,8 @@ counters! {
         pub underlay_send_too_big: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_send_too_big",
         /// Datagrams longer than the receive buffer.
         pub underlay_rx_truncated: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_rx_truncated",
+        /// Failed reads of a peer's underlay path MTU (`IP_MTU` on the probe socket).
+        pub path_mtu_errors: u64 = counter => io_errors(IO_ERRORS) reason = "path_mtu",
         /// `recvmmsg` failures.
         pub underlay_recv_errors: u64 = counter => io_errors(IO_ERRORS) reason = "underlay_recv",
         /// TAP write failures (queue full, device down).
