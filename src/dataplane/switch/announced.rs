@@ -96,6 +96,7 @@ mod tests {
             unknown_arp: crate::arp::UnknownArp::Flood,
             routed: None,
             tunnel: Tunnel::Vxlan,
+            path: Default::default(),
         };
         Switch::new(SwitchConfig { fdb_ageing: Duration::from_secs(300), fdb_max_entries: 1024, networks: vec![spec] }, Instant::now())
     }
