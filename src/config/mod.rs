@@ -108,7 +108,7 @@ pub struct Underlay {
     pub mtu: u32,
     /// TAP TSO/checksum offload with userspace segmentation and coalescing: `None` (default) uses
     /// it when the kernel accepts it, `Some(false)` never, `Some(true)` requires it. Encrypted
-    /// networks never use it (ESP stays per packet).
+    /// networks use it too: each segment is sealed on its own, runs leave in `UDP_SEGMENT` sends.
     pub offload: Option<bool>,
     /// Send segmented TCP with one `UDP_SEGMENT` send per run of equal datagrams (default on;
     /// off for kernels with UDP GSO bugs).

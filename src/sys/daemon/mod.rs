@@ -132,7 +132,10 @@ impl Daemon {
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
         let (wall, now) = (SystemTime::now(), Instant::now());
         let (epoch, esp) = EspDriver::start(config, node::start_epoch(wall), now)?;
-        let (esp, tunnels) = esp.unzip();
+        let (mut esp, tunnels) = esp.unzip();
+        if let Some(e) = esp.as_mut() {
+            enable_offloads(config, &ports, &mut e.sockets, "ESP");
+        }
         let state_files = node::state::StateFiles::of(config);
         let (gossip, join) = match (GossipSocket::bind(config)?, &state_files) {
             (Some((socket, key, advertised)), Some(files)) => (
@@ -149,7 +152,8 @@ impl Daemon {
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
         tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
         let payload_len = (config.underlay.mtu as usize).max(2048);
-        let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
+        let gro = udp.gro_enabled() || esp.as_ref().is_some_and(|e| e.sockets.gro_enabled());
+        let rx_len = if gro { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
         Ok(Daemon {
             config: config.clone(),
@@ -393,10 +397,16 @@ fn bind_underlay(config: &Config, ports: &TapPorts) -> Result<UnderlaySockets, S
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
     let rx_port = if config.switched_networks().next().is_some() { config.underlay.port } else { 0 };
     let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
-    if ports.open_taps().any(|(_, t)| t.offload()) {
-        let gso = config.underlay.udp_gso && udp.enable_gso();
-        let gro = config.underlay.udp_gro && udp.enable_gro();
-        tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");
-    }
+    enable_offloads(config, ports, &mut udp, "VXLAN");
     Ok(udp)
+}
+
+/// Turn on UDP GSO and GRO on `sockets` (as configured) when a TAP has offload: the TAPs then
+/// hand over TCP super-frames whose segments leave in runs, and take coalesced ones.
+fn enable_offloads(config: &Config, ports: &TapPorts, sockets: &mut UnderlaySockets, what: &str) {
+    if ports.open_taps().any(|(_, t)| t.offload()) {
+        let gso = config.underlay.udp_gso && sockets.enable_gso();
+        let gro = config.underlay.udp_gro && sockets.enable_gro();
+        tracing::info!(sockets = what, udp_gso = gso, udp_gro = gro, "TAP offload on");
+    }
 }

@@ -201,9 +201,12 @@ pub fn tap_to_underlay(
     gone
 }
 
-/// Send every pending datagram: runs of equal-size VXLAN datagrams to one peer through one
-/// source socket as `UDP_SEGMENT` sends, everything else with one `sendmmsg` per run of datagrams
-/// that leave through the same socket.
+/// Send every pending datagram: runs of equal-size datagrams to one peer through one source
+/// socket as `UDP_SEGMENT` sends (VXLAN and ESP alike: ESP datagrams sealed from equal segments
+/// are equal too), everything else with one `sendmmsg` per run of datagrams that leave through
+/// the same socket. Every datagram is handed to the kernel at most once: a failed send is
+/// counted, never repeated (an ESP datagram sent twice would arrive as a replay), except after a
+/// `UDP_SEGMENT` send the kernel refused as a whole (`EIO`/`EINVAL`, nothing was sent).
 fn flush_sends(
     udp: &UnderlaySockets,
     esp: Option<&UnderlaySockets>,
@@ -213,16 +216,16 @@ fn flush_sends(
     driver: &mut DriverCounters,
 ) {
     let payload = |p: &PendingSend| &bufs.bufs[p.buf][p.payload.clone()];
+    let sockets_of = |tunnel: Tunnel| match tunnel {
+        Tunnel::Vxlan => Some(udp),
+        Tunnel::Esp => esp,
+    };
     let socket_of = |p: &PendingSend| (p.tunnel, p.flow as usize % udp::SOURCE_PORTS);
     let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
     let mut current: Option<(Tunnel, u32)> = None;
     let send_batch = |key: Option<(Tunnel, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>, driver: &mut DriverCounters| {
         if let Some((tunnel, flow)) = key {
-            let sockets = match tunnel {
-                Tunnel::Vxlan => Some(udp),
-                Tunnel::Esp => esp,
-            };
-            match sockets {
+            match sockets_of(tunnel) {
                 Some(s) => {
                     s.send_batch(flow, batch, |e| driver.send_failed(&e, 1));
                 }
@@ -234,10 +237,14 @@ fn flush_sends(
     let mut i = 0;
     while i < pending.len() {
         let p = &pending[i];
-        let run = if udp.gso_enabled() { gso_run(pending, dests, i, &payload) } else { 1 };
-        if run >= 2 {
+        let sockets = sockets_of(p.tunnel);
+        let run = match sockets {
+            Some(s) if s.gso_enabled() => gso_run(pending, dests, i, &payload),
+            _ => 1,
+        };
+        if let (true, Some(s)) = (run >= 2, sockets) {
             send_batch(current.take(), &mut batch, driver);
-            send_gso_run(udp, p.flow, dests[p.dests.start], &pending[i..i + run], &payload, driver);
+            send_gso_run(s, p.flow, dests[p.dests.start], &pending[i..i + run], &payload, driver);
             i += run;
             continue;
         }
@@ -252,17 +259,17 @@ fn flush_sends(
 }
 
 /// Length of the run of datagrams starting at `pending[i]` that can share `UDP_SEGMENT` sends:
-/// VXLAN, one destination, one source socket, equal sizes except a shorter last one.
+/// one tunnel, one destination, one source socket, equal sizes except a shorter last one.
 fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &impl Fn(&PendingSend) -> &'a [u8]) -> usize {
     let p = &pending[i];
-    if p.tunnel != Tunnel::Vxlan || p.dests.len() != 1 {
+    if p.dests.len() != 1 {
         return 1;
     }
     let (dest, size, sock) = (dests[p.dests.start], payload(p).len(), p.flow as usize % udp::SOURCE_PORTS);
     let mut j = i + 1;
     while let Some(q) = pending.get(j) {
         let len = payload(q).len();
-        if q.tunnel != Tunnel::Vxlan
+        if q.tunnel != p.tunnel
             || q.dests.len() != 1
             || dests[q.dests.start] != dest
             || q.flow as usize % udp::SOURCE_PORTS != sock
@@ -278,10 +285,11 @@ fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &
     j - i
 }
 
-/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends.
+/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends through `sockets` (those of the
+/// run's tunnel).
 // hot path
 fn send_gso_run<'a>(
-    udp: &UnderlaySockets,
+    sockets: &UnderlaySockets,
     flow: u32,
     dest: Ipv4Addr,
     run: &[PendingSend],
@@ -289,29 +297,29 @@ fn send_gso_run<'a>(
     driver: &mut DriverCounters,
 ) {
     let size = payload(&run[0]).len().max(1);
-    let cap = (udp::GSO_MAX_BYTES / size).clamp(1, udp::GSO_MAX_SEGMENTS);
-    let sends = run.len().div_ceil(cap);
-    let per_send = run.len().div_ceil(sends);
+    let per_send = balanced_send_len(run.len(), size);
     let mut segs: Vec<&[u8]> = Vec::with_capacity(per_send);
     for chunk in run.chunks(per_send) {
         segs.clear();
         segs.extend(chunk.iter().map(payload));
-        if !udp.gso_enabled() {
+        if !sockets.gso_enabled() {
             let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-            udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
+            sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             continue;
         }
-        match udp.send_gso(flow, dest, &segs) {
+        match sockets.send_gso(flow, dest, &segs) {
             Ok(()) => {
                 driver.gso_sends += 1;
                 driver.gso_segments += segs.len() as u64;
             }
             Err(e) if udp::gso_refused(&e) => {
-                udp.disable_gso();
+                // Refused as a whole before anything was queued: nothing of it left, so sending
+                // the datagrams one by one repeats none of them.
+                sockets.disable_gso();
                 driver.gso_fallbacks += 1;
                 tracing::warn!("UDP GSO refused by the kernel ({e}); sending datagrams one by one from now on");
                 let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-                udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
+                sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             }
             Err(e) => {
                 tracing::debug!("sendmsg (UDP_SEGMENT): {e}");
@@ -319,6 +327,14 @@ fn send_gso_run<'a>(
             }
         }
     }
+}
+
+/// Datagrams per `UDP_SEGMENT` send for a run of `run` datagrams of `size` bytes: within
+/// [`udp::GSO_MAX_BYTES`] and [`udp::GSO_MAX_SEGMENTS`], balanced (47 go as 24 + 23, not 44 + 3).
+fn balanced_send_len(run: usize, size: usize) -> usize {
+    let cap = (udp::GSO_MAX_BYTES / size.max(1)).clamp(1, udp::GSO_MAX_SEGMENTS);
+    let sends = run.div_ceil(cap).max(1);
+    run.div_ceil(sends).max(1)
 }
 
 /// State of the underlay -> TAP direction.
