@@ -193,10 +193,8 @@ fn netns_tcp_between_offload_vxswitch_and_kernel_vxlan_arrives_intact() {
         return;
     }
     let lab = Lab::build("ofvk", &[HostKind::Vxswitch, HostKind::KernelVxlan], 1, bin()).unwrap();
-    // Kernel vxlan over veth hands UDP-tunnel GSO super-packets (one VXLAN header around a TSO
-    // frame) to the peer namespace; the kernel there never delivers those to a plain UDP socket
-    // (a real wire carries them segmented). Make the kernel host segment before its veth.
-    lab.hosts[1].ns.ip(&["link", "set", "dev", "eth0", "gso_max_segs", "1"]).unwrap();
+    // Default GSO settings everywhere: kernel vxlan over veth hands its TCP to vxswitch's socket
+    // as UDP-tunnel GSO super-datagrams (one VXLAN header around a TSO frame).
     all_pairs_ping(&lab, 2);
     // vxswitch -> kernel vxlan: the kernel verifies every inner checksum we computed.
     assert_eq!(transfer(&lab, 0, 1, 64, 5303), 64 * BLOCK as u64);
@@ -204,6 +202,9 @@ fn netns_tcp_between_offload_vxswitch_and_kernel_vxlan_arrives_intact() {
     assert_eq!(transfer(&lab, 1, 0, 64, 5304), 64 * BLOCK as u64);
     assert!(driver(&lab, 0, "tap_super_frames") > 0 && driver(&lab, 0, "gso_sends") > 0);
     assert!(driver(&lab, 0, "coalesced_writes") > 0, "{}", lab.stats(0).unwrap()["driver"]);
+    assert!(driver(&lab, 0, "rx_super_datagrams") > 0, "super-datagrams cut: {}", lab.stats(0).unwrap()["driver"]);
+    assert!(driver(&lab, 0, "rx_super_pieces") > driver(&lab, 0, "rx_super_datagrams"));
+    assert_eq!(driver(&lab, 0, "rx_super_unusable"), 0);
     assert_eq!(driver(&lab, 0, "rx_csum_failures"), 0);
     // Over veth the kernel leaves inner TCP checksums partial; they were finished, not dropped.
     assert!(driver(&lab, 0, "rx_csum_partial_finished") > 0);

@@ -169,7 +169,7 @@ impl Daemon {
             host_subnet,
             offload,
             tx: TxPath::new(payload_len),
-            rx: RxPath::new(rx_len),
+            rx: RxPath::new(rx_len, config.underlay.mtu as usize),
             driver: DriverCounters::default(),
             started: Instant::now(),
             state_files,

@@ -33,9 +33,11 @@ use std::time::Instant;
 use super::gro::Coalescer;
 use super::gso::{self, TapFrame};
 use super::tap::{is_gone, Tap};
+use super::tunnel_gso;
 use super::udp::{self, Received, UnderlaySockets};
 use super::{DriverCounters, HEADROOM, TAILROOM};
 use crate::dataplane::{Forward, PortId, Switch, Tunnel};
+use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER;
 
 /// Spill buffer behind a slot: room for a 64 KB super-frame.
 const SPILL: usize = 65536 + 1024;
@@ -340,15 +342,26 @@ fn balanced_send_len(run: usize, size: usize) -> usize {
 /// State of the underlay -> TAP direction.
 #[derive(Debug)]
 pub struct RxPath {
+    /// [`udp::BATCH`] receive buffers, then one buffer for the pieces of a tunnel super-datagram.
     bufs: Buffers,
     meta: Vec<Received>,
     gro: Coalescer,
+    /// Longest UDP payload the underlay carries: longer VXLAN datagrams may be tunnel GSO.
+    max_datagram: usize,
 }
 
+/// Index of the buffer that takes the pieces of a tunnel super-datagram.
+const PIECES: usize = udp::BATCH;
+/// Size of that buffer: a 64 KB super-frame cut at any MSS of 500 bytes or more.
+const PIECES_LEN: usize = 160 * 1024;
+
 impl RxPath {
-    /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO).
-    pub fn new(payload: usize) -> Self {
-        RxPath { bufs: Buffers::new(udp::BATCH, payload), meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new() }
+    /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO), on
+    /// an underlay of `underlay_mtu` bytes.
+    pub fn new(payload: usize, underlay_mtu: usize) -> Self {
+        let mut bufs = Buffers::new(udp::BATCH, payload);
+        bufs.bufs.push(vec![0u8; PIECES_LEN]);
+        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram: underlay_mtu.saturating_sub(28) }
     }
 }
 
@@ -364,7 +377,7 @@ pub fn underlay_to_tap(
     rx: &mut RxPath,
     driver: &mut DriverCounters,
 ) {
-    if let Err(e) = sockets.recv_batch(&mut rx.bufs.bufs, HEADROOM, &mut rx.meta) {
+    if let Err(e) = sockets.recv_batch(&mut rx.bufs.bufs[..PIECES], HEADROOM, &mut rx.meta) {
         driver.underlay_recv_errors += 1;
         tracing::debug!("recvmmsg: {e}");
         return;
@@ -380,25 +393,51 @@ pub fn underlay_to_tap(
             driver.underlay_rx_truncated += 1;
             continue;
         }
-        let end = HEADROOM + m.len;
-        let stride = if m.stride == 0 || m.stride >= m.len { m.len } else { m.stride };
-        if stride < m.len {
+        let whole = HEADROOM..HEADROOM + m.len;
+        let datagrams = udp::gro_datagrams(whole.clone(), m.stride);
+        if datagrams.len() > 1 {
             driver.gro_batches += 1;
-            driver.gro_datagrams += m.len.div_ceil(stride) as u64;
-        }
-        let mut at = HEADROOM;
-        while at < end {
-            let range = at..(at + stride).min(end);
-            at = range.end;
-            let buf = &mut rx.bufs.bufs[i];
-            let forward = switch.handle_datagram(now, tunnel, *m.from.ip(), buf, range);
-            let Forward::Tap { port, frame } = forward else { continue };
-            // A port whose TAP is being recreated has none for now: counted as a write error.
-            match taps.get(port).and_then(Option::as_ref) {
-                Some(tap) if tap.offload() => rx.gro.offer(&mut rx.bufs.bufs, port, i, frame, &mut write),
-                Some(tap) if tap.write(&rx.bufs.bufs[i][frame]).is_ok() => {}
-                _ => driver.tap_write_errors += 1,
+            driver.gro_datagrams += datagrams.len() as u64;
+        } else if tunnel == Tunnel::Vxlan && m.len > rx.max_datagram {
+            // One datagram longer than the underlay carries: a kernel vxlan's super-datagram?
+            let plan = tunnel_gso::plan(&rx.bufs.bufs[i][whole.clone()], rx.max_datagram - VXLAN_HEADER);
+            if let Ok(plan) = plan {
+                let count = plan.split.count();
+                if count * plan.piece_len(0) <= PIECES_LEN {
+                    // The pieces buffer may still back the pending group: write that first.
+                    rx.gro.flush(&mut rx.bufs.bufs, &mut write);
+                    let (received, rest) = rx.bufs.bufs.split_at_mut(PIECES);
+                    let (src, out) = (&received[i][whole.clone()], &mut rest[0]);
+                    let mut at = 0;
+                    let mut pieces = Vec::with_capacity(count);
+                    for k in 0..count {
+                        let len = plan.write_piece(src, k, &mut out[at..]);
+                        pieces.push(at..at + len);
+                        at += len;
+                    }
+                    driver.rx_super_datagrams += 1;
+                    driver.rx_super_pieces += count as u64;
+                    for piece in pieces {
+                        deliver(
+                            switch,
+                            tunnel,
+                            now,
+                            *m.from.ip(),
+                            taps,
+                            (&mut rx.bufs.bufs, &mut rx.gro),
+                            PIECES,
+                            piece,
+                            &mut write,
+                            driver,
+                        );
+                    }
+                    continue;
+                }
             }
+            driver.rx_super_unusable += 1;
+        }
+        for range in datagrams {
+            deliver(switch, tunnel, now, *m.from.ip(), taps, (&mut rx.bufs.bufs, &mut rx.gro), i, range, &mut write, driver);
         }
     }
     rx.gro.flush(&mut rx.bufs.bufs, &mut write);
@@ -407,4 +446,30 @@ pub fn underlay_to_tap(
     driver.coalesced_segments = rx.gro.stats.coalesced_segments;
     driver.rx_csum_failures = rx.gro.stats.csum_failures;
     driver.rx_csum_partial_finished = rx.gro.stats.csum_partial_finished;
+}
+
+/// Hand the datagram at `bufs[buf][range]` to the switch and what it delivers to the TAP:
+/// through the coalescer on an offload TAP, alone otherwise.
+// hot path
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    switch: &mut Switch,
+    tunnel: Tunnel,
+    now: Instant,
+    from: Ipv4Addr,
+    taps: &[Option<Tap>],
+    (bufs, gro): (&mut [Vec<u8>], &mut Coalescer),
+    buf: usize,
+    range: Range<usize>,
+    write: &mut dyn FnMut(PortId, &[IoSlice<'_>]),
+    driver: &mut DriverCounters,
+) {
+    let forward = switch.handle_datagram(now, tunnel, from, &mut bufs[buf], range);
+    let Forward::Tap { port, frame } = forward else { return };
+    // A port whose TAP is being recreated has none for now: counted as a write error.
+    match taps.get(port).and_then(Option::as_ref) {
+        Some(tap) if tap.offload() => gro.offer(bufs, port, buf, frame, write),
+        Some(tap) if tap.write(&bufs[buf][frame]).is_ok() => {}
+        _ => driver.tap_write_errors += 1,
+    }
 }

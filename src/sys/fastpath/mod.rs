@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod gro;
 pub mod gso;
 pub mod tap;
+pub mod tunnel_gso;
 pub mod udp;
 pub mod virtio;
 
@@ -57,6 +58,14 @@ counters! {
         pub gro_batches: u64 = counter,
         /// Datagrams in those buffers.
         pub gro_datagrams: u64 = counter,
+        /// Kernel-vxlan super-datagrams received (one VXLAN header around a TCP super-frame, from
+        /// a kernel vxlan on the same kernel) and cut into wire-sized datagrams.
+        pub rx_super_datagrams: u64 = counter,
+        /// Datagrams those were cut into.
+        pub rx_super_pieces: u64 = counter,
+        /// VXLAN datagrams longer than the underlay carries that were not such super-datagrams
+        /// (handed to the switch as they were).
+        pub rx_super_unusable: u64 = counter,
         /// TAP writes carrying two or more coalesced TCP segments.
         pub coalesced_writes: u64 = counter,
         /// Segments carried by those writes.
