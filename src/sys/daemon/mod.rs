@@ -8,7 +8,9 @@
 //! per `recvmmsg`, so one busy direction cannot starve the other), then drain what the node
 //! queued: packets it originated, gossip datagrams, and control updates for the kernel
 //! programmers (kernel vxlan device, host-subnet routes). Then sleep until the node's next
-//! timeout. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
+//! timeout, or, right after data-path work, poll again without sleeping for a short adaptive
+//! window ([`busy_poll`], `[underlay] busy_poll_us`) so that the next frame of a conversation
+//! costs no wake-up. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
 //! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
 //!
@@ -18,6 +20,7 @@
 //!
 //! [`HEADROOM`]: crate::sys::fastpath::HEADROOM
 
+pub mod busy_poll;
 pub mod clients;
 pub mod control_socket;
 pub mod esp;
@@ -45,6 +48,7 @@ use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
+use busy_poll::BusyPoll;
 use control_socket::ControlSocket;
 use esp::EspDriver;
 use gossip::GossipSocket;
@@ -65,10 +69,20 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
     let mut daemon = Daemon::start(config)?;
     daemon.config_path = path.map(Path::to_path_buf);
     let mut polls = PollSet::new([]);
+    let mut busy = BusyPoll::new(config.underlay.busy_poll);
     loop {
         polls.clear();
         daemon.fill_poll_set(&signals, &mut polls);
-        if !polls.wait(daemon.sleep(Instant::now()))? {
+        let now = Instant::now();
+        let sleep = daemon.sleep(now);
+        let timeout = busy.timeout(now, sleep);
+        if !polls.wait(timeout)? {
+            continue;
+        }
+        let work = polls.ready().any(|s| matches!(s, Source::Tap(_) | Source::Vxlan | Source::Esp));
+        busy.woke(Instant::now(), work);
+        if timeout.is_zero() && !sleep.is_zero() && polls.ready().next().is_none() {
+            // A busy-poll round that found nothing, with no timer due: poll again.
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {

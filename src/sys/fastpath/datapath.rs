@@ -473,3 +473,52 @@ fn deliver(
         _ => driver.tap_write_errors += 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending datagrams of the given (tunnel, destination, length), one buffer each.
+    fn pending(specs: &[(Tunnel, u8, usize)]) -> (Vec<Vec<u8>>, Vec<PendingSend>, Vec<Ipv4Addr>) {
+        let bufs = specs.iter().map(|s| vec![0u8; s.2]).collect();
+        let dests = specs.iter().map(|s| Ipv4Addr::new(10, 0, 0, s.1)).collect();
+        let pending =
+            specs.iter().enumerate().map(|(i, s)| PendingSend { buf: i, payload: 0..s.2, dests: i..i + 1, flow: 0, tunnel: s.0 }).collect();
+        (bufs, pending, dests)
+    }
+
+    fn runs(specs: &[(Tunnel, u8, usize)]) -> Vec<usize> {
+        let (bufs, pending, dests) = pending(specs);
+        let payload = |p: &PendingSend| &bufs[p.buf][p.payload.clone()];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            let n = gso_run(&pending, &dests, i, &payload);
+            out.push(n);
+            i += n;
+        }
+        out
+    }
+
+    #[test]
+    fn esp_and_vxlan_runs_form_alike_and_never_mix() {
+        let (esp, vx) = (Tunnel::Esp, Tunnel::Vxlan);
+        // Sealed segments of one super-frame: equal sizes, a shorter last one ends the run.
+        assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (esp, 2, 1446), (esp, 2, 610), (esp, 2, 1446)]), [4, 1]);
+        // A change of tunnel, destination or a larger datagram starts a new run.
+        assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (vx, 2, 1446), (vx, 2, 1446), (vx, 3, 1446)]), [2, 2, 1]);
+        assert_eq!(runs(&[(esp, 2, 100), (esp, 2, 1446)]), [1, 1]);
+    }
+
+    #[test]
+    fn runs_leave_in_balanced_sends_within_the_kernel_limits() {
+        assert_eq!(balanced_send_len(47, 1446), 24, "47 go as 24 + 23");
+        assert_eq!(balanced_send_len(44, 1446), 44);
+        assert_eq!(balanced_send_len(200, 100), 50, "at most 64 per send, balanced");
+        assert_eq!(balanced_send_len(1, 70000), 1);
+        for (run, size) in [(47, 1446), (45, 1470), (130, 64), (3, 30000)] {
+            let per = balanced_send_len(run, size);
+            assert!(per * size <= udp::GSO_MAX_BYTES.max(size) && per <= udp::GSO_MAX_SEGMENTS, "{run} x {size}: {per}");
+        }
+    }
+}
