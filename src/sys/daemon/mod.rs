@@ -81,8 +81,15 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
         }
         let work = polls.ready().any(|s| matches!(s, Source::Tap(_) | Source::Vxlan | Source::Esp));
         busy.woke(Instant::now(), work);
+        if timeout.is_zero() && !sleep.is_zero() {
+            daemon.driver.busy_poll_rounds += 1;
+            daemon.driver.busy_poll_hits += u64::from(work);
+        }
         if timeout.is_zero() && !sleep.is_zero() && polls.ready().next().is_none() {
-            // A busy-poll round that found nothing, with no timer due: poll again.
+            // A busy-poll round that found nothing, with no timer due: let whatever else is
+            // runnable on this core (the peer daemon, the container's stack) go first, then poll
+            // again.
+            std::thread::yield_now();
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {

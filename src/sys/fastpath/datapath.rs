@@ -1,23 +1,31 @@
 //! The per-wakeup data path of the daemon: TAP frames to the underlay, underlay datagrams to the
-//! TAPs, with the offloads of PERFORMANCE.md where they are on.
+//! TAPs, with the offloads of PERFORMANCE.md where they are on, for VXLAN and ESP alike.
 //!
 //! TAP -> underlay. A TAP without offload gives one frame per `read`, straight into a buffer
 //! slot at [`HEADROOM`]. An offload TAP gives a virtio header and possibly a TCP super-frame: the
 //! frame is read into the next slot with a 64 KB spill buffer behind it, small frames stay in the
 //! slot (partial checksums finished there), super-frames are split ([`super::gso`]) into one slot
 //! per segment. That costs one userspace copy of the payload, and in exchange every segment is an
-//! ordinary frame with headroom: the switch core handles it exactly like a frame from a TAP
-//! without offload (learning, flooding, counters, routing). Sends are then grouped: consecutive
-//! VXLAN datagrams to the same peer from the same source socket with the same size (the last may
-//! be shorter) leave in one `sendmsg` with `UDP_SEGMENT`, at most 64 datagrams and 65507 bytes per
-//! send, a run split into balanced sends (47 segments go as 24 + 23, not 44 + 3). If the kernel
-//! refuses GSO (`EIO`/`EINVAL`) it is turned off with a log line and the datagrams go by `sendmmsg`,
-//! which also carries everything else (flooding, ESP).
+//! ordinary frame with headroom and tailroom: the switch core handles it exactly like a frame
+//! from a TAP without offload (learning, flooding, counters, routing) and, on an encrypted
+//! network, seals it in place with its own sequence number, so batching changes nothing about
+//! ESP's nonce rules (a number is taken by the seal, and a datagram is sealed once and handed to
+//! the kernel at most once). Sends are then grouped: consecutive datagrams of one tunnel to the
+//! same peer from the same source socket with the same size (the last may be shorter; equal
+//! segments seal to equal ESP datagrams) leave in one `sendmsg` with `UDP_SEGMENT`, at most 64
+//! datagrams and 65507 bytes per send, a run split into balanced sends (47 segments go as 24 + 23,
+//! not 44 + 3). If the kernel refuses GSO (`EIO`/`EINVAL`, nothing sent) it is turned off for that
+//! tunnel's sockets with a log line and the datagrams go by `sendmmsg`, which also carries
+//! everything else (flooding, single frames).
 //!
-//! Underlay -> TAP. With `UDP_GRO` a receive buffer may hold many datagrams of one stride; each is
-//! handed to the switch core on its own. Frames the core delivers to an offload TAP go through the
-//! coalescer ([`super::gro`]), which writes runs of TCP segments as one super-frame; the rest
-//! is written one by one. Everything pending is written before the buffers are reused.
+//! Underlay -> TAP. With `UDP_GRO` (on the VXLAN socket and on the ESP-in-UDP socket) a receive
+//! buffer may hold many datagrams of one stride ([`udp::gro_datagrams`]); each is handed to the
+//! switch core on its own (ESP: opened on its own, replay window and all). Frames the core
+//! delivers to an offload TAP go through the coalescer ([`super::gro`]), which writes runs of TCP
+//! segments as one super-frame; the rest is written one by one. Everything pending is written
+//! before the buffers are reused. A kernel vxlan on the same kernel hands over UDP-tunnel GSO
+//! super-datagrams (one VXLAN header around a whole TSO frame); those are cut into wire-sized
+//! VXLAN datagrams first ([`super::tunnel_gso`]).
 //!
 //! Measured (2 vCPUs, 2-host lab, one TCP stream, release build): 1.6 Gbit/s per frame, 6.4-7.2
 //! with these offloads, kernel vxlan 22-24 on the same lab. The payload copy into the slots costs

@@ -74,6 +74,10 @@ counters! {
         pub rx_csum_failures: u64 = counter => io_errors(IO_ERRORS) reason = "rx_checksum",
         /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
         pub rx_csum_partial_finished: u64 = counter,
+        /// Loop rounds that polled without sleeping (busy-polling after data-path work).
+        pub busy_poll_rounds: u64 = counter,
+        /// Busy-poll rounds that found data-path work (a wake-up saved).
+        pub busy_poll_hits: u64 = counter,
         /// Control-socket connections refused because too many were open.
         pub control_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "control",
         /// Metrics (HTTP) connections refused because too many were open.
