@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use netns_common::have_root;
 use traffic::all_pairs_ping;
-use vxswitch::testnet::lab::{HostKind, Lab};
+use vxswitch::testnet::lab::{Addressing, HostKind, Lab};
 use vxswitch::testnet::setns;
 
 fn bin() -> &'static Path {
@@ -184,6 +184,35 @@ fn netns_tcp_over_esp_through_offload_fast_path_arrives_intact() {
         }
         assert_eq!(s["esp"]["drops"]["replay"], 0, "host {h}: {}", s["esp"]);
         assert!(s["counters"]["tap_rx_bytes"].as_u64().unwrap() > 32 * BLOCK as u64, "host {h} carried a transfer");
+    }
+}
+
+#[test]
+fn netns_tcp_over_routed_esp_through_offload_fast_path_arrives_intact() {
+    if !have_root("netns_tcp_over_routed_esp_through_offload_fast_path_arrives_intact") {
+        return;
+    }
+    // A routed encrypted network: IPv4 packets in ESP (next header 4), per-host subnets.
+    let mut lab = Lab::build_with("ofer", &[HostKind::Bare, HostKind::Bare], 1, bin(), Addressing::PerHost).unwrap();
+    for i in 0..2 {
+        let config = lab.esp_manual_config(i, true);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
+    lab.set_container_mtu(mtu).unwrap();
+    all_pairs_ping(&lab, 2);
+    assert_eq!(transfer(&lab, 0, 1, 32, 5309), 32 * BLOCK as u64, "every byte arrived, in order");
+    assert_eq!(transfer(&lab, 1, 0, 32, 5310), 32 * BLOCK as u64, "and the other way");
+    for h in 0..2 {
+        let s = lab.stats(h).unwrap();
+        assert!(driver(&lab, h, "tap_super_frames") > 0 && driver(&lab, h, "gso_sends") > 0, "host {h}: {}", s["driver"]);
+        assert!(driver(&lab, h, "gro_batches") > 0 && driver(&lab, h, "coalesced_writes") > 0, "host {h}: {}", s["driver"]);
+        for key in ["rx_csum_failures", "tap_offload_errors", "underlay_send_errors", "underlay_send_too_big", "tap_write_errors"] {
+            assert_eq!(driver(&lab, h, key), 0, "host {h} {key}: {}", s["driver"]);
+        }
+        for key in ["esp_rejected", "esp_seal_failed", "routed_source_spoofed"] {
+            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {}", s["counters"]["drops"]);
+        }
     }
 }
 
