@@ -18,6 +18,7 @@ const TEMPLATE: &str = r#"
 address = "198.18.0.1"
 port = {underlay.port}
 mtu = {underlay.mtu}
+busy_poll_us = {underlay.busy_poll_us}
 
 [fdb]
 ageing_secs = {fdb.ageing_secs}
@@ -57,6 +58,7 @@ fn valid(key: &str) -> u64 {
     match key {
         "underlay.port" => 4789,
         "underlay.mtu" => 1500,
+        "underlay.busy_poll_us" => 50,
         "fdb.ageing_secs" => 300,
         "fdb.max_entries" => 1000,
         "flood.rate" => 2000,

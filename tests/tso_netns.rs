@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use netns_common::have_root;
 use traffic::all_pairs_ping;
-use vxswitch::testnet::lab::{HostKind, Lab};
+use vxswitch::testnet::lab::{Addressing, HostKind, Lab};
 use vxswitch::testnet::setns;
 
 fn bin() -> &'static Path {
@@ -140,15 +140,90 @@ fn netns_tcp_through_offload_fast_path_arrives_intact() {
 }
 
 #[test]
+fn netns_tcp_over_esp_through_offload_fast_path_arrives_intact() {
+    if !have_root("netns_tcp_over_esp_through_offload_fast_path_arrives_intact") {
+        return;
+    }
+    // An encrypted L2 overlay (manual AES-GCM keys) at its default MTU, offload left at its default.
+    let mut lab = Lab::build("ofes", &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
+    for i in 0..2 {
+        let config = lab.esp_manual_config(i, false);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
+    lab.set_container_mtu(mtu).unwrap();
+    all_pairs_ping(&lab, 2);
+    let blocks = 64;
+    assert_eq!(transfer(&lab, 0, 1, blocks, 5307), blocks * BLOCK as u64, "every byte arrived, in order");
+    assert_eq!(transfer(&lab, 1, 0, 32, 5308), 32 * BLOCK as u64, "and the other way");
+    for (tx, rx) in [(0, 1), (1, 0)] {
+        let (s, r) = (lab.stats(tx).unwrap(), lab.stats(rx).unwrap());
+        // Sender: super-frames split, each segment sealed, runs sent with UDP GSO.
+        assert!(driver(&lab, tx, "tap_super_frames") > 0, "host {tx}: {}", s["driver"]);
+        assert!(driver(&lab, tx, "gso_sends") > 0 && driver(&lab, tx, "gso_segments") > driver(&lab, tx, "gso_sends"), "{}", s["driver"]);
+        // Receiver: GRO batches on port 4500 opened one by one and coalesced into the TAP.
+        assert!(driver(&lab, rx, "gro_batches") > 0, "host {rx}: {}", r["driver"]);
+        assert!(driver(&lab, rx, "coalesced_writes") > 0, "host {rx}: {}", r["driver"]);
+    }
+    for h in 0..2 {
+        let s = lab.stats(h).unwrap();
+        for key in [
+            "gso_fallbacks",
+            "rx_csum_failures",
+            "tap_offload_errors",
+            "tap_segment_oversize",
+            "underlay_send_errors",
+            "underlay_send_too_big",
+            "tap_write_errors",
+        ] {
+            assert_eq!(driver(&lab, h, key), 0, "host {h} {key}: {}", s["driver"]);
+        }
+        // Every datagram sealed once and sent once: nothing refused, not even as a replay.
+        for key in ["esp_rejected", "esp_seal_failed", "esp_seq_unreserved", "tap_oversize_esp"] {
+            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {}", s["counters"]["drops"]);
+        }
+        assert_eq!(s["esp"]["drops"]["replay"], 0, "host {h}: {}", s["esp"]);
+        assert!(s["counters"]["tap_rx_bytes"].as_u64().unwrap() > 32 * BLOCK as u64, "host {h} carried a transfer");
+    }
+}
+
+#[test]
+fn netns_tcp_over_routed_esp_through_offload_fast_path_arrives_intact() {
+    if !have_root("netns_tcp_over_routed_esp_through_offload_fast_path_arrives_intact") {
+        return;
+    }
+    // A routed encrypted network: IPv4 packets in ESP (next header 4), per-host subnets.
+    let mut lab = Lab::build_with("ofer", &[HostKind::Bare, HostKind::Bare], 1, bin(), Addressing::PerHost).unwrap();
+    for i in 0..2 {
+        let config = lab.esp_manual_config(i, true);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
+    lab.set_container_mtu(mtu).unwrap();
+    all_pairs_ping(&lab, 2);
+    assert_eq!(transfer(&lab, 0, 1, 32, 5309), 32 * BLOCK as u64, "every byte arrived, in order");
+    assert_eq!(transfer(&lab, 1, 0, 32, 5310), 32 * BLOCK as u64, "and the other way");
+    for h in 0..2 {
+        let s = lab.stats(h).unwrap();
+        assert!(driver(&lab, h, "tap_super_frames") > 0 && driver(&lab, h, "gso_sends") > 0, "host {h}: {}", s["driver"]);
+        assert!(driver(&lab, h, "gro_batches") > 0 && driver(&lab, h, "coalesced_writes") > 0, "host {h}: {}", s["driver"]);
+        for key in ["rx_csum_failures", "tap_offload_errors", "underlay_send_errors", "underlay_send_too_big", "tap_write_errors"] {
+            assert_eq!(driver(&lab, h, key), 0, "host {h} {key}: {}", s["driver"]);
+        }
+        for key in ["esp_rejected", "esp_seal_failed", "routed_source_spoofed"] {
+            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {}", s["counters"]["drops"]);
+        }
+    }
+}
+
+#[test]
 fn netns_tcp_between_offload_vxswitch_and_kernel_vxlan_arrives_intact() {
     if !have_root("netns_tcp_between_offload_vxswitch_and_kernel_vxlan_arrives_intact") {
         return;
     }
     let lab = Lab::build("ofvk", &[HostKind::Vxswitch, HostKind::KernelVxlan], 1, bin()).unwrap();
-    // Kernel vxlan over veth hands UDP-tunnel GSO super-packets (one VXLAN header around a TSO
-    // frame) to the peer namespace; the kernel there never delivers those to a plain UDP socket
-    // (a real wire carries them segmented). Make the kernel host segment before its veth.
-    lab.hosts[1].ns.ip(&["link", "set", "dev", "eth0", "gso_max_segs", "1"]).unwrap();
+    // Default GSO settings everywhere: kernel vxlan over veth hands its TCP to vxswitch's socket
+    // as UDP-tunnel GSO super-datagrams (one VXLAN header around a TSO frame).
     all_pairs_ping(&lab, 2);
     // vxswitch -> kernel vxlan: the kernel verifies every inner checksum we computed.
     assert_eq!(transfer(&lab, 0, 1, 64, 5303), 64 * BLOCK as u64);
@@ -156,6 +231,9 @@ fn netns_tcp_between_offload_vxswitch_and_kernel_vxlan_arrives_intact() {
     assert_eq!(transfer(&lab, 1, 0, 64, 5304), 64 * BLOCK as u64);
     assert!(driver(&lab, 0, "tap_super_frames") > 0 && driver(&lab, 0, "gso_sends") > 0);
     assert!(driver(&lab, 0, "coalesced_writes") > 0, "{}", lab.stats(0).unwrap()["driver"]);
+    assert!(driver(&lab, 0, "rx_super_datagrams") > 0, "super-datagrams cut: {}", lab.stats(0).unwrap()["driver"]);
+    assert!(driver(&lab, 0, "rx_super_pieces") > driver(&lab, 0, "rx_super_datagrams"));
+    assert_eq!(driver(&lab, 0, "rx_super_unusable"), 0);
     assert_eq!(driver(&lab, 0, "rx_csum_failures"), 0);
     // Over veth the kernel leaves inner TCP checksums partial; they were finished, not dropped.
     assert!(driver(&lab, 0, "rx_csum_partial_finished") > 0);

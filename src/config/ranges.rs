@@ -46,6 +46,8 @@ impl NumericKey {
 pub const UNDERLAY_PORT: NumericKey = NumericKey::new("underlay.port", 1, 65535);
 /// `underlay.mtu`.
 pub const UNDERLAY_MTU: NumericKey = NumericKey::new("underlay.mtu", 576, 65535);
+/// `underlay.busy_poll_us`: 0 (off) to 10 ms.
+pub const UNDERLAY_BUSY_POLL_US: NumericKey = NumericKey::new("underlay.busy_poll_us", 0, 10_000);
 /// `fdb.ageing_secs`: up to a week.
 pub const FDB_AGEING_SECS: NumericKey = NumericKey::new("fdb.ageing_secs", 1, 604_800);
 /// `fdb.max_entries`.
@@ -80,9 +82,10 @@ pub const GOSSIP_DEAD_GRACE_SECS: NumericKey = NumericKey::new("gossip.dead_grac
 pub const GOSSIP_MTU: NumericKey = NumericKey::new("gossip.mtu", 512, 65000);
 
 /// Every numeric key.
-pub const ALL: [NumericKey; 18] = [
+pub const ALL: [NumericKey; 19] = [
     UNDERLAY_PORT,
     UNDERLAY_MTU,
+    UNDERLAY_BUSY_POLL_US,
     FDB_AGEING_SECS,
     FDB_MAX_ENTRIES,
     FLOOD_RATE,

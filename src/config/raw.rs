@@ -68,6 +68,7 @@ pub(super) struct RawUnderlay {
     pub offload: Option<bool>,
     pub udp_gso: Option<bool>,
     pub udp_gro: Option<bool>,
+    pub busy_poll_us: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,7 +27,15 @@ fn parses_a_full_file_with_defaults() {
     let c = Config::parse(GOOD).unwrap();
     assert_eq!(
         c.underlay,
-        Underlay { address: Ipv4Addr::new(198, 18, 0, 1), port: 4789, mtu: 1500, offload: None, udp_gso: true, udp_gro: true }
+        Underlay {
+            address: Ipv4Addr::new(198, 18, 0, 1),
+            port: 4789,
+            mtu: 1500,
+            offload: None,
+            udp_gso: true,
+            udp_gro: true,
+            busy_poll: Duration::from_micros(50)
+        }
     );
     assert_eq!(c.fdb_ageing, Duration::from_secs(120));
     assert_eq!(c.networks.len(), 2);
@@ -148,6 +156,17 @@ fn offload_switches_parse() {
     let c = Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = true\n")).unwrap();
     assert_eq!(c.underlay.offload, Some(true));
     assert!(Config::parse(&GOOD.replace("address = \"198.18.0.1\"\n", "address = \"198.18.0.1\"\noffload = \"yes\"\n")).is_err());
+}
+
+#[test]
+fn busy_poll_window_parses_and_is_range_checked() {
+    assert_eq!(Config::parse(GOOD).unwrap().underlay.busy_poll, Duration::from_micros(DEFAULT_BUSY_POLL_US));
+    let with = |v: &str| GOOD.replace("address = \"198.18.0.1\"\n", &format!("address = \"198.18.0.1\"\nbusy_poll_us = {v}\n"));
+    assert_eq!(Config::parse(&with("0")).unwrap().underlay.busy_poll, Duration::ZERO);
+    assert_eq!(Config::parse(&with("200")).unwrap().underlay.busy_poll, Duration::from_micros(200));
+    let e = rejected(&with("10001"));
+    assert_eq!(e.key, "underlay.busy_poll_us");
+    assert!(e.line.is_some() && e.reason.contains("out of range"), "{e}");
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! per `recvmmsg`, so one busy direction cannot starve the other), then drain what the node
 //! queued: packets it originated, gossip datagrams, and control updates for the kernel
 //! programmers (kernel vxlan device, host-subnet routes). Then sleep until the node's next
-//! timeout. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
+//! timeout, or, right after data-path work, poll again without sleeping for a short adaptive
+//! window ([`busy_poll`], `[underlay] busy_poll_us`) so that the next frame of a conversation
+//! costs no wake-up. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
 //! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
 //!
@@ -18,6 +20,7 @@
 //!
 //! [`HEADROOM`]: crate::sys::fastpath::HEADROOM
 
+pub mod busy_poll;
 pub mod clients;
 pub mod cni;
 pub mod control_socket;
@@ -47,6 +50,7 @@ use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
+use busy_poll::BusyPoll;
 use control_socket::ControlSocket;
 use esp::EspDriver;
 use gossip::GossipSocket;
@@ -67,10 +71,27 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
     let mut daemon = Daemon::start(config)?;
     daemon.config_path = path.map(Path::to_path_buf);
     let mut polls = PollSet::new([]);
+    let mut busy = BusyPoll::new(config.underlay.busy_poll);
     loop {
         polls.clear();
         daemon.fill_poll_set(&signals, &mut polls);
-        if !polls.wait(daemon.sleep(Instant::now()))? {
+        let now = Instant::now();
+        let sleep = daemon.sleep(now);
+        let timeout = busy.timeout(now, sleep);
+        if !polls.wait(timeout)? {
+            continue;
+        }
+        let work = polls.ready().any(|s| matches!(s, Source::Tap(_) | Source::Vxlan | Source::Esp));
+        busy.woke(Instant::now(), work);
+        if timeout.is_zero() && !sleep.is_zero() {
+            daemon.driver.busy_poll_rounds += 1;
+            daemon.driver.busy_poll_hits += u64::from(work);
+        }
+        if timeout.is_zero() && !sleep.is_zero() && polls.ready().next().is_none() {
+            // A busy-poll round that found nothing, with no timer due: let whatever else is
+            // runnable on this core (the peer daemon, the container's stack) go first, then poll
+            // again.
+            std::thread::yield_now();
             continue;
         }
         if polls.ready().any(|s| s == Source::Signals) {
@@ -141,7 +162,10 @@ impl Daemon {
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
         let (wall, now) = (SystemTime::now(), Instant::now());
         let (epoch, esp) = EspDriver::start(config, node::start_epoch(wall), now)?;
-        let (esp, tunnels) = esp.unzip();
+        let (mut esp, tunnels) = esp.unzip();
+        if let Some(e) = esp.as_mut() {
+            enable_offloads(config, &ports, &mut e.sockets, "ESP");
+        }
         let state_files = node::state::StateFiles::of(config);
         let (gossip, join) = match (GossipSocket::bind(config)?, &state_files) {
             (Some((socket, key, advertised)), Some(files)) => (
@@ -161,7 +185,8 @@ impl Daemon {
         // A slot holds the largest frame a TAP gives (its MTU + a VLAN-tagged Ethernet header).
         let largest_tap = config.switched_networks().map(|n| n.tap_mtu as usize + 18).max().unwrap_or(0);
         let payload_len = (config.underlay.mtu as usize).max(largest_tap).max(2048);
-        let rx_len = if udp.gro_enabled() { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
+        let gro = udp.gro_enabled() || esp.as_ref().is_some_and(|e| e.sockets.gro_enabled());
+        let rx_len = if gro { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
         Ok(Daemon {
             config: config.clone(),
@@ -177,7 +202,7 @@ impl Daemon {
             host_subnet,
             offload,
             tx: TxPath::new(payload_len),
-            rx: RxPath::new(rx_len),
+            rx: RxPath::new(rx_len, config.underlay.mtu as usize),
             path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -417,10 +442,16 @@ fn bind_underlay(config: &Config, ports: &TapPorts) -> Result<UnderlaySockets, S
     // Without a switched network the VXLAN port is left to the kernel (kernel mode's device).
     let rx_port = if config.switched_networks().next().is_some() { config.underlay.port } else { 0 };
     let mut udp = UnderlaySockets::bind(config.underlay.address, rx_port, config.underlay.port)?;
-    if ports.open_taps().any(|(_, t)| t.offload()) {
-        let gso = config.underlay.udp_gso && udp.enable_gso();
-        let gro = config.underlay.udp_gro && udp.enable_gro();
-        tracing::info!(udp_gso = gso, udp_gro = gro, "TAP offload on");
-    }
+    enable_offloads(config, ports, &mut udp, "VXLAN");
     Ok(udp)
+}
+
+/// Turn on UDP GSO and GRO on `sockets` (as configured) when a TAP has offload: the TAPs then
+/// hand over TCP super-frames whose segments leave in runs, and take coalesced ones.
+fn enable_offloads(config: &Config, ports: &TapPorts, sockets: &mut UnderlaySockets, what: &str) {
+    if ports.open_taps().any(|(_, t)| t.offload()) {
+        let gso = config.underlay.udp_gso && sockets.enable_gso();
+        let gro = config.underlay.udp_gro && sockets.enable_gro();
+        tracing::info!(sockets = what, udp_gso = gso, udp_gro = gro, "TAP offload on");
+    }
 }

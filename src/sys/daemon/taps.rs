@@ -167,13 +167,10 @@ impl TapPorts {
     }
 }
 
-/// The offload a network's TAP asks for: ESP stays on the per-packet path, so never there.
-pub fn tap_offload(config: &Config, net: &Network) -> Option<bool> {
-    if net.encrypted {
-        Some(false)
-    } else {
-        config.underlay.offload
-    }
+/// The offload a network's TAP asks for: the `[underlay] offload` setting, for VXLAN and ESP
+/// networks alike (ESP segments are sealed one by one and sent in `UDP_SEGMENT` runs).
+pub fn tap_offload(config: &Config, _net: &Network) -> Option<bool> {
+    config.underlay.offload
 }
 
 /// Create the TAP of `net`, enslave it to its bridge, give it its address, and bring it up.

@@ -1,23 +1,31 @@
 //! The per-wakeup data path of the daemon: TAP frames to the underlay, underlay datagrams to the
-//! TAPs, with the offloads of PERFORMANCE.md where they are on.
+//! TAPs, with the offloads of PERFORMANCE.md where they are on, for VXLAN and ESP alike.
 //!
 //! TAP -> underlay. A TAP without offload gives one frame per `read`, straight into a buffer
 //! slot at [`HEADROOM`]. An offload TAP gives a virtio header and possibly a TCP super-frame: the
 //! frame is read into the next slot with a 64 KB spill buffer behind it, small frames stay in the
 //! slot (partial checksums finished there), super-frames are split ([`super::gso`]) into one slot
 //! per segment. That costs one userspace copy of the payload, and in exchange every segment is an
-//! ordinary frame with headroom: the switch core handles it exactly like a frame from a TAP
-//! without offload (learning, flooding, counters, routing). Sends are then grouped: consecutive
-//! VXLAN datagrams to the same peer from the same source socket with the same size (the last may
-//! be shorter) leave in one `sendmsg` with `UDP_SEGMENT`, at most 64 datagrams and 65507 bytes per
-//! send, a run split into balanced sends (47 segments go as 24 + 23, not 44 + 3). If the kernel
-//! refuses GSO (`EIO`/`EINVAL`) it is turned off with a log line and the datagrams go by `sendmmsg`,
-//! which also carries everything else (flooding, ESP).
+//! ordinary frame with headroom and tailroom: the switch core handles it exactly like a frame
+//! from a TAP without offload (learning, flooding, counters, routing) and, on an encrypted
+//! network, seals it in place with its own sequence number, so batching changes nothing about
+//! ESP's nonce rules (a number is taken by the seal, and a datagram is sealed once and handed to
+//! the kernel at most once). Sends are then grouped: consecutive datagrams of one tunnel to the
+//! same peer from the same source socket with the same size (the last may be shorter; equal
+//! segments seal to equal ESP datagrams) leave in one `sendmsg` with `UDP_SEGMENT`, at most 64
+//! datagrams and 65507 bytes per send, a run split into balanced sends (47 segments go as 24 + 23,
+//! not 44 + 3). If the kernel refuses GSO (`EIO`/`EINVAL`, nothing sent) it is turned off for that
+//! tunnel's sockets with a log line and the datagrams go by `sendmmsg`, which also carries
+//! everything else (flooding, single frames).
 //!
-//! Underlay -> TAP. With `UDP_GRO` a receive buffer may hold many datagrams of one stride; each is
-//! handed to the switch core on its own. Frames the core delivers to an offload TAP go through the
-//! coalescer ([`super::gro`]), which writes runs of TCP segments as one super-frame; the rest
-//! is written one by one. Everything pending is written before the buffers are reused.
+//! Underlay -> TAP. With `UDP_GRO` (on the VXLAN socket and on the ESP-in-UDP socket) a receive
+//! buffer may hold many datagrams of one stride ([`udp::gro_datagrams`]); each is handed to the
+//! switch core on its own (ESP: opened on its own, replay window and all). Frames the core
+//! delivers to an offload TAP go through the coalescer ([`super::gro`]), which writes runs of TCP
+//! segments as one super-frame; the rest is written one by one. Everything pending is written
+//! before the buffers are reused. A kernel vxlan on the same kernel hands over UDP-tunnel GSO
+//! super-datagrams (one VXLAN header around a whole TSO frame); those are cut into wire-sized
+//! VXLAN datagrams first ([`super::tunnel_gso`]).
 //!
 //! Measured (2 vCPUs, 2-host lab, one TCP stream, release build): 1.6 Gbit/s per frame, 6.4-7.2
 //! with these offloads, kernel vxlan 22-24 on the same lab. The payload copy into the slots costs
@@ -33,9 +41,11 @@ use std::time::Instant;
 use super::gro::Coalescer;
 use super::gso::{self, TapFrame};
 use super::tap::{is_gone, Tap};
+use super::tunnel_gso;
 use super::udp::{self, Received, UnderlaySockets};
 use super::{DriverCounters, HEADROOM, TAILROOM};
 use crate::dataplane::{Forward, PortId, Switch, Tunnel};
+use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER;
 
 /// Spill buffer behind a slot: room for a 64 KB super-frame.
 const SPILL: usize = 65536 + 1024;
@@ -201,9 +211,12 @@ pub fn tap_to_underlay(
     gone
 }
 
-/// Send every pending datagram: runs of equal-size VXLAN datagrams to one peer through one
-/// source socket as `UDP_SEGMENT` sends, everything else with one `sendmmsg` per run of datagrams
-/// that leave through the same socket.
+/// Send every pending datagram: runs of equal-size datagrams to one peer through one source
+/// socket as `UDP_SEGMENT` sends (VXLAN and ESP alike: ESP datagrams sealed from equal segments
+/// are equal too), everything else with one `sendmmsg` per run of datagrams that leave through
+/// the same socket. Every datagram is handed to the kernel at most once: a failed send is
+/// counted, never repeated (an ESP datagram sent twice would arrive as a replay), except after a
+/// `UDP_SEGMENT` send the kernel refused as a whole (`EIO`/`EINVAL`, nothing was sent).
 fn flush_sends(
     udp: &UnderlaySockets,
     esp: Option<&UnderlaySockets>,
@@ -213,16 +226,16 @@ fn flush_sends(
     driver: &mut DriverCounters,
 ) {
     let payload = |p: &PendingSend| &bufs.bufs[p.buf][p.payload.clone()];
+    let sockets_of = |tunnel: Tunnel| match tunnel {
+        Tunnel::Vxlan => Some(udp),
+        Tunnel::Esp => esp,
+    };
     let socket_of = |p: &PendingSend| (p.tunnel, p.flow as usize % udp::SOURCE_PORTS);
     let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
     let mut current: Option<(Tunnel, u32)> = None;
     let send_batch = |key: Option<(Tunnel, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>, driver: &mut DriverCounters| {
         if let Some((tunnel, flow)) = key {
-            let sockets = match tunnel {
-                Tunnel::Vxlan => Some(udp),
-                Tunnel::Esp => esp,
-            };
-            match sockets {
+            match sockets_of(tunnel) {
                 Some(s) => {
                     s.send_batch(flow, batch, |e| driver.send_failed(&e, 1));
                 }
@@ -234,10 +247,14 @@ fn flush_sends(
     let mut i = 0;
     while i < pending.len() {
         let p = &pending[i];
-        let run = if udp.gso_enabled() { gso_run(pending, dests, i, &payload) } else { 1 };
-        if run >= 2 {
+        let sockets = sockets_of(p.tunnel);
+        let run = match sockets {
+            Some(s) if s.gso_enabled() => gso_run(pending, dests, i, &payload),
+            _ => 1,
+        };
+        if let (true, Some(s)) = (run >= 2, sockets) {
             send_batch(current.take(), &mut batch, driver);
-            send_gso_run(udp, p.flow, dests[p.dests.start], &pending[i..i + run], &payload, driver);
+            send_gso_run(s, p.flow, dests[p.dests.start], &pending[i..i + run], &payload, driver);
             i += run;
             continue;
         }
@@ -252,17 +269,17 @@ fn flush_sends(
 }
 
 /// Length of the run of datagrams starting at `pending[i]` that can share `UDP_SEGMENT` sends:
-/// VXLAN, one destination, one source socket, equal sizes except a shorter last one.
+/// one tunnel, one destination, one source socket, equal sizes except a shorter last one.
 fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &impl Fn(&PendingSend) -> &'a [u8]) -> usize {
     let p = &pending[i];
-    if p.tunnel != Tunnel::Vxlan || p.dests.len() != 1 {
+    if p.dests.len() != 1 {
         return 1;
     }
     let (dest, size, sock) = (dests[p.dests.start], payload(p).len(), p.flow as usize % udp::SOURCE_PORTS);
     let mut j = i + 1;
     while let Some(q) = pending.get(j) {
         let len = payload(q).len();
-        if q.tunnel != Tunnel::Vxlan
+        if q.tunnel != p.tunnel
             || q.dests.len() != 1
             || dests[q.dests.start] != dest
             || q.flow as usize % udp::SOURCE_PORTS != sock
@@ -278,10 +295,11 @@ fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &
     j - i
 }
 
-/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends.
+/// Send a run from [`gso_run`] in balanced `UDP_SEGMENT` sends through `sockets` (those of the
+/// run's tunnel).
 // hot path
 fn send_gso_run<'a>(
-    udp: &UnderlaySockets,
+    sockets: &UnderlaySockets,
     flow: u32,
     dest: Ipv4Addr,
     run: &[PendingSend],
@@ -289,29 +307,29 @@ fn send_gso_run<'a>(
     driver: &mut DriverCounters,
 ) {
     let size = payload(&run[0]).len().max(1);
-    let cap = (udp::GSO_MAX_BYTES / size).clamp(1, udp::GSO_MAX_SEGMENTS);
-    let sends = run.len().div_ceil(cap);
-    let per_send = run.len().div_ceil(sends);
+    let per_send = balanced_send_len(run.len(), size);
     let mut segs: Vec<&[u8]> = Vec::with_capacity(per_send);
     for chunk in run.chunks(per_send) {
         segs.clear();
         segs.extend(chunk.iter().map(payload));
-        if !udp.gso_enabled() {
+        if !sockets.gso_enabled() {
             let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-            udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
+            sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             continue;
         }
-        match udp.send_gso(flow, dest, &segs) {
+        match sockets.send_gso(flow, dest, &segs) {
             Ok(()) => {
                 driver.gso_sends += 1;
                 driver.gso_segments += segs.len() as u64;
             }
             Err(e) if udp::gso_refused(&e) => {
-                udp.disable_gso();
+                // Refused as a whole before anything was queued: nothing of it left, so sending
+                // the datagrams one by one repeats none of them.
+                sockets.disable_gso();
                 driver.gso_fallbacks += 1;
                 tracing::warn!("UDP GSO refused by the kernel ({e}); sending datagrams one by one from now on");
                 let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
-                udp.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
+                sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             }
             Err(e) => {
                 tracing::debug!("sendmsg (UDP_SEGMENT): {e}");
@@ -321,18 +339,37 @@ fn send_gso_run<'a>(
     }
 }
 
+/// Datagrams per `UDP_SEGMENT` send for a run of `run` datagrams of `size` bytes: within
+/// [`udp::GSO_MAX_BYTES`] and [`udp::GSO_MAX_SEGMENTS`], balanced (47 go as 24 + 23, not 44 + 3).
+fn balanced_send_len(run: usize, size: usize) -> usize {
+    let cap = (udp::GSO_MAX_BYTES / size.max(1)).clamp(1, udp::GSO_MAX_SEGMENTS);
+    let sends = run.div_ceil(cap).max(1);
+    run.div_ceil(sends).max(1)
+}
+
 /// State of the underlay -> TAP direction.
 #[derive(Debug)]
 pub struct RxPath {
+    /// [`udp::BATCH`] receive buffers, then one buffer for the pieces of a tunnel super-datagram.
     bufs: Buffers,
     meta: Vec<Received>,
     gro: Coalescer,
+    /// Longest UDP payload the underlay carries: longer VXLAN datagrams may be tunnel GSO.
+    max_datagram: usize,
 }
 
+/// Index of the buffer that takes the pieces of a tunnel super-datagram.
+const PIECES: usize = udp::BATCH;
+/// Size of that buffer: a 64 KB super-frame cut at any MSS of 500 bytes or more.
+const PIECES_LEN: usize = 160 * 1024;
+
 impl RxPath {
-    /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO).
-    pub fn new(payload: usize) -> Self {
-        RxPath { bufs: Buffers::new(udp::BATCH, payload), meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new() }
+    /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO), on
+    /// an underlay of `underlay_mtu` bytes.
+    pub fn new(payload: usize, underlay_mtu: usize) -> Self {
+        let mut bufs = Buffers::new(udp::BATCH, payload);
+        bufs.bufs.push(vec![0u8; PIECES_LEN]);
+        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram: underlay_mtu.saturating_sub(28) }
     }
 }
 
@@ -348,7 +385,7 @@ pub fn underlay_to_tap(
     rx: &mut RxPath,
     driver: &mut DriverCounters,
 ) {
-    if let Err(e) = sockets.recv_batch(&mut rx.bufs.bufs, HEADROOM, &mut rx.meta) {
+    if let Err(e) = sockets.recv_batch(&mut rx.bufs.bufs[..PIECES], HEADROOM, &mut rx.meta) {
         driver.underlay_recv_errors += 1;
         tracing::debug!("recvmmsg: {e}");
         return;
@@ -364,25 +401,51 @@ pub fn underlay_to_tap(
             driver.underlay_rx_truncated += 1;
             continue;
         }
-        let end = HEADROOM + m.len;
-        let stride = if m.stride == 0 || m.stride >= m.len { m.len } else { m.stride };
-        if stride < m.len {
+        let whole = HEADROOM..HEADROOM + m.len;
+        let datagrams = udp::gro_datagrams(whole.clone(), m.stride);
+        if datagrams.len() > 1 {
             driver.gro_batches += 1;
-            driver.gro_datagrams += m.len.div_ceil(stride) as u64;
-        }
-        let mut at = HEADROOM;
-        while at < end {
-            let range = at..(at + stride).min(end);
-            at = range.end;
-            let buf = &mut rx.bufs.bufs[i];
-            let forward = switch.handle_datagram(now, tunnel, *m.from.ip(), buf, range);
-            let Forward::Tap { port, frame } = forward else { continue };
-            // A port whose TAP is being recreated has none for now: counted as a write error.
-            match taps.get(port).and_then(Option::as_ref) {
-                Some(tap) if tap.offload() => rx.gro.offer(&mut rx.bufs.bufs, port, i, frame, &mut write),
-                Some(tap) if tap.write(&rx.bufs.bufs[i][frame]).is_ok() => {}
-                _ => driver.tap_write_errors += 1,
+            driver.gro_datagrams += datagrams.len() as u64;
+        } else if tunnel == Tunnel::Vxlan && m.len > rx.max_datagram {
+            // One datagram longer than the underlay carries: a kernel vxlan's super-datagram?
+            let plan = tunnel_gso::plan(&rx.bufs.bufs[i][whole.clone()], rx.max_datagram - VXLAN_HEADER);
+            if let Ok(plan) = plan {
+                let count = plan.split.count();
+                if count * plan.piece_len(0) <= PIECES_LEN {
+                    // The pieces buffer may still back the pending group: write that first.
+                    rx.gro.flush(&mut rx.bufs.bufs, &mut write);
+                    let (received, rest) = rx.bufs.bufs.split_at_mut(PIECES);
+                    let (src, out) = (&received[i][whole.clone()], &mut rest[0]);
+                    let mut at = 0;
+                    let mut pieces = Vec::with_capacity(count);
+                    for k in 0..count {
+                        let len = plan.write_piece(src, k, &mut out[at..]);
+                        pieces.push(at..at + len);
+                        at += len;
+                    }
+                    driver.rx_super_datagrams += 1;
+                    driver.rx_super_pieces += count as u64;
+                    for piece in pieces {
+                        deliver(
+                            switch,
+                            tunnel,
+                            now,
+                            *m.from.ip(),
+                            taps,
+                            (&mut rx.bufs.bufs, &mut rx.gro),
+                            PIECES,
+                            piece,
+                            &mut write,
+                            driver,
+                        );
+                    }
+                    continue;
+                }
             }
+            driver.rx_super_unusable += 1;
+        }
+        for range in datagrams {
+            deliver(switch, tunnel, now, *m.from.ip(), taps, (&mut rx.bufs.bufs, &mut rx.gro), i, range, &mut write, driver);
         }
     }
     rx.gro.flush(&mut rx.bufs.bufs, &mut write);
@@ -391,4 +454,79 @@ pub fn underlay_to_tap(
     driver.coalesced_segments = rx.gro.stats.coalesced_segments;
     driver.rx_csum_failures = rx.gro.stats.csum_failures;
     driver.rx_csum_partial_finished = rx.gro.stats.csum_partial_finished;
+}
+
+/// Hand the datagram at `bufs[buf][range]` to the switch and what it delivers to the TAP:
+/// through the coalescer on an offload TAP, alone otherwise.
+// hot path
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    switch: &mut Switch,
+    tunnel: Tunnel,
+    now: Instant,
+    from: Ipv4Addr,
+    taps: &[Option<Tap>],
+    (bufs, gro): (&mut [Vec<u8>], &mut Coalescer),
+    buf: usize,
+    range: Range<usize>,
+    write: &mut dyn FnMut(PortId, &[IoSlice<'_>]),
+    driver: &mut DriverCounters,
+) {
+    let forward = switch.handle_datagram(now, tunnel, from, &mut bufs[buf], range);
+    let Forward::Tap { port, frame } = forward else { return };
+    // A port whose TAP is being recreated has none for now: counted as a write error.
+    match taps.get(port).and_then(Option::as_ref) {
+        Some(tap) if tap.offload() => gro.offer(bufs, port, buf, frame, write),
+        Some(tap) if tap.write(&bufs[buf][frame]).is_ok() => {}
+        _ => driver.tap_write_errors += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending datagrams of the given (tunnel, destination, length), one buffer each.
+    fn pending(specs: &[(Tunnel, u8, usize)]) -> (Vec<Vec<u8>>, Vec<PendingSend>, Vec<Ipv4Addr>) {
+        let bufs = specs.iter().map(|s| vec![0u8; s.2]).collect();
+        let dests = specs.iter().map(|s| Ipv4Addr::new(10, 0, 0, s.1)).collect();
+        let pending =
+            specs.iter().enumerate().map(|(i, s)| PendingSend { buf: i, payload: 0..s.2, dests: i..i + 1, flow: 0, tunnel: s.0 }).collect();
+        (bufs, pending, dests)
+    }
+
+    fn runs(specs: &[(Tunnel, u8, usize)]) -> Vec<usize> {
+        let (bufs, pending, dests) = pending(specs);
+        let payload = |p: &PendingSend| &bufs[p.buf][p.payload.clone()];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            let n = gso_run(&pending, &dests, i, &payload);
+            out.push(n);
+            i += n;
+        }
+        out
+    }
+
+    #[test]
+    fn esp_and_vxlan_runs_form_alike_and_never_mix() {
+        let (esp, vx) = (Tunnel::Esp, Tunnel::Vxlan);
+        // Sealed segments of one super-frame: equal sizes, a shorter last one ends the run.
+        assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (esp, 2, 1446), (esp, 2, 610), (esp, 2, 1446)]), [4, 1]);
+        // A change of tunnel, destination or a larger datagram starts a new run.
+        assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (vx, 2, 1446), (vx, 2, 1446), (vx, 3, 1446)]), [2, 2, 1]);
+        assert_eq!(runs(&[(esp, 2, 100), (esp, 2, 1446)]), [1, 1]);
+    }
+
+    #[test]
+    fn runs_leave_in_balanced_sends_within_the_kernel_limits() {
+        assert_eq!(balanced_send_len(47, 1446), 24, "47 go as 24 + 23");
+        assert_eq!(balanced_send_len(44, 1446), 44);
+        assert_eq!(balanced_send_len(200, 100), 50, "at most 64 per send, balanced");
+        assert_eq!(balanced_send_len(1, 70000), 1);
+        for (run, size) in [(47, 1446), (45, 1470), (130, 64), (3, 30000)] {
+            let per = balanced_send_len(run, size);
+            assert!(per * size <= udp::GSO_MAX_BYTES.max(size) && per <= udp::GSO_MAX_SEGMENTS, "{run} x {size}: {per}");
+        }
+    }
 }

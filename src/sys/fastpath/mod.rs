@@ -8,6 +8,7 @@ pub mod gro;
 pub mod gso;
 pub mod path_mtu;
 pub mod tap;
+pub mod tunnel_gso;
 pub mod udp;
 pub mod virtio;
 
@@ -60,6 +61,14 @@ counters! {
         pub gro_batches: u64 = counter,
         /// Datagrams in those buffers.
         pub gro_datagrams: u64 = counter,
+        /// Kernel-vxlan super-datagrams received (one VXLAN header around a TCP super-frame, from
+        /// a kernel vxlan on the same kernel) and cut into wire-sized datagrams.
+        pub rx_super_datagrams: u64 = counter,
+        /// Datagrams those were cut into.
+        pub rx_super_pieces: u64 = counter,
+        /// VXLAN datagrams longer than the underlay carries that were not such super-datagrams
+        /// (handed to the switch as they were).
+        pub rx_super_unusable: u64 = counter,
         /// TAP writes carrying two or more coalesced TCP segments.
         pub coalesced_writes: u64 = counter,
         /// Segments carried by those writes.
@@ -68,6 +77,10 @@ counters! {
         pub rx_csum_failures: u64 = counter => io_errors(IO_ERRORS) reason = "rx_checksum",
         /// Received frames whose checksum a same-host sender left partial (finished before the TAP).
         pub rx_csum_partial_finished: u64 = counter,
+        /// Loop rounds that polled without sleeping (busy-polling after data-path work).
+        pub busy_poll_rounds: u64 = counter,
+        /// Busy-poll rounds that found data-path work (a wake-up saved).
+        pub busy_poll_hits: u64 = counter,
         /// Control-socket connections refused because too many were open.
         pub control_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "control",
         /// Metrics (HTTP) connections refused because too many were open.

@@ -306,6 +306,41 @@ impl UnderlaySockets {
     }
 }
 
+/// The datagrams of a receive buffer holding `whole` with the `UDP_GRO` stride `stride` (0: one
+/// datagram): consecutive ranges of `stride` bytes, the last one possibly shorter.
+// hot path
+pub fn gro_datagrams(whole: std::ops::Range<usize>, stride: usize) -> GroDatagrams {
+    let stride = if stride == 0 || stride >= whole.len() { whole.len().max(1) } else { stride };
+    GroDatagrams { at: whole.start, end: whole.end, stride }
+}
+
+/// Iterator of [`gro_datagrams`].
+#[derive(Debug, Clone)]
+pub struct GroDatagrams {
+    at: usize,
+    end: usize,
+    stride: usize,
+}
+
+impl Iterator for GroDatagrams {
+    type Item = std::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        (self.at < self.end).then(|| {
+            let r = self.at..(self.at + self.stride).min(self.end);
+            self.at = r.end;
+            r
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.end.saturating_sub(self.at)).div_ceil(self.stride);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for GroDatagrams {}
+
 /// The `UDP_GRO` stride of a received message, or 0 without the cmsg.
 fn gro_stride(msg: &libc::msghdr) -> usize {
     // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* macros walk inside it.
@@ -382,6 +417,17 @@ mod tests {
         assert_eq!(src_ports.len(), SOURCE_PORTS);
         assert!(src_ports.contains(&meta[0].from.port()), "sent from a pool socket");
         assert_eq!(meta[0].stride, 0);
+    }
+
+    #[test]
+    fn gro_buffers_split_at_the_stride() {
+        let split = |r: std::ops::Range<usize>, s| gro_datagrams(r, s).collect::<Vec<_>>();
+        assert_eq!(split(16..16 + 2500, 1000), [16..1016, 1016..2016, 2016..2516]);
+        assert_eq!(split(16..1016, 0), [16..1016, 0..0][..1], "no stride: one datagram");
+        assert_eq!(split(16..1016, 4000), [16..1016, 0..0][..1], "stride beyond the data: one datagram");
+        assert_eq!(split(0..3000, 1000).len(), 3);
+        assert_eq!(gro_datagrams(0..3001, 1000).len(), 4);
+        assert_eq!(split(5..5, 0), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]
