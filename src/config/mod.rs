@@ -5,6 +5,7 @@
 //! Parsing goes through raw structs with `toml::Spanned` fields, so semantic errors (ranges,
 //! duplicates, MTU arithmetic) can still point at the line they come from.
 
+mod floating;
 mod ranges;
 mod raw;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub gossip: Option<Gossip>,
     /// ESP settings (used when a network is encrypted).
     pub esp: EspSettings,
+    /// Floating IPs (`[[floating_ip]]`).
+    pub floating: Vec<crate::control::FloatingSpec>,
 }
 
 /// Default path of the host's X25519 key.
@@ -420,7 +423,9 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             }
         },
     };
+    let floating = floating::validate(text, raw.floating_ip, &networks, gossip.is_some())?;
     Ok(Config {
+        floating,
         control_socket_group,
         metrics_listen,
         gossip,

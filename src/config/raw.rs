@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     pub esp: Option<Spanned<RawEsp>>,
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+    #[serde(default)]
+    pub floating_ip: Vec<super::floating::RawFloating>,
 }
 
 #[derive(Debug, Deserialize)]

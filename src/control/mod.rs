@@ -79,6 +79,7 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod floating;
 pub mod identity;
 pub mod inbox;
 pub mod membership;
@@ -91,6 +92,7 @@ pub mod trust;
 mod update;
 
 pub use config::GossipConfig;
+pub use floating::{Floating, FloatingAction, FloatingClaim, FloatingCounters, FloatingOwner, FloatingSpec};
 pub use membership::{Credentials, GossipStats, Liveness, MemberStatus, Membership};
 pub use policy::{ClaimPolicy, RefuseReason, RefusedCounts};
 pub use record::{Binding, MemberRecord, NetworkClaim, RecordTooLarge, SubnetClaim};

@@ -18,6 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::floating::FloatingClaim;
 use super::signing::{self, SigningKey, SIGNATURE_LEN};
 use crate::wire::ethernet::EthernetAddress;
 
@@ -79,6 +80,8 @@ pub struct MemberRecord {
     pub signing_key: Option<[u8; 32]>,
     /// Networks the host is on.
     pub networks: Vec<NetworkClaim>,
+    /// Floating IPs this host claims (see [`super::floating`]).
+    pub floating: Vec<FloatingClaim>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +101,9 @@ struct Wire {
     p: Option<String>,
     #[serde(default)]
     w: Vec<WireNet>,
+    /// Floating IP claims: (address, epoch, first sighting in ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    f: Vec<(Ipv4Addr, u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,6 +152,7 @@ impl MemberRecord {
                     b: n.bindings.iter().map(|b| (b.ip, mac_hex(&b.mac), b.since)).collect(),
                 })
                 .collect(),
+            f: self.floating.iter().map(|c| (c.ip, c.epoch, c.seen)).collect(),
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }
@@ -189,6 +196,7 @@ impl MemberRecord {
             esp_public_key,
             signing_key,
             networks,
+            floating: wire.f.into_iter().map(|(ip, epoch, seen)| FloatingClaim { ip, epoch, seen }).collect(),
         })
     }
 
@@ -325,6 +333,7 @@ pub(crate) mod tests {
                     })
                     .collect(),
             }],
+            floating: Vec::new(),
         }
     }
 

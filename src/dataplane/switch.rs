@@ -177,6 +177,9 @@ pub struct Switch {
     local_bindings_changed: bool,
     /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
     esp: Option<EspTunnels>,
+    /// Container addresses whose location a floating IP follows: (vni, ip) -> MAC and time last
+    /// seen in ARP from a local TAP (see [`Switch::watched_local`]).
+    watched: HashMap<(Vni, Ipv4Addr), Option<(EthernetAddress, Instant)>>,
 }
 
 /// Most local container bindings remembered (the gossip record must stay small).
@@ -208,6 +211,7 @@ impl Switch {
             local_bindings: HashMap::new(),
             local_bindings_changed: false,
             esp: None,
+            watched: HashMap::new(),
         }
     }
 
@@ -242,6 +246,9 @@ impl Switch {
             return Forward::Nothing;
         }
         let arp = if eth.ethertype == EtherType::ARP { crate::arp::parse(view.payload()) } else { None };
+        if let (Some(a), false) = (&arp, self.watched.is_empty()) {
+            self.note_watched(now, vni, a);
+        }
         if self.networks[port].router.is_some() {
             return self.route_tap_frame(now, port, buf, frame, &eth, arp.as_ref());
         }
@@ -306,6 +313,31 @@ impl Switch {
                 self.counters.drop(reason);
                 Forward::Nothing
             }
+        }
+    }
+
+    /// Watch exactly these container addresses (floating IP targets); sightings of addresses
+    /// still watched are kept.
+    pub fn watch(&mut self, keys: impl IntoIterator<Item = (Vni, Ipv4Addr)>) {
+        let old = std::mem::take(&mut self.watched);
+        self.watched = keys.into_iter().map(|k| (k, old.get(&k).copied().flatten())).collect();
+    }
+
+    /// The MAC of watched container `ip` on `vni`, if it was seen in ARP from a local TAP within
+    /// the FDB ageing time before `now`. (Not the FDB itself: a gossip binding of the container's
+    /// old host pins its MAC there with a static entry until that host lets go.)
+    pub fn watched_local(&self, now: Instant, vni: Vni, ip: Ipv4Addr) -> Option<EthernetAddress> {
+        let (mac, at) = (*self.watched.get(&(vni, ip))?)?;
+        (now.saturating_duration_since(at) < self.fdb.ageing()).then_some(mac)
+    }
+
+    fn note_watched(&mut self, now: Instant, vni: Vni, arp: &ArpRepr) {
+        let mac = arp.source_hardware_addr;
+        if arp.is_probe() || !mac.is_unicast() {
+            return;
+        }
+        if let Some(w) = self.watched.get_mut(&(vni, arp.source_protocol_addr)) {
+            *w = Some((mac, now));
         }
     }
 

@@ -22,6 +22,7 @@
 //! [`Node::switch_mut`] directly, so frames are not copied or re-dispatched on the way.
 
 pub mod config;
+mod floating;
 mod reconfig;
 pub mod record;
 pub mod state;
@@ -57,6 +58,8 @@ pub struct Node {
     networks: Vec<NetworkSpec>,
     /// The static updates as configured.
     statics: Vec<ControlUpdate>,
+    /// Floating IPs (see [`floating`]).
+    floating: floating::NodeFloating,
 }
 
 impl Node {
@@ -84,7 +87,10 @@ impl Node {
             }
             None => None,
         };
-        let mut node = Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics };
+        switch.watch(cfg.floating.iter().map(|s| (s.vni, s.target)));
+        let floating = floating::NodeFloating::new(cfg.floating);
+        let mut node =
+            Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics, floating };
         node.fan_out(now);
         Ok(node)
     }
@@ -138,6 +144,7 @@ impl Node {
         if let Some(g) = self.gossip.as_mut() {
             g.membership.handle_datagram(now, from, bytes);
             self.fan_out(now);
+            self.evaluate_floating(now);
         }
     }
 
@@ -155,6 +162,7 @@ impl Node {
             self.publish_bindings(now);
         }
         self.fan_out(now);
+        self.evaluate_floating(now);
     }
 
     /// An update from outside the node (operator, test): applied and fanned out like gossip's.

@@ -60,6 +60,7 @@ pub fn local_record(
                 bindings: Vec::new(),
             })
             .collect(),
+        floating: Vec::new(),
     }
 }
 
