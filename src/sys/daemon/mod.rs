@@ -22,6 +22,7 @@ pub mod clients;
 pub mod control_socket;
 pub mod esp;
 pub mod esp_state;
+pub mod floating_status;
 pub mod gossip;
 pub mod instance_lock;
 pub mod metrics;
@@ -41,6 +42,7 @@ use crate::node::{self, Node, NodeConfig};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::floating::FloatingDriver;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::vtep::VtepDriver;
@@ -113,6 +115,8 @@ struct Daemon {
     host_state: HostState,
     host_subnet: Option<HostSubnetDriver>,
     offload: Option<VtepDriver>,
+    /// Floating IPs held here (also reconciles what an earlier run left).
+    floating: Option<FloatingDriver>,
     tx: TxPath,
     rx: RxPath,
     driver: DriverCounters,
@@ -127,6 +131,7 @@ impl Daemon {
         let host_state = HostState::start(&config.control_socket, config)?;
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
+        let floating = Some(FloatingDriver::start().map_err(|source| SysError::Os { op: "reconcile floating IPs", source })?);
         let ports = TapPorts::open(config)?;
         let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
@@ -164,6 +169,7 @@ impl Daemon {
             host_state,
             host_subnet,
             offload,
+            floating,
             tx: TxPath::new(payload_len),
             rx: RxPath::new(rx_len),
             driver: DriverCounters::default(),
@@ -316,6 +322,11 @@ impl Daemon {
                 o.apply(&update);
             }
         }
+        while let Some(action) = self.node.poll_floating() {
+            if let Some(f) = self.floating.as_mut() {
+                f.apply(action);
+            }
+        }
     }
 
     /// Write one packet the node originated; the one place its tunnel picks the socket.
@@ -345,7 +356,9 @@ impl Daemon {
             "peers" => match self.node.membership() {
                 Some(m) => {
                     let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
-                    serde_json::to_string_pretty(&gossip::peers_status(m, send_errors, Instant::now())).unwrap_or_default() + "\n"
+                    let mut peers = gossip::peers_status(m, send_errors, Instant::now());
+                    peers["floating"] = floating_status::section(&self.node, self.floating.as_ref());
+                    serde_json::to_string_pretty(&peers).unwrap_or_default() + "\n"
                 }
                 None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
             },
@@ -361,7 +374,11 @@ impl Daemon {
                     config: &self.config,
                     offload: self.offload.as_ref(),
                 };
-                status::answer(cmd, &sources)
+                let text = status::answer(cmd, &sources);
+                match cmd {
+                    "stats" | "" => floating_status::add_to(&text, &self.node, self.floating.as_ref()),
+                    _ => text,
+                }
             }
         }
     }
@@ -369,6 +386,7 @@ impl Daemon {
     fn metrics_page(&self) -> String {
         let ports: Vec<_> = self.ports.networks().map(|(port, n)| (port, n.vni)).collect();
         metrics::render(self.node.switch(), &self.driver, &ports, self.gossip_counters().as_ref())
+            + &floating_status::metrics(&self.node, self.floating.as_ref())
     }
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {
@@ -378,6 +396,9 @@ impl Daemon {
 
     /// Clean shutdown: withdraw the routes and kernel entries this daemon installed.
     fn shutdown(self) {
+        if let Some(f) = self.floating {
+            f.shutdown();
+        }
         if let Some(h) = self.host_subnet {
             h.withdraw_all();
         }
