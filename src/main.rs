@@ -57,6 +57,17 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Bind, unbind or list floating IPs on a running daemon (until its next restart or reload;
+    /// `[[floating_ip]]` in the configuration lasts). Every host that may hold the address needs
+    /// the same binding.
+    Floating {
+        /// What to do.
+        #[command(subcommand)]
+        action: FloatingAction,
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+        socket: PathBuf,
+    },
     /// Print this host's ESP public key (creating the host key file on first use).
     Pubkey {
         /// Configuration file (TOML); its `[esp] key_file` is used.
@@ -96,6 +107,32 @@ enum Command {
     Probe(vxswitch::testnet::probe::ProbeCommand),
 }
 
+/// `vxswitch floating ...`.
+#[derive(Debug, Subcommand)]
+enum FloatingAction {
+    /// Bind ADDRESS (on uplink INTERFACE) to container CONTAINER of network VNI.
+    Add {
+        /// The floating (external) address.
+        address: std::net::Ipv4Addr,
+        /// The uplink interface it lives on.
+        #[arg(long)]
+        interface: String,
+        /// The container's address.
+        #[arg(long)]
+        container: std::net::Ipv4Addr,
+        /// The container's network.
+        #[arg(long)]
+        vni: u32,
+    },
+    /// Unbind ADDRESS (released at once where it is held).
+    Del {
+        /// The floating address.
+        address: std::net::Ipv4Addr,
+    },
+    /// Show the floating IPs, their owners and the hand-over counters.
+    List,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VXSWITCH_LOG").unwrap_or_else(|_| "info".into()))
@@ -125,6 +162,7 @@ fn main() -> ExitCode {
             vxswitch::sys::daemon::control_socket::query(&socket, "peers").map(|s| print!("{s}")).map_err(Into::into)
         }
         Command::Reload { socket } => reload(&socket),
+        Command::Floating { action, socket } => floating(&socket, action),
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Forget { host, config } => forget(&host, &config),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
@@ -147,6 +185,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Send a `floating` command; an answer with an error is an error (exit status 1).
+fn floating(socket: &std::path::Path, action: FloatingAction) -> anyhow::Result<()> {
+    let command = match action {
+        FloatingAction::Add { address, interface, container, vni } => format!("floating add {address} {interface} {container} {vni}"),
+        FloatingAction::Del { address } => format!("floating del {address}"),
+        FloatingAction::List => "floating list".to_string(),
+    };
+    let answer = vxswitch::sys::daemon::control_socket::query(socket, &command)?;
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| anyhow::anyhow!("unexpected answer ({e}): {answer}"))?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{error}");
+    }
+    print!("{answer}");
+    Ok(())
 }
 
 /// Ask the daemon to reload; a refused reload is an error (exit status 1).

@@ -292,6 +292,25 @@ fn netns_floating_ip_follows_its_container_and_survives_its_owner() {
         answers.len()
     );
 
+    // The control socket: unbinding everywhere releases the address; binding again (as the
+    // configuration has it) brings it back on the host where the container runs.
+    let cli = |i: usize, args: &[&str]| {
+        let mut full: Vec<String> = vec!["floating".into()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        full.extend(["--socket".to_string(), lab.socket(i).to_string_lossy().into_owned()]);
+        vxswitch::testnet::netns::run_cmd(std::process::Command::new(lab.bin()).args(&full)).expect("vxswitch floating")
+    };
+    for i in 0..3 {
+        cli(i, &["del", &FIP.to_string()]);
+    }
+    assert!(!has_address(&lab.hosts[2].ns) && !has_table(&lab.hosts[2].ns), "unbound but still held");
+    assert!(!outside_ping(&outside), "unbound address still answers");
+    for i in 0..3 {
+        cli(i, &["add", &FIP.to_string(), "--interface", "up0", "--container", &APP.to_string(), "--vni", &VNI.to_string()]);
+    }
+    until_reachable(&outside, Duration::from_secs(2), "bound again");
+    assert!(has_address(&lab.hosts[2].ns), "bound again where the container runs");
+
     // Clean stop: nothing left anywhere.
     for i in 0..3 {
         assert!(lab.stop_vxswitch(i).unwrap(), "host {i} stopped cleanly");

@@ -72,3 +72,65 @@ pub(super) fn validate(text: &str, raw: Vec<RawFloating>, networks: &[Network], 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const BASE: &str = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 7\ntap = \"vxs7\"\n\n[gossip]\ncluster = \"c\"\nname = \"a\"\nkey_file = \"/nonexistent\"\n";
+
+    fn with(entry: &str) -> String {
+        format!("{BASE}\n[[floating_ip]]\n{entry}")
+    }
+
+    #[test]
+    fn floating_ips_parse_with_their_network() {
+        let c = Config::parse(&with("address = \"192.0.2.200\"\ninterface = \"eth1\"\ncontainer = \"10.0.0.5\"\nvni = 7\n")).unwrap();
+        assert_eq!(c.floating.len(), 1);
+        assert_eq!(
+            (c.floating[0].ip.to_string(), c.floating[0].interface.as_str(), c.floating[0].vni.get()),
+            ("192.0.2.200".into(), "eth1", 7)
+        );
+        assert!(Config::parse(BASE).unwrap().floating.is_empty(), "none by default");
+    }
+
+    #[test]
+    fn bad_floating_ips_name_line_key_and_reason() {
+        let cases = [
+            (
+                "address = \"224.0.0.1\"\ninterface = \"eth1\"\ncontainer = \"10.0.0.5\"\nvni = 7\n",
+                "floating_ip[0].address",
+                "not a unicast",
+            ),
+            (
+                "address = \"192.0.2.200\"\ninterface = \"a-very-long-interface-name\"\ncontainer = \"10.0.0.5\"\nvni = 7\n",
+                "floating_ip[0].interface",
+                "1-15",
+            ),
+            (
+                "address = \"192.0.2.200\"\ninterface = \"eth1\"\ncontainer = \"10.0.0.5\"\nvni = 8\n",
+                "floating_ip[0].vni",
+                "no [[network]]",
+            ),
+            (
+                "address = \"192.0.2.200\"\ninterface = \"eth1\"\ncontainer = \"0.0.0.0\"\nvni = 7\n",
+                "floating_ip[0].container",
+                "not a unicast",
+            ),
+        ];
+        for (entry, key, reason) in cases {
+            let e = Config::parse(&with(entry)).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+            assert!(e.line.is_some_and(|l| l > 12), "{e}");
+        }
+        let twice = format!(
+            "{}\n[[floating_ip]]\naddress = \"192.0.2.200\"\ninterface = \"eth2\"\ncontainer = \"10.0.0.6\"\nvni = 7\n",
+            with("address = \"192.0.2.200\"\ninterface = \"eth1\"\ncontainer = \"10.0.0.5\"\nvni = 7\n")
+        );
+        assert!(Config::parse(&twice).unwrap_err().reason.contains("twice"));
+        let no_gossip = BASE.split("[gossip]").next().unwrap().to_string()
+            + "\n[[floating_ip]]\naddress = \"192.0.2.200\"\ninterface = \"eth1\"\ncontainer = \"10.0.0.5\"\nvni = 7\n";
+        assert!(Config::parse(&no_gossip).unwrap_err().reason.contains("gossip"));
+    }
+}

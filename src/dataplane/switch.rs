@@ -182,6 +182,9 @@ pub struct Switch {
     watched: HashMap<(Vni, Ipv4Addr), Option<(EthernetAddress, Instant)>>,
 }
 
+/// Most watched container addresses (see [`Switch::watch`]).
+pub const MAX_WATCHED: usize = 1024;
+
 /// Most local container bindings remembered (the gossip record must stay small).
 const MAX_LOCAL_BINDINGS: usize = 1024;
 
@@ -316,11 +319,22 @@ impl Switch {
         }
     }
 
-    /// Watch exactly these container addresses (floating IP targets); sightings of addresses
-    /// still watched are kept.
+    /// Watch these container addresses (floating IP targets). Sightings of addresses no longer
+    /// watched are kept (up to [`MAX_WATCHED`] in all), so unbinding and binding a floating IP
+    /// again does not forget where its container is.
     pub fn watch(&mut self, keys: impl IntoIterator<Item = (Vni, Ipv4Addr)>) {
-        let old = std::mem::take(&mut self.watched);
-        self.watched = keys.into_iter().map(|k| (k, old.get(&k).copied().flatten())).collect();
+        let mut old = std::mem::take(&mut self.watched);
+        for k in keys {
+            self.watched.insert(k, old.remove(&k).flatten());
+        }
+        for (k, seen) in old {
+            if self.watched.len() >= MAX_WATCHED {
+                break;
+            }
+            if seen.is_some() {
+                self.watched.insert(k, seen);
+            }
+        }
     }
 
     /// The MAC of watched container `ip` on `vni`, if it was seen in ARP from a local TAP within

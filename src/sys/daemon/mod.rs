@@ -22,6 +22,7 @@ pub mod clients;
 pub mod control_socket;
 pub mod esp;
 pub mod esp_state;
+pub mod floating_cmd;
 pub mod floating_status;
 pub mod gossip;
 pub mod instance_lock;
@@ -350,6 +351,9 @@ impl Daemon {
     }
 
     fn answer(&mut self, cmd: &str) -> String {
+        if let Some(args) = cmd.strip_prefix("floating") {
+            return self.floating_answer(args);
+        }
         match cmd {
             "metrics" => self.metrics_page(),
             "reload" => self.reload_answer(Instant::now()),
@@ -381,6 +385,21 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// The `floating ...` commands (see [`floating_cmd`]).
+    fn floating_answer(&mut self, args: &str) -> String {
+        let cmd = match floating_cmd::parse(args, &self.config) {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({ "error": e }).to_string() + "\n",
+        };
+        let specs = floating_cmd::apply(self.node.floating_owners().into_iter().map(|o| o.spec).collect(), &cmd);
+        if cmd != floating_cmd::FloatingCommand::List {
+            tracing::info!(?cmd, "floating IPs changed from the control socket");
+            self.node.set_floating(Instant::now(), specs);
+            self.drain();
+        }
+        serde_json::to_string_pretty(&floating_status::section(&self.node, self.floating.as_ref())).unwrap_or_default() + "\n"
     }
 
     fn metrics_page(&self) -> String {
