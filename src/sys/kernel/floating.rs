@@ -7,12 +7,9 @@
 //! first, then the address, then the gratuitous ARPs that move the neighbours' caches.
 //!
 //! Conntrack entries are flushed with the `conntrack` tool (`conntrack -D -d F` for inbound flows
-//! DNATed from the address, `conntrack -D -q F` for outbound flows SNATed to it), spawned and not
-//! waited for, so the loop does not block on them; they are reaped on the next change and at
-//! shutdown. Why the tool and not ctnetlink: the netlink crates vxswitch uses
-//! (netlink-packet-route, rtnetlink) have no conntrack messages, and a hand-built ctnetlink
-//! delete-by-filter is more code than the two commands it replaces; a missing tool is logged and
-//! counted (`driver.floating_errors`), the address still moves.
+//! DNATed from the address, `conntrack -D -q F` for outbound flows SNATed to it; see
+//! [`super::conntrack`] for why the tool); a missing tool is logged and counted
+//! (`floating.errors`), the address still moves.
 //!
 //! Reconciled on start: the rules left in the table name the addresses an earlier run held
 //! (rule comments `fip ADDRESS UPLINK`); those addresses are removed from their uplinks, their
@@ -21,10 +18,10 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 
 use ipnet::Ipv4Net;
 
+use super::conntrack::Conntrack;
 use super::garp::send_garp;
 use super::netlink::Netlink;
 use super::nft;
@@ -49,7 +46,7 @@ pub struct FloatingIo {
 pub struct FloatingDriver {
     nl: Netlink,
     held: Vec<FloatingSpec>,
-    children: Vec<Child>,
+    conntrack: Conntrack,
     /// Counters.
     pub io: FloatingIo,
 }
@@ -58,7 +55,7 @@ impl FloatingDriver {
     /// Undo what an earlier run left (see the module doc) and start with nothing held.
     pub fn start() -> io::Result<FloatingDriver> {
         let nl = Netlink::new().map_err(io::Error::other)?;
-        let mut d = FloatingDriver { nl, held: Vec::new(), children: Vec::new(), io: FloatingIo::default() };
+        let mut d = FloatingDriver { nl, held: Vec::new(), conntrack: Conntrack::default(), io: FloatingIo::default() };
         d.reconcile();
         Ok(d)
     }
@@ -82,12 +79,11 @@ impl FloatingDriver {
             self.io.errors += 1;
             tracing::warn!("deleting table ip {}: {e}", nft::TABLE);
         }
-        self.reap(true);
+        self.conntrack.reap(true);
     }
 
     /// Carry out one decision of the node.
     pub fn apply(&mut self, action: FloatingAction) {
-        self.reap(false);
         match action {
             FloatingAction::Hold(spec) => self.hold(spec),
             FloatingAction::Release(spec) => self.release(&spec),
@@ -166,36 +162,16 @@ impl FloatingDriver {
     }
 
     fn flush_conntrack(&mut self, ip: Ipv4Addr) {
+        let ip = ip.to_string();
+        // = conntrack -D -d IP ; conntrack -D -q IP
         for dir in ["-d", "-q"] {
-            // = conntrack -D -d IP ; conntrack -D -q IP
-            let spawned = Command::new("conntrack")
-                .args(["-D", dir, &ip.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            match spawned {
-                Ok(child) => {
-                    self.io.conntrack_flushes += 1;
-                    self.children.push(child);
-                }
+            match self.conntrack.delete(&[dir, &ip]) {
+                Ok(()) => self.io.conntrack_flushes += 1,
                 Err(e) => {
                     self.io.errors += 1;
                     tracing::warn!("conntrack entries of {ip} not flushed: conntrack: {e}");
                 }
             }
-        }
-    }
-
-    /// Collect finished conntrack processes (all of them when `wait`).
-    fn reap(&mut self, wait: bool) {
-        if wait {
-            for c in &mut self.children {
-                let _ = c.wait();
-            }
-            self.children.clear();
-        } else {
-            self.children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
         }
     }
 
@@ -207,6 +183,6 @@ impl FloatingDriver {
         if let Err(e) = nft::apply(&[]) {
             tracing::warn!("deleting table ip {}: {e}", nft::TABLE);
         }
-        self.reap(true);
+        self.conntrack.reap(true);
     }
 }

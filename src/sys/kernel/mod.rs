@@ -3,6 +3,7 @@
 //! ([`host_routes`], driven by [`host_subnet`]). Plans are computed from the configuration and
 //! `ControlUpdate`s, then executed; nothing here touches packets (that is `sys::fastpath`).
 
+pub mod conntrack;
 pub mod floating;
 mod garp;
 pub mod host_routes;
