@@ -68,6 +68,16 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
         socket: PathBuf,
     },
+    /// Define, remove or list service VIPs on a running daemon (spread to every host by gossip;
+    /// until its next restart or reload: `[[service]]` in the configuration lasts).
+    Service {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+        socket: PathBuf,
+    },
     /// Print this host's ESP public key (creating the host key file on first use).
     Pubkey {
         /// Configuration file (TOML); its `[esp] key_file` is used.
@@ -133,6 +143,26 @@ enum FloatingAction {
     List,
 }
 
+/// `vxswitch service ...`.
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Define SERVICE (VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp) over BACKEND container addresses.
+    Add {
+        /// VIP:PORT/PROTO.
+        service: String,
+        /// Backend container addresses (same port).
+        #[arg(required = true)]
+        backends: Vec<std::net::Ipv4Addr>,
+    },
+    /// Remove this host's definition of SERVICE.
+    Del {
+        /// VIP:PORT/PROTO.
+        service: String,
+    },
+    /// Show the services, their backends and which are live.
+    List,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VXSWITCH_LOG").unwrap_or_else(|_| "info".into()))
@@ -163,6 +193,16 @@ fn main() -> ExitCode {
         }
         Command::Reload { socket } => reload(&socket),
         Command::Floating { action, socket } => floating(&socket, action),
+        Command::Service { action, socket } => {
+            let command = match action {
+                ServiceAction::Add { service, backends } => {
+                    format!("service add {service} {}", backends.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+                }
+                ServiceAction::Del { service } => format!("service del {service}"),
+                ServiceAction::List => "service list".to_string(),
+            };
+            control_command(&socket, &command)
+        }
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Forget { host, config } => forget(&host, &config),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
@@ -194,7 +234,12 @@ fn floating(socket: &std::path::Path, action: FloatingAction) -> anyhow::Result<
         FloatingAction::Del { address } => format!("floating del {address}"),
         FloatingAction::List => "floating list".to_string(),
     };
-    let answer = vxswitch::sys::daemon::control_socket::query(socket, &command)?;
+    control_command(socket, &command)
+}
+
+/// Send `command`; an answer with an error is an error (exit status 1).
+fn control_command(socket: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    let answer = vxswitch::sys::daemon::control_socket::query(socket, command)?;
     let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| anyhow::anyhow!("unexpected answer ({e}): {answer}"))?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
         anyhow::bail!("{error}");

@@ -8,6 +8,7 @@
 mod floating;
 mod ranges;
 mod raw;
+mod services;
 
 pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
@@ -60,6 +61,8 @@ pub struct Config {
     pub esp: EspSettings,
     /// Floating IPs (`[[floating_ip]]`).
     pub floating: Vec<crate::control::FloatingSpec>,
+    /// Service VIPs (`[[service]]`).
+    pub services: Vec<crate::control::ServiceSpec>,
 }
 
 /// Default path of the host's X25519 key.
@@ -424,8 +427,10 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         },
     };
     let floating = floating::validate(text, raw.floating_ip, &networks, gossip.is_some())?;
+    let services = services::validate(text, raw.service)?;
     Ok(Config {
         floating,
+        services,
         control_socket_group,
         metrics_listen,
         gossip,

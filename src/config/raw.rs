@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     pub network: Vec<RawNetwork>,
     #[serde(default)]
     pub floating_ip: Vec<super::floating::RawFloating>,
+    #[serde(default)]
+    pub service: Vec<super::services::RawService>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -44,5 +44,6 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
             bindings: vec![Binding { ip, mac: EthernetAddress([2, 1, 0, 0, (i >> 8) as u8, i as u8]), since: epoch }],
         }],
         floating: Vec::new(),
+        services: Vec::new(),
     }
 }

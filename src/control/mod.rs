@@ -86,6 +86,7 @@ pub mod membership;
 pub mod policy;
 pub mod record;
 pub mod seal;
+pub mod services;
 pub mod signing;
 pub mod tables;
 pub mod trust;
@@ -97,6 +98,7 @@ pub use membership::{Credentials, GossipStats, Liveness, MemberStatus, Membershi
 pub use policy::{ClaimPolicy, RefuseReason, RefusedCounts};
 pub use record::{Binding, MemberRecord, NetworkClaim, RecordTooLarge, SubnetClaim};
 pub use seal::{ClusterKey, DropCounts, DropReason};
+pub use services::{resolve as resolve_services, withdrawn, Proto, ServiceKey, ServiceSpec, ServiceView};
 pub use signing::SigningKey;
 pub use tables::{Conflict, Contested};
 pub use trust::TrustStore;

@@ -25,6 +25,7 @@ pub mod config;
 mod floating;
 mod reconfig;
 pub mod record;
+mod services;
 pub mod state;
 
 use std::collections::VecDeque;
@@ -60,6 +61,8 @@ pub struct Node {
     statics: Vec<ControlUpdate>,
     /// Floating IPs (see [`floating`]).
     floating: floating::NodeFloating,
+    /// Service VIPs (see [`services`]).
+    services: services::NodeServices,
 }
 
 impl Node {
@@ -89,9 +92,23 @@ impl Node {
         };
         switch.watch(cfg.floating.iter().map(|s| (s.vni, s.target)));
         let floating = floating::NodeFloating::new(cfg.floating);
-        let mut node =
-            Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics, floating };
+        let services = services::NodeServices::new(cfg.services);
+        let mut node = Node {
+            switch,
+            gossip,
+            kernel_updates: VecDeque::new(),
+            started: now,
+            wall_at_start: wall,
+            networks,
+            statics,
+            floating,
+            services,
+        };
         node.fan_out(now);
+        match node.local_services().to_vec() {
+            local if local.is_empty() => node.evaluate_services(),
+            local => node.set_services(now, local),
+        }
         Ok(node)
     }
 
@@ -145,6 +162,7 @@ impl Node {
             g.membership.handle_datagram(now, from, bytes);
             self.fan_out(now);
             self.evaluate_floating(now);
+            self.evaluate_services();
         }
     }
 
@@ -163,6 +181,7 @@ impl Node {
         }
         self.fan_out(now);
         self.evaluate_floating(now);
+        self.evaluate_services();
     }
 
     /// An update from outside the node (operator, test): applied and fanned out like gossip's.

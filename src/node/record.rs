@@ -61,6 +61,7 @@ pub fn local_record(
             })
             .collect(),
         floating: Vec::new(),
+        services: Vec::new(),
     }
 }
 

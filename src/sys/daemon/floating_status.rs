@@ -38,11 +38,13 @@ pub fn section(node: &Node, driver: Option<&FloatingDriver>) -> Value {
     })
 }
 
-/// `text` (a JSON object) with the `floating` section added; unchanged if it is not an object.
-pub fn add_to(text: &str, node: &Node, driver: Option<&FloatingDriver>) -> String {
+/// `text` (a JSON object) with `sections` added; unchanged if it is not an object.
+pub fn add_to(text: &str, sections: &[(&str, Value)]) -> String {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(mut map)) => {
-            map.insert("floating".into(), section(node, driver));
+            for (name, value) in sections {
+                map.insert(name.to_string(), value.clone());
+            }
             serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_default() + "\n"
         }
         _ => text.to_string(),

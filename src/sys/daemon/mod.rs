@@ -29,6 +29,7 @@ pub mod instance_lock;
 pub mod metrics;
 mod poll;
 pub mod reload;
+pub mod services_cmd;
 pub mod signals;
 pub mod status;
 pub mod taps;
@@ -46,6 +47,7 @@ use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::floating::FloatingDriver;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
+use crate::sys::kernel::services::ServicesDriver;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
 use control_socket::ControlSocket;
@@ -118,6 +120,8 @@ struct Daemon {
     offload: Option<VtepDriver>,
     /// Floating IPs held here (also reconciles what an earlier run left).
     floating: Option<FloatingDriver>,
+    /// Service VIPs (also deletes the table an earlier run left).
+    services: ServicesDriver,
     tx: TxPath,
     rx: RxPath,
     driver: DriverCounters,
@@ -133,6 +137,7 @@ impl Daemon {
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
         let floating = Some(FloatingDriver::start().map_err(|source| SysError::Os { op: "reconcile floating IPs", source })?);
+        let services = ServicesDriver::start();
         let ports = TapPorts::open(config)?;
         let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
@@ -171,6 +176,7 @@ impl Daemon {
             host_subnet,
             offload,
             floating,
+            services,
             tx: TxPath::new(payload_len),
             rx: RxPath::new(rx_len),
             driver: DriverCounters::default(),
@@ -323,6 +329,9 @@ impl Daemon {
                 o.apply(&update);
             }
         }
+        if let Some(services) = self.node.poll_services() {
+            self.services.apply(services);
+        }
         while let Some(action) = self.node.poll_floating() {
             if let Some(f) = self.floating.as_mut() {
                 f.apply(action);
@@ -354,6 +363,9 @@ impl Daemon {
         if let Some(args) = cmd.strip_prefix("floating") {
             return self.floating_answer(args);
         }
+        if let Some(args) = cmd.strip_prefix("service") {
+            return self.service_answer(args);
+        }
         match cmd {
             "metrics" => self.metrics_page(),
             "reload" => self.reload_answer(Instant::now()),
@@ -362,6 +374,7 @@ impl Daemon {
                     let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
                     let mut peers = gossip::peers_status(m, send_errors, Instant::now());
                     peers["floating"] = floating_status::section(&self.node, self.floating.as_ref());
+                    peers["services"] = services_cmd::section(&self.node, &self.services);
                     serde_json::to_string_pretty(&peers).unwrap_or_default() + "\n"
                 }
                 None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
@@ -380,11 +393,32 @@ impl Daemon {
                 };
                 let text = status::answer(cmd, &sources);
                 match cmd {
-                    "stats" | "" => floating_status::add_to(&text, &self.node, self.floating.as_ref()),
+                    "stats" | "" => floating_status::add_to(
+                        &text,
+                        &[
+                            ("floating", floating_status::section(&self.node, self.floating.as_ref())),
+                            ("services", services_cmd::section(&self.node, &self.services)),
+                        ],
+                    ),
                     _ => text,
                 }
             }
         }
+    }
+
+    /// The `service ...` commands (see [`services_cmd`]).
+    fn service_answer(&mut self, args: &str) -> String {
+        let cmd = match services_cmd::parse(args) {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({ "error": e }).to_string() + "\n",
+        };
+        if cmd != services_cmd::ServiceCommand::List {
+            tracing::info!(?cmd, "services changed from the control socket");
+            let specs = services_cmd::apply(self.node.local_services().to_vec(), &cmd);
+            self.node.set_services(Instant::now(), specs);
+            self.drain();
+        }
+        serde_json::to_string_pretty(&services_cmd::section(&self.node, &self.services)).unwrap_or_default() + "\n"
     }
 
     /// The `floating ...` commands (see [`floating_cmd`]).
@@ -418,6 +452,7 @@ impl Daemon {
         if let Some(f) = self.floating {
             f.shutdown();
         }
+        self.services.shutdown();
         if let Some(h) = self.host_subnet {
             h.withdraw_all();
         }

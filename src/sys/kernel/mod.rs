@@ -12,4 +12,6 @@ pub mod host_subnet;
 pub mod links;
 pub mod netlink;
 pub mod nft;
+pub mod nft_services;
+pub mod services;
 pub mod vtep;
