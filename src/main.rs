@@ -57,6 +57,27 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Bind, unbind or list floating IPs on a running daemon (until its next restart or reload;
+    /// `[[floating_ip]]` in the configuration lasts). Every host that may hold the address needs
+    /// the same binding.
+    Floating {
+        /// What to do.
+        #[command(subcommand)]
+        action: FloatingAction,
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+        socket: PathBuf,
+    },
+    /// Define, remove or list service VIPs on a running daemon (spread to every host by gossip;
+    /// until its next restart or reload: `[[service]]` in the configuration lasts).
+    Service {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+        socket: PathBuf,
+    },
     /// Print this host's ESP public key (creating the host key file on first use).
     Pubkey {
         /// Configuration file (TOML); its `[esp] key_file` is used.
@@ -100,6 +121,52 @@ enum Command {
     Probe(vxswitch::testnet::probe::ProbeCommand),
 }
 
+/// `vxswitch floating ...`.
+#[derive(Debug, Subcommand)]
+enum FloatingAction {
+    /// Bind ADDRESS (on uplink INTERFACE) to container CONTAINER of network VNI.
+    Add {
+        /// The floating (external) address.
+        address: std::net::Ipv4Addr,
+        /// The uplink interface it lives on.
+        #[arg(long)]
+        interface: String,
+        /// The container's address.
+        #[arg(long)]
+        container: std::net::Ipv4Addr,
+        /// The container's network.
+        #[arg(long)]
+        vni: u32,
+    },
+    /// Unbind ADDRESS (released at once where it is held).
+    Del {
+        /// The floating address.
+        address: std::net::Ipv4Addr,
+    },
+    /// Show the floating IPs, their owners and the hand-over counters.
+    List,
+}
+
+/// `vxswitch service ...`.
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Define SERVICE (VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp) over BACKEND container addresses.
+    Add {
+        /// VIP:PORT/PROTO.
+        service: String,
+        /// Backend container addresses (same port).
+        #[arg(required = true)]
+        backends: Vec<std::net::Ipv4Addr>,
+    },
+    /// Remove this host's definition of SERVICE.
+    Del {
+        /// VIP:PORT/PROTO.
+        service: String,
+    },
+    /// Show the services, their backends and which are live.
+    List,
+}
+
 fn main() -> ExitCode {
     // A container runtime runs /opt/cni/bin/vxswitch without arguments, CNI_COMMAND set.
     if std::env::args_os().len() == 1 && std::env::var_os("CNI_COMMAND").is_some() {
@@ -137,6 +204,17 @@ fn main() -> ExitCode {
         }
         Command::Reload { socket } => reload(&socket),
         Command::Cni => unreachable!("handled above"),
+        Command::Floating { action, socket } => floating(&socket, action),
+        Command::Service { action, socket } => {
+            let command = match action {
+                ServiceAction::Add { service, backends } => {
+                    format!("service add {service} {}", backends.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+                }
+                ServiceAction::Del { service } => format!("service del {service}"),
+                ServiceAction::List => "service list".to_string(),
+            };
+            control_command(&socket, &command)
+        }
         Command::Genkey { file } => write_cluster_key(&file),
         Command::Forget { host, config } => forget(&host, &config),
         Command::Pubkey { config } => Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
@@ -159,6 +237,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Send a `floating` command; an answer with an error is an error (exit status 1).
+fn floating(socket: &std::path::Path, action: FloatingAction) -> anyhow::Result<()> {
+    let command = match action {
+        FloatingAction::Add { address, interface, container, vni } => format!("floating add {address} {interface} {container} {vni}"),
+        FloatingAction::Del { address } => format!("floating del {address}"),
+        FloatingAction::List => "floating list".to_string(),
+    };
+    control_command(socket, &command)
+}
+
+/// Send `command`; an answer with an error is an error (exit status 1).
+fn control_command(socket: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    let answer = vxswitch::sys::daemon::control_socket::query(socket, command)?;
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| anyhow::anyhow!("unexpected answer ({e}): {answer}"))?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{error}");
+    }
+    print!("{answer}");
+    Ok(())
 }
 
 /// Ask the daemon to reload; a refused reload is an error (exit status 1).

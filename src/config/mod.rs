@@ -5,8 +5,10 @@
 //! Parsing goes through raw structs with `toml::Spanned` fields, so semantic errors (ranges,
 //! duplicates, MTU arithmetic) can still point at the line they come from.
 
+mod floating;
 mod ranges;
 mod raw;
+mod services;
 
 pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
@@ -63,6 +65,10 @@ pub struct Config {
     pub gossip: Option<Gossip>,
     /// ESP settings (used when a network is encrypted).
     pub esp: EspSettings,
+    /// Floating IPs (`[[floating_ip]]`).
+    pub floating: Vec<crate::control::FloatingSpec>,
+    /// Service VIPs (`[[service]]`).
+    pub services: Vec<crate::control::ServiceSpec>,
 }
 
 /// Default path of the host's X25519 key.
@@ -437,7 +443,11 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             }
         },
     };
+    let floating = floating::validate(text, raw.floating_ip, &networks, gossip.is_some())?;
+    let services = services::validate(text, raw.service)?;
     Ok(Config {
+        floating,
+        services,
         control_socket_group,
         metrics_listen,
         gossip,

@@ -19,6 +19,10 @@ pub(super) struct RawConfig {
     pub esp: Option<Spanned<RawEsp>>,
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+    #[serde(default)]
+    pub floating_ip: Vec<super::floating::RawFloating>,
+    #[serde(default)]
+    pub service: Vec<super::services::RawService>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,6 +214,7 @@ pub struct Membership {
     wall_at_start: u64,
     refused: RefusedCounts,
     inbox_seen: super::inbox::InboxCounts,
+    view_generation: u64,
 }
 
 impl Membership {
@@ -282,6 +283,7 @@ impl Membership {
             wall_at_start: creds.wall_secs,
             refused: RefusedCounts::default(),
             inbox_seen: Default::default(),
+            view_generation: 0,
             cfg,
         };
         m.spread_local();
@@ -415,6 +417,27 @@ impl Membership {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
         out
+    }
+
+    /// The records of the live (alive or suspect) members other than this host.
+    pub fn live_records(&self) -> Vec<&MemberRecord> {
+        self.swim.iter_members().filter_map(|m| self.record_of(m.id())).collect()
+    }
+
+    /// Bumped whenever the live members or their records may have changed.
+    pub fn view_generation(&self) -> u64 {
+        self.view_generation
+    }
+
+    /// Sends this host's record directly to every live member now, instead of waiting for it to
+    /// spread (floating IP hand-overs, where every round of gossip is time without an owner).
+    pub fn push_local_now(&mut self, now: Instant) {
+        self.now = now;
+        let to: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+        for addr in to {
+            self.push_local_to(addr, 4);
+        }
+        self.after_effects();
     }
 
     /// Ownership conflicts currently detected (see [`crate::control::tables`]).
@@ -644,6 +667,7 @@ impl Membership {
     }
 
     fn sync_tables(&mut self) {
+        self.view_generation += 1;
         let live: Vec<MemberRecord> = self.swim.iter_members().filter_map(|m| self.record_of(m.id())).cloned().collect();
         let mut out = Vec::new();
         let fresh = self.tables.sync(&self.local, live.iter(), &mut out);

@@ -79,22 +79,26 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod floating;
 pub mod identity;
 pub mod inbox;
 pub mod membership;
 pub mod policy;
 pub mod record;
 pub mod seal;
+pub mod services;
 pub mod signing;
 pub mod tables;
 pub mod trust;
 mod update;
 
 pub use config::GossipConfig;
+pub use floating::{Floating, FloatingAction, FloatingClaim, FloatingCounters, FloatingOwner, FloatingSpec};
 pub use membership::{Credentials, GossipStats, Liveness, MemberStatus, Membership};
 pub use policy::{ClaimPolicy, RefuseReason, RefusedCounts};
 pub use record::{Binding, MemberRecord, NetworkClaim, RecordTooLarge, SubnetClaim};
 pub use seal::{ClusterKey, DropCounts, DropReason};
+pub use services::{resolve as resolve_services, withdrawn, Proto, ServiceKey, ServiceSpec, ServiceView};
 pub use signing::SigningKey;
 pub use tables::{Conflict, Contested};
 pub use trust::TrustStore;

@@ -18,6 +18,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::floating::FloatingClaim;
+use super::services::ServiceSpec;
 use super::signing::{self, SigningKey, SIGNATURE_LEN};
 use crate::wire::ethernet::EthernetAddress;
 
@@ -79,6 +81,10 @@ pub struct MemberRecord {
     pub signing_key: Option<[u8; 32]>,
     /// Networks the host is on.
     pub networks: Vec<NetworkClaim>,
+    /// Floating IPs this host claims (see [`super::floating`]).
+    pub floating: Vec<FloatingClaim>,
+    /// Service VIPs defined on this host (see [`super::services`]).
+    pub services: Vec<ServiceSpec>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +104,12 @@ struct Wire {
     p: Option<String>,
     #[serde(default)]
     w: Vec<WireNet>,
+    /// Floating IP claims: (address, epoch, first sighting in ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    f: Vec<(Ipv4Addr, u64, u64)>,
+    /// Services: ("VIP:PORT/PROTO", backends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    x: Vec<(String, Vec<Ipv4Addr>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,6 +158,8 @@ impl MemberRecord {
                     b: n.bindings.iter().map(|b| (b.ip, mac_hex(&b.mac), b.since)).collect(),
                 })
                 .collect(),
+            f: self.floating.iter().map(|c| (c.ip, c.epoch, c.seen)).collect(),
+            x: self.services.iter().map(|s| (s.key.to_string(), s.backends.clone())).collect(),
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }
@@ -178,7 +192,12 @@ impl MemberRecord {
             let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
             networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
         }
+        let mut services = Vec::with_capacity(wire.x.len());
+        for (key, backends) in wire.x {
+            services.push(ServiceSpec { key: key.parse().ok()?, backends });
+        }
         Some(MemberRecord {
+            services,
             name: wire.n,
             gossip: wire.g,
             underlay: wire.u,
@@ -189,6 +208,7 @@ impl MemberRecord {
             esp_public_key,
             signing_key,
             networks,
+            floating: wire.f.into_iter().map(|(ip, epoch, seen)| FloatingClaim { ip, epoch, seen }).collect(),
         })
     }
 
@@ -325,6 +345,8 @@ pub(crate) mod tests {
                     })
                     .collect(),
             }],
+            floating: Vec::new(),
+            services: Vec::new(),
         }
     }
 

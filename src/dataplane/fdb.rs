@@ -119,6 +119,11 @@ pub struct Fdb {
 }
 
 impl Fdb {
+    /// How long an entry lives without traffic.
+    pub fn ageing(&self) -> Duration {
+        self.ageing
+    }
+
     /// An empty table with the given ageing time and dynamic-entry cap.
     pub fn new(ageing: Duration, max_dynamic: usize) -> Self {
         Fdb {

@@ -193,7 +193,13 @@ pub struct Switch {
     announced: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
     /// Underlay path MTUs learned per peer (see [`super::pmtu`]).
     peer_mtus: PeerMtus,
+    /// Container addresses whose location a floating IP follows: (vni, ip) -> MAC and time last
+    /// seen in ARP from a local TAP (see [`Switch::watched_local`]).
+    watched: HashMap<(Vni, Ipv4Addr), Option<(EthernetAddress, Instant)>>,
 }
+
+/// Most watched container addresses (see [`Switch::watch`]).
+pub const MAX_WATCHED: usize = 1024;
 
 /// Most local container bindings remembered (the gossip record must stay small).
 const MAX_LOCAL_BINDINGS: usize = 1024;
@@ -226,6 +232,7 @@ impl Switch {
             esp: None,
             announced: HashMap::new(),
             peer_mtus: PeerMtus::default(),
+            watched: HashMap::new(),
         }
     }
 
@@ -253,6 +260,9 @@ impl Switch {
             return Forward::Nothing;
         }
         let arp = if eth.ethertype == EtherType::ARP { crate::arp::parse(view.payload()) } else { None };
+        if let (Some(a), false) = (&arp, self.watched.is_empty()) {
+            self.note_watched(now, vni, a);
+        }
         if self.networks[port].router.is_some() {
             return self.route_tap_frame(now, port, buf, frame, &eth, arp.as_ref());
         }
@@ -320,6 +330,42 @@ impl Switch {
                 self.counters.drop(reason);
                 Forward::Nothing
             }
+        }
+    }
+
+    /// Watch these container addresses (floating IP targets). Sightings of addresses no longer
+    /// watched are kept (up to [`MAX_WATCHED`] in all), so unbinding and binding a floating IP
+    /// again does not forget where its container is.
+    pub fn watch(&mut self, keys: impl IntoIterator<Item = (Vni, Ipv4Addr)>) {
+        let mut old = std::mem::take(&mut self.watched);
+        for k in keys {
+            self.watched.insert(k, old.remove(&k).flatten());
+        }
+        for (k, seen) in old {
+            if self.watched.len() >= MAX_WATCHED {
+                break;
+            }
+            if seen.is_some() {
+                self.watched.insert(k, seen);
+            }
+        }
+    }
+
+    /// The MAC of watched container `ip` on `vni`, if it was seen in ARP from a local TAP within
+    /// the FDB ageing time before `now`. (Not the FDB itself: a gossip binding of the container's
+    /// old host pins its MAC there with a static entry until that host lets go.)
+    pub fn watched_local(&self, now: Instant, vni: Vni, ip: Ipv4Addr) -> Option<EthernetAddress> {
+        let (mac, at) = (*self.watched.get(&(vni, ip))?)?;
+        (now.saturating_duration_since(at) < self.fdb.ageing()).then_some(mac)
+    }
+
+    fn note_watched(&mut self, now: Instant, vni: Vni, arp: &ArpRepr) {
+        let mac = arp.source_hardware_addr;
+        if arp.is_probe() || !mac.is_unicast() {
+            return;
+        }
+        if let Some(w) = self.watched.get_mut(&(vni, arp.source_protocol_addr)) {
+            *w = Some((mac, now));
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::record::{local_record, unix_secs};
 use super::state::Claims;
 use crate::config::{Config, Mode};
-use crate::control::{ClusterKey, ControlUpdate, Credentials, GossipConfig, MemberRecord};
+use crate::control::{ClusterKey, ControlUpdate, Credentials, FloatingSpec, GossipConfig, MemberRecord, ServiceSpec};
 use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, SwitchConfig, Tunnel};
 
 /// Everything one node is built from.
@@ -26,6 +26,10 @@ pub struct NodeConfig {
     pub esp: Option<EspTunnels>,
     /// Gossip membership, when configured.
     pub gossip: Option<GossipSetup>,
+    /// Floating IPs this host may hold (they need gossip to move).
+    pub floating: Vec<FloatingSpec>,
+    /// Service VIPs defined on this host.
+    pub services: Vec<ServiceSpec>,
 }
 
 /// How this node joins the cluster.
@@ -65,7 +69,15 @@ impl GossipJoin {
 impl NodeConfig {
     /// A node that only switches: no gossip, no ESP, no static updates.
     pub fn switch_only(switch: SwitchConfig) -> Self {
-        NodeConfig { switch, flood: FloodLimit::default(), static_updates: Vec::new(), esp: None, gossip: None }
+        NodeConfig {
+            switch,
+            flood: FloodLimit::default(),
+            static_updates: Vec::new(),
+            esp: None,
+            gossip: None,
+            floating: Vec::new(),
+            services: Vec::new(),
+        }
     }
 
     /// The node of a configuration file. `epoch` is this start's epoch and `wall` the wall clock
@@ -82,7 +94,16 @@ impl NodeConfig {
             }
             GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
         });
-        NodeConfig { switch: switch_config(config), flood: config.flood, static_updates: static_updates(config), esp, gossip }
+        let (floating, services) = (config.floating.clone(), config.services.clone());
+        NodeConfig {
+            switch: switch_config(config),
+            flood: config.flood,
+            static_updates: static_updates(config),
+            esp,
+            gossip,
+            floating,
+            services,
+        }
     }
 }
 

@@ -22,8 +22,10 @@
 //! [`Node::switch_mut`] directly, so frames are not copied or re-dispatched on the way.
 
 pub mod config;
+mod floating;
 mod reconfig;
 pub mod record;
+mod services;
 pub mod state;
 
 use std::collections::VecDeque;
@@ -57,6 +59,10 @@ pub struct Node {
     networks: Vec<NetworkSpec>,
     /// The static updates as configured.
     statics: Vec<ControlUpdate>,
+    /// Floating IPs (see [`floating`]).
+    floating: floating::NodeFloating,
+    /// Service VIPs (see [`services`]).
+    services: services::NodeServices,
 }
 
 impl Node {
@@ -84,8 +90,25 @@ impl Node {
             }
             None => None,
         };
-        let mut node = Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics };
+        switch.watch(cfg.floating.iter().map(|s| (s.vni, s.target)));
+        let floating = floating::NodeFloating::new(cfg.floating);
+        let services = services::NodeServices::new(cfg.services);
+        let mut node = Node {
+            switch,
+            gossip,
+            kernel_updates: VecDeque::new(),
+            started: now,
+            wall_at_start: wall,
+            networks,
+            statics,
+            floating,
+            services,
+        };
         node.fan_out(now);
+        match node.local_services().to_vec() {
+            local if local.is_empty() => node.evaluate_services(),
+            local => node.set_services(now, local),
+        }
         Ok(node)
     }
 
@@ -138,6 +161,8 @@ impl Node {
         if let Some(g) = self.gossip.as_mut() {
             g.membership.handle_datagram(now, from, bytes);
             self.fan_out(now);
+            self.evaluate_floating(now);
+            self.evaluate_services();
         }
     }
 
@@ -155,6 +180,8 @@ impl Node {
             self.publish_bindings(now);
         }
         self.fan_out(now);
+        self.evaluate_floating(now);
+        self.evaluate_services();
     }
 
     /// An update from outside the node (operator, test): applied and fanned out like gossip's.

@@ -60,6 +60,8 @@ pub fn local_record(
                 bindings: Vec::new(),
             })
             .collect(),
+        floating: Vec::new(),
+        services: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@
 //! deterministic for a given seed, and every run is bounded: a step budget per run, and a bound
 //! on events at one instant that catches forwarding loops. Used by tests and benches only.
 
+mod floating;
 mod gossip;
 mod hosts;
 mod view;

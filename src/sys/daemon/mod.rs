@@ -26,11 +26,14 @@ pub mod cni;
 pub mod control_socket;
 pub mod esp;
 pub mod esp_state;
+pub mod floating_cmd;
+pub mod floating_status;
 pub mod gossip;
 pub mod instance_lock;
 pub mod metrics;
 mod poll;
 pub mod reload;
+pub mod services_cmd;
 pub mod signals;
 pub mod status;
 pub mod taps;
@@ -46,8 +49,10 @@ use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
 use crate::sys::fastpath::path_mtu::PathMtuProbe;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::floating::FloatingDriver;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
+use crate::sys::kernel::services::ServicesDriver;
 use crate::sys::kernel::vtep::VtepDriver;
 use crate::sys::SysError;
 use busy_poll::BusyPoll;
@@ -139,6 +144,10 @@ struct Daemon {
     host_state: HostState,
     host_subnet: Option<HostSubnetDriver>,
     offload: Option<VtepDriver>,
+    /// Floating IPs held here (also reconciles what an earlier run left).
+    floating: Option<FloatingDriver>,
+    /// Service VIPs (also deletes the table an earlier run left).
+    services: ServicesDriver,
     tx: TxPath,
     rx: RxPath,
     /// Reads the kernel's path MTU to each peer (see `fastpath::path_mtu`).
@@ -157,6 +166,8 @@ impl Daemon {
         let host_state = HostState::start(&config.control_socket, config)?;
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
+        let floating = Some(FloatingDriver::start().map_err(|source| SysError::Os { op: "reconcile floating IPs", source })?);
+        let services = ServicesDriver::start();
         let ports = TapPorts::open(config)?;
         let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;
@@ -201,6 +212,8 @@ impl Daemon {
             host_state,
             host_subnet,
             offload,
+            floating,
+            services,
             tx: TxPath::new(payload_len),
             rx: RxPath::new(rx_len, config.underlay.mtu as usize),
             path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
@@ -365,6 +378,14 @@ impl Daemon {
                 o.apply(&update);
             }
         }
+        if let Some(services) = self.node.poll_services() {
+            self.services.apply(services);
+        }
+        while let Some(action) = self.node.poll_floating() {
+            if let Some(f) = self.floating.as_mut() {
+                f.apply(action);
+            }
+        }
     }
 
     /// Write one packet the node originated; the one place its tunnel picks the socket.
@@ -388,13 +409,22 @@ impl Daemon {
     }
 
     fn answer(&mut self, cmd: &str) -> String {
+        if let Some(args) = cmd.strip_prefix("floating") {
+            return self.floating_answer(args);
+        }
+        if let Some(args) = cmd.strip_prefix("service") {
+            return self.service_answer(args);
+        }
         match cmd {
             "metrics" => self.metrics_page(),
             "reload" => self.reload_answer(Instant::now()),
             "peers" => match self.node.membership() {
                 Some(m) => {
                     let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
-                    serde_json::to_string_pretty(&gossip::peers_status(m, send_errors, Instant::now())).unwrap_or_default() + "\n"
+                    let mut peers = gossip::peers_status(m, send_errors, Instant::now());
+                    peers["floating"] = floating_status::section(&self.node, self.floating.as_ref());
+                    peers["services"] = services_cmd::section(&self.node, &self.services);
+                    serde_json::to_string_pretty(&peers).unwrap_or_default() + "\n"
                 }
                 None => "{\"error\": \"gossip is not configured; peers are static\"}\n".to_string(),
             },
@@ -410,14 +440,55 @@ impl Daemon {
                     config: &self.config,
                     offload: self.offload.as_ref(),
                 };
-                status::answer(cmd, &sources)
+                let text = status::answer(cmd, &sources);
+                match cmd {
+                    "stats" | "" => floating_status::add_to(
+                        &text,
+                        &[
+                            ("floating", floating_status::section(&self.node, self.floating.as_ref())),
+                            ("services", services_cmd::section(&self.node, &self.services)),
+                        ],
+                    ),
+                    _ => text,
+                }
             }
         }
+    }
+
+    /// The `service ...` commands (see [`services_cmd`]).
+    fn service_answer(&mut self, args: &str) -> String {
+        let cmd = match services_cmd::parse(args) {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({ "error": e }).to_string() + "\n",
+        };
+        if cmd != services_cmd::ServiceCommand::List {
+            tracing::info!(?cmd, "services changed from the control socket");
+            let specs = services_cmd::apply(self.node.local_services().to_vec(), &cmd);
+            self.node.set_services(Instant::now(), specs);
+            self.drain();
+        }
+        serde_json::to_string_pretty(&services_cmd::section(&self.node, &self.services)).unwrap_or_default() + "\n"
+    }
+
+    /// The `floating ...` commands (see [`floating_cmd`]).
+    fn floating_answer(&mut self, args: &str) -> String {
+        let cmd = match floating_cmd::parse(args, &self.config) {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({ "error": e }).to_string() + "\n",
+        };
+        let specs = floating_cmd::apply(self.node.floating_owners().into_iter().map(|o| o.spec).collect(), &cmd);
+        if cmd != floating_cmd::FloatingCommand::List {
+            tracing::info!(?cmd, "floating IPs changed from the control socket");
+            self.node.set_floating(Instant::now(), specs);
+            self.drain();
+        }
+        serde_json::to_string_pretty(&floating_status::section(&self.node, self.floating.as_ref())).unwrap_or_default() + "\n"
     }
 
     fn metrics_page(&self) -> String {
         let ports: Vec<_> = self.ports.networks().map(|(port, n)| (port, n.vni)).collect();
         metrics::render(self.node.switch(), &self.driver, &ports, self.gossip_counters().as_ref())
+            + &floating_status::metrics(&self.node, self.floating.as_ref())
     }
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {
@@ -427,6 +498,10 @@ impl Daemon {
 
     /// Clean shutdown: withdraw the routes and kernel entries this daemon installed.
     fn shutdown(self) {
+        if let Some(f) = self.floating {
+            f.shutdown();
+        }
+        self.services.shutdown();
         if let Some(h) = self.host_subnet {
             h.withdraw_all();
         }

@@ -117,6 +117,12 @@ impl Daemon {
                 report.tap_errors.push(format!("network {}: {e}", net.vni));
             }
         }
+        if new.services != self.config.services {
+            self.node.set_services(now, new.services.clone());
+        }
+        if new.floating != self.config.floating {
+            self.node.set_floating(now, new.floating.clone());
+        }
         self.config = new;
         Ok(report)
     }

@@ -3,9 +3,15 @@
 //! ([`host_routes`], driven by [`host_subnet`]). Plans are computed from the configuration and
 //! `ControlUpdate`s, then executed; nothing here touches packets (that is `sys::fastpath`).
 
+pub mod conntrack;
+pub mod floating;
+mod garp;
 pub mod host_routes;
 pub mod host_state;
 pub mod host_subnet;
 pub mod links;
 pub mod netlink;
+pub mod nft;
+pub mod nft_services;
+pub mod services;
 pub mod vtep;
