@@ -18,6 +18,8 @@
 //!   is the *delivered* rate of 64-byte datagrams sent as fast as one sender can, so drops count.
 //! - **CPU per GB.** Throughput alone hides cost: a path can reach the same Gbit/s by burning
 //!   more CPU. See [`cpu`] for what the two figures include.
+//! - **Idle CPU.** Busy-polling buys latency with CPU; the daemon's CPU over 2 s without traffic
+//!   (after the latency run) shows what that costs a host where nothing moves.
 //! - **Latency on the idle path**, before any load, from at least 200 (default 1000) echoes 1 ms
 //!   apart; p50 and p99 are exact nearest-rank percentiles of all round-trip times.
 //!
@@ -110,6 +112,7 @@ pub fn method(tool: &Tool, streams: u32) -> String {
          Per mode and repeat a fresh lab; repeats interleave the modes. Latency: built-in ICMP echo, 1 ms apart, idle path, nearest-rank p50/p99. \
          Throughput: {gen}. CPU per GB over both TCP runs: switch = utime+stime of the vxswitch daemons (/proc/PID/stat), \
          kernel = system+softirq of the whole machine (/proc/stat; includes the generators' and daemons' system time). \
+         Switch CPU idle: utime+stime of each daemon over 2 s without traffic, 0.5 s after the latency run, in % of one core. \
          Container MTU: the TAP's default in vxswitch modes (1450 VXLAN, {} ESP), 1450 for kernel vxlan, 1500 for host-subnet (routes by the vxswitch host-subnet driver), {} for kernel xfrm. Ratios = median / median of host-subnet or veth in the same run.",
         modes::esp_container_mtu(),
         xfrm::MTU

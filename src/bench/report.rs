@@ -198,7 +198,7 @@ impl BenchReport {
 pub fn precision(m: Metric) -> usize {
     match m {
         Metric::Tcp1 | Metric::TcpN | Metric::SwitchCpu | Metric::KernelCpu => 2,
-        Metric::Udp64 => 1,
+        Metric::Udp64 | Metric::SwitchIdleCpu => 1,
         Metric::RttP50 | Metric::RttP99 => 0,
     }
 }
@@ -236,6 +236,7 @@ mod tests {
             rtt_p50_us: 50.0,
             rtt_p99_us: 90.0,
             switch_cpu_s_per_gb: None,
+            switch_idle_cpu_pct: None,
             kernel_cpu_s_per_gb: 1.0,
         }
     }

@@ -20,6 +20,9 @@ pub struct Sample {
     /// CPU seconds (user + system) of the vxswitch daemons per GB of TCP goodput; `None` for
     /// modes without a daemon.
     pub switch_cpu_s_per_gb: Option<f64>,
+    /// CPU of one vxswitch daemon while the path is idle (after the latency run, no traffic), in
+    /// percent of one core: what busy-polling costs when nothing moves; `None` without a daemon.
+    pub switch_idle_cpu_pct: Option<f64>,
     /// Machine-wide kernel CPU seconds (system + softirq) per GB of TCP goodput.
     pub kernel_cpu_s_per_gb: f64,
 }
@@ -39,14 +42,24 @@ pub enum Metric {
     RttP99,
     /// [`Sample::switch_cpu_s_per_gb`].
     SwitchCpu,
+    /// [`Sample::switch_idle_cpu_pct`].
+    SwitchIdleCpu,
     /// [`Sample::kernel_cpu_s_per_gb`].
     KernelCpu,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 7] =
-        [Metric::Tcp1, Metric::TcpN, Metric::Udp64, Metric::RttP50, Metric::RttP99, Metric::SwitchCpu, Metric::KernelCpu];
+    pub const ALL: [Metric; 8] = [
+        Metric::Tcp1,
+        Metric::TcpN,
+        Metric::Udp64,
+        Metric::RttP50,
+        Metric::RttP99,
+        Metric::SwitchCpu,
+        Metric::SwitchIdleCpu,
+        Metric::KernelCpu,
+    ];
 
     /// Stable key for JSON and CSV.
     pub fn key(self) -> &'static str {
@@ -57,6 +70,7 @@ impl Metric {
             Metric::RttP50 => "rtt_p50_us",
             Metric::RttP99 => "rtt_p99_us",
             Metric::SwitchCpu => "switch_cpu_s_per_gb",
+            Metric::SwitchIdleCpu => "switch_idle_cpu_pct",
             Metric::KernelCpu => "kernel_cpu_s_per_gb",
         }
     }
@@ -70,6 +84,7 @@ impl Metric {
             Metric::RttP50 => "RTT p50".into(),
             Metric::RttP99 => "RTT p99".into(),
             Metric::SwitchCpu => "switch CPU".into(),
+            Metric::SwitchIdleCpu => "switch CPU idle".into(),
             Metric::KernelCpu => "kernel CPU".into(),
         }
     }
@@ -81,6 +96,7 @@ impl Metric {
             Metric::Udp64 => "kpps",
             Metric::RttP50 | Metric::RttP99 => "us",
             Metric::SwitchCpu | Metric::KernelCpu => "s/GB",
+            Metric::SwitchIdleCpu => "% core",
         }
     }
 
@@ -98,6 +114,7 @@ impl Metric {
             Metric::RttP50 => Some(s.rtt_p50_us),
             Metric::RttP99 => Some(s.rtt_p99_us),
             Metric::SwitchCpu => s.switch_cpu_s_per_gb,
+            Metric::SwitchIdleCpu => s.switch_idle_cpu_pct,
             Metric::KernelCpu => Some(s.kernel_cpu_s_per_gb),
         }
     }
@@ -190,6 +207,7 @@ mod tests {
             rtt_p50_us: 4.0,
             rtt_p99_us: 5.0,
             switch_cpu_s_per_gb: None,
+            switch_idle_cpu_pct: None,
             kernel_cpu_s_per_gb: 7.0,
         };
         let got: Vec<Option<f64>> = Metric::ALL.iter().map(|m| m.of(&s)).collect();

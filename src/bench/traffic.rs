@@ -71,6 +71,10 @@ pub fn measure(p: &Prepared, s: &Settings, bin: &Path, progress: &mut dyn FnMut(
     let p50 = percentile(&rtt.rtt_us, 50.0).ok_or_else(|| anyhow!("no echo replies in the latency run"))?;
     let p99 = percentile(&rtt.rtt_us, 99.0).unwrap_or(p50);
     progress(format!("latency p50 {p50} us, p99 {p99} us ({}/{} replies)", rtt.received, rtt.sent));
+    let idle = idle_cpu_pct(&p.daemon_pids)?;
+    if let Some(pct) = idle {
+        progress(format!("switch CPU while idle {pct:.1} % of a core per daemon"));
+    }
 
     let (k0, d0) = (cpu::kernel_ticks()?, cpu::processes_ticks(&p.daemon_pids)?);
     let (tcp1, bytes1) = tcp(p, s, bin, 1)?;
@@ -95,8 +99,28 @@ pub fn measure(p: &Prepared, s: &Settings, bin: &Path, progress: &mut dyn FnMut(
         rtt_p50_us: p50 as f64,
         rtt_p99_us: p99 as f64,
         switch_cpu_s_per_gb: switch,
+        switch_idle_cpu_pct: idle,
         kernel_cpu_s_per_gb: kernel,
     })
+}
+
+/// Quiet time after the latency run before the idle window starts (busy-polling winds down).
+const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// Length of the idle CPU window: 200 clock ticks at 100 Hz, so one tick is 0.5 %.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+
+/// CPU of each daemon (mean, percent of one core) over [`IDLE_WINDOW`] with no traffic: what
+/// busy-polling and timers cost on an idle host. `None` for modes without a daemon.
+fn idle_cpu_pct(pids: &[u32]) -> anyhow::Result<Option<f64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    std::thread::sleep(IDLE_SETTLE);
+    let before = cpu::processes_ticks(pids)?;
+    std::thread::sleep(IDLE_WINDOW);
+    let after = cpu::processes_ticks(pids)?;
+    let secs = (after - before) as f64 / cpu::ticks_per_sec();
+    Ok(Some(100.0 * secs / IDLE_WINDOW.as_secs_f64() / pids.len() as f64))
 }
 
 /// `cmd` in namespace `ns`.
