@@ -207,11 +207,11 @@ mod tests {
             rtt_p50_us: 4.0,
             rtt_p99_us: 5.0,
             switch_cpu_s_per_gb: None,
-            switch_idle_cpu_pct: None,
+            switch_idle_cpu_pct: Some(6.5),
             kernel_cpu_s_per_gb: 7.0,
         };
         let got: Vec<Option<f64>> = Metric::ALL.iter().map(|m| m.of(&s)).collect();
-        assert_eq!(got, vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0), None, Some(7.0)]);
+        assert_eq!(got, vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0), None, Some(6.5), Some(7.0)]);
         let keys: std::collections::HashSet<&str> = Metric::ALL.iter().map(|m| m.key()).collect();
         assert_eq!(keys.len(), Metric::ALL.len());
     }
