@@ -60,6 +60,8 @@ pub const FLOOD_MAX_SOURCES: NumericKey = NumericKey::new("flood.max_sources", 1
 pub const NETWORK_VNI: NumericKey = NumericKey::new("network[].vni", 0, 0x00ff_ffff);
 /// `network[].mtu`; the upper bound also depends on the underlay MTU and the encapsulation.
 pub const NETWORK_MTU: NumericKey = NumericKey::new("network[].mtu", 68, 65535);
+/// `network[].host_prefix`: the prefix length of each leased host subnet.
+pub const NETWORK_HOST_PREFIX: NumericKey = NumericKey::new("network[].host_prefix", 1, 30);
 /// `esp.port`.
 pub const ESP_PORT: NumericKey = NumericKey::new("esp.port", 1, 65535);
 /// `esp.replay_window` (packets).
@@ -76,7 +78,7 @@ pub const GOSSIP_DEAD_GRACE_SECS: NumericKey = NumericKey::new("gossip.dead_grac
 pub const GOSSIP_MTU: NumericKey = NumericKey::new("gossip.mtu", 512, 65000);
 
 /// Every numeric key.
-pub const ALL: [NumericKey; 16] = [
+pub const ALL: [NumericKey; 17] = [
     UNDERLAY_PORT,
     UNDERLAY_MTU,
     FDB_AGEING_SECS,
@@ -86,6 +88,7 @@ pub const ALL: [NumericKey; 16] = [
     FLOOD_MAX_SOURCES,
     NETWORK_VNI,
     NETWORK_MTU,
+    NETWORK_HOST_PREFIX,
     ESP_PORT,
     ESP_REPLAY_WINDOW,
     ESP_REKEY_SECS,

@@ -433,6 +433,16 @@ impl Membership {
         GossipStats { drops: *self.opener.drops(), refused: self.refused, pending_evicted, ..self.stats.clone() }
     }
 
+    /// The records of the live remote members: what the tables are built from.
+    pub fn live_records(&self) -> impl Iterator<Item = &MemberRecord> + '_ {
+        self.swim.iter_members().filter_map(|m| self.record_of(m.id()))
+    }
+
+    /// Every remote record held, live or not yet forgotten.
+    pub fn held_records(&self) -> impl Iterator<Item = &MemberRecord> + '_ {
+        self.records.values()
+    }
+
     /// The record of the life `id`, if held.
     fn record_of(&self, id: &NodeId) -> Option<&MemberRecord> {
         self.records.values().find(|r| r.gossip == id.addr && r.epoch == id.epoch)

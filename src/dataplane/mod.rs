@@ -17,7 +17,7 @@ pub use esp::{EspCounters, EspTunnels, TunnelError};
 pub use fdb::{Fdb, FdbCounters, FdbEntry, FdbKey, Location};
 pub use flood::{FloodLimit, FloodLimiter};
 pub use mtu::{Encap, MtuPlan};
-pub use router::{default_gateway_mac, RoutedSpec, Router};
+pub use router::{default_gateway_mac, RoutedSpec, Router, UNLEASED};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PortId, Switch, SwitchConfig, Transmit};
 pub use tunnel::Tunnel;

@@ -22,6 +22,8 @@
 //! [`Node::switch_mut`] directly, so frames are not copied or re-dispatched on the way.
 
 pub mod config;
+pub mod lease;
+mod leasing;
 mod reconfig;
 pub mod record;
 pub mod state;
@@ -57,6 +59,10 @@ pub struct Node {
     networks: Vec<NetworkSpec>,
     /// The static updates as configured.
     statics: Vec<ControlUpdate>,
+    /// The leased subnets of routed networks (see [`lease`]).
+    leases: Vec<lease::Lease>,
+    /// Lease changes not yet taken by the driver.
+    lease_events: VecDeque<lease::LeaseEvent>,
 }
 
 impl Node {
@@ -84,7 +90,18 @@ impl Node {
             }
             None => None,
         };
-        let mut node = Node { switch, gossip, kernel_updates: VecDeque::new(), started: now, wall_at_start: wall, networks, statics };
+        let mut node = Node {
+            switch,
+            gossip,
+            kernel_updates: VecDeque::new(),
+            started: now,
+            wall_at_start: wall,
+            networks,
+            statics,
+            leases: Vec::new(),
+            lease_events: VecDeque::new(),
+        };
+        node.start_leases(now, cfg.leases);
         node.fan_out(now);
         Ok(node)
     }
@@ -152,6 +169,7 @@ impl Node {
         }
         if now >= g.next_publish {
             g.next_publish = now + PUBLISH_EVERY;
+            self.check_leases(now);
             self.publish_bindings(now);
         }
         self.fan_out(now);
