@@ -90,3 +90,71 @@ pub(super) fn validate(
     }
     Ok(Some(LeaseRange { cluster_cidr: net, host_prefix: p }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const NET: &str = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\n";
+    const GOSSIP: &str = "\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
+
+    fn parse(keys: &str, gossip: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{NET}{keys}{gossip}"))
+    }
+
+    #[test]
+    fn a_routed_network_leases_from_a_cluster_range_and_peers_need_no_subnet() {
+        let c = parse("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\npeers = [\"198.18.0.2\"]\n", GOSSIP).unwrap();
+        let n = &c.networks[0];
+        let r = n.lease.unwrap();
+        assert_eq!((r.cluster_cidr.to_string(), r.host_prefix, r.count()), ("10.42.0.0/16".into(), 24, 256));
+        assert_eq!(n.host_subnet, None);
+        // Inside a gossip cluster_cidr that holds it.
+        let inside = parse("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n", &format!("{GOSSIP}cluster_cidr = \"10.0.0.0/8\"\n"));
+        assert!(inside.is_ok());
+    }
+
+    #[test]
+    fn bad_lease_keys_are_rejected_with_line_key_and_reason() {
+        let cases: [(&str, &str, &str, usize, &str); 9] = [
+            ("cluster_cidr = \"10.42.0.0/16\"\n", GOSSIP, "network[0].host_prefix", 8, "needs host_prefix"),
+            ("host_prefix = 24\n", GOSSIP, "network[0].cluster_cidr", 8, "needs cluster_cidr"),
+            ("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n", "", "network[0].cluster_cidr", 8, "configure [gossip]"),
+            (
+                "cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\nsubnet = \"10.42.1.0/24\"\n",
+                GOSSIP,
+                "network[0].subnet",
+                10,
+                "has no `subnet`",
+            ),
+            (
+                "cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\ngateway = \"10.42.1.1\"\n",
+                GOSSIP,
+                "network[0].gateway",
+                10,
+                "has no `gateway`",
+            ),
+            ("cluster_cidr = \"10.42.1.0/16\"\nhost_prefix = 24\n", GOSSIP, "network[0].cluster_cidr", 8, "host bits"),
+            ("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 31\n", GOSSIP, "network[].host_prefix", 9, "out of range"),
+            ("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 12\n", GOSSIP, "network[0].host_prefix", 9, "larger than the cluster range"),
+            ("cluster_cidr = \"10.0.0.0/8\"\nhost_prefix = 30\n", GOSSIP, "network[0].host_prefix", 9, "more than 65536"),
+        ];
+        for (keys, gossip, key, line, reason) in cases {
+            let e = parse(keys, gossip).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{keys}: {e}");
+            assert!(e.reason.contains(reason), "{keys}: {e}");
+        }
+        // Host-subnet networks keep a configured subnet.
+        let hs = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 5\nmode = \"host-subnet\"\nbridge = \"br0\"\n\
+                  cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n";
+        let e = Config::parse(&format!("{hs}{GOSSIP}")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("network[0].cluster_cidr", Some(8)), "{e}");
+        assert!(e.reason.contains("routed networks"), "{e}");
+        // Outside the gossip cluster CIDR, every other host would refuse the leases.
+        let e =
+            parse("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n", &format!("{GOSSIP}cluster_cidr = \"10.9.0.0/16\"\n")).unwrap_err();
+        assert_eq!(e.key, "gossip.cluster_cidr", "{e}");
+        assert!(e.line.is_some() && e.reason.contains("lies outside"), "{e}");
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::lease::{Lease, LeaseEvent, LeaseSetup};
+use super::lease::{Lease, LeaseEvent, LeaseSetup, LeaseStats};
 use super::{unix_secs, Node};
 use crate::control::SubnetClaim;
 use crate::dataplane::UNLEASED;
@@ -29,6 +29,16 @@ impl Node {
     /// The lease of network `vni`, if it leases its subnet.
     pub fn lease(&self, vni: Vni) -> Option<&Lease> {
         self.leases.iter().find(|l| l.vni() == vni)
+    }
+
+    /// What the leases of every leased network did, summed.
+    pub fn lease_stats(&self) -> LeaseStats {
+        self.leases.iter().map(Lease::stats).fold(LeaseStats::default(), |a, b| LeaseStats {
+            acquired: a.acquired + b.acquired,
+            kept: a.kept + b.kept,
+            moved: a.moved + b.moved,
+            exhausted: a.exhausted + b.exhausted,
+        })
     }
 
     /// The next lease change, for the driver to persist. Drain it after every `handle_*` call.

@@ -5,6 +5,8 @@
 //!
 //! - `cni network VNI`: the network's mode, bridge, MTU (from its encapsulation), subnet, gateway
 //!   and address range, as JSON. The plugin's STATUS is this query too: no answer, not ready.
+//!   A network leasing its subnet (`cluster_cidr`) answers the lease held now, or an error
+//!   while it holds none yet (the plugin's ADD then fails and the runtime retries).
 //! - `cni add VNI IP MAC [VETH]`: a container was attached (its host-side veth is `VETH`). The
 //!   switch publishes the binding in this host's gossip record at once, so every other host's
 //!   proxy ARP and FDB know it before the container sends a frame.
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Config, Mode, Network};
-use crate::dataplane::Switch;
+use crate::dataplane::{Switch, UNLEASED};
 use crate::wire::ethernet::EthernetAddress;
 use crate::wire::vxlan::Vni;
 
@@ -97,7 +99,7 @@ impl Announced {
         let rest = command.strip_prefix("cni ")?;
         let words: Vec<&str> = rest.split_whitespace().collect();
         let reply = match words.as_slice() {
-            ["network", vni] => network(config, vni),
+            ["network", vni] => network(config, switch, vni),
             ["add", vni, ip, mac] => add(config, switch, vni, ip, mac),
             ["add", vni, ip, mac, veth] => add(config, switch, vni, ip, mac).inspect(|_| self.remember(vni, ip, mac, veth)),
             ["del", vni, ip] => del(config, switch, vni, ip).inspect(|_| self.forget(vni, ip)),
@@ -136,9 +138,18 @@ fn find<'a>(config: &'a Config, vni: &str) -> Result<&'a Network, String> {
     config.networks.iter().find(|n| n.vni.get() == vni).ok_or_else(|| format!("no network with VNI {vni} on this host"))
 }
 
-fn network(config: &Config, vni: &str) -> Result<serde_json::Value, String> {
+fn network(config: &Config, switch: &Switch, vni: &str) -> Result<serde_json::Value, String> {
     let n = find(config, vni)?;
     let (subnet, gateway, range) = match (&n.host_subnet, n.address) {
+        // A leased subnet: the one the router serves now.
+        _ if n.lease.is_some() => match switch.port(n.vni).and_then(|p| switch.router(p)).map(|r| r.spec().clone()) {
+            Some(spec) if spec.subnet != UNLEASED => (Some(spec.subnet), Some(spec.gateway_ip), None),
+            _ => {
+                return Ok(
+                    json!({ "error": format!("network {} has not leased a subnet from its cluster_cidr yet", n.vni), "not_ready": true }),
+                )
+            }
+        },
         (Some(hs), _) => (Some(hs.subnet), Some(hs.gateway), hs.range),
         (None, Some(addr)) => (Some(addr.trunc()), Some(addr.addr()), None),
         (None, None) => (None, None, None),
@@ -241,6 +252,22 @@ subnet = "10.9.1.0/24"
         assert_eq!(v["gateway"], "10.42.1.1");
         assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
         assert!(a.answer("stats", &config, &mut switch).is_none(), "other commands are not ours");
+    }
+
+    #[test]
+    fn a_leased_network_answers_its_current_lease_and_not_ready_before() {
+        let text = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 42\ntap = \"vxs42\"\nmode = \"routed\"\nbridge = \"br0\"\n\
+                    cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
+        let config = Config::parse(text).unwrap();
+        let mut switch = Switch::new(switch_config(&config), Instant::now());
+        let mut a = Announced::in_memory();
+        let v = ask(&mut a, &config, &mut switch, "cni network 42");
+        assert_eq!(v["not_ready"], true, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("not leased"), "{v}");
+        assert!(switch.set_routed_subnet(Vni::new_const(42), "10.42.7.0/24".parse().unwrap(), "10.42.7.1".parse().unwrap()));
+        let v = ask(&mut a, &config, &mut switch, "cni network 42");
+        assert_eq!((v["subnet"].as_str(), v["gateway"].as_str()), (Some("10.42.7.0/24"), Some("10.42.7.1")), "{v}");
+        assert_eq!(v["range_start"], serde_json::Value::Null);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::control::{ClusterKey, GossipStats, Liveness, Membership};
 use crate::counters::counters;
+use crate::node::lease::LeaseStats;
 use crate::node::Node;
 use crate::sys::SysError;
 
@@ -25,6 +26,8 @@ counters! {
         pub send_errors: u64 = counter,
         /// The membership's traffic and drops.
         pub membership: GossipStats = flatten,
+        /// What the subnet leases did (networks with `cluster_cidr`).
+        pub leases: LeaseStats = nested,
     }
 }
 
@@ -97,8 +100,8 @@ pub fn alive_members(membership: &Membership) -> usize {
 }
 
 /// All gossip counters of this host, for export.
-pub fn counters(membership: &Membership, send_errors: u64) -> GossipCounters {
-    GossipCounters { members_alive: alive_members(membership) as u64, send_errors, membership: membership.stats() }
+pub fn counters(membership: &Membership, send_errors: u64, leases: LeaseStats) -> GossipCounters {
+    GossipCounters { members_alive: alive_members(membership) as u64, send_errors, membership: membership.stats(), leases }
 }
 
 /// The `peers` answer: members, their state and records, conflicts and counters.

@@ -119,6 +119,8 @@ struct Daemon {
     driver: DriverCounters,
     started: Instant,
     state_files: Option<node::state::StateFiles>,
+    /// The claim ages and leases as saved in the state directory (rewritten when a lease changes).
+    claims: node::state::Claims,
     /// Containers announced by the CNI plugin (kept across restarts).
     cni: cni::Announced,
 }
@@ -148,6 +150,7 @@ impl Daemon {
             ),
             _ => (None, None),
         };
+        let claims = join.as_ref().map(|j| j.claims.clone()).unwrap_or_default();
         let mut node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
         let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
@@ -173,6 +176,7 @@ impl Daemon {
             driver: DriverCounters::default(),
             started: Instant::now(),
             state_files,
+            claims,
             cni,
         })
     }
@@ -317,12 +321,28 @@ impl Daemon {
                 tracing::warn!("saving the gossip trust store: {e}");
             }
         }
+        self.save_leases();
         while let Some(update) = self.node.poll_kernel_update() {
             if let Some(h) = self.host_subnet.as_mut() {
                 h.apply(&update);
             }
             if let Some(o) = self.offload.as_mut() {
                 o.apply(&update);
+            }
+        }
+    }
+
+    /// Persist every lease change the node made (durably, before the next loop turn), so a restart
+    /// claims the same subnet again.
+    fn save_leases(&mut self) {
+        let mut changed = false;
+        while let Some(event) = self.node.poll_lease_event() {
+            self.claims = self.claims.with_lease(&event);
+            changed = true;
+        }
+        if let (true, Some(files)) = (changed, &self.state_files) {
+            if let Err(e) = files.save_claims(&self.claims) {
+                tracing::error!("saving the subnet lease to {}: {e}", files.claims().display());
             }
         }
     }
@@ -382,7 +402,7 @@ impl Daemon {
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {
         let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
-        self.node.membership().map(|m| gossip::counters(m, send_errors))
+        self.node.membership().map(|m| gossip::counters(m, send_errors, self.node.lease_stats()))
     }
 
     /// Clean shutdown: withdraw the routes and kernel entries this daemon installed.
