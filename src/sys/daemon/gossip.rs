@@ -133,6 +133,11 @@ pub fn peers_status(membership: &Membership, send_errors: u64, now: Instant) -> 
     let stats = membership.stats();
     json!({
         "local": membership.local().name,
+        // This host's own claims, leased subnets included, with their claim times.
+        "local_subnets": membership.local().networks.iter().map(|n| json!({
+            "vni": n.vni,
+            "subnets": n.subnets.iter().map(|s| json!({ "subnet": s.net.to_string(), "since": s.since })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "members": members,
         "conflicts": membership.conflicts().iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
         "tx_datagrams": stats.tx_datagrams,
