@@ -3,8 +3,8 @@
 //!
 //! Checked here, next to but apart from the configured-subnet keys: a leased network has no
 //! `subnet`, `gateway` or `range_*` (the gateway is the first address of whatever subnet the
-//! host holds), it needs `[gossip]` (the lease is agreed there), and it is a routed network
-//! (host-subnet leases would need the kernel route and bridge address to follow the lease).
+//! host holds), it needs `[gossip]` (the lease is agreed there), and it is a routed or
+//! host-subnet network (the networks that own a subnet per host).
 
 use ipnet::Ipv4Net;
 use toml::Spanned;
@@ -56,8 +56,12 @@ pub(super) fn validate(
         (Some(c), None) => return Err(err(c.span(), "host_prefix", "cluster_cidr needs host_prefix (e.g. host_prefix = 24)".into())),
         (None, Some(p)) => return Err(err(p.span(), "cluster_cidr", "host_prefix needs cluster_cidr (e.g. \"10.42.0.0/16\")".into())),
     };
-    if mode != Mode::Routed {
-        return Err(err(cidr.span(), "cluster_cidr", format!("subnet leases are for routed networks; a {mode} network needs `subnet`")));
+    if !matches!(mode, Mode::Routed | Mode::HostSubnet) {
+        return Err(err(
+            cidr.span(),
+            "cluster_cidr",
+            format!("subnet leases are for routed and host-subnet networks; a {mode} network owns no subnet"),
+        ));
     }
     if !gossip {
         return Err(err(cidr.span(), "cluster_cidr", "subnet leases are agreed through gossip: configure [gossip]".into()));
@@ -145,12 +149,14 @@ mod tests {
             assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{keys}: {e}");
             assert!(e.reason.contains(reason), "{keys}: {e}");
         }
-        // Host-subnet networks keep a configured subnet.
-        let hs = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 5\nmode = \"host-subnet\"\nbridge = \"br0\"\n\
-                  cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n";
-        let e = Config::parse(&format!("{hs}{GOSSIP}")).unwrap_err();
+        // Overlay networks own no subnet; host-subnet networks may lease theirs.
+        let overlay = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 5\ntap = \"vxs5\"\nbridge = \"br0\"\n\
+                       cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n";
+        let e = Config::parse(&format!("{overlay}{GOSSIP}")).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("network[0].cluster_cidr", Some(8)), "{e}");
-        assert!(e.reason.contains("routed networks"), "{e}");
+        assert!(e.reason.contains("owns no subnet"), "{e}");
+        let hs = overlay.replace("tap = \"vxs5\"", "mode = \"host-subnet\"");
+        assert!(Config::parse(&format!("{hs}{GOSSIP}")).unwrap().networks[0].lease.is_some());
         // Outside the gossip cluster CIDR, every other host would refuse the leases.
         let e =
             parse("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n", &format!("{GOSSIP}cluster_cidr = \"10.9.0.0/16\"\n")).unwrap_err();

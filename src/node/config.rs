@@ -104,9 +104,9 @@ pub fn static_updates(config: &Config) -> Vec<ControlUpdate> {
     config.switched_networks().flat_map(|n| n.static_updates()).collect()
 }
 
-/// The leased networks of `config`, nothing kept yet.
+/// The leased networks of `config` (routed and host-subnet), nothing kept yet.
 pub fn lease_setups(config: &Config) -> Vec<LeaseSetup> {
-    config.switched_networks().filter_map(|n| Some(LeaseSetup { vni: n.vni, range: n.lease?, kept: None })).collect()
+    config.networks.iter().filter_map(|n| Some(LeaseSetup { vni: n.vni, range: n.lease?, kept: None })).collect()
 }
 
 /// The switch core's view of the configuration.

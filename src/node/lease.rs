@@ -1,5 +1,5 @@
-//! Subnet leases: a host of a routed network configured with `cluster_cidr` and `host_prefix`
-//! takes a free subnet of the range through gossip instead of having one configured.
+//! Subnet leases: a host of a routed or host-subnet network configured with `cluster_cidr` and
+//! `host_prefix` takes a free subnet of the range through gossip instead of having one configured.
 //!
 //! A lease is nothing more than a subnet claim in this host's gossip record, so it rides on what
 //! gossip already has: every host sees every claim, and overlapping claims are settled by the

@@ -1,7 +1,8 @@
 //! The node's side of subnet leases (see [`super::lease`]): on every publish tick each leased
 //! network's lease is checked against the gossip records; a change goes into this host's record
-//! (the claim), into the routed network's router (the subnet and gateway it serves), and onto a
-//! queue the driver drains to persist the lease and answer `cni network` with it.
+//! (the claim), into a routed network's router (the subnet and gateway it serves), and onto a
+//! queue the driver drains to persist the lease (and, on a host-subnet network, to move the
+//! bridge's gateway address, see `sys::kernel::host_lease`).
 
 use std::time::Instant;
 

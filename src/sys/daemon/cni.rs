@@ -30,9 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Config, Mode, Network};
-use crate::dataplane::{Switch, UNLEASED};
+use crate::dataplane::Switch;
 use crate::wire::ethernet::EthernetAddress;
 use crate::wire::vxlan::Vni;
+use ipnet::Ipv4Net;
 
 /// One announced container, as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,11 +96,12 @@ impl Announced {
     }
 
     /// The answer to `command` when it is a CNI command (`cni ...`), else `None`.
-    pub fn answer(&mut self, command: &str, config: &Config, switch: &mut Switch) -> Option<String> {
+    /// `leases` are the subnets the leased networks hold now.
+    pub fn answer(&mut self, command: &str, config: &Config, switch: &mut Switch, leases: &[(Vni, Ipv4Net)]) -> Option<String> {
         let rest = command.strip_prefix("cni ")?;
         let words: Vec<&str> = rest.split_whitespace().collect();
         let reply = match words.as_slice() {
-            ["network", vni] => network(config, switch, vni),
+            ["network", vni] => network(config, leases, vni),
             ["add", vni, ip, mac] => add(config, switch, vni, ip, mac),
             ["add", vni, ip, mac, veth] => add(config, switch, vni, ip, mac).inspect(|_| self.remember(vni, ip, mac, veth)),
             ["del", vni, ip] => del(config, switch, vni, ip).inspect(|_| self.forget(vni, ip)),
@@ -138,13 +140,13 @@ fn find<'a>(config: &'a Config, vni: &str) -> Result<&'a Network, String> {
     config.networks.iter().find(|n| n.vni.get() == vni).ok_or_else(|| format!("no network with VNI {vni} on this host"))
 }
 
-fn network(config: &Config, switch: &Switch, vni: &str) -> Result<serde_json::Value, String> {
+fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serde_json::Value, String> {
     let n = find(config, vni)?;
     let (subnet, gateway, range) = match (&n.host_subnet, n.address) {
-        // A leased subnet: the one the router serves now.
-        _ if n.lease.is_some() => match switch.port(n.vni).and_then(|p| switch.router(p)).map(|r| r.spec().clone()) {
-            Some(spec) if spec.subnet != UNLEASED => (Some(spec.subnet), Some(spec.gateway_ip), None),
-            _ => {
+        // A leased subnet: the one held now; its gateway is its first address.
+        _ if n.lease.is_some() => match leases.iter().find(|l| l.0 == n.vni) {
+            Some(&(_, net)) => (Some(net), Some(Ipv4Addr::from(u32::from(net.network()) + 1)), None),
+            None => {
                 return Ok(
                     json!({ "error": format!("network {} has not leased a subnet from its cluster_cidr yet", n.vni), "not_ready": true }),
                 )
@@ -237,7 +239,7 @@ subnet = "10.9.1.0/24"
     }
 
     fn ask(a: &mut Announced, config: &Config, switch: &mut Switch, command: &str) -> serde_json::Value {
-        serde_json::from_str(&a.answer(command, config, switch).unwrap()).unwrap()
+        serde_json::from_str(&a.answer(command, config, switch, &[]).unwrap()).unwrap()
     }
 
     #[test]
@@ -251,7 +253,7 @@ subnet = "10.9.1.0/24"
         assert_eq!(v["subnet"], "10.42.1.0/24");
         assert_eq!(v["gateway"], "10.42.1.1");
         assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
-        assert!(a.answer("stats", &config, &mut switch).is_none(), "other commands are not ours");
+        assert!(a.answer("stats", &config, &mut switch, &[]).is_none(), "other commands are not ours");
     }
 
     #[test]
@@ -264,8 +266,8 @@ subnet = "10.9.1.0/24"
         let v = ask(&mut a, &config, &mut switch, "cni network 42");
         assert_eq!(v["not_ready"], true, "{v}");
         assert!(v["error"].as_str().unwrap().contains("not leased"), "{v}");
-        assert!(switch.set_routed_subnet(Vni::new_const(42), "10.42.7.0/24".parse().unwrap(), "10.42.7.1".parse().unwrap()));
-        let v = ask(&mut a, &config, &mut switch, "cni network 42");
+        let leases = [(Vni::new_const(42), "10.42.7.0/24".parse().unwrap())];
+        let v: serde_json::Value = serde_json::from_str(&a.answer("cni network 42", &config, &mut switch, &leases).unwrap()).unwrap();
         assert_eq!((v["subnet"].as_str(), v["gateway"].as_str()), (Some("10.42.7.0/24"), Some("10.42.7.1")), "{v}");
         assert_eq!(v["range_start"], serde_json::Value::Null);
     }

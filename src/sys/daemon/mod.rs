@@ -42,6 +42,7 @@ use crate::node::{self, Node, NodeConfig};
 use crate::sys::fastpath::datapath::{self, RxPath, TxPath};
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
+use crate::sys::kernel::host_lease;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::vtep::VtepDriver;
@@ -153,6 +154,10 @@ impl Daemon {
         let claims = join.as_ref().map(|j| j.claims.clone()).unwrap_or_default();
         let mut node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
+        let mut host_state = host_state;
+        for (vni, kept) in node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))) {
+            host_lease::follow(config, &mut host_state, vni, None, Some(kept))?;
+        }
         let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
         tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
         let payload_len = (config.underlay.mtu as usize).max(2048);
@@ -270,7 +275,8 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
-            if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut()) {
+            let leases: Vec<_> = self.node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))).collect();
+            if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut(), &leases) {
                 self.control.clients.respond(slot, reply.into_bytes(), now);
                 continue;
             }
@@ -339,6 +345,10 @@ impl Daemon {
         while let Some(event) = self.node.poll_lease_event() {
             self.claims = self.claims.with_lease(&event);
             changed = true;
+            let current = event.claim.map(|c| c.net);
+            if let Err(e) = host_lease::follow(&self.config, &mut self.host_state, event.vni, event.previous, current) {
+                tracing::error!(vni = %event.vni, "host-subnet gateway not moved to the lease: {e}");
+            }
         }
         if let (true, Some(files)) = (changed, &self.state_files) {
             if let Err(e) = files.save_claims(&self.claims) {

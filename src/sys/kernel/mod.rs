@@ -3,6 +3,7 @@
 //! ([`host_routes`], driven by [`host_subnet`]). Plans are computed from the configuration and
 //! `ControlUpdate`s, then executed; nothing here touches packets (that is `sys::fastpath`).
 
+pub mod host_lease;
 pub mod host_routes;
 pub mod host_state;
 pub mod host_subnet;
