@@ -19,6 +19,12 @@
 //!   with the winner and both claim times, and counted. The winner never moves, so each conflict
 //!   ends with one move, and the loser's new claim is younger than every claim it saw, so it
 //!   cannot take a subnet away from anybody.
+//! - **Claim times.** Received records carry claim times already floored by trust (a host's
+//!   claims count from no earlier than when this host first trusted it, see
+//!   [`crate::control::trust`]); our own claim time is compared raw. A fresh lease is always made
+//!   after the host's first record went out, so the floor does not change its order; a lease kept
+//!   from long ago, seen by a host whose trust store was reset, can be judged younger there than
+//!   here: that host refuses it (a logged conflict) while this one does not move.
 //! - **Exhaustion.** With no free subnet left the host holds no lease and says so (counted); it
 //!   tries again on the next check.
 //!

@@ -190,4 +190,39 @@ mod tests {
         assert!(!files.forget("nobody").unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn leases_are_saved_and_kept_while_the_network_leases_from_a_range_that_holds_them() {
+        let dir = std::env::temp_dir().join(format!("vxs-lease-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let leased = |cidr: &str| {
+            Config::parse(&format!(
+                "[underlay]\naddress = \"198.18.0.1\"\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\n\
+                 cluster_cidr = \"{cidr}\"\nhost_prefix = 24\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\nstate_dir = \"{}\"\n",
+                dir.display()
+            ))
+            .unwrap()
+        };
+        let config = leased("10.42.0.0/16");
+        let files = StateFiles::of(&config).unwrap();
+        let ul: SocketAddr = "198.18.0.1:4790".parse().unwrap();
+        let j = files.load_join(&config, ClusterKey::from_bytes([1; 32]), ul, 1_000).unwrap();
+        let range = config.networks[0].lease.unwrap();
+        assert_eq!(j.claims.leased(5, &range), None);
+        // A lease is taken, then moved: the file holds the latest, durably.
+        let vni = crate::wire::vxlan::Vni::new_const(5);
+        let first = SubnetClaim { net: "10.42.9.0/24".parse().unwrap(), since: 1_003 };
+        let moved = SubnetClaim { net: "10.42.10.0/24".parse().unwrap(), since: 1_040 };
+        let c = j.claims.with_lease(&LeaseEvent { vni, claim: Some(first), previous: None });
+        let c = c.with_lease(&LeaseEvent { vni, claim: Some(moved), previous: Some(first.net) });
+        files.save_claims(&c).unwrap();
+        // Restarted: the lease and its claim time come back.
+        let j2 = files.load_join(&config, ClusterKey::from_bytes([1; 32]), ul, 9_000).unwrap();
+        assert_eq!(j2.claims.leased(5, &range), Some(moved));
+        // The range changed so that it no longer holds the lease: it is dropped.
+        let other = leased("10.43.0.0/16");
+        let j3 = files.load_join(&other, ClusterKey::from_bytes([1; 32]), ul, 9_500).unwrap();
+        assert_eq!(j3.claims.leases, []);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
