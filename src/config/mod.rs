@@ -6,10 +6,12 @@
 //! duplicates, MTU arithmetic) can still point at the line they come from.
 
 mod floating;
+pub mod lease;
 mod ranges;
 mod raw;
 mod services;
 
+pub use lease::LeaseRange;
 pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
 use std::collections::{HashMap, HashSet};
@@ -229,8 +231,10 @@ pub struct Network {
     pub address: Option<Ipv4Net>,
     /// Static peers.
     pub peers: Vec<Peer>,
-    /// This host's subnet (routed and host-subnet modes).
+    /// This host's subnet (routed and host-subnet modes), when configured.
     pub host_subnet: Option<HostSubnet>,
+    /// The range this host leases its subnet from instead (routed mode; see [`lease`]).
+    pub lease: Option<LeaseRange>,
     /// The anycast gateway MAC (routed mode).
     pub gateway_mac: EthernetAddress,
     /// Policy for ARP requests without a binding (overlay mode).
@@ -532,7 +536,8 @@ fn validate_network(
         }
     };
     let device = validate_device(&n, mode, vni, taps).map_err(|(span, reason)| err(span, "device", reason))?;
-    let host_subnet = validate_host_subnet(&n, mode, &err)?;
+    let lease = lease::validate(&n, mode, auto.1, text, &err)?;
+    let host_subnet = if lease.is_some() { None } else { validate_host_subnet(&n, mode, &err)? };
     let mut peers: Vec<Peer> = Vec::new();
     for p in n.peers.unwrap_or_default() {
         let span = p.span();
@@ -609,7 +614,7 @@ fn validate_network(
             (Mode::Overlay | Mode::Kernel, Some(_)) => {
                 return Err(err(span, "peers", format!("peer {addr}: a subnet only applies to routed and host-subnet networks")))
             }
-            (Mode::Routed | Mode::HostSubnet, None) => {
+            (Mode::Routed | Mode::HostSubnet, None) if lease.is_none() => {
                 return Err(err(span, "peers", format!("peer {addr}: routed and host-subnet networks need the subnet each peer owns ({{ address = \"{addr}\", subnet = \"...\" }})")))
             }
             (_, Some(subnet)) => {
@@ -619,7 +624,7 @@ fn validate_network(
                     return Err(err(span, "peers", format!("peer {addr}: subnet {subnet} overlaps {other}")));
                 }
             }
-            (Mode::Overlay | Mode::Kernel, None) => {}
+            (_, None) => {}
         }
         peers.push(peer);
     }
@@ -720,6 +725,7 @@ fn validate_network(
         address: n.address.map(|a| a.into_inner()),
         peers,
         host_subnet,
+        lease,
         gateway_mac,
         unknown_arp,
         arp,
@@ -880,6 +886,18 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
 fn check_cluster_cidr(text: &str, g: &Gossip, networks: &[Network]) -> Result<(), ConfigError> {
     let Some(cidr) = g.config.cluster_cidr else { return Ok(()) };
     for n in networks {
+        if let Some(l) = n.lease.as_ref().filter(|l| !cidr.contains(&l.cluster_cidr)) {
+            let line = text.lines().position(|l| l.trim_start().starts_with("cluster_cidr")).map(|i| i + 1);
+            return Err(ConfigError {
+                file: None,
+                line,
+                key: "gossip.cluster_cidr".into(),
+                reason: format!(
+                    "network {}'s cluster_cidr {} lies outside the gossip cluster CIDR {cidr}: the other hosts would refuse its leases",
+                    n.vni, l.cluster_cidr
+                ),
+            });
+        }
         if let Some(h) = n.host_subnet.as_ref().filter(|h| !cidr.contains(&h.subnet)) {
             let line = text.lines().position(|l| l.trim_start().starts_with("cluster_cidr")).map(|i| i + 1);
             return Err(ConfigError {

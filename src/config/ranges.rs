@@ -66,6 +66,8 @@ pub const NETWORK_MTU: NumericKey = NumericKey::new("network[].mtu", 68, 65535);
 pub const NETWORK_TAP_MTU: NumericKey = NumericKey::new("network[].tap_mtu", 68, 65535);
 /// `network[].mss_clamp` as a number: Linux's smallest MSS (88) to the largest over IPv4.
 pub const NETWORK_MSS_CLAMP: NumericKey = NumericKey::new("network[].mss_clamp", 88, 65495);
+/// `network[].host_prefix`: the prefix length of each leased host subnet.
+pub const NETWORK_HOST_PREFIX: NumericKey = NumericKey::new("network[].host_prefix", 1, 30);
 /// `esp.port`.
 pub const ESP_PORT: NumericKey = NumericKey::new("esp.port", 1, 65535);
 /// `esp.replay_window` (packets).
@@ -82,7 +84,7 @@ pub const GOSSIP_DEAD_GRACE_SECS: NumericKey = NumericKey::new("gossip.dead_grac
 pub const GOSSIP_MTU: NumericKey = NumericKey::new("gossip.mtu", 512, 65000);
 
 /// Every numeric key.
-pub const ALL: [NumericKey; 19] = [
+pub const ALL: [NumericKey; 20] = [
     UNDERLAY_PORT,
     UNDERLAY_MTU,
     UNDERLAY_BUSY_POLL_US,
@@ -95,6 +97,7 @@ pub const ALL: [NumericKey; 19] = [
     NETWORK_MTU,
     NETWORK_TAP_MTU,
     NETWORK_MSS_CLAMP,
+    NETWORK_HOST_PREFIX,
     ESP_PORT,
     ESP_REPLAY_WINDOW,
     ESP_REKEY_SECS,

@@ -106,6 +106,8 @@ pub(super) struct RawNetwork {
     pub gateway: Option<Spanned<Ipv4Addr>>,
     pub range_start: Option<Spanned<Ipv4Addr>>,
     pub range_end: Option<Spanned<Ipv4Addr>>,
+    pub cluster_cidr: Option<Spanned<Ipv4Net>>,
+    pub host_prefix: Option<Spanned<u64>>,
     pub gateway_mac: Option<Spanned<String>>,
     pub unknown_arp: Option<Spanned<String>>,
     pub encryption: Option<Spanned<String>>,

@@ -419,11 +419,6 @@ impl Membership {
         out
     }
 
-    /// The records of the live (alive or suspect) members other than this host.
-    pub fn live_records(&self) -> Vec<&MemberRecord> {
-        self.swim.iter_members().filter_map(|m| self.record_of(m.id())).collect()
-    }
-
     /// Bumped whenever the live members or their records may have changed.
     pub fn view_generation(&self) -> u64 {
         self.view_generation
@@ -454,6 +449,16 @@ impl Membership {
     pub fn stats(&self) -> GossipStats {
         let pending_evicted = self.inbox_seen.pending_evicted;
         GossipStats { drops: *self.opener.drops(), refused: self.refused, pending_evicted, ..self.stats.clone() }
+    }
+
+    /// The records of the live (alive or suspect) remote members: what the tables are built from.
+    pub fn live_records(&self) -> impl Iterator<Item = &MemberRecord> + '_ {
+        self.swim.iter_members().filter_map(|m| self.record_of(m.id()))
+    }
+
+    /// Every remote record held, live or not yet forgotten.
+    pub fn held_records(&self) -> impl Iterator<Item = &MemberRecord> + '_ {
+        self.records.values()
     }
 
     /// The record of the life `id`, if held.

@@ -48,6 +48,9 @@ pub fn default_gateway_mac(vni: Vni) -> EthernetAddress {
     EthernetAddress([0x02, 0x76, 0x78, v[1], v[2], v[3]])
 }
 
+/// The subnet of a routed network whose host holds no lease yet: matches no container.
+pub const UNLEASED: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 32);
+
 /// Configuration of a routed network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutedSpec {
@@ -97,6 +100,17 @@ impl Router {
     /// The configuration.
     pub fn spec(&self) -> &RoutedSpec {
         &self.spec
+    }
+
+    /// Take `subnet` with gateway `gateway_ip` as this host's (a leased subnet held or moved):
+    /// the routes stay, neighbours and held packets of the old subnet are forgotten.
+    pub fn set_subnet(&mut self, subnet: Ipv4Net, gateway_ip: Ipv4Addr) {
+        if (self.spec.subnet, self.spec.gateway_ip) != (subnet, gateway_ip) {
+            self.spec.subnet = subnet;
+            self.spec.gateway_ip = gateway_ip;
+            self.neighbours.clear();
+            self.pending.clear();
+        }
     }
 
     /// The per-host subnet routes.

@@ -686,6 +686,12 @@ impl Switch {
         self.by_vni.get(&vni).copied()
     }
 
+    /// Give routed network `vni` the (leased) `subnet` and `gateway_ip`; whether it is routed.
+    pub fn set_routed_subnet(&mut self, vni: Vni, subnet: ipnet::Ipv4Net, gateway_ip: Ipv4Addr) -> bool {
+        let router = self.network_mut(vni).and_then(|n| n.router.as_mut());
+        router.map(|r| r.set_subnet(subnet, gateway_ip)).is_some()
+    }
+
     /// The router of a routed network.
     pub fn router(&self, port: PortId) -> Option<&Router> {
         self.networks.get(port)?.router.as_ref()

@@ -8,11 +8,12 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use super::lease::LeaseSetup;
 use super::record::{local_record, unix_secs};
 use super::state::Claims;
 use crate::config::{Config, Mode};
 use crate::control::{ClusterKey, ControlUpdate, Credentials, FloatingSpec, GossipConfig, MemberRecord, ServiceSpec};
-use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, SwitchConfig, Tunnel};
+use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, SwitchConfig, Tunnel, UNLEASED};
 
 /// Everything one node is built from.
 pub struct NodeConfig {
@@ -30,6 +31,8 @@ pub struct NodeConfig {
     pub floating: Vec<FloatingSpec>,
     /// Service VIPs defined on this host.
     pub services: Vec<ServiceSpec>,
+    /// The routed networks whose subnet is leased from a cluster range (needs gossip).
+    pub leases: Vec<LeaseSetup>,
 }
 
 /// How this node joins the cluster.
@@ -77,6 +80,7 @@ impl NodeConfig {
             gossip: None,
             floating: Vec::new(),
             services: Vec::new(),
+            leases: Vec::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl NodeConfig {
     /// (their public key goes into the record); `gossip` what the driver loaded to join.
     pub fn from_config(config: &Config, epoch: u64, wall: SystemTime, esp: Option<EspTunnels>, gossip: Option<GossipJoin>) -> Self {
         let public_key = esp.as_ref().and_then(EspTunnels::public_key);
+        let mut leases = lease_setups(config);
         let gossip = config.gossip.as_ref().zip(gossip).map(|(g, join)| {
             let mut record = local_record(config, &g.name, join.advertised, epoch, public_key, unix_secs(wall));
             for net in &mut record.networks {
@@ -92,8 +97,17 @@ impl NodeConfig {
                     s.since = join.claims.since(net.vni.get(), s.net).unwrap_or(s.since);
                 }
             }
+            for l in &mut leases {
+                l.kept = join.claims.leased(l.vni.get(), &l.range);
+                if let Some(net) = record.networks.iter_mut().find(|n| n.vni == l.vni) {
+                    net.subnets = l.kept.into_iter().collect();
+                }
+            }
             GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
         });
+        if gossip.is_none() {
+            leases.clear();
+        }
         let (floating, services) = (config.floating.clone(), config.services.clone());
         NodeConfig {
             switch: switch_config(config),
@@ -103,6 +117,7 @@ impl NodeConfig {
             gossip,
             floating,
             services,
+            leases,
         }
     }
 }
@@ -110,6 +125,11 @@ impl NodeConfig {
 /// The static updates of the switched networks (peers, routes, bindings), as a node takes them.
 pub fn static_updates(config: &Config) -> Vec<ControlUpdate> {
     config.switched_networks().flat_map(|n| n.static_updates()).collect()
+}
+
+/// The leased networks of `config` (routed and host-subnet), nothing kept yet.
+pub fn lease_setups(config: &Config) -> Vec<LeaseSetup> {
+    config.networks.iter().filter_map(|n| Some(LeaseSetup { vni: n.vni, range: n.lease?, kept: None })).collect()
 }
 
 /// The switch core's view of the configuration.
@@ -127,6 +147,10 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                 unknown_arp: n.unknown_arp,
                 routed: match (n.mode, &n.host_subnet) {
                     (Mode::Routed, Some(h)) => Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac }),
+                    // Leased: a router from the start (it keeps gossip's routes); the subnet follows the lease.
+                    (Mode::Routed, None) => {
+                        Some(RoutedSpec { subnet: UNLEASED, gateway_ip: UNLEASED.network(), gateway_mac: n.gateway_mac })
+                    }
                     _ => None,
                 },
                 tunnel: if n.encrypted { Tunnel::Esp } else { Tunnel::Vxlan },

@@ -89,7 +89,7 @@ impl Node {
             return;
         }
         self.floating.generation = Some(generation);
-        let live = g.membership.live_records();
+        let live: Vec<_> = g.membership.live_records().collect();
         let sightings = &self.floating.sightings;
         let changed = self.floating.state.evaluate(g.membership.local(), &live, |vni, ip| sightings.get(&(vni, ip)).copied());
         if changed {

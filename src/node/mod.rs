@@ -23,6 +23,8 @@
 
 pub mod config;
 mod floating;
+pub mod lease;
+mod leasing;
 mod reconfig;
 pub mod record;
 mod services;
@@ -63,6 +65,10 @@ pub struct Node {
     floating: floating::NodeFloating,
     /// Service VIPs (see [`services`]).
     services: services::NodeServices,
+    /// The leased subnets of routed networks (see [`lease`]).
+    leases: Vec<lease::Lease>,
+    /// Lease changes not yet taken by the driver.
+    lease_events: VecDeque<lease::LeaseEvent>,
 }
 
 impl Node {
@@ -103,7 +109,10 @@ impl Node {
             statics,
             floating,
             services,
+            leases: Vec::new(),
+            lease_events: VecDeque::new(),
         };
+        node.start_leases(now, cfg.leases);
         node.fan_out(now);
         match node.local_services().to_vec() {
             local if local.is_empty() => node.evaluate_services(),
@@ -177,6 +186,7 @@ impl Node {
         }
         if now >= g.next_publish {
             g.next_publish = now + PUBLISH_EVERY;
+            self.check_leases(now);
             self.publish_bindings(now);
         }
         self.fan_out(now);

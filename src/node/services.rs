@@ -62,7 +62,7 @@ impl Node {
                     return;
                 }
                 self.services.generation = Some(generation);
-                let mut records = g.membership.live_records();
+                let mut records: Vec<_> = g.membership.live_records().collect();
                 records.push(g.membership.local());
                 resolve_services(&self.services.local, &records, |_| false)
             }

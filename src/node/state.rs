@@ -7,7 +7,9 @@
 //!   `vxswitch forget HOST`;
 //! - `gossip-claims.json`: when this host first claimed each of its subnets. Claim age decides
 //!   ownership conflicts; without this file every restart would make the claims new, and a host
-//!   that started claiming the same subnet meanwhile would take it over.
+//!   that started claiming the same subnet meanwhile would take it over. It also holds the
+//!   subnets leased from a cluster range (`leases`), rewritten whenever a lease changes, so a
+//!   restart claims the same subnet again with its first claim time.
 //!
 //! The node never touches these files itself: the driver loads them at start and hands the node
 //! plain values.
@@ -21,7 +23,9 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::config::GossipJoin;
-use crate::config::Config;
+use super::lease::LeaseEvent;
+use crate::config::{Config, LeaseRange};
+use crate::control::SubnetClaim;
 use crate::control::{ClusterKey, Credentials, SigningKey, TrustStore};
 use crate::keyfile::write_atomically;
 
@@ -30,6 +34,9 @@ use crate::keyfile::write_atomically;
 pub struct Claims {
     /// `(vni, subnet, since)` for every subnet configured now.
     pub subnets: Vec<(u32, Ipv4Net, u64)>,
+    /// `(vni, subnet, since)` of every subnet leased (see [`crate::node::lease`]).
+    #[serde(default)]
+    pub leases: Vec<(u32, Ipv4Net, u64)>,
 }
 
 impl Claims {
@@ -43,7 +50,27 @@ impl Claims {
             .filter_map(|n| Some((n.vni.get(), n.host_subnet.as_ref()?.subnet)))
             .map(|(vni, net)| (vni, net, old.get(&(vni, net)).copied().unwrap_or(wall)))
             .collect();
-        Claims { subnets }
+        // A lease is kept while its network still leases from a range that holds it.
+        let leases = self
+            .leases
+            .iter()
+            .filter(|&&(v, net, _)| config.networks.iter().any(|n| n.vni.get() == v && n.lease.is_some_and(|r| r.holds(net))))
+            .copied()
+            .collect();
+        Claims { subnets, leases }
+    }
+
+    /// The lease kept for network `vni` from `range`, if any.
+    pub fn leased(&self, vni: u32, range: &LeaseRange) -> Option<SubnetClaim> {
+        self.leases.iter().find(|&&(v, net, _)| v == vni && range.holds(net)).map(|&(_, net, since)| SubnetClaim { net, since })
+    }
+
+    /// These claims after lease change `event`.
+    pub fn with_lease(&self, event: &LeaseEvent) -> Claims {
+        let vni = event.vni.get();
+        let mut leases: Vec<_> = self.leases.iter().filter(|l| l.0 != vni).copied().collect();
+        leases.extend(event.claim.map(|c| (vni, c.net, c.since)));
+        Claims { subnets: self.subnets.clone(), leases }
     }
 
     /// When `net` on `vni` was first claimed, if it was.
@@ -77,6 +104,11 @@ impl StateFiles {
     /// The claim ages.
     pub fn claims(&self) -> PathBuf {
         self.dir.join("gossip-claims.json")
+    }
+
+    /// Saves the claims (after a lease changed), durably: temp file, fsync, rename.
+    pub fn save_claims(&self, claims: &Claims) -> io::Result<()> {
+        write_atomically(&self.claims(), &serde_json::to_vec_pretty(claims).map_err(io::Error::other)?)
     }
 
     /// Saves the trust store.
@@ -156,6 +188,41 @@ mod tests {
         assert_eq!(j1.credentials.signer.public(), j2.credentials.signer.public());
         assert_eq!(j2.credentials.trust.created, 1_000, "the trust store is the first start's");
         assert!(!files.forget("nobody").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn leases_are_saved_and_kept_while_the_network_leases_from_a_range_that_holds_them() {
+        let dir = std::env::temp_dir().join(format!("vxs-lease-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let leased = |cidr: &str| {
+            Config::parse(&format!(
+                "[underlay]\naddress = \"198.18.0.1\"\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\n\
+                 cluster_cidr = \"{cidr}\"\nhost_prefix = 24\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\nstate_dir = \"{}\"\n",
+                dir.display()
+            ))
+            .unwrap()
+        };
+        let config = leased("10.42.0.0/16");
+        let files = StateFiles::of(&config).unwrap();
+        let ul: SocketAddr = "198.18.0.1:4790".parse().unwrap();
+        let j = files.load_join(&config, ClusterKey::from_bytes([1; 32]), ul, 1_000).unwrap();
+        let range = config.networks[0].lease.unwrap();
+        assert_eq!(j.claims.leased(5, &range), None);
+        // A lease is taken, then moved: the file holds the latest, durably.
+        let vni = crate::wire::vxlan::Vni::new_const(5);
+        let first = SubnetClaim { net: "10.42.9.0/24".parse().unwrap(), since: 1_003 };
+        let moved = SubnetClaim { net: "10.42.10.0/24".parse().unwrap(), since: 1_040 };
+        let c = j.claims.with_lease(&LeaseEvent { vni, claim: Some(first), previous: None });
+        let c = c.with_lease(&LeaseEvent { vni, claim: Some(moved), previous: Some(first.net) });
+        files.save_claims(&c).unwrap();
+        // Restarted: the lease and its claim time come back.
+        let j2 = files.load_join(&config, ClusterKey::from_bytes([1; 32]), ul, 9_000).unwrap();
+        assert_eq!(j2.claims.leased(5, &range), Some(moved));
+        // The range changed so that it no longer holds the lease: it is dropped.
+        let other = leased("10.43.0.0/16");
+        let j3 = files.load_join(&other, ClusterKey::from_bytes([1; 32]), ul, 9_500).unwrap();
+        assert_eq!(j3.claims.leases, []);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@ use super::{outcome, Datagram, Packet, Sim, View, HEADROOM};
 use crate::config::Config;
 use crate::control::{ClusterKey, Credentials, MemberRecord, Membership, SigningKey, TrustStore};
 use crate::dataplane::{EspTunnels, PortId, Switch, SwitchConfig, Tunnel};
+use crate::node::lease::LeaseEvent;
 use crate::node::state::Claims;
 use crate::node::{self, unix_secs, ConfigChange, GossipJoin, Node, NodeConfig};
 
@@ -30,6 +31,8 @@ pub struct SimHost {
     /// What a configured host keeps on disk across restarts: its trust store (saved whenever it
     /// changes) and the ages of its subnet claims.
     pub saved: Option<(TrustStore, Claims)>,
+    /// Every subnet lease change of this host, across restarts.
+    pub lease_log: Vec<LeaseEvent>,
 }
 
 impl SimHost {
@@ -77,8 +80,16 @@ impl Sim {
     /// Add a host started now; returns its index.
     pub fn add_host(&mut self, underlay: Ipv4Addr, gossip_addr: SocketAddr, cfg: NodeConfig) -> usize {
         let ports = cfg.switch.networks.len();
-        let host =
-            SimHost { underlay, gossip_addr, node: None, tap_out: vec![Vec::new(); ports], view: View::default(), epoch: 0, saved: None };
+        let host = SimHost {
+            underlay,
+            gossip_addr,
+            node: None,
+            tap_out: vec![Vec::new(); ports],
+            view: View::default(),
+            epoch: 0,
+            saved: None,
+            lease_log: Vec::new(),
+        };
         self.hosts.push(host);
         let i = self.hosts.len() - 1;
         self.restart(i, cfg);

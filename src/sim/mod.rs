@@ -322,6 +322,13 @@ impl Sim {
         if let (Some(trust), Some(saved)) = (node.take_trust_changed(), host.saved.as_mut()) {
             saved.0 = trust;
         }
+        // Lease changes are saved as the daemon saves them, and logged for scenarios.
+        while let Some(event) = node.poll_lease_event() {
+            if let Some(saved) = host.saved.as_mut() {
+                saved.1 = saved.1.with_lease(&event);
+            }
+            host.lease_log.push(event);
+        }
         for p in out {
             self.send(i, p);
         }

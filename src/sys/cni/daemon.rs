@@ -44,7 +44,9 @@ fn ask(socket: &Path, command: &str) -> Result<serde_json::Value, CniError> {
         CniError::new(ErrorCode::NotAvailable, "the vxswitch daemon does not speak the cni commands", format!("{e}: {answer}"))
     })?;
     if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
-        return Err(CniError::new(ErrorCode::DaemonRefused, format!("vxswitch refused `{command}`"), e));
+        // Not ready yet (a network still leasing its subnet): the runtime should try again later.
+        let code = if value["not_ready"] == true { ErrorCode::NotAvailable } else { ErrorCode::DaemonRefused };
+        return Err(CniError::new(code, format!("vxswitch refused `{command}`"), e));
     }
     Ok(value)
 }

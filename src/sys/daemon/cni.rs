@@ -5,6 +5,8 @@
 //!
 //! - `cni network VNI`: the network's mode, bridge, MTU (from its encapsulation), subnet, gateway
 //!   and address range, as JSON. The plugin's STATUS is this query too: no answer, not ready.
+//!   A network leasing its subnet (`cluster_cidr`) answers the lease held now, or an error
+//!   while it holds none yet (the plugin's ADD then fails and the runtime retries).
 //! - `cni add VNI IP MAC [VETH]`: a container was attached (its host-side veth is `VETH`). The
 //!   switch publishes the binding in this host's gossip record at once, so every other host's
 //!   proxy ARP and FDB know it before the container sends a frame.
@@ -31,6 +33,7 @@ use crate::config::{Config, Mode, Network};
 use crate::dataplane::Switch;
 use crate::wire::ethernet::EthernetAddress;
 use crate::wire::vxlan::Vni;
+use ipnet::Ipv4Net;
 
 /// One announced container, as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,11 +96,12 @@ impl Announced {
     }
 
     /// The answer to `command` when it is a CNI command (`cni ...`), else `None`.
-    pub fn answer(&mut self, command: &str, config: &Config, switch: &mut Switch) -> Option<String> {
+    /// `leases` are the subnets the leased networks hold now.
+    pub fn answer(&mut self, command: &str, config: &Config, switch: &mut Switch, leases: &[(Vni, Ipv4Net)]) -> Option<String> {
         let rest = command.strip_prefix("cni ")?;
         let words: Vec<&str> = rest.split_whitespace().collect();
         let reply = match words.as_slice() {
-            ["network", vni] => network(config, vni),
+            ["network", vni] => network(config, leases, vni),
             ["add", vni, ip, mac] => add(config, switch, vni, ip, mac),
             ["add", vni, ip, mac, veth] => add(config, switch, vni, ip, mac).inspect(|_| self.remember(vni, ip, mac, veth)),
             ["del", vni, ip] => del(config, switch, vni, ip).inspect(|_| self.forget(vni, ip)),
@@ -136,9 +140,18 @@ fn find<'a>(config: &'a Config, vni: &str) -> Result<&'a Network, String> {
     config.networks.iter().find(|n| n.vni.get() == vni).ok_or_else(|| format!("no network with VNI {vni} on this host"))
 }
 
-fn network(config: &Config, vni: &str) -> Result<serde_json::Value, String> {
+fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serde_json::Value, String> {
     let n = find(config, vni)?;
     let (subnet, gateway, range) = match (&n.host_subnet, n.address) {
+        // A leased subnet: the one held now; its gateway is its first address.
+        _ if n.lease.is_some() => match leases.iter().find(|l| l.0 == n.vni) {
+            Some(&(_, net)) => (Some(net), Some(Ipv4Addr::from(u32::from(net.network()) + 1)), None),
+            None => {
+                return Ok(
+                    json!({ "error": format!("network {} has not leased a subnet from its cluster_cidr yet", n.vni), "not_ready": true }),
+                )
+            }
+        },
         (Some(hs), _) => (Some(hs.subnet), Some(hs.gateway), hs.range),
         (None, Some(addr)) => (Some(addr.trunc()), Some(addr.addr()), None),
         (None, None) => (None, None, None),
@@ -226,7 +239,7 @@ subnet = "10.9.1.0/24"
     }
 
     fn ask(a: &mut Announced, config: &Config, switch: &mut Switch, command: &str) -> serde_json::Value {
-        serde_json::from_str(&a.answer(command, config, switch).unwrap()).unwrap()
+        serde_json::from_str(&a.answer(command, config, switch, &[]).unwrap()).unwrap()
     }
 
     #[test]
@@ -240,7 +253,23 @@ subnet = "10.9.1.0/24"
         assert_eq!(v["subnet"], "10.42.1.0/24");
         assert_eq!(v["gateway"], "10.42.1.1");
         assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
-        assert!(a.answer("stats", &config, &mut switch).is_none(), "other commands are not ours");
+        assert!(a.answer("stats", &config, &mut switch, &[]).is_none(), "other commands are not ours");
+    }
+
+    #[test]
+    fn a_leased_network_answers_its_current_lease_and_not_ready_before() {
+        let text = "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 42\ntap = \"vxs42\"\nmode = \"routed\"\nbridge = \"br0\"\n\
+                    cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
+        let config = Config::parse(text).unwrap();
+        let mut switch = Switch::new(switch_config(&config), Instant::now());
+        let mut a = Announced::in_memory();
+        let v = ask(&mut a, &config, &mut switch, "cni network 42");
+        assert_eq!(v["not_ready"], true, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("not leased"), "{v}");
+        let leases = [(Vni::new_const(42), "10.42.7.0/24".parse().unwrap())];
+        let v: serde_json::Value = serde_json::from_str(&a.answer("cni network 42", &config, &mut switch, &leases).unwrap()).unwrap();
+        assert_eq!((v["subnet"].as_str(), v["gateway"].as_str()), (Some("10.42.7.0/24"), Some("10.42.7.1")), "{v}");
+        assert_eq!(v["range_start"], serde_json::Value::Null);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::control::{ClusterKey, GossipStats, Liveness, Membership};
 use crate::counters::counters;
+use crate::node::lease::LeaseStats;
 use crate::node::Node;
 use crate::sys::SysError;
 
@@ -25,6 +26,8 @@ counters! {
         pub send_errors: u64 = counter,
         /// The membership's traffic and drops.
         pub membership: GossipStats = flatten,
+        /// What the subnet leases did (networks with `cluster_cidr`).
+        pub leases: LeaseStats = nested,
     }
 }
 
@@ -97,8 +100,8 @@ pub fn alive_members(membership: &Membership) -> usize {
 }
 
 /// All gossip counters of this host, for export.
-pub fn counters(membership: &Membership, send_errors: u64) -> GossipCounters {
-    GossipCounters { members_alive: alive_members(membership) as u64, send_errors, membership: membership.stats() }
+pub fn counters(membership: &Membership, send_errors: u64, leases: LeaseStats) -> GossipCounters {
+    GossipCounters { members_alive: alive_members(membership) as u64, send_errors, membership: membership.stats(), leases }
 }
 
 /// The `peers` answer: members, their state and records, conflicts and counters.
@@ -130,6 +133,11 @@ pub fn peers_status(membership: &Membership, send_errors: u64, now: Instant) -> 
     let stats = membership.stats();
     json!({
         "local": membership.local().name,
+        // This host's own claims, leased subnets included, with their claim times.
+        "local_subnets": membership.local().networks.iter().map(|n| json!({
+            "vni": n.vni,
+            "subnets": n.subnets.iter().map(|s| json!({ "subnet": s.net.to_string(), "since": s.since })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "members": members,
         "conflicts": membership.conflicts().iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
         "tx_datagrams": stats.tx_datagrams,

@@ -50,6 +50,7 @@ use crate::sys::fastpath::path_mtu::PathMtuProbe;
 use crate::sys::fastpath::udp::{self, UnderlaySockets};
 use crate::sys::fastpath::DriverCounters;
 use crate::sys::kernel::floating::FloatingDriver;
+use crate::sys::kernel::host_lease;
 use crate::sys::kernel::host_state::HostState;
 use crate::sys::kernel::host_subnet::HostSubnetDriver;
 use crate::sys::kernel::services::ServicesDriver;
@@ -155,6 +156,8 @@ struct Daemon {
     driver: DriverCounters,
     started: Instant,
     state_files: Option<node::state::StateFiles>,
+    /// The claim ages and leases as saved in the state directory (rewritten when a lease changes).
+    claims: node::state::Claims,
     /// Containers announced by the CNI plugin (kept across restarts).
     cni: cni::Announced,
 }
@@ -189,8 +192,13 @@ impl Daemon {
             ),
             _ => (None, None),
         };
+        let claims = join.as_ref().map(|j| j.claims.clone()).unwrap_or_default();
         let mut node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
+        let mut host_state = host_state;
+        for (vni, kept) in node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))) {
+            host_lease::follow(config, &mut host_state, vni, None, Some(kept))?;
+        }
         let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
         tracing::info!(underlay = %config.underlay.address, port = config.underlay.port, "vxswitch running");
         // A slot holds the largest frame a TAP gives (its MTU + a VLAN-tagged Ethernet header).
@@ -226,6 +234,7 @@ impl Daemon {
             driver: DriverCounters::default(),
             started: Instant::now(),
             state_files,
+            claims,
             cni,
         })
     }
@@ -319,7 +328,8 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
-            if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut()) {
+            let leases: Vec<_> = self.node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))).collect();
+            if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut(), &leases) {
                 self.control.clients.respond(slot, reply.into_bytes(), now);
                 continue;
             }
@@ -370,6 +380,7 @@ impl Daemon {
                 tracing::warn!("saving the gossip trust store: {e}");
             }
         }
+        self.save_leases();
         while let Some(update) = self.node.poll_kernel_update() {
             if let Some(h) = self.host_subnet.as_mut() {
                 h.apply(&update);
@@ -384,6 +395,25 @@ impl Daemon {
         while let Some(action) = self.node.poll_floating() {
             if let Some(f) = self.floating.as_mut() {
                 f.apply(action);
+            }
+        }
+    }
+
+    /// Persist every lease change the node made (durably, before the next loop turn), so a restart
+    /// claims the same subnet again.
+    fn save_leases(&mut self) {
+        let mut changed = false;
+        while let Some(event) = self.node.poll_lease_event() {
+            self.claims = self.claims.with_lease(&event);
+            changed = true;
+            let current = event.claim.map(|c| c.net);
+            if let Err(e) = host_lease::follow(&self.config, &mut self.host_state, event.vni, event.previous, current) {
+                tracing::error!(vni = %event.vni, "host-subnet gateway not moved to the lease: {e}");
+            }
+        }
+        if let (true, Some(files)) = (changed, &self.state_files) {
+            if let Err(e) = files.save_claims(&self.claims) {
+                tracing::error!("saving the subnet lease to {}: {e}", files.claims().display());
             }
         }
     }
@@ -493,7 +523,7 @@ impl Daemon {
 
     fn gossip_counters(&self) -> Option<gossip::GossipCounters> {
         let send_errors = self.gossip.as_ref().map_or(0, GossipSocket::send_errors);
-        self.node.membership().map(|m| gossip::counters(m, send_errors))
+        self.node.membership().map(|m| gossip::counters(m, send_errors, self.node.lease_stats()))
     }
 
     /// Clean shutdown: withdraw the routes and kernel entries this daemon installed.

@@ -58,11 +58,20 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.gossip != new.gossip, "gossip");
     check(old.esp != new.esp, "esp");
     let frozen = |c: &Config| -> Vec<Network> {
-        c.networks.iter().filter(|n| matches!(n.mode, Mode::Kernel | Mode::HostSubnet) || n.encrypted).cloned().collect()
+        // A leased network's lease is set up once, at start, like an encrypted network's SAs.
+        c.networks
+            .iter()
+            .filter(|n| matches!(n.mode, Mode::Kernel | Mode::HostSubnet) || n.encrypted || n.lease.is_some())
+            .cloned()
+            .collect()
     };
     let (was, will) = (frozen(old), frozen(new));
     for n in was.iter().filter(|n| !will.contains(n)).chain(will.iter().filter(|n| !was.contains(n))) {
-        let what = if n.encrypted { "encrypted".to_string() } else { n.mode.to_string() };
+        let what = match (n.encrypted, n.lease) {
+            (true, _) => "encrypted".to_string(),
+            (false, Some(_)) => "leased subnet".to_string(),
+            (false, None) => n.mode.to_string(),
+        };
         keys.push(format!("network (vni {}, {what})", n.vni));
     }
     keys.dedup();
@@ -159,5 +168,19 @@ mod tests {
         assert_eq!(needs_restart(&old, &new), ["underlay", "fdb"]);
         let kernel = config("\n[[network]]\nvni = 7\nmode = \"host-subnet\"\nbridge = \"br0\"\nsubnet = \"198.19.1.0/24\"\n");
         assert_eq!(needs_restart(&old, &kernel), ["network (vni 7, host-subnet)"]);
+    }
+
+    #[test]
+    fn a_leased_network_needs_a_restart_to_come_go_or_change() {
+        let gossip = "\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
+        let leased = |cidr: &str| {
+            config(&format!(
+                "\n[[network]]\nvni = 2\ntap = \"vxs2\"\nmode = \"routed\"\ncluster_cidr = \"{cidr}\"\nhost_prefix = 24\n{gossip}"
+            ))
+        };
+        let plain = config(gossip);
+        assert_eq!(needs_restart(&plain, &leased("10.42.0.0/16")), ["network (vni 2, leased subnet)"]);
+        assert_eq!(needs_restart(&leased("10.42.0.0/16"), &leased("10.43.0.0/16")), ["network (vni 2, leased subnet)"]);
+        assert!(needs_restart(&leased("10.42.0.0/16"), &leased("10.42.0.0/16")).is_empty());
     }
 }

@@ -32,8 +32,8 @@ impl HostSubnetDriver {
         let nl = Netlink::new().map_err(err("open netlink", "host-subnet"))?;
         let mut desired: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
         for net in &nets {
-            let hs = net.host_subnet.as_ref().expect("validated: host-subnet networks have a subnet");
-            if let Some(bridge) = &net.bridge {
+            // A leased subnet's gateway goes on the bridge once leased (see `host_lease`).
+            if let (Some(hs), Some(bridge)) = (net.host_subnet.as_ref(), &net.bridge) {
                 // = ip addr add GATEWAY/PREFIX dev BRIDGE; ip link set BRIDGE up
                 let gw = Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).expect("valid prefix");
                 super::links::configure_link(bridge, None, Some(gw))?;

@@ -6,6 +6,7 @@
 pub mod conntrack;
 pub mod floating;
 mod garp;
+pub mod host_lease;
 pub mod host_routes;
 pub mod host_state;
 pub mod host_subnet;
