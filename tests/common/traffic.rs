@@ -69,8 +69,18 @@ impl Capture {
 
     /// Stop capturing and return the captured frames.
     pub fn stop(mut self) -> Vec<Vec<u8>> {
-        // Let tcpdump drain what the kernel still buffers: on SIGINT it stops reading at once.
-        std::thread::sleep(Duration::from_millis(500));
+        // Let tcpdump drain what the kernel still buffers: on SIGINT it stops reading at once, so
+        // wait until the file (written per packet, `-U`) has stopped growing for 500 ms. A fixed
+        // pause lost the last frames when the machine was busy and tcpdump was not scheduled.
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let (start, mut last, mut stable_since) = (Instant::now(), size(&self.path), Instant::now());
+        while stable_since.elapsed() < Duration::from_millis(500) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size(&self.path);
+            if now != last {
+                (last, stable_since) = (now, Instant::now());
+            }
+        }
         // SAFETY: signalling our own child so it flushes and exits.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
