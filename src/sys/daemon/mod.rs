@@ -170,7 +170,7 @@ impl Daemon {
         let host_subnet = HostSubnetDriver::start(config)?;
         let offload = VtepDriver::start(config)?;
         let floating = Some(FloatingDriver::start().map_err(|source| SysError::Os { op: "reconcile floating IPs", source })?);
-        let services = ServicesDriver::start();
+        let services = ServicesDriver::start().map_err(|source| SysError::Os { op: "start the service programmer", source })?;
         let ports = TapPorts::open(config)?;
         let udp = bind_underlay(config, &ports)?;
         let control = ControlSocket::bind(&config.control_socket, config.control_socket_group.as_ref().map(|g| g.1))?;

@@ -75,8 +75,8 @@ pub fn section(node: &Node, driver: &ServicesDriver) -> Value {
     json!({
         "services": services,
         "defined_here": node.local_services().iter().map(|s| s.key.to_string()).collect::<Vec<_>>(),
-        "backends_withdrawn": driver.io.withdrawn,
-        "errors": driver.io.errors,
+        "backends_withdrawn": driver.io().withdrawn,
+        "errors": driver.io().errors,
     })
 }
 

@@ -14,5 +14,6 @@ pub mod links;
 pub mod netlink;
 pub mod nft;
 pub mod nft_services;
+pub mod offthread;
 pub mod services;
 pub mod vtep;

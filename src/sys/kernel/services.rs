@@ -3,9 +3,15 @@
 //! -r BACKEND`), so established flows, UDP ones included, do not keep going to a container that
 //! is gone. Reconciled on start (the table an earlier run left is deleted) and removed on a clean
 //! stop.
+//!
+//! The daemon drives it through [`ServicesDriver`], which runs it on its own thread
+//! ([`super::offthread`]): `nft` and `conntrack` take milliseconds, the data path must not wait.
+
+use std::io;
 
 use super::conntrack::Conntrack;
 use super::nft_services;
+use super::offthread::{Offthread, Programmer};
 use crate::control::{withdrawn, ServiceView};
 
 /// Counters of the service programmer.
@@ -17,19 +23,52 @@ pub struct ServicesIo {
     pub errors: u64,
 }
 
-/// The service programmer of the daemon.
+/// The service programmer (runs on its own thread: see [`ServicesDriver`]).
 #[derive(Debug, Default)]
-pub struct ServicesDriver {
+pub struct ServicesProgrammer {
     programmed: Vec<ServiceView>,
     conntrack: Conntrack,
     /// Counters.
     pub io: ServicesIo,
 }
 
-impl ServicesDriver {
+/// The daemon's handle on the service programmer's thread.
+pub type ServicesDriver = Offthread<ServicesProgrammer>;
+
+impl Offthread<ServicesProgrammer> {
+    /// Delete whatever table an earlier run left (before this returns) and run the programmer on
+    /// its own thread with nothing programmed.
+    pub fn start() -> io::Result<ServicesDriver> {
+        Offthread::spawn("vxs-services", ServicesProgrammer::start())
+    }
+
+    /// Counters, as of the last change carried out.
+    pub fn io(&self) -> ServicesIo {
+        self.view()
+    }
+}
+
+impl Programmer for ServicesProgrammer {
+    type Action = Vec<ServiceView>;
+    type View = ServicesIo;
+
+    fn apply(&mut self, services: Vec<ServiceView>) {
+        ServicesProgrammer::apply(self, services);
+    }
+
+    fn view(&self) -> ServicesIo {
+        self.io
+    }
+
+    fn shutdown(self) {
+        ServicesProgrammer::shutdown(self);
+    }
+}
+
+impl ServicesProgrammer {
     /// Deletes whatever table an earlier run left; nothing programmed.
-    pub fn start() -> ServicesDriver {
-        let mut d = ServicesDriver::default();
+    pub fn start() -> ServicesProgrammer {
+        let mut d = ServicesProgrammer::default();
         match nft_services::apply(&[]) {
             Ok(()) | Err(nftables::helper::NftablesError::NftExecution { .. }) => {}
             Err(e) => {
