@@ -13,6 +13,7 @@ pub mod host_subnet;
 pub mod links;
 pub mod netlink;
 pub mod nft;
+mod nft_build;
 pub mod nft_services;
 pub mod offthread;
 pub mod services;

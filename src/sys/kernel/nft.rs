@@ -22,57 +22,36 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression};
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, NfListObject, NfObject, Rule, Table};
-use nftables::stmt::{Match, Operator, Statement, NAT};
-use nftables::types::{NfChainType, NfFamily, NfHook};
+use nftables::stmt::{Statement, NAT};
+use nftables::types::{NfFamily, NfHook};
 
+use super::nft_build::{eq as matches, field, nat_chain, DSTNAT, SRCNAT};
 use crate::control::FloatingSpec;
+
+fn chain(name: &'static str, hook: NfHook, prio: i32) -> Chain<'static> {
+    nat_chain(TABLE, name, hook, prio)
+}
+
+fn ip_field(name: &'static str) -> Expression<'static> {
+    field("ip", name)
+}
+
+fn rule(chain: &'static str, expr: Vec<Statement<'static>>, comment: &str) -> Rule<'static> {
+    super::nft_build::rule(TABLE, chain, expr, comment.to_string())
+}
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "vxswitch_floating";
-
-const DSTNAT: i32 = -100;
-const SRCNAT: i32 = 100;
 
 fn table() -> Table<'static> {
     Table { family: NfFamily::IP, name: TABLE.into(), handle: None }
 }
 
-fn chain(name: &'static str, hook: NfHook, prio: i32) -> Chain<'static> {
-    Chain {
-        family: NfFamily::IP,
-        table: TABLE.into(),
-        name: name.into(),
-        _type: Some(NfChainType::NAT),
-        hook: Some(hook),
-        prio: Some(prio),
-        ..Chain::default()
-    }
-}
-
-fn ip_field(field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField { protocol: "ip".into(), field: field.into() })))
-}
-
-fn matches(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match { left, right, op: Operator::EQ })
-}
-
 fn addr(ip: Ipv4Addr) -> Expression<'static> {
     Expression::String(Cow::Owned(ip.to_string()))
-}
-
-fn rule(chain: &'static str, expr: Vec<Statement<'static>>, comment: &str) -> Rule<'static> {
-    Rule {
-        family: NfFamily::IP,
-        table: TABLE.into(),
-        chain: chain.into(),
-        expr: expr.into(),
-        comment: Some(Cow::Owned(comment.to_string())),
-        ..Rule::default()
-    }
 }
 
 fn nat(to: Ipv4Addr) -> Option<NAT<'static>> {

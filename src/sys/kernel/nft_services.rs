@@ -29,52 +29,30 @@
 use std::borrow::Cow;
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload, PayloadField, SetItem};
+use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen, SetItem};
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
-use nftables::stmt::{Mangle, Match, Operator, Statement, NAT};
-use nftables::types::{NfChainType, NfFamily, NfHook};
+use nftables::stmt::{Mangle, Statement, NAT};
+use nftables::types::{NfFamily, NfHook};
 
+use super::nft_build::{eq, field, nat_chain};
 use crate::control::{Proto, ServiceView};
+
+fn chain(name: &'static str, hook: NfHook, prio: i32) -> Chain<'static> {
+    nat_chain(TABLE, name, hook, prio)
+}
+
+fn rule(chain: &'static str, expr: Vec<Statement<'static>>, comment: String) -> Rule<'static> {
+    super::nft_build::rule(TABLE, chain, expr, comment)
+}
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "vxswitch_services";
 /// The packet mark of service traffic (masqueraded on the way out).
 pub const MARK: u32 = 0x5658;
 
-fn chain(name: &'static str, hook: NfHook, prio: i32) -> Chain<'static> {
-    Chain {
-        family: NfFamily::IP,
-        table: TABLE.into(),
-        name: name.into(),
-        _type: Some(NfChainType::NAT),
-        hook: Some(hook),
-        prio: Some(prio),
-        ..Chain::default()
-    }
-}
-
-fn field(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField { protocol: protocol.into(), field: field.into() })))
-}
-
-fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match { left, right, op: Operator::EQ })
-}
-
 fn mark() -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key: MetaKey::Mark }))
-}
-
-fn rule(chain: &'static str, expr: Vec<Statement<'static>>, comment: String) -> Rule<'static> {
-    Rule {
-        family: NfFamily::IP,
-        table: TABLE.into(),
-        chain: chain.into(),
-        expr: expr.into(),
-        comment: Some(Cow::Owned(comment)),
-        ..Rule::default()
-    }
 }
 
 /// The DNAT rule of one service (which must have a live backend).
