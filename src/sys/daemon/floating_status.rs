@@ -9,7 +9,7 @@ use crate::sys::kernel::floating::FloatingDriver;
 /// The `floating` section of `stats` and `peers`.
 pub fn section(node: &Node, driver: Option<&FloatingDriver>) -> Value {
     let c = node.floating_counters();
-    let io = driver.map(|d| d.io()).unwrap_or_default();
+    let io = driver.map(|d| d.io).unwrap_or_default();
     let ips: Vec<Value> = node
         .floating_owners()
         .into_iter()
@@ -54,7 +54,7 @@ pub fn add_to(text: &str, sections: &[(&str, Value)]) -> String {
 /// The floating-IP counters in the Prometheus text format.
 pub fn metrics(node: &Node, driver: Option<&FloatingDriver>) -> String {
     let c = node.floating_counters();
-    let io = driver.map(|d| d.io()).unwrap_or_default();
+    let io = driver.map(|d| d.io).unwrap_or_default();
     let mut out = String::new();
     for (name, help, v) in [
         ("floating_moves", "Floating IPs taken after their previous owner released them.", c.moves),

@@ -364,6 +364,14 @@ impl Daemon {
 
     /// Send what the node queued and hand its control updates to the kernel programmers.
     fn drain(&mut self) {
+        // Floating IPs first, inline: a release must be done in the kernel (address off the
+        // uplink) before the record announcing it leaves in the gossip sends below, or the next
+        // owner could take the address while this host still answers ARP for it.
+        while let Some(action) = self.node.poll_floating() {
+            if let Some(f) = self.floating.as_mut() {
+                f.apply(action);
+            }
+        }
         while let Some(t) = self.node.poll_transmit() {
             self.transmit(t);
         }
@@ -391,11 +399,6 @@ impl Daemon {
         }
         if let Some(services) = self.node.poll_services() {
             self.services.apply(services);
-        }
-        while let Some(action) = self.node.poll_floating() {
-            if let Some(f) = self.floating.as_mut() {
-                f.apply(action);
-            }
         }
     }
 

@@ -16,8 +16,10 @@
 //! conntrack entries flushed and the table deleted, before anything is claimed. A clean stop
 //! releases everything the same way, so nothing is left (`nft list tables`, `ip addr`).
 //!
-//! The daemon drives it through [`FloatingDriver`], which runs it on its own thread
-//! ([`super::offthread`]): `nft` and `conntrack` take milliseconds, the data path must not wait.
+//! Unlike the service programmer, this one runs inline in the daemon's loop, before the loop
+//! sends gossip: a release announced in the record must already be done in the kernel, so that
+//! the next owner never takes the address while this host still answers for it. That costs the
+//! data path a few milliseconds (one `nft` run) per hand-over, a rare event.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -28,7 +30,6 @@ use super::conntrack::Conntrack;
 use super::garp::send_garp;
 use super::netlink::Netlink;
 use super::nft;
-use super::offthread::{Offthread, Programmer};
 use crate::control::{FloatingAction, FloatingSpec};
 
 /// Gratuitous ARPs sent when an address is taken.
@@ -45,9 +46,9 @@ pub struct FloatingIo {
     pub conntrack_flushes: u64,
 }
 
-/// The floating-IP programmer (runs on its own thread: see [`FloatingDriver`]).
+/// The floating-IP programmer of the daemon.
 #[derive(Debug)]
-pub struct FloatingProgrammer {
+pub struct FloatingDriver {
     nl: Netlink,
     held: Vec<FloatingSpec>,
     conntrack: Conntrack,
@@ -55,44 +56,11 @@ pub struct FloatingProgrammer {
     pub io: FloatingIo,
 }
 
-/// The daemon's handle on the floating-IP programmer's thread.
-pub type FloatingDriver = Offthread<FloatingProgrammer>;
-
-impl Offthread<FloatingProgrammer> {
-    /// Undo what an earlier run left (see the module doc, before this returns) and run the
-    /// programmer on its own thread with nothing held.
-    pub fn start() -> io::Result<FloatingDriver> {
-        Offthread::spawn("vxs-floating", FloatingProgrammer::start()?)
-    }
-
-    /// Counters, as of the last decision carried out.
-    pub fn io(&self) -> FloatingIo {
-        self.view()
-    }
-}
-
-impl Programmer for FloatingProgrammer {
-    type Action = FloatingAction;
-    type View = FloatingIo;
-
-    fn apply(&mut self, action: FloatingAction) {
-        FloatingProgrammer::apply(self, action);
-    }
-
-    fn view(&self) -> FloatingIo {
-        self.io
-    }
-
-    fn shutdown(self) {
-        FloatingProgrammer::shutdown(self);
-    }
-}
-
-impl FloatingProgrammer {
+impl FloatingDriver {
     /// Undo what an earlier run left (see the module doc) and start with nothing held.
-    pub fn start() -> io::Result<FloatingProgrammer> {
+    pub fn start() -> io::Result<FloatingDriver> {
         let nl = Netlink::new().map_err(io::Error::other)?;
-        let mut d = FloatingProgrammer { nl, held: Vec::new(), conntrack: Conntrack::default(), io: FloatingIo::default() };
+        let mut d = FloatingDriver { nl, held: Vec::new(), conntrack: Conntrack::default(), io: FloatingIo::default() };
         d.reconcile();
         Ok(d)
     }

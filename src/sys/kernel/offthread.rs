@@ -1,13 +1,16 @@
 //! Runs a kernel programmer on a thread of its own, so the daemon's loop never waits for it.
 //!
-//! Floating IPs and service VIPs are programmed with `nft` (a process per change, several
-//! milliseconds), netlink address changes and gratuitous ARPs. Done inline, every hand-over would
-//! stall the data path for that long, and a burst arriving meanwhile would overflow the socket
-//! and TAP queues. The daemon therefore only *sends* each decision of the node down a channel;
-//! the programmer's thread carries them out in order (a release is never overtaken by a later
-//! hold of the same address), and publishes its counters after each one for `stats`/`/metrics`
-//! to read without waiting. Stopping closes the channel, lets the thread finish what is queued,
-//! runs the programmer's clean stop and joins it: a clean stop still leaves nothing behind.
+//! Service VIPs are programmed with `nft` (a process per change, several milliseconds) and
+//! conntrack flushes. Done inline, every change of a service's live backends would stall the data
+//! path for that long, and a burst arriving meanwhile would overflow the socket and TAP queues.
+//! The daemon therefore only *sends* each decision of the node down a channel; the programmer's
+//! thread carries them out in order, and publishes its counters after each one for
+//! `stats`/`/metrics` to read without waiting. Stopping closes the channel, lets the thread
+//! finish what is queued, runs the programmer's clean stop and joins it: a clean stop still leaves
+//! nothing behind.
+//!
+//! Floating IPs do not use it: their release must be complete in the kernel before gossip
+//! announces it (see [`super::floating`]), which an asynchronous programmer cannot promise.
 
 use std::io;
 use std::sync::mpsc::{self, Sender};
