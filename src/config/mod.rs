@@ -241,7 +241,7 @@ impl Network {
             }
         }
         for &(ip, mac) in &self.arp {
-            out.push(ControlUpdate::ArpBinding { vni, ip, mac });
+            out.push(ControlUpdate::ArpBinding { vni, ip: ip.into(), mac });
         }
         out
     }

@@ -13,7 +13,7 @@
 //! it is refused on reassembly (see [`super::signing`] and [`super::trust`]).
 
 use crate::wire::vxlan::Vni;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -34,11 +34,12 @@ pub struct SubnetClaim {
     pub since: u64,
 }
 
-/// A container address on a network and its MAC (feeds proxy-ARP on the other hosts).
+/// A container address on a network and its MAC (feeds proxy ARP, or the ND proxy for IPv6, on
+/// the other hosts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Binding {
-    /// The container's IPv4 address.
-    pub ip: Ipv4Addr,
+    /// The container's address (IPv4 or IPv6).
+    pub ip: IpAddr,
     /// The container's MAC.
     pub mac: EthernetAddress,
     /// When the binding was made; the older binding wins conflicts.
@@ -107,6 +108,10 @@ struct WireNet {
     s: Vec<(Ipv4Net, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     b: Vec<(Ipv4Addr, String, u64)>,
+    /// IPv6 bindings, apart from `b` so that hosts that know only IPv4 bindings still read the
+    /// record (serde skips unknown keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    d: Vec<(Ipv6Addr, String, u64)>,
 }
 
 fn mac_hex(mac: &EthernetAddress) -> String {
@@ -143,7 +148,20 @@ impl MemberRecord {
                 .map(|n| WireNet {
                     i: n.vni.get(),
                     s: n.subnets.iter().map(|s| (s.net, s.since)).collect(),
-                    b: n.bindings.iter().map(|b| (b.ip, mac_hex(&b.mac), b.since)).collect(),
+                    b: n.bindings
+                        .iter()
+                        .filter_map(|b| match b.ip {
+                            IpAddr::V4(ip) => Some((ip, mac_hex(&b.mac), b.since)),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                    d: n.bindings
+                        .iter()
+                        .filter_map(|b| match b.ip {
+                            IpAddr::V6(ip) => Some((ip, mac_hex(&b.mac), b.since)),
+                            IpAddr::V4(_) => None,
+                        })
+                        .collect(),
                 })
                 .collect(),
         };
@@ -171,9 +189,12 @@ impl MemberRecord {
         };
         let mut networks = Vec::with_capacity(wire.w.len());
         for n in wire.w {
-            let mut bindings = Vec::with_capacity(n.b.len());
+            let mut bindings = Vec::with_capacity(n.b.len() + n.d.len());
             for (ip, mac, since) in n.b {
-                bindings.push(Binding { ip, mac: mac_parse(&mac)?, since });
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
+            }
+            for (ip, mac, since) in n.d {
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
             }
             let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
             networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
@@ -319,7 +340,7 @@ pub(crate) mod tests {
                 subnets: vec![SubnetClaim { net: "203.0.113.0/26".parse().unwrap(), since: 17 }],
                 bindings: (0..bindings)
                     .map(|i| Binding {
-                        ip: Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1),
+                        ip: Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1).into(),
                         mac: EthernetAddress([2, 0, 0, 0, 1, i as u8]),
                         since: 17,
                     })

@@ -117,6 +117,11 @@ pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
 }
 
+/// IPv6 overlay address of container `j` of host `i` (`fd00:42::` + the IPv4 host part).
+pub fn container_ip6(i: usize, j: usize) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, (10 * (i + 1) + j + 1) as u16)
+}
+
 /// IPv4-only labs keep the underlay quiet (no DAD, router or MLD chatter from new links).
 fn disable_ipv6(ns: &Netns) {
     for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
@@ -423,6 +428,20 @@ impl Lab {
             ns.ip(&["route", "add", &format!("{far}/32"), "via", via])?;
             ns.sysctl("net.ipv4.ip_forward", "1")?;
             ns.sysctl(&format!("net.ipv4.conf.{lan}.proxy_arp"), "1")?;
+        }
+        Ok(())
+    }
+
+    /// Turn IPv6 on in every container and give each its [`container_ip6`] (`/64`, without
+    /// DAD so that it is usable at once).
+    pub fn enable_container_ipv6(&self) -> io::Result<()> {
+        for (i, h) in self.hosts.iter().enumerate() {
+            for (j, c) in h.containers.iter().enumerate() {
+                for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.eth0.disable_ipv6"] {
+                    c.ns.sysctl(key, "0")?;
+                }
+                c.ns.ip(&["-6", "addr", "add", &format!("{}/64", container_ip6(i, j)), "dev", "eth0", "nodad"])?;
+            }
         }
         Ok(())
     }
