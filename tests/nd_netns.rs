@@ -127,7 +127,7 @@ fn netns_nd_proxy_no_solicitation_crosses_spoofed_na_dropped_dad_defended() {
         return;
     }
     let mut lab = Lab::build_with("nd", &[HostKind::Bare, HostKind::Bare], 2, bin(), Addressing::Shared).unwrap();
-    lab.enable_container_ipv6().unwrap();
+    lab.add_container_ipv6().unwrap();
     for i in 0..2 {
         let config = overlay_gossip_config(&lab, i);
         lab.start_vxswitch_with(i, &config).unwrap();

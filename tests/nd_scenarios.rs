@@ -133,6 +133,14 @@ fn snooped_ipv6_binding_spreads_by_gossip_and_solicitations_are_answered_locally
     let deadline = sim.now + Duration::from_secs(5);
     assert!(sim.run_until_cond(deadline, seen), "host 0 did not learn container 1 by gossip");
 
+    // Another container on host 1 resolves container 1, which sits behind the same TAP: the
+    // bridge delivered the solicitation already, so it goes no further.
+    sim.take_underlay();
+    sim.tap_send(1, 0, &ns(ctr_mac(2), ctr_ip(2), ctr_ip(1)));
+    sim.run_for(Duration::from_millis(5));
+    assert!(sim.take_underlay().is_empty(), "a solicitation for a local container crossed");
+    assert_eq!(sim.hosts[1].switch().counters().nd_local_target, 1);
+
     // Unknown addresses still resolve the plain L2 way: flooded to the peer.
     sim.take_underlay();
     sim.tap_send(1, 0, &ns(ctr_mac(1), ctr_ip(1), ctr_ip(7)));
