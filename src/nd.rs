@@ -289,6 +289,29 @@ mod tests {
         assert_eq!(judge(&t, &na(EVIL, ip("fd00::b"))), NdVerdict::Forward);
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::wire::testutil::proptest_config())]
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+                                        fix in proptest::prelude::any::<bool>()) {
+            let mut t = ProxyNd::new();
+            t.bind(VNI, ip("fd00::b"), B);
+            // Start from a valid solicitation and overwrite its tail, so that parsing gets deep.
+            let mut frame = ns(A, ip("fd00::a"), ip("fd00::b"));
+            let at = 14 + 40 + 8;
+            let n = bytes.len().min(frame.len() - at);
+            frame[at..at + n].copy_from_slice(&bytes[..n]);
+            if fix {
+                let (src, dst) = (ip("fd00::a"), solicited_node(ip("fd00::b")).0);
+                Icmpv6Packet::new_unchecked(&mut frame[14 + 40..]).fill_checksum(&src, &dst);
+            }
+            let _ = judge(&t, &frame);
+            if let Ok(eth) = EthernetFrame::new_checked(&bytes[..]) {
+                let _ = parse(eth.src_addr(), eth.payload()).map(|m| t.judge(VNI, &m, None));
+            }
+        }
+    }
+
     #[test]
     fn invalid_nd_is_not_judged() {
         let mut t = ProxyNd::new();
