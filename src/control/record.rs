@@ -357,4 +357,29 @@ pub(crate) mod tests {
         assert_eq!(MemberRecord::decode(&bytes), Some(r));
         assert_eq!(MemberRecord::decode(b"{\"n\":1}"), None);
     }
+
+    #[test]
+    fn ipv6_bindings_travel_apart_and_older_readers_keep_the_rest() {
+        let mut r = sample(1);
+        let v6 = Binding { ip: "fd00:42::21".parse().unwrap(), mac: EthernetAddress([2, 0, 0, 0, 2, 0x15]), since: 18 };
+        r.networks[0].bindings.push(v6);
+        let bytes = r.encode();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["w"][0]["b"], serde_json::json!([["203.0.113.1", "020000000100", 17]]), "IPv4 bindings where they were");
+        assert_eq!(json["w"][0]["d"], serde_json::json!([["fd00:42::21", "020000000215", 18]]));
+        assert_eq!(MemberRecord::decode(&bytes), Some(r.clone()));
+        // A reader that predates `d` sees the same JSON minus a key it does not know; this reader
+        // skips unknown keys the same way (no deny_unknown_fields), so it gets the IPv4 part.
+        let mut with_unknown = json.clone();
+        with_unknown["w"][0]["future"] = serde_json::json!([1, 2, 3]);
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&with_unknown).unwrap()).unwrap();
+        assert_eq!(decoded, r);
+        let mut without_d = json;
+        without_d["w"][0].as_object_mut().unwrap().remove("d");
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&without_d).unwrap()).unwrap();
+        assert_eq!(decoded.networks[0].bindings, r.networks[0].bindings[..1]);
+        // A malformed IPv6 binding makes the record malformed, as an IPv4 one does.
+        let bad = String::from_utf8(bytes).unwrap().replace("fd00:42::21", "fd00:42::zz");
+        assert_eq!(MemberRecord::decode(bad.as_bytes()), None);
+    }
 }
