@@ -25,6 +25,7 @@ pub mod counters;
 pub mod dataplane;
 pub mod ipsec;
 pub mod keyfile;
+pub mod nd;
 pub mod node;
 pub mod replay;
 pub mod sim;

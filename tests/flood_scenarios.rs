@@ -124,7 +124,7 @@ fn flood_limit_holds_a_source_to_its_rate_and_spares_others_and_proxy_arp() {
     // ARP that proxy ARP answers on the host never floods, so the exhausted bucket does not matter.
     let bound = Ipv4Addr::new(10, 0, 0, 9);
     let now = sim.now;
-    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: bound, mac: EthernetAddress(mac(1, 9)) });
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: bound.into(), mac: EthernetAddress(mac(1, 9)) });
     for _ in 0..50 {
         sim.tap_send(0, 0, &arp_like(BCAST, noisy));
     }

@@ -169,7 +169,7 @@ fn gossip_overlapping_claims_detected_older_claim_wins() {
     let mut r2 = host_record(2, 1000);
     r2.networks[0].subnets.push(SubnetClaim { net: "198.19.0.0/23".parse().unwrap(), since: 5000 });
     let stolen = r2.networks[0].bindings[0];
-    r2.networks[0].bindings.push(vxswitch::control::Binding { ip: Ipv4Addr::new(198, 19, 1, 10), mac: stolen.mac, since: 5000 });
+    r2.networks[0].bindings.push(vxswitch::control::Binding { ip: Ipv4Addr::new(198, 19, 1, 10).into(), mac: stolen.mac, since: 5000 });
     net.set_record(2, r2);
     net.run_for(Duration::from_secs(5));
     for (i, h) in net.hosts.iter().enumerate() {
@@ -181,7 +181,10 @@ fn gossip_overlapping_claims_detected_older_claim_wins() {
         // The newer claim is installed nowhere; the older one stays.
         assert!(!h.view.routes.contains_key(&(SIM_VNI, "198.19.0.0/23".parse().unwrap())));
         if i != 1 {
-            assert_eq!(h.view.arp.get(&(SIM_VNI, Ipv4Addr::new(198, 19, 1, 10))), Some(&host_record(1, 1000).networks[0].bindings[0].mac));
+            assert_eq!(
+                h.view.arp.get(&(SIM_VNI, Ipv4Addr::new(198, 19, 1, 10).into())),
+                Some(&host_record(1, 1000).networks[0].bindings[0].mac)
+            );
         }
     }
     println!("conflicts seen on host 0: {:?}", net.hosts[0].membership().conflicts());

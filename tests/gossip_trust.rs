@@ -149,7 +149,11 @@ fn gossip_captured_pull_replayed_from_spoofed_sources_is_not_answered() {
     // A member asking twice within a probe period gets one bounded answer.
     let mut big = host_record(0, FIRST_EPOCH);
     big.networks[0].bindings = (0..2000u32)
-        .map(|n| Binding { ip: (0xc613_0000 + n).into(), mac: EthernetAddress([2, 9, 0, 0, (n >> 8) as u8, n as u8]), since: 1 })
+        .map(|n| Binding {
+            ip: std::net::Ipv4Addr::from(0xc613_0000 + n).into(),
+            mac: EthernetAddress([2, 9, 0, 0, (n >> 8) as u8, n as u8]),
+            since: 1,
+        })
         .collect();
     sim.set_record(0, big);
     sim.run_for(Duration::from_secs(1));

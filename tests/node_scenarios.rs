@@ -98,9 +98,9 @@ fn snooped_binding_reaches_the_peer_proxy_arp_through_gossip() {
     assert!(sim.run_until_cond(t0 + Duration::from_secs(5), bound), "binding not in host 1's proxy ARP");
     assert!(sim.now - t0 <= PUBLISH_EVERY + Duration::from_millis(500), "published within a publish period: {:?}", sim.now - t0);
     let record = sim.hosts[0].membership().local().clone();
-    assert_eq!(record.network(VNI).unwrap().bindings.iter().map(|b| (b.ip, b.mac)).collect::<Vec<_>>(), [(ctr_ip(0), ctr_mac(0))]);
+    assert_eq!(record.network(VNI).unwrap().bindings.iter().map(|b| (b.ip, b.mac)).collect::<Vec<_>>(), [(ctr_ip(0).into(), ctr_mac(0))]);
     assert!(record.version > 0, "the record was republished");
-    assert_eq!(sim.hosts[1].view.arp.get(&(VNI, ctr_ip(0))), Some(&ctr_mac(0)));
+    assert_eq!(sim.hosts[1].view.arp.get(&(VNI, ctr_ip(0).into())), Some(&ctr_mac(0)));
     // Host 1's container asks for it: answered on host 1's TAP, nothing crosses the underlay.
     sim.take_underlay();
     sim.take_tap(1, 0);
@@ -127,7 +127,7 @@ fn kernel_consumers_get_every_gossip_update_the_switch_gets() {
         assert_eq!(peers, (0..3).filter(|&k| k != i).map(ul).collect::<Vec<_>>(), "host {i}");
         assert_eq!(peers, sim.hosts[i].switch().peers(0), "host {i}: the switch got the same peers");
         let expect_binding = (i != 2).then_some(ctr_mac(2));
-        assert_eq!(v.arp.get(&(VNI, ctr_ip(2))).copied(), expect_binding, "host {i}");
+        assert_eq!(v.arp.get(&(VNI, ctr_ip(2).into())).copied(), expect_binding, "host {i}");
     }
     // A host stops: its peers withdraw it from switch and kernel consumers alike.
     sim.kill(2);
@@ -140,6 +140,9 @@ fn kernel_consumers_get_every_gossip_update_the_switch_gets() {
     }
     // Updates from outside the node take the same path.
     let now = sim.now;
-    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: ctr_ip(7), mac: ctr_mac(7) });
-    assert_eq!(sim.hosts[0].node_mut().poll_kernel_update(), Some(ControlUpdate::ArpBinding { vni: VNI, ip: ctr_ip(7), mac: ctr_mac(7) }));
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: ctr_ip(7).into(), mac: ctr_mac(7) });
+    assert_eq!(
+        sim.hosts[0].node_mut().poll_kernel_update(),
+        Some(ControlUpdate::ArpBinding { vni: VNI, ip: ctr_ip(7).into(), mac: ctr_mac(7) })
+    );
 }

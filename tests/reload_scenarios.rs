@@ -63,7 +63,8 @@ fn reload_adds_and_removes_a_peer_and_a_network_and_loses_nothing_elsewhere() {
     assert!(change.removed.is_empty());
     assert_eq!(change.added, [(1, V2000)]);
     let peer = |vni, i| ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: ul(i), vtep_mac: None } };
-    let bind = ControlUpdate::ArpBinding { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99), mac: EthernetAddress([2, 0, 0, 0, 0, 0x99]) };
+    let bind =
+        ControlUpdate::ArpBinding { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99).into(), mac: EthernetAddress([2, 0, 0, 0, 0, 0x99]) };
     assert_eq!(change.updates, [peer(V1042, 2), peer(V2000, 1), bind.clone()]);
     assert_eq!(sim.hosts[0].switch().peers(0), [ul(1), ul(2)]);
     assert_eq!(sim.hosts[0].switch().fdb().len(), learned, "the unchanged network keeps what it learned");
@@ -79,7 +80,7 @@ fn reload_adds_and_removes_a_peer_and_a_network_and_loses_nothing_elsewhere() {
     assert_eq!(change.removed, [(1, V2000)]);
     assert!(change.added.is_empty());
     let down = |vni, i| ControlUpdate::PeerDown { vni, underlay: ul(i) };
-    let unbind = ControlUpdate::ArpUnbind { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99) };
+    let unbind = ControlUpdate::ArpUnbind { vni: V2000, ip: Ipv4Addr::new(192, 0, 2, 99).into() };
     assert_eq!(change.updates, [down(V1042, 2), down(V2000, 1), unbind]);
     assert_eq!(sim.hosts[0].switch().peers(0), [ul(1)]);
     assert_eq!(sim.hosts[0].switch().port(V2000), None);

@@ -93,7 +93,7 @@ fn proxy_arp_answers_locally_and_nothing_crosses() {
     let (a_ip, b_ip) = (Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(192, 0, 2, 21));
     let (a, b) = (EthernetAddress([2, 0, 0, 0, 0, 0xa]), EthernetAddress([2, 0, 0, 0, 0, 0xb]));
     let now = sim.now;
-    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
+    sim.hosts[0].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip.into(), mac: b });
     // Host 1 (the owner) is down: no datagram can reach it anyway.
     sim.hosts.remove(1);
     for _ in 0..5 {
@@ -129,7 +129,7 @@ fn spoofed_gratuitous_arp_is_dropped_both_ways() {
     let (b, evil) = (EthernetAddress([2, 0, 0, 0, 0, 0xb]), EthernetAddress([2, 0, 0, 0, 0, 0xe]));
     let now = sim.now;
     for h in 0..2 {
-        sim.hosts[h].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip, mac: b });
+        sim.hosts[h].node_mut().apply(now, ControlUpdate::ArpBinding { vni: VNI, ip: b_ip.into(), mac: b });
     }
     let garp = arp(ArpOperation::Request, evil, b_ip, EthernetAddress([0; 6]), b_ip);
     sim.tap_send(0, 0, &garp);

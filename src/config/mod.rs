@@ -239,8 +239,8 @@ pub struct Network {
     pub gateway_mac: EthernetAddress,
     /// Policy for ARP requests without a binding (overlay mode).
     pub unknown_arp: UnknownArp,
-    /// Static IP -> MAC bindings for the proxy-ARP responder.
-    pub arp: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Static IP -> MAC bindings for the proxy-ARP responder (IPv4) and the ND proxy (IPv6).
+    pub arp: Vec<(std::net::IpAddr, EthernetAddress)>,
     /// Carried in ESP-in-UDP instead of cleartext VXLAN.
     pub encrypted: bool,
     /// Kernel VXLAN device name (kernel mode, default `vtep<VNI>`); empty in the other modes.
@@ -710,6 +710,14 @@ fn validate_network(
         };
         if arp.iter().any(|(ip, _)| *ip == b.ip) {
             return Err(err(span, "arp", format!("{} is bound twice", b.ip)));
+        }
+        if let std::net::IpAddr::V6(ip6) = b.ip {
+            if ip6.is_unspecified() || ip6.is_multicast() || ip6.is_loopback() {
+                return Err(err(span, "arp", format!("{ip6} is not a unicast IPv6 address")));
+            }
+            if mode != Mode::Overlay {
+                return Err(err(span, "arp", format!("{ip6}: IPv6 bindings feed the ND proxy of mode \"overlay\" only")));
+            }
         }
         arp.push((b.ip, mac));
     }

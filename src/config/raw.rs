@@ -144,6 +144,6 @@ pub(super) struct RawPeerTable {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBinding {
-    pub ip: Ipv4Addr,
+    pub ip: std::net::IpAddr,
     pub mac: String,
 }

@@ -385,3 +385,34 @@ fn rejects_bad_mss_clamp_and_tap_mtu_with_line_and_key() {
     let e = rejected(&GOOD.replace("mtu = 1400", "tap_mtu = 70000"));
     assert_eq!((e.key.as_str(), e.line), ("network[1].tap_mtu", Some(20)));
 }
+
+#[test]
+fn ipv6_bindings_feed_the_nd_proxy_of_overlay_networks_only() {
+    let text = format!(
+        "{GOOD}\n[[network.arp]]\nip = \"fd00:42::21\"\nmac = \"02:00:00:00:02:15\"\n\n[[network.arp]]\nip = \"192.0.2.21\"\nmac = \"02:00:00:00:02:15\"\n"
+    );
+    let c = Config::parse(&text).unwrap();
+    let ip6: std::net::IpAddr = "fd00:42::21".parse().unwrap();
+    let mac: EthernetAddress = "02:00:00:00:02:15".parse().unwrap();
+    assert_eq!(c.networks[1].arp[0], (ip6, mac));
+    assert!(c.networks[1].static_updates().contains(&ControlUpdate::ArpBinding { vni: Vni::new_const(7), ip: ip6, mac }));
+    // Line 22 is the first binding's table header.
+    for bad in ["ff02::1", "::", "::1"] {
+        let e = rejected(&text.replace("fd00:42::21", bad));
+        assert_eq!((e.key.as_str(), e.line), ("network[1].arp", Some(22)), "{bad}: {e}");
+        assert!(e.reason.contains("not a unicast IPv6 address"), "{bad}: {e}");
+    }
+    let e = rejected(&text.replace("fd00:42::21", "fd00:42::zz"));
+    assert_eq!(e.line, Some(23), "{e}");
+    assert!(e.reason.contains("invalid IP address syntax"), "{e}");
+    let e = rejected(
+        &text
+            .replace("fd00:42::21\"\nmac = \"02:00:00:00:02:15", "fd00:42::21\"\nmac = \"02:00:00:00:02:16")
+            .replace("192.0.2.21", "fd00:42::21"),
+    );
+    assert!(e.reason.contains("bound twice"), "{e}");
+    let routed = format!("{ROUTED}\n[[network.arp]]\nip = \"fd00:42::21\"\nmac = \"02:00:00:00:02:15\"\n");
+    let e = rejected(&routed);
+    assert_eq!(e.key, "network[0].arp");
+    assert!(e.reason.contains("mode \"overlay\" only"), "{e}");
+}

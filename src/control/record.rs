@@ -13,7 +13,7 @@
 //! it is refused on reassembly (see [`super::signing`] and [`super::trust`]).
 
 use crate::wire::vxlan::Vni;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -36,11 +36,12 @@ pub struct SubnetClaim {
     pub since: u64,
 }
 
-/// A container address on a network and its MAC (feeds proxy-ARP on the other hosts).
+/// A container address on a network and its MAC (feeds proxy ARP, or the ND proxy for IPv6, on
+/// the other hosts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Binding {
-    /// The container's IPv4 address.
-    pub ip: Ipv4Addr,
+    /// The container's address (IPv4 or IPv6).
+    pub ip: IpAddr,
     /// The container's MAC.
     pub mac: EthernetAddress,
     /// When the binding was made; the older binding wins conflicts.
@@ -119,6 +120,10 @@ struct WireNet {
     s: Vec<(Ipv4Net, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     b: Vec<(Ipv4Addr, String, u64)>,
+    /// IPv6 bindings, apart from `b` so that hosts that know only IPv4 bindings still read the
+    /// record (serde skips unknown keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    d: Vec<(Ipv6Addr, String, u64)>,
 }
 
 fn mac_hex(mac: &EthernetAddress) -> String {
@@ -155,7 +160,20 @@ impl MemberRecord {
                 .map(|n| WireNet {
                     i: n.vni.get(),
                     s: n.subnets.iter().map(|s| (s.net, s.since)).collect(),
-                    b: n.bindings.iter().map(|b| (b.ip, mac_hex(&b.mac), b.since)).collect(),
+                    b: n.bindings
+                        .iter()
+                        .filter_map(|b| match b.ip {
+                            IpAddr::V4(ip) => Some((ip, mac_hex(&b.mac), b.since)),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                    d: n.bindings
+                        .iter()
+                        .filter_map(|b| match b.ip {
+                            IpAddr::V6(ip) => Some((ip, mac_hex(&b.mac), b.since)),
+                            IpAddr::V4(_) => None,
+                        })
+                        .collect(),
                 })
                 .collect(),
             f: self.floating.iter().map(|c| (c.ip, c.epoch, c.seen)).collect(),
@@ -185,9 +203,12 @@ impl MemberRecord {
         };
         let mut networks = Vec::with_capacity(wire.w.len());
         for n in wire.w {
-            let mut bindings = Vec::with_capacity(n.b.len());
+            let mut bindings = Vec::with_capacity(n.b.len() + n.d.len());
             for (ip, mac, since) in n.b {
-                bindings.push(Binding { ip, mac: mac_parse(&mac)?, since });
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
+            }
+            for (ip, mac, since) in n.d {
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
             }
             let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
             networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
@@ -339,7 +360,7 @@ pub(crate) mod tests {
                 subnets: vec![SubnetClaim { net: "203.0.113.0/26".parse().unwrap(), since: 17 }],
                 bindings: (0..bindings)
                     .map(|i| Binding {
-                        ip: Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1),
+                        ip: Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1).into(),
                         mac: EthernetAddress([2, 0, 0, 0, 1, i as u8]),
                         since: 17,
                     })
@@ -357,5 +378,30 @@ pub(crate) mod tests {
         assert!(bytes.len() < 330, "{} bytes: {}", bytes.len(), String::from_utf8_lossy(&bytes));
         assert_eq!(MemberRecord::decode(&bytes), Some(r));
         assert_eq!(MemberRecord::decode(b"{\"n\":1}"), None);
+    }
+
+    #[test]
+    fn ipv6_bindings_travel_apart_and_older_readers_keep_the_rest() {
+        let mut r = sample(1);
+        let v6 = Binding { ip: "fd00:42::21".parse().unwrap(), mac: EthernetAddress([2, 0, 0, 0, 2, 0x15]), since: 18 };
+        r.networks[0].bindings.push(v6);
+        let bytes = r.encode();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["w"][0]["b"], serde_json::json!([["203.0.113.1", "020000000100", 17]]), "IPv4 bindings where they were");
+        assert_eq!(json["w"][0]["d"], serde_json::json!([["fd00:42::21", "020000000215", 18]]));
+        assert_eq!(MemberRecord::decode(&bytes), Some(r.clone()));
+        // A reader that predates `d` sees the same JSON minus a key it does not know; this reader
+        // skips unknown keys the same way (no deny_unknown_fields), so it gets the IPv4 part.
+        let mut with_unknown = json.clone();
+        with_unknown["w"][0]["future"] = serde_json::json!([1, 2, 3]);
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&with_unknown).unwrap()).unwrap();
+        assert_eq!(decoded, r);
+        let mut without_d = json;
+        without_d["w"][0].as_object_mut().unwrap().remove("d");
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&without_d).unwrap()).unwrap();
+        assert_eq!(decoded.networks[0].bindings, r.networks[0].bindings[..1]);
+        // A malformed IPv6 binding makes the record malformed, as an IPv4 one does.
+        let bad = String::from_utf8(bytes).unwrap().replace("fd00:42::21", "fd00:42::zz");
+        assert_eq!(MemberRecord::decode(bad.as_bytes()), None);
     }
 }

@@ -22,7 +22,7 @@
 
 use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -41,7 +41,7 @@ pub enum Contested {
         refused: Ipv4Net,
     },
     /// The same container address.
-    Address(Ipv4Addr),
+    Address(IpAddr),
 }
 
 /// One refused claim.
@@ -61,7 +61,7 @@ pub struct Conflict {
 enum Key {
     Peer(Vni, Ipv4Addr),
     Route(Vni, Ipv4Net),
-    Arp(Vni, Ipv4Addr),
+    Arp(Vni, IpAddr),
     Esp(Ipv4Addr),
     Fdb(Vni, EthernetAddress),
 }
@@ -135,7 +135,7 @@ impl Tables {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Owned {
     Subnet(Ipv4Net),
-    Ip(Ipv4Addr),
+    Ip(IpAddr),
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -147,7 +147,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(Vni, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
     let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
-    let mut ips: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Addr)>> = BTreeMap::new();
+    let mut ips: BTreeMap<Vni, Vec<(u64, &'a str, IpAddr)>> = BTreeMap::new();
     for rec in all {
         for net in &rec.networks {
             if local.network(net.vni).is_none() {
@@ -187,7 +187,7 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
     }
     for (vni, mut claims) in ips {
         claims.sort();
-        let mut taken: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+        let mut taken: BTreeMap<IpAddr, &str> = BTreeMap::new();
         for (_, name, ip) in claims {
             match taken.get(&ip) {
                 Some(winner) if *winner != name => {

@@ -1,7 +1,7 @@
 //! The one update path from control sources to consumers.
 
 use crate::wire::vxlan::Vni;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -31,10 +31,11 @@ pub enum ControlUpdate {
     StaticFdb { vni: Vni, mac: EthernetAddress, underlay: Ipv4Addr },
     /// Remove a static FDB entry.
     StaticFdbRemove { vni: Vni, mac: EthernetAddress },
-    /// Container `ip` on network `vni` has MAC `mac` (feeds the proxy-ARP responder).
-    ArpBinding { vni: Vni, ip: Ipv4Addr, mac: EthernetAddress },
+    /// Container `ip` on network `vni` has MAC `mac` (feeds the proxy-ARP responder for IPv4,
+    /// the ND proxy for IPv6).
+    ArpBinding { vni: Vni, ip: IpAddr, mac: EthernetAddress },
     /// Forget the binding of `ip`.
-    ArpUnbind { vni: Vni, ip: Ipv4Addr },
+    ArpUnbind { vni: Vni, ip: IpAddr },
     /// The peer at `underlay` has this long-term X25519 public key and start epoch.
     EspKey { underlay: Ipv4Addr, public_key: [u8; 32], epoch: u64 },
 }

@@ -45,6 +45,12 @@ reasons! {
     RoutedSourceSpoofed => "routed_source_spoofed",
     /// An ARP request for an IP without a binding, on a network whose policy is to drop those.
     ArpUnknownDropped => "arp_unknown_dropped",
+    /// A Neighbor Solicitation or Advertisement claiming an IPv6 address bound to another MAC
+    /// (spoofing defence).
+    NdSpoofed => "nd_spoofed",
+    /// A Neighbor Solicitation for an IPv6 address without a binding, on a network whose policy
+    /// is to drop those (`unknown_arp = "drop"`).
+    NdUnknownDropped => "nd_unknown_dropped",
     /// Routed mode: a frame from a container that is not addressed to the gateway MAC.
     RoutedNotForGateway => "routed_not_for_gateway",
     /// Routed mode: an IPv4 packet with a bad header.
@@ -117,6 +123,16 @@ counters! {
         pub arp_kept_local: u64 = counter,
         /// ARP requests sent by the routed gateway to resolve local containers.
         pub arp_requests_sent: u64 = counter,
+        /// Neighbor Solicitations answered locally by the ND proxy.
+        pub nd_replies: u64 = counter,
+        /// DAD probes for an address bound to another MAC, answered with an advertisement to
+        /// all-nodes so that the prober does not use the address.
+        pub nd_dad_defended: u64 = counter,
+        /// DAD probes of an address's own owner (bound to the prober's MAC): sent nowhere.
+        pub nd_dad_own: u64 = counter,
+        /// Neighbor Solicitations from a local TAP for a container behind the same TAP (the
+        /// bridge already delivered them; they never cross the overlay).
+        pub nd_local_target: u64 = counter,
         /// Packets routed (TTL decremented) in routed mode.
         pub routed_packets: u64 = counter,
         /// ICMP echo requests to the gateway address answered.

@@ -19,13 +19,14 @@
 //!   routed unicast crosses the overlay, never a broadcast.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 mod announced;
 mod encap;
 mod esp_path;
+mod nd;
 mod path_mtu;
 
 pub use path_mtu::PathSpec;
@@ -39,6 +40,7 @@ use super::router::{Routed, RoutedSpec, Router};
 use super::tunnel::Tunnel;
 use crate::arp::{ArpVerdict, ProxyArp, UnknownArp};
 use crate::control::ControlUpdate;
+use crate::nd::ProxyNd;
 use crate::vxlan;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
@@ -181,16 +183,18 @@ pub struct Switch {
     unicast_dest: [Ipv4Addr; 1],
     transmits: VecDeque<Transmit>,
     proxy_arp: ProxyArp,
+    /// The ND proxy's IPv6 bindings (see [`crate::nd`]).
+    proxy_nd: ProxyNd,
     /// Frames the router wants written to the TAP it is working for.
     router_out: VecDeque<Vec<u8>>,
-    /// Container bindings seen in ARP from local TAPs: (vni, ip) -> mac.
-    local_bindings: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
+    /// Container bindings seen in ARP and ND from local TAPs: (vni, ip) -> mac.
+    local_bindings: HashMap<(Vni, IpAddr), EthernetAddress>,
     /// Set when `local_bindings` changed since the last [`Switch::take_local_bindings_changed`].
     local_bindings_changed: bool,
     /// ESP sessions of the encrypted networks (keyed by VNI and peer inside).
     esp: Option<EspTunnels>,
     /// Container bindings announced by the CNI plugin: kept until withdrawn (see [`announced`]).
-    announced: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
+    announced: HashMap<(Vni, IpAddr), EthernetAddress>,
     /// Underlay path MTUs learned per peer (see [`super::pmtu`]).
     peer_mtus: PeerMtus,
     /// Container addresses whose location a floating IP follows: (vni, ip) -> MAC and time last
@@ -226,6 +230,7 @@ impl Switch {
             unicast_dest: [Ipv4Addr::UNSPECIFIED],
             transmits: VecDeque::new(),
             proxy_arp: ProxyArp::new(),
+            proxy_nd: ProxyNd::new(),
             router_out: VecDeque::new(),
             local_bindings: HashMap::new(),
             local_bindings_changed: false,
@@ -286,6 +291,12 @@ impl Switch {
                     return Forward::Nothing;
                 }
                 ArpVerdict::Unknown | ArpVerdict::Forward => self.snoop_local_binding(vni, &arp),
+            }
+        } else if eth.ethertype == EtherType::IPV6 {
+            if let Some(msg) = crate::nd::parse(src, view.payload()) {
+                if self.nd_from_tap(port, vni, &msg, eth.vlan_id) {
+                    return Forward::Nothing;
+                }
             }
         }
         self.fdb.learn(now, vni, src, Location::Local);
@@ -372,7 +383,15 @@ impl Switch {
     /// Remember which container IP sits behind this host (for the gossip record).
     fn snoop_local_binding(&mut self, vni: Vni, arp: &ArpRepr) {
         let (ip, mac) = (arp.source_protocol_addr, arp.source_hardware_addr);
-        if arp.is_probe() || !mac.is_unicast() || self.proxy_arp.lookup(vni, ip).is_some() {
+        if arp.is_probe() || self.proxy_arp.lookup(vni, ip).is_some() {
+            return;
+        }
+        self.snoop_binding(vni, IpAddr::V4(ip), mac);
+    }
+
+    /// Remember that container `ip` with `mac` sits behind this host (ARP or ND snooping).
+    fn snoop_binding(&mut self, vni: Vni, ip: IpAddr, mac: EthernetAddress) {
+        if !mac.is_unicast() {
             return;
         }
         if self.local_bindings.len() >= MAX_LOCAL_BINDINGS && !self.local_bindings.contains_key(&(vni, ip)) {
@@ -398,7 +417,7 @@ impl Switch {
     }
 
     /// The local container bindings, if they changed since the last call.
-    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(Vni, Ipv4Addr, EthernetAddress)>> {
+    pub fn take_local_bindings_changed(&mut self) -> Option<Vec<(Vni, IpAddr, EthernetAddress)>> {
         if !std::mem::take(&mut self.local_bindings_changed) {
             return None;
         }
@@ -484,6 +503,10 @@ impl Switch {
             self.counters.drop(DropReason::ArpSpoofed);
             return Forward::Nothing;
         }
+        if self.nd_spoofed_from_peer(vni, &eth) {
+            self.counters.drop(DropReason::NdSpoofed);
+            return Forward::Nothing;
+        }
         if self.inner_source_spoofed(vni, from, &eth) {
             self.counters.drop(DropReason::InnerSourceSpoofed);
             return Forward::Nothing;
@@ -501,6 +524,9 @@ impl Switch {
         let src = eth.src_addr();
         if self.fdb.get(vni, src).is_some_and(|e| e.is_static && e.location != Location::Remote(from)) {
             return true;
+        }
+        if eth.ethertype() == EtherType::IPV6 {
+            return self.inner_source6_spoofed(vni, eth);
         }
         if eth.ethertype() != EtherType::IPV4 {
             return false;
@@ -584,8 +610,10 @@ impl Switch {
                     router.routes_mut().remove(subnet);
                 }
             }
-            ControlUpdate::ArpBinding { vni, ip, mac } => self.proxy_arp.bind(vni, ip, mac),
-            ControlUpdate::ArpUnbind { vni, ip } => self.proxy_arp.unbind(vni, ip),
+            ControlUpdate::ArpBinding { vni, ip: IpAddr::V4(ip), mac } => self.proxy_arp.bind(vni, ip, mac),
+            ControlUpdate::ArpBinding { vni, ip: IpAddr::V6(ip), mac } => self.proxy_nd.bind(vni, ip, mac),
+            ControlUpdate::ArpUnbind { vni, ip: IpAddr::V4(ip) } => self.proxy_arp.unbind(vni, ip),
+            ControlUpdate::ArpUnbind { vni, ip: IpAddr::V6(ip) } => self.proxy_nd.unbind(vni, ip),
             // Only for networks this switch runs (kernel-mode VNIs are programmed elsewhere).
             ControlUpdate::StaticFdb { vni, mac, underlay } if self.by_vni.contains_key(&vni) => {
                 self.fdb.insert_static(now, vni, mac, Location::Remote(underlay));

@@ -7,7 +7,7 @@
 //! by the caller; nothing here reads a clock.
 
 use crate::wire::vxlan::Vni;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -15,7 +15,7 @@ use crate::control::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
 use crate::wire::ethernet::EthernetAddress;
 
 /// A container binding seen behind this host: (vni, ip, mac).
-pub type LocalBinding = (Vni, Ipv4Addr, EthernetAddress);
+pub type LocalBinding = (Vni, IpAddr, EthernetAddress);
 
 /// Whole seconds since the Unix epoch at `wall` (0 before it).
 pub fn unix_secs(wall: SystemTime) -> u64 {
@@ -134,7 +134,7 @@ subnet = "10.9.1.0/24"
     fn bindings_go_to_their_network_and_keep_their_first_claim_time() {
         let config = Config::parse(CONFIG).unwrap();
         let base = local_record(&config, "a", "198.18.0.1:4790".parse().unwrap(), 1, None, 1_000);
-        let ip = |n: u8| Ipv4Addr::new(10, 42, 1, n);
+        let ip = |n: u8| IpAddr::from(std::net::Ipv4Addr::new(10, 42, 1, n));
         let first = with_bindings(&base, &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(7), ip(11), mac(11))], 2_000);
         assert_eq!(first.networks[0].bindings, [Binding { ip: ip(10), mac: mac(10), since: 2_000 }]);
         assert_eq!(first.networks[1].bindings, [Binding { ip: ip(11), mac: mac(11), since: 2_000 }]);

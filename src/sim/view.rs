@@ -5,7 +5,7 @@
 //! and with what the cluster's records say they should be.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -21,7 +21,7 @@ pub struct View {
     /// (vni, subnet) -> via.
     pub routes: BTreeMap<(Vni, Ipv4Net), Ipv4Addr>,
     /// (vni, ip) -> mac.
-    pub arp: BTreeMap<(Vni, Ipv4Addr), EthernetAddress>,
+    pub arp: BTreeMap<(Vni, IpAddr), EthernetAddress>,
     /// underlay -> (key, epoch).
     pub esp: BTreeMap<Ipv4Addr, ([u8; 32], u64)>,
     /// How many PeerDown updates arrived.

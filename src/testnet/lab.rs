@@ -117,11 +117,9 @@ pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
 }
 
-/// IPv4-only labs keep the underlay quiet (no DAD, router or MLD chatter from new links).
-fn disable_ipv6(ns: &Netns) {
-    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-        let _ = ns.sysctl(key, "1");
-    }
+/// IPv6 overlay address of container `j` of host `i` (`fd00:42::` + the IPv4 host part).
+pub fn container_ip6(i: usize, j: usize) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, (10 * (i + 1) + j + 1) as u16)
 }
 
 impl Container {
@@ -166,7 +164,6 @@ impl Lab {
 
     fn build_host(&self, i: usize, kind: HostKind, containers: usize, addressing: Addressing) -> io::Result<Host> {
         let ns = Netns::create(&format!("{}-h{i}", self.prefix))?;
-        disable_ipv6(&ns);
         let ul_port = format!("h{i}");
         self.underlay.ip(&["link", "add", &ul_port, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
         self.underlay.ip(&["link", "set", &ul_port, "master", "ul", "up"])?;
@@ -178,7 +175,6 @@ impl Lab {
         let mut host = Host { ns, underlay_ip: ip, kind, containers: Vec::new() };
         for j in 0..containers {
             let c = Netns::create(&format!("{}-h{i}c{j}", self.prefix))?;
-            disable_ipv6(&c);
             let port = format!("c{j}");
             host.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", c.name()])?;
             host.ns.ip(&["link", "set", &port, "master", "br0", "up"])?;
@@ -402,7 +398,6 @@ impl Lab {
     pub fn route_underlay(&mut self, middle_mtu: u32) -> io::Result<()> {
         assert_eq!(self.hosts.len(), 2, "a routed underlay joins two hosts");
         let b = Netns::create(&format!("{}-rb", self.prefix))?;
-        disable_ipv6(&b);
         self.routers.push(b);
         let (a, b, h1) = (&self.underlay, &self.routers[0], &self.hosts[1].ns);
         // Host 1 moves from the bridge to router B.
@@ -423,6 +418,18 @@ impl Lab {
             ns.ip(&["route", "add", &format!("{far}/32"), "via", via])?;
             ns.sysctl("net.ipv4.ip_forward", "1")?;
             ns.sysctl(&format!("net.ipv4.conf.{lan}.proxy_arp"), "1")?;
+        }
+        Ok(())
+    }
+
+    /// Give every container its [`container_ip6`] (`/64`, without DAD so that it is usable at
+    /// once). IPv6 is on everywhere in a lab (link-local addresses, DAD, MLD and router
+    /// solicitations included), as on a real host.
+    pub fn add_container_ipv6(&self) -> io::Result<()> {
+        for (i, h) in self.hosts.iter().enumerate() {
+            for (j, c) in h.containers.iter().enumerate() {
+                c.ns.ip(&["-6", "addr", "add", &format!("{}/64", container_ip6(i, j)), "dev", "eth0", "nodad"])?;
+            }
         }
         Ok(())
     }

@@ -97,11 +97,7 @@ pub fn overlay_ipam(i: usize) -> Value {
 
 /// A fresh container namespace `c<j>` of host `host` (not yet attached).
 pub fn container_ns(lab: &Lab, host: usize, j: usize) -> Netns {
-    let ns = Netns::create(&format!("{}-h{host}c{j}", lab.prefix())).unwrap();
-    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-        ns.sysctl(key, "1").unwrap();
-    }
-    ns
+    Netns::create(&format!("{}-h{host}c{j}", lab.prefix())).unwrap()
 }
 
 /// The container's address in an ADD result.

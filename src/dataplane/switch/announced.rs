@@ -8,7 +8,7 @@
 //! quiet the container is. ARP requests from a local container for another *local* announced
 //! container are already delivered by the host bridge, so they are not flooded to the peers.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Switch, MAX_LOCAL_BINDINGS};
 use crate::wire::arp::{ArpOperation, ArpRepr};
@@ -38,6 +38,7 @@ impl Switch {
         if !mac.is_unicast() {
             return Err(AnnounceError::BadMac);
         }
+        let ip = IpAddr::V4(ip);
         if self.announced.len() >= MAX_LOCAL_BINDINGS && !self.announced.contains_key(&(vni, ip)) {
             return Err(AnnounceError::Full);
         }
@@ -51,6 +52,7 @@ impl Switch {
 
     /// The CNI plugin detached container `ip` from network `vni`; whether it was announced.
     pub fn withdraw_local(&mut self, vni: Vni, ip: Ipv4Addr) -> bool {
+        let ip = IpAddr::V4(ip);
         let gone = self.announced.remove(&(vni, ip)).is_some() | self.local_bindings.remove(&(vni, ip)).is_some();
         if gone {
             self.local_bindings_changed = true;
@@ -61,7 +63,14 @@ impl Switch {
 
     /// The containers announced on network `vni`, sorted by IP.
     pub fn announced(&self, vni: Vni) -> Vec<(Ipv4Addr, EthernetAddress)> {
-        let mut v: Vec<_> = self.announced.iter().filter(|((n, _), _)| *n == vni).map(|(&(_, ip), &mac)| (ip, mac)).collect();
+        let mut v: Vec<_> = self
+            .announced
+            .iter()
+            .filter_map(|(&(n, ip), &mac)| match ip {
+                IpAddr::V4(ip) if n == vni => Some((ip, mac)),
+                _ => None,
+            })
+            .collect();
         v.sort();
         v
     }
@@ -72,7 +81,7 @@ impl Switch {
     pub(super) fn arp_for_announced(&mut self, vni: Vni, arp: &ArpRepr) -> bool {
         if self.announced.is_empty()
             || arp.operation != ArpOperation::Request
-            || !self.announced.contains_key(&(vni, arp.target_protocol_addr))
+            || !self.announced.contains_key(&(vni, IpAddr::V4(arp.target_protocol_addr)))
         {
             return false;
         }
@@ -108,7 +117,7 @@ mod tests {
         let mac = EthernetAddress([0x02, 0, 0, 0, 0, 7]);
         let ip = Ipv4Addr::new(10, 42, 0, 7);
         sw.announce_local(vni, ip, mac).unwrap();
-        assert_eq!(sw.take_local_bindings_changed(), Some(vec![(vni, ip, mac)]));
+        assert_eq!(sw.take_local_bindings_changed(), Some(vec![(vni, ip.into(), mac)]));
         assert_eq!(sw.take_local_bindings_changed(), None, "published once");
         sw.announce_local(vni, ip, mac).unwrap();
         assert_eq!(sw.take_local_bindings_changed(), None, "an unchanged announcement publishes nothing");

@@ -204,7 +204,7 @@ fn bindings(config: &Config, switch: &Switch, vni: &str) -> Result<serde_json::V
     let n = find(config, vni)?;
     let vni: Vni = n.vni;
     let local: Vec<_> = switch.announced(vni).into_iter().map(|(ip, mac)| json!([ip.to_string(), mac.to_string()])).collect();
-    Ok(json!({ "local": local, "proxy_arp": switch.proxy_arp().len() }))
+    Ok(json!({ "local": local, "proxy_arp": switch.proxy_arp().len(), "proxy_nd": switch.proxy_nd().len() }))
 }
 
 #[cfg(test)]

@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn unrelated_updates_plan_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let u = ControlUpdate::ArpUnbind { vni: Vni::new_const(1042), ip: ip("198.19.1.5") };
+        let u = ControlUpdate::ArpUnbind { vni: Vni::new_const(1042), ip: ip("198.19.1.5").into() };
         assert_eq!(plan_update(&t, &u), vec![]);
     }
 

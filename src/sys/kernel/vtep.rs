@@ -46,7 +46,7 @@
 //! [`Network::static_updates`]: crate::config::Network::static_updates
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -134,10 +134,11 @@ impl Programmed {
                 vec![Action::FdbReplace { mac, peer: underlay }]
             }
             ControlUpdate::StaticFdbRemove { mac, .. } if self.fdb.contains_key(&mac) => vec![Action::FdbDel(mac)],
-            ControlUpdate::ArpBinding { ip, mac, .. } if self.neigh.get(&ip) != Some(&mac) => {
+            // IPv4 only: the kernel device's ARP suppression; IPv6 bindings are not programmed.
+            ControlUpdate::ArpBinding { ip: IpAddr::V4(ip), mac, .. } if self.neigh.get(&ip) != Some(&mac) => {
                 vec![Action::NeighReplace { ip, mac }]
             }
-            ControlUpdate::ArpUnbind { ip, .. } if self.neigh.contains_key(&ip) => vec![Action::NeighDel(ip)],
+            ControlUpdate::ArpUnbind { ip: IpAddr::V4(ip), .. } if self.neigh.contains_key(&ip) => vec![Action::NeighDel(ip)],
             _ => Vec::new(),
         }
     }
@@ -418,12 +419,12 @@ mod tests {
     fn arp_bindings_become_permanent_neighbours() {
         let mut s = Programmed::default();
         let c = Ipv4Addr::new(192, 0, 2, 21);
-        let bind = |m| ControlUpdate::ArpBinding { vni: VNI, ip: c, mac: m };
+        let bind = |m| ControlUpdate::ArpBinding { vni: VNI, ip: c.into(), mac: m };
         assert_eq!(step(&mut s, bind(mac(1))), vec![Action::NeighReplace { ip: c, mac: mac(1) }]);
         assert_eq!(step(&mut s, bind(mac(1))), vec![]);
         assert_eq!(step(&mut s, bind(mac(2))), vec![Action::NeighReplace { ip: c, mac: mac(2) }]);
-        assert_eq!(step(&mut s, ControlUpdate::ArpUnbind { vni: VNI, ip: c }), vec![Action::NeighDel(c)]);
-        assert_eq!(step(&mut s, ControlUpdate::ArpUnbind { vni: VNI, ip: c }), vec![]);
+        assert_eq!(step(&mut s, ControlUpdate::ArpUnbind { vni: VNI, ip: c.into() }), vec![Action::NeighDel(c)]);
+        assert_eq!(step(&mut s, ControlUpdate::ArpUnbind { vni: VNI, ip: c.into() }), vec![]);
         assert!(s.neigh.is_empty());
     }
 
