@@ -116,6 +116,7 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
         for (source, events) in polls.ready_events() {
             daemon.serve(source, events, now);
         }
+        daemon.tx.reap(&mut daemon.driver);
         daemon.ports.recover(now, &mut daemon.driver);
         daemon.serve_clients(now);
         daemon.drain();
@@ -188,6 +189,7 @@ impl Daemon {
         let gro = udp.gro_enabled() || esp.as_ref().is_some_and(|e| e.sockets.gro_enabled());
         let rx_len = if gro { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
+        let tx = tx_path(config, payload_len, &udp, esp.as_ref().map(|e| &e.sockets));
         Ok(Daemon {
             config: config.clone(),
             config_path: None,
@@ -201,7 +203,7 @@ impl Daemon {
             host_state,
             host_subnet,
             offload,
-            tx: TxPath::new(payload_len),
+            tx,
             rx: RxPath::new(rx_len, config.underlay.mtu as usize),
             path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
                 Ok(p) => Some(p),
@@ -434,6 +436,28 @@ impl Daemon {
             o.shutdown();
         }
         self.host_state.finish();
+    }
+}
+
+/// The TAP -> underlay path: with `workers = 2` its sends go through a thread of their own, on
+/// copies of the underlay sockets made after their offloads were set.
+fn tx_path(config: &Config, payload_len: usize, udp: &UnderlaySockets, esp: Option<&UnderlaySockets>) -> TxPath {
+    if config.underlay.workers < 2 {
+        return TxPath::new(payload_len);
+    }
+    let threaded = udp
+        .try_clone()
+        .and_then(|u| Ok((u, esp.map(UnderlaySockets::try_clone).transpose()?)))
+        .and_then(|(u, e)| TxPath::with_send_thread(payload_len, u, e));
+    match threaded {
+        Ok(tx) => {
+            tracing::info!(workers = 2, "sends to the underlay on a thread of their own");
+            tx
+        }
+        Err(e) => {
+            tracing::warn!("no send thread ({e}); sending on the daemon thread");
+            TxPath::new(payload_len)
+        }
     }
 }
 
