@@ -12,7 +12,10 @@
 //! window ([`busy_poll`], `[underlay] busy_poll_us`) so that the next frame of a conversation
 //! costs no wake-up. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
-//! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
+//! [`crate::sys::fastpath::datapath`] and works on the node's switch directly. The one other
+//! thread (`[underlay] workers = 2`, the default) only hands batches this thread has already
+//! switched and sealed to the kernel ([`crate::sys::fastpath::send_worker`]); the node keeps one
+//! owner.
 //!
 //! Clients of the control socket and the metrics listener are served by the same loop, after the
 //! data path, as non-blocking state machines with deadlines and a cap ([`clients`]): nothing a

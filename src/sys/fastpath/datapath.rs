@@ -16,7 +16,10 @@
 //! datagrams and 65507 bytes per send, a run split into balanced sends (47 segments go as 24 + 23,
 //! not 44 + 3). If the kernel refuses GSO (`EIO`/`EINVAL`, nothing sent) it is turned off for that
 //! tunnel's sockets with a log line and the datagrams go by `sendmmsg`, which also carries
-//! everything else (flooding, single frames).
+//! everything else (flooding, single frames). With `[underlay] workers = 2` (the default) these
+//! sends run on a send thread ([`super::send_worker`]): a full batch of encapsulated (and sealed)
+//! datagrams is handed over whole, in order, and the daemon thread reads and switches the next
+//! one into a second set of slots; `workers = 1` sends on the daemon thread as before.
 //!
 //! Underlay -> TAP. With `UDP_GRO` (on the VXLAN socket and on the ESP-in-UDP socket) a receive
 //! buffer may hold many datagrams of one stride ([`udp::gro_datagrams`]); each is handed to the
