@@ -120,6 +120,19 @@ impl TxBatch {
 /// Batches that exist with a send thread: one being filled, the others with the thread.
 const BATCHES_WITH_WORKER: usize = 3;
 
+/// Batches of fewer datagrams than this are sent on the daemon thread when the send thread has
+/// nothing in flight: a request/reply exchange would otherwise pay a thread wake-up per frame
+/// (`vxswitch bench --quick` measured RTT p50 176 us with every batch handed over; with this
+/// rule, ping averages are no worse than with `workers = 1`), and a batch this small gains
+/// nothing from the second core.
+const INLINE_BELOW: usize = 8;
+
+/// Whether a batch of `pending` datagrams is sent on the daemon thread: only when it is small
+/// and nothing is in flight with the send thread, so it cannot overtake an earlier batch.
+fn send_inline(pending: usize, in_flight: usize) -> bool {
+    in_flight == 0 && pending < INLINE_BELOW
+}
+
 /// State of the TAP -> underlay direction.
 #[derive(Debug)]
 pub struct TxPath {
@@ -171,6 +184,16 @@ impl TxPath {
         };
         if self.batch.pending.is_empty() {
             self.batch.dests.clear();
+            return;
+        }
+        while let Some(mut b) = worker.take(false) {
+            b.merge_counters(driver);
+            spare.push(b);
+        }
+        if send_inline(self.batch.pending.len(), worker.in_flight()) {
+            self.batch.send(udp, esp);
+            self.batch.merge_counters(driver);
+            driver.sent_inline += 1;
             return;
         }
         let next = spare.pop().or_else(|| {
@@ -605,6 +628,17 @@ mod tests {
         // A change of tunnel, destination or a larger datagram starts a new run.
         assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (vx, 2, 1446), (vx, 2, 1446), (vx, 3, 1446)]), [2, 2, 1]);
         assert_eq!(runs(&[(esp, 2, 100), (esp, 2, 1446)]), [1, 1]);
+    }
+
+    #[test]
+    fn only_small_batches_with_nothing_in_flight_are_sent_inline() {
+        assert!(send_inline(1, 0), "a lone frame (a ping, an ACK) goes at once");
+        assert!(send_inline(INLINE_BELOW - 1, 0));
+        assert!(!send_inline(INLINE_BELOW, 0), "a batch worth a second core goes to the send thread");
+        assert!(!send_inline(64, 0));
+        for pending in [1, 7, 64] {
+            assert!(!send_inline(pending, 1), "never ahead of a batch still with the send thread");
+        }
     }
 
     #[test]

@@ -87,6 +87,9 @@ counters! {
         /// Times the daemon thread waited for the send thread to give a batch back (all were in
         /// flight: the kernel's sends, not the reading and switching, set the pace).
         pub send_thread_waits: u64 = counter,
+        /// Small batches sent on the daemon thread while the send thread had nothing in flight
+        /// (no thread wake-up for a lone frame).
+        pub sent_inline: u64 = counter,
         /// Control-socket connections refused because too many were open.
         pub control_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "control",
         /// Metrics (HTTP) connections refused because too many were open.

@@ -25,6 +25,10 @@
 //! to the kernel at most once (the single resend after a whole-send `EIO`/`EINVAL` is unchanged).
 //! Nothing is shared between the threads but the batches that move through the channels.
 //!
+//! Small batches (fewer than 8 datagrams: a ping, an ACK, a request) are sent on the daemon
+//! thread when nothing is in flight with this thread, so they cannot overtake anything and pay
+//! no thread wake-up; handing every batch over measured RTT p50 176 us in the bench lab.
+//!
 //! Backpressure: a fixed number of batches exist; when all are with this thread, the daemon
 //! thread waits for one to come back (the kernel is slower than the reader, so waiting is the
 //! right thing to do and bounds memory).
