@@ -122,9 +122,8 @@ const BATCHES_WITH_WORKER: usize = 3;
 
 /// Batches of fewer datagrams than this are sent on the daemon thread when the send thread has
 /// nothing in flight: a request/reply exchange would otherwise pay a thread wake-up per frame
-/// (`vxswitch bench --quick` measured RTT p50 176 us with every batch handed over; with this
-/// rule, ping averages are no worse than with `workers = 1`), and a batch this small gains
-/// nothing from the second core.
+/// (ping averages in the two-host lab with this rule were no worse than with `workers = 1`),
+/// and a batch this small gains nothing from the second core.
 const INLINE_BELOW: usize = 8;
 
 /// Whether a batch of `pending` datagrams is sent on the daemon thread: only when it is small
