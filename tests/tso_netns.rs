@@ -9,7 +9,7 @@ mod netns_common;
 mod traffic;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -275,4 +275,168 @@ fn netns_tcp_with_udp_gso_and_gro_turned_off_still_splits_and_coalesces() {
     assert_eq!(driver(&lab, 0, "gso_sends"), 0);
     assert_eq!(driver(&lab, 1, "gro_batches"), 0);
     assert!(driver(&lab, 1, "coalesced_writes") > 0, "consecutive datagrams of one recvmmsg still coalesce");
+}
+
+/// A two-host lab, VXLAN or ESP overlay (manual keys) at its default MTU, with `[underlay]
+/// workers` set.
+fn lab_with_workers(tag: &str, esp: bool, workers: u32) -> Lab {
+    let mut lab = Lab::build(tag, &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
+    for i in 0..2 {
+        let config = if esp { lab.esp_manual_config(i, false) } else { lab.vxswitch_config(i, "") };
+        let config = config.replace("[underlay]\n", &format!("[underlay]\nworkers = {workers}\n"));
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
+    lab.set_container_mtu(mtu).unwrap();
+    all_pairs_ping(&lab, 2);
+    lab
+}
+
+/// Nothing lost or refused on either host: no send, checksum or TAP errors, no ESP refusals.
+fn assert_clean(lab: &Lab) {
+    for h in 0..2 {
+        let s = lab.stats(h).unwrap();
+        for key in
+            ["gso_fallbacks", "rx_csum_failures", "tap_offload_errors", "underlay_send_errors", "underlay_send_too_big", "tap_write_errors"]
+        {
+            assert_eq!(driver(lab, h, key), 0, "host {h} {key}: {}", s["driver"]);
+        }
+        for key in ["esp_rejected", "esp_seal_failed", "esp_seq_unreserved"] {
+            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {}", s["counters"]["drops"]);
+        }
+        if !s["esp"].is_null() {
+            assert_eq!(s["esp"]["drops"]["replay"], 0, "host {h}: {}", s["esp"]);
+        }
+    }
+}
+
+fn tcp_both_ways_through_the_send_thread(tag: &str, esp: bool, (p0, p1): (u16, u16)) {
+    let lab = lab_with_workers(tag, esp, 2);
+    assert_eq!(transfer(&lab, 0, 1, 64, p0), 64 * BLOCK as u64, "every byte arrived, in order");
+    assert_eq!(transfer(&lab, 1, 0, 32, p1), 32 * BLOCK as u64, "and the other way");
+    for h in 0..2 {
+        let d = &lab.stats(h).unwrap()["driver"];
+        // The sends went through the send thread, as UDP GSO runs, and every batch came back.
+        assert!(driver(&lab, h, "send_thread_batches") > 0, "host {h}: {d}");
+        assert!(driver(&lab, h, "gso_sends") > 0 && driver(&lab, h, "gso_segments") > driver(&lab, h, "gso_sends"), "host {h}: {d}");
+    }
+    assert_clean(&lab);
+}
+
+#[test]
+fn netns_tcp_over_vxlan_through_the_send_thread_arrives_intact_both_ways() {
+    if !have_root("netns_tcp_over_vxlan_through_the_send_thread_arrives_intact_both_ways") {
+        return;
+    }
+    tcp_both_ways_through_the_send_thread("swvx", false, (5311, 5312));
+}
+
+#[test]
+fn netns_tcp_over_esp_through_the_send_thread_arrives_intact_both_ways() {
+    if !have_root("netns_tcp_over_esp_through_the_send_thread_arrives_intact_both_ways") {
+        return;
+    }
+    tcp_both_ways_through_the_send_thread("swes", true, (5313, 5314));
+}
+
+#[test]
+fn netns_one_worker_sends_on_the_daemon_thread() {
+    if !have_root("netns_one_worker_sends_on_the_daemon_thread") {
+        return;
+    }
+    let lab = lab_with_workers("sw1w", false, 1);
+    assert_eq!(transfer(&lab, 0, 1, 16, 5315), 16 * BLOCK as u64);
+    assert!(driver(&lab, 0, "gso_sends") > 0);
+    for h in 0..2 {
+        assert_eq!(driver(&lab, h, "send_thread_batches"), 0, "host {h}: workers = 1 has no send thread");
+    }
+    assert_clean(&lab);
+}
+
+/// What arrived of [`udp_flows`]: datagrams per flow, and how many arrived after a later one of
+/// their flow.
+struct FlowReport {
+    received: Vec<u64>,
+    out_of_order: u64,
+}
+
+/// Send `per_flow` sequence-numbered datagrams on each of `flows` UDP flows (distinct source
+/// ports, so distinct outer source sockets) from container 0 of host `from` to container 0 of
+/// host `to`, interleaved as fast as one thread can; at the receiver, count per flow the
+/// datagrams that arrive with a lower sequence number than one already seen.
+fn udp_flows(lab: &Lab, from: usize, to: usize, flows: u16, per_flow: u64, port: u16) -> FlowReport {
+    let dst = SocketAddrV4::new(lab.hosts[to].containers[0].ip, port);
+    let src_ip = lab.hosts[from].containers[0].ip;
+    let (rx_ns, tx_ns) = (lab.hosts[to].containers[0].ns.name().to_string(), lab.hosts[from].containers[0].ns.name().to_string());
+    let sink = setns::run_in(&rx_ns, move || UdpSocket::bind(dst)).unwrap().unwrap();
+    let sink = {
+        let s = socket2::Socket::from(sink);
+        s.set_recv_buffer_size(8 << 20).unwrap();
+        UdpSocket::from(s)
+    };
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut last = vec![None::<u64>; flows as usize];
+        let mut report = FlowReport { received: vec![0; flows as usize], out_of_order: 0 };
+        let mut buf = [0u8; 2048];
+        // Until two seconds pass without a datagram (the sender has finished by then).
+        while let Ok(n) = sink.recv(&mut buf) {
+            assert!(n >= 10, "short datagram");
+            let flow = u16::from_le_bytes([buf[0], buf[1]]) as usize;
+            let seq = u64::from_le_bytes(buf[2..10].try_into().unwrap());
+            assert!(buf[10..n].iter().all(|&b| b == (seq as u8) ^ (flow as u8)), "payload of flow {flow} #{seq} corrupted");
+            report.received[flow] += 1;
+            if last[flow].is_some_and(|l| seq < l) {
+                report.out_of_order += 1;
+            }
+            last[flow] = Some(last[flow].map_or(seq, |l: u64| l.max(seq)));
+        }
+        report
+    });
+    setns::run_in(&tx_ns, move || {
+        let socks: Vec<UdpSocket> = (0..flows).map(|f| UdpSocket::bind(SocketAddrV4::new(src_ip, 40000 + f)).unwrap()).collect();
+        let mut buf = [0u8; 600];
+        for seq in 0..per_flow {
+            for (f, s) in socks.iter().enumerate() {
+                // Sizes vary per datagram, so runs of equal sizes and single sends mix.
+                let len = 10 + (seq as usize * 37 + f * 101) % 590;
+                buf[..2].copy_from_slice(&(f as u16).to_le_bytes());
+                buf[2..10].copy_from_slice(&seq.to_le_bytes());
+                buf[10..len].fill((seq as u8) ^ (f as u8));
+                // A full socket buffer drops the datagram: allowed, only the order is checked.
+                let _ = s.send_to(&buf[..len], dst);
+            }
+            if seq % 16 == 15 {
+                // Bursts of 128 datagrams: enough to fill more than one batch, not so many that
+                // most are dropped at the TAP queue.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    })
+    .unwrap();
+    receiver.join().expect("receiver")
+}
+
+/// Flows spread over the outer source sockets and sent through the send thread keep their
+/// order, over VXLAN and over ESP, in both directions.
+#[test]
+fn netns_udp_flows_keep_their_order_through_the_send_thread() {
+    if !have_root("netns_udp_flows_keep_their_order_through_the_send_thread") {
+        return;
+    }
+    for (tag, esp) in [("sovx", false), ("soes", true)] {
+        let lab = lab_with_workers(tag, esp, 2);
+        for (from, to, port) in [(0, 1, 5320), (1, 0, 5321)] {
+            let before = driver(&lab, from, "send_thread_batches");
+            let (flows, per_flow) = (8, 6000);
+            let r = udp_flows(&lab, from, to, flows, per_flow, port);
+            let total: u64 = r.received.iter().sum();
+            assert_eq!(r.out_of_order, 0, "{tag} {from}->{to}: datagrams overtaken within their flow ({:?} received)", r.received);
+            eprintln!("{tag} {from}->{to}: {total} of {} arrived, {:?}", u64::from(flows) * per_flow, r.received);
+            assert!(total > u64::from(flows) * per_flow / 10, "{tag} {from}->{to}: too few arrived to judge ({:?})", r.received);
+            assert!(r.received.iter().all(|&n| n > 0), "{tag}: every flow arrived: {:?}", r.received);
+            assert!(driver(&lab, from, "send_thread_batches") > before + 10, "{tag}: the flows went through the send thread");
+        }
+        assert_clean(&lab);
+    }
 }

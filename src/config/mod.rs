@@ -41,6 +41,8 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// short enough that sparse traffic costs little (the window shrinks to nothing when spinning
 /// keeps finding nothing), and nothing at all when idle.
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
+/// Default `underlay.workers`: see [`Underlay::workers`] for the measurement behind it.
+pub const DEFAULT_WORKERS: u64 = 2;
 /// Default control socket path.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vxswitch/vxswitch.sock";
 
@@ -132,6 +134,11 @@ pub struct Underlay {
     /// Longest busy-poll window after data-path work before the loop sleeps (adaptive below it;
     /// zero: never busy-poll). `busy_poll_us`, default [`DEFAULT_BUSY_POLL_US`].
     pub busy_poll: Duration,
+    /// Threads that move data-path bytes (`workers`, 1..=2, default [`DEFAULT_WORKERS`]): 1 is
+    /// the daemon thread alone; 2 adds a send thread that hands each batch of encapsulated (and
+    /// sealed) datagrams to the kernel while the daemon thread reads and switches the next one
+    /// (see `sys::fastpath::send_worker`).
+    pub workers: usize,
 }
 
 /// How a network carries traffic between hosts.
@@ -464,6 +471,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             udp_gso: u.udp_gso.unwrap_or(true),
             udp_gro: u.udp_gro.unwrap_or(true),
             busy_poll: Duration::from_micros(num(&u.busy_poll_us, ranges::UNDERLAY_BUSY_POLL_US, DEFAULT_BUSY_POLL_US)?),
+            workers: num(&u.workers, ranges::UNDERLAY_WORKERS, DEFAULT_WORKERS)? as usize,
         },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),
         fdb_ageing,

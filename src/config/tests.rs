@@ -34,7 +34,8 @@ fn parses_a_full_file_with_defaults() {
             offload: None,
             udp_gso: true,
             udp_gro: true,
-            busy_poll: Duration::from_micros(50)
+            busy_poll: Duration::from_micros(50),
+            workers: 2,
         }
     );
     assert_eq!(c.fdb_ageing, Duration::from_secs(120));
@@ -167,6 +168,19 @@ fn busy_poll_window_parses_and_is_range_checked() {
     let e = rejected(&with("10001"));
     assert_eq!(e.key, "underlay.busy_poll_us");
     assert!(e.line.is_some() && e.reason.contains("out of range"), "{e}");
+}
+
+#[test]
+fn workers_parse_and_are_range_checked() {
+    assert_eq!(Config::parse(GOOD).unwrap().underlay.workers, DEFAULT_WORKERS as usize);
+    let with = |v: &str| GOOD.replace("address = \"198.18.0.1\"\n", &format!("address = \"198.18.0.1\"\nworkers = {v}\n"));
+    assert_eq!(Config::parse(&with("1")).unwrap().underlay.workers, 1);
+    assert_eq!(Config::parse(&with("2")).unwrap().underlay.workers, 2);
+    for bad in ["0", "3"] {
+        let e = rejected(&with(bad));
+        assert_eq!(e.key, "underlay.workers");
+        assert!(e.line.is_some() && e.reason.contains("out of range"), "{bad}: {e}");
+    }
 }
 
 #[test]

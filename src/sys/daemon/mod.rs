@@ -12,7 +12,10 @@
 //! window ([`busy_poll`], `[underlay] busy_poll_us`) so that the next frame of a conversation
 //! costs no wake-up. Frames are read into preallocated buffers at offset [`HEADROOM`] and encapsulated in
 //! place; the per-wakeup data path, with TSO/GSO/GRO offloads where they are on, is in
-//! [`crate::sys::fastpath::datapath`] and works on the node's switch directly.
+//! [`crate::sys::fastpath::datapath`] and works on the node's switch directly. The one other
+//! thread (`[underlay] workers = 2`, the default) only hands batches this thread has already
+//! switched and sealed to the kernel ([`crate::sys::fastpath::send_worker`]); the node keeps one
+//! owner.
 //!
 //! Clients of the control socket and the metrics listener are served by the same loop, after the
 //! data path, as non-blocking state machines with deadlines and a cap ([`clients`]): nothing a
@@ -122,6 +125,7 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
         for (source, events) in polls.ready_events() {
             daemon.serve(source, events, now);
         }
+        daemon.tx.reap(&mut daemon.driver);
         daemon.ports.recover(now, &mut daemon.driver);
         daemon.serve_clients(now);
         daemon.drain();
@@ -207,6 +211,7 @@ impl Daemon {
         let gro = udp.gro_enabled() || esp.as_ref().is_some_and(|e| e.sockets.gro_enabled());
         let rx_len = if gro { payload_len.max(udp::GRO_BUFFER) } else { payload_len };
         let metrics = config.metrics_listen.map(MetricsListener::bind).transpose()?;
+        let tx = tx_path(config, payload_len, &udp, esp.as_ref().map(|e| &e.sockets));
         Ok(Daemon {
             config: config.clone(),
             config_path: None,
@@ -222,7 +227,7 @@ impl Daemon {
             offload,
             floating,
             services,
-            tx: TxPath::new(payload_len),
+            tx,
             rx: RxPath::new(rx_len, config.underlay.mtu as usize),
             path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
                 Ok(p) => Some(p),
@@ -542,6 +547,28 @@ impl Daemon {
             o.shutdown();
         }
         self.host_state.finish();
+    }
+}
+
+/// The TAP -> underlay path: with `workers = 2` its sends go through a thread of their own, on
+/// copies of the underlay sockets made after their offloads were set.
+fn tx_path(config: &Config, payload_len: usize, udp: &UnderlaySockets, esp: Option<&UnderlaySockets>) -> TxPath {
+    if config.underlay.workers < 2 {
+        return TxPath::new(payload_len);
+    }
+    let threaded = udp
+        .try_clone()
+        .and_then(|u| Ok((u, esp.map(UnderlaySockets::try_clone).transpose()?)))
+        .and_then(|(u, e)| TxPath::with_send_thread(payload_len, u, e));
+    match threaded {
+        Ok(tx) => {
+            tracing::info!(workers = 2, "sends to the underlay on a thread of their own");
+            tx
+        }
+        Err(e) => {
+            tracing::warn!("no send thread ({e}); sending on the daemon thread");
+            TxPath::new(payload_len)
+        }
     }
 }
 

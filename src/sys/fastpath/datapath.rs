@@ -16,7 +16,10 @@
 //! datagrams and 65507 bytes per send, a run split into balanced sends (47 segments go as 24 + 23,
 //! not 44 + 3). If the kernel refuses GSO (`EIO`/`EINVAL`, nothing sent) it is turned off for that
 //! tunnel's sockets with a log line and the datagrams go by `sendmmsg`, which also carries
-//! everything else (flooding, single frames).
+//! everything else (flooding, single frames). With `[underlay] workers = 2` (the default) these
+//! sends run on a send thread ([`super::send_worker`]): a full batch of encapsulated (and sealed)
+//! datagrams is handed over whole, in order, and the daemon thread reads and switches the next
+//! one into a second set of slots; `workers = 1` sends on the daemon thread as before.
 //!
 //! Underlay -> TAP. With `UDP_GRO` (on the VXLAN socket and on the ESP-in-UDP socket) a receive
 //! buffer may hold many datagrams of one stride ([`udp::gro_datagrams`]); each is handed to the
@@ -40,6 +43,7 @@ use std::time::Instant;
 
 use super::gro::Coalescer;
 use super::gso::{self, TapFrame};
+use super::send_worker::Worker;
 use super::tap::{is_gone, Tap};
 use super::tunnel_gso;
 use super::udp::{self, Received, UnderlaySockets};
@@ -74,44 +78,151 @@ struct PendingSend {
     tunnel: Tunnel,
 }
 
+/// One batch of the TAP -> underlay direction: frame slots, the datagrams encapsulated in them
+/// and waiting to be sent, and the counters of sending them (merged into the daemon's when the
+/// batch comes back from the send thread).
+#[derive(Debug)]
+pub struct TxBatch {
+    slots: Buffers,
+    pending: Vec<PendingSend>,
+    dests: Vec<Ipv4Addr>,
+    counters: DriverCounters,
+}
+
+impl TxBatch {
+    fn new(payload: usize) -> Self {
+        TxBatch {
+            slots: Buffers::new(udp::BATCH, payload),
+            pending: Vec::with_capacity(udp::BATCH),
+            dests: Vec::new(),
+            counters: DriverCounters::default(),
+        }
+    }
+
+    /// Send what is queued (counted in the batch's own counters) and free the slots.
+    fn send(&mut self, udp: &UnderlaySockets, esp: Option<&UnderlaySockets>) {
+        flush_sends(udp, esp, &self.slots, &self.pending, &self.dests, &mut self.counters);
+        self.pending.clear();
+        self.dests.clear();
+    }
+
+    /// Move the send counters into `driver`.
+    fn merge_counters(&mut self, driver: &mut DriverCounters) {
+        let c = std::mem::take(&mut self.counters);
+        driver.underlay_send_errors += c.underlay_send_errors;
+        driver.underlay_send_too_big += c.underlay_send_too_big;
+        driver.gso_sends += c.gso_sends;
+        driver.gso_segments += c.gso_segments;
+        driver.gso_fallbacks += c.gso_fallbacks;
+    }
+}
+
+/// Batches that exist with a send thread: one being filled, the others with the thread.
+const BATCHES_WITH_WORKER: usize = 3;
+
+/// Batches of fewer datagrams than this are sent on the daemon thread when the send thread has
+/// nothing in flight: a request/reply exchange would otherwise pay a thread wake-up per frame
+/// (ping averages in the two-host lab with this rule were no worse than with `workers = 1`),
+/// and a batch this small gains nothing from the second core.
+const INLINE_BELOW: usize = 8;
+
+/// Whether a batch of `pending` datagrams is sent on the daemon thread: only when it is small
+/// and nothing is in flight with the send thread, so it cannot overtake an earlier batch.
+fn send_inline(pending: usize, in_flight: usize) -> bool {
+    in_flight == 0 && pending < INLINE_BELOW
+}
+
 /// State of the TAP -> underlay direction.
 #[derive(Debug)]
 pub struct TxPath {
-    slots: Buffers,
+    batch: TxBatch,
     slot_cap: usize,
     spill: Vec<u8>,
-    pending: Vec<PendingSend>,
-    dests: Vec<Ipv4Addr>,
+    /// With `workers = 2`: the send thread and the batches that are back from it.
+    worker: Option<(Worker<TxBatch>, Vec<TxBatch>)>,
 }
 
 impl TxPath {
-    /// Buffers for frames of up to `payload` bytes (and a spill buffer for super-frames).
+    /// Buffers for frames of up to `payload` bytes (and a spill buffer for super-frames); sends
+    /// on the daemon thread.
     pub fn new(payload: usize) -> Self {
-        TxPath {
-            slots: Buffers::new(udp::BATCH, payload),
-            slot_cap: payload,
-            spill: vec![0u8; SPILL],
-            pending: Vec::with_capacity(udp::BATCH),
-            dests: Vec::new(),
-        }
+        TxPath { batch: TxBatch::new(payload), slot_cap: payload, spill: vec![0u8; SPILL], worker: None }
+    }
+
+    /// Like [`TxPath::new`], with the sends on a thread of their own that owns `udp` and `esp`
+    /// (copies of the daemon's sockets, see [`super::send_worker`]).
+    pub fn with_send_thread(payload: usize, udp: UnderlaySockets, esp: Option<UnderlaySockets>) -> io::Result<Self> {
+        let worker = Worker::spawn("vxswitch-send", move |b: &mut TxBatch| b.send(&udp, esp.as_ref()))?;
+        let spare = (1..BATCHES_WITH_WORKER).map(|_| TxBatch::new(payload)).collect();
+        Ok(TxPath { worker: Some((worker, spare)), ..TxPath::new(payload) })
+    }
+
+    /// Whether sends go through a send thread.
+    pub fn threaded(&self) -> bool {
+        self.worker.is_some()
     }
 
     /// Hand the frame in slot `slot` to the switch and queue what it sends.
     // hot path
     fn handle(&mut self, switch: &mut Switch, now: Instant, port: PortId, slot: usize, len: usize) {
-        let buf = &mut self.slots.bufs[slot];
+        let b = &mut self.batch;
+        let buf = &mut b.slots.bufs[slot];
         if let Forward::Underlay { payload, dests, flow_hash, tunnel } = switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len) {
-            let start = self.dests.len();
-            self.dests.extend_from_slice(dests);
-            self.pending.push(PendingSend { buf: slot, payload, dests: start..self.dests.len(), flow: flow_hash, tunnel });
+            let start = b.dests.len();
+            b.dests.extend_from_slice(dests);
+            b.pending.push(PendingSend { buf: slot, payload, dests: start..b.dests.len(), flow: flow_hash, tunnel });
         }
     }
 
-    /// Send what is queued and free the slots.
+    /// Send what is queued (or hand it to the send thread) and start on free slots.
     fn flush(&mut self, udp: &UnderlaySockets, esp: Option<&UnderlaySockets>, driver: &mut DriverCounters) {
-        flush_sends(udp, esp, &self.slots, &self.pending, &self.dests, driver);
-        self.pending.clear();
-        self.dests.clear();
+        let Some((worker, spare)) = self.worker.as_mut() else {
+            self.batch.send(udp, esp);
+            self.batch.merge_counters(driver);
+            return;
+        };
+        if self.batch.pending.is_empty() {
+            self.batch.dests.clear();
+            return;
+        }
+        while let Some(mut b) = worker.take(false) {
+            b.merge_counters(driver);
+            spare.push(b);
+        }
+        if send_inline(self.batch.pending.len(), worker.in_flight()) {
+            self.batch.send(udp, esp);
+            self.batch.merge_counters(driver);
+            driver.sent_inline += 1;
+            return;
+        }
+        let next = spare.pop().or_else(|| {
+            driver.send_thread_waits += 1;
+            worker.take(true)
+        });
+        let next = match next {
+            Some(b) => b,
+            None => {
+                // The send thread is gone (it can only panic): send here from now on.
+                tracing::error!("the send thread ended; sending on the daemon thread");
+                self.worker = None;
+                return self.flush(udp, esp, driver);
+            }
+        };
+        let mut full = std::mem::replace(&mut self.batch, next);
+        self.batch.merge_counters(driver);
+        full.counters = DriverCounters::default();
+        worker.submit(full);
+        driver.send_thread_batches += 1;
+    }
+
+    /// Take back the batches the send thread has finished, and their counters, without waiting.
+    pub fn reap(&mut self, driver: &mut DriverCounters) {
+        if let Some((worker, spare)) = self.worker.as_mut() {
+            while let Some(mut b) = worker.take(false) {
+                b.merge_counters(driver);
+                spare.push(b);
+            }
+        }
     }
 }
 
@@ -132,12 +243,12 @@ pub fn tap_to_underlay(
     let mut slot = 0;
     let mut gone = None;
     for _ in 0..udp::BATCH {
-        if slot == tx.slots.bufs.len() {
+        if slot == tx.batch.slots.bufs.len() {
             tx.flush(udp, esp, driver);
             slot = 0;
         }
         if !tap.offload() {
-            match tap.read(&mut tx.slots.bufs[slot][HEADROOM..]) {
+            match tap.read(&mut tx.batch.slots.bufs[slot][HEADROOM..]) {
                 Ok(Some(len)) => {
                     tx.handle(switch, now, port, slot, len);
                     slot += 1;
@@ -153,7 +264,7 @@ pub fn tap_to_underlay(
             continue;
         }
         let cap = tx.slot_cap;
-        let read = tap.read_offload(&mut tx.slots.bufs[slot][HEADROOM..HEADROOM + cap], &mut tx.spill[cap..]);
+        let read = tap.read_offload(&mut tx.batch.slots.bufs[slot][HEADROOM..HEADROOM + cap], &mut tx.spill[cap..]);
         let (len, hdr) = match read {
             Ok(Some(r)) => r,
             Ok(None) => break,
@@ -165,7 +276,7 @@ pub fn tap_to_underlay(
             }
         };
         if hdr.gso_type == super::virtio::GSO_NONE && len <= cap {
-            match gso::classify(&mut tx.slots.bufs[slot][HEADROOM..HEADROOM + len], &hdr) {
+            match gso::classify(&mut tx.batch.slots.bufs[slot][HEADROOM..HEADROOM + len], &hdr) {
                 Ok(_) => {
                     tx.handle(switch, now, port, slot, len);
                     slot += 1;
@@ -176,7 +287,7 @@ pub fn tap_to_underlay(
         }
         // A super-frame (or an oversized frame): gather it in the spill buffer, then split.
         let head = len.min(cap);
-        tx.spill[..head].copy_from_slice(&tx.slots.bufs[slot][HEADROOM..HEADROOM + head]);
+        tx.spill[..head].copy_from_slice(&tx.batch.slots.bufs[slot][HEADROOM..HEADROOM + head]);
         let split = match gso::classify(&mut tx.spill[..len], &hdr) {
             Ok(TapFrame::Split(s)) if s.max_segment_len() <= cap => s,
             Ok(_) => {
@@ -192,17 +303,17 @@ pub fn tap_to_underlay(
         };
         driver.tap_super_frames += 1;
         driver.tap_segments += split.count() as u64;
-        if slot > 0 && slot + split.count() > tx.slots.bufs.len() {
+        if slot > 0 && slot + split.count() > tx.batch.slots.bufs.len() {
             // Send what is queued first, so this frame's segments form one run (balanced sends).
             tx.flush(udp, esp, driver);
             slot = 0;
         }
         for i in 0..split.count() {
-            if slot == tx.slots.bufs.len() {
+            if slot == tx.batch.slots.bufs.len() {
                 tx.flush(udp, esp, driver);
                 slot = 0;
             }
-            let seg_len = split.write_segment(&tx.spill[..len], i, &mut tx.slots.bufs[slot][HEADROOM..]);
+            let seg_len = split.write_segment(&tx.spill[..len], i, &mut tx.batch.slots.bufs[slot][HEADROOM..]);
             tx.handle(switch, now, port, slot, seg_len);
             slot += 1;
         }
@@ -516,6 +627,17 @@ mod tests {
         // A change of tunnel, destination or a larger datagram starts a new run.
         assert_eq!(runs(&[(esp, 2, 1446), (esp, 2, 1446), (vx, 2, 1446), (vx, 2, 1446), (vx, 3, 1446)]), [2, 2, 1]);
         assert_eq!(runs(&[(esp, 2, 100), (esp, 2, 1446)]), [1, 1]);
+    }
+
+    #[test]
+    fn only_small_batches_with_nothing_in_flight_are_sent_inline() {
+        assert!(send_inline(1, 0), "a lone frame (a ping, an ACK) goes at once");
+        assert!(send_inline(INLINE_BELOW - 1, 0));
+        assert!(!send_inline(INLINE_BELOW, 0), "a batch worth a second core goes to the send thread");
+        assert!(!send_inline(64, 0));
+        for pending in [1, 7, 64] {
+            assert!(!send_inline(pending, 1), "never ahead of a batch still with the send thread");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod gro;
 pub mod gso;
 pub mod path_mtu;
+pub mod send_worker;
 pub mod tap;
 pub mod tunnel_gso;
 pub mod udp;
@@ -81,6 +82,14 @@ counters! {
         pub busy_poll_rounds: u64 = counter,
         /// Busy-poll rounds that found data-path work (a wake-up saved).
         pub busy_poll_hits: u64 = counter,
+        /// Batches of datagrams handed to the send thread (`[underlay] workers = 2`).
+        pub send_thread_batches: u64 = counter,
+        /// Times the daemon thread waited for the send thread to give a batch back (all were in
+        /// flight: the kernel's sends, not the reading and switching, set the pace).
+        pub send_thread_waits: u64 = counter,
+        /// Small batches sent on the daemon thread while the send thread had nothing in flight
+        /// (no thread wake-up for a lone frame).
+        pub sent_inline: u64 = counter,
         /// Control-socket connections refused because too many were open.
         pub control_clients_refused: u64 = counter => clients_refused(CLIENTS_REFUSED) listener = "control",
         /// Metrics (HTTP) connections refused because too many were open.

@@ -120,6 +120,18 @@ impl UnderlaySockets {
         Ok(UnderlaySockets { rx, tx, peer_port, gso: Cell::new(false), gro: false })
     }
 
+    /// Another handle on the same sockets (duplicated descriptors), with the same GSO/GRO state;
+    /// for a send thread, which then tracks a GSO refusal on its own.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(UnderlaySockets {
+            rx: self.rx.try_clone()?,
+            tx: self.tx.iter().map(Socket::try_clone).collect::<io::Result<_>>()?,
+            peer_port: self.peer_port,
+            gso: Cell::new(self.gso.get()),
+            gro: self.gro,
+        })
+    }
+
     /// Allow `UDP_SEGMENT` sends if the kernel knows the option; returns whether it does.
     pub fn enable_gso(&self) -> bool {
         // Setting the socket-wide size to 0 keeps segmentation per send (through the cmsg).
