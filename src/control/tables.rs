@@ -206,7 +206,7 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
 
 fn removal(key: &Key) -> Option<ControlUpdate> {
     match *key {
-        Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay }),
+        Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay: underlay.into() }),
         Key::Route(vni, subnet) => Some(ControlUpdate::RouteRemove { vni, subnet }),
         Key::Arp(vni, ip) => Some(ControlUpdate::ArpUnbind { vni, ip }),
         Key::Fdb(vni, mac) => Some(ControlUpdate::StaticFdbRemove { vni, mac }),
@@ -218,12 +218,14 @@ fn removal(key: &Key) -> Option<ControlUpdate> {
 fn addition(key: &Key, val: &Val) -> ControlUpdate {
     match (*key, val) {
         (Key::Peer(vni, underlay), Val::Peer { vtep_mac, .. }) => {
-            ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay, vtep_mac: *vtep_mac } }
+            ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: underlay.into(), vtep_mac: *vtep_mac } }
         }
-        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: *via },
+        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: (*via).into() },
         (Key::Arp(vni, ip), Val::Arp { mac, .. }) => ControlUpdate::ArpBinding { vni, ip, mac: *mac },
-        (Key::Esp(underlay), Val::Esp { key, epoch }) => ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch },
-        (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: *underlay },
+        (Key::Esp(underlay), Val::Esp { key, epoch }) => {
+            ControlUpdate::EspKey { underlay: underlay.into(), public_key: *key, epoch: *epoch }
+        }
+        (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: (*underlay).into() },
         // Keys and values are built in pairs above.
         (key, _) => unreachable!("mismatched fact {key:?}"),
     }
@@ -268,7 +270,7 @@ mod tests {
         assert!(matches!(out[3], ControlUpdate::ArpBinding { .. }));
         // Next to the binding: the container's MAC behind that member's underlay.
         let binding = &r1.networks[0].bindings[0];
-        assert_eq!(out[4], ControlUpdate::StaticFdb { vni: SIM_VNI, mac: binding.mac, underlay: host_ip(1) });
+        assert_eq!(out[4], ControlUpdate::StaticFdb { vni: SIM_VNI, mac: binding.mac, underlay: host_ip(1).into() });
         assert_eq!(out.len(), 5);
         out.clear();
         t.sync(&local, [&r1].into_iter(), &mut out);

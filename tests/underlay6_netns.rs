@@ -1,0 +1,155 @@
+//! vxswitch over an IPv6 underlay, on real kernels: hosts in network namespaces reach each other
+//! only through their 2001:db8:18::/64 underlay addresses (the configuration names no IPv4 one).
+//! Needs root; without it each test prints SKIP (or fails with VXSWITCH_REQUIRE_ROOT=1).
+
+#[path = "common/netns.rs"]
+mod netns_common;
+#[path = "common/traffic.rs"]
+mod traffic;
+
+use std::path::Path;
+
+use netns_common::have_root;
+use traffic::{all_pairs_ping, ping, Capture};
+use vxswitch::testnet::lab::{underlay_ip6, HostKind, Lab, CONTAINER_MTU_IPV6};
+use vxswitch::testnet::probes::checked_transfer;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vxswitch"))
+}
+
+fn drops(stats: &serde_json::Value) -> u64 {
+    stats["counters"]["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+fn driver(lab: &Lab, host: usize, key: &str) -> u64 {
+    let stats = lab.stats(host).unwrap();
+    stats["driver"][key].as_u64().unwrap_or_else(|| panic!("driver.{key} in {}", stats["driver"]))
+}
+
+/// `ping -M do -s SIZE -c COUNT` (don't fragment) from container 0 of `host`; returns received.
+fn df_ping(lab: &Lab, host: usize, dst: std::net::Ipv4Addr, size: u32, count: u32) -> u32 {
+    let out = lab.hosts[host].containers[0]
+        .ns
+        .command("ping")
+        .args(["-M", "do", "-s", &size.to_string(), "-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
+        .output()
+        .expect("ping runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
+    line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).nth(1).unwrap()
+}
+
+/// Every datagram of the capture is IPv6 (ethertype 0x86dd) and there was at least `min`.
+fn assert_all_ipv6(frames: &[Vec<u8>], min: usize, what: &str) {
+    assert!(frames.len() >= min, "{what}: {} frames crossed the underlay, expected at least {min}", frames.len());
+    let v4 = frames.iter().filter(|f| f.len() < 14 || f[12..14] != [0x86, 0xdd]).count();
+    assert_eq!(v4, 0, "{what}: every tunnel datagram is IPv6");
+}
+
+#[test]
+fn netns_ipv6_underlay_vxlan_all_pairs() {
+    if !have_root("netns_ipv6_underlay_vxlan_all_pairs") {
+        return;
+    }
+    let lab = Lab::build_ipv6("u6vx", &[HostKind::Vxswitch; 3], 1, bin()).unwrap();
+    let pcap = lab.dir.join("vxlan6.pcap");
+    let capture = Capture::start(&lab, "ul", "udp port 4789", &pcap);
+    all_pairs_ping(&lab, 3);
+    // The largest packet the plan allows crosses without fragmentation: 1430 = 1500 - 70.
+    let dst = lab.hosts[1].containers[0].ip;
+    assert_eq!(df_ping(&lab, 0, dst, CONTAINER_MTU_IPV6 - 28, 3), 3, "a full-size frame fits VXLAN over IPv6");
+    let frames = capture.stop();
+    assert_all_ipv6(&frames, 3 * 2 * 3 * 2, "VXLAN");
+    for i in 0..3 {
+        let stats = lab.stats(i).unwrap();
+        assert_eq!(drops(&stats), 0, "host {i}: {}", stats["counters"]["drops"]);
+        let net = &stats["networks"][0];
+        assert_eq!(net["mtu"], CONTAINER_MTU_IPV6, "host {i}: the overlay MTU accounts for the outer IPv6 header");
+        assert_eq!((net["mtu_plan"]["outer_ipv6"].as_u64(), net["mtu_plan"]["outer_ipv4"].as_u64()), (Some(40), Some(0)));
+        let peers: Vec<String> = net["peers"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> = (0..3).filter(|&k| k != i).map(|k| underlay_ip6(k).to_string()).collect();
+        assert_eq!(peers, want, "host {i}");
+    }
+    // Host 0 learned host 1's container behind host 1's IPv6 VTEP address.
+    let fdb = lab.stats(0).unwrap()["networks"][0]["fdb"].clone();
+    let mac = lab.hosts[1].containers[0].mac().unwrap();
+    let at = underlay_ip6(1).to_string();
+    assert!(fdb.as_array().unwrap().iter().any(|e| e["mac"] == mac.as_str() && e["location"] == at.as_str()), "{mac} behind {at}: {fdb}");
+}
+
+#[test]
+fn netns_ipv6_underlay_tcp_uses_gso_and_gro() {
+    if !have_root("netns_ipv6_underlay_tcp_uses_gso_and_gro") {
+        return;
+    }
+    let lab = Lab::build_ipv6("u6gs", &[HostKind::Vxswitch; 2], 1, bin()).unwrap();
+    all_pairs_ping(&lab, 2);
+    let bin = bin().to_string_lossy().into_owned();
+    let (a, b) = (&lab.hosts[0].containers[0], &lab.hosts[1].containers[0]);
+    let bytes = 16 << 20;
+    for (from, to, port) in [(a, b, 5401), (b, a, 5402)] {
+        let report = checked_transfer(&bin, &from.ns, &to.ns, to.ip, port, bytes).unwrap();
+        assert!(report.intact && report.received == bytes, "{} -> {}: {report:?}", from.ip, to.ip);
+    }
+    for (tx, rx) in [(0, 1), (1, 0)] {
+        assert!(driver(&lab, tx, "gso_sends") > 0 && driver(&lab, tx, "gso_segments") > driver(&lab, tx, "gso_sends"), "host {tx}");
+        assert_eq!(driver(&lab, tx, "gso_fallbacks"), 0, "host {tx}");
+        assert!(driver(&lab, rx, "gro_batches") > 0, "host {rx}: UDP GRO over IPv6");
+    }
+    for h in 0..2 {
+        for key in ["rx_csum_failures", "underlay_send_errors", "tap_write_errors"] {
+            assert_eq!(driver(&lab, h, key), 0, "host {h} {key}");
+        }
+    }
+}
+
+#[test]
+fn netns_ipv6_underlay_esp_all_pairs() {
+    if !have_root("netns_ipv6_underlay_esp_all_pairs") {
+        return;
+    }
+    let mut lab = Lab::build_ipv6("u6es", &[HostKind::Bare; 3], 1, bin()).unwrap();
+    for i in 0..3 {
+        let config = lab.esp_manual_config(i, false);
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    // ESP overlay over IPv6: 1500 - 40 IPv6 - 8 UDP - 8 ESP - 8 IV - 14 Ethernet - 2 - 16 ICV.
+    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
+    assert_eq!(mtu, 1404);
+    lab.set_container_mtu(mtu).unwrap();
+    let pcap = lab.dir.join("esp6.pcap");
+    let capture = Capture::start(&lab, "ul", "udp port 4500 or udp port 4789", &pcap);
+    all_pairs_ping(&lab, 3);
+    let dst = lab.hosts[2].containers[0].ip;
+    assert_eq!(df_ping(&lab, 1, dst, mtu - 28, 3), 3, "a full-size frame fits ESP over IPv6");
+    let frames = capture.stop();
+    assert_all_ipv6(&frames, 3 * 2 * 3 * 2, "ESP");
+    let udp_ports = |f: &Vec<u8>| (u16::from_be_bytes([f[54], f[55]]), u16::from_be_bytes([f[56], f[57]]));
+    assert!(frames.iter().all(|f| f.len() > 58 && udp_ports(f) == (4500, 4500)), "ESP in UDP 4500 -> 4500, nothing in cleartext VXLAN");
+    for i in 0..3 {
+        let stats = lab.stats(i).unwrap();
+        assert_eq!(drops(&stats), 0, "host {i}: {}", stats["counters"]["drops"]);
+    }
+}
+
+#[test]
+fn netns_ipv6_underlay_vxswitch_and_kernel_vxlan_interoperate() {
+    if !have_root("netns_ipv6_underlay_vxswitch_and_kernel_vxlan_interoperate") {
+        return;
+    }
+    let lab = Lab::build_ipv6("u6vk", &[HostKind::Vxswitch, HostKind::KernelVxlan], 2, bin()).unwrap();
+    let link = lab.hosts[1].ns.output("ip", &["-d", "link", "show", "vtep1042"]).unwrap();
+    assert!(link.contains(&format!("local {}", underlay_ip6(1))), "the kernel device runs over IPv6: {link}");
+    // Both directions, ARP included, 0 lost (all_pairs_ping asserts every reply).
+    all_pairs_ping(&lab, 10);
+    let c = &lab.hosts[1].containers[0];
+    for (host, dst) in [(0, c.ip), (1, lab.hosts[0].containers[0].ip)] {
+        assert_eq!(ping(&lab, host, 0, dst, 20), (20, 20), "host {host} -> {dst}");
+    }
+    let stats = lab.stats(0).unwrap();
+    assert_eq!(drops(&stats), 0, "{}", stats["counters"]["drops"]);
+    let fdb = stats["networks"][0]["fdb"].clone();
+    let at = underlay_ip6(1).to_string();
+    assert!(fdb.as_array().unwrap().iter().any(|e| e["location"] == at.as_str()), "kernel-side MACs behind {at}: {fdb}");
+}
