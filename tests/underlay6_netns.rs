@@ -153,3 +153,39 @@ fn netns_ipv6_underlay_vxswitch_and_kernel_vxlan_interoperate() {
     let at = underlay_ip6(1).to_string();
     assert!(fdb.as_array().unwrap().iter().any(|e| e["location"] == at.as_str()), "kernel-side MACs behind {at}: {fdb}");
 }
+
+/// `arp = [...]` binding every container of `host` (IP and real MAC).
+fn arp_bindings(lab: &Lab, host: usize) -> String {
+    let entries: Vec<String> =
+        lab.hosts[host].containers.iter().map(|c| format!("{{ ip = \"{}\", mac = \"{}\" }}", c.ip, c.mac().unwrap())).collect();
+    format!("arp = [{}]\n", entries.join(", "))
+}
+
+#[test]
+fn netns_ipv6_underlay_kernel_mode_vtep_has_local6() {
+    if !have_root("netns_ipv6_underlay_kernel_mode_vtep_has_local6") {
+        return;
+    }
+    // Host 0 runs kernel mode (a vtep created over netlink), host 1 the userspace overlay; the
+    // kernel device answers ARP from its neighbour table, so each side is told the other's.
+    let mut lab = Lab::build_ipv6("u6km", &[HostKind::Bare, HostKind::Vxswitch], 1, bin()).unwrap();
+    let (a_bindings, b_bindings) = (arp_bindings(&lab, 0), arp_bindings(&lab, 1));
+    assert!(lab.stop_vxswitch(1).unwrap());
+    lab.start_vxswitch(1, &a_bindings).unwrap();
+    let config = lab.vxswitch_config(0, &b_bindings).replace("tap = \"vxs1042\"\n", "mode = \"kernel\"\n");
+    lab.start_vxswitch_with(0, &config).unwrap();
+    all_pairs_ping(&lab, 5);
+    let link = lab.hosts[0].ns.output("ip", &["-d", "link", "show", "vtep1042"]).unwrap();
+    for want in ["vxlan id 1042", &format!("local {}", underlay_ip6(0)), "dev eth0", "dstport 4789", "nolearning", "master br0"] {
+        assert!(link.contains(want), "{want:?} in: {link}");
+    }
+    assert!(link.contains(&format!("mtu {CONTAINER_MTU_IPV6}")), "MTU underlay - 70: {link}");
+    let fdb = lab.hosts[0].ns.output("bridge", &["fdb", "show", "dev", "vtep1042"]).unwrap();
+    assert!(fdb.lines().any(|l| l.starts_with(&format!("00:00:00:00:00:00 dst {}", underlay_ip6(1)))), "IPv6 flood entry: {fdb}");
+    let stats = lab.stats(0).unwrap();
+    assert_eq!(stats["networks"][0]["device"]["errors"], 0, "{}", stats["networks"][0]);
+    assert_eq!(stats["networks"][0]["peers"], serde_json::json!([underlay_ip6(1).to_string()]));
+    // A clean shutdown removes the device.
+    assert!(lab.stop_vxswitch(0).unwrap(), "SIGTERM: clean exit; log in {}", lab.log(0).display());
+    assert!(lab.hosts[0].ns.ip(&["link", "show", "vtep1042"]).is_err());
+}

@@ -980,3 +980,5 @@ fn is_unicast(addr: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ipv6;
