@@ -189,3 +189,40 @@ fn netns_ipv6_underlay_kernel_mode_vtep_has_local6() {
     assert!(lab.stop_vxswitch(0).unwrap(), "SIGTERM: clean exit; log in {}", lab.log(0).display());
     assert!(lab.hosts[0].ns.ip(&["link", "show", "vtep1042"]).is_err());
 }
+
+/// Polls host `i`'s `peer_mtus` until `want` holds (the probe reads the routes once a second).
+fn wait_peer_mtus(lab: &Lab, i: usize, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let mtus = lab.stats(i).unwrap()["peer_mtus"].clone();
+        if want(&mtus) {
+            return mtus;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "host {i}: peer_mtus stayed {mtus}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn netns_ipv6_underlay_peer_path_mtu_is_read_with_ipv6_mtu() {
+    if !have_root("netns_ipv6_underlay_peer_path_mtu_is_read_with_ipv6_mtu") {
+        return;
+    }
+    let lab = Lab::build_ipv6("u6pm", &[HostKind::Vxswitch; 2], 1, bin()).unwrap();
+    all_pairs_ping(&lab, 2);
+    // The kernel's route to host 1 becomes smaller (as an ICMPv6 "packet too big" would make it).
+    let peer = underlay_ip6(1).to_string();
+    lab.hosts[0].ns.ip(&["-6", "route", "replace", &format!("{peer}/128"), "dev", "eth0", "mtu", "1400"]).unwrap();
+    let mtus = wait_peer_mtus(&lab, 0, |m| m.as_array().is_some_and(|a| a.len() == 1));
+    assert_eq!((mtus[0]["peer"].as_str(), mtus[0]["mtu"].as_u64()), (Some(peer.as_str()), Some(1400)), "{mtus}");
+    // A full-size DF frame now gets "fragmentation needed" with 1400 - 70 = 1330; one that fits crosses.
+    let dst = lab.hosts[1].containers[0].ip;
+    assert_eq!(df_ping(&lab, 0, dst, CONTAINER_MTU_IPV6 - 28, 2), 0, "too big for the smaller path");
+    assert!(lab.stats(0).unwrap()["counters"]["pmtu_icmp_sent"].as_u64().unwrap() > 0, "the sender was told");
+    let route = lab.hosts[0].containers[0].ns.output("ip", &["route", "get", &dst.to_string()]).unwrap();
+    assert!(route.contains("mtu 1330"), "the container learned the MTU that fits: {route}");
+    assert_eq!(df_ping(&lab, 0, dst, 1330 - 28, 3), 3);
+    // The route back at full size: raised again.
+    lab.hosts[0].ns.ip(&["-6", "route", "del", &format!("{peer}/128"), "dev", "eth0"]).unwrap();
+    wait_peer_mtus(&lab, 0, |m| m.as_array().is_some_and(|a| a.is_empty()));
+}

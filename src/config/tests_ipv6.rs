@@ -38,7 +38,9 @@ fn an_ipv6_underlay_with_ipv6_peers_and_its_mtus() {
     assert_eq!(c.networks[0].outer, OuterIp::V6);
     assert_eq!(c.networks[0].mtu, 1430, "VXLAN over IPv6: 70 bytes");
     assert_eq!(c.networks[0].max_frame_len(1500), 1444);
-    assert!(c.networks[0].mtu_line(1500).ends_with("largest mtu 1430 = underlay 1500 - 40 ipv6 - 8 udp - 8 vxlan - 14 inner ethernet (vxlan)"));
+    assert!(c.networks[0]
+        .mtu_line(1500)
+        .ends_with("largest mtu 1430 = underlay 1500 - 40 ipv6 - 8 udp - 8 vxlan - 14 inner ethernet (vxlan)"));
     assert_eq!(c.networks[1].mtu, 1404, "ESP overlay over IPv6: 20 bytes less than over IPv4 (1424)");
     assert_eq!(
         c.networks[0].static_updates()[0],
