@@ -30,7 +30,7 @@ fn gossip_record_rewritten_under_another_key_is_refused() {
     // underlay and ESP key, and a newer epoch: without signatures everyone would switch to it.
     let mut forged = host_record(1, FIRST_EPOCH + 5);
     forged.gossip = host_addr(9);
-    forged.underlay = host_ip(9);
+    forged.underlay = host_ip(9).into();
     forged.esp_public_key = Some([0xee; 32]);
     sim.add_gossip_host(forged, Credentials::for_tests(999, 0));
     sim.run_for(Duration::from_secs(15));

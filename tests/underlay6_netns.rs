@@ -11,7 +11,7 @@ use std::path::Path;
 
 use netns_common::have_root;
 use traffic::{all_pairs_ping, ping, Capture};
-use vxswitch::testnet::lab::{underlay_ip6, HostKind, Lab, CONTAINER_MTU_IPV6};
+use vxswitch::testnet::lab::{underlay_ip6, Addressing, HostKind, Lab, CONTAINER_MTU_IPV6};
 use vxswitch::testnet::probes::checked_transfer;
 
 fn bin() -> &'static Path {
@@ -225,4 +225,52 @@ fn netns_ipv6_underlay_peer_path_mtu_is_read_with_ipv6_mtu() {
     // The route back at full size: raised again.
     lab.hosts[0].ns.ip(&["-6", "route", "del", &format!("{peer}/128"), "dev", "eth0"]).unwrap();
     wait_peer_mtus(&lab, 0, |m| m.as_array().is_some_and(|a| a.is_empty()));
+}
+
+/// Routes host `i`'s daemon holds (`stats`), as text.
+fn routes(lab: &Lab, i: usize) -> Vec<String> {
+    let stats = lab.stats(i).unwrap();
+    stats["networks"][0]["routes"].as_array().map(|r| r.iter().map(|x| x.to_string()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn netns_ipv6_underlay_gossip_cluster_from_an_ipv6_seed() {
+    if !have_root("netns_ipv6_underlay_gossip_cluster_from_an_ipv6_seed") {
+        return;
+    }
+    let mut lab = Lab::build_ipv6_with("u6gp", &[HostKind::Bare; 3], 1, bin(), Addressing::PerHost).unwrap();
+    for i in 0..3 {
+        let config = lab.gossip_config(i, "routed", &[0]).unwrap();
+        assert!(i == 0 || config.contains(&format!("seeds = [\"{}\"]", underlay_ip6(0))), "{config}");
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let start = std::time::Instant::now();
+    while !(0..3).all(|i| routes(&lab, i).len() == 2) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no convergence: {:?}",
+            (0..3).map(|i| routes(&lab, i)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    all_pairs_ping(&lab, 3);
+    for i in 0..3 {
+        let stats = lab.stats(i).unwrap();
+        let net = &stats["networks"][0];
+        let mut peers: Vec<String> = net["peers"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+        peers.sort();
+        let want: Vec<String> = (0..3).filter(|&k| k != i).map(|k| underlay_ip6(k).to_string()).collect();
+        assert_eq!(peers, want, "host {i}: members learned by gossip at their IPv6 underlay addresses");
+        for r in net["routes"].as_array().unwrap() {
+            assert!(r[1].as_str().unwrap().starts_with("2001:db8:18::"), "host {i}: routes via IPv6 VTEPs: {r}");
+        }
+        // Routed mode drops what on the bridge is not for the gateway (as over IPv4); nothing
+        // else may be dropped, above all nothing from an unknown underlay peer.
+        let other = drops(&stats) - stats["counters"]["drops"]["routed_not_for_gateway"].as_u64().unwrap();
+        assert_eq!(other, 0, "host {i}: {}", stats["counters"]["drops"]);
+    }
+    let peers: serde_json::Value =
+        serde_json::from_str(&vxswitch::sys::daemon::control_socket::query(&lab.socket(0), "peers").unwrap()).unwrap();
+    let members = peers["members"].as_array().unwrap();
+    assert_eq!(members.iter().filter(|m| m["state"] == "alive").count(), 2, "{peers}");
 }

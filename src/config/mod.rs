@@ -835,12 +835,6 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: IpAdd
     let line = Some(line_of(text, g.span().start));
     let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("gossip.{k}"), reason };
     let g = g.into_inner();
-    if underlay.is_ipv6() {
-        return Err(err(
-            "cluster",
-            format!("gossip records carry IPv4 underlay addresses; the underlay address {underlay} is IPv6 (list the peers of each network instead)"),
-        ));
-    }
     let addr = |s: &str, k: &str| -> Result<std::net::SocketAddr, ConfigError> {
         if let Ok(a) = s.parse() {
             return Ok(a);
@@ -858,6 +852,10 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: IpAdd
         None => std::net::SocketAddr::from((underlay, DEFAULT_GOSSIP_PORT)),
     };
     config.seeds = g.seeds.iter().map(|s| addr(s, "seeds")).collect::<Result<_, _>>()?;
+    // One socket of the listen address's family sends to every seed.
+    if let Some(s) = config.seeds.iter().find(|s| s.is_ipv4() != config.listen.is_ipv4()) {
+        return Err(err("seeds", format!("seed {s} is of the other family than the gossip address {}", config.listen)));
+    }
     let num = |v: &Option<toml::Spanned<u64>>, k: NumericKey| ranges::checked(text, v, k);
     if let Some(ms) = num(&g.interval_ms, ranges::GOSSIP_INTERVAL_MS)? {
         config.interval = Duration::from_millis(ms);

@@ -1,5 +1,5 @@
 //! Configurations over an IPv6 underlay: what is accepted, the MTU it gives, and the refusals
-//! (mixed families, host-subnet, gossip) with their line, key and reason.
+//! (mixed families, host-subnet, gossip seeds of the other family) with their line, key and reason.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -80,15 +80,18 @@ fn bad_ipv6_addresses_are_refused_with_line_and_key() {
 }
 
 #[test]
-fn host_subnet_and_gossip_need_an_ipv4_underlay() {
+fn host_subnet_needs_an_ipv4_underlay_and_gossip_runs_over_ipv6() {
     let hs = "[underlay]\naddress = \"2001:db8:18::1\"\n\n[[network]]\nvni = 5\nmode = \"host-subnet\"\nsubnet = \"10.42.1.0/24\"\n";
     let e = rejected(hs);
     assert_eq!((e.key.as_str(), e.line), ("network[0].mode", Some(5)));
     assert!(e.reason.contains("is IPv6"), "{e}");
-    let gossip = "[underlay]\naddress = \"2001:db8:18::1\"\n\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\nsubnet = \"10.42.1.0/24\"\n\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\n";
-    let e = rejected(gossip);
-    assert_eq!((e.key.as_str(), e.line), ("gossip.cluster", Some(10)));
-    assert!(e.reason.contains("gossip records carry IPv4 underlay addresses"), "{e}");
+    let gossip = "[underlay]\naddress = \"2001:db8:18::1\"\n\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\nsubnet = \"10.42.1.0/24\"\n\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\nseeds = [\"2001:db8:18::2\", \"[2001:db8:18::3]:4800\"]\n";
+    let g = Config::parse(gossip).unwrap().gossip.unwrap();
+    assert_eq!(g.config.listen, "[2001:db8:18::1]:4790".parse().unwrap(), "gossip listens on the IPv6 underlay address");
+    assert_eq!(g.config.seeds, ["[2001:db8:18::2]:4790".parse().unwrap(), "[2001:db8:18::3]:4800".parse().unwrap()]);
+    let e = rejected(&gossip.replace("\"2001:db8:18::2\"", "\"198.18.0.2\""));
+    assert_eq!((e.key.as_str(), e.line), ("gossip.seeds", Some(10)));
+    assert!(e.reason.contains("other family"), "{e}");
     // Routed networks with static IPv6 peers are fine.
     let routed = "[underlay]\naddress = \"2001:db8:18::1\"\n\n[[network]]\nvni = 5\nmode = \"routed\"\ntap = \"vxs5\"\nsubnet = \"10.42.1.0/24\"\npeers = [{ address = \"2001:db8:18::2\", subnet = \"10.42.2.0/24\" }]\n";
     let c = Config::parse(routed).unwrap();

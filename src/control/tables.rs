@@ -22,7 +22,7 @@
 
 use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -59,20 +59,20 @@ pub struct Conflict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    Peer(Vni, Ipv4Addr),
+    Peer(Vni, IpAddr),
     Route(Vni, Ipv4Net),
     Arp(Vni, Ipv4Addr),
-    Esp(Ipv4Addr),
+    Esp(IpAddr),
     Fdb(Vni, EthernetAddress),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Val {
     Peer { vtep_mac: Option<EthernetAddress>, epoch: u64 },
-    Route { via: Ipv4Addr, epoch: u64 },
+    Route { via: IpAddr, epoch: u64 },
     Arp { mac: EthernetAddress, epoch: u64 },
     Esp { key: [u8; 32], epoch: u64 },
-    Fdb { underlay: Ipv4Addr, epoch: u64 },
+    Fdb { underlay: IpAddr, epoch: u64 },
 }
 
 /// The installed view: last desired table and known conflicts.
@@ -206,7 +206,7 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
 
 fn removal(key: &Key) -> Option<ControlUpdate> {
     match *key {
-        Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay: underlay.into() }),
+        Key::Peer(vni, underlay) => Some(ControlUpdate::PeerDown { vni, underlay }),
         Key::Route(vni, subnet) => Some(ControlUpdate::RouteRemove { vni, subnet }),
         Key::Arp(vni, ip) => Some(ControlUpdate::ArpUnbind { vni, ip }),
         Key::Fdb(vni, mac) => Some(ControlUpdate::StaticFdbRemove { vni, mac }),
@@ -218,14 +218,12 @@ fn removal(key: &Key) -> Option<ControlUpdate> {
 fn addition(key: &Key, val: &Val) -> ControlUpdate {
     match (*key, val) {
         (Key::Peer(vni, underlay), Val::Peer { vtep_mac, .. }) => {
-            ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: underlay.into(), vtep_mac: *vtep_mac } }
+            ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay, vtep_mac: *vtep_mac } }
         }
-        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: (*via).into() },
+        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: *via },
         (Key::Arp(vni, ip), Val::Arp { mac, .. }) => ControlUpdate::ArpBinding { vni, ip, mac: *mac },
-        (Key::Esp(underlay), Val::Esp { key, epoch }) => {
-            ControlUpdate::EspKey { underlay: underlay.into(), public_key: *key, epoch: *epoch }
-        }
-        (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: (*underlay).into() },
+        (Key::Esp(underlay), Val::Esp { key, epoch }) => ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch },
+        (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: *underlay },
         // Keys and values are built in pairs above.
         (key, _) => unreachable!("mismatched fact {key:?}"),
     }

@@ -44,11 +44,7 @@ pub fn local_record(
     MemberRecord {
         name: name.to_string(),
         gossip,
-        // The record carries an IPv4 underlay; the configuration refuses gossip over IPv6.
-        underlay: match config.underlay.address {
-            std::net::IpAddr::V4(a) => a,
-            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
-        },
+        underlay: config.underlay.address,
         vtep_mac: None,
         epoch,
         version: 0,
@@ -122,7 +118,7 @@ subnet = "10.9.1.0/24"
         let config = Config::parse(CONFIG).unwrap();
         let gossip: SocketAddr = "198.18.0.1:4790".parse().unwrap();
         let r = local_record(&config, "a", gossip, 17, Some([3; 32]), 1_000);
-        assert_eq!((r.name.as_str(), r.gossip, r.underlay, r.epoch, r.version), ("a", gossip, Ipv4Addr::new(198, 18, 0, 1), 17, 0));
+        assert_eq!((r.name.as_str(), r.gossip, r.underlay, r.epoch, r.version), ("a", gossip, config.underlay.address, 17, 0));
         assert_eq!(r.modes, ["host-subnet", "overlay", "routed"], "sorted, one each");
         assert_eq!(r.esp_public_key, Some([3; 32]));
         assert_eq!(r.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [42, 7, 9].map(Vni::new_const));

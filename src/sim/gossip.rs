@@ -71,7 +71,7 @@ impl Sim {
     pub fn add_gossip_host(&mut self, record: crate::control::MemberRecord, credentials: Credentials) -> usize {
         let (underlay, gossip, epoch) = (record.underlay, record.gossip, record.epoch);
         let cfg = self.gossip_host(self.hosts.len(), record, credentials);
-        let j = self.add_host(underlay.into(), gossip, cfg);
+        let j = self.add_host(underlay, gossip, cfg);
         self.hosts[j].epoch = epoch;
         j
     }
@@ -95,17 +95,17 @@ impl Sim {
                 continue;
             }
             let r = host_record(j, h.epoch);
-            v.apply(&ControlUpdate::PeerUp { vni: SIM_VNI, peer: PeerInfo { underlay: r.underlay.into(), vtep_mac: r.vtep_mac } });
+            v.apply(&ControlUpdate::PeerUp { vni: SIM_VNI, peer: PeerInfo { underlay: r.underlay, vtep_mac: r.vtep_mac } });
             for n in &r.networks {
                 for s in &n.subnets {
-                    v.routes.insert((n.vni, s.net), r.underlay.into());
+                    v.routes.insert((n.vni, s.net), r.underlay);
                 }
                 for b in &n.bindings {
                     v.arp.insert((n.vni, b.ip), b.mac);
                 }
             }
             if let Some(k) = r.esp_public_key {
-                v.esp.insert(r.underlay.into(), (k, r.epoch));
+                v.esp.insert(r.underlay, (k, r.epoch));
             }
         }
         v

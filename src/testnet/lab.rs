@@ -172,6 +172,11 @@ impl Lab {
         Lab::build_inner(tag, kinds, containers, bin, Addressing::Shared, true)
     }
 
+    /// As [`Lab::build_ipv6`], with a choice of container addressing.
+    pub fn build_ipv6_with(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing) -> io::Result<Lab> {
+        Lab::build_inner(tag, kinds, containers, bin, addressing, true)
+    }
+
     fn build_inner(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing, ipv6: bool) -> io::Result<Lab> {
         let prefix = format!("vxs-{tag}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
