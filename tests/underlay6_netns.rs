@@ -274,3 +274,25 @@ fn netns_ipv6_underlay_gossip_cluster_from_an_ipv6_seed() {
     let members = peers["members"].as_array().unwrap();
     assert_eq!(members.iter().filter(|m| m["state"] == "alive").count(), 2, "{peers}");
 }
+
+#[test]
+fn netns_ipv6_underlay_tcp_between_vxswitch_and_kernel_vxlan_arrives_intact() {
+    if !have_root("netns_ipv6_underlay_tcp_between_vxswitch_and_kernel_vxlan_arrives_intact") {
+        return;
+    }
+    // The kernel device on the same kernel hands vxswitch whole TCP super-frames in one datagram;
+    // they are cut at what an IPv6 underlay carries (1452 bytes of UDP payload), so every piece
+    // fits the containers' MTU (1430).
+    let lab = Lab::build_ipv6("u6kt", &[HostKind::Vxswitch, HostKind::KernelVxlan], 1, bin()).unwrap();
+    all_pairs_ping(&lab, 2);
+    let bin = bin().to_string_lossy().into_owned();
+    let (a, b) = (&lab.hosts[0].containers[0], &lab.hosts[1].containers[0]);
+    let bytes = 16 << 20;
+    for (from, to, port) in [(b, a, 5411), (a, b, 5412)] {
+        let report = checked_transfer(&bin, &from.ns, &to.ns, to.ip, port, bytes).unwrap();
+        assert!(report.intact && report.received == bytes, "{} -> {}: {report:?}", from.ip, to.ip);
+    }
+    assert!(driver(&lab, 0, "rx_super_datagrams") > 0, "{}", lab.stats(0).unwrap()["driver"]);
+    assert_eq!(driver(&lab, 0, "rx_super_unusable"), 0);
+    assert_eq!(drops(&lab.stats(0).unwrap()), 0, "{}", lab.stats(0).unwrap()["counters"]["drops"]);
+}

@@ -133,6 +133,14 @@ pub struct Underlay {
     pub busy_poll: Duration,
 }
 
+impl Underlay {
+    /// The most UDP payload one underlay datagram carries: the MTU minus the outer IPv4 or IPv6
+    /// header and UDP.
+    pub fn max_udp_payload(&self) -> usize {
+        self.mtu.saturating_sub(OuterIp::of(self.address).header_len() + mtu::UDP) as usize
+    }
+}
+
 /// How a network carries traffic between hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -33,6 +33,9 @@ fn rejected(text: &str) -> ConfigError {
 fn an_ipv6_underlay_with_ipv6_peers_and_its_mtus() {
     let c = Config::parse(V6).unwrap();
     assert_eq!(c.underlay.address, v6(1));
+    assert_eq!(c.underlay.max_udp_payload(), 1452, "1500 - 40 IPv6 - 8 UDP");
+    let v4 = V6.replace("2001:db8:18::1", "198.18.0.1").replace("2001:db8:18::2", "198.18.0.2").replace("2001:db8:18::3", "198.18.0.3");
+    assert_eq!(Config::parse(&v4).unwrap().underlay.max_udp_payload(), 1472);
     let peers: Vec<IpAddr> = c.networks[0].peers.iter().map(|p| p.address).collect();
     assert_eq!(peers, [v6(2), v6(3)]);
     assert_eq!(c.networks[0].outer, OuterIp::V6);

@@ -365,11 +365,12 @@ const PIECES_LEN: usize = 160 * 1024;
 
 impl RxPath {
     /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO), on
-    /// an underlay of `underlay_mtu` bytes.
-    pub fn new(payload: usize, underlay_mtu: usize) -> Self {
+    /// an underlay whose datagrams carry at most `max_datagram` bytes of UDP payload (the MTU
+    /// minus the outer IPv4 or IPv6 header and UDP).
+    pub fn new(payload: usize, max_datagram: usize) -> Self {
         let mut bufs = Buffers::new(udp::BATCH, payload);
         bufs.bufs.push(vec![0u8; PIECES_LEN]);
-        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram: underlay_mtu.saturating_sub(28) }
+        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram }
     }
 }
 
