@@ -28,7 +28,7 @@ fn mac(i: u32) -> EthernetAddress {
 fn table(n: u32, now: Instant) -> (Fdb, Vec<EthernetAddress>) {
     let mut fdb = Fdb::new(Duration::from_secs(300), 2 * n as usize);
     for i in 0..n {
-        fdb.learn(now, VNI, mac(i), Location::Remote(Ipv4Addr::new(198, 18, 0, (i % 16) as u8 + 1)));
+        fdb.learn(now, VNI, mac(i), Location::Remote(Ipv4Addr::new(198, 18, 0, (i % 16) as u8 + 1).into()));
     }
     // Multiplying by an odd constant modulo a power of two is a permutation; skip indices >= n.
     let span = n.next_power_of_two();
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
                 black_box(fdb.lookup(VNI, order[k]))
             })
         });
-        let peer = Location::Remote(Ipv4Addr::new(198, 18, 0, 1));
+        let peer = Location::Remote(Ipv4Addr::new(198, 18, 0, 1).into());
         group.bench_with_input(BenchmarkId::new("learn_refresh", n), &n, |b, _| {
             b.iter(|| black_box(fdb.learn(now, VNI, black_box(order[0]), peer)))
         });

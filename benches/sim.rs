@@ -16,8 +16,8 @@ use vxswitch::wire::vxlan::Vni;
 const A: [u8; 6] = [0x02, 0, 0, 0, 1, 1];
 const B: [u8; 6] = [0x02, 0, 0, 0, 2, 1];
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 fn two_hosts() -> Sim {

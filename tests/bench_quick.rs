@@ -132,7 +132,7 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
     let ids: Vec<&str> = modes.iter().filter_map(|m| m["id"].as_str()).collect();
     assert_eq!(
         ids,
-        ["veth", "host-subnet", "kernel-vxlan", "vxswitch-vxlan", "vxswitch-routed", "vxswitch-esp", "kernel-xfrm"],
+        ["veth", "host-subnet", "kernel-vxlan", "vxswitch-vxlan", "vxswitch-vxlan6", "vxswitch-routed", "vxswitch-esp", "kernel-xfrm"],
         "every mode is reported, in order"
     );
     for m in modes {
@@ -156,7 +156,7 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
             other => panic!("{id}: status {other}: {}", m["reason"]),
         }
     }
-    for reference in ["veth", "host-subnet", "kernel-vxlan", "vxswitch-vxlan", "vxswitch-routed", "vxswitch-esp"] {
+    for reference in ["veth", "host-subnet", "kernel-vxlan", "vxswitch-vxlan", "vxswitch-vxlan6", "vxswitch-routed", "vxswitch-esp"] {
         let m = modes.iter().find(|m| m["id"] == reference).unwrap();
         assert_eq!(m["status"], "measured", "{reference} runs on every kernel with veth, bridge, vxlan and TAP");
     }

@@ -13,8 +13,8 @@ use vxswitch::wire::vxlan::Vni;
 
 const VNI: Vni = Vni::new_const(1042);
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// Host `i` on a routed network owning `subnet`, joining through host 0 (host 0 through host 1).
@@ -28,7 +28,7 @@ fn config(i: usize, subnet: &str) -> Config {
     .unwrap()
 }
 
-fn route(sim: &Sim, host: usize, subnet: &str) -> Option<Ipv4Addr> {
+fn route(sim: &Sim, host: usize, subnet: &str) -> Option<std::net::IpAddr> {
     sim.hosts[host].view.routes.get(&(VNI, subnet.parse::<Ipv4Net>().unwrap())).copied()
 }
 

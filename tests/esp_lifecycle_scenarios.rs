@@ -17,8 +17,8 @@ use vxswitch::wire::vxlan::Vni;
 const VNI: Vni = Vni::new_const(7);
 const BCAST: [u8; 6] = [0xff; 6];
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 fn mac(i: usize, n: u8) -> [u8; 6] {
     [2, 0, 0, 0, i as u8 + 1, n]

@@ -24,8 +24,8 @@ const ROUTED: Vni = Vni::new_const(20);
 const CLEAR: Vni = Vni::new_const(30);
 const BCAST: [u8; 6] = [0xff; 6];
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 fn mac(i: usize, n: u8) -> [u8; 6] {
     [2, 0, 0, 0, i as u8 + 1, n]
@@ -131,7 +131,8 @@ fn exchange_on_all_three(sim: &mut Sim) -> (HashSet<u32>, HashSet<u32>) {
                 Tunnel::Esp => {
                     assert!(!markers.iter().any(|m| contains(&d.payload, m)), "encrypted networks are not readable on the wire");
                     let spi = u32::from_be_bytes(d.payload[..4].try_into().unwrap());
-                    let from = usize::from(d.from.octets()[3] - 1);
+                    let std::net::IpAddr::V4(from) = d.from else { panic!("an IPv4 underlay") };
+                    let from = usize::from(from.octets()[3] - 1);
                     let esp = sim.hosts[from].switch().esp().unwrap();
                     if esp.outbound(OVERLAY, d.to).unwrap().spi() == spi {
                         spis_overlay.insert(spi);

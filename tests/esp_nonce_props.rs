@@ -16,8 +16,8 @@ use vxswitch::dataplane::EspTunnels;
 use vxswitch::ipsec::{start_epoch, EspState, HostKey, ManualSa, SessionConfig, Suite, ESP_HEADROOM, ESP_TAILROOM};
 use vxswitch::wire::vxlan::Vni;
 
-const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const RIVAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const RIVAL: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
 const BLOCK: u64 = 16;
 /// Two encrypted networks between the same hosts: their SAs share one record of nonces used.
 const NETS: [Vni; 2] = [Vni::new_const(7), Vni::new_const(8)];
@@ -38,7 +38,7 @@ impl Sent {
 }
 
 /// Seal one frame for `peer` in network `vni`; on success record it. Returns whether it was sent.
-fn seal_in(t: &mut EspTunnels, now: Instant, vni: Vni, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+fn seal_in(t: &mut EspTunnels, now: Instant, vni: Vni, peer: std::net::IpAddr, sent: &mut Sent) -> Result<bool, TestCaseError> {
     let mut buf = vec![0u8; ESP_HEADROOM + 60 + ESP_TAILROOM];
     let Ok(len) = t.seal(now, vni, peer, &mut buf, 60, 143) else { return Ok(false) };
     let spi = u32::from_be_bytes(buf[0..4].try_into().unwrap());
@@ -51,12 +51,12 @@ fn seal_in(t: &mut EspTunnels, now: Instant, vni: Vni, peer: Ipv4Addr, sent: &mu
 }
 
 /// Seal one frame for `peer` in the first network.
-fn seal(t: &mut EspTunnels, now: Instant, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+fn seal(t: &mut EspTunnels, now: Instant, peer: std::net::IpAddr, sent: &mut Sent) -> Result<bool, TestCaseError> {
     seal_in(t, now, NETS[0], peer, sent)
 }
 
 /// Seal one frame for `peer` in every network; whether all were sent.
-fn seal_all(t: &mut EspTunnels, now: Instant, peer: Ipv4Addr, sent: &mut Sent) -> Result<bool, TestCaseError> {
+fn seal_all(t: &mut EspTunnels, now: Instant, peer: std::net::IpAddr, sent: &mut Sent) -> Result<bool, TestCaseError> {
     let mut all = true;
     for vni in NETS {
         all &= seal_in(t, now, vni, peer, sent)?;

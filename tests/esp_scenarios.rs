@@ -16,15 +16,15 @@ use vxswitch::wire::vxlan::Vni;
 const VNI: Vni = Vni::new_const(7);
 const BCAST: [u8; 6] = [0xff; 6];
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 fn mac(i: usize, n: u8) -> [u8; 6] {
     [2, 0, 0, 0, i as u8 + 1, n]
 }
 
 fn spec(i: usize, n: usize, routed: Option<RoutedSpec>) -> SwitchConfig {
-    let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
+    let peers: Vec<std::net::IpAddr> = (0..n).filter(|&k| k != i).map(ul).collect();
     SwitchConfig {
         fdb_ageing: Duration::from_secs(300),
         fdb_max_entries: 1024,
@@ -163,7 +163,7 @@ fn esp_fails_closed() {
     vx.extend_from_slice(&ethernet_frame(BCAST, mac(0, 1), 0x0800, b"plain"));
     sim.inject_underlay(ul(0), 1, &vx);
     // ESP from an address that is not a peer, and forged ESP from the peer.
-    sim.inject_esp(Ipv4Addr::new(203, 0, 113, 7), 1, &[0u8; 64]);
+    sim.inject_esp(Ipv4Addr::new(203, 0, 113, 7).into(), 1, &[0u8; 64]);
     let mut forged = vec![0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1];
     forged.extend_from_slice(&[0xab; 80]);
     sim.inject_esp(ul(0), 1, &forged);

@@ -18,8 +18,8 @@ fn mac(host: u8, n: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, host, n]
 }
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// `n` hosts on one VNI, every host a static peer of every other, FDB cap `cap`.

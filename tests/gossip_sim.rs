@@ -41,7 +41,7 @@ fn gossip_killed_host_withdrawn_within_10s_at_16_hosts() {
         for (i, h) in net.hosts.iter().enumerate() {
             if i != victim {
                 assert_eq!(h.view.peer_downs - downs_before[i], 1, "seed {seed} host {i}");
-                assert!(!h.view.routes.values().any(|via| *via == host_ip(victim)));
+                assert!(!h.view.routes.values().any(|via| *via == std::net::IpAddr::from(host_ip(victim))));
             }
         }
         println!("16 hosts, seed {seed}: kill -> routes/peers withdrawn on all in {took:?}");
@@ -79,7 +79,7 @@ fn gossip_restarted_host_rejoins_with_new_epoch_within_5s() {
     net.start_host(victim, 2000);
     let t0 = net.now;
     let new_epoch_everywhere = |n: &Sim| {
-        n.hosts.iter().enumerate().all(|(i, h)| i == victim || h.view.esp.get(&host_ip(victim)).map(|(_, e)| *e) == Some(2000))
+        n.hosts.iter().enumerate().all(|(i, h)| i == victim || h.view.esp.get(&host_ip(victim).into()).map(|(_, e)| *e) == Some(2000))
             && n.converged()
     };
     assert!(net.run_until_cond(t0 + Duration::from_secs(5), new_epoch_everywhere), "not rejoined within 5 s");
@@ -103,7 +103,7 @@ fn gossip_converges_after_partition() {
     let split = |n: &Sim| {
         n.hosts.iter().enumerate().all(|(i, h)| {
             let other = if i < 2 { [2, 3] } else { [0, 1] };
-            other.iter().all(|&j| !h.view.peers.contains_key(&(SIM_VNI, host_ip(j))))
+            other.iter().all(|&j| !h.view.peers.contains_key(&(SIM_VNI, host_ip(j).into())))
         })
     };
     assert!(net.run_until_cond(t0 + Duration::from_secs(20), split), "sides never saw each other die");

@@ -30,16 +30,16 @@ fn gossip_record_rewritten_under_another_key_is_refused() {
     // underlay and ESP key, and a newer epoch: without signatures everyone would switch to it.
     let mut forged = host_record(1, FIRST_EPOCH + 5);
     forged.gossip = host_addr(9);
-    forged.underlay = host_ip(9);
+    forged.underlay = host_ip(9).into();
     forged.esp_public_key = Some([0xee; 32]);
     sim.add_gossip_host(forged, Credentials::for_tests(999, 0));
     sim.run_for(Duration::from_secs(15));
     let subnet = host_record(1, FIRST_EPOCH).networks[0].subnets[0].net;
     for i in [0, 2, 3] {
         let v = &sim.hosts[i].view;
-        assert_eq!(v.esp.get(&host_ip(1)), Some(&([1; 32], FIRST_EPOCH)), "host {i}");
-        assert!(!v.esp.contains_key(&host_ip(9)) && !v.peers.contains_key(&(SIM_VNI, host_ip(9))), "host {i}");
-        assert_eq!(v.routes.get(&(SIM_VNI, subnet)), Some(&host_ip(1)), "host {i}");
+        assert_eq!(v.esp.get(&host_ip(1).into()), Some(&([1; 32], FIRST_EPOCH)), "host {i}");
+        assert!(!v.esp.contains_key(&host_ip(9).into()) && !v.peers.contains_key(&(SIM_VNI, host_ip(9).into())), "host {i}");
+        assert_eq!(v.routes.get(&(SIM_VNI, subnet)), Some(&host_ip(1).into()), "host {i}");
         assert!(refused(&sim, i, RefuseReason::KeyChanged) > 0, "host {i}");
     }
 }
@@ -55,7 +55,7 @@ fn gossip_default_route_and_underlay_claims_are_refused() {
     sim.run_for(Duration::from_secs(5));
     for i in 0..3 {
         let v = &sim.hosts[i].view;
-        assert_eq!(v.routes.get(&(SIM_VNI, net("198.19.20.0/24"))), Some(&host_ip(20)), "its own subnet is fine");
+        assert_eq!(v.routes.get(&(SIM_VNI, net("198.19.20.0/24"))), Some(&host_ip(20).into()), "its own subnet is fine");
         assert!(!v.routes.contains_key(&(SIM_VNI, net("0.0.0.0/1"))), "host {i}: default-route-like prefix installed");
         assert!(!v.routes.contains_key(&(SIM_VNI, net("198.18.0.0/16"))), "host {i}: a route over the underlay installed");
         assert!(refused(&sim, i, RefuseReason::SubnetTooBroad) >= 1);
@@ -73,7 +73,7 @@ fn gossip_subnets_outside_the_cluster_cidr_are_refused() {
     sim.run_for(Duration::from_secs(5));
     for i in 0..3 {
         let v = &sim.hosts[i].view;
-        assert_eq!(v.routes.get(&(SIM_VNI, net("198.19.21.0/24"))), Some(&host_ip(21)));
+        assert_eq!(v.routes.get(&(SIM_VNI, net("198.19.21.0/24"))), Some(&host_ip(21).into()));
         assert!(!v.routes.contains_key(&(SIM_VNI, net("10.0.0.0/24"))), "host {i}");
         assert!(refused(&sim, i, RefuseReason::SubnetOutsideCluster) >= 1);
     }
@@ -86,7 +86,7 @@ fn gossip_far_future_epoch_is_refused() {
     sim.add_gossip_host(host_record(22, u64::MAX / 2), Credentials::for_tests(22, 0));
     sim.run_for(Duration::from_secs(5));
     for i in 0..3 {
-        assert!(!sim.hosts[i].view.peers.contains_key(&(SIM_VNI, host_ip(22))), "host {i}");
+        assert!(!sim.hosts[i].view.peers.contains_key(&(SIM_VNI, host_ip(22).into())), "host {i}");
     }
     // It announces itself to the seeds, hosts 0 and 1, who refuse to talk to it.
     assert!(refused(&sim, 0, RefuseReason::FutureEpoch) > 0 && refused(&sim, 1, RefuseReason::FutureEpoch) > 0);
@@ -105,14 +105,14 @@ fn gossip_rotated_key_is_refused_until_forgotten() {
     sim.hosts[1].epoch = epoch;
     sim.run_for(Duration::from_secs(12));
     for i in [0, 2] {
-        assert!(!sim.hosts[i].view.peers.contains_key(&(SIM_VNI, host_ip(1))), "host {i} trusted a new key unasked");
+        assert!(!sim.hosts[i].view.peers.contains_key(&(SIM_VNI, host_ip(1).into())), "host {i} trusted a new key unasked");
         assert!(refused(&sim, i, RefuseReason::KeyChanged) > 0);
     }
     // The operator runs `vxswitch forget h001` on host 0 only.
     assert!(sim.hosts[0].node_mut().forget("h001"));
     sim.run_for(Duration::from_secs(12));
-    assert_eq!(sim.hosts[0].view.esp.get(&host_ip(1)), Some(&([1; 32], epoch)));
-    assert!(!sim.hosts[2].view.peers.contains_key(&(SIM_VNI, host_ip(1))));
+    assert_eq!(sim.hosts[0].view.esp.get(&host_ip(1).into()), Some(&([1; 32], epoch)));
+    assert!(!sim.hosts[2].view.peers.contains_key(&(SIM_VNI, host_ip(1).into())));
     let trusted = sim.hosts[0].membership().trust().hosts["h001"].key;
     assert_eq!(trusted, vxswitch::control::SigningKey::for_tests(777).public());
 }

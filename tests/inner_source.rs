@@ -16,8 +16,8 @@ use vxswitch::wire::vxlan::Vni;
 
 const VNI: Vni = Vni::new_const(1042);
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 fn config(i: usize, network: &str) -> Config {

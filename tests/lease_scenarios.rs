@@ -5,7 +5,7 @@
 //! subnets separate after the heal, the younger claims moving.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -56,7 +56,10 @@ fn settled(sim: &Sim, hosts: &[usize]) -> bool {
         && hosts.iter().all(|&i| {
             let h = &sim.hosts[i];
             h.membership().conflicts().is_empty()
-                && hosts.iter().filter(|&&j| j != i).all(|&j| h.view.routes.get(&(VNI, lease(sim, j).unwrap().net)) == Some(&ul(j)))
+                && hosts
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .all(|&j| h.view.routes.get(&(VNI, lease(sim, j).unwrap().net)) == Some(&IpAddr::V4(ul(j))))
         })
 }
 

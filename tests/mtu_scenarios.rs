@@ -20,8 +20,8 @@ const VNI: Vni = Vni::new_const(1042);
 /// Outer IPv4 + UDP headers around the datagram the simulator logs.
 const OUTER: usize = 28;
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// Host `i`'s configuration: underlay MTU `mtu`, one network in `mode`, encrypted with `suite`.

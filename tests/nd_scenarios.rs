@@ -200,7 +200,7 @@ fn spoofed_advertisements_are_dropped_from_containers_and_from_peers() {
     assert!(sim.take_underlay().is_empty(), "no spoofed ND crossed");
     assert_eq!(sim.hosts[1].switch().counters().drops(DropReason::NdSpoofed), 2);
     // From a peer: host 0 sends (or an attacker on the underlay forges) the same advertisement.
-    sim.inject_underlay(ul(0), 1, &vxlan(&na(EVIL, ctr_ip(0))));
+    sim.inject_underlay(ul(0).into(), 1, &vxlan(&na(EVIL, ctr_ip(0))));
     sim.run_for(Duration::from_millis(5));
     assert!(sim.take_tap(1, 0).is_empty(), "not delivered");
     assert_eq!(sim.hosts[1].switch().counters().drops(DropReason::NdSpoofed), 3);
@@ -211,7 +211,7 @@ fn spoofed_advertisements_are_dropped_from_containers_and_from_peers() {
     assert_eq!(out.len(), 1);
     assert_eq!(EthernetFrame::new_checked(&out[0][..]).unwrap().src_addr(), ctr_mac(0));
     // The true owner's advertisement passes.
-    sim.inject_underlay(ul(0), 1, &vxlan(&na(ctr_mac(0), ctr_ip(0))));
+    sim.inject_underlay(ul(0).into(), 1, &vxlan(&na(ctr_mac(0), ctr_ip(0))));
     sim.run_for(Duration::from_millis(5));
     assert_eq!(sim.take_tap(1, 0).len(), 1);
     assert_eq!(sim.hosts[1].switch().counters().drops(DropReason::NdSpoofed), 3);

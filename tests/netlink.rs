@@ -134,7 +134,7 @@ fn vxlan_device_fdb_flood_list_and_neighbours() {
     let ul0 = underlay(&nl);
 
     // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local 198.18.0.1 dev ul0 nolearning
-    let spec = VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(ul0));
+    let spec = VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1).into(), Some(ul0));
     let vtep = nl.create_vxlan(&spec).unwrap();
     nl.set_up(vtep).unwrap();
     let shown = ns.ip(&["-d", "link", "show", "vtep1042"]);
@@ -143,23 +143,23 @@ fn vxlan_device_fdb_flood_list_and_neighbours() {
     }
 
     // Two peers in the flood list: append keeps both.
-    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
-    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 2).into()).unwrap();
+    nl.fdb_append_flood(vtep, Ipv4Addr::new(198, 18, 0, 3).into()).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
     for peer in ["198.18.0.2", "198.18.0.3"] {
         let line = format!("00:00:00:00:00:00 dst {peer} self permanent");
         assert!(fdb.contains(&line), "missing {line:?} in:\n{fdb}");
     }
     // Withdrawing one peer leaves the other.
-    nl.fdb_delete(vtep, [0; 6], Some(Ipv4Addr::new(198, 18, 0, 2))).unwrap();
+    nl.fdb_delete(vtep, [0; 6], Some(Ipv4Addr::new(198, 18, 0, 2).into())).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
     assert!(!fdb.contains("dst 198.18.0.2"), "{fdb}");
     assert!(fdb.contains("00:00:00:00:00:00 dst 198.18.0.3"), "{fdb}");
 
     // A unicast MAC moves between peers with replace, then goes away.
     let mac = [0x02, 0x42, 0xc6, 0x13, 0x01, 0x05];
-    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 2)).unwrap();
-    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 3)).unwrap();
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 2).into()).unwrap();
+    nl.fdb_replace(vtep, mac, Ipv4Addr::new(198, 18, 0, 3).into()).unwrap();
     let fdb = ns.bridge(&["fdb", "show", "dev", "vtep1042"]);
     assert!(fdb.contains("02:42:c6:13:01:05 dst 198.18.0.3 self permanent"), "{fdb}");
     assert_eq!(fdb.matches("02:42:c6:13:01:05").count(), 1, "{fdb}");
@@ -218,9 +218,9 @@ fn host_subnet_reconcile_and_updates_touch_only_our_routes() {
 
     // Updates: a subnet moves, a peer leaves, a subnet is withdrawn.
     let net2 = "198.19.2.0/24".parse().unwrap();
-    hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net2, via: ip4("198.18.0.4") }).unwrap();
+    hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net2, via: ip4("198.18.0.4").into() }).unwrap();
     assert!(our_routes(&ns).contains(&"198.19.2.0/24 via 198.18.0.4 dev ul0".to_string()));
-    hs.apply(&ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip4("198.18.0.2") }).unwrap();
+    hs.apply(&ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip4("198.18.0.2").into() }).unwrap();
     assert_eq!(our_routes(&ns), vec!["198.19.2.0/24 via 198.18.0.4 dev ul0"]);
     hs.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net2 }).unwrap();
     assert_eq!(our_routes(&ns), Vec::<String>::new());
@@ -242,7 +242,7 @@ fn host_subnet_refuses_peers_not_on_link() {
     let net7 = "198.19.7.0/24".parse().unwrap();
 
     // A peer behind a router.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("203.0.113.7") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("203.0.113.7").into() }).unwrap_err();
     match &err {
         HostSubnetError::PeerNotOnLink { peer, gateway, .. } => {
             assert_eq!((*peer, *gateway), (ip4("203.0.113.7"), ip4("198.18.0.254")))
@@ -254,13 +254,13 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert_eq!(ns.ip(&["route", "show", "198.19.7.0/24"]), "");
 
     // A peer with no route at all.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("192.0.2.77") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("192.0.2.77").into() }).unwrap_err();
     assert!(matches!(err, HostSubnetError::PeerUnreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("peer 192.0.2.77"), "{err}");
 
     // A subnet someone else routes is not taken over.
     let net3 = "198.19.3.0/24".parse().unwrap();
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net3, via: ip4("198.18.0.2") }).unwrap_err();
+    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net3, via: ip4("198.18.0.2").into() }).unwrap_err();
     assert!(matches!(err, HostSubnetError::SubnetTaken { .. }), "{err:?}");
     assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("via 198.18.0.3 dev ul0 proto static"));
 
@@ -274,7 +274,7 @@ fn host_subnet_refuses_peers_not_on_link() {
 
     // A subnet moving to an unreachable peer loses its old route too.
     let net1 = "198.19.1.0/24".parse().unwrap();
-    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net1, via: ip4("203.0.113.7") }).is_err());
+    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net1, via: ip4("203.0.113.7").into() }).is_err());
     assert_eq!(our_routes(&ns), Vec::<String>::new());
 }
 
@@ -302,10 +302,10 @@ fn kernel_mode_deletes_only_a_leftover_vxlan_device_with_its_own_vni() {
     nl.delete_link(other).unwrap();
 
     // A VXLAN device with another VNI under that name: also not ours.
-    let foreign = nl.create_vxlan(&VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1), Some(ul0))).unwrap();
+    let foreign = nl.create_vxlan(&VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1).into(), Some(ul0))).unwrap();
     assert_eq!(nl.link(foreign).unwrap().vxlan_id, Some(7));
     nl.delete_link(foreign).unwrap();
-    let mut spec = VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1), Some(ul0));
+    let mut spec = VxlanSpec::new(7, Ipv4Addr::new(198, 18, 0, 1).into(), Some(ul0));
     spec.name = "vtep1042".into();
     let foreign = nl.create_vxlan(&spec).unwrap();
     let err = start(config.clone()).unwrap_err().to_string();
@@ -314,7 +314,7 @@ fn kernel_mode_deletes_only_a_leftover_vxlan_device_with_its_own_vni() {
     nl.delete_link(foreign).unwrap();
 
     // Our own leftover (VNI 1042) is replaced by a fresh device.
-    let leftover = nl.create_vxlan(&VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(ul0))).unwrap();
+    let leftover = nl.create_vxlan(&VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1).into(), Some(ul0))).unwrap();
     assert!(start(config).unwrap());
     let replaced = nl.find_link("vtep1042").unwrap();
     assert!(replaced.is_none_or(|l| l.index != leftover), "the leftover was deleted");

@@ -17,8 +17,8 @@ use vxswitch::wire::vxlan::Vni;
 
 const VNI: Vni = Vni::new_const(1042);
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 fn ctr_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, i as u8 + 10)
@@ -123,7 +123,7 @@ fn kernel_consumers_get_every_gossip_update_the_switch_gets() {
     sim.run_for(Duration::from_secs(3));
     for i in 0..3 {
         let v = &sim.hosts[i].view;
-        let peers: Vec<Ipv4Addr> = v.peers.keys().map(|(_, ul)| *ul).collect();
+        let peers: Vec<std::net::IpAddr> = v.peers.keys().map(|(_, ul)| *ul).collect();
         assert_eq!(peers, (0..3).filter(|&k| k != i).map(ul).collect::<Vec<_>>(), "host {i}");
         assert_eq!(peers, sim.hosts[i].switch().peers(0), "host {i}: the switch got the same peers");
         let expect_binding = (i != 2).then_some(ctr_mac(2));

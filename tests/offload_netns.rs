@@ -31,7 +31,7 @@ fn kernel_config(lab: &Lab, i: usize, extra: &str) -> String {
     kernel_config_with_peers(lab, i, &lab.peers_of(i), extra)
 }
 
-fn kernel_config_with_peers(lab: &Lab, i: usize, peers: &[Ipv4Addr], extra: &str) -> String {
+fn kernel_config_with_peers(lab: &Lab, i: usize, peers: &[std::net::IpAddr], extra: &str) -> String {
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     format!(
         "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\nmode = \"kernel\"\nbridge = \"br0\"\npeers = [{peers}]\n{extra}",

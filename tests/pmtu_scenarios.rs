@@ -20,8 +20,8 @@ const VNI: Vni = Vni::new_const(1042);
 const A: [u8; 6] = [2, 0, 0, 0, 1, 10];
 const B: [u8; 6] = [2, 0, 0, 0, 2, 10];
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// Two hosts, one network each (`extra` goes into the network section).

@@ -15,8 +15,8 @@ use vxswitch::wire::vxlan::Vni;
 const V1042: Vni = Vni::new_const(1042);
 const V2000: Vni = Vni::new_const(2000);
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// A configuration of host `i` with the given `[[network]]` sections.

@@ -14,8 +14,8 @@ use vxswitch::wire::vxlan::Vni;
 
 const VNI: Vni = Vni::new_const(42);
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 fn subnet(i: usize) -> ipnet::Ipv4Net {
     format!("198.19.{}.0/24", i + 1).parse().unwrap()
@@ -33,7 +33,7 @@ fn ctr_mac(i: usize) -> EthernetAddress {
 fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
     let hosts = (0..n)
         .map(|i| {
-            let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
+            let peers: Vec<std::net::IpAddr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let routed = routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI) });
             let networks = vec![NetworkSpec {
                 vni: VNI,

@@ -16,15 +16,15 @@ fn mac(host: u8, n: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, host, n]
 }
 
-fn ul(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8 + 1)
+fn ul(i: usize) -> std::net::IpAddr {
+    Ipv4Addr::new(198, 18, 0, i as u8 + 1).into()
 }
 
 /// `n` hosts, each running the given VNIs, every host a static peer of every other.
 fn cluster(n: usize, vnis: &[u32], ageing: Duration, cap: usize) -> Sim {
     let hosts = (0..n)
         .map(|i| {
-            let peers: Vec<Ipv4Addr> = (0..n).filter(|&k| k != i).map(ul).collect();
+            let peers: Vec<std::net::IpAddr> = (0..n).filter(|&k| k != i).map(ul).collect();
             let networks = vnis
                 .iter()
                 .map(|&v| NetworkSpec {
@@ -52,7 +52,7 @@ fn switch_floods_broadcast_once_to_every_peer_and_never_back() {
     let mut sim = cluster(4, &[1042], Duration::from_secs(300), 1024);
     sim.tap_send(0, 0, &arp_like(BCAST, mac(0, 1)));
     let crossed = sim.take_underlay();
-    let mut dests: Vec<Ipv4Addr> = crossed.iter().map(|d| d.to).collect();
+    let mut dests: Vec<std::net::IpAddr> = crossed.iter().map(|d| d.to).collect();
     dests.sort();
     assert_eq!(dests, vec![ul(1), ul(2), ul(3)], "exactly one copy per peer, none to the origin");
     assert!(crossed.iter().all(|d| d.from == ul(0)));
@@ -159,11 +159,11 @@ fn vxlan(vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
 fn switch_drops_and_counts_malformed_underlay_packets() {
     let mut sim = cluster(2, &[1042], Duration::from_secs(300), 1024);
     let good_inner = arp_like(BCAST, mac(0, 1));
-    let cases: Vec<(Ipv4Addr, Vec<u8>, DropReason)> = vec![
+    let cases: Vec<(std::net::IpAddr, Vec<u8>, DropReason)> = vec![
         (ul(0), vec![0x08, 0, 0], DropReason::VxlanTruncated),
         (ul(0), vxlan(1042, 0x00, &good_inner), DropReason::VxlanBadFlags),
         (ul(0), vxlan(7, 0x08, &good_inner), DropReason::UnknownVni),
-        (Ipv4Addr::new(203, 0, 113, 9), vxlan(1042, 0x08, &good_inner), DropReason::UnknownPeer),
+        (Ipv4Addr::new(203, 0, 113, 9).into(), vxlan(1042, 0x08, &good_inner), DropReason::UnknownPeer),
         (ul(0), vxlan(1042, 0x08, &good_inner[..10]), DropReason::InnerMalformed),
         (ul(0), vxlan(1042, 0x08, &arp_like(BCAST, BCAST)), DropReason::InnerBadSourceMac),
     ];

@@ -18,7 +18,7 @@ const KEY_OUT: [u8; 36] = [9; 36];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[flip_at_hi, flip_at_lo, flip], inner)) = data.split_first_chunk::<3>() else { return };
-    let peer = Ipv4Addr::new(198, 18, 0, 2);
+    let peer: std::net::IpAddr = Ipv4Addr::new(198, 18, 0, 2).into();
     let now = Instant::now();
     let network = NetworkSpec {
         vni: Vni::new(1042).unwrap(),

@@ -11,7 +11,7 @@ use vxswitch::dataplane::{default_gateway_mac, Forward, NetworkSpec, RoutedSpec,
 use vxswitch::wire::vxlan::Vni;
 
 fuzz_target!(|data: &[u8]| {
-    let peer = Ipv4Addr::new(198, 18, 0, 2);
+    let peer: std::net::IpAddr = Ipv4Addr::new(198, 18, 0, 2).into();
     let now = Instant::now();
     let network = |vni: u32, routed: bool| NetworkSpec {
         vni: Vni::new(vni).unwrap(),

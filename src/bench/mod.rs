@@ -78,7 +78,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Generator::Auto)]
     pub generator: Generator,
     /// Only these modes (comma-separated ids: veth, host-subnet, kernel-vxlan, vxswitch-vxlan,
-    /// vxswitch-routed, vxswitch-esp, kernel-xfrm).
+    /// vxswitch-vxlan6, vxswitch-routed, vxswitch-esp, kernel-xfrm).
     #[arg(long, value_delimiter = ',')]
     pub modes: Vec<String>,
     /// Also write the results as JSON to this file.

@@ -16,7 +16,7 @@ pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::arp::UnknownArp;
 use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
 use crate::dataplane::default_gateway_mac;
 use crate::dataplane::flood::{self, FloodLimit};
-use crate::dataplane::mtu::{self, Encap, MtuPlan, Payload};
+use crate::dataplane::mtu::{self, Encap, MtuPlan, OuterIp, Payload};
 use crate::dataplane::MssClamp;
 use crate::ipsec::{ManualSa, Suite};
 use crate::wire::ethernet::EthernetAddress;
@@ -116,8 +116,9 @@ pub struct Gossip {
 /// The local underlay endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Underlay {
-    /// Local underlay IPv4 address: the VXLAN socket binds to it.
-    pub address: Ipv4Addr,
+    /// Local underlay address, IPv4 or IPv6: the tunnel sockets bind to it, and every peer of
+    /// every network must be of the same family (one underlay, one family).
+    pub address: IpAddr,
     /// VXLAN UDP port (local and peers').
     pub port: u16,
     /// Underlay MTU.
@@ -139,6 +140,14 @@ pub struct Underlay {
     /// sealed) datagrams to the kernel while the daemon thread reads and switches the next one
     /// (see `sys::fastpath::send_worker`).
     pub workers: usize,
+}
+
+impl Underlay {
+    /// The most UDP payload one underlay datagram carries: the MTU minus the outer IPv4 or IPv6
+    /// header and UDP.
+    pub fn max_udp_payload(&self) -> usize {
+        self.mtu.saturating_sub(OuterIp::of(self.address).header_len() + mtu::UDP) as usize
+    }
 }
 
 /// How a network carries traffic between hosts.
@@ -201,8 +210,8 @@ pub struct HostSubnet {
 /// A peer host of a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    /// Its underlay address.
-    pub address: Ipv4Addr,
+    /// Its underlay address (of the same family as `[underlay] address`).
+    pub address: IpAddr,
     /// The container subnet it owns (routed and host-subnet modes).
     pub subnet: Option<Ipv4Net>,
     /// Manual ESP keys: (outbound SA, inbound SA), as `ip xfrm state` takes them.
@@ -232,6 +241,8 @@ pub struct Network {
     pub mss_clamp: MssClamp,
     /// How the network's frames cross the underlay (sizes only): decides the default MTU.
     pub encap: Encap,
+    /// The underlay's family (the size of the outer IP header), from `[underlay] address`.
+    pub outer: OuterIp,
     /// Bridge to enslave the TAP to (must exist).
     pub bridge: Option<String>,
     /// Address to put on the TAP.
@@ -273,7 +284,7 @@ impl Network {
 
     /// The largest TAP MTU over `underlay_mtu` and where the bytes go ([`mtu::plan`]).
     pub fn mtu_plan(&self, underlay_mtu: u32) -> MtuPlan {
-        mtu::plan(underlay_mtu, self.encap)
+        mtu::plan_over(self.outer, underlay_mtu, self.encap)
     }
 
     /// One line for `vxswitch check`: the network, its MTU and how the underlay MTU is spent.
@@ -367,7 +378,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     };
     let u = raw.underlay;
     let address = *u.address.get_ref();
-    if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
+    if !is_unicast(address) {
         return Err(err(u.address.span(), "underlay.address".into(), format!("{address} is not a unicast address")));
     }
     let num =
@@ -487,16 +498,16 @@ struct Seen {
     vnis: HashSet<u32>,
     taps: HashSet<String>,
     /// Manual inbound SPI -> (VNI, peer): the SPI tells the network on receive.
-    spis_in: HashMap<u32, (u32, Ipv4Addr)>,
+    spis_in: HashMap<u32, (u32, IpAddr)>,
     /// Manual outbound key digest -> (VNI, peer): two SAs under one key would repeat nonces.
-    keys_out: HashMap<u64, (u32, Ipv4Addr)>,
+    keys_out: HashMap<u64, (u32, IpAddr)>,
 }
 
 fn validate_network(
     text: &str,
     i: usize,
     n: raw::RawNetwork,
-    local: Ipv4Addr,
+    local: IpAddr,
     (underlay_mtu, auto): (u32, (Suite, bool)),
     seen: &mut Seen,
 ) -> Result<Network, ConfigError> {
@@ -612,8 +623,15 @@ fn validate_network(
         if addr == local {
             return Err(err(span, "peers", format!("{addr} is this host's own underlay address")));
         }
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+        if !is_unicast(addr) {
             return Err(err(span, "peers", format!("{addr} is not a unicast address")));
+        }
+        if addr.is_ipv4() != local.is_ipv4() {
+            return Err(err(
+                span,
+                "peers",
+                format!("peer {addr}: the underlay address {local} is of the other family; one underlay carries one family (IPv4 or IPv6), not both"),
+            ));
         }
         if peers.iter().any(|q| q.address == addr) {
             return Err(err(span, "peers", format!("{addr} is listed twice")));
@@ -678,8 +696,16 @@ fn validate_network(
             ));
         }
     }
+    if mode == Mode::HostSubnet && local.is_ipv6() {
+        return Err(err(
+            n.vni.span(),
+            "mode",
+            format!("host-subnet networks route IPv4 subnets via IPv4 underlay addresses; the underlay address {local} is IPv6 (use mode = \"routed\")"),
+        ));
+    }
+    let outer = OuterIp::of(local);
     let encap = network_encap(mode, encrypted, auto, &peers, underlay_mtu);
-    let plan = mtu::plan(underlay_mtu, encap);
+    let plan = mtu::plan_over(outer, underlay_mtu, encap);
     let mtu = match &n.mtu {
         None => plan.mtu,
         Some(m) if (ranges::NETWORK_MTU.min..=u64::from(plan.mtu)).contains(m.get_ref()) => *m.get_ref() as u32,
@@ -737,6 +763,7 @@ fn validate_network(
         tap_mtu,
         mss_clamp,
         encap,
+        outer,
         bridge: n.bridge.map(|b| b.into_inner()),
         address: n.address.map(|a| a.into_inner()),
         peers,
@@ -834,7 +861,7 @@ fn validate_esp(text: &str, e: Option<toml::Spanned<raw::RawEsp>>) -> Result<Esp
     Ok(esp)
 }
 
-fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4Addr) -> Result<Gossip, ConfigError> {
+fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: IpAddr) -> Result<Gossip, ConfigError> {
     let line = Some(line_of(text, g.span().start));
     let err = |k: &str, reason: String| ConfigError { file: None, line, key: format!("gossip.{k}"), reason };
     let g = g.into_inner();
@@ -842,7 +869,7 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
         if let Ok(a) = s.parse() {
             return Ok(a);
         }
-        s.parse::<Ipv4Addr>()
+        s.parse::<IpAddr>()
             .map(|ip| std::net::SocketAddr::from((ip, DEFAULT_GOSSIP_PORT)))
             .map_err(|_| err(k, format!("{s:?} is not an address (IP or IP:PORT)")))
     };
@@ -855,6 +882,10 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: Ipv4A
         None => std::net::SocketAddr::from((underlay, DEFAULT_GOSSIP_PORT)),
     };
     config.seeds = g.seeds.iter().map(|s| addr(s, "seeds")).collect::<Result<_, _>>()?;
+    // One socket of the listen address's family sends to every seed.
+    if let Some(s) = config.seeds.iter().find(|s| s.is_ipv4() != config.listen.is_ipv4()) {
+        return Err(err("seeds", format!("seed {s} is of the other family than the gossip address {}", config.listen)));
+    }
     let num = |v: &Option<toml::Spanned<u64>>, k: NumericKey| ranges::checked(text, v, k);
     if let Some(ms) = num(&g.interval_ms, ranges::GOSSIP_INTERVAL_MS)? {
         config.interval = Duration::from_millis(ms);
@@ -978,5 +1009,16 @@ fn validate_host_subnet(
     Ok(Some(HostSubnet { subnet: net, gateway, range }))
 }
 
+/// An address a host can have on the underlay: not unspecified, loopback-free checks are left to
+/// the kernel; multicast and the IPv4 broadcast address are refused.
+fn is_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ipv6;

@@ -1,6 +1,6 @@
 //! The file as written, before validation. Spanned fields keep their position for errors.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -66,7 +66,7 @@ pub(super) struct RawGossip {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUnderlay {
-    pub address: Spanned<Ipv4Addr>,
+    pub address: Spanned<IpAddr>,
     pub port: Option<Spanned<u64>>,
     pub mtu: Option<Spanned<u64>>,
     pub offload: Option<bool>,
@@ -129,14 +129,14 @@ pub(super) enum RawMssClamp {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(super) enum RawPeer {
-    Address(Ipv4Addr),
+    Address(IpAddr),
     Full(RawPeerTable),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPeerTable {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub subnet: Option<Ipv4Net>,
     pub public_key: Option<String>,
     pub esp: Option<RawManualKeys>,

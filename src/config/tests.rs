@@ -28,7 +28,7 @@ fn parses_a_full_file_with_defaults() {
     assert_eq!(
         c.underlay,
         Underlay {
-            address: Ipv4Addr::new(198, 18, 0, 1),
+            address: Ipv4Addr::new(198, 18, 0, 1).into(),
             port: 4789,
             mtu: 1500,
             offload: None,
@@ -42,7 +42,7 @@ fn parses_a_full_file_with_defaults() {
     assert_eq!(c.networks.len(), 2);
     assert_eq!(c.networks[0].mtu, 1450, "underlay MTU minus 50 bytes of VXLAN overhead");
     assert_eq!(c.networks[0].max_frame_len(1500), 1464);
-    let peers: Vec<Ipv4Addr> = c.networks[0].peers.iter().map(|p| p.address).collect();
+    let peers: Vec<std::net::IpAddr> = c.networks[0].peers.iter().map(|p| p.address).collect();
     assert_eq!(peers, vec![Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3)]);
     assert_eq!(c.networks[0].mode, Mode::Overlay);
     assert_eq!(c.networks[1].mtu, 1400);
@@ -125,7 +125,7 @@ fn routed_network_with_defaults_and_static_updates() {
     assert!(updates.contains(&ControlUpdate::RouteAdd {
         vni: Vni::new_const(42),
         subnet: "198.19.3.0/24".parse().unwrap(),
-        via: Ipv4Addr::new(198, 18, 0, 3)
+        via: Ipv4Addr::new(198, 18, 0, 3).into()
     }));
 }
 

@@ -31,7 +31,7 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
     MemberRecord {
         name: format!("h{i:03}"),
         gossip: host_addr(i),
-        underlay: host_ip(i),
+        underlay: host_ip(i).into(),
         vtep_mac: Some(EthernetAddress([2, 0, 0, 0, (i >> 8) as u8, i as u8])),
         epoch,
         version: 0,

@@ -6,7 +6,7 @@
 //! # Gossip membership
 //!
 //! Hosts find each other through a seed list, detect failures, and spread one
-//! [`MemberRecord`] each: name, underlay IPv4, VTEP MAC, owned subnets and container IP→MAC
+//! [`MemberRecord`] each: name, underlay address (IPv4 or IPv6), VTEP MAC, owned subnets and container IP→MAC
 //! bindings per VNI, ESP X25519 public key and start epoch, and the modes the host runs.
 //! [`Membership`] is sans-IO like the rest of vxswitch: the driver feeds datagrams and timeouts
 //! in and drains sealed datagrams, a next deadline and [`ControlUpdate`]s out.

@@ -16,7 +16,7 @@
 //!
 //! Refused claims and records are counted by [`RefuseReason`].
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -66,13 +66,13 @@ pub struct ClaimPolicy {
 
 impl ClaimPolicy {
     /// Checks one subnet claim against the cluster CIDR (or the /8 floor) and the `underlays`.
-    pub fn check_subnet(&self, net: &Ipv4Net, underlays: &[Ipv4Addr]) -> Result<(), RefuseReason> {
+    pub fn check_subnet(&self, net: &Ipv4Net, underlays: &[IpAddr]) -> Result<(), RefuseReason> {
         match self.cluster_cidr {
             Some(cidr) if !cidr.contains(net) => return Err(RefuseReason::SubnetOutsideCluster),
             None if net.prefix_len() < MIN_PREFIX_LEN => return Err(RefuseReason::SubnetTooBroad),
             _ => {}
         }
-        if underlays.iter().any(|u| net.contains(u)) {
+        if underlays.iter().any(|u| matches!(u, IpAddr::V4(u) if net.contains(u))) {
             return Err(RefuseReason::SubnetOverUnderlay);
         }
         Ok(())
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn subnets_need_the_cluster_cidr_or_at_least_a_slash_8_and_never_cover_an_underlay() {
-        let ul = [Ipv4Addr::new(198, 18, 0, 1)];
+        let ul = [IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1))];
         let open = ClaimPolicy::default();
         assert_eq!(open.check_subnet(&net("0.0.0.0/1"), &ul), Err(RefuseReason::SubnetTooBroad));
         assert_eq!(open.check_subnet(&net("0.0.0.0/0"), &ul), Err(RefuseReason::SubnetTooBroad));

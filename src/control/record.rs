@@ -66,8 +66,9 @@ pub struct MemberRecord {
     pub name: String,
     /// The host's gossip address (links the record to its SWIM identity).
     pub gossip: SocketAddr,
-    /// Underlay (outer) IPv4 address.
-    pub underlay: Ipv4Addr,
+    /// Underlay (outer) address, IPv4 or IPv6 (JSON spells both as text, so IPv4 records are
+    /// unchanged on the wire).
+    pub underlay: IpAddr,
     /// VTEP MAC, if the host has one.
     pub vtep_mac: Option<EthernetAddress>,
     /// Start epoch: larger on every restart of the host.
@@ -92,7 +93,7 @@ pub struct MemberRecord {
 struct Wire {
     n: String,
     g: SocketAddr,
-    u: Ipv4Addr,
+    u: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     m: Option<String>,
     e: u64,
@@ -348,7 +349,7 @@ pub(crate) mod tests {
         MemberRecord {
             name: "host-a".into(),
             gossip: "198.18.0.1:4790".parse().unwrap(),
-            underlay: Ipv4Addr::new(198, 18, 0, 1),
+            underlay: Ipv4Addr::new(198, 18, 0, 1).into(),
             vtep_mac: Some(EthernetAddress([2, 0, 0, 0, 0, 1])),
             epoch: 17,
             version: 3,

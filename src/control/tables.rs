@@ -22,7 +22,7 @@
 
 use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
 
@@ -59,20 +59,20 @@ pub struct Conflict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    Peer(Vni, Ipv4Addr),
+    Peer(Vni, IpAddr),
     Route(Vni, Ipv4Net),
     Arp(Vni, IpAddr),
-    Esp(Ipv4Addr),
+    Esp(IpAddr),
     Fdb(Vni, EthernetAddress),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Val {
     Peer { vtep_mac: Option<EthernetAddress>, epoch: u64 },
-    Route { via: Ipv4Addr, epoch: u64 },
+    Route { via: IpAddr, epoch: u64 },
     Arp { mac: EthernetAddress, epoch: u64 },
     Esp { key: [u8; 32], epoch: u64 },
-    Fdb { underlay: Ipv4Addr, epoch: u64 },
+    Fdb { underlay: IpAddr, epoch: u64 },
 }
 
 /// The installed view: last desired table and known conflicts.
@@ -268,7 +268,7 @@ mod tests {
         assert!(matches!(out[3], ControlUpdate::ArpBinding { .. }));
         // Next to the binding: the container's MAC behind that member's underlay.
         let binding = &r1.networks[0].bindings[0];
-        assert_eq!(out[4], ControlUpdate::StaticFdb { vni: SIM_VNI, mac: binding.mac, underlay: host_ip(1) });
+        assert_eq!(out[4], ControlUpdate::StaticFdb { vni: SIM_VNI, mac: binding.mac, underlay: host_ip(1).into() });
         assert_eq!(out.len(), 5);
         out.clear();
         t.sync(&local, [&r1].into_iter(), &mut out);

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub struct Trusted {
     #[serde(with = "hex_key")]
     pub key: [u8; 32],
     /// Its underlay address.
-    pub underlay: Ipv4Addr,
+    pub underlay: IpAddr,
     /// Unix seconds when it was first trusted here (0: taken at its word, see [`BOOTSTRAP`]).
     pub first_seen: u64,
     /// Unix seconds when a record of it was last accepted.
@@ -66,7 +66,7 @@ impl TrustStore {
 
     /// Checks the record of `name` signed by `key` with `underlay` at `wall` (Unix seconds):
     /// the first record binds; later ones must match. Returns the floor of its claim ages.
-    pub fn check(&mut self, name: &str, key: [u8; 32], underlay: Ipv4Addr, wall: u64) -> Result<u64, RefuseReason> {
+    pub fn check(&mut self, name: &str, key: [u8; 32], underlay: IpAddr, wall: u64) -> Result<u64, RefuseReason> {
         if let Some(t) = self.hosts.get_mut(name) {
             if t.key != key {
                 return Err(RefuseReason::KeyChanged);
@@ -136,7 +136,7 @@ mod hex_key {
 mod tests {
     use super::*;
 
-    const UL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const UL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2));
 
     #[test]
     fn first_record_binds_key_and_underlay_until_forgotten() {
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(t.check("b", [1; 32], UL, 5000), Ok(0));
         assert!(!t.take_changed(), "a known binding is no change");
         assert_eq!(t.check("b", [2; 32], UL, 5000), Err(RefuseReason::KeyChanged));
-        assert_eq!(t.check("b", [1; 32], Ipv4Addr::new(198, 18, 0, 9), 5000), Err(RefuseReason::UnderlayChanged));
+        assert_eq!(t.check("b", [1; 32], std::net::Ipv4Addr::new(198, 18, 0, 9).into(), 5000), Err(RefuseReason::UnderlayChanged));
         assert_eq!(t.check("c", [3; 32], UL, 5000), Ok(5000), "a newcomer's claims count from now");
         assert!(t.forget("b"));
         assert!(!t.forget("b"));

@@ -21,7 +21,7 @@
 
 use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::counters;
@@ -42,7 +42,7 @@ pub enum Location {
     /// Behind the local TAP of the network.
     Local,
     /// Behind the peer VTEP with this underlay address.
-    Remote(Ipv4Addr),
+    Remote(IpAddr),
 }
 
 /// The key of an FDB entry.
@@ -263,7 +263,7 @@ impl Fdb {
     }
 
     /// Remove every dynamic entry that points at `peer` on `vni` (the peer went away).
-    pub fn flush_remote(&mut self, vni: Vni, peer: Ipv4Addr) -> usize {
+    pub fn flush_remote(&mut self, vni: Vni, peer: IpAddr) -> usize {
         let doomed: Vec<FdbKey> =
             self.entries.iter().filter(|(k, e)| k.vni == vni && e.location == Location::Remote(peer)).map(|(k, _)| *k).collect();
         for key in &doomed {
@@ -323,12 +323,13 @@ mod tests {
         Vni::new(n).unwrap()
     }
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn mac(n: u8) -> EthernetAddress {
         EthernetAddress([0x02, 0, 0, 0, 0, n])
     }
-    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 
     #[test]
     fn learns_refreshes_and_moves() {
@@ -404,7 +405,7 @@ mod tests {
 
     #[test]
     fn flooding_peer_cannot_evict_honest_peers_or_local_entries() {
-        const FLOODER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+        const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 66));
         let cap = 64;
         let t0 = Instant::now();
         let mut fdb = Fdb::new(DEFAULT_AGEING, cap);

@@ -7,7 +7,10 @@
 //! `mtu` therefore goes through [`plan`], and the unit tests below seal real frames with the real
 //! code path to prove that the largest payload fits and one byte more does not.
 //!
-//! What each tunnel costs on an IPv4 underlay (every tunnel pays outer IPv4 20 + UDP 8):
+//! What each tunnel costs on an IPv4 underlay (every tunnel pays outer IPv4 20 + UDP 8; on an
+//! IPv6 underlay the outer header is IPv6 40, so every MTU below is 20 bytes smaller: VXLAN over
+//! IPv6 costs 70 bytes, as Linux's vxlan computes it; the kernel builds the outer header, so
+//! only its size matters here):
 //! - **VXLAN** (RFC 7348): VXLAN header 8 + the inner Ethernet header 14, overlay and routed alike
 //!   (VXLAN always carries the whole frame): MTU = underlay − 50.
 //! - **ESP in UDP** (RFC 4303, RFC 3948): SPI + sequence 8, the suite's explicit IV (8 for
@@ -32,8 +35,38 @@ use crate::ipsec::Suite;
 
 /// Outer IPv4 header without options.
 pub const OUTER_IPV4: u32 = 20;
+/// Outer IPv6 header (no extension headers).
+pub const OUTER_IPV6: u32 = 40;
 /// Outer UDP header.
 pub const UDP: u32 = 8;
+
+/// The family of the underlay, which decides the size of the outer IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OuterIp {
+    /// IPv4 (20-byte header).
+    #[default]
+    V4,
+    /// IPv6 (40-byte header).
+    V6,
+}
+
+impl OuterIp {
+    /// The family of an underlay address.
+    pub const fn of(addr: std::net::IpAddr) -> Self {
+        match addr {
+            std::net::IpAddr::V4(_) => OuterIp::V4,
+            std::net::IpAddr::V6(_) => OuterIp::V6,
+        }
+    }
+
+    /// Bytes of the outer IP header.
+    pub const fn header_len(self) -> u32 {
+        match self {
+            OuterIp::V4 => OUTER_IPV4,
+            OuterIp::V6 => OUTER_IPV6,
+        }
+    }
+}
 /// VXLAN header.
 pub const VXLAN: u32 = 8;
 /// Ethernet header of the frame on the TAP (no VLAN tag).
@@ -111,8 +144,10 @@ pub struct MtuPlan {
     pub suite: Option<&'static str>,
     /// What crosses the tunnel: `ethernet` (whole frame) or `ipv4` (routed ESP).
     pub payload: &'static str,
-    /// Outer IPv4 header.
+    /// Outer IPv4 header (0 on an IPv6 underlay).
     pub outer_ipv4: u32,
+    /// Outer IPv6 header (0 on an IPv4 underlay).
+    pub outer_ipv6: u32,
     /// Outer UDP header.
     pub udp: u32,
     /// VXLAN header.
@@ -146,6 +181,7 @@ impl MtuPlan {
         let mut s = format!("mtu {} = underlay {}", self.mtu, self.underlay);
         let parts = [
             (self.outer_ipv4, "ipv4"),
+            (self.outer_ipv6, "ipv6"),
             (self.udp, "udp"),
             (self.vxlan, "vxlan"),
             (self.esp_header, "esp"),
@@ -162,16 +198,23 @@ impl MtuPlan {
     }
 }
 
-/// The TAP MTU of a network carried by `encap` over an underlay of `underlay_mtu` bytes.
+/// The TAP MTU of a network carried by `encap` over an IPv4 underlay of `underlay_mtu` bytes.
+pub fn plan(underlay_mtu: u32, encap: Encap) -> MtuPlan {
+    plan_over(OuterIp::V4, underlay_mtu, encap)
+}
+
+/// The TAP MTU of a network carried by `encap` over an `outer` underlay of `underlay_mtu` bytes.
 ///
 /// An underlay too small for the headers gives MTU 0 (the configuration's ranges rule that out).
-pub fn plan(underlay_mtu: u32, encap: Encap) -> MtuPlan {
+pub fn plan_over(outer: OuterIp, underlay_mtu: u32, encap: Encap) -> MtuPlan {
+    let ip = outer.header_len();
     let mut p = MtuPlan {
         underlay: underlay_mtu,
         tunnel: "none",
         suite: None,
         payload: "ethernet",
         outer_ipv4: 0,
+        outer_ipv6: 0,
         udp: 0,
         vxlan: 0,
         esp_header: 0,
@@ -186,15 +229,15 @@ pub fn plan(underlay_mtu: u32, encap: Encap) -> MtuPlan {
     match encap {
         Encap::None => p.mtu = underlay_mtu,
         Encap::Vxlan => {
-            (p.tunnel, p.outer_ipv4, p.udp, p.vxlan, p.inner_ethernet) = ("vxlan", OUTER_IPV4, UDP, VXLAN, ETHERNET);
-            p.mtu = underlay_mtu.saturating_sub(OUTER_IPV4 + UDP + VXLAN + ETHERNET);
+            (p.tunnel, p.udp, p.vxlan, p.inner_ethernet) = ("vxlan", UDP, VXLAN, ETHERNET);
+            p.mtu = underlay_mtu.saturating_sub(ip + UDP + VXLAN + ETHERNET);
         }
         Encap::Esp { suite, payload } => {
             let sizes = suite_sizes(suite);
-            (p.tunnel, p.suite, p.outer_ipv4, p.udp, p.esp_header) = ("esp", Some(suite_name(suite)), OUTER_IPV4, UDP, ESP_HEADER);
+            (p.tunnel, p.suite, p.udp, p.esp_header) = ("esp", Some(suite_name(suite)), UDP, ESP_HEADER);
             (p.iv, p.icv, p.esp_trailer) = (sizes.iv, sizes.icv, ESP_TRAILER);
             // The ciphertext (payload + padding + trailer) is a multiple of `align`.
-            let room = underlay_mtu.saturating_sub(OUTER_IPV4 + UDP + ESP_HEADER + sizes.iv + sizes.icv);
+            let room = underlay_mtu.saturating_sub(ip + UDP + ESP_HEADER + sizes.iv + sizes.icv);
             let ciphertext = room / sizes.align * sizes.align;
             p.align_slack = room - ciphertext;
             let inner = ciphertext.saturating_sub(ESP_TRAILER);
@@ -204,6 +247,12 @@ pub fn plan(underlay_mtu: u32, encap: Encap) -> MtuPlan {
             };
             p.payload = if payload == Payload::Ipv4 { "ipv4" } else { "ethernet" };
             p.mtu = inner.saturating_sub(p.inner_ethernet);
+        }
+    }
+    if encap != Encap::None {
+        match outer {
+            OuterIp::V4 => p.outer_ipv4 = OUTER_IPV4,
+            OuterIp::V6 => p.outer_ipv6 = OUTER_IPV6,
         }
     }
     p.max_frame_len = p.mtu + ETHERNET;

@@ -37,7 +37,7 @@
 //! it again from the next router ICMP and the driver reports it again: that is the probe.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -97,7 +97,7 @@ impl Default for IcmpBudget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PeerMtu {
     /// The peer's underlay address.
-    pub peer: Ipv4Addr,
+    pub peer: IpAddr,
     /// The path MTU the kernel reported.
     pub mtu: u32,
     /// Seconds until it is forgotten (back to the configured underlay MTU).
@@ -120,13 +120,13 @@ pub enum PeerMtuChange {
 /// Learned underlay path MTUs, by peer, each with its expiry.
 #[derive(Debug, Default)]
 pub struct PeerMtus {
-    by_peer: HashMap<Ipv4Addr, (u32, Instant)>,
+    by_peer: HashMap<IpAddr, (u32, Instant)>,
 }
 
 impl PeerMtus {
     /// Apply the kernel's path MTU to `peer`; `full` is the configured underlay MTU (a report at
     /// or above it forgets the peer's entry).
-    pub fn learn(&mut self, now: Instant, peer: Ipv4Addr, mtu: u32, full: u32) -> PeerMtuChange {
+    pub fn learn(&mut self, now: Instant, peer: IpAddr, mtu: u32, full: u32) -> PeerMtuChange {
         let mtu = mtu.max(MIN_PEER_MTU);
         let old = self.by_peer.get(&peer).map(|e| e.0);
         if mtu >= full {
@@ -148,7 +148,7 @@ impl PeerMtus {
 
     /// The learned path MTU to `peer`, if one is in force.
     // hot path
-    pub fn get(&self, peer: Ipv4Addr) -> Option<u32> {
+    pub fn get(&self, peer: IpAddr) -> Option<u32> {
         if self.by_peer.is_empty() {
             return None;
         }
@@ -168,7 +168,7 @@ impl PeerMtus {
     }
 
     /// Forget `peer` (it left).
-    pub fn remove(&mut self, peer: Ipv4Addr) {
+    pub fn remove(&mut self, peer: IpAddr) {
         self.by_peer.remove(&peer);
     }
 
@@ -187,8 +187,9 @@ impl PeerMtus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    const P: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const P: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 
     #[test]
     fn learn_lower_raise_and_expire() {
@@ -218,10 +219,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = PeerMtus::default();
         for i in 0..MAX_PEER_MTUS as u32 {
-            assert_eq!(m.learn(t0, Ipv4Addr::from(0x0a00_0000 + i), 1400, 1500), PeerMtuChange::Lowered);
+            assert_eq!(m.learn(t0, Ipv4Addr::from(0x0a00_0000 + i).into(), 1400, 1500), PeerMtuChange::Lowered);
         }
         assert_eq!(m.learn(t0, P, 1400, 1500), PeerMtuChange::Full);
-        assert_eq!(m.learn(t0, Ipv4Addr::from(0x0a00_0000), 1300, 1500), PeerMtuChange::Lowered, "known peers still update");
+        assert_eq!(m.learn(t0, Ipv4Addr::from(0x0a00_0000).into(), 1300, 1500), PeerMtuChange::Lowered, "known peers still update");
     }
 
     #[test]

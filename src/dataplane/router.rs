@@ -66,7 +66,7 @@ pub struct RoutedSpec {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Routed {
     /// Encapsulate the (rewritten) frame to this VTEP.
-    ToVtep(Ipv4Addr),
+    ToVtep(std::net::IpAddr),
     /// Write the (rewritten) frame to the TAP.
     ToTap,
     /// Handled here (answer queued, or held until ARP resolves).

@@ -6,7 +6,7 @@
 //! would win only with many distinct lengths, which per-host subnetting does not produce.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -14,7 +14,7 @@ use ipnet::Ipv4Net;
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
     /// Keyed by prefix length, longest first when iterated in reverse.
-    by_len: BTreeMap<u8, HashMap<u32, Ipv4Addr>>,
+    by_len: BTreeMap<u8, HashMap<u32, IpAddr>>,
 }
 
 impl RouteTable {
@@ -24,13 +24,13 @@ impl RouteTable {
     }
 
     /// Add or replace the route for `subnet`.
-    pub fn insert(&mut self, subnet: Ipv4Net, via: Ipv4Addr) {
+    pub fn insert(&mut self, subnet: Ipv4Net, via: IpAddr) {
         let subnet = subnet.trunc();
         self.by_len.entry(subnet.prefix_len()).or_default().insert(u32::from(subnet.network()), via);
     }
 
     /// Remove the route for `subnet`; returns the VTEP it pointed at.
-    pub fn remove(&mut self, subnet: Ipv4Net) -> Option<Ipv4Addr> {
+    pub fn remove(&mut self, subnet: Ipv4Net) -> Option<IpAddr> {
         let subnet = subnet.trunc();
         let map = self.by_len.get_mut(&subnet.prefix_len())?;
         let old = map.remove(&u32::from(subnet.network()));
@@ -41,7 +41,7 @@ impl RouteTable {
     }
 
     /// Remove every route via `vtep`.
-    pub fn remove_via(&mut self, vtep: Ipv4Addr) {
+    pub fn remove_via(&mut self, vtep: IpAddr) {
         for map in self.by_len.values_mut() {
             map.retain(|_, v| *v != vtep);
         }
@@ -51,7 +51,7 @@ impl RouteTable {
     /// The VTEP owning the longest prefix that contains `dst`.
     // hot path
     #[inline]
-    pub fn lookup(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<IpAddr> {
         let dst = u32::from(dst);
         self.by_len.iter().rev().find_map(|(&len, map)| {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
@@ -70,7 +70,7 @@ impl RouteTable {
     }
 
     /// All routes, for status output.
-    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, Ipv4Addr)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, IpAddr)> + '_ {
         self.by_len.iter().flat_map(|(&len, map)| {
             map.iter().map(move |(&net, &via)| (Ipv4Net::new(Ipv4Addr::from(net), len).expect("valid length"), via))
         })
@@ -84,9 +84,9 @@ mod tests {
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
     }
-    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-    const C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+    const C: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
 
     #[test]
     fn longest_prefix_wins() {

@@ -61,7 +61,7 @@ pub struct NetworkSpec {
     /// Largest inner Ethernet frame (header included) that fits the underlay after encapsulation.
     pub max_frame_len: usize,
     /// Peer VTEPs known from static configuration.
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
     /// What to do with ARP requests for IPs without a binding (switched networks).
     pub unknown_arp: UnknownArp,
     /// Routed mode: this host's subnet and gateway. `None` for a switched (L2) network.
@@ -93,7 +93,7 @@ pub enum Forward<'a> {
         /// The UDP payload inside the driver's buffer.
         payload: Range<usize>,
         /// Destination VTEPs: one for known unicast, every peer for flooding.
-        dests: &'a [Ipv4Addr],
+        dests: &'a [IpAddr],
         /// Hash of the inner flow, for the outer source port.
         flow_hash: u32,
         /// The tunnel the payload is encapsulated in (which socket sends it).
@@ -123,7 +123,7 @@ pub enum Transmit {
     /// A datagram to send to a peer (ESP copies of a flooded frame).
     Underlay {
         /// The peer's underlay address.
-        dst: Ipv4Addr,
+        dst: IpAddr,
         /// The tunnel the payload is encapsulated in (which socket sends it).
         tunnel: Tunnel,
         /// The UDP payload.
@@ -136,7 +136,7 @@ struct Network {
     vni: Vni,
     max_frame_len: usize,
     /// Sorted, deduplicated.
-    peers: Vec<Ipv4Addr>,
+    peers: Vec<IpAddr>,
     unknown_arp: UnknownArp,
     router: Option<Router>,
     tunnel: Tunnel,
@@ -165,7 +165,7 @@ impl Network {
         }
     }
 
-    fn has_peer(&self, addr: Ipv4Addr) -> bool {
+    fn has_peer(&self, addr: IpAddr) -> bool {
         self.peers.binary_search(&addr).is_ok()
     }
 }
@@ -180,7 +180,7 @@ pub struct Switch {
     flood: FloodLimiter,
     counters: Counters,
     /// The single destination of a unicast decision (borrowed by [`Forward::Underlay`]).
-    unicast_dest: [Ipv4Addr; 1],
+    unicast_dest: [IpAddr; 1],
     transmits: VecDeque<Transmit>,
     proxy_arp: ProxyArp,
     /// The ND proxy's IPv6 bindings (see [`crate::nd`]).
@@ -227,7 +227,7 @@ impl Switch {
             fdb: Fdb::new(config.fdb_ageing, config.fdb_max_entries),
             flood: FloodLimiter::new(FloodLimit::default()),
             counters: Counters::default(),
-            unicast_dest: [Ipv4Addr::UNSPECIFIED],
+            unicast_dest: [IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
             transmits: VecDeque::new(),
             proxy_arp: ProxyArp::new(),
             proxy_nd: ProxyNd::new(),
@@ -437,7 +437,7 @@ impl Switch {
     /// Handle a UDP datagram of `tunnel` (received on its port) from `from`, at `buf[payload]`:
     /// the one decapsulation entry point for drivers, which know the tunnel by the socket.
     // hot path
-    pub fn handle_datagram(&mut self, now: Instant, tunnel: Tunnel, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_datagram(&mut self, now: Instant, tunnel: Tunnel, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         match tunnel {
             Tunnel::Vxlan => self.handle_underlay(now, from, buf, payload),
             Tunnel::Esp => self.handle_esp(now, from, buf, payload),
@@ -446,7 +446,7 @@ impl Switch {
 
     /// Handle a UDP datagram received on the VXLAN port from `from`, lying at `buf[payload]`.
     // hot path
-    pub fn handle_underlay(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_underlay(&mut self, now: Instant, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.counters.underlay_rx_packets += 1;
         self.counters.underlay_rx_bytes += payload.len() as u64;
         let decapped = match vxlan::decap(buf, payload) {
@@ -487,7 +487,7 @@ impl Switch {
     }
 
     /// An inner Ethernet frame from peer `from` on a switched network: learn and deliver.
-    fn deliver_switched(&mut self, now: Instant, port: PortId, from: Ipv4Addr, buf: &mut [u8], inner: Range<usize>) -> Forward<'_> {
+    fn deliver_switched(&mut self, now: Instant, port: PortId, from: IpAddr, buf: &mut [u8], inner: Range<usize>) -> Forward<'_> {
         let vni = self.networks[port].vni;
         let Ok(eth) = EthernetFrame::new_checked(&buf[inner.clone()]) else {
             self.counters.drop(DropReason::InnerMalformed);
@@ -520,7 +520,7 @@ impl Switch {
     /// Whether a frame from peer `from` claims a container the control plane places elsewhere: its
     /// source MAC is statically (by gossip) behind another host, or its IPv4 source is bound to
     /// another MAC. // hot path
-    fn inner_source_spoofed(&self, vni: Vni, from: Ipv4Addr, eth: &EthernetFrame<&[u8]>) -> bool {
+    fn inner_source_spoofed(&self, vni: Vni, from: IpAddr, eth: &EthernetFrame<&[u8]>) -> bool {
         let src = eth.src_addr();
         if self.fdb.get(vni, src).is_some_and(|e| e.is_static && e.location != Location::Remote(from)) {
             return true;
@@ -537,7 +537,7 @@ impl Switch {
 
     /// Whether a routed packet from peer `from` has an IPv4 source in a subnet the control plane
     /// routes via another host, or in this host's own subnet. Unknown sources pass. // hot path
-    fn routed_source_spoofed(&self, port: PortId, from: Ipv4Addr, frame: &[u8]) -> bool {
+    fn routed_source_spoofed(&self, port: PortId, from: IpAddr, frame: &[u8]) -> bool {
         let Some(router) = self.networks[port].router.as_ref() else { return false };
         let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
         if eth.ethertype() != EtherType::IPV4 {
@@ -751,7 +751,7 @@ impl Switch {
     }
 
     /// Current peers of a port's network.
-    pub fn peers(&self, port: PortId) -> &[Ipv4Addr] {
+    pub fn peers(&self, port: PortId) -> &[IpAddr] {
         self.networks.get(port).map_or(&[], |n| &n.peers)
     }
 

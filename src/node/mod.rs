@@ -31,7 +31,7 @@ mod services;
 pub mod state;
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -149,19 +149,19 @@ impl Node {
 
     /// A VXLAN datagram (UDP payload at `buf[payload]`) from the peer at `from`.
     // hot path
-    pub fn handle_underlay(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_underlay(&mut self, now: Instant, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.switch.handle_underlay(now, from, buf, payload)
     }
 
     /// A datagram of `tunnel` (UDP payload at `buf[payload]`) from the peer at `from`.
     // hot path
-    pub fn handle_datagram(&mut self, now: Instant, tunnel: Tunnel, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_datagram(&mut self, now: Instant, tunnel: Tunnel, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.switch.handle_datagram(now, tunnel, from, buf, payload)
     }
 
     /// An ESP-in-UDP datagram (UDP payload at `buf[payload]`) from the peer at `from`.
     // hot path
-    pub fn handle_esp(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_esp(&mut self, now: Instant, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.switch.handle_esp(now, from, buf, payload)
     }
 

@@ -39,7 +39,8 @@ fn gossiping(now: Instant) -> Node {
 #[test]
 fn static_updates_reach_the_switch_and_later_updates_the_kernel_queue_too() {
     let now = Instant::now();
-    let peer = |n: u8| ControlUpdate::PeerUp { vni: SIM_VNI, peer: PeerInfo { underlay: Ipv4Addr::new(198, 18, 0, n), vtep_mac: None } };
+    let peer =
+        |n: u8| ControlUpdate::PeerUp { vni: SIM_VNI, peer: PeerInfo { underlay: Ipv4Addr::new(198, 18, 0, n).into(), vtep_mac: None } };
     let cfg = NodeConfig { static_updates: vec![peer(2)], ..NodeConfig::switch_only(switch_config()) };
     let mut node = Node::new(cfg, now, wall()).unwrap();
     assert_eq!(node.switch().peers(0), [Ipv4Addr::new(198, 18, 0, 2)]);

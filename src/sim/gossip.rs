@@ -28,7 +28,7 @@ impl Sim {
         sim.gossip_config = Some(cfg);
         for i in 0..n {
             let node = sim.example_node(i, FIRST_EPOCH);
-            sim.add_host(host_ip(i), host_addr(i), node);
+            sim.add_host(host_ip(i).into(), host_addr(i), node);
             sim.hosts[i].epoch = FIRST_EPOCH;
         }
         sim

@@ -1,7 +1,7 @@
 //! The hosts of the simulation: adding, restarting and stopping them, and what a scenario does
 //! to one host (a frame from its TAP, a datagram from outside) and reads from it.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use super::{outcome, Datagram, Packet, Sim, View, HEADROOM};
 use crate::config::Config;
@@ -17,7 +17,7 @@ pub const GOSSIP_PORT: u16 = 4790;
 /// One simulated host.
 pub struct SimHost {
     /// Underlay address.
-    pub underlay: Ipv4Addr,
+    pub underlay: IpAddr,
     /// Gossip address.
     pub gossip_addr: SocketAddr,
     /// The running node, `None` while stopped.
@@ -64,12 +64,12 @@ impl SimHost {
 
 impl Sim {
     /// Switch-only hosts given as (underlay address, switch configuration), no latency.
-    pub fn new(hosts: Vec<(Ipv4Addr, SwitchConfig)>) -> Sim {
+    pub fn new(hosts: Vec<(IpAddr, SwitchConfig)>) -> Sim {
         Sim::with_nodes(hosts.into_iter().map(|(ul, cfg)| (ul, NodeConfig::switch_only(cfg))).collect())
     }
 
     /// Hosts given as (underlay address, node configuration), no latency; gossip on port 4790.
-    pub fn with_nodes(hosts: Vec<(Ipv4Addr, NodeConfig)>) -> Sim {
+    pub fn with_nodes(hosts: Vec<(IpAddr, NodeConfig)>) -> Sim {
         let mut sim = Sim::empty(7);
         for (underlay, cfg) in hosts {
             sim.add_host(underlay, SocketAddr::from((underlay, GOSSIP_PORT)), cfg);
@@ -78,7 +78,7 @@ impl Sim {
     }
 
     /// Add a host started now; returns its index.
-    pub fn add_host(&mut self, underlay: Ipv4Addr, gossip_addr: SocketAddr, cfg: NodeConfig) -> usize {
+    pub fn add_host(&mut self, underlay: IpAddr, gossip_addr: SocketAddr, cfg: NodeConfig) -> usize {
         let ports = cfg.switch.networks.len();
         let host = SimHost {
             underlay,
@@ -184,7 +184,7 @@ impl Sim {
     }
 
     /// Host index by underlay address.
-    pub fn host_by_addr(&self, addr: Ipv4Addr) -> Option<usize> {
+    pub fn host_by_addr(&self, addr: IpAddr) -> Option<usize> {
         self.hosts.iter().position(|h| h.underlay == addr)
     }
 
@@ -206,13 +206,13 @@ impl Sim {
     }
 
     /// Deliver a VXLAN datagram to host `to` as if it came from `from`; then everything due now runs.
-    pub fn inject_underlay(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
+    pub fn inject_underlay(&mut self, from: IpAddr, to: usize, payload: &[u8]) {
         self.inject_datagram(Datagram { from, to: self.hosts[to].underlay, tunnel: Tunnel::Vxlan, payload: payload.to_vec() });
     }
 
     /// Deliver an ESP-in-UDP datagram to host `to` as if it came from `from`; then everything due
     /// now runs.
-    pub fn inject_esp(&mut self, from: Ipv4Addr, to: usize, payload: &[u8]) {
+    pub fn inject_esp(&mut self, from: IpAddr, to: usize, payload: &[u8]) {
         self.inject_datagram(Datagram { from, to: self.hosts[to].underlay, tunnel: Tunnel::Esp, payload: payload.to_vec() });
     }
 

@@ -20,7 +20,7 @@ mod hosts;
 mod view;
 
 use std::collections::BinaryHeap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand_foca::rngs::SmallRng;
@@ -48,9 +48,9 @@ const MAX_STEPS_AT_ONE_INSTANT: u64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     /// Sender's underlay address.
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     /// Receiver's underlay address.
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     /// The tunnel: VXLAN (port 4789) or ESP-in-UDP (port 4500).
     pub tunnel: Tunnel,
     /// UDP payload (VXLAN header + inner frame, or ESP).
@@ -337,7 +337,7 @@ impl Sim {
 
 /// What a [`Forward`] decision means on the simulated network: frames for the TAP are kept,
 /// datagrams for peers are returned to be sent.
-fn outcome(forward: Forward<'_>, from: Ipv4Addr, buf: &[u8], tap_out: &mut [Vec<Vec<u8>>]) -> Vec<Datagram> {
+fn outcome(forward: Forward<'_>, from: IpAddr, buf: &[u8], tap_out: &mut [Vec<Vec<u8>>]) -> Vec<Datagram> {
     match forward {
         Forward::Underlay { payload, dests, tunnel, .. } => {
             dests.iter().map(|&to| Datagram { from, to, tunnel, payload: buf[payload.clone()].to_vec() }).collect()

@@ -5,7 +5,7 @@
 //! and with what the cluster's records say they should be.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
 
@@ -17,13 +17,13 @@ use crate::wire::vxlan::Vni;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
     /// (vni, underlay) -> vtep mac.
-    pub peers: BTreeMap<(Vni, Ipv4Addr), Option<EthernetAddress>>,
+    pub peers: BTreeMap<(Vni, IpAddr), Option<EthernetAddress>>,
     /// (vni, subnet) -> via.
-    pub routes: BTreeMap<(Vni, Ipv4Net), Ipv4Addr>,
+    pub routes: BTreeMap<(Vni, Ipv4Net), IpAddr>,
     /// (vni, ip) -> mac.
     pub arp: BTreeMap<(Vni, IpAddr), EthernetAddress>,
     /// underlay -> (key, epoch).
-    pub esp: BTreeMap<Ipv4Addr, ([u8; 32], u64)>,
+    pub esp: BTreeMap<IpAddr, ([u8; 32], u64)>,
     /// How many PeerDown updates arrived.
     pub peer_downs: u64,
 }

@@ -11,7 +11,7 @@ pub mod fastpath;
 pub mod kernel;
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// A failed system operation, naming what was attempted.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum SysError {
         /// Which socket.
         what: &'static str,
         /// Its address.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// The OS error.
         #[source]
         source: io::Error,

@@ -5,13 +5,15 @@
 //!                                                                 ├─ bridge "ul" in the underlay namespace
 //!   container ─veth─ [br0 + ...]                     host-j ─veth─┘
 //! ```
-//! Host i has underlay address 198.18.0.(i+1)/24 (RFC 2544 benchmarking range); containers share
-//! the overlay subnet 192.0.2.0/24 (documentation range). Everything is named after a unique
+//! Host i has underlay addresses 198.18.0.(i+1)/24 (RFC 2544 benchmarking range) and
+//! 2001:db8:18::(i+1)/64 (documentation range, added without DAD so it is usable at once);
+//! vxswitch and kernel vxlan use the IPv6 one in labs built with [`Lab::build_ipv6`]. Containers
+//! share the overlay subnet 192.0.2.0/24 (documentation range). Everything is named after a unique
 //! prefix and removed when the lab is dropped, also when set-up fails half way or a test panics.
 
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +26,9 @@ pub const UNDERLAY_MTU: u32 = 1500;
 /// Container MTU at build: the VXLAN overlay MTU (underlay MTU minus 50 bytes of VXLAN
 /// overhead); tests of other encapsulations or MTUs set it with [`Lab::set_container_mtu`].
 pub const CONTAINER_MTU: u32 = 1450;
+/// Container MTU at build in a lab over an IPv6 underlay: 20 bytes less (VXLAN over IPv6 costs
+/// 70 bytes).
+pub const CONTAINER_MTU_IPV6: u32 = 1430;
 /// The VNI of the lab overlay.
 pub const VNI: u32 = 1042;
 
@@ -74,6 +79,8 @@ pub struct Lab {
     pub dir: PathBuf,
     bin: PathBuf,
     prefix: String,
+    /// vxswitch and kernel vxlan run over the hosts' IPv6 underlay addresses.
+    ipv6: bool,
 }
 
 /// How containers are addressed.
@@ -112,6 +119,11 @@ pub fn underlay_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, (i + 1) as u8)
 }
 
+/// IPv6 underlay address of host `i` (0-based).
+pub fn underlay_ip6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x18, 0, 0, 0, 0, (i + 1) as u16)
+}
+
 /// Overlay address of container `j` of host `i`.
 pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, (10 * (i + 1) + j + 1) as u8)
@@ -120,6 +132,14 @@ pub fn container_ip(i: usize, j: usize) -> Ipv4Addr {
 /// IPv6 overlay address of container `j` of host `i` (`fd00:42::` + the IPv4 host part).
 pub fn container_ip6(i: usize, j: usize) -> std::net::Ipv6Addr {
     std::net::Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, (10 * (i + 1) + j + 1) as u16)
+}
+
+/// The underlay link `dev` of a host speaks IPv6 too: enabled, no DAD (the address is usable at
+/// once; the lab assigns unique ones), no router solicitations.
+fn enable_underlay_ipv6(ns: &Netns, dev: &str) -> io::Result<()> {
+    ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_dad"), "0")?;
+    ns.sysctl(&format!("net.ipv6.conf.{dev}.router_solicitations"), "0")?;
+    ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6"), "0")
 }
 
 impl Container {
@@ -140,13 +160,29 @@ impl Lab {
 
     /// As [`Lab::build`], with a choice of container addressing.
     pub fn build_with(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing) -> io::Result<Lab> {
+        Lab::build_inner(tag, kinds, containers, bin, addressing, false)
+    }
+
+    /// As [`Lab::build`], with vxswitch and kernel vxlan on the hosts' IPv6 underlay addresses
+    /// ([`underlay_ip6`]) and containers at [`CONTAINER_MTU_IPV6`].
+    pub fn build_ipv6(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path) -> io::Result<Lab> {
+        Lab::build_inner(tag, kinds, containers, bin, Addressing::Shared, true)
+    }
+
+    /// As [`Lab::build_ipv6`], with a choice of container addressing.
+    pub fn build_ipv6_with(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing) -> io::Result<Lab> {
+        Lab::build_inner(tag, kinds, containers, bin, addressing, true)
+    }
+
+    fn build_inner(tag: &str, kinds: &[HostKind], containers: usize, bin: &Path, addressing: Addressing, ipv6: bool) -> io::Result<Lab> {
         let prefix = format!("vxs-{tag}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         fs::create_dir_all(&dir)?;
         let underlay = Netns::create(&format!("{prefix}-ul"))?;
         underlay.ip(&["link", "add", "ul", "type", "bridge"])?;
         underlay.ip(&["link", "set", "ul", "up"])?;
-        let mut lab = Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, routers: Vec::new(), dir, bin: bin.to_path_buf(), prefix };
+        let mut lab =
+            Lab { daemons: Vec::new(), hosts: Vec::new(), underlay, routers: Vec::new(), dir, bin: bin.to_path_buf(), prefix, ipv6 };
         for (i, kind) in kinds.iter().enumerate() {
             let host = lab.build_host(i, *kind, containers, addressing)?;
             lab.hosts.push(host);
@@ -169,6 +205,8 @@ impl Lab {
         self.underlay.ip(&["link", "set", &ul_port, "master", "ul", "up"])?;
         let ip = underlay_ip(i);
         ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        enable_underlay_ipv6(&ns, "eth0")?;
+        ns.ip(&["-6", "addr", "add", &format!("{}/64", underlay_ip6(i)), "dev", "eth0", "nodad"])?;
         ns.ip(&["link", "set", "eth0", "mtu", &UNDERLAY_MTU.to_string(), "up"])?;
         ns.ip(&["link", "add", "br0", "type", "bridge"])?;
         ns.ip(&["link", "set", "br0", "up"])?;
@@ -183,7 +221,7 @@ impl Lab {
                 Addressing::PerHost => Ipv4Addr::new(198, 19, (i + 1) as u8, (10 + j) as u8),
             };
             c.ip(&["addr", "add", &format!("{cip}/24"), "dev", "eth0"])?;
-            c.ip(&["link", "set", "eth0", "mtu", &CONTAINER_MTU.to_string(), "up"])?;
+            c.ip(&["link", "set", "eth0", "mtu", &self.container_mtu().to_string(), "up"])?;
             if addressing == Addressing::PerHost {
                 c.ip(&["route", "add", "default", "via", &host_gateway(i).to_string()])?;
             }
@@ -193,8 +231,27 @@ impl Lab {
     }
 
     /// Underlay addresses of every host but `i`.
-    pub fn peers_of(&self, i: usize) -> Vec<Ipv4Addr> {
-        (0..self.hosts.len()).filter(|&k| k != i).map(underlay_ip).collect()
+    pub fn peers_of(&self, i: usize) -> Vec<IpAddr> {
+        (0..self.hosts.len()).filter(|&k| k != i).map(|k| self.underlay_addr(k)).collect()
+    }
+
+    /// The underlay address vxswitch and kernel vxlan use on host `i`: [`underlay_ip`], or
+    /// [`underlay_ip6`] in a lab built with [`Lab::build_ipv6`].
+    pub fn underlay_addr(&self, i: usize) -> IpAddr {
+        if self.ipv6 {
+            underlay_ip6(i).into()
+        } else {
+            underlay_ip(i).into()
+        }
+    }
+
+    /// The containers' MTU at build: the VXLAN overlay MTU over this lab's underlay.
+    pub fn container_mtu(&self) -> u32 {
+        if self.ipv6 {
+            CONTAINER_MTU_IPV6
+        } else {
+            CONTAINER_MTU
+        }
     }
 
     /// Control socket path of host `i`'s daemon.
@@ -213,7 +270,7 @@ impl Lab {
         format!(
             "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\npeers = [{peers}]\n{extra}",
             sock = self.socket(i).display(),
-            ip = underlay_ip(i),
+            ip = self.underlay_addr(i),
             peers = peers.join(", "),
         )
     }
@@ -224,13 +281,13 @@ impl Lab {
         let peers: Vec<String> = peers
             .iter()
             .filter(|&&k| k != i)
-            .map(|&k| format!("{{ address = \"{}\", subnet = \"{}\" }}", underlay_ip(k), host_subnet(k)))
+            .map(|&k| format!("{{ address = \"{}\", subnet = \"{}\" }}", self.underlay_addr(k), host_subnet(k)))
             .collect();
         let tap = if mode == "host-subnet" { String::new() } else { format!("tap = \"vxs{VNI}\"\n") };
         format!(
             "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\nmode = \"{mode}\"\n{tap}bridge = \"br0\"\nsubnet = \"{subnet}\"\npeers = [{peers}]\n",
             sock = self.socket(i).display(),
-            ip = underlay_ip(i),
+            ip = self.underlay_addr(i),
             subnet = host_subnet(i),
             peers = peers.join(", "),
         )
@@ -244,7 +301,7 @@ impl Lab {
         if !key.exists() {
             super::netns::run_cmd(std::process::Command::new(&self.bin).arg("genkey").arg(&key))?;
         }
-        let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", underlay_ip(k))).collect();
+        let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", self.underlay_addr(k))).collect();
         let base = self.subnet_config(i, mode, &[]);
         Ok(format!(
             "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\nstate_dir = \"{state}\"\n",
@@ -265,7 +322,7 @@ impl Lab {
                 let subnet = if routed { format!(", subnet = \"{}\"", host_subnet(k)) } else { String::new() };
                 format!(
                     "{{ address = \"{}\"{subnet}, esp = {{ spi_out = \"{:#x}\", key_out = \"{}\", spi_in = \"{:#x}\", key_in = \"{}\" }} }}",
-                    underlay_ip(k),
+                    self.underlay_addr(k),
                     lab_esp_spi(i, k),
                     lab_esp_key(i, k),
                     lab_esp_spi(k, i),
@@ -277,7 +334,7 @@ impl Lab {
         let from = if routed {
             "peers = []".to_string()
         } else {
-            format!("peers = [{}]", others.iter().map(|&k| format!("\"{}\"", underlay_ip(k))).collect::<Vec<_>>().join(", "))
+            format!("peers = [{}]", others.iter().map(|&k| format!("\"{}\"", self.underlay_addr(k))).collect::<Vec<_>>().join(", "))
         };
         // Each host keeps its sequence reservations in the lab directory, never in /var/lib.
         let state = format!("[esp]\nstate_file = \"{}\"\n\n[[network]]", self.esp_state_file(i).display());
@@ -363,10 +420,10 @@ impl Lab {
     /// //   bridge fdb append 00:00:00:00:00:00 dev vtep1042 dst PEER
     pub fn add_kernel_vxlan(&self, i: usize) -> io::Result<()> {
         let h = &self.hosts[i].ns;
-        let local = underlay_ip(i).to_string();
+        let local = self.underlay_addr(i).to_string();
         let vni = VNI.to_string();
         h.ip(&["link", "add", "vtep1042", "type", "vxlan", "id", &vni, "dstport", "4789", "local", &local, "dev", "eth0", "nolearning"])?;
-        h.ip(&["link", "set", "vtep1042", "mtu", &CONTAINER_MTU.to_string(), "master", "br0", "up"])?;
+        h.ip(&["link", "set", "vtep1042", "mtu", &self.container_mtu().to_string(), "master", "br0", "up"])?;
         for peer in self.peers_of(i) {
             super::netns::run_cmd(std::process::Command::new("bridge").args([
                 "-n",

@@ -3,7 +3,7 @@
 //! and bounded. The rules and their reasons are in [`crate::control::trust`] and
 //! [`crate::control::policy`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::warn;
@@ -83,7 +83,7 @@ impl Membership {
                 return None;
             }
         };
-        let underlays: Vec<Ipv4Addr> =
+        let underlays: Vec<std::net::IpAddr> =
             std::iter::once(self.local.underlay).chain(Some(rec.underlay)).chain(self.records.values().map(|r| r.underlay)).collect();
         let policy = self.policy;
         let mut refused = Vec::new();

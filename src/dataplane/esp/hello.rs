@@ -9,7 +9,7 @@
 //! restarted. A host that has just started knows no epoch yet and may adopt a replayed old one
 //! first; the genuine hello, whose epoch is larger, still replaces it.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{EspTunnels, TunnelError};
@@ -50,7 +50,7 @@ counters! {
 
 impl EspTunnels {
     /// A peer whose public key is configured: hellos tell each other the epochs.
-    pub fn add_static_peer(&mut self, now: Instant, peer: Ipv4Addr, public_key: [u8; 32]) -> Result<(), TunnelError> {
+    pub fn add_static_peer(&mut self, now: Instant, peer: IpAddr, public_key: [u8; 32]) -> Result<(), TunnelError> {
         let host = self.host.as_ref().ok_or(TunnelError::NoSession)?;
         let hello_key = host.hello_key(&public_key).map_err(|_| TunnelError::Esp(EspError::BadKeyLength))?;
         self.static_peers.insert(peer, StaticPeer { public_key, hello_key, epoch: None, next_hello: now, last_answer: None });
@@ -59,7 +59,7 @@ impl EspTunnels {
 
     /// A hello arrived from `from`: accept a newer epoch (deriving the session), and answer at
     /// once if the peer does not know our epoch yet.
-    pub fn handle_hello(&mut self, now: Instant, from: Ipv4Addr, payload: &[u8]) {
+    pub fn handle_hello(&mut self, now: Instant, from: IpAddr, payload: &[u8]) {
         let local_epoch = self.local_epoch;
         let Some(sp) = self.static_peers.get_mut(&from) else {
             self.hellos.rejected += 1;
@@ -110,7 +110,7 @@ impl EspTunnels {
     }
 
     /// Next hello datagram to send: (peer, UDP payload for the ESP port).
-    pub fn poll_hello(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
+    pub fn poll_hello(&mut self) -> Option<(IpAddr, Vec<u8>)> {
         self.hello_out.pop_front()
     }
 

@@ -52,7 +52,7 @@ pub mod resume;
 
 use crate::wire::vxlan::Vni;
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::counters::counters;
@@ -110,7 +110,7 @@ pub struct Reservation {
     /// The network of the SA.
     pub vni: Vni,
     /// The peer of the SA.
-    pub peer: Ipv4Addr,
+    pub peer: IpAddr,
     /// The outbound SPI.
     pub spi: u32,
     /// Digest of the outbound key ([`OutboundSa::key_id`]).
@@ -120,7 +120,7 @@ pub struct Reservation {
 }
 
 /// One session for status output: (VNI, peer, outbound SPI, inbound SPI, (outbound, inbound) generations).
-pub type SessionRow = (Vni, Ipv4Addr, u32, u32, (u64, u64));
+pub type SessionRow = (Vni, IpAddr, u32, u32, (u64, u64));
 
 struct PeerTunnel {
     session: PeerSession,
@@ -140,15 +140,15 @@ pub struct EspTunnels {
     config: SessionConfig,
     /// Encrypted networks (VNIs), sorted.
     networks: Vec<Vni>,
-    peers: HashMap<(Vni, Ipv4Addr), PeerTunnel>,
-    manual: Vec<(Vni, Ipv4Addr)>,
+    peers: HashMap<(Vni, IpAddr), PeerTunnel>,
+    manual: Vec<(Vni, IpAddr)>,
     max_sessions: usize,
     resume: ResumeTable,
     /// Drops of sessions that were replaced, so the totals never go backwards.
     retired_drops: DropCounters,
     counts: EspCounters,
-    static_peers: HashMap<Ipv4Addr, StaticPeer>,
-    hello_out: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    static_peers: HashMap<IpAddr, StaticPeer>,
+    hello_out: VecDeque<(IpAddr, Vec<u8>)>,
     /// Hello counters.
     pub hellos: HelloCounters,
 }
@@ -217,7 +217,7 @@ impl EspTunnels {
 
     /// Install manual SAs for `peer` in the encrypted network `vni`. An outbound SA made with
     /// [`OutboundSa::resume_after`] seals only what [`confirm_reservation`](Self::confirm_reservation) allowed.
-    pub fn add_manual(&mut self, now: Instant, vni: Vni, peer: Ipv4Addr, outbound: OutboundSa, inbound: InboundSa) {
+    pub fn add_manual(&mut self, now: Instant, vni: Vni, peer: IpAddr, outbound: OutboundSa, inbound: InboundSa) {
         self.set_networks(&[vni]);
         let warn_at = outbound.last_sequence() / 10 * 9;
         let session = PeerSession::manual(outbound.with_packet_budget(warn_at), inbound, now);
@@ -231,14 +231,14 @@ impl EspTunnels {
 
     /// The peer at `peer` has this public key and epoch: derive (or keep) its session in every
     /// encrypted network (those with manual keys for it keep them).
-    pub fn set_peer_key(&mut self, now: Instant, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
+    pub fn set_peer_key(&mut self, now: Instant, peer: IpAddr, public_key: [u8; 32], epoch: u64) {
         for i in 0..self.networks.len() {
             let vni = self.networks[i];
             self.set_network_peer_key(now, vni, peer, public_key, epoch);
         }
     }
 
-    fn set_network_peer_key(&mut self, now: Instant, vni: Vni, peer: Ipv4Addr, public_key: [u8; 32], epoch: u64) {
+    fn set_network_peer_key(&mut self, now: Instant, vni: Vni, peer: IpAddr, public_key: [u8; 32], epoch: u64) {
         let key = (vni, public_key, epoch);
         let id = (vni, peer);
         match self.peers.get(&id).map(|t| t.derived_from) {
@@ -286,7 +286,7 @@ impl EspTunnels {
     /// The peer at `peer` left the encrypted network `vni`: drop its automatic session there
     /// (remembering where it left off). Manual and configured (static-key) peers keep theirs:
     /// they are part of the configuration.
-    pub fn remove_peer(&mut self, vni: Vni, peer: Ipv4Addr) {
+    pub fn remove_peer(&mut self, vni: Vni, peer: IpAddr) {
         let id = (vni, peer);
         if self.static_peers.contains_key(&peer) || self.peers.get(&id).is_none_or(|t| t.derived_from.is_none()) {
             return;
@@ -305,7 +305,7 @@ impl EspTunnels {
     }
 
     /// Whether there are keys for `peer` in the encrypted network `vni`.
-    pub fn has_session(&self, vni: Vni, peer: Ipv4Addr) -> bool {
+    pub fn has_session(&self, vni: Vni, peer: IpAddr) -> bool {
         self.peers.contains_key(&(vni, peer))
     }
 
@@ -315,7 +315,7 @@ impl EspTunnels {
         &mut self,
         now: Instant,
         vni: Vni,
-        peer: Ipv4Addr,
+        peer: IpAddr,
         buf: &mut [u8],
         inner_len: usize,
         next_header: u8,
@@ -343,7 +343,7 @@ impl EspTunnels {
     /// Verify and decrypt an ESP packet from `peer` in place; returns the VNI of the network
     /// whose SA opened it (the SPI tells the network, see the module doc).
     // hot path
-    pub fn open(&mut self, now: Instant, peer: Ipv4Addr, packet: &mut [u8]) -> Result<(Vni, Opened), TunnelError> {
+    pub fn open(&mut self, now: Instant, peer: IpAddr, packet: &mut [u8]) -> Result<(Vni, Opened), TunnelError> {
         let spi = match packet.get(..4) {
             Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             None => 0,
@@ -448,7 +448,7 @@ impl EspTunnels {
     }
 
     /// The current outbound SA of `peer` in network `vni` (SPI, key digest, packets; for tests and status).
-    pub fn outbound(&self, vni: Vni, peer: Ipv4Addr) -> Option<&OutboundSa> {
+    pub fn outbound(&self, vni: Vni, peer: IpAddr) -> Option<&OutboundSa> {
         self.peers.get(&(vni, peer)).map(|t| t.session.outbound())
     }
 }

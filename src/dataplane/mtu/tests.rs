@@ -59,11 +59,20 @@ fn no_encapsulation_keeps_the_underlay_mtu() {
 #[test]
 fn the_parts_add_up_to_the_underlay_mtu() {
     for underlay in (576..=1600).chain([9000, 65535]) {
-        for encap in every_encap() {
-            let p = plan(underlay, encap);
-            let sum =
-                p.outer_ipv4 + p.udp + p.vxlan + p.esp_header + p.iv + p.inner_ethernet + p.esp_trailer + p.icv + p.align_slack + p.mtu;
-            assert_eq!(sum, underlay, "{encap:?} at {underlay}: {p:?}");
+        for (encap, outer) in every_encap().into_iter().flat_map(|e| [(e, OuterIp::V4), (e, OuterIp::V6)]) {
+            let p = plan_over(outer, underlay, encap);
+            let sum = p.outer_ipv4
+                + p.outer_ipv6
+                + p.udp
+                + p.vxlan
+                + p.esp_header
+                + p.iv
+                + p.inner_ethernet
+                + p.esp_trailer
+                + p.icv
+                + p.align_slack
+                + p.mtu;
+            assert_eq!(sum, underlay, "{encap:?} over {outer:?} at {underlay}: {p:?}");
             assert!(p.align_slack < 4);
         }
     }
@@ -133,4 +142,24 @@ fn describe_names_every_part() {
     );
     let line = plan(1500, Encap::Vxlan).describe();
     assert_eq!(line, "mtu 1450 = underlay 1500 - 20 ipv4 - 8 udp - 8 vxlan - 14 inner ethernet (vxlan)");
+}
+
+#[test]
+fn an_ipv6_underlay_costs_twenty_bytes_more() {
+    let v = plan_over(OuterIp::V6, 1500, Encap::Vxlan);
+    assert_eq!((v.mtu, v.overhead(), v.outer_ipv6, v.outer_ipv4), (1430, 70, 40, 0), "VXLAN over IPv6: 70 bytes, as Linux vxlan");
+    assert!(v.describe().contains("- 40 ipv6 - 8 udp - 8 vxlan - 14 inner ethernet"), "{}", v.describe());
+    for encap in every_encap().into_iter().filter(|e| *e != Encap::None) {
+        for underlay in [1280, 1500, 9000] {
+            let (four, six) = (plan(underlay, encap), plan_over(OuterIp::V6, underlay, encap));
+            assert_eq!(four.mtu - six.mtu, 20, "{encap:?} at {underlay}");
+            assert_eq!(six, plan_over(OuterIp::V6, underlay, encap));
+            assert_eq!(
+                plan_over(OuterIp::V4, underlay - 20, encap).mtu,
+                six.mtu,
+                "{encap:?}: an IPv6 underlay carries what an IPv4 one 20 bytes smaller does"
+            );
+        }
+    }
+    assert_eq!(plan_over(OuterIp::V6, 1500, Encap::None).mtu, 1500);
 }

@@ -101,7 +101,7 @@ mod tests {
         let spec = NetworkSpec {
             vni: Vni::new(1042).unwrap(),
             max_frame_len: 1464,
-            peers: vec![Ipv4Addr::new(198, 18, 0, 2)],
+            peers: vec![Ipv4Addr::new(198, 18, 0, 2).into()],
             unknown_arp: crate::arp::UnknownArp::Flood,
             routed: None,
             tunnel: Tunnel::Vxlan,

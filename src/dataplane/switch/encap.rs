@@ -6,7 +6,7 @@
 //! on a switched network and only the IP packet on a routed one (both ends know the anycast
 //! gateway MAC, so the Ethernet header would be 14 bytes of nothing on every packet).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -21,14 +21,7 @@ impl Switch {
     /// Encapsulate the Ethernet frame `buf[frame]` of `port` in its network's tunnel, to
     /// `target`, or to every peer of the network when `None` (flooding).
     // hot path
-    pub(super) fn encap(
-        &mut self,
-        now: Instant,
-        port: PortId,
-        buf: &mut [u8],
-        frame: Range<usize>,
-        target: Option<Ipv4Addr>,
-    ) -> Forward<'_> {
+    pub(super) fn encap(&mut self, now: Instant, port: PortId, buf: &mut [u8], frame: Range<usize>, target: Option<IpAddr>) -> Forward<'_> {
         // The one size check of the egress path: against the tunnel toward this peer (or the
         // smallest of the peers when flooding), after routing, so routed traffic between local
         // containers is never limited by the tunnel.
@@ -50,12 +43,12 @@ impl Switch {
 
     /// VXLAN: write the header into the headroom and name the destinations.
     // hot path
-    fn vxlan_out(&mut self, port: PortId, buf: &mut [u8], frame: Range<usize>, target: Option<Ipv4Addr>) -> Forward<'_> {
+    fn vxlan_out(&mut self, port: PortId, buf: &mut [u8], frame: Range<usize>, target: Option<IpAddr>) -> Forward<'_> {
         // The frame was validated at TAP ingress (a router may since have rewritten its MACs):
         // the view only names the fields the hash reads.
         let flow_hash = vxlan::flow_hash(&EthernetFrame::new_unchecked(&buf[frame.clone()]));
         let net = &self.networks[port];
-        let dests: &[Ipv4Addr] = match target {
+        let dests: &[IpAddr] = match target {
             Some(vtep) => {
                 self.unicast_dest[0] = vtep;
                 &self.unicast_dest

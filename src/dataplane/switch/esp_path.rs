@@ -4,7 +4,7 @@
 //! picks the SA and with it the network ([`EspTunnels::open`] returns its VNI), so a packet is
 //! delivered only to the network whose keys opened it, never to "the" encrypted network.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ impl Switch {
         port: PortId,
         buf: &mut [u8],
         inner: Range<usize>,
-        target: Option<Ipv4Addr>,
+        target: Option<IpAddr>,
         next_header: u8,
     ) -> Forward<'_> {
         let vni = self.networks[port].vni;
@@ -53,7 +53,7 @@ impl Switch {
                 }
             }
             _ => {
-                let peers: Vec<Ipv4Addr> = match target {
+                let peers: Vec<IpAddr> = match target {
                     Some(peer) => vec![peer],
                     None => self.networks[port].peers.clone(),
                 };
@@ -84,7 +84,7 @@ impl Switch {
 
     /// Handle a UDP datagram received on the ESP-in-UDP port from `from`, at `buf[payload]`.
     // hot path
-    pub fn handle_esp(&mut self, now: Instant, from: Ipv4Addr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
+    pub fn handle_esp(&mut self, now: Instant, from: IpAddr, buf: &mut [u8], payload: Range<usize>) -> Forward<'_> {
         self.counters.underlay_rx_packets += 1;
         self.counters.underlay_rx_bytes += payload.len() as u64;
         match classify_udp_4500(&buf[payload.clone()]) {

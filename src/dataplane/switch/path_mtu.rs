@@ -2,12 +2,12 @@
 //! frame limit toward a peer, the "too big" answer on the TAP, MSS clamping, and the per-peer
 //! underlay path MTUs the driver reports.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use super::{PortId, Switch, Transmit};
 use crate::dataplane::counters::DropReason;
-use crate::dataplane::mtu::{self, Encap};
+use crate::dataplane::mtu::{self, Encap, OuterIp};
 use crate::dataplane::pmtu::mss::{self, MssClamp};
 use crate::dataplane::pmtu::reply::{self, NoReply, Responder};
 use crate::dataplane::pmtu::{PeerMtu, PeerMtuChange};
@@ -35,15 +35,18 @@ impl Default for PathSpec {
 impl Switch {
     /// The largest frame `port` may send to `peer` (or, flooding, to every peer of the network).
     // hot path
-    pub(super) fn frame_limit(&self, port: PortId, peer: Option<Ipv4Addr>) -> usize {
+    pub(super) fn frame_limit(&self, port: PortId, peer: Option<IpAddr>) -> usize {
         let net = &self.networks[port];
-        let path = match peer {
-            Some(p) => self.peer_mtus.get(p),
-            None => net.peers.iter().filter_map(|p| self.peer_mtus.get(*p)).min(),
-        };
-        match path {
-            Some(m) if m < net.path.underlay_mtu => (mtu::plan(m, net.path.encap).max_frame_len as usize).min(net.max_frame_len),
+        // The peer's family sizes the outer header (one underlay has one family).
+        let toward = |p: IpAddr| match self.peer_mtus.get(p) {
+            Some(m) if m < net.path.underlay_mtu => {
+                (mtu::plan_over(OuterIp::of(p), m, net.path.encap).max_frame_len as usize).min(net.max_frame_len)
+            }
             _ => net.max_frame_len,
+        };
+        match peer {
+            Some(p) => toward(p),
+            None => net.peers.iter().map(|p| toward(*p)).min().unwrap_or(net.max_frame_len),
         }
     }
 
@@ -96,7 +99,7 @@ impl Switch {
 
     /// Clamp the MSS of a TCP SYN crossing between `port` and `peer` (either way).
     // hot path
-    pub(super) fn clamp_mss(&mut self, port: PortId, peer: Option<Ipv4Addr>, frame: &mut [u8]) {
+    pub(super) fn clamp_mss(&mut self, port: PortId, peer: Option<IpAddr>, frame: &mut [u8]) {
         let clamp = self.networks[port].path.mss_clamp;
         if clamp == MssClamp::Off {
             return;
@@ -109,7 +112,7 @@ impl Switch {
 
     /// The kernel's path MTU toward `peer` (from the driver's probe): lowers that peer's
     /// effective MTU, or raises it back. The configured underlay MTU is the most it can be.
-    pub fn handle_path_mtu(&mut self, now: Instant, peer: Ipv4Addr, mtu: u32) {
+    pub fn handle_path_mtu(&mut self, now: Instant, peer: IpAddr, mtu: u32) {
         let full = self.networks.iter().filter(|n| !n.retired).map(|n| n.path.underlay_mtu).max().unwrap_or(0);
         match self.peer_mtus.learn(now, peer, mtu, full) {
             PeerMtuChange::Lowered => {
@@ -127,7 +130,7 @@ impl Switch {
 
     /// The learned underlay path MTU to `peer`, if one is in force (the configured underlay MTU
     /// applies otherwise).
-    pub fn peer_mtu(&self, peer: Ipv4Addr) -> Option<u32> {
+    pub fn peer_mtu(&self, peer: IpAddr) -> Option<u32> {
         self.peer_mtus.get(peer)
     }
 
@@ -137,8 +140,8 @@ impl Switch {
     }
 
     /// Every peer of every network, sorted and deduplicated (what the driver probes).
-    pub fn underlay_peers(&self) -> Vec<Ipv4Addr> {
-        let mut v: Vec<Ipv4Addr> = self.networks.iter().filter(|n| !n.retired).flat_map(|n| n.peers.iter().copied()).collect();
+    pub fn underlay_peers(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.networks.iter().filter(|n| !n.retired).flat_map(|n| n.peers.iter().copied()).collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -228,7 +228,7 @@ impl Daemon {
             floating,
             services,
             tx,
-            rx: RxPath::new(rx_len, config.underlay.mtu as usize),
+            rx: RxPath::new(rx_len, config.underlay.max_udp_payload()),
             path_mtu: match PathMtuProbe::new(config.underlay.address, config.underlay.port, config.underlay.mtu, now) {
                 Ok(p) => Some(p),
                 Err(e) => {

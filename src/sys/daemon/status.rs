@@ -11,7 +11,7 @@
 //! moving target. Building a page costs one pass over the table's keys (no copy, no sort).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -72,8 +72,8 @@ struct NetworkStatus {
     /// The largest MTU the encapsulation allows, with its breakdown.
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu_plan: Option<MtuPlan>,
-    peers: Vec<Ipv4Addr>,
-    routes: Vec<(String, Ipv4Addr)>,
+    peers: Vec<IpAddr>,
+    routes: Vec<(String, IpAddr)>,
     /// The first [`FDB_PAGE`] entries of this network.
     fdb: Vec<FdbRow>,
     /// Entries of this network in the FDB (page the rest with `fdb OFFSET`).

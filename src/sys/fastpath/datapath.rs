@@ -37,7 +37,7 @@
 //! would need the switch core to take a frame in pieces, which it does not.
 
 use std::io::{self, IoSlice};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -85,7 +85,7 @@ struct PendingSend {
 pub struct TxBatch {
     slots: Buffers,
     pending: Vec<PendingSend>,
-    dests: Vec<Ipv4Addr>,
+    dests: Vec<IpAddr>,
     counters: DriverCounters,
 }
 
@@ -333,7 +333,7 @@ fn flush_sends(
     esp: Option<&UnderlaySockets>,
     bufs: &Buffers,
     pending: &[PendingSend],
-    dests: &[Ipv4Addr],
+    dests: &[IpAddr],
     driver: &mut DriverCounters,
 ) {
     let payload = |p: &PendingSend| &bufs.bufs[p.buf][p.payload.clone()];
@@ -342,9 +342,9 @@ fn flush_sends(
         Tunnel::Esp => esp,
     };
     let socket_of = |p: &PendingSend| (p.tunnel, p.flow as usize % udp::SOURCE_PORTS);
-    let mut batch: Vec<(Ipv4Addr, &[u8])> = Vec::with_capacity(udp::BATCH);
+    let mut batch: Vec<(IpAddr, &[u8])> = Vec::with_capacity(udp::BATCH);
     let mut current: Option<(Tunnel, u32)> = None;
-    let send_batch = |key: Option<(Tunnel, u32)>, batch: &mut Vec<(Ipv4Addr, &[u8])>, driver: &mut DriverCounters| {
+    let send_batch = |key: Option<(Tunnel, u32)>, batch: &mut Vec<(IpAddr, &[u8])>, driver: &mut DriverCounters| {
         if let Some((tunnel, flow)) = key {
             match sockets_of(tunnel) {
                 Some(s) => {
@@ -381,7 +381,7 @@ fn flush_sends(
 
 /// Length of the run of datagrams starting at `pending[i]` that can share `UDP_SEGMENT` sends:
 /// one tunnel, one destination, one source socket, equal sizes except a shorter last one.
-fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &impl Fn(&PendingSend) -> &'a [u8]) -> usize {
+fn gso_run<'a>(pending: &[PendingSend], dests: &[IpAddr], i: usize, payload: &impl Fn(&PendingSend) -> &'a [u8]) -> usize {
     let p = &pending[i];
     if p.dests.len() != 1 {
         return 1;
@@ -412,7 +412,7 @@ fn gso_run<'a>(pending: &[PendingSend], dests: &[Ipv4Addr], i: usize, payload: &
 fn send_gso_run<'a>(
     sockets: &UnderlaySockets,
     flow: u32,
-    dest: Ipv4Addr,
+    dest: IpAddr,
     run: &[PendingSend],
     payload: &impl Fn(&PendingSend) -> &'a [u8],
     driver: &mut DriverCounters,
@@ -424,7 +424,7 @@ fn send_gso_run<'a>(
         segs.clear();
         segs.extend(chunk.iter().map(payload));
         if !sockets.gso_enabled() {
-            let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
+            let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
             sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             continue;
         }
@@ -439,7 +439,7 @@ fn send_gso_run<'a>(
                 sockets.disable_gso();
                 driver.gso_fallbacks += 1;
                 tracing::warn!("UDP GSO refused by the kernel ({e}); sending datagrams one by one from now on");
-                let batch: Vec<(Ipv4Addr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
+                let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|s| (dest, *s)).collect();
                 sockets.send_batch(flow, &batch, |e| driver.send_failed(&e, 1));
             }
             Err(e) => {
@@ -476,11 +476,12 @@ const PIECES_LEN: usize = 160 * 1024;
 
 impl RxPath {
     /// Receive buffers for datagrams of up to `payload` bytes ([`udp::GRO_BUFFER`] with GRO), on
-    /// an underlay of `underlay_mtu` bytes.
-    pub fn new(payload: usize, underlay_mtu: usize) -> Self {
+    /// an underlay whose datagrams carry at most `max_datagram` bytes of UDP payload (the MTU
+    /// minus the outer IPv4 or IPv6 header and UDP).
+    pub fn new(payload: usize, max_datagram: usize) -> Self {
         let mut bufs = Buffers::new(udp::BATCH, payload);
         bufs.bufs.push(vec![0u8; PIECES_LEN]);
-        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram: underlay_mtu.saturating_sub(28) }
+        RxPath { bufs, meta: Vec::with_capacity(udp::BATCH), gro: Coalescer::new(), max_datagram }
     }
 }
 
@@ -541,7 +542,7 @@ pub fn underlay_to_tap(
                             switch,
                             tunnel,
                             now,
-                            *m.from.ip(),
+                            m.from.ip(),
                             taps,
                             (&mut rx.bufs.bufs, &mut rx.gro),
                             PIECES,
@@ -556,7 +557,7 @@ pub fn underlay_to_tap(
             driver.rx_super_unusable += 1;
         }
         for range in datagrams {
-            deliver(switch, tunnel, now, *m.from.ip(), taps, (&mut rx.bufs.bufs, &mut rx.gro), i, range, &mut write, driver);
+            deliver(switch, tunnel, now, m.from.ip(), taps, (&mut rx.bufs.bufs, &mut rx.gro), i, range, &mut write, driver);
         }
     }
     rx.gro.flush(&mut rx.bufs.bufs, &mut write);
@@ -575,7 +576,7 @@ fn deliver(
     switch: &mut Switch,
     tunnel: Tunnel,
     now: Instant,
-    from: Ipv4Addr,
+    from: IpAddr,
     taps: &[Option<Tap>],
     (bufs, gro): (&mut [Vec<u8>], &mut Coalescer),
     buf: usize,
@@ -596,11 +597,12 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// Pending datagrams of the given (tunnel, destination, length), one buffer each.
-    fn pending(specs: &[(Tunnel, u8, usize)]) -> (Vec<Vec<u8>>, Vec<PendingSend>, Vec<Ipv4Addr>) {
+    fn pending(specs: &[(Tunnel, u8, usize)]) -> (Vec<Vec<u8>>, Vec<PendingSend>, Vec<IpAddr>) {
         let bufs = specs.iter().map(|s| vec![0u8; s.2]).collect();
-        let dests = specs.iter().map(|s| Ipv4Addr::new(10, 0, 0, s.1)).collect();
+        let dests = specs.iter().map(|s| IpAddr::V4(Ipv4Addr::new(10, 0, 0, s.1))).collect();
         let pending =
             specs.iter().enumerate().map(|(i, s)| PendingSend { buf: i, payload: 0..s.2, dests: i..i + 1, flow: 0, tunnel: s.0 }).collect();
         (bufs, pending, dests)

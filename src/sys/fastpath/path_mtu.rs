@@ -14,11 +14,13 @@
 //! differs from what the switch holds is reported with
 //! [`crate::dataplane::Switch::handle_path_mtu`], which lowers or raises that peer's limit and
 //! answers senders with ICMP. Connecting a UDP socket sends nothing; both calls are non-blocking.
+//! On an IPv6 underlay the same holds with ICMPv6 "packet too big" and `IPV6_MTU` (the kernel
+//! keeps IPv6 route exceptions for `net.ipv6.route.mtu_expires`, also 10 minutes).
 
-#![allow(unsafe_code)] // getsockopt(IP_MTU), which socket2 does not wrap; the block has a SAFETY note
+#![allow(unsafe_code)] // getsockopt(IP_MTU / IPV6_MTU), which socket2 does not wrap; the block has a SAFETY note
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -44,21 +46,24 @@ pub struct PathMtuProbe {
 impl PathMtuProbe {
     /// A probe from `local` (the underlay address, so the route is the tunnel's) toward peers'
     /// `port`, for an underlay of `underlay_mtu` bytes.
-    pub fn new(local: Ipv4Addr, port: u16, underlay_mtu: u32, now: Instant) -> io::Result<Self> {
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
-        socket.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+    pub fn new(local: IpAddr, port: u16, underlay_mtu: u32, now: Instant) -> io::Result<Self> {
+        let local = SocketAddr::new(local, 0);
+        let socket = Socket::new(Domain::for_address(local), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+        if local.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&local.into())?;
         Ok(PathMtuProbe { socket, port, underlay_mtu, next: now, cursor: 0 })
     }
 
     /// The kernel's MTU of the route to `peer` (with any learned exception).
-    pub fn path_mtu(&self, peer: Ipv4Addr) -> io::Result<u32> {
-        self.socket.connect(&SocketAddr::V4(SocketAddrV4::new(peer, self.port)).into())?;
+    pub fn path_mtu(&self, peer: IpAddr) -> io::Result<u32> {
+        self.socket.connect(&SocketAddr::new(peer, self.port).into())?;
+        let (level, opt) = if peer.is_ipv6() { (libc::IPPROTO_IPV6, libc::IPV6_MTU) } else { (libc::IPPROTO_IP, libc::IP_MTU) };
         let mut mtu: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: valid fd; `mtu` and `len` outlive the call and `len` is the size of `mtu`.
-        let rc = unsafe {
-            libc::getsockopt(self.socket.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU, (&mut mtu as *mut libc::c_int).cast(), &mut len)
-        };
+        let rc = unsafe { libc::getsockopt(self.socket.as_raw_fd(), level, opt, (&mut mtu as *mut libc::c_int).cast(), &mut len) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -109,8 +114,10 @@ mod tests {
 
     #[test]
     fn loopback_path_mtu_is_the_device_mtu() {
-        let probe = PathMtuProbe::new(Ipv4Addr::LOCALHOST, 4789, 1500, Instant::now()).unwrap();
-        let mtu = probe.path_mtu(Ipv4Addr::LOCALHOST).unwrap();
-        assert!(mtu >= 1500, "lo has a large MTU: {mtu}");
+        for lo in [IpAddr::from(std::net::Ipv4Addr::LOCALHOST), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)] {
+            let probe = PathMtuProbe::new(lo, 4789, 1500, Instant::now()).unwrap();
+            let mtu = probe.path_mtu(lo).unwrap();
+            assert!(mtu >= 1500, "lo has a large MTU over {lo}: {mtu}");
+        }
     }
 }

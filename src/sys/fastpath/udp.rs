@@ -6,12 +6,15 @@
 //! Linux vxlan does it, and ECMP underlays spread flows while each flow keeps one path.
 //! All sockets set `IP_PMTUDISC_PROBE` (DF on, never fragmented, PMTU cache ignored): the switch
 //! already guarantees that an encapsulated frame fits the configured underlay MTU.
+//! The underlay may be IPv4 or IPv6: the sockets take the family of the local address (IPv6
+//! ones are `IPV6_V6ONLY` with `IPV6_PMTUDISC_PROBE`) and the kernel builds the outer header;
+//! addresses cross `recvmmsg`/`sendmmsg` as a [`RawSockAddr`] that holds either family.
 #![allow(unsafe_code)] // raw syscalls the safe crates do not wrap; each block has a SAFETY note
 
 use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -33,7 +36,8 @@ const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
 /// Most datagrams in one `UDP_SEGMENT` send (`UDP_MAX_SEGMENTS` on older kernels).
 pub const GSO_MAX_SEGMENTS: usize = 64;
-/// Most UDP payload bytes in one send over IPv4 (65535 - 20 - 8): beyond, `EMSGSIZE`.
+/// Most UDP payload bytes in one send over IPv4 (65535 - 20 - 8): beyond, `EMSGSIZE`. IPv6
+/// allows 65527 (its payload length excludes the header); the smaller limit serves both.
 pub const GSO_MAX_BYTES: usize = 65507;
 /// Receive buffer needed per message when `UDP_GRO` is on (a coalesced datagram can be 64 KB).
 pub const GRO_BUFFER: usize = 65535;
@@ -56,7 +60,7 @@ pub struct Received {
     /// Bytes received, or `usize::MAX` when the datagram was truncated.
     pub len: usize,
     /// The sender.
-    pub from: SocketAddrV4,
+    pub from: SocketAddr,
     /// With `UDP_GRO`: the size of each coalesced datagram (the last may be shorter); 0 when the
     /// buffer holds one datagram.
     pub stride: usize,
@@ -87,17 +91,21 @@ pub fn gso_refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
 }
 
-fn udp_socket(addr: SocketAddrV4, what: &'static str) -> Result<Socket, SysError> {
+fn udp_socket(addr: SocketAddr, what: &'static str) -> Result<Socket, SysError> {
     let ctx = |op: &'static str| move |source| SysError::Socket { op, what, addr, source };
-    let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP)).map_err(ctx("socket"))?;
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP)).map_err(ctx("socket"))?;
+    if addr.is_ipv6() {
+        // One family per underlay: an IPv6 socket never sees IPv4-mapped peers.
+        s.set_only_v6(true).map_err(ctx("IPV6_V6ONLY"))?;
+    }
     // No SO_REUSEADDR (nor SO_REUSEPORT): with it, any local user could bind the same
     // address and port with the same option and receive the overlay's traffic.
     if s.set_recv_buffer_size(SOCKET_BUFFER).is_err() {
         tracing::debug!("could not raise SO_RCVBUF");
     }
     let _ = force_buffers(&s);
-    set_pmtudisc_probe(&s).map_err(ctx("IP_MTU_DISCOVER"))?;
-    s.bind(&SocketAddr::V4(addr).into()).map_err(ctx("bind"))?;
+    set_pmtudisc_probe(&s, addr.is_ipv6()).map_err(ctx("IP_MTU_DISCOVER"))?;
+    s.bind(&addr.into()).map_err(ctx("bind"))?;
     Ok(s)
 }
 
@@ -108,15 +116,19 @@ fn force_buffers(s: &Socket) -> io::Result<()> {
     Ok(())
 }
 
-fn set_pmtudisc_probe(s: &Socket) -> io::Result<()> {
-    set_int_opt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+fn set_pmtudisc_probe(s: &Socket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_opt(s, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+    } else {
+        set_int_opt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+    }
 }
 
 impl UnderlaySockets {
     /// Bind the receive socket to `local:port` and the source pool to `local:0`.
-    pub fn bind(local: Ipv4Addr, port: u16, peer_port: u16) -> Result<Self, SysError> {
-        let rx = udp_socket(SocketAddrV4::new(local, port), "VXLAN receive socket")?;
-        let tx = (0..SOURCE_PORTS).map(|_| udp_socket(SocketAddrV4::new(local, 0), "VXLAN source socket")).collect::<Result<_, _>>()?;
+    pub fn bind(local: IpAddr, port: u16, peer_port: u16) -> Result<Self, SysError> {
+        let rx = udp_socket(SocketAddr::new(local, port), "VXLAN receive socket")?;
+        let tx = (0..SOURCE_PORTS).map(|_| udp_socket(SocketAddr::new(local, 0), "VXLAN source socket")).collect::<Result<_, _>>()?;
         Ok(UnderlaySockets { rx, tx, peer_port, gso: Cell::new(false), gro: false })
     }
 
@@ -168,7 +180,7 @@ impl UnderlaySockets {
     /// all. On an error for which [`gso_refused`] holds, the caller should disable GSO and resend
     /// the segments one by one.
     // hot path
-    pub fn send_gso(&self, flow: u32, dest: Ipv4Addr, segments: &[&[u8]]) -> io::Result<()> {
+    pub fn send_gso(&self, flow: u32, dest: IpAddr, segments: &[&[u8]]) -> io::Result<()> {
         debug_assert!(!segments.is_empty() && segments.len() <= GSO_MAX_SEGMENTS);
         let sock = &self.tx[flow as usize % self.tx.len()];
         let size = segments[0].len() as u16;
@@ -176,13 +188,13 @@ impl UnderlaySockets {
         for (iov, seg) in iovs.iter_mut().zip(segments) {
             *iov = libc::iovec { iov_base: seg.as_ptr() as *mut _, iov_len: seg.len() };
         }
-        let mut addr = sockaddr_in(dest, self.peer_port);
+        let mut addr = RawSockAddr::new(dest, self.peer_port);
         // u64 storage keeps the cmsg header aligned.
         let mut control = [0u64; 4];
         // SAFETY: msghdr is plain data; zeroed is a valid initial state.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_name = (&mut addr as *mut RawSockAddr).cast();
+        msg.msg_namelen = addr.name_len();
         msg.msg_iov = iovs.as_mut_ptr();
         msg.msg_iovlen = segments.len().min(GSO_MAX_SEGMENTS) as _;
         if segments.len() > 1 {
@@ -214,12 +226,12 @@ impl UnderlaySockets {
 
     /// One socket bound to `local:port` that both receives and sends (ESP-in-UDP: RFC 3948
     /// expects port 4500 on both ends, and NAT-T peers key their mappings on it).
-    pub fn bind_fixed_source(local: Ipv4Addr, port: u16) -> Result<Self, SysError> {
-        let rx = udp_socket(SocketAddrV4::new(local, port), "ESP-in-UDP socket")?;
+    pub fn bind_fixed_source(local: IpAddr, port: u16) -> Result<Self, SysError> {
+        let rx = udp_socket(SocketAddr::new(local, port), "ESP-in-UDP socket")?;
         let tx = vec![rx.try_clone().map_err(|source| SysError::Socket {
             op: "dup",
             what: "ESP-in-UDP socket",
-            addr: SocketAddrV4::new(local, port),
+            addr: SocketAddr::new(local, port),
             source,
         })?];
         Ok(UnderlaySockets { rx, tx, peer_port: port, gso: Cell::new(false), gro: false })
@@ -232,7 +244,7 @@ impl UnderlaySockets {
 
     /// Local source ports of the pool (for tests and status).
     pub fn source_ports(&self) -> Vec<u16> {
-        self.tx.iter().filter_map(|s| s.local_addr().ok()?.as_socket_ipv4().map(|a| a.port())).collect()
+        self.tx.iter().filter_map(|s| s.local_addr().ok()?.as_socket().map(|a| a.port())).collect()
     }
 
     /// Receive up to `bufs.len()` datagrams. Each lands at `bufs[i][offset..]`; returns how many
@@ -242,7 +254,7 @@ impl UnderlaySockets {
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>], offset: usize, meta: &mut Vec<Received>) -> io::Result<usize> {
         meta.clear();
         let n = bufs.len().min(BATCH);
-        let mut addrs: [MaybeUninit<libc::sockaddr_in>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        let mut addrs: [MaybeUninit<RawSockAddr>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
         // u64 storage keeps each cmsg header aligned; room for one int cmsg (UDP_GRO).
         let mut control = [[0u64; 4]; BATCH];
@@ -252,7 +264,7 @@ impl UnderlaySockets {
             let b = &mut bufs[i][offset..];
             iovs[i] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
             msgs[i].msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
-            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<RawSockAddr>() as libc::socklen_t;
             msgs[i].msg_hdr.msg_iov = &mut iovs[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
             if self.gro {
@@ -267,9 +279,9 @@ impl UnderlaySockets {
             return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
         }
         for i in 0..rc as usize {
-            // SAFETY: the kernel filled a sockaddr_in for each received message on an AF_INET socket.
-            let sa = unsafe { addrs[i].assume_init() };
-            let from = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port));
+            // SAFETY: the kernel filled a sockaddr_in or sockaddr_in6 (the socket's family) for
+            // each received message; the union holds either.
+            let from = unsafe { addrs[i].assume_init() }.get();
             let len = msgs[i].msg_len as usize;
             // A datagram longer than the buffer is truncated by the kernel: report it as such.
             let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -281,19 +293,19 @@ impl UnderlaySockets {
 
     /// Send each `(dest, payload)` to `dest:peer_port` from the source socket picked by `flow`.
     /// Returns the number sent; failures are reported per datagram through `on_error`.
-    pub fn send_batch(&self, flow: u32, batch: &[(Ipv4Addr, &[u8])], mut on_error: impl FnMut(io::Error)) -> usize {
+    pub fn send_batch(&self, flow: u32, batch: &[(IpAddr, &[u8])], mut on_error: impl FnMut(io::Error)) -> usize {
         let sock = &self.tx[flow as usize % self.tx.len()];
         let mut sent = 0;
         for chunk in batch.chunks(BATCH) {
-            let mut addrs: [libc::sockaddr_in; BATCH] = [sockaddr_in(Ipv4Addr::UNSPECIFIED, 0); BATCH];
+            let mut addrs: [RawSockAddr; BATCH] = [RawSockAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0); BATCH];
             let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
             // SAFETY: mmsghdr is plain data; zeroed is a valid initial state.
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
             for (i, (dest, payload)) in chunk.iter().enumerate() {
-                addrs[i] = sockaddr_in(*dest, self.peer_port);
+                addrs[i] = RawSockAddr::new(*dest, self.peer_port);
                 iovs[i] = libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() };
-                msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-                msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                msgs[i].msg_hdr.msg_namelen = addrs[i].name_len();
+                msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut RawSockAddr).cast();
                 msgs[i].msg_hdr.msg_iov = &mut iovs[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
             }
@@ -370,12 +382,64 @@ fn gro_stride(msg: &libc::msghdr) -> usize {
     0
 }
 
-fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
-        sin_zero: [0; 8],
+/// A socket address of either family as the kernel reads and writes it (`sockaddr_in` or
+/// `sockaddr_in6`, both starting with the family), without `sockaddr_storage`'s 128 bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union RawSockAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl RawSockAddr {
+    /// `ip:port` in the kernel's layout.
+    pub fn new(ip: IpAddr, port: u16) -> Self {
+        match ip {
+            IpAddr::V4(ip) => RawSockAddr {
+                v4: libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: port.to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                    sin_zero: [0; 8],
+                },
+            },
+            IpAddr::V6(ip) => RawSockAddr {
+                v6: libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: port.to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                    sin6_scope_id: 0,
+                },
+            },
+        }
+    }
+
+    /// The length to pass as `msg_namelen`.
+    pub fn name_len(&self) -> libc::socklen_t {
+        // SAFETY: both variants start with the family field, always initialised by `new` or the kernel.
+        let family = unsafe { self.v4.sin_family };
+        if family == libc::AF_INET6 as libc::sa_family_t {
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        } else {
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+    }
+
+    /// The address it holds (an unknown family reads as `0.0.0.0:0`, which no peer has).
+    pub fn get(&self) -> SocketAddr {
+        // SAFETY: the family field is initialised, and it says which variant the rest is.
+        unsafe {
+            match i32::from(self.v4.sin_family) {
+                libc::AF_INET => {
+                    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(self.v4.sin_addr.s_addr)), u16::from_be(self.v4.sin_port)))
+                }
+                libc::AF_INET6 => {
+                    SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(self.v6.sin6_addr.s6_addr), u16::from_be(self.v6.sin6_port), 0, 0))
+                }
+                _ => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+            }
+        }
     }
 }
 
@@ -384,34 +448,49 @@ mod tests {
     use super::*;
 
     /// What an unprivileged process would try: bind the same address and port with SO_REUSEADDR.
-    fn hijack(addr: SocketAddrV4) -> io::Result<Socket> {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    fn hijack(addr: SocketAddr) -> io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
-        s.bind(&SocketAddr::V4(addr).into())?;
+        s.bind(&addr.into())?;
         Ok(s)
     }
 
     #[test]
     fn a_second_bind_of_the_vxlan_or_esp_port_fails() {
-        let vxlan = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 4789).unwrap();
-        let addr = vxlan.rx.local_addr().unwrap().as_socket_ipv4().unwrap();
+        for lo in LOOPBACKS {
+            second_bind_fails(lo);
+        }
+    }
+
+    /// Both underlay families.
+    const LOOPBACKS: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+
+    fn second_bind_fails(lo: IpAddr) {
+        let vxlan = UnderlaySockets::bind(lo, 0, 4789).unwrap();
+        let addr = vxlan.rx.local_addr().unwrap().as_socket().unwrap();
         let err = hijack(addr).expect_err("the VXLAN port must not be shared");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         let port = addr.port();
         drop(vxlan);
-        let esp = UnderlaySockets::bind_fixed_source(Ipv4Addr::LOCALHOST, port).unwrap();
-        let err = hijack(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).expect_err("the ESP port must not be shared");
+        let esp = UnderlaySockets::bind_fixed_source(lo, port).unwrap();
+        let err = hijack(SocketAddr::new(lo, port)).expect_err("the ESP port must not be shared");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         drop(esp);
     }
 
     #[test]
     fn batch_round_trip_on_loopback() {
-        let a = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 0).unwrap();
-        let port = a.rx.local_addr().unwrap().as_socket_ipv4().unwrap().port();
-        let b = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, port).unwrap();
+        for lo in LOOPBACKS {
+            batch_round_trip(lo);
+        }
+    }
+
+    fn batch_round_trip(lo: IpAddr) {
+        let a = UnderlaySockets::bind(lo, 0, 0).unwrap();
+        let port = a.rx.local_addr().unwrap().as_socket().unwrap().port();
+        let b = UnderlaySockets::bind(lo, 0, port).unwrap();
         let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + i as usize]).collect();
-        let batch: Vec<(Ipv4Addr, &[u8])> = payloads.iter().map(|p| (Ipv4Addr::LOCALHOST, &p[..])).collect();
+        let batch: Vec<(IpAddr, &[u8])> = payloads.iter().map(|p| (lo, &p[..])).collect();
         assert_eq!(b.send_batch(3, &batch, |e| panic!("{e}")), 10);
         let mut bufs = vec![vec![0u8; 2048]; BATCH];
         let mut meta = Vec::new();
@@ -428,6 +507,7 @@ mod tests {
         let src_ports = b.source_ports();
         assert_eq!(src_ports.len(), SOURCE_PORTS);
         assert!(src_ports.contains(&meta[0].from.port()), "sent from a pool socket");
+        assert_eq!(meta[0].from.ip(), lo, "the sender's address, of the underlay's family");
         assert_eq!(meta[0].stride, 0);
     }
 
@@ -444,14 +524,20 @@ mod tests {
 
     #[test]
     fn gso_send_arrives_as_one_gro_datagram_or_as_separate_ones() {
-        let mut a = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, 0).unwrap();
-        let port = a.rx.local_addr().unwrap().as_socket_ipv4().unwrap().port();
-        let b = UnderlaySockets::bind(Ipv4Addr::LOCALHOST, 0, port).unwrap();
+        for lo in LOOPBACKS {
+            gso_round_trip(lo);
+        }
+    }
+
+    fn gso_round_trip(lo: IpAddr) {
+        let mut a = UnderlaySockets::bind(lo, 0, 0).unwrap();
+        let port = a.rx.local_addr().unwrap().as_socket().unwrap().port();
+        let b = UnderlaySockets::bind(lo, 0, port).unwrap();
         assert!(b.enable_gso(), "this kernel has UDP_SEGMENT");
         assert!(a.enable_gro(), "this kernel has UDP_GRO");
         let segs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; if i == 4 { 300 } else { 1000 }]).collect();
         let refs: Vec<&[u8]> = segs.iter().map(|s| &s[..]).collect();
-        b.send_gso(1, Ipv4Addr::LOCALHOST, &refs).unwrap();
+        b.send_gso(1, lo, &refs).unwrap();
         let mut bufs = vec![vec![0u8; GRO_BUFFER + 16]; 4];
         let mut meta = Vec::new();
         let mut got = Vec::new();
@@ -467,6 +553,6 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert_eq!(got, segs, "five datagrams, split at the segment size");
+        assert_eq!(got, segs, "five datagrams, split at the segment size ({lo})");
     }
 }

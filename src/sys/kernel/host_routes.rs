@@ -97,7 +97,9 @@ pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) 
 /// Updates that do not concern host-subnet routes plan nothing.
 pub fn plan_update(table: &BTreeMap<Ipv4Net, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
     match update {
-        ControlUpdate::RouteAdd { subnet, via, .. } => {
+        // Host-subnet networks need an IPv4 underlay (the configuration says so).
+        ControlUpdate::RouteAdd { via: std::net::IpAddr::V6(_), .. } => Vec::new(),
+        ControlUpdate::RouteAdd { subnet, via: std::net::IpAddr::V4(via), .. } => {
             let subnet = subnet.trunc();
             match table.get(&subnet) {
                 Some(r) if r.via == *via => Vec::new(),
@@ -351,7 +353,7 @@ mod tests {
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v) };
+        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v).into() };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
@@ -382,7 +384,7 @@ mod tests {
             ("198.19.6.0/24", "198.18.0.2", None),                    // adopted at start-up
             ("198.19.2.0/24", "198.18.0.3", Some(Vni::new_const(1042))), // other peer
         ]);
-        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip("198.18.0.2") };
+        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip("198.18.0.2").into() };
         assert_eq!(
             plan_update(&t, &down),
             vec![

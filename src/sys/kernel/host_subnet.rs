@@ -39,7 +39,7 @@ impl HostSubnetDriver {
                 super::links::configure_link(bridge, None, Some(gw))?;
             }
             for update in net.static_updates() {
-                if let ControlUpdate::RouteAdd { subnet, via, .. } = update {
+                if let ControlUpdate::RouteAdd { subnet, via: std::net::IpAddr::V4(via), .. } = update {
                     desired.push((subnet, via));
                 }
             }

@@ -62,15 +62,15 @@ use crate::wire::vxlan::Vni;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
     /// `bridge fdb append 00:00:00:00:00:00 dev DEV dst PEER`.
-    FloodAdd(Ipv4Addr),
+    FloodAdd(IpAddr),
     /// `bridge fdb del 00:00:00:00:00:00 dev DEV dst PEER`.
-    FloodDel(Ipv4Addr),
+    FloodDel(IpAddr),
     /// `bridge fdb replace MAC dev DEV dst PEER`.
     FdbReplace {
         /// The container MAC.
         mac: EthernetAddress,
         /// The host it lives behind.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// `bridge fdb del MAC dev DEV`.
     FdbDel(EthernetAddress),
@@ -102,9 +102,9 @@ impl std::fmt::Display for Action {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Programmed {
     /// Flood list: remotes under the all-zero MAC.
-    pub flood: BTreeSet<Ipv4Addr>,
+    pub flood: BTreeSet<IpAddr>,
     /// Unicast FDB: container MAC -> remote.
-    pub fdb: BTreeMap<EthernetAddress, Ipv4Addr>,
+    pub fdb: BTreeMap<EthernetAddress, IpAddr>,
     /// Neighbour (ARP) entries: container IP -> MAC.
     pub neigh: BTreeMap<Ipv4Addr, EthernetAddress>,
 }
@@ -349,8 +349,8 @@ mod tests {
 
     const VNI: Vni = Vni::new_const(1042);
 
-    fn ip(last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, 0, last)
+    fn ip(last: u8) -> IpAddr {
+        Ipv4Addr::new(198, 18, 0, last).into()
     }
 
     fn mac(last: u8) -> EthernetAddress {
@@ -474,7 +474,7 @@ arp = [{ ip = "192.0.2.21", mac = "02:00:00:00:00:21" }]
         let spec = device_spec(&c, net, Some(3));
         assert_eq!(
             (spec.name.as_str(), spec.vni, spec.dstport, spec.local, spec.dev, spec.learning, spec.proxy),
-            ("vtep1042", 1042, 4789, Ipv4Addr::new(198, 18, 0, 1), Some(3), false, true)
+            ("vtep1042", 1042, 4789, IpAddr::from(Ipv4Addr::new(198, 18, 0, 1)), Some(3), false, true)
         );
         // The static configuration is the same update stream gossip produces.
         let mut s = Programmed::default();

@@ -46,10 +46,17 @@ impl Netlink {
 
     /// Index of the link that holds the IPv4 address `ip`, if any.
     // = ip -4 addr show to IP
-    pub fn address_owner(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
+    pub fn address_owner(&self, ip: IpAddr) -> Result<Option<u32>> {
         let req = self.handle.address().get().execute();
         let all = self.run(req.try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request(format!("addr show to {ip}"), e))?;
-        Ok(all.iter().find(|m| ipv4_of(m).is_some_and(|n| n.addr() == ip)).map(|m| m.header.index))
+        let holds = |m: &AddressMessage| match ip {
+            IpAddr::V4(ip) => ipv4_of(m).is_some_and(|n| n.addr() == ip),
+            // IPv6 addresses carry IFA_ADDRESS only (IFA_LOCAL is for point-to-point IPv4).
+            IpAddr::V6(_) => {
+                m.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(a) | AddressAttribute::Local(a) if *a == ip))
+            }
+        };
+        Ok(all.iter().find(|m| holds(m)).map(|m| m.header.index))
     }
 
     /// Removes the IPv4 address `addr` from the link; `Ok(false)` when it was not there.

@@ -29,7 +29,7 @@ pub(crate) fn mac_str(mac: &[u8; 6]) -> String {
 }
 
 /// A bridge-family neighbour message for `mac` on device `index`, optionally `dst REMOTE`.
-fn fdb_message(index: u32, mac: [u8; 6], remote: Option<Ipv4Addr>) -> NeighbourMessage {
+fn fdb_message(index: u32, mac: [u8; 6], remote: Option<IpAddr>) -> NeighbourMessage {
     let mut msg = NeighbourMessage::default();
     msg.header.family = AddressFamily::Bridge;
     msg.header.ifindex = index;
@@ -37,8 +37,11 @@ fn fdb_message(index: u32, mac: [u8; 6], remote: Option<Ipv4Addr>) -> NeighbourM
     msg.header.flags = NeighbourFlags::Own; // NTF_SELF: the device's own FDB, not a master's
     msg.header.kind = RouteType::Unspec;
     msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-    if let Some(ip) = remote {
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    // NDA_DST is 4 bytes for an IPv4 remote and 16 for an IPv6 one (the vxlan driver's remote6).
+    match remote {
+        Some(IpAddr::V4(ip)) => msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip))),
+        Some(IpAddr::V6(ip)) => msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip))),
+        None => {}
     }
     msg
 }
@@ -63,7 +66,7 @@ impl Netlink {
 
     /// Appends `mac -> remote` to the device's FDB, keeping other remotes for the same MAC.
     // = bridge fdb append MAC dev vtep1042 dst PEER
-    pub fn fdb_append(&self, index: u32, mac: [u8; 6], remote: Ipv4Addr) -> Result<()> {
+    pub fn fdb_append(&self, index: u32, mac: [u8; 6], remote: IpAddr) -> Result<()> {
         let op = format!("fdb append {} dev {index} dst {remote}", mac_str(&mac));
         let msg = RouteNetlinkMessage::NewNeighbour(fdb_message(index, mac, Some(remote)));
         self.request_ack(op, msg, NLM_F_CREATE | NLM_F_APPEND)
@@ -71,13 +74,13 @@ impl Netlink {
 
     /// Adds `remote` to the device's flood list (the all-zero MAC entry).
     // = bridge fdb append 00:00:00:00:00:00 dev vtep1042 dst PEER
-    pub fn fdb_append_flood(&self, index: u32, remote: Ipv4Addr) -> Result<()> {
+    pub fn fdb_append_flood(&self, index: u32, remote: IpAddr) -> Result<()> {
         self.fdb_append(index, FLOOD_MAC, remote)
     }
 
     /// Points `mac` at `remote`, replacing any previous remote of that MAC.
     // = bridge fdb replace MAC dev vtep1042 dst PEER
-    pub fn fdb_replace(&self, index: u32, mac: [u8; 6], remote: Ipv4Addr) -> Result<()> {
+    pub fn fdb_replace(&self, index: u32, mac: [u8; 6], remote: IpAddr) -> Result<()> {
         let op = format!("fdb replace {} dev {index} dst {remote}", mac_str(&mac));
         let msg = RouteNetlinkMessage::NewNeighbour(fdb_message(index, mac, Some(remote)));
         self.request_ack(op, msg, NLM_F_CREATE | NLM_F_REPLACE)
@@ -85,7 +88,7 @@ impl Netlink {
 
     /// Deletes the FDB entry of `mac` (only the one towards `remote`, if given).
     // = bridge fdb del MAC dev vtep1042 [dst PEER]
-    pub fn fdb_delete(&self, index: u32, mac: [u8; 6], remote: Option<Ipv4Addr>) -> Result<()> {
+    pub fn fdb_delete(&self, index: u32, mac: [u8; 6], remote: Option<IpAddr>) -> Result<()> {
         let dst = remote.map(|r| format!(" dst {r}")).unwrap_or_default();
         let op = format!("fdb del {} dev {index}{dst}", mac_str(&mac));
         let msg = RouteNetlinkMessage::DelNeighbour(fdb_message(index, mac, remote));
@@ -127,7 +130,7 @@ mod tests {
     /// NUD_NOARP|NUD_PERMANENT, NTF_SELF, NDA_LLADDR len 10, NDA_DST len 8), ifindex 7 here.
     #[test]
     fn flood_entry_matches_bridge_fdb_append() {
-        let msg = fdb_message(7, FLOOD_MAC, Some(Ipv4Addr::new(198, 18, 0, 2)));
+        let msg = fdb_message(7, FLOOD_MAC, Some(Ipv4Addr::new(198, 18, 0, 2).into()));
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.emit(&mut buf);
         let expected: &[u8] = &[

@@ -1,6 +1,6 @@
 //! Links: lookup, up/down, MTU, bridge membership, bridge/veth/VXLAN creation, deletion.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
@@ -72,8 +72,8 @@ pub struct VxlanSpec {
     pub vni: u32,
     /// UDP destination port (IANA 4789; the Linux default would be 8472).
     pub dstport: u16,
-    /// Local underlay address used as the outer source.
-    pub local: Ipv4Addr,
+    /// Local underlay address used as the outer source (`local6` when IPv6).
+    pub local: IpAddr,
     /// Underlay device index (`dev DEV`), if pinned.
     pub dev: Option<u32>,
     /// Whether the kernel learns FDB entries from received packets; vxswitch feeds the FDB
@@ -86,7 +86,7 @@ pub struct VxlanSpec {
 
 impl VxlanSpec {
     /// `vtep<vni>` on port 4789 with `nolearning`, sourced from `local` over device `dev`.
-    pub fn new(vni: u32, local: Ipv4Addr, dev: Option<u32>) -> Self {
+    pub fn new(vni: u32, local: IpAddr, dev: Option<u32>) -> Self {
         VxlanSpec { name: format!("vtep{vni}"), vni, dstport: 4789, local, dev, learning: false, proxy: false }
     }
 }
@@ -182,7 +182,12 @@ impl Netlink {
     /// Creates a kernel VXLAN device and returns its index.
     // = ip link add vtep1042 type vxlan id 1042 dstport 4789 local IP dev DEV nolearning [proxy]
     pub fn create_vxlan(&self, spec: &VxlanSpec) -> Result<u32> {
-        let mut b = LinkVxlan::new(&spec.name, spec.vni).port(spec.dstport).local(spec.local).learning(spec.learning).proxy(spec.proxy);
+        let b = LinkVxlan::new(&spec.name, spec.vni).port(spec.dstport).learning(spec.learning).proxy(spec.proxy);
+        // IFLA_VXLAN_LOCAL or IFLA_VXLAN_LOCAL6: the kernel then sends and receives over that family.
+        let mut b = match spec.local {
+            IpAddr::V4(ip) => b.local(ip),
+            IpAddr::V6(ip) => b.local6(ip),
+        };
         if let Some(dev) = spec.dev {
             b = b.dev(dev);
         }
@@ -209,10 +214,11 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn rancher_vxlan_defaults() {
-        let s = VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1), Some(7));
+        let s = VxlanSpec::new(1042, Ipv4Addr::new(198, 18, 0, 1).into(), Some(7));
         assert_eq!(s.name, "vtep1042");
         assert_eq!(s.dstport, 4789);
         assert!(!s.learning);
