@@ -27,6 +27,7 @@ pub mod ipsec;
 pub mod keyfile;
 pub mod nd;
 pub mod node;
+pub mod proxy_table;
 pub mod replay;
 pub mod sim;
 pub mod sys;

@@ -24,8 +24,8 @@
 //! underlay alike. Only messages that pass RFC 4861 validation (hop limit 255, ICMPv6 checksum,
 //! code 0, options well formed) are judged; anything else is forwarded as opaque traffic.
 
+use crate::proxy_table::Bindings;
 use crate::wire::vxlan::Vni;
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
@@ -99,43 +99,10 @@ pub enum NdVerdict {
     Forward,
 }
 
-/// IPv6 -> MAC bindings per VNI.
-#[derive(Debug, Default)]
-pub struct ProxyNd {
-    bindings: HashMap<(Vni, Ipv6Addr), EthernetAddress>,
-}
+/// IPv6 -> MAC bindings per VNI. (the shared [`Bindings`] table) and the judgement of this protocol.
+pub type ProxyNd = Bindings<Ipv6Addr>;
 
-impl ProxyNd {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Bind `ip` to `mac` on `vni`.
-    pub fn bind(&mut self, vni: Vni, ip: Ipv6Addr, mac: EthernetAddress) {
-        self.bindings.insert((vni, ip), mac);
-    }
-
-    /// Forget the binding of `ip` on `vni`.
-    pub fn unbind(&mut self, vni: Vni, ip: Ipv6Addr) {
-        self.bindings.remove(&(vni, ip));
-    }
-
-    /// The MAC bound to `ip` on `vni`.
-    pub fn lookup(&self, vni: Vni, ip: Ipv6Addr) -> Option<EthernetAddress> {
-        self.bindings.get(&(vni, ip)).copied()
-    }
-
-    /// Number of bindings.
-    pub fn len(&self) -> usize {
-        self.bindings.len()
-    }
-
-    /// Whether there are no bindings.
-    pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty()
-    }
-
+impl Bindings<Ipv6Addr> {
     /// Judge an ND message on `vni` (from a frame tagged `vlan_id`).
     pub fn judge(&self, vni: Vni, msg: &NdMessage, vlan_id: Option<u16>) -> NdVerdict {
         if let Some((ip, mac)) = msg.claim() {

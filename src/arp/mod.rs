@@ -12,8 +12,8 @@
 //! IP that is bound to another MAC: gratuitous or not) is dropped and counted, which defends
 //! against ARP spoofing from containers and from the underlay alike.
 
+use crate::proxy_table::Bindings;
 use crate::wire::vxlan::Vni;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
@@ -43,43 +43,10 @@ pub enum ArpVerdict {
     Forward,
 }
 
-/// IP -> MAC bindings per VNI.
-#[derive(Debug, Default)]
-pub struct ProxyArp {
-    bindings: HashMap<(Vni, Ipv4Addr), EthernetAddress>,
-}
+/// IP -> MAC bindings per VNI. (the shared [`Bindings`] table) and the judgement of this protocol.
+pub type ProxyArp = Bindings<Ipv4Addr>;
 
-impl ProxyArp {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Bind `ip` to `mac` on `vni`.
-    pub fn bind(&mut self, vni: Vni, ip: Ipv4Addr, mac: EthernetAddress) {
-        self.bindings.insert((vni, ip), mac);
-    }
-
-    /// Forget the binding of `ip` on `vni`.
-    pub fn unbind(&mut self, vni: Vni, ip: Ipv4Addr) {
-        self.bindings.remove(&(vni, ip));
-    }
-
-    /// The MAC bound to `ip` on `vni`.
-    pub fn lookup(&self, vni: Vni, ip: Ipv4Addr) -> Option<EthernetAddress> {
-        self.bindings.get(&(vni, ip)).copied()
-    }
-
-    /// Number of bindings.
-    pub fn len(&self) -> usize {
-        self.bindings.len()
-    }
-
-    /// Whether there are no bindings.
-    pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty()
-    }
-
+impl Bindings<Ipv4Addr> {
     /// Judge an ARP packet on `vni`, already parsed by the caller from a frame tagged `vlan_id`
     /// (see [`parse`]; the switch parses each frame once and hands the result down).
     pub fn judge(&self, vni: Vni, arp: &ArpRepr, vlan_id: Option<u16>) -> ArpVerdict {

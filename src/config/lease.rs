@@ -161,6 +161,7 @@ mod tests {
         let e =
             parse("cluster_cidr = \"10.42.0.0/16\"\nhost_prefix = 24\n", &format!("{GOSSIP}cluster_cidr = \"10.9.0.0/16\"\n")).unwrap_err();
         assert_eq!(e.key, "gossip.cluster_cidr", "{e}");
-        assert!(e.line.is_some() && e.reason.contains("lies outside"), "{e}");
+        assert!(e.reason.contains("lies outside"), "{e}");
+        assert_eq!(e.line, Some(14), "the [gossip] key's line, not the network's cluster_cidr on line 8: {e}");
     }
 }

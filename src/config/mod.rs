@@ -932,30 +932,30 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: IpAdd
 /// This host's own subnets must lie inside the cluster CIDR, or every other host refuses them.
 fn check_cluster_cidr(text: &str, g: &Gossip, networks: &[Network]) -> Result<(), ConfigError> {
     let Some(cidr) = g.config.cluster_cidr else { return Ok(()) };
+    let refuse = |reason: String| {
+        // The line of the key in the [gossip] table, not a network's `cluster_cidr` (leases).
+        let line = text
+            .lines()
+            .enumerate()
+            .skip_while(|(_, l)| l.trim() != "[gossip]")
+            .skip(1)
+            .take_while(|(_, l)| !l.trim_start().starts_with('['))
+            .find(|(_, l)| l.trim_start().starts_with("cluster_cidr"))
+            .map(|(i, _)| i + 1);
+        ConfigError { file: None, line, key: "gossip.cluster_cidr".into(), reason }
+    };
     for n in networks {
         if let Some(l) = n.lease.as_ref().filter(|l| !cidr.contains(&l.cluster_cidr)) {
-            let line = text.lines().position(|l| l.trim_start().starts_with("cluster_cidr")).map(|i| i + 1);
-            return Err(ConfigError {
-                file: None,
-                line,
-                key: "gossip.cluster_cidr".into(),
-                reason: format!(
-                    "network {}'s cluster_cidr {} lies outside the gossip cluster CIDR {cidr}: the other hosts would refuse its leases",
-                    n.vni, l.cluster_cidr
-                ),
-            });
+            return Err(refuse(format!(
+                "network {}'s cluster_cidr {} lies outside the gossip cluster CIDR {cidr}: the other hosts would refuse its leases",
+                n.vni, l.cluster_cidr
+            )));
         }
         if let Some(h) = n.host_subnet.as_ref().filter(|h| !cidr.contains(&h.subnet)) {
-            let line = text.lines().position(|l| l.trim_start().starts_with("cluster_cidr")).map(|i| i + 1);
-            return Err(ConfigError {
-                file: None,
-                line,
-                key: "gossip.cluster_cidr".into(),
-                reason: format!(
-                    "network {}'s subnet {} lies outside the cluster CIDR {cidr}: the other hosts would refuse it",
-                    n.vni, h.subnet
-                ),
-            });
+            return Err(refuse(format!(
+                "network {}'s subnet {} lies outside the cluster CIDR {cidr}: the other hosts would refuse it",
+                n.vni, h.subnet
+            )));
         }
     }
     Ok(())
