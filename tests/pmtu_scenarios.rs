@@ -3,16 +3,16 @@
 //! answer to ICMP errors or to IPv4 without DF, MSS clamping both ways, and the per-peer path MTU
 //! the kernel reports: lowered at once, forgotten after 10 minutes, raised when reported back.
 
+#[path = "common/two_hosts.rs"]
+mod two_hosts;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use vxswitch::config::Config;
-use vxswitch::control::ControlUpdate;
 use vxswitch::dataplane::pmtu::{ICMP_PER_SEC, PEER_MTU_EXPIRY};
-use vxswitch::dataplane::{default_gateway_mac, DropReason, EspTunnels};
-use vxswitch::ipsec::{HostKey, SessionConfig, Suite};
-use vxswitch::node::switch_config;
+use vxswitch::dataplane::{default_gateway_mac, DropReason};
 use vxswitch::sim::Sim;
 use vxswitch::wire::vxlan::Vni;
 
@@ -46,25 +46,7 @@ fn pair(routed: bool, esp: bool, extra: &str) -> Sim {
             Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
         })
         .collect();
-    let mut sim = Sim::new(configs.iter().enumerate().map(|(i, c)| (ul(i), switch_config(c))).collect());
-    for (i, c) in configs.iter().enumerate() {
-        for u in c.networks[0].static_updates() {
-            let now = sim.now;
-            sim.hosts[i].node_mut().apply(now, u);
-        }
-    }
-    if esp {
-        let keys: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
-        let public: Vec<[u8; 32]> = keys.iter().map(HostKey::public_key).collect();
-        for (i, key) in keys.into_iter().enumerate() {
-            sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(key), 100 + i as u64, Suite::Aes256Gcm, SessionConfig::default()));
-        }
-        for i in 0..2 {
-            let (k, now) = (1 - i, sim.now);
-            sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: 100 + k as u64 });
-        }
-    }
-    sim
+    two_hosts::sim(&configs, ul, esp)
 }
 
 /// A TCP frame of `len` bytes from host 0's container to host 1's (gateway MAC when routed).

@@ -4,14 +4,14 @@
 //! crosses, one byte more is answered with the MTU that fits), also over a smaller path to an
 //! IPv6 peer reported by the kernel.
 
+#[path = "common/two_hosts.rs"]
+mod two_hosts;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Icmpv4Type, PacketBuilder, SlicedPacket, TransportSlice};
 use vxswitch::config::Config;
-use vxswitch::control::ControlUpdate;
-use vxswitch::dataplane::{EspTunnels, Location};
-use vxswitch::ipsec::{HostKey, SessionConfig, Suite};
-use vxswitch::node::switch_config;
+use vxswitch::dataplane::Location;
 use vxswitch::sim::Sim;
 use vxswitch::wire::vxlan::Vni;
 
@@ -37,25 +37,7 @@ fn pair(esp: bool) -> Sim {
             Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
         })
         .collect();
-    let mut sim = Sim::new(configs.iter().enumerate().map(|(i, c)| (ul(i), switch_config(c))).collect());
-    for (i, c) in configs.iter().enumerate() {
-        for u in c.networks[0].static_updates() {
-            let now = sim.now;
-            sim.hosts[i].node_mut().apply(now, u);
-        }
-    }
-    if esp {
-        let keys: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
-        let public: Vec<[u8; 32]> = keys.iter().map(HostKey::public_key).collect();
-        for (i, key) in keys.into_iter().enumerate() {
-            sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(key), 100 + i as u64, Suite::Aes256Gcm, SessionConfig::default()));
-        }
-        for i in 0..2 {
-            let (k, now) = (1 - i, sim.now);
-            sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: 100 + k as u64 });
-        }
-    }
-    sim
+    two_hosts::sim(&configs, ul, esp)
 }
 
 /// A TCP frame of `len` bytes (Ethernet header included) from `src` to `dst`.
