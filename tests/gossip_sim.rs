@@ -169,7 +169,12 @@ fn gossip_overlapping_claims_detected_older_claim_wins() {
     let mut r2 = host_record(2, 1000);
     r2.networks[0].subnets.push(SubnetClaim { net: "198.19.0.0/23".parse().unwrap(), since: 5000 });
     let stolen = r2.networks[0].bindings[0];
-    r2.networks[0].bindings.push(vxswitch::control::Binding { ip: Ipv4Addr::new(198, 19, 1, 10).into(), mac: stolen.mac, since: 5000 });
+    r2.networks[0].bindings.push(vxswitch::control::Binding {
+        ip: Ipv4Addr::new(198, 19, 1, 10).into(),
+        mac: stolen.mac,
+        since: 5000,
+        seq: 0,
+    });
     net.set_record(2, r2);
     net.run_for(Duration::from_secs(5));
     for (i, h) in net.hosts.iter().enumerate() {

@@ -153,6 +153,7 @@ fn gossip_captured_pull_replayed_from_spoofed_sources_is_not_answered() {
             ip: std::net::Ipv4Addr::from(0xc613_0000 + n).into(),
             mac: EthernetAddress([2, 9, 0, 0, (n >> 8) as u8, n as u8]),
             since: 1,
+            seq: 0,
         })
         .collect();
     sim.set_record(0, big);

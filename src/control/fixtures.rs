@@ -41,7 +41,7 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
         networks: vec![NetworkClaim {
             vni: SIM_VNI,
             subnets: vec![SubnetClaim { net: Ipv4Net::new(Ipv4Addr::new(198, 19, i as u8, 0), 24).unwrap_or_default(), since: epoch }],
-            bindings: vec![Binding { ip: ip.into(), mac: EthernetAddress([2, 1, 0, 0, (i >> 8) as u8, i as u8]), since: epoch }],
+            bindings: vec![Binding { ip: ip.into(), mac: EthernetAddress([2, 1, 0, 0, (i >> 8) as u8, i as u8]), since: epoch, seq: 0 }],
         }],
         floating: Vec::new(),
         services: Vec::new(),

@@ -44,8 +44,13 @@ pub struct Binding {
     pub ip: IpAddr,
     /// The container's MAC.
     pub mac: EthernetAddress,
-    /// When the binding was made; the older binding wins conflicts.
+    /// When the binding was made; the older binding wins conflicts. A binding taken over by a
+    /// move keeps the `since` of the claim it replaced (the address and MAC did not change).
     pub since: u64,
+    /// Move sequence: 0 when first claimed, one more than the replaced claim's after each move of
+    /// the container to another host (EVPN MAC mobility, RFC 7432 section 15). Between claims of
+    /// the same age the higher sequence wins.
+    pub seq: u64,
 }
 
 /// What a host has on one network (VNI).
@@ -125,6 +130,10 @@ struct WireNet {
     /// record (serde skips unknown keys).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     d: Vec<(Ipv6Addr, String, u64)>,
+    /// Move sequences of the bindings in `b` and `d` that moved (absent: 0), apart so that
+    /// readers without them still read the bindings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    q: Vec<(IpAddr, u64)>,
 }
 
 fn mac_hex(mac: &EthernetAddress) -> String {
@@ -175,6 +184,7 @@ impl MemberRecord {
                             IpAddr::V4(_) => None,
                         })
                         .collect(),
+                    q: n.bindings.iter().filter(|b| b.seq > 0).map(|b| (b.ip, b.seq)).collect(),
                 })
                 .collect(),
             f: self.floating.iter().map(|c| (c.ip, c.epoch, c.seen)).collect(),
@@ -206,10 +216,15 @@ impl MemberRecord {
         for n in wire.w {
             let mut bindings = Vec::with_capacity(n.b.len() + n.d.len());
             for (ip, mac, since) in n.b {
-                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since, seq: 0 });
             }
             for (ip, mac, since) in n.d {
-                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
+                bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since, seq: 0 });
+            }
+            for (ip, seq) in n.q {
+                if let Some(b) = bindings.iter_mut().find(|b| b.ip == ip) {
+                    b.seq = seq;
+                }
             }
             let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
             networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
@@ -364,6 +379,7 @@ pub(crate) mod tests {
                         ip: Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1).into(),
                         mac: EthernetAddress([2, 0, 0, 0, 1, i as u8]),
                         since: 17,
+                        seq: 0,
                     })
                     .collect(),
             }],
@@ -384,7 +400,7 @@ pub(crate) mod tests {
     #[test]
     fn ipv6_bindings_travel_apart_and_older_readers_keep_the_rest() {
         let mut r = sample(1);
-        let v6 = Binding { ip: "fd00:42::21".parse().unwrap(), mac: EthernetAddress([2, 0, 0, 0, 2, 0x15]), since: 18 };
+        let v6 = Binding { ip: "fd00:42::21".parse().unwrap(), mac: EthernetAddress([2, 0, 0, 0, 2, 0x15]), since: 18, seq: 0 };
         r.networks[0].bindings.push(v6);
         let bytes = r.encode();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -404,5 +420,30 @@ pub(crate) mod tests {
         // A malformed IPv6 binding makes the record malformed, as an IPv4 one does.
         let bad = String::from_utf8(bytes).unwrap().replace("fd00:42::21", "fd00:42::zz");
         assert_eq!(MemberRecord::decode(bad.as_bytes()), None);
+    }
+
+    #[test]
+    fn move_sequences_travel_apart_and_older_readers_keep_the_bindings() {
+        let mut r = sample(2);
+        r.networks[0].bindings[1].seq = 3;
+        r.networks[0].bindings.push(Binding {
+            ip: "fd00:42::21".parse().unwrap(),
+            mac: EthernetAddress([2, 0, 0, 0, 2, 0x15]),
+            since: 18,
+            seq: 1,
+        });
+        let bytes = r.encode();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["w"][0]["q"], serde_json::json!([["203.0.113.2", 3], ["fd00:42::21", 1]]), "only moved bindings carry a sequence");
+        assert_eq!(json["w"][0]["b"][1], serde_json::json!(["203.0.113.2", "020000000101", 17]), "the binding itself is unchanged");
+        assert_eq!(MemberRecord::decode(&bytes), Some(r.clone()));
+        // A record without `q` (an older writer) decodes with every sequence 0.
+        let mut without_q = json;
+        without_q["w"][0].as_object_mut().unwrap().remove("q");
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&without_q).unwrap()).unwrap();
+        assert!(decoded.networks[0].bindings.iter().all(|b| b.seq == 0));
+        assert_eq!(decoded.networks[0].bindings.len(), 3);
+        // A record that never moved encodes exactly as before (no `q` key).
+        assert!(!String::from_utf8(sample(2).encode()).unwrap().contains("\"q\""));
     }
 }

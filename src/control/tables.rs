@@ -19,8 +19,16 @@
 //! (lower `since`, then lower name) keeps the subnet or address; the newer claim is not
 //! installed anywhere. Both sides (and every other host) log a warning once per conflict and
 //! show it in status.
+//!
+//! Container moves. A container that moves to another host keeping its address and MAC is claimed
+//! there with the `since` of the claim it replaces and a move sequence one higher (EVPN MAC
+//! mobility, RFC 7432 section 15). Address claims are therefore ordered by `(since, highest
+//! sequence first, name)`: between the old and the new host of one container the newest sighting
+//! wins, while claims of *different* MACs still go by age. A claim of the same MAC at a lower
+//! sequence is superseded (the old host has not caught up yet), not reported as a conflict.
 
 use crate::wire::vxlan::Vni;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -147,7 +155,8 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(Vni, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
     let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
-    let mut ips: BTreeMap<Vni, Vec<(u64, &'a str, IpAddr)>> = BTreeMap::new();
+    // (vni) -> address claims sorted by (since, highest move sequence first, name)
+    let mut ips: BTreeMap<Vni, Vec<(u64, Reverse<u64>, &'a str, IpAddr, EthernetAddress)>> = BTreeMap::new();
     for rec in all {
         for net in &rec.networks {
             if local.network(net.vni).is_none() {
@@ -157,7 +166,7 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
                 subnets.entry(net.vni).or_default().push((s.since, rec.name.as_str(), s.net));
             }
             for b in &net.bindings {
-                ips.entry(net.vni).or_default().push((b.since, rec.name.as_str(), b.ip));
+                ips.entry(net.vni).or_default().push((b.since, Reverse(b.seq), rec.name.as_str(), b.ip, b.mac));
             }
         }
     }
@@ -187,15 +196,18 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
     }
     for (vni, mut claims) in ips {
         claims.sort();
-        let mut taken: BTreeMap<IpAddr, &str> = BTreeMap::new();
-        for (_, name, ip) in claims {
+        let mut taken: BTreeMap<IpAddr, (&str, EthernetAddress)> = BTreeMap::new();
+        for (_, _, name, ip, mac) in claims {
             match taken.get(&ip) {
-                Some(winner) if *winner != name => {
+                // The same container claimed at a lower move sequence: the host it left, not yet
+                // caught up. Superseded, not a conflict.
+                Some(&(winner, kept)) if winner != name && kept == mac => {}
+                Some(&(winner, _)) if winner != name => {
                     conflicts.insert(Conflict { vni, what: Contested::Address(ip), winner: winner.to_string(), loser: name.to_string() });
                 }
                 Some(_) => {}
                 None => {
-                    taken.insert(ip, name);
+                    taken.insert(ip, (name, mac));
                     accepted.insert((vni, Owned::Ip(ip), name));
                 }
             }
@@ -321,5 +333,80 @@ mod tests {
         out.clear();
         assert!(t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out).is_empty());
         assert_eq!(t.conflicts().count(), 1);
+    }
+
+    /// `rec` with its one binding replaced by `(ip, mac, since, seq)`.
+    fn claiming(mut rec: MemberRecord, ip: IpAddr, mac: EthernetAddress, since: u64, seq: u64) -> MemberRecord {
+        rec.networks[0].bindings = vec![super::super::record::Binding { ip, mac, since, seq }];
+        rec
+    }
+
+    fn arp_of(out: &[ControlUpdate], ip: IpAddr) -> Option<EthernetAddress> {
+        out.iter().find_map(|u| match u {
+            ControlUpdate::ArpBinding { ip: i, mac, .. } if *i == ip => Some(*mac),
+            _ => None,
+        })
+    }
+
+    fn fdb_of(out: &[ControlUpdate], mac: EthernetAddress) -> Option<IpAddr> {
+        out.iter().find_map(|u| match u {
+            ControlUpdate::StaticFdb { mac: m, underlay, .. } if *m == mac => Some(*underlay),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn higher_move_sequence_wins_without_a_conflict_and_equal_ones_go_by_name() {
+        let local = host_record(0, 1);
+        let ip: IpAddr = "198.19.9.10".parse().unwrap();
+        let mac = EthernetAddress([2, 0xc, 0, 0, 0, 1]);
+        // Host 1 had the container since 100; host 2 took it over (same since, sequence 1).
+        let old = claiming(host_record(1, 1), ip, mac, 100, 0);
+        let moved = claiming(host_record(2, 1), ip, mac, 100, 1);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        assert!(t.sync(&local, [&old].into_iter(), &mut out).is_empty());
+        assert_eq!(fdb_of(&out, mac), Some(host_ip(1).into()));
+        out.clear();
+        assert!(t.sync(&local, [&old, &moved].into_iter(), &mut out).is_empty(), "a move is not a conflict");
+        assert_eq!(t.conflicts().count(), 0);
+        assert_eq!(fdb_of(&out, mac), Some(host_ip(2).into()), "the MAC now lives behind host 2");
+        assert!(!out.iter().any(|u| matches!(u, ControlUpdate::ArpUnbind { .. })), "proxy ARP answers on without a gap: {out:?}");
+        // Order of the records does not matter.
+        let mut t2 = Tables::default();
+        let mut out2 = Vec::new();
+        t2.sync(&local, [&moved, &old].into_iter(), &mut out2);
+        assert_eq!(fdb_of(&out2, mac), Some(host_ip(2).into()));
+        // Equal sequences (two hosts moved it at once): the lower name wins, on every host alike.
+        let both = claiming(host_record(3, 1), ip, mac, 100, 1);
+        for order in [[&moved, &both], [&both, &moved]] {
+            let mut t = Tables::default();
+            let mut out = Vec::new();
+            t.sync(&local, order.into_iter(), &mut out);
+            assert_eq!(fdb_of(&out, mac), Some(host_ip(2).into()), "h002 < h003");
+            assert_eq!(t.conflicts().count(), 0);
+        }
+        // The local host's own higher claim withdraws the old host's facts here.
+        let mine = claiming(host_record(0, 1), ip, mac, 100, 2);
+        out.clear();
+        t.sync(&mine, [&old, &moved].into_iter(), &mut out);
+        assert!(out.contains(&ControlUpdate::ArpUnbind { vni: SIM_VNI, ip }));
+        assert!(out.contains(&ControlUpdate::StaticFdbRemove { vni: SIM_VNI, mac }));
+    }
+
+    #[test]
+    fn another_mac_never_wins_by_sequence() {
+        let local = host_record(0, 1);
+        let ip: IpAddr = "198.19.9.10".parse().unwrap();
+        let (mac, evil) = (EthernetAddress([2, 0xc, 0, 0, 0, 1]), EthernetAddress([2, 0xe, 0, 0, 0, 1]));
+        let owner = claiming(host_record(1, 1), ip, mac, 100, 0);
+        let thief = claiming(host_record(2, 1), ip, evil, 200, 9);
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        let fresh = t.sync(&local, [&thief, &owner].into_iter(), &mut out);
+        assert_eq!(fresh.len(), 1, "a different MAC is a conflict");
+        assert_eq!((fresh[0].winner.as_str(), fresh[0].loser.as_str()), ("h001", "h002"), "the older claim wins, whatever the sequence");
+        assert_eq!(arp_of(&out, ip), Some(mac));
+        assert_eq!(fdb_of(&out, evil), None, "the refused claim is installed nowhere");
     }
 }

@@ -141,6 +141,15 @@ counters! {
         pub esp_keepalives: u64 = counter,
         /// Snooped local container bindings forgotten because their MAC left the local TAP.
         pub local_bindings_expired: u64 = counter,
+        /// Containers that moved here: a MAC the cluster placed behind another host seen on a
+        /// local TAP, its addresses claimed with a higher move sequence.
+        pub binding_moves_in: u64 = counter,
+        /// Local container bindings given up because another host claimed the same address and
+        /// MAC with a higher move sequence (the container moved away).
+        pub binding_moves_out: u64 = counter,
+        /// Moves refused because the MAC moved too often (more than 5 times in 180 s: two live
+        /// containers with one MAC); each such MAC is held where it is for 180 s.
+        pub binding_moves_damped: u64 = counter,
         /// ARP requests from a local TAP for a container announced on this host (the bridge
         /// already delivered them; they never cross the overlay).
         pub arp_local_target: u64 = counter,

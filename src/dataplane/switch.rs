@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 mod announced;
 mod encap;
 mod esp_path;
+mod mobility;
 mod nd;
 mod path_mtu;
 
@@ -33,7 +34,7 @@ pub use path_mtu::PathSpec;
 
 use super::counters::{Counters, DropReason};
 use super::esp::EspTunnels;
-use super::fdb::{Fdb, Location};
+use super::fdb::{Fdb, Learned, Location};
 use super::flood::{FloodLimit, FloodLimiter};
 use super::pmtu::{IcmpBudget, PeerMtus};
 use super::router::{Routed, RoutedSpec, Router};
@@ -200,6 +201,8 @@ pub struct Switch {
     /// Container addresses whose location a floating IP follows: (vni, ip) -> MAC and time last
     /// seen in ARP from a local TAP (see [`Switch::watched_local`]).
     watched: HashMap<(Vni, Ipv4Addr), Option<(EthernetAddress, Instant)>>,
+    /// Containers moving between hosts (see [`mobility`]).
+    mobility: mobility::Mobility,
 }
 
 /// Most watched container addresses (see [`Switch::watch`]).
@@ -238,6 +241,7 @@ impl Switch {
             announced: HashMap::new(),
             peer_mtus: PeerMtus::default(),
             watched: HashMap::new(),
+            mobility: mobility::Mobility::default(),
         }
     }
 
@@ -299,7 +303,10 @@ impl Switch {
                 }
             }
         }
-        self.fdb.learn(now, vni, src, Location::Local);
+        if self.fdb.learn(now, vni, src, Location::Local) == Learned::StaticConflict {
+            // Placed behind another host by the control plane, yet here: maybe a move.
+            self.mac_seen_here(now, vni, src);
+        }
         let known = if dst.is_unicast() { self.fdb.lookup(vni, dst) } else { None };
         let target = match known {
             Some(Location::Local) => {
@@ -408,7 +415,9 @@ impl Switch {
     fn expire_local_bindings(&mut self) {
         let before = self.local_bindings.len();
         let fdb = &self.fdb;
-        self.local_bindings.retain(|&(vni, _), mac| fdb.lookup(vni, *mac) == Some(Location::Local));
+        // A MAC the control plane placed elsewhere is not aged: whether the binding stays is the
+        // control plane's call (see [`mobility`]).
+        self.local_bindings.retain(|&(vni, _), mac| fdb.get(vni, *mac).is_some_and(|e| e.location == Location::Local || e.is_static));
         let gone = (before - self.local_bindings.len()) as u64;
         if gone > 0 {
             self.counters.local_bindings_expired += gone;
@@ -421,6 +430,7 @@ impl Switch {
         if !std::mem::take(&mut self.local_bindings_changed) {
             return None;
         }
+        self.clear_publish_due();
         let snooped = self.local_bindings.iter().filter(|(k, _)| !self.announced.contains_key(k));
         let mut v: Vec<_> = self.announced.iter().chain(snooped).map(|(&(vni, ip), &mac)| (vni, ip, mac)).collect();
         v.sort();
@@ -610,8 +620,13 @@ impl Switch {
                     router.routes_mut().remove(subnet);
                 }
             }
-            ControlUpdate::ArpBinding { vni, ip: IpAddr::V4(ip), mac } => self.proxy_arp.bind(vni, ip, mac),
-            ControlUpdate::ArpBinding { vni, ip: IpAddr::V6(ip), mac } => self.proxy_nd.bind(vni, ip, mac),
+            ControlUpdate::ArpBinding { vni, ip, mac } => {
+                self.bound_elsewhere(now, vni, ip, mac);
+                match ip {
+                    IpAddr::V4(ip) => self.proxy_arp.bind(vni, ip, mac),
+                    IpAddr::V6(ip) => self.proxy_nd.bind(vni, ip, mac),
+                }
+            }
             ControlUpdate::ArpUnbind { vni, ip: IpAddr::V4(ip) } => self.proxy_arp.unbind(vni, ip),
             ControlUpdate::ArpUnbind { vni, ip: IpAddr::V6(ip) } => self.proxy_nd.unbind(vni, ip),
             // Only for networks this switch runs (kernel-mode VNIs are programmed elsewhere).

@@ -188,6 +188,12 @@ impl Node {
             g.next_publish = now + PUBLISH_EVERY;
             self.check_leases(now);
             self.publish_bindings(now);
+        } else if self.switch.binding_publish_due().is_some_and(|t| t <= now) {
+            // A container moved here or away: tell the cluster now, not at the next round.
+            self.publish_bindings(now);
+            if let Some(g) = self.gossip.as_mut() {
+                g.membership.push_local_now(now);
+            }
         }
         self.fan_out(now);
         self.evaluate_floating(now);
@@ -238,7 +244,10 @@ impl Node {
 
     /// When [`Node::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let gossip = self.gossip.as_ref().map(|g| g.membership.poll_timeout().map_or(g.next_publish, |t| t.min(g.next_publish)));
+        let gossip = self.gossip.as_ref().map(|g| {
+            let publish = self.switch.binding_publish_due().map_or(g.next_publish, |t| t.min(g.next_publish));
+            g.membership.poll_timeout().map_or(publish, |t| t.min(publish))
+        });
         self.switch.poll_timeout().into_iter().chain(gossip).min()
     }
 
@@ -258,7 +267,8 @@ impl Node {
         let since = unix_secs(self.wall_clock(now));
         let Some(g) = self.gossip.as_mut() else { return };
         let Some(bindings) = self.switch.take_local_bindings_changed() else { return };
-        let record = with_bindings(g.membership.local(), &bindings, since);
+        let remote: Vec<&MemberRecord> = g.membership.live_records().collect();
+        let record = with_bindings(g.membership.local(), &bindings, since, &remote);
         if let Err(e) = g.membership.set_local(now, record) {
             tracing::warn!("gossip record too large, bindings not published: {e}");
         }

@@ -66,21 +66,52 @@ pub fn local_record(
 }
 
 /// `current` with each network's bindings replaced by `local`; a binding already published keeps
-/// its claim time, a new one is claimed at `since` (Unix seconds).
-pub fn with_bindings(current: &MemberRecord, local: &[LocalBinding], since: u64) -> MemberRecord {
+/// its claim time and move sequence, a new one is claimed at `since` (Unix seconds).
+///
+/// A local binding that a live member in `remote` claims with the same MAC and a claim that
+/// outranks this host's (see [`crate::control::tables`]) is a container that moved here: it is
+/// claimed with that claim's `since` and its move sequence plus one, so it wins everywhere.
+pub fn with_bindings(current: &MemberRecord, local: &[LocalBinding], since: u64, remote: &[&MemberRecord]) -> MemberRecord {
     let mut record = current.clone();
     for net in &mut record.networks {
         let old = std::mem::take(&mut net.bindings);
         net.bindings = local
             .iter()
             .filter(|b| b.0 == net.vni)
-            .map(|&(_, ip, mac)| {
-                let since = old.iter().find(|o| o.ip == ip && o.mac == mac).map_or(since, |o| o.since);
-                Binding { ip, mac, since }
+            .map(|&(vni, ip, mac)| {
+                let own = old.iter().find(|o| o.ip == ip && o.mac == mac).copied();
+                let top = best_remote(remote, vni, ip, mac);
+                match (top, own) {
+                    (Some((top, name)), own) if own.is_none_or(|o| outranks(&top, name, &o, &current.name)) => {
+                        Binding { ip, mac, since: top.since, seq: top.seq + 1 }
+                    }
+                    (_, Some(own)) => own,
+                    (_, None) => Binding { ip, mac, since, seq: 0 },
+                }
             })
             .collect();
     }
     record
+}
+
+/// The best claim of `(vni, ip)` with `mac` among `remote`, and its host's name.
+fn best_remote<'a>(remote: &[&'a MemberRecord], vni: Vni, ip: IpAddr, mac: EthernetAddress) -> Option<(Binding, &'a str)> {
+    remote
+        .iter()
+        .filter_map(|r| {
+            let b = r.network(vni)?.bindings.iter().find(|b| b.ip == ip && b.mac == mac)?;
+            Some((*b, r.name.as_str()))
+        })
+        .min_by(|a, b| rank(&a.0, a.1).cmp(&rank(&b.0, b.1)))
+}
+
+/// The order of address claims: older first, then the higher move sequence, then the lower name.
+fn rank<'a>(b: &Binding, name: &'a str) -> (u64, std::cmp::Reverse<u64>, &'a str) {
+    (b.since, std::cmp::Reverse(b.seq), name)
+}
+
+fn outranks(a: &Binding, a_name: &str, b: &Binding, b_name: &str) -> bool {
+    rank(a, a_name) < rank(b, b_name)
 }
 
 #[cfg(test)]
@@ -135,22 +166,46 @@ subnet = "10.9.1.0/24"
         let config = Config::parse(CONFIG).unwrap();
         let base = local_record(&config, "a", "198.18.0.1:4790".parse().unwrap(), 1, None, 1_000);
         let ip = |n: u8| IpAddr::from(std::net::Ipv4Addr::new(10, 42, 1, n));
-        let first = with_bindings(&base, &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(7), ip(11), mac(11))], 2_000);
-        assert_eq!(first.networks[0].bindings, [Binding { ip: ip(10), mac: mac(10), since: 2_000 }]);
-        assert_eq!(first.networks[1].bindings, [Binding { ip: ip(11), mac: mac(11), since: 2_000 }]);
+        let first = with_bindings(&base, &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(7), ip(11), mac(11))], 2_000, &[]);
+        assert_eq!(first.networks[0].bindings, [Binding { ip: ip(10), mac: mac(10), since: 2_000, seq: 0 }]);
+        assert_eq!(first.networks[1].bindings, [Binding { ip: ip(11), mac: mac(11), since: 2_000, seq: 0 }]);
         assert!(first.networks[2].bindings.is_empty());
         // Later: .10 is still there, .11 has gone, .12 is new, and .10's twin with another MAC is new too.
         let second = with_bindings(
             &first,
             &[(Vni::new_const(42), ip(10), mac(10)), (Vni::new_const(42), ip(12), mac(12)), (Vni::new_const(7), ip(11), mac(99))],
             3_000,
+            &[],
         );
         let got: Vec<_> = second.networks[0].bindings.iter().map(|b| (b.ip, b.since)).collect();
         assert_eq!(got, [(ip(10), 2_000), (ip(12), 3_000)]);
-        assert_eq!(second.networks[1].bindings, [Binding { ip: ip(11), mac: mac(99), since: 3_000 }]);
+        assert_eq!(second.networks[1].bindings, [Binding { ip: ip(11), mac: mac(99), since: 3_000, seq: 0 }]);
         // Subnets and everything else are untouched.
         assert_eq!(second.networks[0].subnets, base.networks[0].subnets);
         assert_eq!((second.name.as_str(), second.epoch, second.modes.clone()), ("a", 1, base.modes.clone()));
+    }
+
+    #[test]
+    fn a_container_seen_here_that_another_host_claims_is_taken_with_a_higher_sequence() {
+        let config = Config::parse(CONFIG).unwrap();
+        let vni = Vni::new_const(42);
+        let ip = IpAddr::from(std::net::Ipv4Addr::new(10, 42, 1, 10));
+        let mut other = local_record(&config, "b", "198.18.0.2:4790".parse().unwrap(), 1, None, 500);
+        other.networks[0].bindings = vec![Binding { ip, mac: mac(10), since: 700, seq: 4 }];
+        let base = local_record(&config, "a", "198.18.0.1:4790".parse().unwrap(), 1, None, 1_000);
+        // Seen here while "b" still claims it: taken over with b's since and sequence 5.
+        let moved = with_bindings(&base, &[(vni, ip, mac(10))], 2_000, &[&other]);
+        assert_eq!(moved.networks[0].bindings, [Binding { ip, mac: mac(10), since: 700, seq: 5 }]);
+        // Published again while b has not caught up yet: kept as it is, not bumped again.
+        let again = with_bindings(&moved, &[(vni, ip, mac(10))], 3_000, &[&other]);
+        assert_eq!(again.networks[0].bindings, moved.networks[0].bindings);
+        // Another MAC for the address is no move: a claim of its own, by age.
+        let other_mac = with_bindings(&base, &[(vni, ip, mac(11))], 2_000, &[&other]);
+        assert_eq!(other_mac.networks[0].bindings, [Binding { ip, mac: mac(11), since: 2_000, seq: 0 }]);
+        // b took it back (sequence 6): seen here again, this host claims 7.
+        other.networks[0].bindings[0].seq = 6;
+        let back = with_bindings(&again, &[(vni, ip, mac(10))], 4_000, &[&other]);
+        assert_eq!(back.networks[0].bindings[0].seq, 7);
     }
 
     #[test]

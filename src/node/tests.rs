@@ -79,7 +79,7 @@ fn snooped_bindings_are_published_once_per_period_with_wall_clock_claim_times() 
     let local = node.membership().unwrap().local();
     assert_eq!(local.version, version + 1);
     let since = unix_secs(wall()) + (t1 - t0).as_secs();
-    assert_eq!(local.networks[0].bindings, [crate::control::Binding { ip: ip.into(), mac, since }]);
+    assert_eq!(local.networks[0].bindings, [crate::control::Binding { ip: ip.into(), mac, since, seq: 0 }]);
     assert_eq!(node.wall_clock(t1), wall() + (t1 - t0));
 }
 
