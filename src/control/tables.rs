@@ -150,13 +150,17 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// One address claim in the order claims are taken: `(since, move sequence highest first, host
+/// name, address, MAC)`.
+type AddressClaim<'a> = (u64, Reverse<u64>, &'a str, IpAddr, EthernetAddress);
+
 /// Applies the ownership rule on the networks `local` is on. Returns the accepted claims as
 /// `(vni, owned, host name)` and the conflicts.
 fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(Vni, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
     let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
     // (vni) -> address claims sorted by (since, highest move sequence first, name)
-    let mut ips: BTreeMap<Vni, Vec<(u64, Reverse<u64>, &'a str, IpAddr, EthernetAddress)>> = BTreeMap::new();
+    let mut ips: BTreeMap<Vni, Vec<AddressClaim<'a>>> = BTreeMap::new();
     for rec in all {
         for net in &rec.networks {
             if local.network(net.vni).is_none() {

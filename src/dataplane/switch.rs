@@ -636,6 +636,7 @@ impl Switch {
             ControlUpdate::StaticFdb { .. } => {}
             ControlUpdate::StaticFdbRemove { vni, mac } => {
                 self.fdb.remove(vni, mac);
+                self.placement_withdrawn(now, vni, mac);
             }
             ControlUpdate::EspKey { underlay, public_key, epoch } => {
                 if let Some(esp) = self.esp.as_mut() {
