@@ -187,3 +187,41 @@ fn two_live_containers_with_one_mac_are_damped_not_a_gossip_storm() {
     assert_eq!(owners.len(), 1, "claimed by {owners:?}");
     assert!(all_point_at(&sim, owners[0]), "hosts disagree on where the MAC lives: {}", describe(&sim));
 }
+
+#[test]
+fn an_ipv6_container_moves_by_its_unsolicited_neighbor_advertisement() {
+    use std::net::Ipv6Addr;
+    use vxswitch::nd::{ndisc_frame, ALL_NODES};
+    use vxswitch::wire::icmpv6::{NdiscRepr, NeighborFlags};
+    let ip6 = Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 7);
+    let na = |sim: &mut Sim, host: usize| {
+        let nd = NdiscRepr::NeighborAdvert { flags: NeighborFlags::OVERRIDE, target_addr: ip6, lladdr: Some(MAC) };
+        let frame = ndisc_frame(&nd, MAC, ip6, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]), ALL_NODES, None);
+        sim.tap_send(host, 0, &frame);
+    };
+    let at = |sim: &Sim, owner: usize| {
+        (0..3).all(|i| {
+            let sw = sim.hosts[i].switch();
+            let claims = sim.hosts[i].membership().local().network(SIM_VNI).is_some_and(|n| n.bindings.iter().any(|b| b.ip == IpAddr::V6(ip6)));
+            if i == owner {
+                claims
+            } else {
+                !claims
+                    && sw.proxy_nd().lookup(SIM_VNI, ip6) == Some(MAC)
+                    && sw.fdb().lookup(SIM_VNI, MAC) == Some(Location::Remote(host_ip(owner).into()))
+            }
+        })
+    };
+    let mut sim = cluster(10);
+    na(&mut sim, 0);
+    let deadline = sim.now + Duration::from_secs(2);
+    assert!(sim.run_until_cond(deadline, |s| at(s, 0)), "first sighting not known everywhere");
+    na(&mut sim, 1);
+    let t0 = sim.now;
+    while !at(&sim, 1) {
+        assert!(sim.now - t0 < GOSSIP_ROUND, "IPv6 move not followed within one gossip round");
+        sim.run_for(Duration::from_millis(1));
+    }
+    println!("IPv6 move 0 -> 1 followed after {:?}", sim.now - t0);
+    assert_eq!((sim.hosts[1].switch().counters().binding_moves_in, sim.hosts[0].switch().counters().binding_moves_out), (1, 1));
+}
