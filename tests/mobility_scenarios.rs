@@ -202,7 +202,8 @@ fn an_ipv6_container_moves_by_its_unsolicited_neighbor_advertisement() {
     let at = |sim: &Sim, owner: usize| {
         (0..3).all(|i| {
             let sw = sim.hosts[i].switch();
-            let claims = sim.hosts[i].membership().local().network(SIM_VNI).is_some_and(|n| n.bindings.iter().any(|b| b.ip == IpAddr::V6(ip6)));
+            let claims =
+                sim.hosts[i].membership().local().network(SIM_VNI).is_some_and(|n| n.bindings.iter().any(|b| b.ip == IpAddr::V6(ip6)));
             if i == owner {
                 claims
             } else {
