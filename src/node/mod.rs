@@ -184,16 +184,17 @@ impl Node {
         if g.membership.poll_timeout().is_some_and(|t| t <= now) {
             g.membership.handle_timeout(now);
         }
+        // A container moved here or away: tell the cluster now, not at the next round.
+        let moved = self.switch.binding_publish_due().is_some_and(|t| t <= now);
         if now >= g.next_publish {
             g.next_publish = now + PUBLISH_EVERY;
             self.check_leases(now);
             self.publish_bindings(now);
-        } else if self.switch.binding_publish_due().is_some_and(|t| t <= now) {
-            // A container moved here or away: tell the cluster now, not at the next round.
+        } else if moved {
             self.publish_bindings(now);
-            if let Some(g) = self.gossip.as_mut() {
-                g.membership.push_local_now(now);
-            }
+        }
+        if let (true, Some(g)) = (moved, self.gossip.as_mut()) {
+            g.membership.push_local_now(now);
         }
         self.fan_out(now);
         self.evaluate_floating(now);
