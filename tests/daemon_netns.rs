@@ -221,6 +221,19 @@ fn wait_driver_counter(lab: &Lab, host: usize, counter: &str, at_least: u64, pat
     }
 }
 
+/// The nice value of every thread of process `pid` (field 19 of `/proc/PID/task/TID/stat`): the
+/// default `[underlay] priority_boost` runs all of the daemon's threads at nice -10.
+fn thread_nice(pid: u32) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        nice.push(rest.split_whitespace().nth(16).unwrap().parse().unwrap());
+    }
+    assert!(nice.len() >= 2, "the daemon thread and its send thread: {nice:?}");
+    nice
+}
+
 /// CPU ticks the daemon of host `host` uses over `period`.
 fn cpu_over(lab: &Lab, host: usize, period: Duration) -> u64 {
     let pid = lab.daemon_pid(host).unwrap();
@@ -242,6 +255,8 @@ fn netns_tap_deleted_from_outside_is_recreated_without_spinning() {
     }
     let lab = Lab::build("tapdel", &[HostKind::Vxswitch, HostKind::Vxswitch], 1, bin()).unwrap();
     assert_eq!(ping_across(&lab, 10), (10, 10));
+    let nice = thread_nice(lab.daemon_pid(0).unwrap());
+    assert!(nice.iter().all(|&n| n == -10), "every daemon thread at nice -10: {nice:?}");
     let h0 = &lab.hosts[0].ns;
 
     // Deleted under the daemon: no spin (a spinning loop burns the whole 2 s), and it comes back.
