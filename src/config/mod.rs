@@ -41,9 +41,9 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// short enough that sparse traffic costs little (the window shrinks to nothing when spinning
 /// keeps finding nothing), and nothing at all when idle.
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
-/// Default `underlay.priority_boost`: nice -10, as Open vSwitch runs its datapath daemon (see
-/// `sys::daemon::sched` for why and what it measured).
-pub const DEFAULT_PRIORITY_BOOST: u64 = 10;
+/// Default `underlay.priority_boost`: 0, the nice value the daemon was started with (see
+/// `sys::daemon::sched` for what a boost measured).
+pub const DEFAULT_PRIORITY_BOOST: u64 = 0;
 /// Default `underlay.workers`: see [`Underlay::workers`] for the measurement behind it.
 pub const DEFAULT_WORKERS: u64 = 2;
 /// Default control socket path.

@@ -1,6 +1,6 @@
-//! The daemon's scheduling priority (`[underlay] priority_boost`, default 10: nice -10, as Open
-//! vSwitch runs `ovs-vswitchd`), so that a frame arriving on a busy host is forwarded before the
-//! other work on that core has used up its turn.
+//! The daemon's scheduling priority (`[underlay] priority_boost = N`: nice -N; default 0, the
+//! nice value it was started with), so that a frame arriving on a busy host can be forwarded
+//! before the other work on that core has used up its turn.
 //!
 //! Why: a round trip through two daemons needs three scheduler wake-ups (the sending daemon, the
 //! receiving daemon, the application) where kernel vxlan needs one (the application): its
@@ -9,10 +9,12 @@
 //! task, and between its busy-poll rounds it yields to tasks that then keep the core for their
 //! whole slice. Measured side by side on that lab (1 ms pings, 300 each, default busy-polling):
 //! RTT p50 139-207 us and p99 3.2-6.5 ms at nice 0, against 76-192 us and 0.15-6.6 ms at
-//! nice -10 (two runs in three with p99 under 250 us). The loop spends microseconds per
-//! wake-up, so the larger share of CPU that nice -10 grants is not what it uses: it only wins
-//! the wake-up races. A bulk transfer that keeps the daemon busy does take more of a shared
-//! core, as it would at any priority on an idle one.
+//! nice -10 (two runs in three with p99 under 250 us). But in two `vxswitch bench` runs with
+//! `--variant priority_boost=0` next to 10 (3 repeats each, same load) the boost did not hold
+//! up: RTT p50 equal (86 / 87 us), p99 1006 against 260 us in one run, and the 64-byte UDP
+//! rate lower (67 against 131 kpps, ranges apart): a boosted daemon preempts the very
+//! processes that produce and consume the traffic. So it is off by default, a knob for hosts
+//! where the daemon shares its cores with batch work and latency matters more than bulk rate.
 //!
 //! Also tried and dropped: asking EEVDF for a short slice (`sched_attr::sched_runtime` 100 us,
 //! Linux 6.12+) changed nothing measurable; ending a busy-poll spin when a yield showed the core
