@@ -19,6 +19,7 @@ address = "198.18.0.1"
 port = {underlay.port}
 mtu = {underlay.mtu}
 busy_poll_us = {underlay.busy_poll_us}
+priority_boost = {underlay.priority_boost}
 workers = {underlay.workers}
 
 [fdb]
@@ -67,6 +68,7 @@ fn valid(key: &str) -> u64 {
         "underlay.port" => 4789,
         "underlay.mtu" => 1500,
         "underlay.busy_poll_us" => 50,
+        "underlay.priority_boost" => 10,
         "underlay.workers" => 2,
         "fdb.ageing_secs" => 300,
         "fdb.max_entries" => 1000,

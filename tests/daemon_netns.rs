@@ -221,6 +221,17 @@ fn wait_driver_counter(lab: &Lab, host: usize, counter: &str, at_least: u64, pat
     }
 }
 
+/// The nice value of every thread of process `pid` (field 19 of `/proc/PID/task/TID/stat`).
+fn thread_nice(pid: u32) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        nice.push(rest.split_whitespace().nth(16).unwrap().parse().unwrap());
+    }
+    nice
+}
+
 /// CPU ticks the daemon of host `host` uses over `period`.
 fn cpu_over(lab: &Lab, host: usize, period: Duration) -> u64 {
     let pid = lab.daemon_pid(host).unwrap();
@@ -242,6 +253,9 @@ fn netns_tap_deleted_from_outside_is_recreated_without_spinning() {
     }
     let lab = Lab::build("tapdel", &[HostKind::Vxswitch, HostKind::Vxswitch], 1, bin()).unwrap();
     assert_eq!(ping_across(&lab, 10), (10, 10));
+    let nice = thread_nice(lab.daemon_pid(0).unwrap());
+    let ours = thread_nice(std::process::id())[0];
+    assert!(nice.iter().all(|&n| n == ours), "by default the daemon keeps the nice value it was started with: {nice:?}");
     let h0 = &lab.hosts[0].ns;
 
     // Deleted under the daemon: no spin (a spinning loop burns the whole 2 s), and it comes back.
@@ -350,4 +364,20 @@ fn netns_reload_adds_and_removes_a_peer_and_a_network_without_losing_a_ping() {
     assert_eq!((sent, got), (300, 300), "not one echo lost on the unchanged network");
     let log = std::fs::read_to_string(lab.log(0)).unwrap();
     assert!(log.contains("configuration reloaded") && log.contains("reload refused"), "{log}");
+}
+
+#[test]
+fn netns_priority_boost_reaches_every_daemon_thread() {
+    if !have_root("netns_priority_boost_reaches_every_daemon_thread") {
+        return;
+    }
+    let mut lab = Lab::build("prio", &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
+    for i in 0..2 {
+        let config = lab.vxswitch_config(i, "").replace("[underlay]\n", "[underlay]\npriority_boost = 7\n");
+        assert!(config.contains("priority_boost = 7"), "{config}");
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    assert_eq!(ping_across(&lab, 10), (10, 10));
+    let nice = thread_nice(lab.daemon_pid(0).unwrap());
+    assert!(nice.len() >= 2 && nice.iter().all(|&n| n == -7), "the daemon thread and its send thread at nice -7: {nice:?}");
 }

@@ -28,6 +28,7 @@
 
 mod chart;
 pub mod cpu;
+pub mod knobs;
 pub mod modes;
 pub mod report;
 pub mod summary;
@@ -40,7 +41,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use self::modes::{Availability, ModeSpec, MODES};
+use self::knobs::{Knob, Variant};
+use self::modes::{Availability, ModeSpec, Topology, MODES};
 use self::report::{BenchReport, ModeResult, RunSettings, Status};
 use self::summary::Sample;
 use self::traffic::{Settings, Tool};
@@ -81,6 +83,14 @@ pub struct BenchArgs {
     /// vxswitch-vxlan6, vxswitch-routed, vxswitch-esp, kernel-xfrm).
     #[arg(long, value_delimiter = ',')]
     pub modes: Vec<String>,
+    /// Set an `[underlay]` key of every vxswitch daemon of the run (repeatable), e.g.
+    /// `--underlay workers=1`; the value is TOML as in the configuration file.
+    #[arg(long = "underlay", value_name = "KEY=VALUE")]
+    pub underlay: Vec<Knob>,
+    /// Also measure each selected vxswitch mode with these `[underlay]` keys on top, as an extra
+    /// row in the same run (repeatable), e.g. `--variant busy_poll_us=0 --variant workers=1,busy_poll_us=0`.
+    #[arg(long = "variant", value_name = "KEY=VALUE[,KEY=VALUE...]")]
+    pub variants: Vec<Variant>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -145,6 +155,36 @@ fn selected(args: &BenchArgs) -> anyhow::Result<Vec<&'static ModeSpec>> {
     Ok(MODES.iter().filter(|m| args.modes.iter().any(|id| id == m.id)).collect())
 }
 
+/// One row of the run: a mode, and for vxswitch modes the `[underlay]` keys its daemons get.
+struct Row {
+    spec: &'static ModeSpec,
+    id: String,
+    name: String,
+    knobs: Vec<Knob>,
+}
+
+/// The rows of the run: every selected mode with the run-wide keys, and after each vxswitch mode
+/// one row per variant.
+fn rows(specs: &[&'static ModeSpec], underlay: &[Knob], variants: &[Variant]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &spec in specs {
+        let vxswitch = matches!(spec.topology, Topology::Vxswitch { .. });
+        let knobs = if vxswitch { underlay.to_vec() } else { Vec::new() };
+        rows.push(Row { spec, id: spec.id.into(), name: spec.name.into(), knobs });
+        if vxswitch {
+            for v in variants {
+                rows.push(Row {
+                    spec,
+                    id: format!("{}+{v}", spec.id),
+                    name: format!("{} [{v}]", spec.name),
+                    knobs: knobs::merged(underlay, &v.0),
+                });
+            }
+        }
+    }
+    rows
+}
+
 fn build_kind() -> &'static str {
     if cfg!(debug_assertions) {
         "debug"
@@ -166,7 +206,7 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         (args.repeats, args.secs, args.pings) = (1, 1, 200);
     }
     crate::testnet::interrupt::install().context("installing the Ctrl-C handler")?;
-    let specs = selected(&args)?;
+    let specs = rows(&selected(&args)?, &args.underlay, &args.variants);
     if build_kind() == "debug" {
         eprintln!("note: this is a debug build; the vxswitch figures will be far below a release build (cargo build --release)");
     }
@@ -177,7 +217,7 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
 
     let mut outcome: Vec<(Option<Status>, Option<String>, Vec<Sample>)> = specs
         .iter()
-        .map(|s| match modes::availability(s) {
+        .map(|r| match modes::availability(r.spec) {
             Availability::Available => (None, None, Vec::new()),
             Availability::Unsupported(why) => (Some(Status::Unsupported), Some(why), Vec::new()),
             Availability::NotAvailable(why) => (Some(Status::NotAvailable), Some(why), Vec::new()),
@@ -203,7 +243,7 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
             let head =
                 format!("[bench {step}/{total} {:>4.0}s] repeat {repeat}/{} {}", started.elapsed().as_secs_f64(), args.repeats, spec.name);
             eprintln!("{head}: building the lab");
-            let result = modes::prepare(spec, &format!("b{k}"), &bin)
+            let result = modes::prepare(spec.spec, &spec.knobs, &format!("b{k}"), &bin)
                 .with_context(|| format!("building the {} lab", spec.name))
                 .and_then(|p| traffic::measure(&p, &settings, &bin, &mut |line| eprintln!("{head}: {line}")));
             match result {
@@ -221,8 +261,8 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .zip(outcome)
         .map(|(spec, (status, why, samples))| match status {
-            None => ModeResult::measured(spec.id, spec.name, samples),
-            Some(st) => ModeResult::skipped(spec.id, spec.name, st, why.unwrap_or_default()),
+            None => ModeResult::measured(&spec.id, &spec.name, samples),
+            Some(st) => ModeResult::skipped(&spec.id, &spec.name, st, why.unwrap_or_default()),
         })
         .collect();
     let run_settings = RunSettings {
@@ -237,6 +277,8 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         kernel: kernel_release(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         build: build_kind().into(),
+        underlay: args.underlay.iter().map(Knob::to_string).collect(),
+        variants: args.variants.iter().map(Variant::to_string).collect(),
     };
     let report = BenchReport::new(std::process::id(), run_settings, method(&tool, args.streams), results);
     println!("{}", report.table());
@@ -256,4 +298,54 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         bail!("modes failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_add_rows_after_each_vxswitch_mode_only() {
+        let pick = |id: &str| MODES.iter().find(|m| m.id == id).unwrap();
+        let specs = [pick("kernel-vxlan"), pick("vxswitch-vxlan"), pick("vxswitch-esp")];
+        let underlay: Vec<Knob> = vec!["workers=2".parse().unwrap()];
+        let variants: Vec<Variant> = vec!["busy_poll_us=0".parse().unwrap(), "workers=1".parse().unwrap()];
+        let rows = rows(&specs, &underlay, &variants);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "kernel-vxlan",
+                "vxswitch-vxlan",
+                "vxswitch-vxlan+busy_poll_us=0",
+                "vxswitch-vxlan+workers=1",
+                "vxswitch-esp",
+                "vxswitch-esp+busy_poll_us=0",
+                "vxswitch-esp+workers=1"
+            ]
+        );
+        assert!(rows[0].knobs.is_empty(), "no daemon in kernel vxlan");
+        let knobs = |i: usize| rows[i].knobs.iter().map(Knob::to_string).collect::<Vec<_>>();
+        assert_eq!(knobs(1), ["workers=2"]);
+        assert_eq!(knobs(2), ["workers=2", "busy_poll_us=0"]);
+        assert_eq!(knobs(3), ["workers=1"]);
+        assert_eq!(rows[2].name, "vxswitch VXLAN [busy_poll_us=0]");
+    }
+
+    #[test]
+    fn the_command_line_takes_repeated_knobs_and_variants() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let cli =
+            Cli::try_parse_from(["x", "--underlay", "workers=1", "--underlay", "busy_poll_us=20", "--variant", "offload=false,workers=2"])
+                .unwrap();
+        assert_eq!(cli.bench.underlay.iter().map(Knob::to_string).collect::<Vec<_>>(), ["workers=1", "busy_poll_us=20"]);
+        assert_eq!(cli.bench.variants.len(), 1);
+        assert_eq!(cli.bench.variants[0].to_string(), "offload=false,workers=2");
+        assert!(Cli::try_parse_from(["x", "--underlay", "workers"]).is_err());
+    }
 }

@@ -26,6 +26,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use super::knobs::{self, Knob};
 use super::xfrm;
 use crate::dataplane::mtu::{Encap, Payload};
 use crate::ipsec::Suite;
@@ -175,8 +176,9 @@ pub struct Prepared {
     pub daemon_pids: Vec<u32>,
 }
 
-/// Build the lab of `spec` (which must be available). `tag` goes into the namespace names.
-pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
+/// Build the lab of `spec` (which must be available), its vxswitch daemons (if any) with `knobs`
+/// set in `[underlay]`. `tag` goes into the namespace names.
+pub fn prepare(spec: &ModeSpec, knobs: &[Knob], tag: &str, bin: &Path) -> io::Result<Prepared> {
     let bare = [HostKind::Bare, HostKind::Bare];
     let per_host = |mtu: u32| -> io::Result<Lab> {
         let mut lab = Lab::build_with(tag, &bare, 1, bin, Addressing::PerHost)?;
@@ -195,7 +197,7 @@ pub fn prepare(spec: &ModeSpec, tag: &str, bin: &Path) -> io::Result<Prepared> {
             let mut lab =
                 if ipv6 { Lab::build_ipv6_with(tag, &bare, 1, bin, addressing)? } else { Lab::build_with(tag, &bare, 1, bin, addressing)? };
             for i in 0..lab.hosts.len() {
-                let text = config(&lab, i);
+                let text = knobs::apply(&config(&lab, i), knobs).map_err(io::Error::other)?;
                 lab.start_vxswitch_with(i, &text)?;
             }
             let tap_mtu = lab.stats(0)?["networks"][0]["mtu"].as_u64().ok_or_else(|| io::Error::other("no TAP MTU in stats"))?;
@@ -236,6 +238,6 @@ mod tests {
     fn a_data_path_missing_from_the_build_is_reported_not_measured() {
         let spec = ModeSpec { id: "x", name: "x", topology: Topology::NotInThisBuild { why: "not available in this build" } };
         assert_eq!(availability(&spec), Availability::NotAvailable("not available in this build".into()));
-        assert!(prepare(&spec, "x", Path::new("/nonexistent")).is_err());
+        assert!(prepare(&spec, &[], "x", Path::new("/nonexistent")).is_err());
     }
 }

@@ -66,6 +66,10 @@ pub struct RunSettings {
     pub cpus: usize,
     /// `release` or `debug`: the vxswitch figures of a debug build say little.
     pub build: String,
+    /// `[underlay]` keys given to every vxswitch daemon (`--underlay`), as `KEY=VALUE`.
+    pub underlay: Vec<String>,
+    /// Extra rows of each vxswitch mode with these keys on top (`--variant`).
+    pub variants: Vec<String>,
 }
 
 /// The whole run.
@@ -125,6 +129,9 @@ impl BenchReport {
             "vxswitch bench ({} build): median (min-max) of {} repeat(s); {} s runs; {} latency probes; generator {}; kernel {}, {} CPUs\n\n",
             st.build, st.repeats, st.secs, st.pings, st.generator, st.kernel, st.cpus
         );
+        if !st.underlay.is_empty() {
+            let _ = writeln!(out, "vxswitch daemons with [underlay] {}\n", st.underlay.join(", "));
+        }
         let heads: Vec<String> = Metric::ALL.iter().map(|m| format!("{} ({})", m.label(st.streams), m.unit())).collect();
         let _ = writeln!(out, "| mode | {} |", heads.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(heads.len()));
@@ -251,6 +258,8 @@ mod tests {
             kernel: "6.x".into(),
             cpus: 2,
             build: "release".into(),
+            underlay: vec!["workers=1".into()],
+            variants: vec!["busy_poll_us=0".into()],
         };
         BenchReport::new(
             1,
@@ -281,6 +290,7 @@ mod tests {
         assert!(t.contains("| veth baseline | 11.00 (10.00-12.00) |"), "{t}");
         assert!(t.contains("| esp | not available in this build |"), "{t}");
         assert!(t.contains("0.50x / 0.23x"), "{t}");
+        assert!(t.contains("vxswitch daemons with [underlay] workers=1"), "{t}");
     }
 
     #[test]
@@ -298,5 +308,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&report().json()).unwrap();
         assert_eq!(v["modes"][3]["status"], "not_available");
         assert_eq!(v["modes"][0]["metrics"]["tcp_1_gbps"]["median"], 11.0);
+        assert_eq!(v["settings"]["underlay"][0], "workers=1");
+        assert_eq!(v["settings"]["variants"][0], "busy_poll_us=0");
     }
 }

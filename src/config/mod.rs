@@ -41,6 +41,9 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// short enough that sparse traffic costs little (the window shrinks to nothing when spinning
 /// keeps finding nothing), and nothing at all when idle.
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
+/// Default `underlay.priority_boost`: 0, the nice value the daemon was started with (see
+/// `sys::daemon::sched` for what a boost measured).
+pub const DEFAULT_PRIORITY_BOOST: u64 = 0;
 /// Default `underlay.workers`: see [`Underlay::workers`] for the measurement behind it.
 pub const DEFAULT_WORKERS: u64 = 2;
 /// Default control socket path.
@@ -135,6 +138,10 @@ pub struct Underlay {
     /// Longest busy-poll window after data-path work before the loop sleeps (adaptive below it;
     /// zero: never busy-poll). `busy_poll_us`, default [`DEFAULT_BUSY_POLL_US`].
     pub busy_poll: Duration,
+    /// The daemon runs at nice `-priority_boost` (default [`DEFAULT_PRIORITY_BOOST`]; 0: the
+    /// nice value it was started with), so that a frame waking it on a busy host is forwarded
+    /// before other work's turn is over (see `sys::daemon::sched`).
+    pub priority_boost: u32,
     /// Threads that move data-path bytes (`workers`, 1..=2, default [`DEFAULT_WORKERS`]): 1 is
     /// the daemon thread alone; 2 adds a send thread that hands each batch of encapsulated (and
     /// sealed) datagrams to the kernel while the daemon thread reads and switches the next one
@@ -482,6 +489,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             udp_gso: u.udp_gso.unwrap_or(true),
             udp_gro: u.udp_gro.unwrap_or(true),
             busy_poll: Duration::from_micros(num(&u.busy_poll_us, ranges::UNDERLAY_BUSY_POLL_US, DEFAULT_BUSY_POLL_US)?),
+            priority_boost: num(&u.priority_boost, ranges::UNDERLAY_PRIORITY_BOOST, DEFAULT_PRIORITY_BOOST)? as u32,
             workers: num(&u.workers, ranges::UNDERLAY_WORKERS, DEFAULT_WORKERS)? as usize,
         },
         control_socket: raw.control_socket.map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), PathBuf::from),

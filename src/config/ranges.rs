@@ -48,6 +48,8 @@ pub const UNDERLAY_PORT: NumericKey = NumericKey::new("underlay.port", 1, 65535)
 pub const UNDERLAY_MTU: NumericKey = NumericKey::new("underlay.mtu", 576, 65535);
 /// `underlay.busy_poll_us`: 0 (off) to 10 ms.
 pub const UNDERLAY_BUSY_POLL_US: NumericKey = NumericKey::new("underlay.busy_poll_us", 0, 10_000);
+/// `underlay.priority_boost`: how far below nice 0 the daemon runs, 0 (as started) to 20 (nice -20).
+pub const UNDERLAY_PRIORITY_BOOST: NumericKey = NumericKey::new("underlay.priority_boost", 0, 20);
 /// `underlay.workers`: the daemon thread alone, or with one send thread.
 pub const UNDERLAY_WORKERS: NumericKey = NumericKey::new("underlay.workers", 1, 2);
 /// `fdb.ageing_secs`: up to a week.
@@ -86,10 +88,11 @@ pub const GOSSIP_DEAD_GRACE_SECS: NumericKey = NumericKey::new("gossip.dead_grac
 pub const GOSSIP_MTU: NumericKey = NumericKey::new("gossip.mtu", 512, 65000);
 
 /// Every numeric key.
-pub const ALL: [NumericKey; 21] = [
+pub const ALL: [NumericKey; 22] = [
     UNDERLAY_PORT,
     UNDERLAY_MTU,
     UNDERLAY_BUSY_POLL_US,
+    UNDERLAY_PRIORITY_BOOST,
     UNDERLAY_WORKERS,
     FDB_AGEING_SECS,
     FDB_MAX_ENTRIES,

@@ -73,6 +73,7 @@ pub(super) struct RawUnderlay {
     pub udp_gso: Option<bool>,
     pub udp_gro: Option<bool>,
     pub busy_poll_us: Option<Spanned<u64>>,
+    pub priority_boost: Option<Spanned<u64>>,
     pub workers: Option<Spanned<u64>>,
 }
 

@@ -35,6 +35,7 @@ fn parses_a_full_file_with_defaults() {
             udp_gso: true,
             udp_gro: true,
             busy_poll: Duration::from_micros(50),
+            priority_boost: 0,
             workers: 2,
         }
     );
@@ -181,6 +182,21 @@ fn workers_parse_and_are_range_checked() {
         assert_eq!(e.key, "underlay.workers");
         assert!(e.line.is_some() && e.reason.contains("out of range"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn priority_boost_parses_and_is_range_checked() {
+    assert_eq!(Config::parse(GOOD).unwrap().underlay.priority_boost, DEFAULT_PRIORITY_BOOST as u32);
+    let with = |v: &str| GOOD.replace("address = \"198.18.0.1\"\n", &format!("address = \"198.18.0.1\"\npriority_boost = {v}\n"));
+    assert_eq!(Config::parse(&with("10")).unwrap().underlay.priority_boost, 10);
+    assert_eq!(Config::parse(&with("20")).unwrap().underlay.priority_boost, 20);
+    for bad in ["21", "99"] {
+        let e = rejected(&with(bad));
+        assert_eq!(e.key, "underlay.priority_boost", "{bad}");
+        assert!(e.line.is_some(), "{bad}: {e}");
+    }
+    let e = rejected(&with("21"));
+    assert!(e.line.is_some() && e.reason.contains("out of range"), "{e}");
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub mod instance_lock;
 pub mod metrics;
 mod poll;
 pub mod reload;
+pub mod sched;
 pub mod services_cmd;
 pub mod signals;
 pub mod status;
@@ -77,6 +78,10 @@ pub fn run(config: &Config, path: Option<&Path>) -> Result<(), SysError> {
     // Before any kernel state is touched: a second instance must change nothing.
     let _instance = instance_lock::InstanceLock::acquire(&config.control_socket)?;
     let signals = SignalFd::block_term_signals()?;
+    // Before any thread is spawned, so that the send thread inherits it too.
+    if let Err(e) = sched::raise_priority(config.underlay.priority_boost) {
+        tracing::warn!(error = %e, boost = config.underlay.priority_boost, "could not raise the data path's scheduling priority; wake-ups may wait behind other work on a busy host");
+    }
     let mut daemon = Daemon::start(config)?;
     daemon.config_path = path.map(Path::to_path_buf);
     let mut polls = PollSet::new([]);

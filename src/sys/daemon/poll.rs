@@ -78,9 +78,16 @@ impl PollSet {
     }
 
     /// Wait up to `timeout` for any descriptor to be readable; `false` when a signal interrupted.
+    ///
+    /// `ppoll` rather than `poll`: its timeout has nanosecond resolution. `poll` takes whole
+    /// milliseconds, so a timer due in under 1 ms became a zero timeout, and the loop spun
+    /// without sleeping (or yielding) until the timer was due, taking the core from the very
+    /// processes whose frames it was waiting for.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, SysError> {
-        // SAFETY: fds is a valid array of pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+        let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+        // SAFETY: fds is a valid array of pollfd and ts a valid timespec for the duration of the
+        // call; a null signal mask leaves the thread's mask as it is (as poll does).
+        let rc = unsafe { libc::ppoll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -122,6 +129,16 @@ mod tests {
         }
         assert!(set.wait(Duration::from_millis(100)).unwrap());
         assert_eq!(set.ready().collect::<Vec<_>>(), [Source::Tap(3), Source::Control]);
+        // A sub-millisecond timeout sleeps for about that long instead of returning at once.
+        set.clear();
+        set.push(pipes[0][0], Source::Tap(3), READABLE);
+        let mut byte = [0u8; 1];
+        // SAFETY: reading one byte into a valid buffer from the pipe's read end.
+        assert_eq!(unsafe { libc::read(pipes[0][0], byte.as_mut_ptr().cast(), 1) }, 1);
+        let started = std::time::Instant::now();
+        assert!(set.wait(Duration::from_micros(500)).unwrap());
+        assert_eq!(set.ready().count(), 0);
+        assert!(started.elapsed() >= Duration::from_micros(500), "returned after {:?}", started.elapsed());
         for fd in pipes.iter().flatten() {
             // SAFETY: closing descriptors this test opened.
             unsafe { libc::close(*fd) };
