@@ -145,6 +145,9 @@ counters! {
         /// Neighbor Solicitations and Advertisements kept on the host in routed mode (between
         /// local containers, or answers to the gateway).
         pub nd_kept_local: u64 = counter,
+        /// IPv6 multicast other than ND from containers on a dual-stack routed network (MLD
+        /// reports, router solicitations): kept on the host, as the bridge delivers it there.
+        pub ipv6_multicast_kept_local: u64 = counter,
         /// Neighbor Solicitations sent by the routed gateway to resolve local containers.
         pub nd_solicits_sent: u64 = counter,
         /// ICMPv6 errors (time exceeded, destination unreachable) sent by the routed gateway.

@@ -138,6 +138,12 @@ impl Router6 {
         if let Some(msg) = crate::nd::parse(eth.src_addr, &frame[l3..]) {
             return self.nd_from_tap(now, &msg, eth.vlan_id, out, counters);
         }
+        if eth.dst_addr.is_multicast() {
+            // MLD reports, router solicitations and the like: link-scope traffic the bridge
+            // delivers on the host; nothing for the gateway to route or answer.
+            counters.ipv6_multicast_kept_local += 1;
+            return Routed::Consumed;
+        }
         if eth.dst_addr != self.gateway_mac {
             return Routed::Drop(DropReason::RoutedNotForGateway);
         }

@@ -204,6 +204,11 @@ fn link_local_and_multicast_are_never_routed() {
         assert_eq!(run.verdict, Routed::Drop(DropReason::Routed6Scope), "{src} -> {dst}");
         assert!(run.out.is_empty());
     }
+    // Multicast to a group MAC (an MLD report, say) stays on the host without counting as a drop.
+    let mut mld = udp(a, ip6("ff02::16"), 1);
+    mld[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 0x16]);
+    let run = from_tap(&mut r, now, &mld, &mut c);
+    assert_eq!((run.verdict, c.ipv6_multicast_kept_local), (Routed::Consumed, 1));
 }
 
 #[test]
