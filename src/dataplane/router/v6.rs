@@ -22,7 +22,8 @@
 //! soliciting it from `gateway6` while holding a few packets). Packets with a link-local or
 //! multicast destination, or a link-local source, are never routed (RFC 4291 2.5.6).
 //! ICMPv6 errors follow RFC 4443 2.4: never in answer to an ICMPv6 error or to a packet from an
-//! unspecified or multicast source, at most [`ICMP_PER_SEC`] a second per network, quoting as
+//! unspecified or multicast source, at most [`ICMP_PER_SEC`] a second per network (a budget apart
+//! from the IPv4 errors', so neither family starves the other), quoting as
 //! much of the packet as fits 1280 bytes. "Packet too big" is the path-MTU code's
 //! ([`crate::dataplane::pmtu`]), answered from `gateway6`.
 
