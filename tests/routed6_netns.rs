@@ -1,6 +1,6 @@
 //! A dual-stack routed network on real kernels: 3 hosts x 2 containers in namespaces, joined by
 //! gossip (no static peers), every container with an IPv4 and an IPv6 address and default routes
-//! via the anycast gateway. All pairs ping and ping6 across hosts; the gateway answers ping6 at
+//! via the anycast gateway (IPv6: via `gateway6` or via the gateway's link-local address). All pairs ping and ping6 across hosts; the gateway answers ping6 at
 //! `gateway6` and at its link-local address. Needs root; without it the test prints SKIP (or
 //! fails with VXSWITCH_REQUIRE_ROOT=1).
 
@@ -55,6 +55,8 @@ fn netns_dual_stack_routed_over_gossip_all_pairs_ping_and_ping6() {
         return;
     }
     let mut lab = Lab::build_with("rt6", &[HostKind::Bare; 3], 2, bin(), Addressing::PerHost).unwrap();
+    let mac = vxswitch::dataplane::default_gateway_mac(vxswitch::wire::vxlan::Vni::new_const(vxswitch::testnet::lab::VNI));
+    let link_local = vxswitch::dataplane::router::v6::link_local(mac).to_string();
     for i in 0..3 {
         let config = lab.gossip_config(i, "routed", &[0, 1, 2]).unwrap();
         let ipv4_subnet = "subnet = \"198.19.";
@@ -63,7 +65,9 @@ fn netns_dual_stack_routed_over_gossip_all_pairs_ping_and_ping6() {
         lab.start_vxswitch_with(i, &config).unwrap();
         for (j, c) in lab.hosts[i].containers.iter().enumerate() {
             c.ns.ip(&["-6", "addr", "add", &format!("{}/64", ctr6(i, j)), "dev", "eth0", "nodad"]).unwrap();
-            c.ns.ip(&["-6", "route", "add", "default", "via", &gateway6(i).to_string()]).unwrap();
+            // Container 0 routes via gateway6, container 1 via the gateway's link-local address.
+            let via = if j == 0 { gateway6(i).to_string() } else { link_local.clone() };
+            c.ns.ip(&["-6", "route", "add", "default", "via", &via, "dev", "eth0"]).unwrap();
         }
     }
     // Gossip spreads both families' subnets: two IPv4 and two IPv6 routes on every host.
@@ -104,9 +108,7 @@ fn netns_dual_stack_routed_over_gossip_all_pairs_ping_and_ping6() {
 
     // The gateway answers ping6 at gateway6 and at its link-local address (from the anycast MAC).
     assert_eq!(ping6(&lab, 0, 0, &gateway6(0).to_string(), 3), (3, 3));
-    let mac = vxswitch::dataplane::default_gateway_mac(vxswitch::wire::vxlan::Vni::new_const(vxswitch::testnet::lab::VNI));
-    let ll = vxswitch::dataplane::router::v6::link_local(mac);
-    assert_eq!(ping6(&lab, 1, 0, &format!("{ll}%eth0"), 3), (3, 3));
+    assert_eq!(ping6(&lab, 1, 0, &format!("{link_local}%eth0"), 3), (3, 3));
     for i in 0..3 {
         let s = lab.stats(i).unwrap();
         let c = &s["counters"];
