@@ -192,6 +192,7 @@ fn esp_routed_network_carries_ip_packets() {
         subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
         gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
         gateway_mac: gw_mac,
+        v6: None,
     };
     let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, Some(routed(i))))).collect());
     let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
@@ -203,7 +204,9 @@ fn esp_routed_network_carries_ip_packets() {
     for i in 0..2 {
         let k = 1 - i;
         sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
-        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet, via: ul(k) });
+        sim.hosts[i]
+            .node_mut()
+            .apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet.into(), via: ul(k), next_hop: None });
     }
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)
@@ -233,6 +236,56 @@ fn esp_routed_network_carries_ip_packets() {
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0][..6], &mac(1, 1));
     assert_eq!(&got[0][14 + 12..14 + 20], &[198, 19, 1, 10, 198, 19, 2, 10]);
+}
+
+#[test]
+fn esp_routed_dual_stack_network_carries_ipv6_packets() {
+    use std::net::Ipv6Addr;
+    use vxswitch::nd::ndisc_frame;
+    use vxswitch::wire::ethernet::EthernetAddress;
+    use vxswitch::wire::icmpv6::{NdiscRepr, NeighborFlags};
+    let gw_mac = vxswitch::dataplane::default_gateway_mac(VNI);
+    let subnet6 = |i: usize| -> ipnet::Ipv6Net { format!("fd00:19:0:{}::/64", i + 1).parse().unwrap() };
+    let gw6 = |i: usize| -> Ipv6Addr { format!("fd00:19:0:{}::1", i + 1).parse().unwrap() };
+    let ctr6 = |i: usize| -> Ipv6Addr { format!("fd00:19:0:{}::10", i + 1).parse().unwrap() };
+    let routed = |i: usize| RoutedSpec {
+        subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
+        gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
+        gateway_mac: gw_mac,
+        v6: Some(vxswitch::dataplane::RoutedSpec6 { subnet: subnet6(i), gateway_ip: gw6(i) }),
+    };
+    let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, Some(routed(i))))).collect());
+    let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
+    let public: Vec<[u8; 32]> = hosts.iter().map(HostKey::public_key).collect();
+    for (i, host) in hosts.into_iter().enumerate() {
+        sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(host), i as u64 + 5, Suite::Aes128Gcm, SessionConfig::default()));
+    }
+    let now = sim.now;
+    for i in 0..2 {
+        let k = 1 - i;
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet6(k).into(), via: ul(k), next_hop: None });
+    }
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)
+        .ipv6(ctr6(0).octets(), ctr6(1).octets(), 64)
+        .udp(1, 2)
+        .write(&mut frame, b"x")
+        .unwrap();
+    sim.tap_send(0, 0, &frame);
+    let crossed = sim.take_underlay();
+    assert_eq!(crossed.len(), 1);
+    assert_eq!(crossed[0].tunnel, Tunnel::Esp);
+    // Host 1 solicits the container from its gateway, then delivers the decrypted IPv6 packet.
+    assert_eq!(sim.take_tap(1, 0).len(), 1, "neighbor solicitation from the gateway");
+    let na = NdiscRepr::NeighborAdvert { flags: NeighborFlags::SOLICITED, target_addr: ctr6(1), lladdr: Some(EthernetAddress(mac(1, 1))) };
+    sim.tap_send(1, 0, &ndisc_frame(&na, EthernetAddress(mac(1, 1)), ctr6(1), gw_mac, gw6(1), None));
+    let got = sim.take_tap(1, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0][..6], &mac(1, 1));
+    assert_eq!(&got[0][12..14], &[0x86, 0xdd], "an IPv6 frame again (next header 41 inside ESP)");
+    assert_eq!(got[0][14 + 7], 63, "hop limit decremented once");
+    assert_eq!(&got[0][14 + 8..14 + 40], &[ctr6(0).octets(), ctr6(1).octets()].concat()[..]);
 }
 
 #[test]

@@ -123,6 +123,47 @@ fn ipv6_too_big_gets_packet_too_big() {
 }
 
 #[test]
+fn routed_dual_stack_ipv6_too_big_gets_packet_too_big_from_gateway6() {
+    let (a6, b6, gw6): (std::net::Ipv6Addr, std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("fd00:19:0:1::10".parse().unwrap(), "fd00:19:0:2::10".parse().unwrap(), "fd00:19:0:1::1".parse().unwrap());
+    let ipv6 = |len: usize| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(A, default_gateway_mac(VNI).0)
+            .ipv6(a6.octets(), b6.octets(), 64)
+            .udp(5000, 6000)
+            .write(&mut f, &vec![1; len - 62])
+            .unwrap();
+        f
+    };
+    for esp in [false, true] {
+        let mut sim = pair(true, esp, "subnet6 = \"fd00:19:0:1::/64\"\n");
+        let now = sim.now;
+        let route = vxswitch::control::ControlUpdate::RouteAdd {
+            vni: VNI,
+            subnet: "fd00:19:0:2::/64".parse().unwrap(),
+            via: ul(1),
+            next_hop: None,
+        };
+        sim.hosts[0].node_mut().apply(now, route);
+        // The gateway learns the container's MAC from its first packet.
+        sim.tap_send(0, 0, &ipv6(100));
+        assert_eq!(crossed(&mut sim), 1, "esp {esp}");
+        sim.tap_send(0, 0, &ipv6(1514));
+        assert_eq!(crossed(&mut sim), 0);
+        let out = sim.take_tap(0, 0);
+        let answer = out.last().unwrap();
+        assert_eq!(&answer[..12], &[A, default_gateway_mac(VNI).0].concat()[..], "esp {esp}: to the sender, from the gateway MAC");
+        let p = SlicedPacket::from_ethernet(answer).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("ipv6") };
+        assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), (gw6, a6), "esp {esp}: from gateway6");
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("icmpv6") };
+        let mtu = if esp { 1438 } else { 1450 };
+        assert_eq!(icmp.icmp_type(), Icmpv6Type::PacketTooBig { mtu }, "esp {esp}");
+        assert_eq!(sim.hosts[0].switch().counters().pmtu_icmp6_sent, 1);
+    }
+}
+
+#[test]
 fn answers_are_rate_limited_per_second_of_virtual_time() {
     let mut sim = pair(false, false, "");
     for _ in 0..ICMP_PER_SEC + 50 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use vxswitch::arp::UnknownArp;
-use vxswitch::dataplane::{default_gateway_mac, Forward, NetworkSpec, RoutedSpec, Switch, SwitchConfig};
+use vxswitch::dataplane::{default_gateway_mac, Forward, NetworkSpec, RoutedSpec, RoutedSpec6, Switch, SwitchConfig};
 use vxswitch::wire::vxlan::Vni;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
             subnet: "198.19.1.0/24".parse().unwrap(),
             gateway_ip: Ipv4Addr::new(198, 19, 1, 1),
             gateway_mac: default_gateway_mac(Vni::new(vni).unwrap()),
+            // Dual stack, so that IPv6 frames reach the IPv6 gateway too.
+            v6: Some(RoutedSpec6 { subnet: "fd00:42:0:1::/64".parse().unwrap(), gateway_ip: "fd00:42:0:1::1".parse().unwrap() }),
         }),
         tunnel: vxswitch::dataplane::Tunnel::Vxlan,
         path: Default::default(),

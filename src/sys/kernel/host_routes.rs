@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::netlink::{Ipv4Route, Netlink, NetlinkError, RouteLookup};
 use crate::control::ControlUpdate;
@@ -97,16 +97,16 @@ pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) 
 /// Updates that do not concern host-subnet routes plan nothing.
 pub fn plan_update(table: &BTreeMap<Ipv4Net, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
     match update {
-        // Host-subnet networks need an IPv4 underlay (the configuration says so).
-        ControlUpdate::RouteAdd { via: std::net::IpAddr::V6(_), .. } => Vec::new(),
-        ControlUpdate::RouteAdd { subnet, via: std::net::IpAddr::V4(via), .. } => {
+        // Host-subnet networks need an IPv4 underlay (the configuration says so); IPv6 subnets
+        // are not programmed here.
+        ControlUpdate::RouteAdd { subnet: IpNet::V4(subnet), via: std::net::IpAddr::V4(via), .. } => {
             let subnet = subnet.trunc();
             match table.get(&subnet) {
                 Some(r) if r.via == *via => Vec::new(),
                 current => vec![RouteAction::Install { subnet, via: *via, replace: current.is_some(), old: current.map(|r| r.via) }],
             }
         }
-        ControlUpdate::RouteRemove { subnet, .. } => {
+        ControlUpdate::RouteRemove { subnet: IpNet::V4(subnet), .. } => {
             table.get(&subnet.trunc()).map(|r| vec![RouteAction::Delete { subnet: subnet.trunc(), via: Some(r.via) }]).unwrap_or_default()
         }
         ControlUpdate::PeerDown { vni, underlay } => table
@@ -353,7 +353,12 @@ mod tests {
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v).into() };
+        let add = |s: &str, v: &str| ControlUpdate::RouteAdd {
+            vni: Vni::new_const(1042),
+            subnet: net(s).into(),
+            via: ip(v).into(),
+            next_hop: Some(ip(v).into()),
+        };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
@@ -368,7 +373,7 @@ mod tests {
     #[test]
     fn route_remove_deletes_only_known_subnets() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s) };
+        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s).into() };
         assert_eq!(
             plan_update(&t, &rm("198.19.1.0/24")),
             vec![RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) }]

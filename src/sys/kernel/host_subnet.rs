@@ -39,7 +39,7 @@ impl HostSubnetDriver {
                 super::links::configure_link(bridge, None, Some(gw))?;
             }
             for update in net.static_updates() {
-                if let ControlUpdate::RouteAdd { subnet, via: std::net::IpAddr::V4(via), .. } = update {
+                if let ControlUpdate::RouteAdd { subnet: ipnet::IpNet::V4(subnet), via: std::net::IpAddr::V4(via), .. } = update {
                     desired.push((subnet, via));
                 }
             }
@@ -61,7 +61,7 @@ impl HostSubnetDriver {
     pub fn withdraw_all(mut self) {
         let subnets: Vec<Ipv4Net> = self.routes.routes().keys().copied().collect();
         for subnet in subnets {
-            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
+            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet: subnet.into() });
         }
     }
 }
