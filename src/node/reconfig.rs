@@ -33,9 +33,8 @@
 //! withdrawn static peer that gossip also announces comes back with gossip's next update about
 //! it.
 
-use std::time::Instant;
-
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use super::{local_record, record, static_updates, switch_config, unix_secs, Node};
 use crate::config::Config;

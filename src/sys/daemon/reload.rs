@@ -67,7 +67,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.flood != new.flood, "flood");
     match (&old.gossip, &new.gossip) {
         (Some(a), Some(b)) => match gossip_keys(a, b) {
-            // A setting not named above: refuse the section as a whole.
+            // A difference `gossip_keys` does not name: refuse the section as a whole.
             named if named.is_empty() => check(a != b, "gossip"),
             named => named.into_iter().for_each(|k| check(true, &format!("gossip.{k}"))),
         },
