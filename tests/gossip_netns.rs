@@ -10,7 +10,7 @@ mod traffic;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netns_common::have_root;
+use netns_common::{have_root, reload_cli, wait_for};
 use traffic::all_pairs_ping;
 use vxswitch::testnet::lab::{host_subnet, Addressing, HostKind, Lab};
 
@@ -78,21 +78,6 @@ fn routes_of(lab: &Lab, i: usize, vni: u64) -> Vec<String> {
     net["routes"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_string()).collect()
 }
 
-/// `vxswitch reload` against host `i`: (success, stdout + stderr).
-fn reload_cli(lab: &Lab, i: usize) -> (bool, String) {
-    let out = std::process::Command::new(bin()).args(["reload", "--socket"]).arg(lab.socket(i)).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-fn wait_for(limit: Duration, what: &str, check: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn netns_gossip_reload_announces_added_and_removed_networks_and_refuses_a_gossip_change_by_key() {
     if !have_root("netns_gossip_reload_announces_added_and_removed_networks_and_refuses_a_gossip_change_by_key") {
@@ -112,7 +97,7 @@ fn netns_gossip_reload_announces_added_and_removed_networks_and_refuses_a_gossip
     // Host 0 adds network 2000 by reload: host 1 routes its subnet there, and the claim is saved.
     let file = lab.dir.join("h0.toml");
     std::fs::write(&file, first.replace("\n[gossip]", &second(0))).unwrap();
-    let (ok, out) = reload_cli(&lab, 0);
+    let (ok, out) = reload_cli(bin(), &lab.socket(0));
     assert!(ok, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["added"], serde_json::json!([2000]), "{report}");
@@ -125,13 +110,13 @@ fn netns_gossip_reload_announces_added_and_removed_networks_and_refuses_a_gossip
 
     // A change to [gossip] is refused, naming the key, and changes nothing.
     std::fs::write(&file, first.replace("\n[gossip]", &second(0)).replace("cluster = \"lab\"", "cluster = \"lab2\"")).unwrap();
-    let (ok, out) = reload_cli(&lab, 0);
+    let (ok, out) = reload_cli(bin(), &lab.socket(0));
     assert!(!ok && out.contains("gossip.cluster cannot change without a restart"), "{out}");
     assert_eq!(routes_of(&lab, 1, 2000), ["10.77.0.0/24"]);
 
     // Host 0 leaves network 2000 again: host 1 withdraws the route, the other network is untouched.
     std::fs::write(&file, &first).unwrap();
-    let (ok, out) = reload_cli(&lab, 0);
+    let (ok, out) = reload_cli(bin(), &lab.socket(0));
     assert!(ok, "{out}");
     wait_for(Duration::from_secs(3), "host 1 withdraws the removed subnet", || routes_of(&lab, 1, 2000).is_empty());
     assert_eq!(routes(&lab, 1), [host_subnet(0).to_string()]);
