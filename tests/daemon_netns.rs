@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use netns_common::have_root;
+use netns_common::{have_root, reload_cli};
 use vxswitch::sys::daemon::control_socket::query_with_timeout;
 use vxswitch::testnet::lab::{container_ip, underlay_ip, HostKind, Lab};
 use vxswitch::testnet::netns::Netns;
@@ -300,12 +300,6 @@ fn reload_config(lab: &Lab, i: usize, peers: &[usize], second: Option<&[usize]>)
     text
 }
 
-/// `vxswitch reload` against host `i`: (success, stdout + stderr).
-fn reload_cli(lab: &Lab, i: usize) -> (bool, String) {
-    let out = std::process::Command::new(bin()).args(["reload", "--socket"]).arg(lab.socket(i)).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
 /// `(sent, received)` of `count` quick pings from `ns` to `dst`.
 fn ping_from(ns: &Netns, dst: Ipv4Addr, count: u32) -> (u32, u32) {
     let (sent, got, _) = Ping::start_in(ns, dst, count).finish();
@@ -331,7 +325,7 @@ fn netns_reload_adds_and_removes_a_peer_and_a_network_without_losing_a_ping() {
     let ping = Ping::start(&lab, 0, 0, container_ip(1, 0), 300);
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&file, reload_config(&lab, 0, &[1, 2], Some(&[1]))).unwrap();
-    let (ok, out) = reload_cli(&lab, 0);
+    let (ok, out) = reload_cli(bin(), &lab.socket(0));
     assert!(ok, "{out}");
     let report = json(&out);
     assert_eq!((report["added"].clone(), report["removed"].clone()), (serde_json::json!([2000]), serde_json::json!([])), "{report}");
@@ -342,7 +336,7 @@ fn netns_reload_adds_and_removes_a_peer_and_a_network_without_losing_a_ping() {
 
     // An invalid file is refused with its line, key and reason; nothing changes.
     std::fs::write(&file, reload_config(&lab, 0, &[1, 2], Some(&[1])).replace("vni = 2000", "vni = 16777216")).unwrap();
-    let (ok, out) = reload_cli(&lab, 0);
+    let (ok, out) = reload_cli(bin(), &lab.socket(0));
     assert!(!ok && out.contains("h0.toml:") && out.contains("vni") && out.contains("out of range"), "{out}");
     assert_eq!(ping_from(&lab.hosts[0].ns, "10.20.0.2".parse().unwrap(), 3), (3, 3), "still running the previous configuration");
 

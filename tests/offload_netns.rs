@@ -9,9 +9,9 @@ mod traffic;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use netns_common::have_root;
+use netns_common::{have_root, wait_for};
 use traffic::all_pairs_ping;
 use vxswitch::testnet::lab::{underlay_ip, HostKind, Lab, CONTAINER_MTU, VNI};
 
@@ -133,16 +133,6 @@ fn gossip_section(lab: &Lab, i: usize) -> String {
         key.display(),
         state.display()
     )
-}
-
-/// Poll `check` every 50 ms until it holds; panics with `what` after `limit`.
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
 }
 
 #[test]

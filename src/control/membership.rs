@@ -424,6 +424,15 @@ impl Membership {
         self.view_generation
     }
 
+    /// Announce everything gossip knows about network `vni` again, as new updates (the switch's
+    /// network was removed and added again, forgetting its peers and routes).
+    pub fn reinstall_network(&mut self, now: Instant, vni: crate::wire::vxlan::Vni) {
+        self.now = now;
+        self.tables.forget_network(vni);
+        self.dirty = true;
+        self.after_effects();
+    }
+
     /// Sends this host's record directly to every live member now, instead of waiting for it to
     /// spread (floating IP hand-overs, where every round of gossip is time without an owner).
     pub fn push_local_now(&mut self, now: Instant) {

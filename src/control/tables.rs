@@ -139,6 +139,19 @@ impl Tables {
         self.conflicts = conflicts;
         fresh
     }
+
+    /// Forget what was installed on network `vni` without withdrawing it, so the next
+    /// [`Tables::sync`] announces all of it again (the consumer's network started afresh).
+    pub fn forget_network(&mut self, vni: Vni) {
+        self.facts.retain(|key, _| key_vni(key) != Some(vni));
+    }
+}
+
+fn key_vni(key: &Key) -> Option<Vni> {
+    match *key {
+        Key::Peer(vni, _) | Key::Route(vni, _) | Key::Arp(vni, _) | Key::Fdb(vni, _) => Some(vni),
+        Key::Esp(_) => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -317,6 +330,27 @@ mod tests {
         // The MAC did not move, so no explicit removal: the PeerDown flushed it and it comes back.
         assert!(!out.iter().any(|u| matches!(u, ControlUpdate::StaticFdbRemove { .. })));
         assert!(out.iter().any(|u| matches!(u, ControlUpdate::StaticFdb { underlay, .. } if *underlay == host_ip(1))));
+    }
+
+    #[test]
+    fn a_forgotten_network_is_announced_again_without_a_withdrawal() {
+        let local = host_record(0, 1);
+        let remote = host_record(1, 1);
+        let mut t = Tables::default();
+        let mut first = Vec::new();
+        t.sync(&local, [&remote].into_iter(), &mut first);
+        let mut out = Vec::new();
+        t.sync(&local, [&remote].into_iter(), &mut out);
+        assert!(out.is_empty(), "nothing changed");
+        t.forget_network(Vni::new_const(7));
+        t.sync(&local, [&remote].into_iter(), &mut out);
+        assert!(out.is_empty(), "another network's facts stay installed");
+        t.forget_network(local.networks[0].vni);
+        t.sync(&local, [&remote].into_iter(), &mut out);
+        // Everything of the network again, no removals; the ESP key is not the network's.
+        let of_network: Vec<_> = first.iter().filter(|u| u.vni().is_some()).cloned().collect();
+        assert!(!of_network.is_empty());
+        assert_eq!(out, of_network);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::control::{ControlUpdate, MemberRecord, Membership, RecordTooLarge};
 use crate::dataplane::{Forward, NetworkSpec, PortId, Switch, Transmit, Tunnel};
 pub use config::{static_updates, switch_config, GossipJoin, GossipSetup, NodeConfig};
-pub use reconfig::ConfigChange;
+pub use reconfig::{ConfigChange, NewConfig};
 pub use record::{local_record, start_epoch, unix_secs, with_bindings, LocalBinding};
 
 /// How often changed local container bindings are published to the cluster.

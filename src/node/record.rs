@@ -1,9 +1,10 @@
-//! This host's gossip record: built once from the configuration, then rebuilt whenever the
-//! container bindings seen behind this host change.
+//! This host's gossip record: built from the configuration at start and again on every reload
+//! ([`reconfigured`]), and rebuilt whenever the container bindings seen behind this host change.
 //!
 //! Claim times (`since`) decide overlapping claims cluster-wide (the older claim wins), so a
-//! claim keeps the time it was first made: a subnet keeps its start time for the whole run, and a
-//! binding that is published again keeps its first `since`. Times are wall-clock seconds handed in
+//! claim keeps the time it was first made: a subnet keeps its start time for the whole run (a
+//! reload that still configures it keeps it too; only a newly configured subnet is claimed at the
+//! reload), and a binding that is published again keeps its first `since`. Times are wall-clock seconds handed in
 //! by the caller; nothing here reads a clock.
 
 use crate::wire::vxlan::Vni;
@@ -69,6 +70,39 @@ pub fn local_record(
         floating: Vec::new(),
         services: Vec::new(),
     }
+}
+
+/// This host's record after a configuration reload: the modes and networks of `configured` (the
+/// new configuration's record, as [`local_record`] makes it), everything else of `current`.
+/// A subnet `current` already claims on the same network keeps its claim time, a new one is
+/// claimed at `since` (Unix seconds); a `leased` network keeps the claim its lease holds; the
+/// bindings of a network stay unless it is gone or `restarted` (its switch state was dropped; the
+/// next publish brings back whatever is seen again).
+pub fn reconfigured(current: &MemberRecord, configured: &MemberRecord, leased: &[Vni], restarted: &[Vni], since: u64) -> MemberRecord {
+    let networks = configured
+        .networks
+        .iter()
+        .map(|n| {
+            let old = current.network(n.vni);
+            let subnets = match old {
+                Some(old) if leased.contains(&n.vni) => old.subnets.clone(),
+                _ => n
+                    .subnets
+                    .iter()
+                    .map(|s| {
+                        let kept = old.and_then(|o| o.subnets.iter().find(|c| c.net == s.net));
+                        SubnetClaim { net: s.net, since: kept.map_or(since, |c| c.since) }
+                    })
+                    .collect(),
+            };
+            let bindings = match old {
+                Some(old) if !restarted.contains(&n.vni) => old.bindings.clone(),
+                _ => Vec::new(),
+            };
+            NetworkClaim { vni: n.vni, subnets, bindings }
+        })
+        .collect();
+    MemberRecord { modes: configured.modes.clone(), networks, ..current.clone() }
 }
 
 /// `current` with each network's bindings replaced by `local`; a binding already published keeps

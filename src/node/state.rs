@@ -25,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use super::config::GossipJoin;
 use super::lease::LeaseEvent;
 use crate::config::{Config, LeaseRange};
-use crate::control::SubnetClaim;
 use crate::control::{ClusterKey, Credentials, SigningKey, TrustStore};
+use crate::control::{MemberRecord, SubnetClaim};
 use crate::keyfile::write_atomically;
+use crate::wire::vxlan::Vni;
 
 /// When this host first claimed each of its subnets, in Unix seconds, by `(vni, subnet)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,18 @@ impl Claims {
             .copied()
             .collect();
         Claims { subnets, leases }
+    }
+
+    /// These claims with the configured subnets (and their claim times) of `record`, this host's
+    /// record after a reload; the networks in `leased` hold leases, which are kept as they are.
+    pub fn with_record(&self, record: &MemberRecord, leased: &[Vni]) -> Claims {
+        let subnets = record
+            .networks
+            .iter()
+            .filter(|n| !leased.contains(&n.vni))
+            .flat_map(|n| n.subnets.iter().map(move |s| (n.vni.get(), s.net, s.since)))
+            .collect();
+        Claims { subnets, leases: self.leases.clone() }
     }
 
     /// The lease kept for network `vni` from `range`, if any.

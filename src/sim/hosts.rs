@@ -9,7 +9,7 @@ use crate::control::{ClusterKey, Credentials, MemberRecord, Membership, SigningK
 use crate::dataplane::{EspTunnels, PortId, Switch, SwitchConfig, Tunnel};
 use crate::node::lease::LeaseEvent;
 use crate::node::state::Claims;
-use crate::node::{self, unix_secs, ConfigChange, GossipJoin, Node, NodeConfig};
+use crate::node::{unix_secs, ConfigChange, GossipJoin, NewConfig, Node, NodeConfig};
 
 /// The default gossip port of simulated hosts.
 pub const GOSSIP_PORT: u16 = 4790;
@@ -154,12 +154,17 @@ impl Sim {
     }
 
     /// Apply a changed configuration file to running host `i`, as the daemon's reload does (the
-    /// node takes the difference); returns what changed. New ports get a TAP of their own.
+    /// node takes the difference, and a changed record's claim times are saved); returns what
+    /// changed. New ports get a TAP of their own.
     pub fn reload(&mut self, i: usize, config: &Config) -> ConfigChange {
         let now = self.now;
         let host = &mut self.hosts[i];
         let node = host.node.as_mut().expect("host is running");
-        let change = node.apply_config(now, node::switch_config(config).networks, node::static_updates(config));
+        let change = node.apply_config(now, NewConfig::of(config));
+        if let (Some(_), Some((_, claims)), Some(m)) = (change.record_version, host.saved.as_mut(), node.membership()) {
+            let leased: Vec<_> = node.leases().iter().map(|l| l.vni()).collect();
+            *claims = claims.with_record(m.local(), &leased);
+        }
         if let Some(&(last, _)) = change.added.iter().max() {
             if host.tap_out.len() <= last {
                 host.tap_out.resize(last + 1, Vec::new());

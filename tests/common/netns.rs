@@ -71,3 +71,21 @@ pub fn have_root(test: &str) -> bool {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     false
 }
+
+/// Poll `check` every 50 ms until it holds; panics with `what` after `limit`. Returns how long it
+/// took.
+pub fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// `vxswitch reload` (binary `bin`) against the daemon at control `socket`: (success, stdout +
+/// stderr).
+pub fn reload_cli(bin: &std::path::Path, socket: &std::path::Path) -> (bool, String) {
+    let out = Command::new(bin).args(["reload", "--socket"]).arg(socket).output().expect("run vxswitch reload");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}

@@ -11,11 +11,18 @@
 //! keeps its switch state and gets its TAP recreated. Networks that did not change are not
 //! touched at all: their TAP stays open and their frames keep flowing.
 //!
+//! The node also rebuilds this host's gossip record from the new file and pushes it to the
+//! cluster, so the other hosts see what a restart would show them (networks and subnets added,
+//! changed or removed); the subnet claim times it keeps or makes are saved with the claims in
+//! the state directory, so a later restart claims with the same times.
+//!
 //! What a reload cannot change, because it is bound into sockets, keys or kernel state set up at
 //! start: the underlay, the control socket and its group, `metrics_listen`, the `[fdb]` limits,
-//! `[gossip]`, `[esp]`, encrypted networks (their SAs are set up once) and kernel or host-subnet
-//! networks (programmed into the kernel at start). A file that changes any of these is refused as
-//! a whole, naming the keys, and the daemon keeps running as it is: a restart applies it.
+//! every key of `[gossip]` (its socket, keys, cluster and timers are set up once; each changed
+//! key is named, e.g. `gossip.listen`), `[esp]`, encrypted networks (their SAs are set up once),
+//! networks that lease their subnet, and kernel or host-subnet networks (programmed into the
+//! kernel at start). A file that changes any of these is refused as a whole, naming the keys, and
+//! the daemon keeps running as it is: a restart applies it.
 
 use std::time::Instant;
 
@@ -23,8 +30,8 @@ use serde::Serialize;
 
 use super::taps::tap_offload;
 use super::Daemon;
-use crate::config::{Config, Mode, Network};
-use crate::node;
+use crate::config::{Config, Gossip, Mode, Network};
+use crate::node::NewConfig;
 use crate::wire::vxlan::Vni;
 
 /// The outcome of a reload, as `vxswitch reload` prints it.
@@ -38,6 +45,9 @@ pub struct ReloadReport {
     pub retapped: Vec<Vni>,
     /// Control updates applied (peers, routes, bindings).
     pub updates: usize,
+    /// The new version of this host's gossip record, when the reload changed what it announces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_version: Option<u64>,
     /// TAPs that could not be created (their networks are retried until they can).
     pub tap_errors: Vec<String>,
 }
@@ -55,7 +65,14 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.metrics_listen != new.metrics_listen, "metrics_listen");
     check(old.fdb_ageing != new.fdb_ageing || old.fdb_max_entries != new.fdb_max_entries, "fdb");
     check(old.flood != new.flood, "flood");
-    check(old.gossip != new.gossip, "gossip");
+    match (&old.gossip, &new.gossip) {
+        (Some(a), Some(b)) => match gossip_keys(a, b) {
+            // A difference `gossip_keys` does not name: refuse the section as a whole.
+            named if named.is_empty() => check(a != b, "gossip"),
+            named => named.into_iter().for_each(|k| check(true, &format!("gossip.{k}"))),
+        },
+        (a, b) => check(a.is_some() != b.is_some(), "gossip"),
+    }
     check(old.esp != new.esp, "esp");
     let frozen = |c: &Config| -> Vec<Network> {
         // A leased network's lease is set up once, at start, like an encrypted network's SAs.
@@ -76,6 +93,27 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     }
     keys.dedup();
     keys
+}
+
+/// The keys of `[gossip]` that differ between `a` and `b`, as the file spells them.
+fn gossip_keys(a: &Gossip, b: &Gossip) -> Vec<&'static str> {
+    let (x, y) = (&a.config, &b.config);
+    [
+        ("name", a.name != b.name),
+        ("cluster", x.cluster != y.cluster),
+        ("key_file", a.key_file != b.key_file),
+        ("state_dir", a.state_dir != b.state_dir),
+        ("listen", x.listen != y.listen),
+        ("seeds", x.seeds != y.seeds),
+        ("interval_ms", x.interval != y.interval),
+        ("suspect_timeout_ms", x.suspect_timeout != y.suspect_timeout),
+        ("dead_grace_secs", x.dead_grace != y.dead_grace),
+        ("mtu", x.mtu != y.mtu),
+        ("cluster_cidr", x.cluster_cidr != y.cluster_cidr),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect()
 }
 
 /// Whether two configurations of a network make the same TAP (name, MTU, bridge, address,
@@ -104,8 +142,11 @@ impl Daemon {
         if !keys.is_empty() {
             return Err(format!("{}: {} cannot change without a restart", path.display(), keys.join(", ")));
         }
-        let change = self.node.apply_config(now, node::switch_config(&new).networks, node::static_updates(&new));
-        let mut report = ReloadReport { updates: change.updates.len(), ..Default::default() };
+        let change = self.node.apply_config(now, NewConfig::of(&new));
+        let mut report = ReloadReport { updates: change.updates.len(), record_version: change.record_version, ..Default::default() };
+        if change.record_version.is_some() {
+            self.save_claims();
+        }
         for &(port, vni) in &change.removed {
             self.ports.remove(port);
             report.removed.push(vni);
@@ -134,6 +175,23 @@ impl Daemon {
         }
         self.config = new;
         Ok(report)
+    }
+
+    /// Save the subnet claims of the record the reload rebuilt, so that a restart claims the
+    /// subnets added by the reload with the same times.
+    fn save_claims(&mut self) {
+        let Some(local) = self.node.membership().map(|m| m.local()) else { return };
+        let leased: Vec<Vni> = self.node.leases().iter().map(|l| l.vni()).collect();
+        let claims = self.claims.with_record(local, &leased);
+        if claims == self.claims {
+            return;
+        }
+        self.claims = claims;
+        if let Some(files) = &self.state_files {
+            if let Err(e) = files.save_claims(&self.claims) {
+                tracing::error!("saving the subnet claims to {}: {e}", files.claims().display());
+            }
+        }
     }
 
     /// The `reload` command's answer.
@@ -168,6 +226,22 @@ mod tests {
         assert_eq!(needs_restart(&old, &new), ["underlay", "fdb"]);
         let kernel = config("\n[[network]]\nvni = 7\nmode = \"host-subnet\"\nbridge = \"br0\"\nsubnet = \"198.19.1.0/24\"\n");
         assert_eq!(needs_restart(&old, &kernel), ["network (vni 7, host-subnet)"]);
+    }
+
+    #[test]
+    fn a_gossip_change_is_refused_naming_each_key_that_changed() {
+        let gossip = |keys: &str| config(&format!("\n[gossip]\ncluster = \"c\"\nkey_file = \"/k\"\nname = \"a\"\n{keys}"));
+        let base = gossip("listen = \"198.18.0.1:4790\"\n");
+        assert!(needs_restart(&base, &gossip("listen = \"198.18.0.1:4790\"\n")).is_empty());
+        assert_eq!(needs_restart(&base, &gossip("listen = \"198.18.0.1:4791\"\n")), ["gossip.listen"]);
+        let many = Config::parse(
+            "[underlay]\naddress = \"198.18.0.1\"\n\n[[network]]\nvni = 1\ntap = \"vxs1\"\npeers = [\"198.18.0.2\"]\n\n\
+             [gossip]\ncluster = \"d\"\nkey_file = \"/k2\"\nname = \"a\"\nlisten = \"198.18.0.1:4790\"\ninterval_ms = 900\n",
+        )
+        .unwrap();
+        assert_eq!(needs_restart(&base, &many), ["gossip.cluster", "gossip.key_file", "gossip.interval_ms"]);
+        assert_eq!(needs_restart(&config(""), &base), ["gossip"], "joining a cluster takes a restart");
+        assert_eq!(needs_restart(&base, &config("")), ["gossip"], "and so does leaving it");
     }
 
     #[test]
