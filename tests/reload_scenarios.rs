@@ -121,7 +121,7 @@ mod gossip {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
-    use ipnet::Ipv4Net;
+    use ipnet::IpNet;
     use vxswitch::config::Config;
     use vxswitch::control::{ClusterKey, GossipConfig};
     use vxswitch::sim::Sim;
@@ -149,7 +149,7 @@ mod gossip {
         vec![(V1042, format!("10.9.{i}.0/24")), (V2000, format!("10.20.{i}.0/24"))]
     }
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 

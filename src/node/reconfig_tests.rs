@@ -55,7 +55,7 @@ fn subnets(node: &Node, n: u32) -> Option<Vec<(String, u64)>> {
 }
 
 fn binding(last: u8) -> Binding {
-    Binding { ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), mac: EthernetAddress([2, 0, 0, 0, 0, last]), since: 77 }
+    Binding { ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), mac: EthernetAddress([2, 0, 0, 0, 0, last]), since: 77, seq: 0 }
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn a_removed_network_leaves_the_record_a_changed_subnet_replaces_the_old_and_bin
 fn a_leased_subnet_stays_claimed_across_a_reload_of_the_other_networks() {
     let t0 = Instant::now();
     let kept = SubnetClaim { net: "10.60.9.0/24".parse().unwrap(), since: 33 };
-    let claims = Claims { subnets: vec![], leases: vec![(5, kept.net, kept.since)] };
+    let claims = Claims { subnets: vec![], leases: vec![(5, kept.ipv4().unwrap(), kept.since)] };
     let first = config(&(leased(5) + &overlay(7)));
     let mut node = node(&first, t0, claims);
     assert_eq!(local(&node).network(vni(5)).unwrap().subnets, [kept]);
