@@ -1,11 +1,11 @@
 //! Host-subnet networks in the daemon: gateway address on the bridge, forwarding on, and the
 //! peers' routes reconciled at start and withdrawn at clean shutdown (see [`super::host_routes`]).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
-use super::host_routes::HostSubnetRoutes;
+use super::host_routes::{self, HostSubnetRoutes};
 use super::netlink::Netlink;
 use crate::config::{Config, Mode};
 use crate::control::ControlUpdate;
@@ -30,7 +30,7 @@ impl HostSubnetDriver {
         }
         enable_forwarding()?;
         let nl = Netlink::new().map_err(err("open netlink", "host-subnet"))?;
-        let mut desired: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
+        let mut desired: Vec<(IpNet, IpAddr)> = Vec::new();
         for net in &nets {
             // A leased subnet's gateway goes on the bridge once leased (see `host_lease`).
             if let (Some(hs), Some(bridge)) = (net.host_subnet.as_ref(), &net.bridge) {
@@ -39,8 +39,9 @@ impl HostSubnetDriver {
                 super::links::configure_link(bridge, None, Some(gw))?;
             }
             for update in net.static_updates() {
-                if let ControlUpdate::RouteAdd { subnet, via: std::net::IpAddr::V4(via), .. } = update {
-                    desired.push((subnet, via));
+                if let ControlUpdate::RouteAdd { subnet, via, .. } = update {
+                    let subnet = IpNet::from(subnet);
+                    desired.extend(host_routes::gateway_for(&subnet, via, None).map(|gw| (subnet, gw)));
                 }
             }
         }
@@ -59,9 +60,11 @@ impl HostSubnetDriver {
 
     /// Remove every route this daemon installed (clean shutdown).
     pub fn withdraw_all(mut self) {
-        let subnets: Vec<Ipv4Net> = self.routes.routes().keys().copied().collect();
+        let subnets: Vec<IpNet> = self.routes.routes().keys().copied().collect();
         for subnet in subnets {
-            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
+            if let IpNet::V4(subnet) = subnet {
+                self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
+            }
         }
     }
 }
