@@ -5,7 +5,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
 use vxswitch::config::Config;
 use vxswitch::control::ClusterKey;
 use vxswitch::sim::Sim;
@@ -29,7 +28,7 @@ fn config(i: usize, subnet: &str) -> Config {
 }
 
 fn route(sim: &Sim, host: usize, subnet: &str) -> Option<std::net::IpAddr> {
-    sim.hosts[host].view.routes.get(&(VNI, subnet.parse::<Ipv4Net>().unwrap())).copied()
+    sim.hosts[host].view.routes.get(&(VNI, subnet.parse::<ipnet::IpNet>().unwrap())).copied()
 }
 
 #[test]

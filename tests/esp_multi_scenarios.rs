@@ -38,6 +38,7 @@ fn routed(i: usize) -> RoutedSpec {
         subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
         gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
         gateway_mac: default_gateway_mac(ROUTED),
+        v6: None,
     }
 }
 
@@ -64,7 +65,7 @@ fn pair(esp: impl Fn(usize) -> EspTunnels) -> Sim {
     for i in 0..2 {
         sim.hosts[i].switch_mut().set_esp(esp(i));
         let now = sim.now;
-        let update = ControlUpdate::RouteAdd { vni: ROUTED, subnet: routed(1 - i).subnet, via: ul(1 - i) };
+        let update = ControlUpdate::RouteAdd { vni: ROUTED, subnet: routed(1 - i).subnet.into(), via: ul(1 - i), next_hop: None };
         sim.hosts[i].node_mut().apply(now, update);
     }
     sim

@@ -192,6 +192,7 @@ fn esp_routed_network_carries_ip_packets() {
         subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
         gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
         gateway_mac: gw_mac,
+        v6: None,
     };
     let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, Some(routed(i))))).collect());
     let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
@@ -203,7 +204,9 @@ fn esp_routed_network_carries_ip_packets() {
     for i in 0..2 {
         let k = 1 - i;
         sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
-        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet, via: ul(k) });
+        sim.hosts[i]
+            .node_mut()
+            .apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet.into(), via: ul(k), next_hop: None });
     }
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use vxswitch::control::{Credentials, GossipConfig, RefuseReason, SubnetClaim};
 use vxswitch::sim::{host_addr, host_ip, host_record, Sim, FIRST_EPOCH, SIM_VNI};
 
@@ -19,7 +19,7 @@ fn refused(net: &Sim, i: usize, reason: RefuseReason) -> u64 {
     net.hosts[i].membership().stats().refused.get(reason)
 }
 
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
@@ -65,7 +65,7 @@ fn gossip_default_route_and_underlay_claims_are_refused() {
 
 #[test]
 fn gossip_subnets_outside_the_cluster_cidr_are_refused() {
-    let cfg = GossipConfig { cluster_cidr: Some(net("198.19.0.0/16")), ..GossipConfig::default() };
+    let cfg = GossipConfig { cluster_cidr: Some("198.19.0.0/16".parse().unwrap()), ..GossipConfig::default() };
     let mut sim = cluster(3, cfg, 33);
     let mut rogue = host_record(21, FIRST_EPOCH);
     rogue.networks[0].subnets.push(SubnetClaim { net: net("10.0.0.0/24"), since: 1 });

@@ -51,7 +51,7 @@ fn lease(sim: &Sim, i: usize) -> Option<SubnetClaim> {
 /// and no host sees a conflict.
 fn settled(sim: &Sim, hosts: &[usize]) -> bool {
     let leases: Vec<Option<SubnetClaim>> = hosts.iter().map(|&i| lease(sim, i)).collect();
-    let nets: BTreeSet<Ipv4Net> = leases.iter().flatten().map(|c| c.net).collect();
+    let nets: BTreeSet<Ipv4Net> = leases.iter().flatten().map(|c| c.ipv4().unwrap()).collect();
     nets.len() == hosts.len()
         && hosts.iter().all(|&i| {
             let h = &sim.hosts[i];
@@ -95,8 +95,8 @@ fn lease_64_hosts_lease_distinct_subnets_from_one_range() {
     let range: Ipv4Net = "10.42.0.0/16".parse().unwrap();
     for &i in &hosts {
         let c = lease(&sim, i).unwrap();
-        assert!(range.contains(&c.net) && c.net.prefix_len() == 24, "host {i}: {c:?}");
-        assert_eq!(served(&sim, i), c.net, "host {i}'s router serves its lease");
+        assert!(range.contains(&c.ipv4().unwrap()) && c.ipv4().unwrap().prefix_len() == 24, "host {i}: {c:?}");
+        assert_eq!(served(&sim, i), c.ipv4().unwrap(), "host {i}'s router serves its lease");
         let saved = sim.hosts[i].saved.as_ref().unwrap().1.leased(VNI.get(), &LeaseRange { cluster_cidr: range, host_prefix: 24 });
         assert_eq!(saved, Some(c), "host {i} saved its lease");
     }
@@ -127,7 +127,7 @@ fn lease_a_restart_keeps_the_lease_and_its_age() {
     sim.restart_configured(2, &config(2, "10.42.0.0/16", 24), key(), 2000);
     // Held at once, before any settle time: same subnet, same claim time.
     assert_eq!(lease(&sim, 2), Some(before), "the restarted host must claim its old lease again");
-    assert_eq!(served(&sim, 2), before.net);
+    assert_eq!(served(&sim, 2), before.ipv4().unwrap());
     assert_eq!(sim.hosts[2].node().lease(VNI).unwrap().stats().kept, 1);
     assert_eq!(sim.hosts[2].membership().local().networks[0].subnets, [before]);
     let deadline = sim.now + Duration::from_secs(30);
@@ -160,8 +160,8 @@ fn lease_split_brain_conflicts_resolve_to_distinct_subnets_after_the_heal() {
     sim.partition = Some(vec![0, 0, 1, 1]);
     let deadline = sim.now + Duration::from_secs(30);
     assert!(sim.run_until_cond(deadline, |s| settled(s, &[0, 1]) && settled(s, &[2, 3])), "each half settles alone");
-    let left: BTreeSet<Ipv4Net> = [0, 1].iter().map(|&i| lease(&sim, i).unwrap().net).collect();
-    let right: BTreeSet<Ipv4Net> = [2, 3].iter().map(|&i| lease(&sim, i).unwrap().net).collect();
+    let left: BTreeSet<Ipv4Net> = [0, 1].iter().map(|&i| lease(&sim, i).unwrap().ipv4().unwrap()).collect();
+    let right: BTreeSet<Ipv4Net> = [2, 3].iter().map(|&i| lease(&sim, i).unwrap().ipv4().unwrap()).collect();
     assert!(!left.is_disjoint(&right), "the halves must have leased a common subnet: {left:?} {right:?}");
     let before: Vec<SubnetClaim> = hosts.iter().map(|&i| lease(&sim, i).unwrap()).collect();
 
@@ -179,11 +179,11 @@ fn lease_split_brain_conflicts_resolve_to_distinct_subnets_after_the_heal() {
         let stats = sim.hosts[i].node().lease(VNI).unwrap().stats();
         assert!(stats.moved >= 1, "host {i} moved without counting it: {stats:?}");
         let ev = sim.hosts[i].lease_log.last().unwrap();
-        assert_eq!(ev.previous, Some(before[i].net), "host {i} logged the subnet it gave up");
+        assert_eq!(ev.previous, Some(before[i].ipv4().unwrap()), "host {i} logged the subnet it gave up");
         // The subnet given up is held by a host with an older (since, name) claim.
         let winner = hosts.iter().copied().find(|&j| j != i && after[j].net == before[i].net).expect("the contested subnet is held");
         assert!((after[winner].since, &names[winner]) < (before[i].since, &names[i]), "{winner} beat {i}");
-        assert_eq!(served(&sim, i), after[i].net);
+        assert_eq!(served(&sim, i), after[i].ipv4().unwrap());
     }
     for &i in &hosts {
         if !moved.contains(&i) {

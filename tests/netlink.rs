@@ -222,12 +222,18 @@ fn host_subnet_reconcile_and_updates_touch_only_our_routes() {
     assert!(again.removed.is_empty() && again.installed.is_empty(), "{again:?}");
 
     // Updates: a subnet moves, a peer leaves, a subnet is withdrawn.
-    let net2 = "198.19.2.0/24".parse().unwrap();
-    hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net2, via: ip4("198.18.0.4").into() }).unwrap();
+    let net2: ipnet::Ipv4Net = "198.19.2.0/24".parse().unwrap();
+    hs.apply(&ControlUpdate::RouteAdd {
+        vni: Vni::new_const(1042),
+        subnet: net2.into(),
+        via: ip4("198.18.0.4").into(),
+        next_hop: Some(ip4("198.18.0.4").into()),
+    })
+    .unwrap();
     assert!(our_routes(&ns).contains(&"198.19.2.0/24 via 198.18.0.4 dev ul0".to_string()));
     hs.apply(&ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip4("198.18.0.2").into() }).unwrap();
     assert_eq!(our_routes(&ns), vec!["198.19.2.0/24 via 198.18.0.4 dev ul0"]);
-    hs.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net2 }).unwrap();
+    hs.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net2.into() }).unwrap();
     assert_eq!(our_routes(&ns), Vec::<String>::new());
     assert!(hs.routes().is_empty());
     assert_eq!(ns.ip(&["route", "show", "198.19.3.0/24"]), unrelated);
@@ -244,10 +250,17 @@ fn host_subnet_refuses_peers_not_on_link() {
     ns.ip(&["route", "add", "203.0.113.0/24", "via", "198.18.0.254"]);
     ns.ip(&["route", "add", "198.19.3.0/24", "via", "198.18.0.3", "proto", "static"]);
     let mut hs = HostSubnetRoutes::new(nl);
-    let net7 = "198.19.7.0/24".parse().unwrap();
+    let net7: ipnet::Ipv4Net = "198.19.7.0/24".parse().unwrap();
 
     // A peer behind a router.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("203.0.113.7").into() }).unwrap_err();
+    let err = hs
+        .apply(&ControlUpdate::RouteAdd {
+            vni: Vni::new_const(1042),
+            subnet: net7.into(),
+            via: ip4("203.0.113.7").into(),
+            next_hop: Some(ip4("203.0.113.7").into()),
+        })
+        .unwrap_err();
     match &err {
         HostSubnetError::PeerNotOnLink { peer, gateway, .. } => {
             assert_eq!((*peer, *gateway), (ip4("203.0.113.7").into(), ip4("198.18.0.254").into()))
@@ -259,13 +272,27 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert_eq!(ns.ip(&["route", "show", "198.19.7.0/24"]), "");
 
     // A peer with no route at all.
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net7, via: ip4("192.0.2.77").into() }).unwrap_err();
+    let err = hs
+        .apply(&ControlUpdate::RouteAdd {
+            vni: Vni::new_const(1042),
+            subnet: net7.into(),
+            via: ip4("192.0.2.77").into(),
+            next_hop: Some(ip4("192.0.2.77").into()),
+        })
+        .unwrap_err();
     assert!(matches!(err, HostSubnetError::PeerUnreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("peer 192.0.2.77"), "{err}");
 
     // A subnet someone else routes is not taken over.
-    let net3 = "198.19.3.0/24".parse().unwrap();
-    let err = hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net3, via: ip4("198.18.0.2").into() }).unwrap_err();
+    let net3: ipnet::Ipv4Net = "198.19.3.0/24".parse().unwrap();
+    let err = hs
+        .apply(&ControlUpdate::RouteAdd {
+            vni: Vni::new_const(1042),
+            subnet: net3.into(),
+            via: ip4("198.18.0.2").into(),
+            next_hop: Some(ip4("198.18.0.2").into()),
+        })
+        .unwrap_err();
     assert!(matches!(err, HostSubnetError::SubnetTaken { .. }), "{err:?}");
     assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("via 198.18.0.3 dev ul0 proto static"));
 
@@ -278,8 +305,15 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert_eq!(our_routes(&ns), vec!["198.19.1.0/24 via 198.18.0.2 dev ul0"]);
 
     // A subnet moving to an unreachable peer loses its old route too.
-    let net1 = "198.19.1.0/24".parse().unwrap();
-    assert!(hs.apply(&ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net1, via: ip4("203.0.113.7").into() }).is_err());
+    let net1: ipnet::Ipv4Net = "198.19.1.0/24".parse().unwrap();
+    assert!(hs
+        .apply(&ControlUpdate::RouteAdd {
+            vni: Vni::new_const(1042),
+            subnet: net1.into(),
+            via: ip4("203.0.113.7").into(),
+            next_hop: Some(ip4("203.0.113.7").into())
+        })
+        .is_err());
     assert_eq!(our_routes(&ns), Vec::<String>::new());
 }
 

@@ -34,7 +34,8 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
     let hosts = (0..n)
         .map(|i| {
             let peers: Vec<std::net::IpAddr> = (0..n).filter(|&k| k != i).map(ul).collect();
-            let routed = routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI) });
+            let routed =
+                routed.then(|| RoutedSpec { subnet: subnet(i), gateway_ip: gw(i), gateway_mac: default_gateway_mac(VNI), v6: None });
             let networks = vec![NetworkSpec {
                 vni: VNI,
                 max_frame_len: 1464,
@@ -52,7 +53,9 @@ fn cluster(n: usize, routed: bool, unknown_arp: UnknownArp) -> Sim {
         for i in 0..n {
             for k in (0..n).filter(|&k| k != i) {
                 let now = sim.now;
-                sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet(k), via: ul(k) });
+                sim.hosts[i]
+                    .node_mut()
+                    .apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet(k).into(), via: ul(k), next_hop: None });
             }
         }
     }

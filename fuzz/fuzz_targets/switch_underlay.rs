@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
             subnet: "198.19.1.0/24".parse().unwrap(),
             gateway_ip: Ipv4Addr::new(198, 19, 1, 1),
             gateway_mac: default_gateway_mac(Vni::new(vni).unwrap()),
+            v6: None,
         }),
         tunnel: vxswitch::dataplane::Tunnel::Vxlan,
         path: Default::default(),

@@ -5,22 +5,24 @@
 //! Parsing goes through raw structs with `toml::Spanned` fields, so semantic errors (ranges,
 //! duplicates, MTU arithmetic) can still point at the line they come from.
 
+mod dual_stack;
 mod floating;
 pub mod lease;
 mod ranges;
 mod raw;
 mod services;
 
+pub use dual_stack::{HostSubnet6, MAX_SUBNET6_PREFIX, MIN_SUBNET6_PREFIX};
 pub use lease::LeaseRange;
 pub use ranges::{NumericKey, ALL as NUMERIC_KEYS};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::arp::UnknownArp;
 use crate::control::{ControlUpdate, GossipConfig, PeerInfo};
@@ -119,6 +121,9 @@ pub struct Underlay {
     /// Local underlay address, IPv4 or IPv6: the tunnel sockets bind to it, and every peer of
     /// every network must be of the same family (one underlay, one family).
     pub address: IpAddr,
+    /// The host's IPv6 address on the underlay link when `address` is IPv4 (`address6`): announced
+    /// in the gossip record as the next hop of host-subnet routes to this host's `subnet6`.
+    pub address6: Option<Ipv6Addr>,
     /// VXLAN UDP port (local and peers').
     pub port: u16,
     /// Underlay MTU.
@@ -147,6 +152,14 @@ impl Underlay {
     /// header and UDP.
     pub fn max_udp_payload(&self) -> usize {
         self.mtu.saturating_sub(OuterIp::of(self.address).header_len() + mtu::UDP) as usize
+    }
+
+    /// This host's IPv6 address on the underlay link: `address6`, or `address` when it is IPv6.
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        match self.address {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => self.address6,
+        }
     }
 }
 
@@ -212,8 +225,13 @@ pub struct HostSubnet {
 pub struct Peer {
     /// Its underlay address (of the same family as `[underlay] address`).
     pub address: IpAddr,
+    /// Its IPv6 address on the underlay link, over an IPv4 underlay (the next hop of host-subnet
+    /// routes to its `subnet6`).
+    pub address6: Option<Ipv6Addr>,
     /// The container subnet it owns (routed and host-subnet modes).
     pub subnet: Option<Ipv4Net>,
+    /// The IPv6 container subnet it owns next to `subnet` (dual stack).
+    pub subnet6: Option<Ipv6Net>,
     /// Manual ESP keys: (outbound SA, inbound SA), as `ip xfrm state` takes them.
     pub manual_keys: Option<(ManualSa, ManualSa)>,
     /// The peer's long-term X25519 public key (automatic ESP keys without gossip).
@@ -251,6 +269,8 @@ pub struct Network {
     pub peers: Vec<Peer>,
     /// This host's subnet (routed and host-subnet modes), when configured.
     pub host_subnet: Option<HostSubnet>,
+    /// This host's IPv6 subnet next to it (dual stack: `subnet6`, `gateway6`), when configured.
+    pub host_subnet6: Option<HostSubnet6>,
     /// The range this host leases its subnet from instead (routed mode; see [`lease`]).
     pub lease: Option<LeaseRange>,
     /// The anycast gateway MAC (routed mode).
@@ -272,8 +292,9 @@ impl Network {
         let mut out = Vec::new();
         for p in &self.peers {
             out.push(ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay: p.address, vtep_mac: None } });
-            if let Some(subnet) = p.subnet {
-                out.push(ControlUpdate::RouteAdd { vni, subnet, via: p.address });
+            for subnet in p.subnet.map(IpNet::V4).into_iter().chain(p.subnet6.map(IpNet::V6)) {
+                let next_hop = crate::control::next_hop(&subnet, p.address, p.address6);
+                out.push(ControlUpdate::RouteAdd { vni, subnet, via: p.address, next_hop });
             }
         }
         for &(ip, mac) in &self.arp {
@@ -381,6 +402,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     if !is_unicast(address) {
         return Err(err(u.address.span(), "underlay.address".into(), format!("{address} is not a unicast address")));
     }
+    let address6 = dual_stack::validate_address6(text, &u)?;
     let num =
         |v: &Option<toml::Spanned<u64>>, k: NumericKey, default: u64| Ok::<_, ConfigError>(ranges::checked(text, v, k)?.unwrap_or(default));
     let port = num(&u.port, ranges::UNDERLAY_PORT, u64::from(DEFAULT_PORT))? as u16;
@@ -401,7 +423,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let mut seen = Seen::default();
     let mut networks = Vec::new();
     for (i, n) in raw.network.into_iter().enumerate() {
-        let net = validate_network(text, i, n, address, (underlay_mtu, (esp.suite, raw.gossip.is_some())), &mut seen)?;
+        let net = validate_network(text, i, n, (address, address6), (underlay_mtu, (esp.suite, raw.gossip.is_some())), &mut seen)?;
         networks.push(net);
     }
     let kernel = networks.iter().find(|n| n.mode == Mode::Kernel);
@@ -476,6 +498,7 @@ fn validate(text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         esp,
         underlay: Underlay {
             address,
+            address6,
             port,
             mtu: underlay_mtu,
             offload: u.offload,
@@ -507,7 +530,7 @@ fn validate_network(
     text: &str,
     i: usize,
     n: raw::RawNetwork,
-    local: IpAddr,
+    (local, local6): (IpAddr, Option<Ipv6Addr>),
     (underlay_mtu, auto): (u32, (Suite, bool)),
     seen: &mut Seen,
 ) -> Result<Network, ConfigError> {
@@ -557,12 +580,31 @@ fn validate_network(
     let device = validate_device(&n, mode, vni, taps).map_err(|(span, reason)| err(span, "device", reason))?;
     let lease = lease::validate(&n, mode, auto.1, text, &err)?;
     let host_subnet = if lease.is_some() { None } else { validate_host_subnet(&n, mode, &err)? };
+    let host_subnet6 = dual_stack::validate_host_subnet6(&n, mode, &err)?;
+    if let (Some(s), Mode::HostSubnet, IpAddr::V4(_), None) = (&n.subnet6, mode, local, local6) {
+        return Err(err(
+            s.span(),
+            "subnet6",
+            "the other hosts route this subnet via this host's IPv6 address on the underlay link: set [underlay] address6".into(),
+        ));
+    }
     let mut peers: Vec<Peer> = Vec::new();
     for p in n.peers.unwrap_or_default() {
         let span = p.span();
         let peer = match p.into_inner() {
-            raw::RawPeer::Address(address) => Peer { address, subnet: None, manual_keys: None, public_key: None },
+            raw::RawPeer::Address(address) => {
+                Peer { address, address6: None, subnet: None, subnet6: None, manual_keys: None, public_key: None }
+            }
             raw::RawPeer::Full(t) => {
+                let (address6, subnet6) = dual_stack::validate_peer6(&t, mode, host_subnet6.as_ref(), &peers)
+                    .map_err(|reason| err(span.clone(), "peers", reason))?;
+                if address6.is_some() && address6 == local6 {
+                    return Err(err(
+                        span.clone(),
+                        "peers",
+                        format!("peer {}: address6 {} is this host's own", t.address, local6.unwrap_or(Ipv6Addr::UNSPECIFIED)),
+                    ));
+                }
                 let manual_keys = match t.esp {
                     None => None,
                     Some(k) => {
@@ -616,7 +658,7 @@ fn validate_network(
                         ));
                     }
                 }
-                Peer { address: t.address, subnet: t.subnet.map(|s| s.trunc()), manual_keys, public_key }
+                Peer { address: t.address, address6, subnet: t.subnet.map(|s| s.trunc()), subnet6, manual_keys, public_key }
             }
         };
         let addr = peer.address;
@@ -768,6 +810,7 @@ fn validate_network(
         address: n.address.map(|a| a.into_inner()),
         peers,
         host_subnet,
+        host_subnet6,
         lease,
         gateway_mac,
         unknown_arp,
@@ -925,14 +968,27 @@ fn validate_gossip(text: &str, g: toml::Spanned<raw::RawGossip>, underlay: IpAdd
         }
         config.cluster_cidr = Some(net);
     }
+    if let Some(c) = &g.cluster_cidr6 {
+        let refuse = |reason: String| ConfigError {
+            file: None,
+            line: Some(line_of(text, c.span().start)),
+            key: "gossip.cluster_cidr6".into(),
+            reason,
+        };
+        let net: Ipv6Net =
+            c.get_ref().parse().map_err(|_| refuse(format!("{:?} is not an IPv6 prefix (e.g. \"fd00:42::/48\")", c.get_ref())))?;
+        if net != net.trunc() {
+            return Err(refuse(format!("{net} has host bits set (did you mean {}?)", net.trunc())));
+        }
+        config.cluster_cidr6 = Some(net);
+    }
     let state_dir = g.state_dir.map(PathBuf::from).unwrap_or_default();
     Ok(Gossip { name, key_file: PathBuf::from(g.key_file), state_dir, config })
 }
 
 /// This host's own subnets must lie inside the cluster CIDR, or every other host refuses them.
 fn check_cluster_cidr(text: &str, g: &Gossip, networks: &[Network]) -> Result<(), ConfigError> {
-    let Some(cidr) = g.config.cluster_cidr else { return Ok(()) };
-    let refuse = |reason: String| {
+    let refuse_at = |key: &str, reason: String| {
         // The line of the key in the [gossip] table, not a network's `cluster_cidr` (leases).
         let line = text
             .lines()
@@ -940,10 +996,20 @@ fn check_cluster_cidr(text: &str, g: &Gossip, networks: &[Network]) -> Result<()
             .skip_while(|(_, l)| l.trim() != "[gossip]")
             .skip(1)
             .take_while(|(_, l)| !l.trim_start().starts_with('['))
-            .find(|(_, l)| l.trim_start().starts_with("cluster_cidr"))
+            .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
             .map(|(i, _)| i + 1);
-        ConfigError { file: None, line, key: "gossip.cluster_cidr".into(), reason }
+        ConfigError { file: None, line, key: format!("gossip.{key}"), reason }
     };
+    if let Some(cidr6) = g.config.cluster_cidr6 {
+        if let Some((n, h)) = networks.iter().find_map(|n| Some((n, n.host_subnet6.filter(|h| !cidr6.contains(&h.subnet))?))) {
+            return Err(refuse_at(
+                "cluster_cidr6",
+                format!("network {}'s subnet6 {} lies outside the cluster CIDR {cidr6}: the other hosts would refuse it", n.vni, h.subnet),
+            ));
+        }
+    }
+    let Some(cidr) = g.config.cluster_cidr else { return Ok(()) };
+    let refuse = |reason: String| refuse_at("cluster_cidr", reason);
     for n in networks {
         if let Some(l) = n.lease.as_ref().filter(|l| !cidr.contains(&l.cluster_cidr)) {
             return Err(refuse(format!(
@@ -1020,5 +1086,7 @@ fn is_unicast(addr: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dual_stack;
 #[cfg(test)]
 mod tests_ipv6;

@@ -1,8 +1,8 @@
 //! The file as written, before validation. Spanned fields keep their position for errors.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -60,6 +60,7 @@ pub(super) struct RawGossip {
     pub dead_grace_secs: Option<Spanned<u64>>,
     pub mtu: Option<Spanned<u64>>,
     pub cluster_cidr: Option<Spanned<String>>,
+    pub cluster_cidr6: Option<Spanned<String>>,
     pub state_dir: Option<String>,
 }
 
@@ -67,6 +68,7 @@ pub(super) struct RawGossip {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUnderlay {
     pub address: Spanned<IpAddr>,
+    pub address6: Option<Spanned<Ipv6Addr>>,
     pub port: Option<Spanned<u64>>,
     pub mtu: Option<Spanned<u64>>,
     pub offload: Option<bool>,
@@ -105,6 +107,8 @@ pub(super) struct RawNetwork {
     pub address: Option<Spanned<Ipv4Net>>,
     pub subnet: Option<Spanned<Ipv4Net>>,
     pub gateway: Option<Spanned<Ipv4Addr>>,
+    pub subnet6: Option<Spanned<Ipv6Net>>,
+    pub gateway6: Option<Spanned<Ipv6Addr>>,
     pub range_start: Option<Spanned<Ipv4Addr>>,
     pub range_end: Option<Spanned<Ipv4Addr>>,
     pub cluster_cidr: Option<Spanned<Ipv4Net>>,
@@ -137,7 +141,9 @@ pub(super) enum RawPeer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPeerTable {
     pub address: IpAddr,
+    pub address6: Option<Ipv6Addr>,
     pub subnet: Option<Ipv4Net>,
+    pub subnet6: Option<Ipv6Net>,
     pub public_key: Option<String>,
     pub esp: Option<RawManualKeys>,
 }

@@ -29,6 +29,7 @@ fn parses_a_full_file_with_defaults() {
         c.underlay,
         Underlay {
             address: Ipv4Addr::new(198, 18, 0, 1).into(),
+            address6: None,
             port: 4789,
             mtu: 1500,
             offload: None,
@@ -125,7 +126,8 @@ fn routed_network_with_defaults_and_static_updates() {
     assert!(updates.contains(&ControlUpdate::RouteAdd {
         vni: Vni::new_const(42),
         subnet: "198.19.3.0/24".parse().unwrap(),
-        via: Ipv4Addr::new(198, 18, 0, 3).into()
+        via: Ipv4Addr::new(198, 18, 0, 3).into(),
+        next_hop: Some(Ipv4Addr::new(198, 18, 0, 3).into()),
     }));
 }
 

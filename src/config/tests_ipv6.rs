@@ -102,6 +102,7 @@ fn host_subnet_needs_an_ipv4_underlay_and_gossip_runs_over_ipv6() {
     assert!(c.networks[0].static_updates().contains(&ControlUpdate::RouteAdd {
         vni: Vni::new_const(5),
         subnet: "10.42.2.0/24".parse().unwrap(),
-        via: v6(2)
+        via: v6(2),
+        next_hop: None,
     }));
 }

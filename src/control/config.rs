@@ -51,6 +51,8 @@ pub struct GossipConfig {
     pub max_transmissions: u8,
     /// Every subnet a member claims must lie inside this prefix (see [`super::policy`]).
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// Every IPv6 subnet a member claims must lie inside this prefix.
+    pub cluster_cidr6: Option<ipnet::Ipv6Net>,
 }
 
 impl Default for GossipConfig {
@@ -71,6 +73,7 @@ impl Default for GossipConfig {
             window: 1024,
             max_transmissions: 12,
             cluster_cidr: None,
+            cluster_cidr6: None,
         }
     }
 }

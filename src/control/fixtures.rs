@@ -32,6 +32,7 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
         name: format!("h{i:03}"),
         gossip: host_addr(i),
         underlay: host_ip(i).into(),
+        address6: None,
         vtep_mac: Some(EthernetAddress([2, 0, 0, 0, (i >> 8) as u8, i as u8])),
         epoch,
         version: 0,
@@ -40,7 +41,10 @@ pub fn host_record(i: usize, epoch: u64) -> MemberRecord {
         signing_key: None,
         networks: vec![NetworkClaim {
             vni: SIM_VNI,
-            subnets: vec![SubnetClaim { net: Ipv4Net::new(Ipv4Addr::new(198, 19, i as u8, 0), 24).unwrap_or_default(), since: epoch }],
+            subnets: vec![SubnetClaim {
+                net: Ipv4Net::new(Ipv4Addr::new(198, 19, i as u8, 0), 24).unwrap_or_default().into(),
+                since: epoch,
+            }],
             bindings: vec![Binding { ip: ip.into(), mac: EthernetAddress([2, 1, 0, 0, (i >> 8) as u8, i as u8]), since: epoch }],
         }],
         floating: Vec::new(),

@@ -278,7 +278,7 @@ impl Membership {
             stats: GossipStats::default(),
             signer: creds.signer,
             trust: creds.trust,
-            policy: ClaimPolicy { cluster_cidr: cfg.cluster_cidr },
+            policy: ClaimPolicy { cluster_cidr: cfg.cluster_cidr, cluster_cidr6: cfg.cluster_cidr6 },
             started: now,
             wall_at_start: creds.wall_secs,
             refused: RefusedCounts::default(),

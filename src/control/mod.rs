@@ -102,4 +102,4 @@ pub use services::{resolve as resolve_services, withdrawn, Proto, ServiceKey, Se
 pub use signing::SigningKey;
 pub use tables::{Conflict, Contested};
 pub use trust::TrustStore;
-pub use update::{ControlUpdate, PeerInfo};
+pub use update::{next_hop, ControlUpdate, PeerInfo};

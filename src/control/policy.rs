@@ -6,8 +6,10 @@
 //! underlay, or an epoch so far in the future that no honest restart can ever beat it. So:
 //!
 //! - Subnets must lie inside `[gossip] cluster_cidr` when it is configured. Without it, prefixes
-//!   shorter than /[`MIN_PREFIX_LEN`] (default-route-like) are refused. Either way a subnet that
-//!   contains a member's underlay address is refused: routing it would cut the underlay.
+//!   shorter than /[`MIN_PREFIX_LEN`] (default-route-like) are refused. IPv6 subnets likewise
+//!   inside `cluster_cidr6`, else no shorter than /[`MIN_PREFIX_LEN6`]. Either way a subnet that
+//!   contains a member's underlay address (or IPv6 `address6`) is refused: routing it would cut
+//!   the underlay.
 //! - An epoch (record or SWIM identity) more than [`MAX_EPOCH_AHEAD`] ahead of this host's clock
 //!   is refused. Epochs are wall-clock milliseconds shifted left by 20 bits plus random low bits
 //!   (see [`crate::ipsec::start_epoch`]), so the bound is computed on the millisecond part.
@@ -19,12 +21,15 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::counters::reasons;
 
 /// Shortest prefix accepted when no cluster CIDR is configured.
 pub const MIN_PREFIX_LEN: u8 = 8;
+/// Shortest IPv6 prefix accepted when no IPv6 cluster CIDR is configured (a /16 is already far
+/// more than any cluster needs; anything shorter looks like a default route).
+pub const MIN_PREFIX_LEN6: u8 = 16;
 /// How far ahead of this host's clock an epoch may be (clock skew between hosts).
 pub const MAX_EPOCH_AHEAD: Duration = Duration::from_secs(3600);
 /// Low bits of an epoch that are random rather than time.
@@ -43,9 +48,9 @@ reasons! {
     UnderlayChanged => "underlay_changed",
     /// A record or SWIM identity with an epoch too far in the future.
     FutureEpoch => "future_epoch",
-    /// A subnet outside the configured cluster CIDR.
+    /// A subnet outside the configured cluster CIDR (`cluster_cidr6` for IPv6 subnets).
     SubnetOutsideCluster => "subnet_outside_cluster",
-    /// A subnet with a prefix shorter than /8 while no cluster CIDR is configured.
+    /// A subnet with a prefix shorter than /8 (IPv6: /16) while no cluster CIDR is configured.
     SubnetTooBroad => "subnet_too_broad",
     /// A subnet containing a member's underlay address.
     SubnetOverUnderlay => "subnet_over_underlay",
@@ -60,19 +65,26 @@ reasons! {
 /// The subnet rules of one cluster.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClaimPolicy {
-    /// Every subnet must lie inside this prefix, when set.
+    /// Every IPv4 subnet must lie inside this prefix, when set.
     pub cluster_cidr: Option<Ipv4Net>,
+    /// Every IPv6 subnet must lie inside this prefix, when set.
+    pub cluster_cidr6: Option<Ipv6Net>,
 }
 
 impl ClaimPolicy {
-    /// Checks one subnet claim against the cluster CIDR (or the /8 floor) and the `underlays`.
-    pub fn check_subnet(&self, net: &Ipv4Net, underlays: &[IpAddr]) -> Result<(), RefuseReason> {
-        match self.cluster_cidr {
-            Some(cidr) if !cidr.contains(net) => return Err(RefuseReason::SubnetOutsideCluster),
-            None if net.prefix_len() < MIN_PREFIX_LEN => return Err(RefuseReason::SubnetTooBroad),
+    /// Checks one subnet claim against the cluster CIDR of its family (or the floor) and the
+    /// `underlays` (every member's underlay address and `address6`).
+    pub fn check_subnet(&self, net: &IpNet, underlays: &[IpAddr]) -> Result<(), RefuseReason> {
+        let (inside, floor) = match net {
+            IpNet::V4(n) => (self.cluster_cidr.map(|c| c.contains(n)), MIN_PREFIX_LEN),
+            IpNet::V6(n) => (self.cluster_cidr6.map(|c| c.contains(n)), MIN_PREFIX_LEN6),
+        };
+        match inside {
+            Some(false) => return Err(RefuseReason::SubnetOutsideCluster),
+            None if net.prefix_len() < floor => return Err(RefuseReason::SubnetTooBroad),
             _ => {}
         }
-        if underlays.iter().any(|u| matches!(u, IpAddr::V4(u) if net.contains(u))) {
+        if underlays.iter().any(|u| net.contains(u)) {
             return Err(RefuseReason::SubnetOverUnderlay);
         }
         Ok(())
@@ -93,7 +105,7 @@ pub fn max_epoch(local_epoch: u64, elapsed: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
@@ -105,10 +117,27 @@ mod tests {
         assert_eq!(open.check_subnet(&net("0.0.0.0/0"), &ul), Err(RefuseReason::SubnetTooBroad));
         assert_eq!(open.check_subnet(&net("10.0.0.0/8"), &ul), Ok(()));
         assert_eq!(open.check_subnet(&net("198.18.0.0/24"), &ul), Err(RefuseReason::SubnetOverUnderlay));
-        let closed = ClaimPolicy { cluster_cidr: Some(net("10.42.0.0/16")) };
+        let closed = ClaimPolicy { cluster_cidr: Some("10.42.0.0/16".parse().unwrap()), cluster_cidr6: None };
         assert_eq!(closed.check_subnet(&net("10.42.3.0/24"), &ul), Ok(()));
         assert_eq!(closed.check_subnet(&net("10.43.3.0/24"), &ul), Err(RefuseReason::SubnetOutsideCluster));
         assert_eq!(closed.check_subnet(&net("10.0.0.0/8"), &ul), Err(RefuseReason::SubnetOutsideCluster));
+    }
+
+    #[test]
+    fn ipv6_subnets_have_their_own_cluster_cidr_and_floor() {
+        let ul = [IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1)), "fd00:18::1".parse().unwrap()];
+        let open = ClaimPolicy::default();
+        assert_eq!(open.check_subnet(&net("::/0"), &ul), Err(RefuseReason::SubnetTooBroad));
+        assert_eq!(open.check_subnet(&net("2000::/3"), &ul), Err(RefuseReason::SubnetTooBroad));
+        assert_eq!(open.check_subnet(&net("fd00:42:1::/64"), &ul), Ok(()));
+        assert_eq!(open.check_subnet(&net("fd00:18::/64"), &ul), Err(RefuseReason::SubnetOverUnderlay));
+        let closed =
+            ClaimPolicy { cluster_cidr: Some("10.42.0.0/16".parse().unwrap()), cluster_cidr6: Some("fd00:42::/48".parse().unwrap()) };
+        assert_eq!(closed.check_subnet(&net("fd00:42:0:7::/64"), &ul), Ok(()));
+        assert_eq!(closed.check_subnet(&net("fd00:43::/64"), &ul), Err(RefuseReason::SubnetOutsideCluster));
+        // The IPv4 cluster CIDR says nothing about IPv6 subnets, and the reverse.
+        let v4_only = ClaimPolicy { cluster_cidr: Some("10.42.0.0/16".parse().unwrap()), cluster_cidr6: None };
+        assert_eq!(v4_only.check_subnet(&net("fd00:43::/64"), &ul), Ok(()));
     }
 
     #[test]

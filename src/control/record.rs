@@ -15,7 +15,7 @@
 use crate::wire::vxlan::Vni;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::floating::FloatingClaim;
@@ -30,10 +30,21 @@ pub const MAX_CHUNKS: usize = 255;
 /// One subnet a host owns on a network, with the epoch at which it claimed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubnetClaim {
-    /// The subnet.
-    pub net: Ipv4Net,
+    /// The subnet, IPv4 or IPv6 (a dual-stack host claims one of each; conflicts are decided
+    /// per family, since subnets of different families never overlap).
+    pub net: IpNet,
     /// When the claim was made (the claimant's epoch clock); the older claim wins conflicts.
     pub since: u64,
+}
+
+impl SubnetClaim {
+    /// The subnet when it is IPv4 (leases, the CNI answer and host-subnet gateways are IPv4).
+    pub fn ipv4(&self) -> Option<Ipv4Net> {
+        match self.net {
+            IpNet::V4(net) => Some(net),
+            IpNet::V6(_) => None,
+        }
+    }
 }
 
 /// A container address on a network and its MAC (feeds proxy ARP, or the ND proxy for IPv6, on
@@ -69,6 +80,9 @@ pub struct MemberRecord {
     /// Underlay (outer) address, IPv4 or IPv6 (JSON spells both as text, so IPv4 records are
     /// unchanged on the wire).
     pub underlay: IpAddr,
+    /// The host's IPv6 address on the underlay link when the underlay is IPv4 (`[underlay]
+    /// address6`): the next hop of kernel routes to its IPv6 subnets (host-subnet mode).
+    pub address6: Option<Ipv6Addr>,
     /// VTEP MAC, if the host has one.
     pub vtep_mac: Option<EthernetAddress>,
     /// Start epoch: larger on every restart of the host.
@@ -94,6 +108,9 @@ struct Wire {
     n: String,
     g: SocketAddr,
     u: IpAddr,
+    /// `address6`, absent unless configured (older readers skip it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<Ipv6Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     m: Option<String>,
     e: u64,
@@ -119,6 +136,10 @@ struct WireNet {
     i: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     s: Vec<(Ipv4Net, u64)>,
+    /// IPv6 subnet claims, apart from `s` for the same reason as `d`: a reader that knows only
+    /// IPv4 claims would refuse the whole record over one IPv6 prefix in `s`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    t: Vec<(Ipv6Net, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     b: Vec<(Ipv4Addr, String, u64)>,
     /// IPv6 bindings, apart from `b` so that hosts that know only IPv4 bindings still read the
@@ -149,6 +170,7 @@ impl MemberRecord {
             n: self.name.clone(),
             g: self.gossip,
             u: self.underlay,
+            a: self.address6,
             m: self.vtep_mac.as_ref().map(mac_hex),
             e: self.epoch,
             v: self.version,
@@ -160,7 +182,20 @@ impl MemberRecord {
                 .iter()
                 .map(|n| WireNet {
                     i: n.vni.get(),
-                    s: n.subnets.iter().map(|s| (s.net, s.since)).collect(),
+                    s: n.subnets
+                        .iter()
+                        .filter_map(|s| match s.net {
+                            IpNet::V4(net) => Some((net, s.since)),
+                            IpNet::V6(_) => None,
+                        })
+                        .collect(),
+                    t: n.subnets
+                        .iter()
+                        .filter_map(|s| match s.net {
+                            IpNet::V6(net) => Some((net, s.since)),
+                            IpNet::V4(_) => None,
+                        })
+                        .collect(),
                     b: n.bindings
                         .iter()
                         .filter_map(|b| match b.ip {
@@ -211,7 +246,9 @@ impl MemberRecord {
             for (ip, mac, since) in n.d {
                 bindings.push(Binding { ip: ip.into(), mac: mac_parse(&mac)?, since });
             }
-            let subnets = n.s.into_iter().map(|(net, since)| SubnetClaim { net: net.trunc(), since }).collect();
+            let v4 = n.s.into_iter().map(|(net, since)| SubnetClaim { net: IpNet::V4(net.trunc()), since });
+            let v6 = n.t.into_iter().map(|(net, since)| SubnetClaim { net: IpNet::V6(net.trunc()), since });
+            let subnets = v4.chain(v6).collect();
             networks.push(NetworkClaim { vni: Vni::new(n.i)?, subnets, bindings });
         }
         let mut services = Vec::with_capacity(wire.x.len());
@@ -223,6 +260,7 @@ impl MemberRecord {
             name: wire.n,
             gossip: wire.g,
             underlay: wire.u,
+            address6: wire.a,
             vtep_mac,
             epoch: wire.e,
             version: wire.v,
@@ -350,6 +388,7 @@ pub(crate) mod tests {
             name: "host-a".into(),
             gossip: "198.18.0.1:4790".parse().unwrap(),
             underlay: Ipv4Addr::new(198, 18, 0, 1).into(),
+            address6: None,
             vtep_mac: Some(EthernetAddress([2, 0, 0, 0, 0, 1])),
             epoch: 17,
             version: 3,
@@ -403,6 +442,32 @@ pub(crate) mod tests {
         assert_eq!(decoded.networks[0].bindings, r.networks[0].bindings[..1]);
         // A malformed IPv6 binding makes the record malformed, as an IPv4 one does.
         let bad = String::from_utf8(bytes).unwrap().replace("fd00:42::21", "fd00:42::zz");
+        assert_eq!(MemberRecord::decode(bad.as_bytes()), None);
+    }
+
+    #[test]
+    fn ipv6_subnets_and_address6_travel_apart_and_older_readers_keep_the_ipv4_claims() {
+        let mut r = sample(0);
+        r.address6 = Some("fd00:18::1".parse().unwrap());
+        r.networks[0].subnets.push(SubnetClaim { net: "fd00:42:1::/64".parse().unwrap(), since: 19 });
+        let bytes = r.encode();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["w"][0]["s"], serde_json::json!([["203.0.113.0/26", 17]]), "IPv4 claims where they were");
+        assert_eq!(json["w"][0]["t"], serde_json::json!([["fd00:42:1::/64", 19]]));
+        assert_eq!(json["a"], serde_json::json!("fd00:18::1"));
+        assert_eq!(MemberRecord::decode(&bytes), Some(r.clone()));
+        // Without `t` and `a` (an IPv4-only host, or a reader that predates them): the IPv4 claim.
+        let mut old = json;
+        old["w"][0].as_object_mut().unwrap().remove("t");
+        old.as_object_mut().unwrap().remove("a");
+        let decoded = MemberRecord::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(decoded.networks[0].subnets, r.networks[0].subnets[..1]);
+        assert_eq!(decoded.address6, None);
+        // An IPv4-only record encodes exactly as before: no `t`, no `a`.
+        let plain = String::from_utf8(sample(0).encode()).unwrap();
+        assert!(!plain.contains("\"t\"") && !plain.contains("\"a\""), "{plain}");
+        // A malformed IPv6 claim makes the record malformed, as an IPv4 one does.
+        let bad = String::from_utf8(bytes).unwrap().replace("fd00:42:1::/64", "fd00:42:1::/129");
         assert_eq!(MemberRecord::decode(bad.as_bytes()), None);
     }
 }

@@ -24,7 +24,7 @@ use crate::wire::vxlan::Vni;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::record::MemberRecord;
 use super::update::{ControlUpdate, PeerInfo};
@@ -36,9 +36,9 @@ pub enum Contested {
     /// Overlapping subnets: the winner's and the loser's.
     Subnet {
         /// The subnet kept.
-        kept: Ipv4Net,
+        kept: IpNet,
         /// The subnet refused.
-        refused: Ipv4Net,
+        refused: IpNet,
     },
     /// The same container address.
     Address(IpAddr),
@@ -60,7 +60,7 @@ pub struct Conflict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Peer(Vni, IpAddr),
-    Route(Vni, Ipv4Net),
+    Route(Vni, IpNet),
     Arp(Vni, IpAddr),
     Esp(IpAddr),
     Fdb(Vni, EthernetAddress),
@@ -69,7 +69,7 @@ enum Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Val {
     Peer { vtep_mac: Option<EthernetAddress>, epoch: u64 },
-    Route { via: IpAddr, epoch: u64 },
+    Route { via: IpAddr, next_hop: Option<IpAddr>, epoch: u64 },
     Arp { mac: EthernetAddress, epoch: u64 },
     Esp { key: [u8; 32], epoch: u64 },
     Fdb { underlay: IpAddr, epoch: u64 },
@@ -109,7 +109,8 @@ impl Tables {
                 want.insert(Key::Peer(net.vni, rec.underlay), Val::Peer { vtep_mac: rec.vtep_mac, epoch: rec.epoch });
                 for s in &net.subnets {
                     if accepted.contains(&(net.vni, Owned::Subnet(s.net), rec.name.as_str())) {
-                        want.insert(Key::Route(net.vni, s.net), Val::Route { via: rec.underlay, epoch: rec.epoch });
+                        let next_hop = super::update::next_hop(&s.net, rec.underlay, rec.address6);
+                        want.insert(Key::Route(net.vni, s.net), Val::Route { via: rec.underlay, next_hop, epoch: rec.epoch });
                     }
                 }
                 for b in &net.bindings {
@@ -134,11 +135,12 @@ impl Tables {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Owned {
-    Subnet(Ipv4Net),
+    Subnet(IpNet),
     Ip(IpAddr),
 }
 
-fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+/// Whether two subnets share an address (never across families).
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -146,7 +148,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 /// `(vni, owned, host name)` and the conflicts.
 fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>) -> (BTreeSet<(Vni, Owned, &'a str)>, BTreeSet<Conflict>) {
     // (vni) -> claims sorted by (since, name)
-    let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, Ipv4Net)>> = BTreeMap::new();
+    let mut subnets: BTreeMap<Vni, Vec<(u64, &'a str, IpNet)>> = BTreeMap::new();
     let mut ips: BTreeMap<Vni, Vec<(u64, &'a str, IpAddr)>> = BTreeMap::new();
     for rec in all {
         for net in &rec.networks {
@@ -165,7 +167,7 @@ fn resolve<'a>(local: &MemberRecord, all: impl Iterator<Item = &'a MemberRecord>
     let mut conflicts = BTreeSet::new();
     for (vni, mut claims) in subnets {
         claims.sort();
-        let mut taken: Vec<(Ipv4Net, &str)> = Vec::new();
+        let mut taken: Vec<(IpNet, &str)> = Vec::new();
         for (_, name, net) in claims {
             match taken.iter().find(|(t, _)| overlaps(t, &net)) {
                 Some((kept, winner)) if *winner != name => {
@@ -220,7 +222,9 @@ fn addition(key: &Key, val: &Val) -> ControlUpdate {
         (Key::Peer(vni, underlay), Val::Peer { vtep_mac, .. }) => {
             ControlUpdate::PeerUp { vni, peer: PeerInfo { underlay, vtep_mac: *vtep_mac } }
         }
-        (Key::Route(vni, subnet), Val::Route { via, .. }) => ControlUpdate::RouteAdd { vni, subnet, via: *via },
+        (Key::Route(vni, subnet), Val::Route { via, next_hop, .. }) => {
+            ControlUpdate::RouteAdd { vni, subnet, via: *via, next_hop: *next_hop }
+        }
         (Key::Arp(vni, ip), Val::Arp { mac, .. }) => ControlUpdate::ArpBinding { vni, ip, mac: *mac },
         (Key::Esp(underlay), Val::Esp { key, epoch }) => ControlUpdate::EspKey { underlay, public_key: *key, epoch: *epoch },
         (Key::Fdb(vni, mac), Val::Fdb { underlay, .. }) => ControlUpdate::StaticFdb { vni, mac, underlay: *underlay },
@@ -306,7 +310,7 @@ mod tests {
         other_net.networks[0].vni = Vni::new_const(7);
         let mut a = host_record(2, 1);
         let mut b = host_record(3, 1);
-        let net: Ipv4Net = "198.19.200.0/24".parse().unwrap();
+        let net: IpNet = "198.19.200.0/24".parse().unwrap();
         a.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
         b.networks[0].subnets = vec![super::super::record::SubnetClaim { net, since: 9 }];
         let mut t = Tables::default();
@@ -321,5 +325,33 @@ mod tests {
         out.clear();
         assert!(t.sync(&local, [&other_net, &a, &b].into_iter(), &mut out).is_empty());
         assert_eq!(t.conflicts().count(), 1);
+    }
+
+    #[test]
+    fn ipv6_subnets_route_via_the_underlay_with_address6_as_next_hop_and_conflict_per_family() {
+        let local = host_record(0, 1);
+        let mut a = host_record(1, 1);
+        let mut b = host_record(2, 1);
+        let net6: IpNet = "fd00:42:1::/64".parse().unwrap();
+        a.address6 = Some("fd00:18::2".parse().unwrap());
+        a.networks[0].subnets.push(super::super::record::SubnetClaim { net: net6, since: 1 });
+        // b claims an overlapping IPv6 prefix later: refused, its IPv4 subnet is kept.
+        b.networks[0].subnets.push(super::super::record::SubnetClaim { net: "fd00:42::/32".parse().unwrap(), since: 5 });
+        let mut t = Tables::default();
+        let mut out = Vec::new();
+        let fresh = t.sync(&local, [&a, &b].into_iter(), &mut out);
+        let v6 = ControlUpdate::RouteAdd { vni: SIM_VNI, subnet: net6, via: host_ip(1).into(), next_hop: a.address6.map(IpAddr::V6) };
+        assert!(out.contains(&v6), "{out:?}");
+        assert!(out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { subnet: IpNet::V4(_), via, next_hop, .. }
+            if *via == IpAddr::from(host_ip(2)) && *next_hop == Some(*via))));
+        assert!(!out.iter().any(|u| matches!(u, ControlUpdate::RouteAdd { subnet, .. } if subnet.prefix_len() == 32)));
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].what, Contested::Subnet { kept: net6, refused: "fd00:42::/32".parse().unwrap() });
+        // A new address6 re-announces the route with the new next hop.
+        out.clear();
+        a.address6 = Some("fd00:18::22".parse().unwrap());
+        t.sync(&local, [&a, &b].into_iter(), &mut out);
+        let renewed = ControlUpdate::RouteAdd { vni: SIM_VNI, subnet: net6, via: host_ip(1).into(), next_hop: a.address6.map(IpAddr::V6) };
+        assert_eq!(out, vec![renewed]);
     }
 }

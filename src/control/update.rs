@@ -3,7 +3,7 @@
 use crate::wire::vxlan::Vni;
 use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::wire::ethernet::EthernetAddress;
 
@@ -23,10 +23,14 @@ pub enum ControlUpdate {
     PeerUp { vni: Vni, peer: PeerInfo },
     /// A peer host left network `vni`: withdraw everything learned or installed for it.
     PeerDown { vni: Vni, underlay: IpAddr },
-    /// `subnet` is owned by the host at `via` (its underlay address).
-    RouteAdd { vni: Vni, subnet: Ipv4Net, via: IpAddr },
+    /// `subnet` (IPv4 or IPv6) is owned by the host at `via` (its underlay address: the VTEP a
+    /// routed network tunnels to, whatever the subnet's family). `next_hop` is that host's
+    /// address of the subnet's family on the underlay link, which a kernel route
+    /// (`ip route add SUBNET via NEXT_HOP`, host-subnet mode) goes via: `via` itself when the
+    /// families match, else the host's `[underlay] address6`; `None` when it announced none.
+    RouteAdd { vni: Vni, subnet: IpNet, via: IpAddr, next_hop: Option<IpAddr> },
     /// `subnet` is no longer owned by anyone we know.
-    RouteRemove { vni: Vni, subnet: Ipv4Net },
+    RouteRemove { vni: Vni, subnet: IpNet },
     /// A static FDB entry: `mac` on network `vni` lives behind the host at `underlay`.
     StaticFdb { vni: Vni, mac: EthernetAddress, underlay: IpAddr },
     /// Remove a static FDB entry.
@@ -38,6 +42,16 @@ pub enum ControlUpdate {
     ArpUnbind { vni: Vni, ip: IpAddr },
     /// The peer at `underlay` has this long-term X25519 public key and start epoch.
     EspKey { underlay: IpAddr, public_key: [u8; 32], epoch: u64 },
+}
+
+/// The next hop of a route to `subnet` owned by the host at `underlay` whose IPv6 address on the
+/// underlay link is `address6` (see [`ControlUpdate::RouteAdd`]).
+pub fn next_hop(subnet: &IpNet, underlay: IpAddr, address6: Option<std::net::Ipv6Addr>) -> Option<IpAddr> {
+    match (subnet, underlay) {
+        (IpNet::V4(_), IpAddr::V4(_)) | (IpNet::V6(_), IpAddr::V6(_)) => Some(underlay),
+        (IpNet::V6(_), IpAddr::V4(_)) => address6.map(IpAddr::V6),
+        (IpNet::V4(_), IpAddr::V6(_)) => None,
+    }
 }
 
 impl ControlUpdate {

@@ -59,7 +59,10 @@ reasons! {
     RoutedForGateway => "routed_for_gateway",
     /// Routed mode: a routed frame from a peer for an address outside this host's subnet.
     RoutedMisdelivered => "routed_misdelivered",
-    /// Routed mode: TTL expired (an ICMP time exceeded was sent).
+    /// Routed mode, IPv6: a packet with a link-local or multicast destination, or a link-local,
+    /// unspecified or multicast source, for the gateway MAC (such packets are never routed).
+    Routed6Scope => "routed6_scope",
+    /// Routed mode: TTL (IPv6: hop limit) expired (an ICMP time exceeded was sent).
     TtlExpired => "ttl_expired",
     /// Routed mode: no route to the destination (an ICMP net unreachable was sent).
     NoRoute => "no_route",
@@ -79,7 +82,7 @@ reasons! {
     EspIke => "esp_ike",
     /// ESP arriving while no network is encrypted.
     EspNotConfigured => "esp_not_configured",
-    /// Decrypted ESP whose next header does not fit the network (e.g. IPv6, or Ethernet on a routed network).
+    /// Decrypted ESP whose next header does not fit the network (e.g. Ethernet on a routed network, IP on a switched one).
     EspInnerUnsupported => "esp_inner_unsupported",
     /// Sealing failed (buffer too small, key derivation failed).
     EspSealFailed => "esp_seal_failed",
@@ -135,8 +138,19 @@ counters! {
         pub nd_local_target: u64 = counter,
         /// Packets routed (TTL decremented) in routed mode.
         pub routed_packets: u64 = counter,
-        /// ICMP echo requests to the gateway address answered.
+        /// ICMP echo requests to the gateway address answered (IPv4 and IPv6).
         pub gateway_echo_replies: u64 = counter,
+        /// Neighbor Solicitations for the routed gateway's IPv6 addresses answered.
+        pub gateway_nd_replies: u64 = counter,
+        /// Neighbor Solicitations and Advertisements kept on the host in routed mode (between
+        /// local containers, or answers to the gateway).
+        pub nd_kept_local: u64 = counter,
+        /// Neighbor Solicitations sent by the routed gateway to resolve local containers.
+        pub nd_solicits_sent: u64 = counter,
+        /// ICMPv6 errors (time exceeded, destination unreachable) sent by the routed gateway.
+        pub icmp6_errors_sent: u64 = counter,
+        /// ICMPv6 errors not sent: rate limited, or in answer to an ICMPv6 error.
+        pub icmp6_errors_suppressed: u64 = counter,
         /// ESP-in-UDP NAT keepalives received (RFC 3948).
         pub esp_keepalives: u64 = counter,
         /// Snooped local container bindings forgotten because their MAC left the local TAP.

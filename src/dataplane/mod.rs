@@ -19,7 +19,7 @@ pub use fdb::{Fdb, FdbCounters, FdbEntry, FdbKey, Location};
 pub use flood::{FloodLimit, FloodLimiter};
 pub use mtu::{Encap, MtuPlan};
 pub use pmtu::mss::MssClamp;
-pub use router::{default_gateway_mac, RoutedSpec, Router, UNLEASED};
+pub use router::{default_gateway_mac, RoutedSpec, RoutedSpec6, Router, UNLEASED};
 pub use routes::RouteTable;
 pub use switch::{Forward, NetworkSpec, PathSpec, PortId, Switch, SwitchConfig, Transmit};
 pub use tunnel::Tunnel;

@@ -535,11 +535,17 @@ impl Switch {
         self.proxy_arp.lookup(vni, ip.src_addr()).is_some_and(|mac| mac != src)
     }
 
-    /// Whether a routed packet from peer `from` has an IPv4 source in a subnet the control plane
+    /// Whether a routed packet from peer `from` has an IP source in a subnet the control plane
     /// routes via another host, or in this host's own subnet. Unknown sources pass. // hot path
     fn routed_source_spoofed(&self, port: PortId, from: IpAddr, frame: &[u8]) -> bool {
         let Some(router) = self.networks[port].router.as_ref() else { return false };
         let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+        if eth.ethertype() == EtherType::IPV6 {
+            let Ok(ip) = crate::wire::ipv6::Ipv6Packet::new_checked(eth.payload()) else { return false };
+            let src = ip.src_addr();
+            let own = router.v6().is_some_and(|v6| v6.spec().subnet.contains(&src));
+            return own || router.routes().lookup6(src).is_some_and(|via| via != from);
+        }
         if eth.ethertype() != EtherType::IPV4 {
             return false;
         }
@@ -600,7 +606,7 @@ impl Switch {
                     }
                 }
             }
-            ControlUpdate::RouteAdd { vni, subnet, via } => {
+            ControlUpdate::RouteAdd { vni, subnet, via, .. } => {
                 if let Some(router) = self.network_mut(vni).and_then(|n| n.router.as_mut()) {
                     router.routes_mut().insert(subnet, via);
                 }

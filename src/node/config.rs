@@ -13,7 +13,7 @@ use super::record::{local_record, unix_secs};
 use super::state::Claims;
 use crate::config::{Config, Mode};
 use crate::control::{ClusterKey, ControlUpdate, Credentials, FloatingSpec, GossipConfig, MemberRecord, ServiceSpec};
-use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, SwitchConfig, Tunnel, UNLEASED};
+use crate::dataplane::{EspTunnels, FloodLimit, NetworkSpec, PathSpec, RoutedSpec, RoutedSpec6, SwitchConfig, Tunnel, UNLEASED};
 
 /// Everything one node is built from.
 pub struct NodeConfig {
@@ -100,7 +100,9 @@ impl NodeConfig {
             for l in &mut leases {
                 l.kept = join.claims.leased(l.vni.get(), &l.range);
                 if let Some(net) = record.networks.iter_mut().find(|n| n.vni == l.vni) {
-                    net.subnets = l.kept.into_iter().collect();
+                    // The lease replaces the IPv4 claim; a configured subnet6 stays.
+                    let v6 = net.subnets.iter().filter(|s| matches!(s.net, ipnet::IpNet::V6(_))).copied();
+                    net.subnets = l.kept.into_iter().chain(v6).collect();
                 }
             }
             GossipSetup { config: g.config.clone(), key: join.key, record, seed: None, credentials: join.credentials }
@@ -146,10 +148,11 @@ pub fn switch_config(config: &Config) -> SwitchConfig {
                 peers: Vec::new(),
                 unknown_arp: n.unknown_arp,
                 routed: match (n.mode, &n.host_subnet) {
-                    (Mode::Routed, Some(h)) => Some(RoutedSpec { subnet: h.subnet, gateway_ip: h.gateway, gateway_mac: n.gateway_mac }),
-                    // Leased: a router from the start (it keeps gossip's routes); the subnet follows the lease.
-                    (Mode::Routed, None) => {
-                        Some(RoutedSpec { subnet: UNLEASED, gateway_ip: UNLEASED.network(), gateway_mac: n.gateway_mac })
+                    (Mode::Routed, h) => {
+                        // Leased: a router from the start (it keeps gossip's routes); the subnet follows the lease.
+                        let (subnet, gateway_ip) = h.as_ref().map_or((UNLEASED, UNLEASED.network()), |h| (h.subnet, h.gateway));
+                        let v6 = n.host_subnet6.map(|h| RoutedSpec6 { subnet: h.subnet, gateway_ip: h.gateway });
+                        Some(RoutedSpec { subnet, gateway_ip, gateway_mac: n.gateway_mac, v6 })
                     }
                     _ => None,
                 },

@@ -34,7 +34,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::LeaseRange;
 use crate::control::{MemberRecord, SubnetClaim};
@@ -101,6 +101,15 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// The IPv4 prefix of a claim: leases are IPv4 only, so IPv6 claims (a host's `subnet6`) are
+/// neither ours to move nor in the way of a pick.
+fn ipv4(net: IpNet) -> Option<Ipv4Net> {
+    match net {
+        IpNet::V4(n) => Some(n),
+        IpNet::V6(_) => None,
+    }
+}
+
 /// Where host `name` starts probing `range`.
 pub fn first_choice(range: &LeaseRange, name: &str) -> Ipv4Net {
     range.subnet((fnv1a(name.as_bytes()) % u64::from(range.count())) as u32)
@@ -113,16 +122,18 @@ pub fn pick(range: &LeaseRange, name: &str, taken: &[Ipv4Net]) -> Option<Ipv4Net
     (0..count).map(|i| range.subnet((start + i) % count)).find(|s| !taken.iter().any(|t| overlaps(t, s)))
 }
 
-/// The subnet claims of `records` on `vni`, with their owners.
-fn claims_on<'a>(vni: Vni, records: impl Iterator<Item = &'a MemberRecord>) -> impl Iterator<Item = (&'a str, SubnetClaim)> {
-    records.flat_map(move |r| r.network(vni).into_iter().flat_map(move |n| n.subnets.iter().map(move |s| (r.name.as_str(), *s))))
+/// The IPv4 subnet claims of `records` on `vni`, with their owners and claim times.
+fn claims_on<'a>(vni: Vni, records: impl Iterator<Item = &'a MemberRecord>) -> impl Iterator<Item = (&'a str, Ipv4Net, u64)> {
+    records.flat_map(move |r| {
+        r.network(vni).into_iter().flat_map(move |n| n.subnets.iter().filter_map(move |s| Some((r.name.as_str(), ipv4(s.net)?, s.since))))
+    })
 }
 
 impl Lease {
     /// A lease started at `now`: the kept one is held at once, otherwise none until a pick.
     pub fn new(setup: LeaseSetup, now: Instant) -> Lease {
         let mut stats = LeaseStats::default();
-        let kept = setup.kept.filter(|k| setup.range.holds(k.net));
+        let kept = setup.kept.filter(|k| ipv4(k.net).is_some_and(|n| setup.range.holds(n)));
         if kept.is_some() {
             stats.kept += 1;
         }
@@ -146,7 +157,7 @@ impl Lease {
 
     /// The gateway of the subnet held: its first address, as for a configured subnet.
     pub fn gateway(&self) -> Option<Ipv4Addr> {
-        self.current.map(|c| Ipv4Addr::from(u32::from(c.net.network()) + 1))
+        self.current.and_then(|c| ipv4(c.net)).map(|n| Ipv4Addr::from(u32::from(n.network()) + 1))
     }
 
     /// What the lease did so far.
@@ -164,26 +175,25 @@ impl Lease {
         live: impl Iterator<Item = &'a MemberRecord>,
         held: impl Iterator<Item = &'a MemberRecord>,
     ) -> Option<LeaseEvent> {
-        let previous = match self.current {
-            Some(ours) => {
+        let previous = match self.current.and_then(|c| Some((ipv4(c.net)?, c.since))) {
+            Some((ours, our_since)) => {
                 let older = claims_on(self.vni, live)
-                    .filter(|(owner, c)| *owner != name && overlaps(&c.net, &ours.net) && (c.since, *owner) < (ours.since, name))
-                    .min_by_key(|(owner, c)| (c.since, *owner))?;
-                let (winner, theirs) = older;
+                    .filter(|&(owner, net, since)| owner != name && overlaps(&net, &ours) && (since, owner) < (our_since, name))
+                    .min_by_key(|&(owner, _, since)| (since, owner))?;
+                let (winner, theirs, their_since) = older;
                 tracing::warn!(
-                    vni = %self.vni, lost = %ours.net, winner, winner_since = theirs.since, our_since = ours.since,
-                    "subnet lease conflict: {winner} claims {} since {}, older than our claim of {} since {}; moving",
-                    theirs.net, theirs.since, ours.net, ours.since
+                    vni = %self.vni, lost = %ours, winner, winner_since = their_since, our_since,
+                    "subnet lease conflict: {winner} claims {theirs} since {their_since}, older than our claim of {ours} since {our_since}; moving"
                 );
                 self.stats.moved += 1;
-                Some(ours.net)
+                Some(ours)
             }
             None if now < self.settle_until => return None,
             None => None,
         };
         let taken: Vec<Ipv4Net> =
-            claims_on(self.vni, held).filter(|(owner, _)| *owner != name).map(|(_, c)| c.net).chain(previous).collect();
-        self.current = pick(&self.range, name, &taken).map(|net| SubnetClaim { net, since: wall });
+            claims_on(self.vni, held).filter(|&(owner, _, _)| owner != name).map(|(_, net, _)| net).chain(previous).collect();
+        self.current = pick(&self.range, name, &taken).map(|net| SubnetClaim { net: net.into(), since: wall });
         match self.current {
             Some(c) => {
                 self.stats.acquired += 1;
@@ -240,21 +250,21 @@ mod tests {
         let t1 = t0 + LEASE_SETTLE;
         let ev = lease.check(t1, 103, "me", std::iter::empty(), std::iter::empty()).unwrap();
         let mine = ev.claim.unwrap();
-        assert_eq!((mine.net, mine.since, ev.previous), (first_choice(&r, "me"), 103, None));
+        assert_eq!((mine.ipv4(), mine.since, ev.previous), (Some(first_choice(&r, "me")), 103, None));
         // A younger claim on the same subnet does not move us; neither does a tie with a larger name.
         let younger = claiming(1, vni, &mine.net.to_string(), 200);
         let tie = claiming(2, vni, &mine.net.to_string(), 103);
         assert_eq!(lease.check(t1, 300, "h000", [&younger, &tie].into_iter(), std::iter::empty()), None);
         // An older one does: the lease moves to a subnet nobody holds and is claimed now.
         let older = claiming(3, vni, &mine.net.to_string(), 50);
-        let other = claiming(4, vni, &pick(&r, "h000", &[mine.net]).unwrap().to_string(), 60);
+        let other = claiming(4, vni, &pick(&r, "h000", &[mine.ipv4().unwrap()]).unwrap().to_string(), 60);
         let ev = lease.check(t1, 400, "h000", [&older].into_iter(), [&older, &other].into_iter()).unwrap();
         let moved = ev.claim.unwrap();
-        assert_eq!(ev.previous, Some(mine.net));
+        assert_eq!(ev.previous, mine.ipv4());
         assert_eq!(moved.since, 400);
         assert!(moved.net != mine.net && moved.net != other.networks[0].subnets[0].net);
         assert_eq!(lease.stats(), LeaseStats { acquired: 2, kept: 0, moved: 1, exhausted: 0 });
-        assert_eq!(lease.gateway(), Some(Ipv4Addr::from(u32::from(moved.net.network()) + 1)));
+        assert_eq!(lease.gateway(), Some(Ipv4Addr::from(u32::from(moved.ipv4().unwrap().network()) + 1)));
         // Other networks' claims are ignored.
         let elsewhere = claiming(5, Vni::new_const(99), &moved.net.to_string(), 1);
         assert_eq!(lease.check(t1, 500, "h000", [&elsewhere].into_iter(), std::iter::empty()), None);

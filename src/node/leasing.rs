@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use ipnet::IpNet;
+
 use super::lease::{Lease, LeaseEvent, LeaseSetup, LeaseStats};
 use super::{unix_secs, Node};
 use crate::control::SubnetClaim;
@@ -64,15 +66,17 @@ impl Node {
 
     /// Serve `claim` on network `vni`: the router's subnet and gateway, and the record's claim.
     fn hold_lease(&mut self, now: Instant, vni: Vni, claim: Option<SubnetClaim>) {
-        let (subnet, gateway) = match claim {
-            Some(c) => (c.net, std::net::Ipv4Addr::from(u32::from(c.net.network()) + 1)),
-            None => (UNLEASED, UNLEASED.network()),
+        let (subnet, gateway) = match claim.map(|c| c.net) {
+            Some(IpNet::V4(net)) => (net, std::net::Ipv4Addr::from(u32::from(net.network()) + 1)),
+            _ => (UNLEASED, UNLEASED.network()),
         };
         self.switch.set_routed_subnet(vni, subnet, gateway);
         let Some(g) = self.gossip.as_mut() else { return };
         let mut record = g.membership.local().clone();
         let Some(net) = record.networks.iter_mut().find(|n| n.vni == vni) else { return };
-        let subnets: Vec<SubnetClaim> = claim.into_iter().collect();
+        // The lease is the IPv4 claim; a configured subnet6 stays claimed next to it.
+        let v6 = net.subnets.iter().filter(|s| matches!(s.net, IpNet::V6(_))).copied();
+        let subnets: Vec<SubnetClaim> = claim.into_iter().chain(v6).collect();
         if net.subnets != subnets {
             net.subnets = subnets;
             if let Err(e) = g.membership.set_local(now, record) {

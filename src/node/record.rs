@@ -10,6 +10,8 @@ use crate::wire::vxlan::Vni;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ipnet::IpNet;
+
 use crate::config::Config;
 use crate::control::{Binding, MemberRecord, NetworkClaim, SubnetClaim};
 use crate::wire::ethernet::EthernetAddress;
@@ -45,6 +47,7 @@ pub fn local_record(
         name: name.to_string(),
         gossip,
         underlay: config.underlay.address,
+        address6: config.underlay.address6,
         vtep_mac: None,
         epoch,
         version: 0,
@@ -56,7 +59,10 @@ pub fn local_record(
             .iter()
             .map(|n| NetworkClaim {
                 vni: n.vni,
-                subnets: n.host_subnet.iter().map(|h| SubnetClaim { net: h.subnet, since }).collect(),
+                subnets: (n.host_subnet.iter().map(|h| IpNet::V4(h.subnet)))
+                    .chain(n.host_subnet6.iter().map(|h| IpNet::V6(h.subnet)))
+                    .map(|net| SubnetClaim { net, since })
+                    .collect(),
                 bindings: Vec::new(),
             })
             .collect(),

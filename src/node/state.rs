@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use super::config::GossipJoin;
@@ -32,8 +32,9 @@ use crate::keyfile::write_atomically;
 /// When this host first claimed each of its subnets, in Unix seconds, by `(vni, subnet)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// `(vni, subnet, since)` for every subnet configured now.
-    pub subnets: Vec<(u32, Ipv4Net, u64)>,
+    /// `(vni, subnet, since)` for every subnet configured now (IPv4 and IPv6; an IPv4 subnet is
+    /// written as before, `"10.42.1.0/24"`).
+    pub subnets: Vec<(u32, IpNet, u64)>,
     /// `(vni, subnet, since)` of every subnet leased (see [`crate::node::lease`]).
     #[serde(default)]
     pub leases: Vec<(u32, Ipv4Net, u64)>,
@@ -43,11 +44,14 @@ impl Claims {
     /// The claims of `config`'s subnets: a subnet claimed before keeps its time, a new one is
     /// claimed at `wall` (Unix seconds), and subnets no longer configured are dropped.
     pub fn update(&self, config: &Config, wall: u64) -> Claims {
-        let old: BTreeMap<(u32, Ipv4Net), u64> = self.subnets.iter().map(|&(v, n, s)| ((v, n), s)).collect();
+        let old: BTreeMap<(u32, IpNet), u64> = self.subnets.iter().map(|&(v, n, s)| ((v, n), s)).collect();
         let subnets = config
             .networks
             .iter()
-            .filter_map(|n| Some((n.vni.get(), n.host_subnet.as_ref()?.subnet)))
+            .flat_map(|n| {
+                let v4 = n.host_subnet.as_ref().map(|h| IpNet::V4(h.subnet));
+                v4.into_iter().chain(n.host_subnet6.map(|h| IpNet::V6(h.subnet))).map(|net| (n.vni.get(), net))
+            })
             .map(|(vni, net)| (vni, net, old.get(&(vni, net)).copied().unwrap_or(wall)))
             .collect();
         // A lease is kept while its network still leases from a range that holds it.
@@ -62,19 +66,22 @@ impl Claims {
 
     /// The lease kept for network `vni` from `range`, if any.
     pub fn leased(&self, vni: u32, range: &LeaseRange) -> Option<SubnetClaim> {
-        self.leases.iter().find(|&&(v, net, _)| v == vni && range.holds(net)).map(|&(_, net, since)| SubnetClaim { net, since })
+        self.leases.iter().find(|&&(v, net, _)| v == vni && range.holds(net)).map(|&(_, net, since)| SubnetClaim { net: net.into(), since })
     }
 
     /// These claims after lease change `event`.
     pub fn with_lease(&self, event: &LeaseEvent) -> Claims {
         let vni = event.vni.get();
         let mut leases: Vec<_> = self.leases.iter().filter(|l| l.0 != vni).copied().collect();
-        leases.extend(event.claim.map(|c| (vni, c.net, c.since)));
+        leases.extend(event.claim.and_then(|c| match c.net {
+            IpNet::V4(net) => Some((vni, net, c.since)),
+            IpNet::V6(_) => None,
+        }));
         Claims { subnets: self.subnets.clone(), leases }
     }
 
     /// When `net` on `vni` was first claimed, if it was.
-    pub fn since(&self, vni: u32, net: Ipv4Net) -> Option<u64> {
+    pub fn since(&self, vni: u32, net: IpNet) -> Option<u64> {
         self.subnets.iter().find(|&&(v, n, _)| v == vni && n == net).map(|&(_, _, s)| s)
     }
 }
@@ -178,7 +185,7 @@ mod tests {
         let first = config(&dir, &["10.1.0.0/24"]);
         let files = StateFiles::of(&first).unwrap();
         let j1 = files.load_join(&first, key.clone(), ul, 1_000).unwrap();
-        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
         assert_eq!(j1.claims.since(1, net("10.1.0.0/24")), Some(1_000));
         // Restarted later with one more subnet: the old claim keeps its age.
         let second = config(&dir, &["10.1.0.0/24", "10.2.0.0/24"]);
@@ -214,7 +221,7 @@ mod tests {
         let first = SubnetClaim { net: "10.42.9.0/24".parse().unwrap(), since: 1_003 };
         let moved = SubnetClaim { net: "10.42.10.0/24".parse().unwrap(), since: 1_040 };
         let c = j.claims.with_lease(&LeaseEvent { vni, claim: Some(first), previous: None });
-        let c = c.with_lease(&LeaseEvent { vni, claim: Some(moved), previous: Some(first.net) });
+        let c = c.with_lease(&LeaseEvent { vni, claim: Some(moved), previous: first.ipv4() });
         files.save_claims(&c).unwrap();
         // Restarted: the lease and its claim time come back.
         let j2 = files.load_join(&config, ClusterKey::from_bytes([1; 32]), ul, 9_000).unwrap();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::control::ControlUpdate;
 use crate::wire::ethernet::EthernetAddress;
@@ -19,7 +19,7 @@ pub struct View {
     /// (vni, underlay) -> vtep mac.
     pub peers: BTreeMap<(Vni, IpAddr), Option<EthernetAddress>>,
     /// (vni, subnet) -> via.
-    pub routes: BTreeMap<(Vni, Ipv4Net), IpAddr>,
+    pub routes: BTreeMap<(Vni, IpNet), IpAddr>,
     /// (vni, ip) -> mac.
     pub arp: BTreeMap<(Vni, IpAddr), EthernetAddress>,
     /// underlay -> (key, epoch).
@@ -43,7 +43,7 @@ impl View {
                     self.esp.remove(underlay);
                 }
             }
-            ControlUpdate::RouteAdd { vni, subnet, via } => {
+            ControlUpdate::RouteAdd { vni, subnet, via, .. } => {
                 self.routes.insert((*vni, *subnet), *via);
             }
             ControlUpdate::RouteRemove { vni, subnet } => {

@@ -83,8 +83,9 @@ impl Membership {
                 return None;
             }
         };
+        let hosts = std::iter::once(&self.local).chain(Some(&rec)).chain(self.records.values());
         let underlays: Vec<std::net::IpAddr> =
-            std::iter::once(self.local.underlay).chain(Some(rec.underlay)).chain(self.records.values().map(|r| r.underlay)).collect();
+            hosts.flat_map(|r| std::iter::once(r.underlay).chain(r.address6.map(std::net::IpAddr::V6))).collect();
         let policy = self.policy;
         let mut refused = Vec::new();
         for net in &mut rec.networks {

@@ -11,7 +11,7 @@
 //! The quote is the invoking IPv4 header plus 8 bytes ([`icmpv4::quote`]: what every stack needs
 //! to find the socket), and for IPv6 as much of the packet as fits a 1280-byte answer (RFC 4443).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::checksum;
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
@@ -38,6 +38,8 @@ pub enum Responder {
         mac: EthernetAddress,
         /// The gateway IPv4 address.
         ip: Ipv4Addr,
+        /// The gateway IPv6 address, on a dual-stack network.
+        ip6: Option<Ipv6Addr>,
         /// The sender's MAC (the routed frame's source MAC was already rewritten).
         dst_mac: EthernetAddress,
     },
@@ -46,7 +48,7 @@ pub enum Responder {
 /// Why a too-big frame gets no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoReply {
-    /// Neither IPv4 nor IPv6 (or IPv6 on a routed network).
+    /// Neither IPv4 nor IPv6 (or IPv6 on a routed network without an IPv6 gateway).
     NotIp,
     /// A header that does not parse (or a bad IPv4 header checksum).
     Malformed,
@@ -77,7 +79,11 @@ pub fn too_big(frame: &[u8], max_frame_len: usize, from: Responder) -> Result<Ve
     let out = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, vlan_id: eth.vlan_id, ethertype: eth.ethertype };
     match eth.ethertype {
         EtherType::IPV4 => ipv4(view.payload(), mtu, from, out),
-        EtherType::IPV6 if from == Responder::Destination => ipv6(view.payload(), mtu, out),
+        EtherType::IPV6 => match from {
+            Responder::Destination => ipv6(view.payload(), mtu, out, None),
+            Responder::Gateway { ip6: Some(gateway), .. } => ipv6(view.payload(), mtu, out, Some(gateway)),
+            Responder::Gateway { ip6: None, .. } => Err(NoReply::NotIp),
+        },
         _ => Err(NoReply::NotIp),
     }
 }
@@ -129,7 +135,8 @@ fn ipv4(packet: &[u8], mtu: usize, from: Responder, eth: EthernetRepr) -> Result
     Ok(frame)
 }
 
-fn ipv6(packet: &[u8], mtu: usize, eth: EthernetRepr) -> Result<Vec<u8>, NoReply> {
+/// The IPv6 answer: from the destination, or from `gateway` on a routed network.
+fn ipv6(packet: &[u8], mtu: usize, eth: EthernetRepr, gateway: Option<Ipv6Addr>) -> Result<Vec<u8>, NoReply> {
     let ip = Ipv6Packet::new_checked(packet).map_err(|_| NoReply::Malformed)?;
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     if src.is_unspecified() || src.is_loopback() || src.is_multicast() || dst.is_multicast() || dst.is_unspecified() {
@@ -142,7 +149,8 @@ fn ipv6(packet: &[u8], mtu: usize, eth: EthernetRepr) -> Result<Vec<u8>, NoReply
     let whole = (crate::wire::ipv6::HEADER_LEN + usize::from(ip.payload_len())).min(packet.len());
     let quoted = whole.min(IPV6_MIN_MTU - 40 - 8);
     let icmp_len = 8 + quoted;
-    let repr = Ipv6Repr { src_addr: dst, dst_addr: src, next_header: protocol::ICMPV6, payload_len: icmp_len, hop_limit: TTL };
+    let from = gateway.unwrap_or(dst);
+    let repr = Ipv6Repr { src_addr: from, dst_addr: src, next_header: protocol::ICMPV6, payload_len: icmp_len, hop_limit: TTL };
     let mut frame = vec![0u8; eth.buffer_len() + 40 + icmp_len];
     let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.emit(&mut e);
@@ -153,9 +161,9 @@ fn ipv6(packet: &[u8], mtu: usize, eth: EthernetRepr) -> Result<Vec<u8>, NoReply
     body[1] = 0;
     body[4..8].copy_from_slice(&(mtu as u32).to_be_bytes());
     body[8..].copy_from_slice(&packet[..quoted]);
-    Icmpv6Packet::new_unchecked(body).fill_checksum(&dst, &src);
+    Icmpv6Packet::new_unchecked(body).fill_checksum(&from, &src);
     debug_assert!(checksum::verify(checksum::combine(&[
-        checksum::pseudo_header_v6(&dst, &src, protocol::ICMPV6, icmp_len as u32),
+        checksum::pseudo_header_v6(&from, &src, protocol::ICMPV6, icmp_len as u32),
         checksum::data(&p.payload_mut()[..icmp_len]),
     ])));
     Ok(frame)
@@ -215,7 +223,7 @@ mod tests {
     fn routed_answers_come_from_the_gateway() {
         let frame = tcp4(1514, true);
         let gw = EthernetAddress([2, 0x76, 0x78, 0, 4, 0x12]);
-        let from = Responder::Gateway { mac: gw, ip: Ipv4Addr::new(192, 0, 2, 1), dst_mac: EthernetAddress(A) };
+        let from = Responder::Gateway { mac: gw, ip: Ipv4Addr::new(192, 0, 2, 1), ip6: None, dst_mac: EthernetAddress(A) };
         let reply = too_big(&frame, 1452, from).unwrap();
         assert_eq!((&reply[0..6], &reply[6..12]), (&A[..], &gw.0[..]));
         let ip = Ipv4Packet::new_checked(&reply[14..]).unwrap();
@@ -268,7 +276,18 @@ mod tests {
         assert_eq!(icmp.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1450 });
         assert!(icmp.is_checksum_valid(s6, d6) || icmp.is_checksum_valid(d6, s6), "checksum over the reversed addresses");
         assert_eq!(too_big(&reply, 100, Responder::Destination), Err(NoReply::IcmpError));
-        let gw = Responder::Gateway { mac: EthernetAddress(B), ip: Ipv4Addr::new(192, 0, 2, 1), dst_mac: EthernetAddress(A) };
-        assert_eq!(too_big(&f, 1464, gw), Err(NoReply::NotIp), "routed networks carry IPv4 only");
+        let gw = Responder::Gateway { mac: EthernetAddress(B), ip: Ipv4Addr::new(192, 0, 2, 1), ip6: None, dst_mac: EthernetAddress(A) };
+        assert_eq!(too_big(&f, 1464, gw), Err(NoReply::NotIp), "an IPv4-only routed network has no IPv6 gateway to answer from");
+        // A dual-stack routed network answers from its IPv6 gateway address.
+        let g6: Ipv6Addr = "fd00:42:0:1::1".parse().unwrap();
+        let gw =
+            Responder::Gateway { mac: EthernetAddress(B), ip: Ipv4Addr::new(192, 0, 2, 1), ip6: Some(g6), dst_mac: EthernetAddress(A) };
+        let reply = too_big(&f, 1464, gw).unwrap();
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("ipv6") };
+        assert_eq!((ip.header().source(), ip.header().destination()), (g6.octets(), s6));
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("icmpv6") };
+        assert_eq!(icmp.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1450 });
+        assert!(icmp.is_checksum_valid(g6.octets(), s6), "checksum from the gateway address");
     }
 }

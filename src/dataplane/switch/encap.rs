@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::{Forward, PortId, Switch};
 use crate::dataplane::counters::DropReason;
 use crate::dataplane::tunnel::Tunnel;
-use crate::ipsec::{NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
+use crate::ipsec::{NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
 use crate::vxlan;
 use crate::wire::ethernet::{self, EthernetFrame};
 
@@ -34,8 +34,9 @@ impl Switch {
         match self.networks[port].tunnel {
             Tunnel::Vxlan => self.vxlan_out(port, buf, frame, target),
             Tunnel::Esp if self.networks[port].router.is_some() => {
+                let v6 = EthernetFrame::new_unchecked(&buf[frame.clone()]).ethertype() == ethernet::EtherType::IPV6;
                 let ip = frame.start + ethernet::HEADER_LEN..frame.end;
-                self.esp_out(now, port, buf, ip, target, NEXT_HEADER_IPV4)
+                self.esp_out(now, port, buf, ip, target, if v6 { NEXT_HEADER_IPV6 } else { NEXT_HEADER_IPV4 })
             }
             Tunnel::Esp => self.esp_out(now, port, buf, frame, target, NEXT_HEADER_ETHERNET),
         }

@@ -12,7 +12,7 @@ use super::{Forward, PortId, Switch, Transmit};
 use crate::dataplane::counters::DropReason;
 use crate::dataplane::esp::{EspTunnels, TunnelError};
 use crate::dataplane::tunnel::Tunnel;
-use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4};
+use crate::ipsec::{EspError, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
 use crate::wire::esp::{classify_udp_4500, Udp4500Payload};
 use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::vxlan::Vni;
@@ -143,7 +143,7 @@ impl Switch {
         let routed = self.networks[port].router.is_some();
         match (opened.next_header, routed) {
             (NEXT_HEADER_ETHERNET, false) => self.deliver_switched(now, port, from, buf, inner),
-            (NEXT_HEADER_IPV4, true) => {
+            (nh @ (NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6), true) => {
                 // Give the IP packet an Ethernet header addressed to the gateway, in the room the
                 // ESP header left, and let the router resolve the container.
                 let start = inner.start - 14;
@@ -153,7 +153,7 @@ impl Switch {
                     let mut eth = EthernetFrame::new_unchecked(&mut buf[frame.clone()]);
                     eth.set_dst_addr(gw);
                     eth.set_src_addr(gw);
-                    eth.set_ethertype(EtherType::IPV4);
+                    eth.set_ethertype(if nh == NEXT_HEADER_IPV6 { EtherType::IPV6 } else { EtherType::IPV4 });
                 }
                 // The same source check as for routed VXLAN: a peer may only send from its own subnet.
                 if self.routed_source_spoofed(port, from, &buf[frame.clone()]) {

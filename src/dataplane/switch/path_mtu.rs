@@ -2,7 +2,7 @@
 //! frame limit toward a peer, the "too big" answer on the TAP, MSS clamping, and the per-peer
 //! underlay path MTUs the driver reports.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::{PortId, Switch, Transmit};
@@ -14,6 +14,7 @@ use crate::dataplane::pmtu::{PeerMtu, PeerMtuChange};
 use crate::dataplane::tunnel::Tunnel;
 use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::Ipv6Packet;
 
 /// How a network's frames fit the underlay path: what the limit toward a peer is computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +67,17 @@ impl Switch {
             None => Responder::Destination,
             Some(router) => {
                 let spec = router.spec();
-                let Some(dst_mac) = routed_sender(frame).and_then(|ip| router.neighbour(ip)) else {
+                let sender_mac = match routed_sender(frame) {
+                    Some(IpAddr::V4(ip)) => router.neighbour(ip),
+                    Some(IpAddr::V6(ip)) => router.v6().and_then(|v6| v6.neighbour(ip)),
+                    None => None,
+                };
+                let Some(dst_mac) = sender_mac else {
                     self.counters.pmtu_icmp_suppressed += 1;
                     return;
                 };
-                Responder::Gateway { mac: spec.gateway_mac, ip: spec.gateway_ip, dst_mac }
+                let ip6 = spec.v6.map(|v6| v6.gateway_ip);
+                Responder::Gateway { mac: spec.gateway_mac, ip: spec.gateway_ip, ip6, dst_mac }
             }
         };
         let answer = match reply::too_big(frame, limit, from) {
@@ -153,11 +160,12 @@ impl Switch {
     }
 }
 
-/// The IPv4 source of a routed frame (whose Ethernet source was already rewritten).
-fn routed_sender(frame: &[u8]) -> Option<Ipv4Addr> {
+/// The IP source of a routed frame (whose Ethernet source was already rewritten).
+fn routed_sender(frame: &[u8]) -> Option<IpAddr> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EtherType::IPV4 {
-        return None;
+    match eth.ethertype() {
+        EtherType::IPV4 => Some(Ipv4Packet::new_checked(eth.payload()).ok()?.src_addr().into()),
+        EtherType::IPV6 => Some(Ipv6Packet::new_checked(eth.payload()).ok()?.src_addr().into()),
+        _ => None,
     }
-    Some(Ipv4Packet::new_checked(eth.payload()).ok()?.src_addr())
 }

@@ -200,7 +200,7 @@ impl Daemon {
         let mut node = Node::new(NodeConfig::from_config(config, epoch, wall, tunnels, join), now, wall)
             .map_err(|e| SysError::Os { op: "build gossip record", source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()) })?;
         let mut host_state = host_state;
-        for (vni, kept) in node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))) {
+        for (vni, kept) in node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.ipv4()?))) {
             host_lease::follow(config, &mut host_state, vni, None, Some(kept))?;
         }
         let cni = cni::Announced::restore(cni::Announced::path_for(&config.control_socket), config, node.switch_mut(), cni::veth_exists);
@@ -333,7 +333,7 @@ impl Daemon {
     /// those past their deadline.
     fn serve_clients(&mut self, now: Instant) {
         for (slot, command) in self.control.clients.take_pending() {
-            let leases: Vec<_> = self.node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.net))).collect();
+            let leases: Vec<_> = self.node.leases().iter().filter_map(|l| Some((l.vni(), l.current()?.ipv4()?))).collect();
             if let Some(reply) = self.cni.answer(&command, &self.config, self.node.switch_mut(), &leases) {
                 self.control.clients.respond(slot, reply.into_bytes(), now);
                 continue;
@@ -414,7 +414,7 @@ impl Daemon {
         while let Some(event) = self.node.poll_lease_event() {
             self.claims = self.claims.with_lease(&event);
             changed = true;
-            let current = event.claim.map(|c| c.net);
+            let current = event.claim.and_then(|c| c.ipv4());
             if let Err(e) = host_lease::follow(&self.config, &mut self.host_state, event.vni, event.previous, current) {
                 tracing::error!(vni = %event.vni, "host-subnet gateway not moved to the lease: {e}");
             }

@@ -185,7 +185,10 @@ pub fn answer(cmd: &str, sources: &Sources<'_>) -> String {
                         peers: switch.peers(port).to_vec(),
                         routes: switch
                             .router(port)
-                            .map(|r| r.routes().iter().map(|(net, via)| (net.to_string(), via)).collect())
+                            .map(|r| {
+                                let v4 = r.routes().iter().map(|(net, via)| (net.to_string(), via));
+                                v4.chain(r.routes().iter6().map(|(net, via)| (net.to_string(), via))).collect()
+                            })
                             .unwrap_or_default(),
                         fdb,
                         fdb_total,

@@ -138,16 +138,16 @@ pub fn plan_reconcile(desired: &[(IpNet, IpAddr)], installed: &[KernelRoute]) ->
 /// Updates that do not concern host-subnet routes plan nothing.
 pub fn plan_update(table: &BTreeMap<IpNet, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
     match update {
-        ControlUpdate::RouteAdd { subnet, via, .. } => {
-            let subnet = IpNet::from(*subnet).trunc();
-            let Some(gateway) = gateway_for(&subnet, *via, next_hop_of(update)) else { return Vec::new() };
+        ControlUpdate::RouteAdd { subnet, via, next_hop, .. } => {
+            let subnet = subnet.trunc();
+            let Some(gateway) = gateway_for(&subnet, *via, *next_hop) else { return Vec::new() };
             match table.get(&subnet) {
                 Some(r) if r.via == gateway => Vec::new(),
                 current => vec![RouteAction::Install { subnet, via: gateway, replace: current.is_some(), old: current.map(|r| r.via) }],
             }
         }
         ControlUpdate::RouteRemove { subnet, .. } => {
-            let subnet = IpNet::from(*subnet).trunc();
+            let subnet = subnet.trunc();
             table.get(&subnet).map(|r| vec![RouteAction::Delete { subnet, via: Some(r.via) }]).unwrap_or_default()
         }
         ControlUpdate::PeerDown { vni, underlay } => table
@@ -157,11 +157,6 @@ pub fn plan_update(table: &BTreeMap<IpNet, OwnedRoute>, update: &ControlUpdate) 
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// The peer's address in the other family that a route update carries, if any.
-fn next_hop_of(_update: &ControlUpdate) -> Option<IpAddr> {
-    None
 }
 
 /// Why a route was not installed, or a kernel request failed.
@@ -382,10 +377,6 @@ mod tests {
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
-    /// A subnet as route updates carry it.
-    fn update_net(s: &str) -> ipnet::Ipv4Net {
-        s.parse().unwrap()
-    }
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -439,7 +430,8 @@ mod tests {
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: update_net(s), via: ip(v) };
+        let add =
+            |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v), next_hop: Some(ip(v)) };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
@@ -454,7 +446,7 @@ mod tests {
     #[test]
     fn route_remove_deletes_only_known_subnets() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: update_net(s) };
+        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s) };
         assert_eq!(
             plan_update(&t, &rm("198.19.1.0/24")),
             vec![RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) }]

@@ -39,9 +39,8 @@ impl HostSubnetDriver {
                 super::links::configure_link(bridge, None, Some(gw))?;
             }
             for update in net.static_updates() {
-                if let ControlUpdate::RouteAdd { subnet, via, .. } = update {
-                    let subnet = IpNet::from(subnet);
-                    desired.extend(host_routes::gateway_for(&subnet, via, None).map(|gw| (subnet, gw)));
+                if let ControlUpdate::RouteAdd { subnet, via, next_hop, .. } = update {
+                    desired.extend(host_routes::gateway_for(&subnet, via, next_hop).map(|gw| (subnet, gw)));
                 }
             }
         }
@@ -62,9 +61,7 @@ impl HostSubnetDriver {
     pub fn withdraw_all(mut self) {
         let subnets: Vec<IpNet> = self.routes.routes().keys().copied().collect();
         for subnet in subnets {
-            if let IpNet::V4(subnet) = subnet {
-                self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
-            }
+            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
         }
     }
 }

@@ -432,7 +432,7 @@ mod tests {
     fn routes_and_keys_do_not_touch_the_device() {
         let s = Programmed::default();
         let subnet = "198.19.1.0/24".parse().unwrap();
-        assert_eq!(s.plan(&ControlUpdate::RouteAdd { vni: VNI, subnet, via: ip(2) }), vec![]);
+        assert_eq!(s.plan(&ControlUpdate::RouteAdd { vni: VNI, subnet, via: ip(2), next_hop: Some(ip(2)) }), vec![]);
         assert_eq!(s.plan(&ControlUpdate::RouteRemove { vni: VNI, subnet }), vec![]);
         let key = ControlUpdate::EspKey { underlay: ip(2), public_key: [7; 32], epoch: 1 };
         assert_eq!(s.plan(&key), vec![]);

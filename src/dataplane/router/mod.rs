@@ -13,12 +13,18 @@
 //!
 //! The TTL is decremented once per overlay crossing (one logical router, like an asymmetric
 //! anycast gateway), not once per host. No broadcast crosses hosts in this mode: ARP stays local.
+//!
+//! A dual-stack network adds an IPv6 subnet per host; its half of the gateway (Neighbour
+//! Discovery instead of ARP, ICMPv6, the hop limit) is [`v6`]. Both halves share the route table
+//! (one longest-prefix table per family) and the anycast gateway MAC.
+
+pub mod v6;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::counters::{Counters, DropReason};
 use super::routes::RouteTable;
@@ -28,14 +34,15 @@ use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetR
 use crate::wire::icmpv4::{self, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::vxlan::Vni;
+use v6::Router6;
 
 /// How long a snooped local neighbour stays valid without being seen again.
 pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(300);
-/// How long packets wait for an ARP answer before they are dropped.
+/// How long packets wait for an ARP (or NDP) answer before they are dropped.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Packets held per unresolved destination (as Linux's `unres_qlen` idea, much smaller).
 const PENDING_PER_IP: usize = 4;
-/// Unresolved destinations held at once.
+/// Unresolved destinations held at once (per family).
 const PENDING_IPS: usize = 256;
 /// Local neighbours remembered at once.
 const MAX_NEIGHBOURS: usize = 4096;
@@ -60,6 +67,18 @@ pub struct RoutedSpec {
     pub gateway_ip: Ipv4Addr,
     /// The anycast gateway MAC.
     pub gateway_mac: EthernetAddress,
+    /// This host's IPv6 subnet and gateway next to the IPv4 ones (dual stack), when configured.
+    pub v6: Option<RoutedSpec6>,
+}
+
+/// The IPv6 half of a dual-stack routed network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedSpec6 {
+    /// This host's IPv6 container subnet.
+    pub subnet: Ipv6Net,
+    /// The IPv6 gateway address containers use (they may also use the link-local address derived
+    /// from the gateway MAC).
+    pub gateway_ip: Ipv6Addr,
 }
 
 /// What to do with a frame after routing.
@@ -76,9 +95,9 @@ pub enum Routed {
 }
 
 #[derive(Debug)]
-struct Pending {
-    since: Instant,
-    frames: Vec<Vec<u8>>,
+pub(crate) struct Pending {
+    pub(crate) since: Instant,
+    pub(crate) frames: Vec<Vec<u8>>,
 }
 
 /// State of one routed network.
@@ -89,12 +108,15 @@ pub struct Router {
     neighbours: HashMap<Ipv4Addr, (EthernetAddress, Instant)>,
     pending: HashMap<Ipv4Addr, Pending>,
     icmp_budget: (Instant, u32),
+    /// The IPv6 half (dual stack), when the network has an IPv6 subnet.
+    v6: Option<Router6>,
 }
 
 impl Router {
     /// A router with no routes yet.
     pub fn new(spec: RoutedSpec, now: Instant) -> Self {
-        Router { spec, routes: RouteTable::new(), neighbours: HashMap::new(), pending: HashMap::new(), icmp_budget: (now, 0) }
+        let v6 = spec.v6.map(|s| Router6::new(s, spec.gateway_mac, now));
+        Router { spec, routes: RouteTable::new(), neighbours: HashMap::new(), pending: HashMap::new(), icmp_budget: (now, 0), v6 }
     }
 
     /// The configuration.
@@ -128,6 +150,11 @@ impl Router {
         self.neighbours.get(&ip).map(|(mac, _)| *mac)
     }
 
+    /// The IPv6 half, on a dual-stack network.
+    pub fn v6(&self) -> Option<&Router6> {
+        self.v6.as_ref()
+    }
+
     /// A frame from the local TAP, whose Ethernet header (and ARP payload, when it parsed) the
     /// switch has already parsed. `out` collects frames to write to the TAP.
     // hot path
@@ -148,6 +175,10 @@ impl Router {
             EtherType::IPV4 if eth.dst_addr == self.spec.gateway_mac => {
                 self.route_from_tap(now, frame, eth.buffer_len(), eth.src_addr, out, counters)
             }
+            EtherType::IPV6 => match self.v6.as_mut() {
+                Some(v6) => v6.from_tap(now, frame, eth, &self.routes, out, counters),
+                None => Routed::Drop(DropReason::RoutedNotForGateway),
+            },
             _ => Routed::Drop(DropReason::RoutedNotForGateway),
         }
     }
@@ -236,8 +267,13 @@ impl Router {
         out: &mut VecDeque<Vec<u8>>,
         counters: &mut Counters,
     ) -> Routed {
-        if eth.ethertype != EtherType::IPV4 || eth.dst_addr != self.spec.gateway_mac {
+        if eth.dst_addr != self.spec.gateway_mac {
             return Routed::Drop(DropReason::RoutedNotForGateway);
+        }
+        match (eth.ethertype, self.v6.as_mut()) {
+            (EtherType::IPV4, _) => {}
+            (EtherType::IPV6, Some(v6)) => return v6.from_underlay(now, frame, eth, out, counters),
+            _ => return Routed::Drop(DropReason::RoutedNotForGateway),
         }
         let Ok(ip) = Ipv4Packet::new_checked(&frame[eth.buffer_len()..]) else { return Routed::Drop(DropReason::RoutedMalformed) };
         let dst = ip.dst_addr();
@@ -366,10 +402,11 @@ impl Router {
         frame
     }
 
-    /// Expire stale neighbours and packets that waited too long for ARP. Returns packets dropped.
+    /// Expire stale neighbours and packets that waited too long for ARP (or NDP). Returns packets
+    /// dropped.
     pub fn handle_timeout(&mut self, now: Instant) -> u64 {
         self.neighbours.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < NEIGHBOUR_TTL);
-        let mut dropped = 0;
+        let mut dropped = self.v6.as_mut().map_or(0, |v6| v6.handle_timeout(now));
         self.pending.retain(|_, p| {
             let keep = now.saturating_duration_since(p.since) < RESOLVE_TIMEOUT;
             if !keep {
@@ -382,7 +419,8 @@ impl Router {
 
     /// When [`Router::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.since + RESOLVE_TIMEOUT).min()
+        let v6 = self.v6.as_ref().and_then(Router6::poll_timeout);
+        self.pending.values().map(|p| p.since + RESOLVE_TIMEOUT).chain(v6).min()
     }
 }
 
