@@ -158,6 +158,8 @@ fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serd
         (None, Some(addr)) => (Some(addr.trunc()), Some(addr.addr()), None),
         (None, None) => (None, None, None),
     };
+    // Dual stack: the host's IPv6 subnet and gateway next to the IPv4 ones.
+    let (subnet6, gateway6) = n.host_subnet6.as_ref().map_or((None, None), |h| (Some(h.subnet), Some(h.gateway)));
     Ok(json!({
         "vni": n.vni.get(),
         "mode": n.mode.name(),
@@ -167,6 +169,8 @@ fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serd
         "gateway": gateway.map(|g| g.to_string()),
         "range_start": range.map(|r| r.0.to_string()),
         "range_end": range.map(|r| r.1.to_string()),
+        "subnet6": subnet6.map(|s| s.to_string()),
+        "gateway6": gateway6.map(|g| g.to_string()),
     }))
 }
 
@@ -255,6 +259,12 @@ subnet = "10.9.1.0/24"
         assert_eq!(v["subnet"], "10.42.1.0/24");
         assert_eq!(v["gateway"], "10.42.1.1");
         assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
+        assert_eq!(v["subnet6"], serde_json::Value::Null, "an IPv4-only network");
+        let dual =
+            Config::parse(&CONFIG.replace("subnet = \"10.42.1.0/24\"\n", "subnet = \"10.42.1.0/24\"\nsubnet6 = \"fd00:42:1::/64\"\n"))
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a.answer("cni network 42", &dual, &mut switch, &[]).unwrap()).unwrap();
+        assert_eq!((v["subnet6"].as_str(), v["gateway6"].as_str()), (Some("fd00:42:1::/64"), Some("fd00:42:1::1")), "{v}");
         assert!(a.answer("stats", &config, &mut switch, &[]).is_none(), "other commands are not ours");
     }
 

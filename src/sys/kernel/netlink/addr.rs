@@ -63,6 +63,22 @@ impl Netlink {
             .collect())
     }
 
+    /// Removes the IPv6 address `addr` from the link; `Ok(false)` when it was not there.
+    // = ip -6 addr del ADDR/LEN dev DEV
+    pub fn delete_address6(&self, index: u32, addr: Ipv6Net) -> Result<bool> {
+        for msg in self.address_messages(index)? {
+            let is = msg.header.family == AddressFamily::Inet6
+                && msg.header.prefix_len == addr.prefix_len()
+                && msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(ip)) if *ip == addr.addr()));
+            if is {
+                self.run(self.handle.address().del(msg).execute())
+                    .map_err(|e| NetlinkError::request(format!("addr del {addr} dev {index}"), e))?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {
         let req = self.handle.address().get().set_link_index_filter(index).execute();
         self.run(req.try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request(format!("addr show dev {index}"), e))
