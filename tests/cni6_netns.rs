@@ -250,3 +250,51 @@ fn netns_cni_delegated_ipam_returning_ipv4_and_ipv6() {
     assert!(!store.join("vxnet/fd00:78::50").exists(), "host-local released the IPv6 address on DEL");
     assert_eq!(bindings(&lab, 0)["local"].as_array().unwrap().len(), 0, "both withdrawn using prevResult");
 }
+
+/// A routed dual-stack network: the daemon answers `subnet6`/`gateway6` and the plugin's IPAM
+/// takes both families from it; containers reach each other across hosts through the anycast
+/// gateways of both families.
+#[test]
+fn netns_cni_routed_dual_stack_3x2_ping_and_ping6_through_the_gateways() {
+    if !have_root("netns_cni_routed_dual_stack_3x2_ping_and_ping6_through_the_gateways") {
+        return;
+    }
+    use vxswitch::testnet::lab::host_subnet;
+    let mut lab = Lab::build_with("c6r", &[HostKind::Bare; 3], 0, bin(), Addressing::PerHost).unwrap();
+    for i in 0..3 {
+        let base = lab.gossip_config(i, "routed", &[0]).unwrap();
+        let subnet = format!("subnet = \"{}\"\n", host_subnet(i));
+        let config = base.replacen(&subnet, &format!("{subnet}subnet6 = \"fd00:19:{}::/64\"\n", i + 1), 1);
+        assert!(config.contains("subnet6"), "{config}");
+        lab.start_vxswitch_with(i, &config).unwrap();
+    }
+    let results = add_containers(&mut lab, 2, |lab, h| conf(lab, h, "1.1.0", json!({})));
+    eprintln!("cni6: routed dual-stack ADD result: {}", results[2][1]);
+    let ip6: Vec<Vec<Ipv6Addr>> = results.iter().map(|per_host| per_host.iter().map(result_ip6).collect()).collect();
+    for (h, per_host) in results.iter().enumerate() {
+        let gw6 = format!("fd00:19:{}::1", h + 1);
+        for r in per_host {
+            assert!(r["routes"].as_array().unwrap().contains(&json!({ "dst": "::/0", "gw": gw6 })), "{r}");
+        }
+    }
+    // Routes of both families learned by gossip, then all pairs across hosts in both families.
+    let start = Instant::now();
+    let mut lost = vec!["not tried".to_string()];
+    while !lost.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "lost pings: {lost:?}; logs in {}", lab.dir.display());
+        std::thread::sleep(Duration::from_millis(200));
+        lost.clear();
+        for h in 0..3 {
+            for j in 0..2 {
+                for (dh, dj) in (0..3).filter(|&dh| dh != h).flat_map(|dh| (0..2).map(move |dj| (dh, dj))) {
+                    for dst in [IpAddr::V4(lab.hosts[dh].containers[dj].ip), IpAddr::V6(ip6[dh][dj])] {
+                        if ping(&lab, h, j, dst, 1) != (1, 1) {
+                            lost.push(format!("h{h}c{j} -> {dst}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("cni6: routed dual stack, all 48 cross-host pings answered {:?} after the last ADD", start.elapsed());
+}
