@@ -36,17 +36,6 @@ fn wait_for_proxy_arp(lab: &Lab, remote: impl Fn(usize) -> u64, limit: Duration)
     }
 }
 
-/// Host `i` of an overlay network whose hosts find each other by gossip.
-fn overlay_gossip_config(lab: &Lab, i: usize) -> String {
-    let gossip = lab.gossip_config(i, "routed", &[0]).unwrap();
-    let section = gossip.split_once("\n[gossip]").unwrap().1;
-    lab.vxswitch_config(i, "").replace(&format!("peers = [{}]", peers_list(lab, i)), "peers = []") + "\n[gossip]" + section
-}
-
-fn peers_list(lab: &Lab, i: usize) -> String {
-    lab.peers_of(i).iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
-}
-
 fn with_prev_result(conf: &Value, prev: &Value) -> Value {
     let mut c = conf.clone();
     c["prevResult"] = prev.clone();

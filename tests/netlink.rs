@@ -112,7 +112,7 @@ fn routes_with_proto_replace_list_get_delete() {
     let peer = nl.route_get(Ipv4Addr::new(198, 18, 0, 2)).unwrap();
     assert_eq!((peer.gateway, peer.oif, peer.local), (None, Some(ul0), false));
     let routed = nl.route_get(Ipv4Addr::new(198, 19, 1, 9)).unwrap();
-    assert_eq!(routed.gateway, Some(Ipv4Addr::new(198, 18, 0, 4)));
+    assert_eq!(routed.gateway, Some(Ipv4Addr::new(198, 18, 0, 4).into()));
     assert!(nl.route_get(Ipv4Addr::new(198, 18, 0, 1)).unwrap().local);
     let err = nl.route_get(Ipv4Addr::new(203, 0, 113, 1)).unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENETUNREACH), "{err}");
@@ -176,6 +176,11 @@ fn vxlan_device_fdb_flood_list_and_neighbours() {
     assert!(nl.neigh_delete(vtep, Ipv4Addr::new(198, 19, 1, 5)).unwrap_err().is_not_found());
 }
 
+/// A desired host-subnet route: subnet via gateway.
+fn want(subnet: &str, via: &str) -> (ipnet::IpNet, std::net::IpAddr) {
+    (subnet.parse().unwrap(), via.parse().unwrap())
+}
+
 fn ip4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -204,7 +209,7 @@ fn host_subnet_reconcile_and_updates_touch_only_our_routes() {
     let unrelated = ns.ip(&["route", "show", "198.19.3.0/24"]);
 
     let mut hs = HostSubnetRoutes::new(nl);
-    let desired = [("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2")), ("198.19.2.0/24".parse().unwrap(), ip4("198.18.0.3"))];
+    let desired = [want("198.19.1.0/24", "198.18.0.2"), want("198.19.2.0/24", "198.18.0.3")];
     let report = hs.reconcile(&desired).unwrap();
     assert_eq!(report.removed, vec!["198.19.9.0/24".parse().unwrap()]);
     assert_eq!(report.installed, desired.to_vec());
@@ -258,7 +263,7 @@ fn host_subnet_refuses_peers_not_on_link() {
         .unwrap_err();
     match &err {
         HostSubnetError::PeerNotOnLink { peer, gateway, .. } => {
-            assert_eq!((*peer, *gateway), (ip4("203.0.113.7"), ip4("198.18.0.254")))
+            assert_eq!((*peer, *gateway), (ip4("203.0.113.7").into(), ip4("198.18.0.254").into()))
         }
         other => panic!("expected PeerNotOnLink, got {other:?}"),
     }
@@ -292,9 +297,9 @@ fn host_subnet_refuses_peers_not_on_link() {
     assert!(ns.ip(&["route", "show", "198.19.3.0/24"]).contains("via 198.18.0.3 dev ul0 proto static"));
 
     // Reconcile installs the reachable peer and reports the other.
-    let desired = [(net7, ip4("203.0.113.7")), ("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2"))];
+    let desired = [(ipnet::IpNet::from(net7), ip4("203.0.113.7").into()), want("198.19.1.0/24", "198.18.0.2")];
     let report = hs.reconcile(&desired).unwrap();
-    assert_eq!(report.installed, vec![("198.19.1.0/24".parse().unwrap(), ip4("198.18.0.2"))]);
+    assert_eq!(report.installed, vec![want("198.19.1.0/24", "198.18.0.2")]);
     assert_eq!(report.refused.len(), 1);
     assert!(report.refused[0].to_string().contains("peer 203.0.113.7"), "{}", report.refused[0]);
     assert_eq!(our_routes(&ns), vec!["198.19.1.0/24 via 198.18.0.2 dev ul0"]);

@@ -5,7 +5,8 @@
 //! MTU 1500, `mss_clamp = "auto"`). A checked TCP transfer must cross both ways with every byte
 //! intact, first with the containers at the overlay MTU, then at the bridge default of 1500, for
 //! VXLAN and ESP, L2 and routed; the kernel's path MTU to the peer must show up per peer in
-//! `stats` and the containers must have been told with ICMP (counted).
+//! `stats` and the containers must have been told with ICMP (counted). The same runs over an
+//! IPv6 underlay, where the router answers with ICMPv6 "packet too big" (VXLAN and ESP, L2).
 //! Needs root; without it each test prints SKIP (or fails with VXSWITCH_REQUIRE_ROOT=1).
 
 #[path = "common/netns.rs"]
@@ -26,11 +27,16 @@ const BYTES: u64 = 8 << 20;
 const PATH_MTU: u32 = 1400;
 
 fn run(name: &str, tag: &str, esp: bool, routed: bool) {
+    run_over(name, tag, esp, routed, false)
+}
+
+fn run_over(name: &str, tag: &str, esp: bool, routed: bool, ipv6: bool) {
     if !have_root(name) {
         return;
     }
     let addressing = if routed { Addressing::PerHost } else { Addressing::Shared };
-    let mut lab = Lab::build_with(tag, &[HostKind::Bare; 2], 1, bin(), addressing).unwrap();
+    let build = if ipv6 { Lab::build_ipv6_with } else { Lab::build_with };
+    let mut lab = build(tag, &[HostKind::Bare; 2], 1, bin(), addressing).unwrap();
     lab.route_underlay(PATH_MTU).unwrap();
     for i in 0..2 {
         let config = match (esp, routed) {
@@ -85,7 +91,8 @@ fn run(name: &str, tag: &str, esp: bool, routed: bool) {
         // SYNs it delivers from host 1 to what the (now known) path carries, so host 1's
         // containers never send a segment too big for it.
         if h == 0 {
-            assert_eq!(s["peer_mtus"][0]["peer"], "198.18.0.2", "the path to the peer is known to be smaller: {}", s["peer_mtus"]);
+            let peer = lab.underlay_addr(1).to_string();
+            assert_eq!(s["peer_mtus"][0]["peer"], peer, "the path to the peer is known to be smaller: {}", s["peer_mtus"]);
             assert_eq!(s["peer_mtus"][0]["mtu"], PATH_MTU, "{}", s["peer_mtus"]);
             assert!(c["peer_mtu_lowered"].as_u64().unwrap() >= 1, "{c}");
             assert!(c["pmtu_icmp_sent"].as_u64().unwrap() >= 1, "the sender was told with ICMP: {c}");
@@ -114,7 +121,8 @@ fn run(name: &str, tag: &str, esp: bool, routed: bool) {
 
     // The kernel forgets the learned path MTU (here at once, by hand; by itself after 10
     // minutes): vxswitch reads the full size again within a few seconds and raises the peer back.
-    lab.hosts[0].ns.ip(&["route", "flush", "cache"]).unwrap();
+    let family = if ipv6 { "-6" } else { "-4" };
+    lab.hosts[0].ns.ip(&[family, "route", "flush", "cache"]).unwrap();
     let start = std::time::Instant::now();
     loop {
         let s = lab.stats(0).unwrap();
@@ -145,6 +153,16 @@ fn netns_pmtu_esp_l2_through_a_1400_byte_router_link() {
 #[test]
 fn netns_pmtu_esp_routed_through_a_1400_byte_router_link() {
     run("netns_pmtu_esp_routed_through_a_1400_byte_router_link", "pmer", true, true);
+}
+
+#[test]
+fn netns_pmtu_ipv6_underlay_vxlan_l2_through_a_1400_byte_router_link() {
+    run_over("netns_pmtu_ipv6_underlay_vxlan_l2_through_a_1400_byte_router_link", "pm6v", false, false, true);
+}
+
+#[test]
+fn netns_pmtu_ipv6_underlay_esp_l2_through_a_1400_byte_router_link() {
+    run_over("netns_pmtu_ipv6_underlay_esp_l2_through_a_1400_byte_router_link", "pm6e", true, false, true);
 }
 
 /// The plain case the issue started from: a default L2 VXLAN overlay on a flat 1500-byte underlay,

@@ -7,10 +7,10 @@
 //! `{"cniVersion","code","msg","details"}` and a non-zero exit status. Codes 1-99 are the
 //! spec's; 100 and up are this plugin's own.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// The spec version this plugin implements.
@@ -133,6 +133,19 @@ pub struct IpamConf {
     /// The containers' gateway (default: the daemon's gateway for the network).
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 subnet to allocate from as well (default: the daemon's IPv6 subnet for the
+    /// network, if it has one): with it every container gets one address of each family.
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    /// First IPv6 address handed out (default: the subnet's `::1`).
+    #[serde(rename = "rangeStart6", default)]
+    pub range_start6: Option<Ipv6Addr>,
+    /// Last IPv6 address handed out (default: the subnet's last address but one).
+    #[serde(rename = "rangeEnd6", default)]
+    pub range_end6: Option<Ipv6Addr>,
+    /// The containers' IPv6 gateway (default: the daemon's IPv6 gateway for the network).
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// An interface in a result.
@@ -151,27 +164,38 @@ pub struct Interface {
     pub sandbox: Option<String>,
 }
 
-/// An address in a result.
+/// An address in a result (either family).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpConfig {
     /// Address with prefix length.
-    pub address: Ipv4Net,
+    pub address: IpNet,
     /// The gateway for this subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Index into `interfaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
 }
 
-/// A route in a result.
+/// A route in a result (either family).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// Destination.
-    pub dst: Ipv4Net,
-    /// Next hop (default: the IP's gateway).
+    pub dst: IpNet,
+    /// Next hop (default: the gateway of the result's address of the same family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gw: Option<Ipv4Addr>,
+    pub gw: Option<IpAddr>,
+}
+
+impl Route {
+    /// The default route of `gw`'s family (`0.0.0.0/0` or `::/0`) via `gw`.
+    pub fn default_via(gw: IpAddr) -> Route {
+        let dst = match gw {
+            IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+        };
+        Route { dst, gw: Some(gw) }
+    }
 }
 
 /// The result of `ADD` (and an IPAM plugin's result, which has no interfaces).
@@ -295,6 +319,14 @@ mod tests {
         assert_eq!((conf.name.as_str(), conf.vni), ("vxnet", Some(1042)));
         let ipam: IpamConf = serde_json::from_value(conf.ipam.unwrap()).unwrap();
         assert_eq!(ipam.range_start, Some(Ipv4Addr::new(10, 1, 0, 10)));
+        assert_eq!(ipam.subnet6, None, "an IPv4-only configuration stays IPv4-only");
+        let conf = parse_conf(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"vxswitch","vni":1,"ipam":{"type":"vxswitch","subnet":"10.1.0.0/24","subnet6":"fd00:1::/64","rangeStart6":"fd00:1::10"}}"#,
+        )
+        .unwrap();
+        let ipam: IpamConf = serde_json::from_value(conf.ipam.unwrap()).unwrap();
+        assert_eq!(ipam.subnet6, Some("fd00:1::/64".parse().unwrap()));
+        assert_eq!(ipam.range_start6, Some("fd00:1::10".parse().unwrap()));
         let e = parse_conf(br#"{"cniVersion":"0.2.0","name":"n","type":"vxswitch"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::IncompatibleVersion as u32);
         assert_eq!(parse_conf(b"{not json").unwrap_err().code, ErrorCode::Decode as u32);
@@ -310,14 +342,19 @@ mod tests {
                 mtu: Some(1450),
                 sandbox: Some("/run/netns/x".into()),
             }],
-            ips: vec![IpConfig { address: "10.1.0.5/24".parse().unwrap(), gateway: Some(Ipv4Addr::new(10, 1, 0, 1)), interface: Some(0) }],
-            routes: vec![Route { dst: "0.0.0.0/0".parse().unwrap(), gw: Some(Ipv4Addr::new(10, 1, 0, 1)) }],
+            ips: vec![
+                IpConfig { address: "10.1.0.5/24".parse().unwrap(), gateway: Some(Ipv4Addr::new(10, 1, 0, 1).into()), interface: Some(0) },
+                IpConfig { address: "fd00:1::5/64".parse().unwrap(), gateway: None, interface: Some(0) },
+            ],
+            routes: vec![Route::default_via(Ipv4Addr::new(10, 1, 0, 1).into()), Route::default_via("fd00:1::1".parse().unwrap())],
             dns: serde_json::json!({}),
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["ips"][0]["address"], "10.1.0.5/24");
         assert_eq!(v["interfaces"][0]["sandbox"], "/run/netns/x");
         assert_eq!(v["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(v["ips"][1]["address"], "fd00:1::5/64");
+        assert_eq!(v["routes"][1], serde_json::json!({ "dst": "::/0", "gw": "fd00:1::1" }));
         assert_eq!(serde_json::from_value::<CniResult>(v).unwrap(), r);
     }
 

@@ -142,6 +142,29 @@ fn enable_underlay_ipv6(ns: &Netns, dev: &str) -> io::Result<()> {
     ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6"), "0")
 }
 
+/// The IPv6 half of [`Lab::route_underlay`]: routers `a` (the underlay namespace, on bridge
+/// `ul`) and `b` (on `h1`) joined by `mid` of `mtu` bytes, each routing the far host's /128 over
+/// it and answering the near host's solicitations for the far one (proxy NDP).
+fn route_underlay6(a: &Netns, b: &Netns, mtu: &str) -> io::Result<()> {
+    for (ns, mid, lan, lan_ip, far, via) in [
+        (a, "2001:db8:51::1/64", "ul", "2001:db8:18::fe/64", underlay_ip6(1), "2001:db8:51::2"),
+        (b, "2001:db8:51::2/64", "h1", "2001:db8:18::fd/64", underlay_ip6(0), "2001:db8:51::1"),
+    ] {
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for dev in ["mid", lan] {
+            enable_underlay_ipv6(ns, dev)?;
+        }
+        ns.ip(&["-6", "addr", "add", mid, "dev", "mid", "nodad"])?;
+        ns.ip(&["link", "set", "mid", "mtu", mtu, "up"])?;
+        ns.ip(&["-6", "addr", "add", lan_ip, "dev", lan, "nodad"])?;
+        ns.ip(&["link", "set", lan, "up"])?;
+        ns.ip(&["-6", "route", "add", &format!("{far}/128"), "via", via, "dev", "mid"])?;
+        ns.sysctl(&format!("net.ipv6.conf.{lan}.proxy_ndp"), "1")?;
+        ns.ip(&["-6", "neigh", "add", "proxy", &far.to_string(), "dev", lan])?;
+    }
+    Ok(())
+}
+
 impl Container {
     /// The MAC address of the container's `eth0`.
     pub fn mac(&self) -> io::Result<String> {
@@ -452,6 +475,10 @@ impl Lab {
     /// ```
     /// The hosts keep their addresses (198.18.0.1-2/24): proxy ARP on the routers answers for the
     /// far host, so nothing in the hosts' configuration changes.
+    ///
+    /// In a lab built with [`Lab::build_ipv6`] the routers route IPv6 instead (forwarding on,
+    /// the middle link 2001:db8:51::1-2/64, proxy NDP for the far host), so a packet too big
+    /// for the middle link is answered with ICMPv6 "packet too big" by the router it enters.
     pub fn route_underlay(&mut self, middle_mtu: u32) -> io::Result<()> {
         assert_eq!(self.hosts.len(), 2, "a routed underlay joins two hosts");
         let b = Netns::create(&format!("{}-rb", self.prefix))?;
@@ -461,9 +488,14 @@ impl Lab {
         a.ip(&["link", "del", "h1"])?;
         b.ip(&["link", "add", "h1", "type", "veth", "peer", "name", "eth0", "netns", h1.name()])?;
         h1.ip(&["addr", "add", &format!("{}/24", underlay_ip(1)), "dev", "eth0"])?;
+        enable_underlay_ipv6(h1, "eth0")?;
+        h1.ip(&["-6", "addr", "add", &format!("{}/64", underlay_ip6(1)), "dev", "eth0", "nodad"])?;
         h1.ip(&["link", "set", "eth0", "mtu", &UNDERLAY_MTU.to_string(), "up"])?;
         a.ip(&["link", "add", "mid", "type", "veth", "peer", "name", "mid", "netns", b.name()])?;
         let mtu = middle_mtu.to_string();
+        if self.ipv6 {
+            return route_underlay6(a, b, &mtu);
+        }
         for (ns, mid, lan, lan_ip, far, via) in [
             (a, "198.51.100.1/30", "ul", "198.18.0.254/24", underlay_ip(1), "198.51.100.2"),
             (b, "198.51.100.2/30", "h1", "198.18.0.253/24", underlay_ip(0), "198.51.100.1"),

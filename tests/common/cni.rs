@@ -124,6 +124,17 @@ pub fn add_containers(lab: &mut Lab, n: usize, conf_of: impl Fn(&Lab, usize) -> 
     results
 }
 
+/// Host `i` of an overlay network whose hosts find each other by gossip.
+pub fn overlay_gossip_config(lab: &Lab, i: usize) -> String {
+    let gossip = lab.gossip_config(i, "routed", &[0]).unwrap();
+    let section = gossip.split_once("\n[gossip]").unwrap().1;
+    lab.vxswitch_config(i, "").replace(&format!("peers = [{}]", peers_list(lab, i)), "peers = []") + "\n[gossip]" + section
+}
+
+fn peers_list(lab: &Lab, i: usize) -> String {
+    lab.peers_of(i).iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+}
+
 /// The daemon's `cni bindings` answer on host `host`.
 pub fn bindings(lab: &Lab, host: usize) -> Value {
     let text = vxswitch::sys::daemon::control_socket::query(&lab.socket(host), &format!("cni bindings {VNI}")).unwrap();

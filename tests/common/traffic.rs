@@ -3,15 +3,17 @@
 
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use vxswitch::testnet::lab::Lab;
 
-/// `ping -c COUNT` from a container; returns (transmitted, received).
-pub fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> (u32, u32) {
+/// `ping -c COUNT` from a container (to an IPv4 or IPv6 address); returns (transmitted,
+/// received).
+pub fn ping(lab: &Lab, host: usize, container: usize, dst: impl Into<IpAddr>, count: u32) -> (u32, u32) {
+    let dst: IpAddr = dst.into();
     let ns = &lab.hosts[host].containers[container].ns;
     let out = ns
         .command("ping")
@@ -52,7 +54,10 @@ impl Capture {
         let child = lab
             .underlay
             .command("tcpdump")
-            .args(["-i", dev, "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
+            // Immediate mode: without it libpcap hands packets over per ring block or after its
+            // 1 s timeout, and a burst shorter than that was still in the ring when stop() ended
+            // tcpdump (a capture of 0 packets while every ping had passed).
+            .args(["-i", dev, "-U", "--immediate-mode", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

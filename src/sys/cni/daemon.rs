@@ -2,11 +2,11 @@
 //! ask for a network's settings, announce and withdraw containers. A daemon that does not answer
 //! is CNI error 50, "plugin not available".
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::cni::spec::{CniError, ErrorCode};
@@ -35,6 +35,13 @@ pub struct NetworkInfo {
     pub range_start: Option<Ipv4Addr>,
     /// Last address of the configured container range.
     pub range_end: Option<Ipv4Addr>,
+    /// The host's IPv6 subnet for it (dual-stack routed and host-subnet networks); absent in
+    /// the answers of daemons that know only IPv4.
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    /// The containers' IPv6 gateway.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 fn ask(socket: &Path, command: &str) -> Result<serde_json::Value, CniError> {
@@ -57,13 +64,13 @@ pub fn network(socket: &Path, vni: u32) -> Result<NetworkInfo, CniError> {
     serde_json::from_value(v).map_err(|e| CniError::new(ErrorCode::DaemonRefused, "unexpected answer from vxswitch", e))
 }
 
-/// Tell the daemon that container `ip` with `mac` joined network `vni` on this host, behind the
-/// host-side veth `veth`.
-pub fn announce(socket: &Path, vni: u32, ip: Ipv4Addr, mac: EthernetAddress, veth: &str) -> Result<(), CniError> {
+/// Tell the daemon that container `ip` (either family) with `mac` joined network `vni` on this
+/// host, behind the host-side veth `veth`.
+pub fn announce(socket: &Path, vni: u32, ip: IpAddr, mac: EthernetAddress, veth: &str) -> Result<(), CniError> {
     ask(socket, &format!("cni add {vni} {ip} {mac} {veth}")).map(|_| ())
 }
 
 /// Tell the daemon that container `ip` left network `vni`.
-pub fn withdraw(socket: &Path, vni: u32, ip: Ipv4Addr) -> Result<(), CniError> {
+pub fn withdraw(socket: &Path, vni: u32, ip: IpAddr) -> Result<(), CniError> {
     ask(socket, &format!("cni del {vni} {ip}")).map(|_| ())
 }

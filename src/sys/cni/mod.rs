@@ -3,15 +3,16 @@
 //! Installed as `/opt/cni/bin/vxswitch` (a copy of, or link to, the `vxswitch` binary; invoked
 //! under that name it acts as the plugin). Per operation:
 //!
-//! - `ADD`: ask the daemon for the network (bridge, MTU from the encapsulation, subnet,
-//!   gateway), take an address from the IPAM (built-in, or a delegated IPAM plugin), build the
-//!   veth into the bridge with address and default route ([`plumb`]), and tell the daemon the
-//!   container's IP and MAC so proxy ARP and gossip know it at once. Any failure undoes what was
-//!   done. An interface that already exists in the container is an error.
-//! - `DEL`: remove the veth, release the address, withdraw the binding. Everything already gone
-//!   is success, and a stopped daemon does not make `DEL` fail.
+//! - `ADD`: ask the daemon for the network (bridge, MTU from the encapsulation, subnets,
+//!   gateways), take an address of each family the network has from the IPAM (built-in, or a
+//!   delegated IPAM plugin), build the veth into the bridge with the addresses and default routes
+//!   ([`plumb`]), and tell the daemon the container's IPs and MAC so proxy ARP, the ND proxy and
+//!   gossip know them at once. Any failure undoes what was done. An interface that already exists
+//!   in the container is an error.
+//! - `DEL`: remove the veth, release the addresses, withdraw the bindings. Everything already
+//!   gone is success, and a stopped daemon does not make `DEL` fail.
 //! - `CHECK`: compare the container's interface, addresses and routes, the host end and the
-//!   IPAM allocation with `prevResult`.
+//!   IPAM allocations with `prevResult`.
 //! - `STATUS`: ready only while the daemon answers (else error 50).
 //! - `GC`: release every allocation not in `cni.dev/valid-attachments`, with its veth and
 //!   binding.
@@ -23,12 +24,12 @@ pub mod plumb;
 pub mod store;
 
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-use crate::cni::ipam::Pool;
+use crate::cni::ipam;
 use crate::cni::spec::{self, CniError, CniResult, Env, ErrorCode, Interface, IpConfig, IpamConf, NetConf, Route};
 use crate::config::DEFAULT_CONTROL_SOCKET;
 use store::{Store, DEFAULT_DATA_DIR};
@@ -89,6 +90,39 @@ enum Ipam {
     Delegate(String),
 }
 
+/// The built-in IPAM's pools for a network: IPv4 from `ipam.subnet` or the daemon's subnet,
+/// IPv6 from `ipam.subnet6` or the daemon's IPv6 subnet; at least one of them.
+fn builtin_pools(conf: &IpamConf, net: &daemon::NetworkInfo) -> Result<Vec<ipam::Pool>, CniError> {
+    let range_err = |e| invalid("invalid address range", e);
+    let mut pools = Vec::new();
+    if let Some(subnet) = conf.subnet.or(net.subnet) {
+        // The daemon's range belongs to the daemon's subnet only.
+        let configured = conf.subnet.is_none();
+        let start = conf.range_start.or(net.range_start.filter(|_| configured));
+        let end = conf.range_end.or(net.range_end.filter(|_| configured));
+        let gateway = conf.gateway.or(net.gateway.filter(|g| subnet.contains(g)));
+        let v4 = |a: Option<std::net::Ipv4Addr>| a.map(IpAddr::V4);
+        pools.push(ipam::Pool::new(IpNet::V4(subnet), v4(start), v4(end), v4(gateway)).map_err(range_err)?);
+    }
+    if let Some(subnet6) = conf.subnet6.or(net.subnet6) {
+        let gateway6 = conf.gateway6.or(net.gateway6.filter(|g| subnet6.contains(g)));
+        let v6 = |a: Option<std::net::Ipv6Addr>| a.map(IpAddr::V6);
+        pools.push(ipam::Pool::new(IpNet::V6(subnet6), v6(conf.range_start6), v6(conf.range_end6), v6(gateway6)).map_err(range_err)?);
+    }
+    if pools.is_empty() {
+        return Err(invalid(
+            format!("no subnet for network {}", net.vni),
+            "give the network a subnet or address, or ipam.subnet (and ipam.subnet6 for IPv6)",
+        ));
+    }
+    Ok(pools)
+}
+
+/// Whether an address and a route destination are of one family.
+fn same_family(a: &IpNet, b: &IpNet) -> bool {
+    matches!((a, b), (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)))
+}
+
 /// One invocation's inputs, parsed.
 struct Ctx<'a> {
     env: &'a Env,
@@ -135,13 +169,11 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| invalid(format!("network {vni} has no bridge on this host"), "set `bridge` in its [[network]]"))?;
         // Before any address is taken: an existing interface is the caller's, never touched.
         plumb::ensure_absent(Path::new(&self.env.netns), &self.env.ifname)?;
-        let (ip, gateway, mut routes) = self.ipam_add(&net)?;
-        let routes_all = {
-            if routes.is_empty() {
-                routes.extend(gateway.map(plumb::default_route));
-            }
-            routes
-        };
+        let (ips, mut routes) = self.ipam_add(&net)?;
+        if routes.is_empty() {
+            routes.extend(ips.iter().filter_map(|ip| ip.gateway).map(Route::default_via));
+        }
+        let addresses: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
         let host_veth = self.host_veth();
         let temp = spec::temp_peer_name(&self.env.container_id, &self.env.ifname);
         let attach = plumb::Attach {
@@ -151,8 +183,8 @@ impl<'a> Ctx<'a> {
             temp_peer: &temp,
             bridge: &bridge,
             mtu: net.mtu,
-            address: ip,
-            routes: &routes_all,
+            addresses: &addresses,
+            routes: &routes,
         };
         // A failed attach removed what it built; a refused announcement undoes the attach.
         let attached = match plumb::attach(&attach) {
@@ -162,10 +194,15 @@ impl<'a> Ctx<'a> {
                 return Err(e);
             }
         };
-        if let Err(e) = daemon::announce(&self.socket, vni, ip.addr(), attached.container_mac, &host_veth) {
-            let _ = plumb::detach(Some(Path::new(&self.env.netns)), &self.env.ifname, &host_veth);
-            let _ = self.ipam_del();
-            return Err(e);
+        for (n, address) in addresses.iter().enumerate() {
+            if let Err(e) = daemon::announce(&self.socket, vni, address.addr(), attached.container_mac, &host_veth) {
+                for done in &addresses[..n] {
+                    let _ = daemon::withdraw(&self.socket, vni, done.addr());
+                }
+                let _ = plumb::detach(Some(Path::new(&self.env.netns)), &self.env.ifname, &host_veth);
+                let _ = self.ipam_del();
+                return Err(e);
+            }
         }
         // Interface MTUs are a 1.1.0 field.
         let mtu = (self.conf.cni_version == "1.1.0").then_some(net.mtu);
@@ -180,46 +217,67 @@ impl<'a> Ctx<'a> {
                     sandbox: Some(self.env.netns.clone()),
                 },
             ],
-            ips: vec![IpConfig { address: ip, gateway, interface: Some(1) }],
-            routes: routes_all,
+            ips: ips.into_iter().map(|ip| IpConfig { interface: Some(1), ..ip }).collect(),
+            routes,
             dns: serde_json::json!({}),
         })
     }
 
-    /// Take an address: (address with prefix, gateway, routes from a delegate).
-    fn ipam_add(&self, net: &daemon::NetworkInfo) -> Result<(Ipv4Net, Option<Ipv4Addr>, Vec<Route>), CniError> {
+    /// Take an address of each family the network has: the addresses with their gateways (no
+    /// interface index yet), and the routes a delegate asked for.
+    fn ipam_add(&self, net: &daemon::NetworkInfo) -> Result<(Vec<IpConfig>, Vec<Route>), CniError> {
         match &self.ipam {
             Ipam::Builtin(conf, store) => {
-                let subnet = conf.subnet.or(net.subnet).ok_or_else(|| {
-                    invalid(format!("no subnet for network {}", net.vni), "give the network a subnet or address, or ipam.subnet")
-                })?;
-                let configured = conf.subnet.is_none();
-                let start = conf.range_start.or(net.range_start.filter(|_| configured));
-                let end = conf.range_end.or(net.range_end.filter(|_| configured));
-                let gateway = conf.gateway.or(net.gateway.filter(|g| subnet.contains(g)));
-                let pool = Pool::new(subnet, start, end, gateway).map_err(|e| invalid("invalid address range", e))?;
+                let pools = builtin_pools(conf, net)?;
                 let (id, ifname) = (&self.env.container_id, &self.env.ifname);
-                let ip = store
-                    .update(|t| t.allocate(&pool, id, ifname))
+                // Both families or neither: a full IPv6 range gives back the IPv4 address taken.
+                let taken = store
+                    .update(|t| {
+                        let before = t.clone();
+                        let mut got = Vec::new();
+                        for pool in &pools {
+                            match t.allocate(pool, id, ifname) {
+                                Some(ip) => got.push(ip),
+                                None => {
+                                    *t = before;
+                                    return Err(pool.clone());
+                                }
+                            }
+                        }
+                        Ok(got)
+                    })
                     .map_err(|e| CniError::new(ErrorCode::Io, "IPAM store", e))?
-                    .ok_or_else(|| {
+                    .map_err(|pool| {
                         CniError::new(ErrorCode::RangeFull, "no free address", format!("{}-{} is fully allocated", pool.start, pool.end))
                     })?;
-                let ip = Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix from a subnet");
-                Ok((ip, gateway, Vec::new()))
+                let ips = pools
+                    .iter()
+                    .zip(taken)
+                    .map(|(pool, ip)| IpConfig {
+                        address: IpNet::new(ip, pool.subnet.prefix_len()).expect("prefix from a subnet"),
+                        gateway: pool.gateway,
+                        interface: None,
+                    })
+                    .collect();
+                Ok((ips, Vec::new()))
             }
             Ipam::Delegate(kind) => {
                 let out = delegate::run(self.env, kind, "ADD", self.stdin)?;
                 let r: CniResult = serde_json::from_slice(&out)
                     .map_err(|e| CniError::new(ErrorCode::Decode, format!("cannot decode the result of {kind}"), e))?;
-                let first = r.ips.first().ok_or_else(|| CniError::new(ErrorCode::Delegate, format!("{kind} returned no address"), ""))?;
-                Ok((first.address, first.gateway, r.routes.iter().map(|rt| Route { dst: rt.dst, gw: rt.gw.or(first.gateway) }).collect()))
+                if r.ips.is_empty() {
+                    return Err(CniError::new(ErrorCode::Delegate, format!("{kind} returned no address"), ""));
+                }
+                // A route without a next hop goes via the gateway of its family.
+                let gateway_for = |dst: &IpNet| r.ips.iter().filter(|i| same_family(&i.address, dst)).find_map(|i| i.gateway);
+                let routes = r.routes.iter().map(|rt| Route { dst: rt.dst, gw: rt.gw.or_else(|| gateway_for(&rt.dst)) }).collect();
+                Ok((r.ips, routes))
             }
         }
     }
 
-    /// Release this attachment's address; the addresses released (built-in IPAM only).
-    fn ipam_del(&self) -> Result<Vec<Ipv4Addr>, CniError> {
+    /// Release this attachment's addresses; the addresses released (built-in IPAM only).
+    fn ipam_del(&self) -> Result<Vec<IpAddr>, CniError> {
         match &self.ipam {
             Ipam::Builtin(_, store) => store
                 .update(|t| t.release(&self.env.container_id, &self.env.ifname))
@@ -248,7 +306,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The container's addresses in `prevResult`, if there is one.
-    fn prev_ips(&self) -> Vec<Ipv4Addr> {
+    fn prev_ips(&self) -> Vec<IpAddr> {
         self.prev_result().map(|r| r.ips.iter().map(|i| i.address.addr()).collect()).unwrap_or_default()
     }
 
@@ -278,8 +336,8 @@ impl<'a> Ctx<'a> {
             }
         }
         for r in &prev.routes {
-            let gw = r.gw.or_else(|| prev.ips.first().and_then(|i| i.gateway));
-            if !seen.routes.iter().any(|s| s.dst == r.dst && (gw.is_none() || s.gateway == gw)) {
+            let gw = r.gw.or_else(|| prev.ips.iter().filter(|i| same_family(&i.address, &r.dst)).find_map(|i| i.gateway));
+            if !seen.routes.iter().any(|&(dst, via)| dst == r.dst && (gw.is_none() || via == gw)) {
                 return Err(failed(format!("route {} via {gw:?} is missing", r.dst)));
             }
         }
@@ -296,8 +354,10 @@ impl<'a> Ctx<'a> {
             Ipam::Builtin(_, store) => {
                 let table = store.read().map_err(|e| CniError::new(ErrorCode::Io, "IPAM store", e))?;
                 let held = table.find(&self.env.container_id, ifname);
-                if !prev.ips.iter().any(|i| Some(i.address.addr()) == held) {
-                    return Err(failed(format!("the IPAM store holds {held:?} for this container, prevResult says otherwise")));
+                let mut listed: Vec<IpAddr> = prev.ips.iter().map(|i| i.address.addr()).collect();
+                listed.sort_by_key(|ip| ip.is_ipv6());
+                if held != listed {
+                    return Err(failed(format!("the IPAM store holds {held:?} for this container, prevResult says {listed:?}")));
                 }
             }
             Ipam::Delegate(kind) => {

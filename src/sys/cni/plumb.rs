@@ -1,7 +1,7 @@
 //! The container's link: a veth pair from the network's bridge into the container namespace.
 //!
 //! ```text
-//!   container netns: IFNAME (address, default route via the gateway, the network's MTU)
+//!   container netns: IFNAME (addresses, default routes via the gateways, the network's MTU)
 //!        │ veth
 //!   host: vx<hash> ── enslaved to the network's bridge (with vxswitch's TAP or the host-subnet gateway)
 //! ```
@@ -12,17 +12,22 @@
 //! socket belongs to the namespace it was opened in, so the container side is programmed
 //! through a socket opened by a short-lived thread that entered the namespace (`setns(2)`
 //! affects only the calling thread; the plugin's main thread never moves).
+//!
+//! An IPv6 address is added without duplicate address detection (`nodad`): the IPAM never
+//! hands one address out twice, and a tentative address would leave the container without IPv6
+//! for the second or so DAD takes after the runtime was told it is ready (Kubernetes' bridge
+//! plugins and Calico do the same).
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use nix::sched::{setns, CloneFlags};
 
 use crate::cni::spec::{CniError, ErrorCode, Route};
-use crate::sys::kernel::netlink::{Ipv4Route, Netlink, NetlinkError};
+use crate::sys::kernel::netlink::{Ipv4Route, Ipv6Route, Netlink, NetlinkError, RT_TABLE_MAIN};
 use crate::wire::ethernet::EthernetAddress;
 
 /// Routing protocol of the routes the plugin installs in containers (`proto boot`, as `ip route
@@ -44,8 +49,8 @@ pub struct Attach<'a> {
     pub bridge: &'a str,
     /// MTU of both ends.
     pub mtu: u32,
-    /// The container's address.
-    pub address: Ipv4Net,
+    /// The container's addresses (one per family).
+    pub addresses: &'a [IpNet],
     /// Routes to install in the container.
     pub routes: &'a [Route],
 }
@@ -66,10 +71,10 @@ pub struct Seen {
     pub mac: EthernetAddress,
     /// Its MTU.
     pub mtu: u32,
-    /// Its IPv4 addresses.
-    pub addresses: Vec<Ipv4Net>,
-    /// The container's IPv4 routes (main table).
-    pub routes: Vec<Ipv4Route>,
+    /// Its addresses, both families.
+    pub addresses: Vec<IpNet>,
+    /// The container's routes (main table, both families): destination and next hop.
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> CniError {
@@ -141,26 +146,40 @@ fn plumb(a: &Attach<'_>, host: &Netlink, container: &Netlink, host_index: u32, b
     let index = container.link_index(a.temp_peer).map_err(nl_err("find the moved veth"))?;
     container.rename(index, a.ifname).map_err(nl_err("rename the container's interface"))?;
     container.set_mtu(index, a.mtu).map_err(nl_err("set the container's MTU"))?;
+    // The host end first: routes via a gateway go onto a link with carrier.
+    host.set_mtu(host_index, a.mtu).map_err(nl_err("set the host end's MTU"))?;
+    host.set_master(host_index, bridge).map_err(nl_err("enslave the host end to the bridge"))?;
+    host.set_up(host_index).map_err(nl_err("bring the host end up"))?;
     container.set_up(index).map_err(nl_err("bring the container's interface up"))?;
     if let Some(lo) = container.find_link("lo").map_err(nl_err("look up lo"))? {
         container.set_up(lo.index).map_err(nl_err("bring lo up"))?;
     }
-    container.add_address(index, a.address).map_err(nl_err("add the container's address"))?;
+    for &address in a.addresses {
+        match address {
+            IpNet::V4(v4) => container.add_address(index, v4).map_err(nl_err("add the container's address"))?,
+            IpNet::V6(v6) => container.add_address6_nodad(index, v6).map_err(nl_err("add the container's IPv6 address"))?,
+        }
+    }
     for r in a.routes {
         let gw = r.gw.ok_or_else(|| CniError::new(ErrorCode::InvalidConfig, "route without a gateway", r.dst))?;
-        let route = Ipv4Route {
-            dst: r.dst,
-            gateway: Some(gw),
-            oif: Some(index),
-            proto: RTPROT_BOOT,
-            onlink: false,
-            table: crate::sys::kernel::netlink::RT_TABLE_MAIN,
-        };
-        container.route_add(&route).map_err(nl_err("add a route in the container"))?;
+        match (r.dst, gw) {
+            (IpNet::V4(dst), IpAddr::V4(gw)) => {
+                let route = Ipv4Route { dst, gateway: Some(gw), oif: Some(index), proto: RTPROT_BOOT, onlink: false, table: RT_TABLE_MAIN };
+                container.route_add(&route).map_err(nl_err("add a route in the container"))?;
+            }
+            (IpNet::V6(dst), IpAddr::V6(gw)) => {
+                let route = Ipv6Route::via(dst, gw, RTPROT_BOOT).dev(index);
+                container.route6_add(&route).map_err(nl_err("add an IPv6 route in the container"))?;
+            }
+            _ => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidConfig,
+                    "route and gateway of different families",
+                    format!("{} via {gw}", r.dst),
+                ))
+            }
+        }
     }
-    host.set_mtu(host_index, a.mtu).map_err(nl_err("set the host end's MTU"))?;
-    host.set_master(host_index, bridge).map_err(nl_err("enslave the host end to the bridge"))?;
-    host.set_up(host_index).map_err(nl_err("bring the host end up"))?;
     Ok(Attached { host_mac: mac_of(host, host_index)?, container_mac: mac_of(container, index)? })
 }
 
@@ -193,8 +212,13 @@ pub fn inspect(netns: &Path, ifname: &str) -> Result<Option<Seen>, CniError> {
     Ok(Some(Seen {
         mac: mac_of(&container, link.index)?,
         mtu: link.mtu,
-        addresses: container.addresses(link.index).map_err(nl_err("list addresses"))?,
-        routes: container.routes_main().map_err(nl_err("list routes"))?,
+        addresses: container.addresses_all(link.index).map_err(nl_err("list addresses"))?,
+        routes: {
+            let v4 = container.routes_main().map_err(nl_err("list routes"))?;
+            let v6 = container.routes6_main().map_err(nl_err("list IPv6 routes"))?;
+            let v4 = v4.into_iter().map(|r| (IpNet::V4(r.dst), r.gateway.map(IpAddr::V4)));
+            v4.chain(v6.into_iter().map(|r| (IpNet::V6(r.dst), r.gateway.map(IpAddr::V6)))).collect()
+        },
     }))
 }
 
@@ -207,9 +231,4 @@ pub fn host_end_on_bridge(host_veth: &str, bridge: &str) -> Result<bool, CniErro
         return Ok(false);
     };
     Ok(veth.master == Some(br.index) && veth.up)
-}
-
-/// The default route of a container whose gateway is `gw`.
-pub fn default_route(gw: Ipv4Addr) -> Route {
-    Route { dst: Ipv4Net::default(), gw: Some(gw) }
 }

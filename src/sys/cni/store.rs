@@ -75,14 +75,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vxs-ipam-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::new(&dir, "net").unwrap();
-        let pool = Pool::new("10.9.0.0/24".parse().unwrap(), None, None, Some(Ipv4Addr::new(10, 9, 0, 1))).unwrap();
+        let pool = Pool::new("10.9.0.0/24".parse().unwrap(), None, None, Some(Ipv4Addr::new(10, 9, 0, 1).into())).unwrap();
         let threads: Vec<_> = (0..16)
             .map(|i| {
                 let (store, pool) = (store.clone(), pool.clone());
                 std::thread::spawn(move || store.update(|t| t.allocate(&pool, &format!("c{i}"), "eth0")).unwrap().unwrap())
             })
             .collect();
-        let mut got: Vec<Ipv4Addr> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let mut got: Vec<std::net::IpAddr> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 16);

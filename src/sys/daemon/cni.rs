@@ -4,12 +4,14 @@
 //! it asks the daemon for what it needs and tells it what it did:
 //!
 //! - `cni network VNI`: the network's mode, bridge, MTU (from its encapsulation), subnet, gateway
-//!   and address range, as JSON. The plugin's STATUS is this query too: no answer, not ready.
+//!   and address range, and its IPv6 subnet and gateway when it has them (`subnet6`,
+//!   `gateway6`, absent otherwise), as JSON. The plugin's STATUS is this query too: no answer, not ready.
 //!   A network leasing its subnet (`cluster_cidr`) answers the lease held now, or an error
 //!   while it holds none yet (the plugin's ADD then fails and the runtime retries).
-//! - `cni add VNI IP MAC [VETH]`: a container was attached (its host-side veth is `VETH`). The
-//!   switch publishes the binding in this host's gossip record at once, so every other host's
-//!   proxy ARP and FDB know it before the container sends a frame.
+//! - `cni add VNI IP MAC [VETH]`: a container was attached (its host-side veth is `VETH`); `IP`
+//!   is IPv4 or IPv6, one command per address. The switch publishes the binding in this host's
+//!   gossip record at once, so every other host's proxy ARP or ND proxy and FDB know it before
+//!   the container sends a frame.
 //! - `cni del VNI IP`: the container was detached; the binding is withdrawn cluster-wide.
 //! - `cni bindings VNI`: the announced local containers and the size of the proxy-ARP table.
 //!
@@ -22,7 +24,7 @@
 //! while the daemon was down (a `DEL` it could not hear) is dropped.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -39,7 +41,7 @@ use ipnet::Ipv4Net;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Saved {
     vni: u32,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: String,
     /// The host-side veth; empty when the plugin did not name it (never restored then).
     veth: String,
@@ -49,7 +51,7 @@ struct Saved {
 #[derive(Debug)]
 pub struct Announced {
     path: Option<PathBuf>,
-    saved: BTreeMap<(u32, Ipv4Addr), Saved>,
+    saved: BTreeMap<(u32, IpAddr), Saved>,
 }
 
 impl Announced {
@@ -156,6 +158,8 @@ fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serd
         (None, Some(addr)) => (Some(addr.trunc()), Some(addr.addr()), None),
         (None, None) => (None, None, None),
     };
+    // Dual stack: the host's IPv6 subnet and gateway next to the IPv4 ones.
+    let (subnet6, gateway6) = n.host_subnet6.as_ref().map_or((None, None), |h| (Some(h.subnet), Some(h.gateway)));
     Ok(json!({
         "vni": n.vni.get(),
         "mode": n.mode.name(),
@@ -165,11 +169,13 @@ fn network(config: &Config, leases: &[(Vni, Ipv4Net)], vni: &str) -> Result<serd
         "gateway": gateway.map(|g| g.to_string()),
         "range_start": range.map(|r| r.0.to_string()),
         "range_end": range.map(|r| r.1.to_string()),
+        "subnet6": subnet6.map(|s| s.to_string()),
+        "gateway6": gateway6.map(|g| g.to_string()),
     }))
 }
 
-fn parse_ip(ip: &str) -> Result<Ipv4Addr, String> {
-    ip.parse().map_err(|_| format!("bad IPv4 address {ip:?}"))
+fn parse_ip(ip: &str) -> Result<IpAddr, String> {
+    ip.parse().map_err(|_| format!("bad IP address {ip:?}"))
 }
 
 /// Whether the switch carries the network (overlay and routed); host-subnet and kernel
@@ -253,6 +259,12 @@ subnet = "10.9.1.0/24"
         assert_eq!(v["subnet"], "10.42.1.0/24");
         assert_eq!(v["gateway"], "10.42.1.1");
         assert_eq!(ask(&mut a, &config, &mut switch, "cni network 9")["mtu"], 1500);
+        assert_eq!(v["subnet6"], serde_json::Value::Null, "an IPv4-only network");
+        let dual =
+            Config::parse(&CONFIG.replace("subnet = \"10.42.1.0/24\"\n", "subnet = \"10.42.1.0/24\"\nsubnet6 = \"fd00:42:1::/64\"\n"))
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a.answer("cni network 42", &dual, &mut switch, &[]).unwrap()).unwrap();
+        assert_eq!((v["subnet6"].as_str(), v["gateway6"].as_str()), (Some("fd00:42:1::/64"), Some("fd00:42:1::1")), "{v}");
         assert!(a.answer("stats", &config, &mut switch, &[]).is_none(), "other commands are not ours");
     }
 
@@ -282,6 +294,8 @@ subnet = "10.9.1.0/24"
             "cni add 42 10.42.1.5",
             "cni add 42 not-an-ip 02:00:00:00:00:01",
             "cni add 42 10.42.1.5 zz:zz",
+            "cni add 42 fd00::zz 02:00:00:00:00:01",
+            "cni del 42 fd00:::1",
             "cni add 42 10.42.1.5 01:00:5e:00:00:01",
             "cni add 99999999999 10.42.1.5 02:00:00:00:00:01",
             "cni del 42",
@@ -306,6 +320,7 @@ subnet = "10.9.1.0/24"
             ("10.42.1.5", "02:00:00:00:00:05", "vxa"),
             ("10.42.1.6", "02:00:00:00:00:06", "vxb"),
             ("10.42.1.7", "02:00:00:00:00:07", "vxc"),
+            ("fd00:42::5", "02:00:00:00:00:05", "vxa"),
         ] {
             assert_eq!(ask(&mut a, &config, &mut switch, &format!("cni add 42 {ip} {mac} {veth}"))["announced"], true);
         }
@@ -315,9 +330,9 @@ subnet = "10.9.1.0/24"
         let _restored = Announced::restore(path.clone(), &config, &mut switch, |veth| veth != "vxb");
         let vni = crate::wire::vxlan::Vni::new(42).unwrap();
         let ips: Vec<String> = switch.announced(vni).iter().map(|(ip, _)| ip.to_string()).collect();
-        assert_eq!(ips, ["10.42.1.5"]);
+        assert_eq!(ips, ["10.42.1.5", "fd00:42::5"], "both families of the live container");
         let saved: Vec<Saved> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(saved.len(), 1, "the file keeps only what was restored");
+        assert_eq!(saved.len(), 2, "the file keeps only what was restored");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,30 +1,32 @@
 //! Host-subnet mode: each peer host owns a container subnet, and this host reaches it with a
 //! plain kernel route `PEER_SUBNET via PEER_UNDERLAY_IP` (flannel "host-gw", Rancher's
-//! per-host subnets). No encapsulation at all: the underlay routers never see the container
-//! addresses because every hop is a direct L2 delivery to the owning host. That only works
-//! when every peer is on the same L2 segment as this host, so each peer is checked before its
-//! route is installed: the kernel's own route to the peer's underlay address must have no
-//! gateway (`ip route get PEER` shows no `via`). A peer behind a router is refused with an
-//! error naming it, instead of installing a route the router would blackhole.
+//! per-host subnets); a dual-stack network adds `PEER_SUBNET6 via PEER_IP6`, through the peer's
+//! address of the subnet's family. No encapsulation at all: the underlay routers never see the
+//! container addresses because every hop is a direct L2 delivery to the owning host. That only
+//! works when every peer is on the same L2 segment as this host, so each peer is checked before
+//! its route is installed: the kernel's own route to the peer's address must have no gateway
+//! (`ip route get PEER` shows no `via`). A peer behind a router is refused with an error naming
+//! it, instead of installing a route the router would blackhole.
 //!
 //! Ownership: every route installed here carries the routing protocol number
-//! [`VXSWITCH_RT_PROTO`] (86). After a restart, [`HostSubnetRoutes::reconcile`] lists the
-//! routes with that number, deletes the ones no longer wanted and installs the missing ones;
-//! routes with any other protocol (static, kernel, dhcp, bird...) are never listed, replaced or
-//! deleted. A new route is added with `ip route add` semantics (not `replace`), so a subnet
-//! that someone else already routes is refused rather than taken over; only our own routes
-//! are replaced when a subnet moves to another gateway.
+//! [`VXSWITCH_RT_PROTO`] (86), in both families. After a restart,
+//! [`HostSubnetRoutes::reconcile`] lists the IPv4 and IPv6 routes with that number, deletes the
+//! ones no longer wanted and installs the missing ones; routes with any other protocol (static,
+//! kernel, dhcp, bird...) are never listed, replaced or deleted. A new route is added with
+//! `ip route add` semantics (not `replace`), so a subnet that someone else already routes is
+//! refused rather than taken over; only our own routes are replaced when a subnet moves to
+//! another gateway.
 //!
 //! The decisions (desired vs. installed, update vs. current table, peer verdict) are pure
 //! functions ([`plan_reconcile`], [`plan_update`], [`on_link_verdict`]) tested without root;
 //! [`HostSubnetRoutes`] only carries them out through [`Netlink`].
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
-use super::netlink::{Ipv4Route, Netlink, NetlinkError, RouteLookup};
+use super::netlink::{Ipv4Route, Ipv6Route, Netlink, NetlinkError, RouteLookup};
 use crate::control::ControlUpdate;
 use crate::wire::vxlan::Vni;
 
@@ -41,39 +43,78 @@ pub enum RouteAction {
     /// Delete our route for `subnet` (matching gateway `via` when known).
     Delete {
         /// The subnet to withdraw.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// Its gateway, if the installed route has one.
-        via: Option<Ipv4Addr>,
+        via: Option<IpAddr>,
     },
     /// Install `subnet via via`: replace our current route for the subnet if `replace`,
     /// else add it exclusively (never overwriting a route someone else owns).
     Install {
         /// The peer's container subnet.
-        subnet: Ipv4Net,
-        /// The peer's underlay address.
-        via: Ipv4Addr,
+        subnet: IpNet,
+        /// The peer's address of the subnet's family.
+        via: IpAddr,
         /// A route of ours for the subnet exists (with another gateway).
         replace: bool,
         /// That route's gateway, if it has one.
-        old: Option<Ipv4Addr>,
+        old: Option<IpAddr>,
     },
 }
 
 /// A route this host believes it has installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnedRoute {
-    /// The peer's underlay address (the gateway).
-    pub via: Ipv4Addr,
+    /// The gateway: the peer's address of the subnet's family.
+    pub via: IpAddr,
+    /// The peer's underlay address (its identity in `PeerDown`), when it differs from `via` or
+    /// is known; `None` for routes adopted by `reconcile`.
+    pub peer: Option<IpAddr>,
     /// The network the route was announced on; `None` for routes adopted by `reconcile`.
     pub vni: Option<Vni>,
+}
+
+/// One of our routes as the kernel lists it, either family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// Destination.
+    pub dst: IpNet,
+    /// Gateway.
+    pub gateway: Option<IpAddr>,
+    /// Routing protocol number.
+    pub proto: u8,
+}
+
+impl From<&Ipv4Route> for KernelRoute {
+    fn from(r: &Ipv4Route) -> Self {
+        KernelRoute { dst: IpNet::V4(r.dst), gateway: r.gateway.map(IpAddr::V4), proto: r.proto }
+    }
+}
+
+impl From<&Ipv6Route> for KernelRoute {
+    fn from(r: &Ipv6Route) -> Self {
+        KernelRoute { dst: IpNet::V6(r.dst), gateway: r.gateway.map(IpAddr::V6), proto: r.proto }
+    }
+}
+
+/// Whether `ip` is of `net`'s family.
+fn same_family(net: &IpNet, ip: &IpAddr) -> bool {
+    matches!((net, ip), (IpNet::V4(_), IpAddr::V4(_)) | (IpNet::V6(_), IpAddr::V6(_)))
+}
+
+/// The gateway of a route to `subnet` announced by the peer at underlay address `via`: the
+/// peer's address of the subnet's family, i.e. `next_hop` (the peer's address in that family,
+/// when the control plane knows it) or the underlay address itself. `None` when the peer has no
+/// address of that family: such a subnet cannot be routed without encapsulation.
+pub fn gateway_for(subnet: &IpNet, via: IpAddr, next_hop: Option<IpAddr>) -> Option<IpAddr> {
+    [next_hop, Some(via)].into_iter().flatten().find(|a| same_family(subnet, a))
 }
 
 /// Plans the start-up reconciliation: `installed` are the kernel routes (only those with
 /// [`VXSWITCH_RT_PROTO`] are considered), `desired` the wanted `(subnet, via)` pairs (for a
 /// subnet listed twice the last entry wins). Deletes come first, then installs, each sorted.
-pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) -> Vec<RouteAction> {
-    let want: BTreeMap<Ipv4Net, Ipv4Addr> = desired.iter().map(|(n, v)| (n.trunc(), *v)).collect();
-    let ours: Vec<&Ipv4Route> = installed.iter().filter(|r| r.proto == VXSWITCH_RT_PROTO).collect();
+pub fn plan_reconcile(desired: &[(IpNet, IpAddr)], installed: &[KernelRoute]) -> Vec<RouteAction> {
+    let want: BTreeMap<IpNet, IpAddr> = desired.iter().map(|(n, v)| (n.trunc(), *v)).collect();
+    let ours: Vec<&KernelRoute> = installed.iter().filter(|r| r.proto == VXSWITCH_RT_PROTO).collect();
     let mut actions = Vec::new();
     for r in &ours {
         if !want.contains_key(&r.dst.trunc()) {
@@ -81,7 +122,7 @@ pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) 
         }
     }
     for (subnet, via) in &want {
-        let existing: Vec<&&Ipv4Route> = ours.iter().filter(|r| r.dst.trunc() == *subnet).collect();
+        let existing: Vec<&&KernelRoute> = ours.iter().filter(|r| r.dst.trunc() == *subnet).collect();
         if existing.iter().any(|r| r.gateway == Some(*via)) {
             continue;
         }
@@ -95,23 +136,23 @@ pub fn plan_reconcile(desired: &[(Ipv4Net, Ipv4Addr)], installed: &[Ipv4Route]) 
 
 /// Plans the kernel changes for one control-plane update against the routes we own.
 /// Updates that do not concern host-subnet routes plan nothing.
-pub fn plan_update(table: &BTreeMap<Ipv4Net, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
+pub fn plan_update(table: &BTreeMap<IpNet, OwnedRoute>, update: &ControlUpdate) -> Vec<RouteAction> {
     match update {
-        // Host-subnet networks need an IPv4 underlay (the configuration says so); IPv6 subnets
-        // are not programmed here.
-        ControlUpdate::RouteAdd { subnet: IpNet::V4(subnet), via: std::net::IpAddr::V4(via), .. } => {
+        ControlUpdate::RouteAdd { subnet, via, next_hop, .. } => {
             let subnet = subnet.trunc();
+            let Some(gateway) = gateway_for(&subnet, *via, *next_hop) else { return Vec::new() };
             match table.get(&subnet) {
-                Some(r) if r.via == *via => Vec::new(),
-                current => vec![RouteAction::Install { subnet, via: *via, replace: current.is_some(), old: current.map(|r| r.via) }],
+                Some(r) if r.via == gateway => Vec::new(),
+                current => vec![RouteAction::Install { subnet, via: gateway, replace: current.is_some(), old: current.map(|r| r.via) }],
             }
         }
-        ControlUpdate::RouteRemove { subnet: IpNet::V4(subnet), .. } => {
-            table.get(&subnet.trunc()).map(|r| vec![RouteAction::Delete { subnet: subnet.trunc(), via: Some(r.via) }]).unwrap_or_default()
+        ControlUpdate::RouteRemove { subnet, .. } => {
+            let subnet = subnet.trunc();
+            table.get(&subnet).map(|r| vec![RouteAction::Delete { subnet, via: Some(r.via) }]).unwrap_or_default()
         }
         ControlUpdate::PeerDown { vni, underlay } => table
             .iter()
-            .filter(|(_, r)| r.via == *underlay && r.vni.is_none_or(|v| v == *vni))
+            .filter(|(_, r)| (r.via == *underlay || r.peer == Some(*underlay)) && r.vni.is_none_or(|v| v == *vni))
             .map(|(subnet, r)| RouteAction::Delete { subnet: *subnet, via: Some(r.via) })
             .collect(),
         _ => Vec::new(),
@@ -128,40 +169,40 @@ pub enum HostSubnetError {
          segment (use a VXLAN/ESP network for this peer); route not installed"
     )]
     PeerNotOnLink {
-        /// The peer's underlay address.
-        peer: Ipv4Addr,
+        /// The peer's address (the route's gateway).
+        peer: IpAddr,
         /// The subnet it owns.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The router the kernel would use to reach it.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
     },
     /// The peer address is one of this host's own addresses.
     #[error("host-subnet: peer {peer} (owner of {subnet}) is a local address of this host; route not installed")]
     PeerIsLocal {
-        /// The peer's underlay address.
-        peer: Ipv4Addr,
+        /// The peer's address.
+        peer: IpAddr,
         /// The subnet it claims.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
     /// The kernel has no route to the peer at all.
     #[error("host-subnet: peer {peer} (owner of {subnet}) is unreachable; route not installed: {source}")]
     PeerUnreachable {
-        /// The peer's underlay address.
-        peer: Ipv4Addr,
+        /// The peer's address.
+        peer: IpAddr,
         /// The subnet it owns.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The failed `ip route get`.
         #[source]
-        source: NetlinkError,
+        source: Box<NetlinkError>,
     },
     /// A route for the subnet exists with another protocol; it is left alone.
     #[error("host-subnet: {subnet} is already routed by someone else (not proto {VXSWITCH_RT_PROTO}); left untouched: {source}")]
     SubnetTaken {
         /// The subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The EEXIST from `ip route add`.
         #[source]
-        source: NetlinkError,
+        source: Box<NetlinkError>,
     },
     /// Any other kernel failure.
     #[error(transparent)]
@@ -169,7 +210,7 @@ pub enum HostSubnetError {
 }
 
 /// Judges the kernel's route to `peer`: direct (no gateway, not local) or an error.
-pub fn on_link_verdict(peer: Ipv4Addr, subnet: Ipv4Net, lookup: &RouteLookup) -> Result<(), HostSubnetError> {
+pub fn on_link_verdict(peer: IpAddr, subnet: IpNet, lookup: &RouteLookup) -> Result<(), HostSubnetError> {
     if lookup.local {
         return Err(HostSubnetError::PeerIsLocal { peer, subnet });
     }
@@ -183,19 +224,19 @@ pub fn on_link_verdict(peer: Ipv4Addr, subnet: Ipv4Net, lookup: &RouteLookup) ->
 #[derive(Debug, Default)]
 pub struct ReconcileReport {
     /// Stale routes deleted.
-    pub removed: Vec<Ipv4Net>,
+    pub removed: Vec<IpNet>,
     /// Routes added or replaced.
-    pub installed: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub installed: Vec<(IpNet, IpAddr)>,
     /// Desired routes not installed, with the reason (also logged).
     pub refused: Vec<HostSubnetError>,
 }
 
 /// The host-subnet route programmer: consumes [`ControlUpdate`]s and keeps the kernel's
-/// `proto 86` routes equal to the cluster's subnet ownership.
+/// `proto 86` routes (both families) equal to the cluster's subnet ownership.
 #[derive(Debug)]
 pub struct HostSubnetRoutes {
     nl: Netlink,
-    table: BTreeMap<Ipv4Net, OwnedRoute>,
+    table: BTreeMap<IpNet, OwnedRoute>,
 }
 
 impl HostSubnetRoutes {
@@ -205,18 +246,26 @@ impl HostSubnetRoutes {
     }
 
     /// The routes this programmer owns, by subnet.
-    pub fn routes(&self) -> &BTreeMap<Ipv4Net, OwnedRoute> {
+    pub fn routes(&self) -> &BTreeMap<IpNet, OwnedRoute> {
         &self.table
+    }
+
+    /// The kernel's `proto 86` routes of both families.
+    fn installed(&self) -> Result<Vec<KernelRoute>, NetlinkError> {
+        let v4 = self.nl.routes_by_proto(VXSWITCH_RT_PROTO)?;
+        let v6 = self.nl.routes6_by_proto(VXSWITCH_RT_PROTO)?;
+        Ok(v4.iter().map(KernelRoute::from).chain(v6.iter().map(KernelRoute::from)).collect())
     }
 
     /// Brings the kernel's `proto 86` routes to exactly `desired` (start-up). Refused peers
     /// are logged and reported, not fatal; a kernel failure on anything else is returned.
-    pub fn reconcile(&mut self, desired: &[(Ipv4Net, Ipv4Addr)]) -> Result<ReconcileReport, HostSubnetError> {
-        let installed = self.nl.routes_by_proto(VXSWITCH_RT_PROTO)?;
-        self.table = installed.iter().filter_map(|r| Some((r.dst.trunc(), OwnedRoute { via: r.gateway?, vni: None }))).collect();
+    pub fn reconcile(&mut self, desired: &[(IpNet, IpAddr)]) -> Result<ReconcileReport, HostSubnetError> {
+        let installed = self.installed()?;
+        self.table =
+            installed.iter().filter_map(|r| Some((r.dst.trunc(), OwnedRoute { via: r.gateway?, peer: None, vni: None }))).collect();
         let mut report = ReconcileReport::default();
         for action in plan_reconcile(desired, &installed) {
-            match self.execute(&action, None) {
+            match self.execute(&action, None, None) {
                 Ok(()) => match action {
                     RouteAction::Delete { subnet, .. } => report.removed.push(subnet),
                     RouteAction::Install { subnet, via, .. } => report.installed.push((subnet, via)),
@@ -234,13 +283,13 @@ impl HostSubnetRoutes {
     /// Applies one control-plane update. A refused peer is logged and returned as the error
     /// (other routes are unaffected); updates unrelated to routes are ignored.
     pub fn apply(&mut self, update: &ControlUpdate) -> Result<(), HostSubnetError> {
-        let vni = match update {
-            ControlUpdate::RouteAdd { vni, .. } => Some(*vni),
-            _ => None,
+        let (vni, peer) = match update {
+            ControlUpdate::RouteAdd { vni, via, .. } => (Some(*vni), Some(*via)),
+            _ => (None, None),
         };
         let mut first_err = None;
         for action in plan_update(&self.table, update) {
-            if let Err(e) = self.execute(&action, vni) {
+            if let Err(e) = self.execute(&action, vni, peer) {
                 tracing::warn!("{e}");
                 first_err.get_or_insert(e);
             }
@@ -249,7 +298,7 @@ impl HostSubnetRoutes {
     }
 
     /// Carries out one action and updates the owned-route table to match the kernel.
-    fn execute(&mut self, action: &RouteAction, vni: Option<Vni>) -> Result<(), HostSubnetError> {
+    fn execute(&mut self, action: &RouteAction, vni: Option<Vni>, peer: Option<IpAddr>) -> Result<(), HostSubnetError> {
         match *action {
             RouteAction::Delete { subnet, via } => self.delete(subnet, via),
             RouteAction::Install { subnet, via, replace, old } => {
@@ -260,24 +309,52 @@ impl HostSubnetRoutes {
                     }
                     return Err(refusal);
                 }
-                let route = Ipv4Route::via(subnet, via, VXSWITCH_RT_PROTO);
-                let result = if replace { self.nl.route_replace(&route) } else { self.nl.route_add(&route) };
+                let result = match (subnet, via) {
+                    (IpNet::V4(dst), IpAddr::V4(gw)) => {
+                        let route = Ipv4Route::via(dst, gw, VXSWITCH_RT_PROTO);
+                        if replace {
+                            self.nl.route_replace(&route)
+                        } else {
+                            self.nl.route_add(&route)
+                        }
+                    }
+                    (IpNet::V6(dst), IpAddr::V6(gw)) => {
+                        let route = Ipv6Route::via(dst, gw, VXSWITCH_RT_PROTO);
+                        if replace {
+                            self.nl.route6_replace(&route)
+                        } else {
+                            self.nl.route6_add(&route)
+                        }
+                    }
+                    // The planner only pairs a subnet with a gateway of its family.
+                    _ => return Ok(()),
+                };
                 match result {
                     Ok(()) => {
-                        self.table.insert(subnet, OwnedRoute { via, vni });
+                        self.table.insert(subnet, OwnedRoute { via, peer, vni });
                         Ok(())
                     }
-                    Err(e) if e.errno() == Some(libc::EEXIST) => Err(HostSubnetError::SubnetTaken { subnet, source: e }),
+                    Err(e) if e.errno() == Some(libc::EEXIST) => Err(HostSubnetError::SubnetTaken { subnet, source: Box::new(e) }),
                     Err(e) => Err(e.into()),
                 }
             }
         }
     }
 
-    fn delete(&mut self, subnet: Ipv4Net, via: Option<Ipv4Addr>) -> Result<(), HostSubnetError> {
-        let mut route = Ipv4Route::via(subnet, Ipv4Addr::UNSPECIFIED, VXSWITCH_RT_PROTO);
-        route.gateway = via;
-        match self.nl.route_delete(&route) {
+    fn delete(&mut self, subnet: IpNet, via: Option<IpAddr>) -> Result<(), HostSubnetError> {
+        let result = match subnet {
+            IpNet::V4(dst) => {
+                let mut route = Ipv4Route::via(dst, Ipv4Addr::UNSPECIFIED, VXSWITCH_RT_PROTO);
+                route.gateway = via.and_then(|v| if let IpAddr::V4(v) = v { Some(v) } else { None });
+                self.nl.route_delete(&route)
+            }
+            IpNet::V6(dst) => {
+                let mut route = Ipv6Route::via(dst, Ipv6Addr::UNSPECIFIED, VXSWITCH_RT_PROTO);
+                route.gateway = via.and_then(|v| if let IpAddr::V6(v) = v { Some(v) } else { None });
+                self.nl.route6_delete(&route)
+            }
+        };
+        match result {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {} // already gone: the goal is reached
             Err(e) => return Err(e.into()),
@@ -287,8 +364,8 @@ impl HostSubnetRoutes {
     }
 
     /// `ip route get PEER` must show a direct route.
-    fn check_peer(&self, peer: Ipv4Addr, subnet: Ipv4Net) -> Result<(), HostSubnetError> {
-        let lookup = self.nl.route_get(peer).map_err(|source| HostSubnetError::PeerUnreachable { peer, subnet, source })?;
+    fn check_peer(&self, peer: IpAddr, subnet: IpNet) -> Result<(), HostSubnetError> {
+        let lookup = self.nl.route_get(peer).map_err(|e| HostSubnetError::PeerUnreachable { peer, subnet, source: Box::new(e) })?;
         on_link_verdict(peer, subnet, &lookup)
     }
 }
@@ -297,14 +374,14 @@ impl HostSubnetRoutes {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
-    fn route(dst: &str, gw: &str, proto: u8) -> Ipv4Route {
-        Ipv4Route::via(net(dst), ip(gw), proto)
+    fn route(dst: &str, gw: &str, proto: u8) -> KernelRoute {
+        KernelRoute { dst: net(dst).trunc(), gateway: Some(ip(gw)), proto }
     }
 
     #[test]
@@ -346,19 +423,15 @@ mod tests {
         assert_eq!(plan_reconcile(&[(net("198.19.1.0/24"), ip("198.18.0.2"))], &installed), vec![]);
     }
 
-    fn table(entries: &[(&str, &str, Option<Vni>)]) -> BTreeMap<Ipv4Net, OwnedRoute> {
-        entries.iter().map(|(n, v, vni)| (net(n), OwnedRoute { via: ip(v), vni: *vni })).collect()
+    fn table(entries: &[(&str, &str, Option<Vni>)]) -> BTreeMap<IpNet, OwnedRoute> {
+        entries.iter().map(|(n, v, vni)| (net(n), OwnedRoute { via: ip(v), peer: None, vni: *vni })).collect()
     }
 
     #[test]
     fn route_add_installs_replaces_or_does_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let add = |s: &str, v: &str| ControlUpdate::RouteAdd {
-            vni: Vni::new_const(1042),
-            subnet: net(s).into(),
-            via: ip(v).into(),
-            next_hop: Some(ip(v).into()),
-        };
+        let add =
+            |s: &str, v: &str| ControlUpdate::RouteAdd { vni: Vni::new_const(1042), subnet: net(s), via: ip(v), next_hop: Some(ip(v)) };
         assert_eq!(plan_update(&t, &add("198.19.1.0/24", "198.18.0.2")), vec![]);
         assert_eq!(
             plan_update(&t, &add("198.19.1.0/24", "198.18.0.4")),
@@ -373,7 +446,7 @@ mod tests {
     #[test]
     fn route_remove_deletes_only_known_subnets() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s).into() };
+        let rm = |s: &str| ControlUpdate::RouteRemove { vni: Vni::new_const(1042), subnet: net(s) };
         assert_eq!(
             plan_update(&t, &rm("198.19.1.0/24")),
             vec![RouteAction::Delete { subnet: net("198.19.1.0/24"), via: Some(ip("198.18.0.2")) }]
@@ -389,7 +462,7 @@ mod tests {
             ("198.19.6.0/24", "198.18.0.2", None),                    // adopted at start-up
             ("198.19.2.0/24", "198.18.0.3", Some(Vni::new_const(1042))), // other peer
         ]);
-        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip("198.18.0.2").into() };
+        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: ip("198.18.0.2") };
         assert_eq!(
             plan_update(&t, &down),
             vec![
@@ -402,8 +475,40 @@ mod tests {
     #[test]
     fn unrelated_updates_plan_nothing() {
         let t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
-        let u = ControlUpdate::ArpUnbind { vni: Vni::new_const(1042), ip: ip("198.19.1.5").into() };
+        let u = ControlUpdate::ArpUnbind { vni: Vni::new_const(1042), ip: ip("198.19.1.5") };
         assert_eq!(plan_update(&t, &u), vec![]);
+    }
+
+    #[test]
+    fn ipv6_reconcile_and_family_of_the_gateway() {
+        let installed = [
+            route("fd00:19:1::/64", "2001:db8:18::2", VXSWITCH_RT_PROTO), // wanted as is
+            route("fd00:19:9::/64", "2001:db8:18::9", VXSWITCH_RT_PROTO), // stale
+            route("198.19.1.0/24", "198.18.0.2", VXSWITCH_RT_PROTO),      // IPv4 next to it, wanted
+        ];
+        let desired = [
+            (net("fd00:19:1::/64"), ip("2001:db8:18::2")),
+            (net("198.19.1.0/24"), ip("198.18.0.2")),
+            (net("fd00:19:2::/64"), ip("2001:db8:18::3")),
+        ];
+        assert_eq!(
+            plan_reconcile(&desired, &installed),
+            vec![
+                RouteAction::Delete { subnet: net("fd00:19:9::/64"), via: Some(ip("2001:db8:18::9")) },
+                RouteAction::Install { subnet: net("fd00:19:2::/64"), via: ip("2001:db8:18::3"), replace: false, old: None },
+            ]
+        );
+        // An IPv6 subnet goes via the peer's IPv6 address, an IPv4 one via its IPv4 address.
+        let (v4, v6) = (ip("198.18.0.2"), ip("2001:db8:18::2"));
+        assert_eq!(gateway_for(&net("fd00:19:1::/64"), v4, Some(v6)), Some(v6));
+        assert_eq!(gateway_for(&net("198.19.1.0/24"), v4, Some(v6)), Some(v4));
+        assert_eq!(gateway_for(&net("fd00:19:1::/64"), v6, None), Some(v6), "an IPv6 underlay");
+        assert_eq!(gateway_for(&net("fd00:19:1::/64"), v4, None), None, "a peer without an IPv6 address");
+        // A peer going down takes the IPv6 routes it was the underlay peer of.
+        let mut t = table(&[("198.19.1.0/24", "198.18.0.2", Some(Vni::new_const(1042)))]);
+        t.insert(net("fd00:19:1::/64"), OwnedRoute { via: v6, peer: Some(v4), vni: Some(Vni::new_const(1042)) });
+        let down = ControlUpdate::PeerDown { vni: Vni::new_const(1042), underlay: v4 };
+        assert_eq!(plan_update(&t, &down).len(), 2);
     }
 
     #[test]

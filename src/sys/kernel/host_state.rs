@@ -1,7 +1,8 @@
 //! What vxswitch changed on the host, recorded so that any later start can undo it.
 //!
-//! TAPs vanish with the process, but some changes outlive it: the gateway address put on a
-//! host-subnet bridge, `net.ipv4.ip_forward` switched on, the kernel vxlan devices of kernel mode
+//! TAPs vanish with the process, but some changes outlive it: the gateway addresses put on a
+//! host-subnet bridge (IPv4 and, dual stack, IPv6), `net.ipv4.ip_forward` and
+//! `net.ipv6.conf.all.forwarding` switched on, the kernel vxlan devices of kernel mode
 //! and the `proto 86` routes. A clean shutdown undoes them; a crash does not, and a restart with a
 //! *different* configuration would then never look at them again (its reconcile only covers what
 //! the new configuration still mentions). So every such change is written to a small state file
@@ -15,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::host_routes::HostSubnetRoutes;
@@ -25,6 +26,8 @@ use crate::sys::SysError;
 
 /// Where `net.ipv4.ip_forward` lives.
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// Where `net.ipv6.conf.all.forwarding` lives.
+pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
 /// Changes to the host that outlive the daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +36,12 @@ pub struct HostChanges {
     pub enabled_ip_forward: bool,
     /// Addresses vxswitch added to links that outlive it (host-subnet bridges): (link, address).
     pub addresses: Vec<(String, Ipv4Net)>,
+    /// vxswitch switched `net.ipv6.conf.all.forwarding` from 0 to 1 (dual-stack host-subnet).
+    #[serde(default)]
+    pub enabled_ip6_forward: bool,
+    /// IPv6 addresses vxswitch added to links that outlive it: (link, address).
+    #[serde(default)]
+    pub addresses6: Vec<(String, Ipv6Net)>,
     /// Kernel vxlan devices vxswitch created: (name, VNI).
     pub devices: Vec<(String, u32)>,
     /// vxswitch may have installed `proto 86` routes.
@@ -44,19 +53,27 @@ pub struct HostChanges {
 pub enum Cleanup {
     /// `sysctl -w net.ipv4.ip_forward=0`.
     DisableIpForward,
+    /// `sysctl -w net.ipv6.conf.all.forwarding=0`.
+    DisableIp6Forward,
     /// `ip addr del ADDRESS dev LINK`.
     DeleteAddress(String, Ipv4Net),
+    /// `ip -6 addr del ADDRESS dev LINK`.
+    DeleteAddress6(String, Ipv6Net),
     /// `ip link del NAME`, only if it is a vxlan device with this VNI.
     DeleteDevice(String, u32),
     /// Remove every `proto 86` route.
     FlushRoutes,
 }
 
-/// What `config` will change on the host (recorded before the changes are made).
-pub fn intended(config: &Config, ip_forward_was_on: bool) -> HostChanges {
+/// What `config` will change on the host (recorded before the changes are made); `forwarding_was_on`
+/// is (IPv4, IPv6) forwarding as the host had it.
+pub fn intended(config: &Config, forwarding_was_on: (bool, bool)) -> HostChanges {
     let host_subnet: Vec<_> = config.networks.iter().filter(|n| n.mode == Mode::HostSubnet).collect();
+    let addresses6: Vec<(String, Ipv6Net)> = host_subnet.iter().filter_map(|n| Some((n.bridge.clone()?, gateway6_of(n)?))).collect();
     HostChanges {
-        enabled_ip_forward: !host_subnet.is_empty() && !ip_forward_was_on,
+        enabled_ip_forward: !host_subnet.is_empty() && !forwarding_was_on.0,
+        enabled_ip6_forward: !addresses6.is_empty() && !forwarding_was_on.1,
+        addresses6,
         addresses: host_subnet
             .iter()
             .filter_map(|n| {
@@ -69,11 +86,25 @@ pub fn intended(config: &Config, ip_forward_was_on: bool) -> HostChanges {
     }
 }
 
+/// The IPv6 gateway address a dual-stack host-subnet network puts on its bridge.
+pub fn gateway6_of(n: &crate::config::Network) -> Option<Ipv6Net> {
+    let hs = n.host_subnet6.as_ref()?;
+    Ipv6Net::new(hs.gateway, hs.subnet.prefix_len()).ok()
+}
+
 /// The steps that undo what `previous` recorded and `next` does not want again.
 pub fn plan_cleanup(previous: &HostChanges, next: &HostChanges) -> Vec<Cleanup> {
     let mut plan = Vec::new();
     if previous.enabled_ip_forward && next.addresses.is_empty() && !next.routes {
         plan.push(Cleanup::DisableIpForward);
+    }
+    if previous.enabled_ip6_forward && next.addresses6.is_empty() {
+        plan.push(Cleanup::DisableIp6Forward);
+    }
+    for (link, addr) in &previous.addresses6 {
+        if !next.addresses6.contains(&(link.clone(), *addr)) {
+            plan.push(Cleanup::DeleteAddress6(link.clone(), *addr));
+        }
     }
     for (link, addr) in &previous.addresses {
         if !next.addresses.contains(&(link.clone(), *addr)) {
@@ -96,7 +127,13 @@ pub fn plan_cleanup(previous: &HostChanges, next: &HostChanges) -> Vec<Cleanup> 
 fn union(a: &HostChanges, b: &HostChanges) -> HostChanges {
     let mut u = a.clone();
     u.enabled_ip_forward |= b.enabled_ip_forward;
+    u.enabled_ip6_forward |= b.enabled_ip6_forward;
     u.routes |= b.routes;
+    for x in &b.addresses6 {
+        if !u.addresses6.contains(x) {
+            u.addresses6.push(x.clone());
+        }
+    }
     for x in &b.addresses {
         if !u.addresses.contains(x) {
             u.addresses.push(x.clone());
@@ -142,9 +179,10 @@ impl HostState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostChanges::default(),
             Err(e) => return Err(os("read host state")(e)),
         };
-        let ip_forward_on = std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() == "1");
+        let on = |path: &str| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
         // Forwarding that an earlier run turned on does not count as the host's own setting.
-        let next = intended(config, ip_forward_on && !previous.enabled_ip_forward);
+        let was_on = (on(IP_FORWARD) && !previous.enabled_ip_forward, on(IP6_FORWARD) && !previous.enabled_ip6_forward);
+        let next = intended(config, was_on);
         let mut state = HostState { path, recorded: HostChanges::default() };
         // Until the leftovers are gone, both the old and the new changes may be on the host.
         state.record(union(&previous, &next))?;
@@ -188,6 +226,15 @@ fn cleanup(step: &Cleanup) -> Result<(), Box<dyn std::error::Error + Send + Sync
     match step {
         // = sysctl -w net.ipv4.ip_forward=0
         Cleanup::DisableIpForward => std::fs::write(IP_FORWARD, "0")?,
+        // = sysctl -w net.ipv6.conf.all.forwarding=0
+        Cleanup::DisableIp6Forward => std::fs::write(IP6_FORWARD, "0")?,
+        // = ip -6 addr del ADDRESS dev LINK
+        Cleanup::DeleteAddress6(link, addr) => {
+            let nl = Netlink::new()?;
+            if let Some(l) = nl.find_link(link)? {
+                nl.delete_address6(l.index, *addr)?;
+            }
+        }
         // = ip addr del ADDRESS dev LINK
         Cleanup::DeleteAddress(link, addr) => {
             let nl = Netlink::new()?;
@@ -227,18 +274,18 @@ mod tests {
 
     #[test]
     fn intended_changes_follow_the_modes() {
-        let c = intended(&config(HOST_SUBNET), false);
+        let c = intended(&config(HOST_SUBNET), (false, false));
         assert!(c.enabled_ip_forward && c.routes);
         assert_eq!(c.addresses, vec![("br0".to_string(), "198.19.1.1/24".parse().unwrap())]);
-        assert!(!intended(&config(HOST_SUBNET), true).enabled_ip_forward, "forwarding already on is the host's");
-        assert_eq!(intended(&config(KERNEL), false).devices, vec![("vtep1042".to_string(), 1042)]);
-        assert_eq!(intended(&config(OVERLAY), false), HostChanges::default(), "TAPs vanish with the process");
+        assert!(!intended(&config(HOST_SUBNET), (true, false)).enabled_ip_forward, "forwarding already on is the host's");
+        assert_eq!(intended(&config(KERNEL), (false, false)).devices, vec![("vtep1042".to_string(), 1042)]);
+        assert_eq!(intended(&config(OVERLAY), (false, false)), HostChanges::default(), "TAPs vanish with the process");
     }
 
     #[test]
     fn a_crash_then_a_new_config_undoes_what_is_no_longer_wanted() {
-        let crashed = intended(&config(&format!("{HOST_SUBNET}{KERNEL}")), false);
-        let next = intended(&config(OVERLAY), false);
+        let crashed = intended(&config(&format!("{HOST_SUBNET}{KERNEL}")), (false, false));
+        let next = intended(&config(OVERLAY), (false, false));
         let plan = plan_cleanup(&crashed, &next);
         assert_eq!(
             plan,
@@ -256,11 +303,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dual_stack_network_records_its_ipv6_gateway_and_forwarding_and_a_later_ipv4_config_undoes_them() {
+        let dual = Config::parse(&format!(
+            "[underlay]\naddress = \"198.18.0.1\"\naddress6 = \"2001:db8:18::1\"\n{}",
+            HOST_SUBNET.replace("subnet = \"198.19.1.0/24\"\n", "subnet = \"198.19.1.0/24\"\nsubnet6 = \"fd00:19:1::/64\"\n")
+        ))
+        .unwrap();
+        let c = intended(&dual, (false, false));
+        assert_eq!(c.addresses6, vec![("br0".to_string(), "fd00:19:1::1/64".parse().unwrap())]);
+        assert!(c.enabled_ip6_forward);
+        assert!(!intended(&dual, (false, true)).enabled_ip6_forward, "IPv6 forwarding already on is the host's");
+        let ipv4_only = intended(&config(HOST_SUBNET), (false, false));
+        assert!(!ipv4_only.enabled_ip6_forward && ipv4_only.addresses6.is_empty());
+        assert_eq!(
+            plan_cleanup(&c, &ipv4_only),
+            vec![Cleanup::DisableIp6Forward, Cleanup::DeleteAddress6("br0".into(), "fd00:19:1::1/64".parse().unwrap())]
+        );
+        // A record written before IPv6 existed reads without the new fields.
+        let old: HostChanges =
+            serde_json::from_str(r#"{"enabled_ip_forward":true,"addresses":[["br0","198.19.1.1/24"]],"devices":[],"routes":true}"#)
+                .unwrap();
+        assert!(old.addresses6.is_empty() && !old.enabled_ip6_forward);
+    }
+
+    #[test]
     fn the_record_is_replaced_atomically_and_read_back() {
         let dir = std::env::temp_dir().join(format!("vxs-hoststate-{}", std::process::id()));
         let path = HostState::path_for(&dir.join("vxswitch.sock"));
         let mut state = HostState { path: path.clone(), recorded: HostChanges::default() };
-        let changes = intended(&config(HOST_SUBNET), false);
+        let changes = intended(&config(HOST_SUBNET), (false, false));
         state.record(changes.clone()).unwrap();
         let back: HostChanges = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, changes);

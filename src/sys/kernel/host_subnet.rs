@@ -1,11 +1,13 @@
-//! Host-subnet networks in the daemon: gateway address on the bridge, forwarding on, and the
-//! peers' routes reconciled at start and withdrawn at clean shutdown (see [`super::host_routes`]).
+//! Host-subnet networks in the daemon: gateway address on the bridge (and the IPv6 gateway of a
+//! dual-stack network, without DAD: it is this host's by configuration), forwarding on (IPv6
+//! too when a network has `subnet6`), and the peers' routes of both families reconciled at
+//! start and withdrawn at clean shutdown (see [`super::host_routes`]).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
-use super::host_routes::HostSubnetRoutes;
+use super::host_routes::{self, HostSubnetRoutes};
 use super::netlink::Netlink;
 use crate::config::{Config, Mode};
 use crate::control::ControlUpdate;
@@ -28,9 +30,12 @@ impl HostSubnetDriver {
         if nets.is_empty() {
             return Ok(None);
         }
-        enable_forwarding()?;
+        enable_forwarding(super::host_state::IP_FORWARD, "net.ipv4.ip_forward")?;
+        if nets.iter().any(|n| n.host_subnet6.is_some()) {
+            enable_forwarding(super::host_state::IP6_FORWARD, "net.ipv6.conf.all.forwarding")?;
+        }
         let nl = Netlink::new().map_err(err("open netlink", "host-subnet"))?;
-        let mut desired: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
+        let mut desired: Vec<(IpNet, IpAddr)> = Vec::new();
         for net in &nets {
             // A leased subnet's gateway goes on the bridge once leased (see `host_lease`).
             if let (Some(hs), Some(bridge)) = (net.host_subnet.as_ref(), &net.bridge) {
@@ -38,9 +43,16 @@ impl HostSubnetDriver {
                 let gw = Ipv4Net::new(hs.gateway, hs.subnet.prefix_len()).expect("valid prefix");
                 super::links::configure_link(bridge, None, Some(gw))?;
             }
+            if let (Some(gw6), Some(bridge)) = (super::host_state::gateway6_of(net), &net.bridge) {
+                // = ip -6 addr add GATEWAY6/PREFIX dev BRIDGE nodad
+                let index = nl.link_index(bridge).map_err(err("find", bridge))?;
+                if !nl.addresses_all(index).map_err(err("list addresses", bridge))?.contains(&IpNet::V6(gw6)) {
+                    nl.add_address6_nodad(index, gw6).map_err(err("add IPv6 gateway", bridge))?;
+                }
+            }
             for update in net.static_updates() {
-                if let ControlUpdate::RouteAdd { subnet: ipnet::IpNet::V4(subnet), via: std::net::IpAddr::V4(via), .. } = update {
-                    desired.push((subnet, via));
+                if let ControlUpdate::RouteAdd { subnet, via, next_hop, .. } = update {
+                    desired.extend(host_routes::gateway_for(&subnet, via, next_hop).map(|gw| (subnet, gw)));
                 }
             }
         }
@@ -59,20 +71,20 @@ impl HostSubnetDriver {
 
     /// Remove every route this daemon installed (clean shutdown).
     pub fn withdraw_all(mut self) {
-        let subnets: Vec<Ipv4Net> = self.routes.routes().keys().copied().collect();
+        let subnets: Vec<IpNet> = self.routes.routes().keys().copied().collect();
         for subnet in subnets {
-            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet: subnet.into() });
+            self.apply(&ControlUpdate::RouteRemove { vni: Vni::new_const(0), subnet });
         }
     }
 }
 
-/// `sysctl -w net.ipv4.ip_forward=1`: host-subnet hosts route between their bridge and the underlay.
-fn enable_forwarding() -> Result<(), SysError> {
-    const PATH: &str = super::host_state::IP_FORWARD;
-    let on = std::fs::read_to_string(PATH).map(|v| v.trim() == "1").unwrap_or(false);
+/// `sysctl -w net.ipv4.ip_forward=1` (or its IPv6 twin at `path`): host-subnet hosts route
+/// between their bridge and the underlay.
+fn enable_forwarding(path: &str, name: &'static str) -> Result<(), SysError> {
+    let on = std::fs::read_to_string(path).map(|v| v.trim() == "1").unwrap_or(false);
     if !on {
-        std::fs::write(PATH, "1").map_err(|source| SysError::Os { op: "enable net.ipv4.ip_forward", source })?;
-        tracing::info!("enabled net.ipv4.ip_forward for host-subnet routing");
+        std::fs::write(path, "1").map_err(|source| SysError::Os { op: name, source })?;
+        tracing::info!("enabled {name} for host-subnet routing");
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! IPv4 interface addresses.
+//! Interface addresses: IPv4, and IPv6 as the CNI plugin gives them to containers.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use ipnet::{IpNet, Ipv6Net};
+
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::AddressFamily;
 
 use super::{Netlink, NetlinkError, Result};
@@ -31,6 +33,50 @@ impl Netlink {
     pub fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
         let req = self.handle.address().add(index, IpAddr::V4(addr.addr()), addr.prefix_len());
         self.run(req.execute()).map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index}"), e))
+    }
+
+    /// Adds an IPv6 address without duplicate address detection (`nodad`): usable at once,
+    /// never left tentative. For addresses handed out by an allocator that gives each one once.
+    // = ip -6 addr add ADDR/LEN dev DEV nodad
+    pub fn add_address6_nodad(&self, index: u32, addr: Ipv6Net) -> Result<()> {
+        let mut req = self.handle.address().add(index, IpAddr::V6(addr.addr()), addr.prefix_len());
+        let msg = req.message_mut();
+        msg.header.flags |= AddressHeaderFlags::Nodad;
+        msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.run(req.execute()).map_err(|e| NetlinkError::request(format!("addr add {addr} dev {index} nodad"), e))
+    }
+
+    /// Every address of the link, IPv4 and IPv6 (link-local included).
+    // = ip addr show dev DEV
+    pub fn addresses_all(&self, index: u32) -> Result<Vec<IpNet>> {
+        Ok(self
+            .address_messages(index)?
+            .iter()
+            .filter_map(|m| match m.header.family {
+                AddressFamily::Inet => ipv4_of(m).map(IpNet::V4),
+                AddressFamily::Inet6 => m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(IpAddr::V6(ip)) => Ipv6Net::new(*ip, m.header.prefix_len).ok().map(IpNet::V6),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Removes the IPv6 address `addr` from the link; `Ok(false)` when it was not there.
+    // = ip -6 addr del ADDR/LEN dev DEV
+    pub fn delete_address6(&self, index: u32, addr: Ipv6Net) -> Result<bool> {
+        for msg in self.address_messages(index)? {
+            let is = msg.header.family == AddressFamily::Inet6
+                && msg.header.prefix_len == addr.prefix_len()
+                && msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(ip)) if *ip == addr.addr()));
+            if is {
+                self.run(self.handle.address().del(msg).execute())
+                    .map_err(|e| NetlinkError::request(format!("addr del {addr} dev {index}"), e))?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {

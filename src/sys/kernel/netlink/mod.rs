@@ -26,6 +26,7 @@ mod fdb;
 mod link;
 mod netns;
 mod route;
+mod route6;
 
 use std::future::Future;
 
@@ -35,6 +36,7 @@ use tokio::runtime::Runtime;
 pub use error::NetlinkError;
 pub use link::{LinkInfo, VxlanSpec};
 pub use route::{Ipv4Route, RouteLookup, RT_TABLE_MAIN};
+pub use route6::Ipv6Route;
 
 /// Result of every netlink operation.
 pub type Result<T> = std::result::Result<T, NetlinkError>;

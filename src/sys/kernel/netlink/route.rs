@@ -1,9 +1,9 @@
-//! IPv4 routes: replace, delete, list by protocol number, and `ip route get`.
+//! IPv4 routes: replace, delete, list by protocol number; and `ip route get` for both families.
 //!
 //! Routes that vxswitch installs carry their own routing protocol number (`proto N`), so a
 //! restart can list exactly its own routes and never touches anyone else's.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -112,11 +112,11 @@ impl Ipv4Route {
     }
 }
 
-/// The kernel's answer to `ip route get DST`.
+/// The kernel's answer to `ip route get DST` (either family).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteLookup {
     /// Next hop, if the destination is reached through a router.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Output interface index.
     pub oif: Option<u32>,
     /// The destination is one of this host's own addresses (RTN_LOCAL).
@@ -157,11 +157,15 @@ impl Netlink {
         Ok(msgs.iter().filter_map(Ipv4Route::from_message).filter(|r| r.proto == proto && r.table == RT_TABLE_MAIN).collect())
     }
 
-    /// Asks the kernel how it would reach `dst` right now.
+    /// Asks the kernel how it would reach `dst` (IPv4 or IPv6) right now.
     // = ip route get DST
-    pub fn route_get(&self, dst: Ipv4Addr) -> Result<RouteLookup> {
+    pub fn route_get(&self, dst: impl Into<IpAddr>) -> Result<RouteLookup> {
+        let dst: IpAddr = dst.into();
         let op = format!("route get {dst}");
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
+        let msg = match dst {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(v4, 32).build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(v6, 128).build(),
+        };
         let answer = self
             .run(self.handle.route().get(msg).execute().try_next())
             .map_err(|e| NetlinkError::request(op.clone(), e))?
@@ -169,7 +173,8 @@ impl Netlink {
         let mut lookup = RouteLookup { gateway: None, oif: None, local: answer.header.kind == RouteType::Local };
         for attr in &answer.attributes {
             match attr {
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => lookup.gateway = Some(*ip),
+                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => lookup.gateway = Some(IpAddr::V4(*ip)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => lookup.gateway = Some(IpAddr::V6(*ip)),
                 RouteAttribute::Oif(i) => lookup.oif = Some(*i),
                 _ => {}
             }
