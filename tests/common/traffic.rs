@@ -9,19 +9,20 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use vxswitch::testnet::lab::Lab;
+use vxswitch::testnet::probes;
 
-/// `ping -c COUNT` from a container; returns (transmitted, received).
+/// `COUNT` ICMP echo requests from a container, 50 ms apart; returns (sent, received).
+///
+/// Uses the built-in probe (`vxswitch probe ping`), which waits up to 2 s for each reply before
+/// it sends the next request. iputils `ping -c N` is not fit to count losses on a busy machine:
+/// once it has sent the last request and seen any reply, it waits only max(2 x the largest RTT so
+/// far, the interval) for the rest (`-W` applies only while no reply came), so a last reply that
+/// is 50 ms late is reported as lost although it arrived.
 pub fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32) -> (u32, u32) {
-    let ns = &lab.hosts[host].containers[container].ns;
-    let out = ns
-        .command("ping")
-        .args(["-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
-        .output()
-        .expect("ping runs (apt-get install iputils-ping)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1])
+    let from = &lab.hosts[host].containers[container];
+    let report = probes::ping_with_timeout(lab, from, dst, count, Duration::from_millis(50), Duration::from_secs(2))
+        .expect("the ping probe runs in the container");
+    (report.sent, report.received)
 }
 
 /// Every container pings every other container; asserts nothing is lost.
