@@ -25,6 +25,26 @@ pub fn ping(lab: &Lab, host: usize, container: usize, dst: Ipv4Addr, count: u32)
     (report.sent, report.received)
 }
 
+/// `COUNT` ICMPv6 echo requests from a container to `dst` (an address, or `fe80::..%eth0`);
+/// returns (sent, received).
+///
+/// One iputils `ping -6 -c 1 -W 2` per request: with a single request and no reply yet, iputils
+/// waits the full `-W` for it, whereas `ping -c N` gives the replies outstanding after its last
+/// request only max(2 x largest RTT, interval) (see [`ping`]).
+pub fn ping6(lab: &Lab, host: usize, container: usize, dst: &str, count: u32) -> (u32, u32) {
+    let ns = &lab.hosts[host].containers[container].ns;
+    let (mut sent, mut got) = (0, 0);
+    for _ in 0..count {
+        let out =
+            ns.command("ping").args(["-6", "-c", "1", "-W", "2", "-q", dst]).output().expect("ping runs (apt-get install iputils-ping)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
+        let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+        (sent, got) = (sent + nums[0], got + nums[1]);
+    }
+    (sent, got)
+}
+
 /// Every container pings every other container; asserts nothing is lost.
 pub fn all_pairs_ping(lab: &Lab, count: u32) {
     let all: Vec<(usize, usize, Ipv4Addr)> =
