@@ -73,9 +73,13 @@ impl Capture {
         let child = lab
             .underlay
             .command("tcpdump")
-            .args(["-i", dev, "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
+            // --immediate-mode: every frame reaches tcpdump (and, with -U, the file) at once.
+            // Without it libpcap's TPACKET_V3 ring hands over a block only when it is full or
+            // after tcpdump's 1 s timeout, and tcpdump exits on SIGINT without reading the
+            // partly filled block: the last frames of a test were missing from the file.
+            .args(["-i", dev, "--immediate-mode", "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump runs (apt-get install tcpdump)");
         // Wait until the pcap header is written: tcpdump is then listening.
@@ -104,7 +108,16 @@ impl Capture {
         }
         // SAFETY: signalling our own child so it flushes and exits.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut report = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut report);
+        }
         let _ = self.child.wait();
+        // Frames the kernel could not hand to tcpdump are missing from the file: a count of
+        // captured frames would then be wrong, so say so instead of failing on the count.
+        let dropped =
+            report.lines().find(|l| l.contains("dropped by kernel")).and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+        assert_eq!(dropped, Some(0), "tcpdump lost frames: {report}");
         read_pcap(&std::fs::read(&self.path).expect("pcap written"))
     }
 }
