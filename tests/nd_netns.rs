@@ -37,18 +37,9 @@ fn overlay_gossip_config(lab: &Lab, i: usize) -> String {
     format!("{}\n{gossip}", base.join("\n"))
 }
 
-/// `ping -6 -c COUNT`; returns (transmitted, received).
+/// (sent, received) of `count` ICMPv6 echo requests (see [`traffic::ping6`]).
 fn ping6(lab: &Lab, host: usize, container: usize, dst: Ipv6Addr, count: u32) -> (u32, u32) {
-    let out = lab.hosts[host].containers[container]
-        .ns
-        .command("ping")
-        .args(["-6", "-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
-        .output()
-        .expect("ping runs (apt-get install iputils-ping)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1])
+    traffic::ping6(lab, host, container, &dst.to_string(), count)
 }
 
 fn all_containers(lab: &Lab) -> Vec<(usize, usize)> {

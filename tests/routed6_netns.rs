@@ -13,7 +13,7 @@ use std::net::Ipv6Addr;
 use std::path::Path;
 
 use netns_common::have_root;
-use traffic::{all_pairs_ping, vxlan_inner, Capture};
+use traffic::{all_pairs_ping, ping6, vxlan_inner, Capture};
 use vxswitch::testnet::lab::{Addressing, HostKind, Lab};
 
 fn bin() -> &'static Path {
@@ -33,20 +33,6 @@ fn gateway6(i: usize) -> Ipv6Addr {
 /// Container `j` of host `i`.
 fn ctr6(i: usize, j: usize) -> Ipv6Addr {
     format!("fd00:19:0:{}::{}", i + 1, 10 + j).parse().unwrap()
-}
-
-/// (sent, received) of `count` pings from container `c` of host `h` to `dst`, over IPv6.
-fn ping6(lab: &Lab, h: usize, c: usize, dst: &str, count: u32) -> (u32, u32) {
-    let out = lab.hosts[h].containers[c]
-        .ns
-        .command("ping")
-        .args(["-6", "-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", dst])
-        .output()
-        .expect("ping runs (apt-get install iputils-ping)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1])
 }
 
 #[test]

@@ -553,6 +553,11 @@ impl Drop for Lab {
         for i in 0..self.daemons.len() {
             let _ = self.stop_vxswitch(i);
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // A failing test names this directory in its message: keep the daemons' logs there.
+        if std::thread::panicking() {
+            eprintln!("lab: logs kept in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -14,11 +14,34 @@ fn bin(lab: &Lab) -> String {
     lab.bin().to_string_lossy().into_owned()
 }
 
-/// Ping `dst` from container `from` with the built-in ICMP probe.
+/// Ping `dst` from container `from` with the built-in ICMP probe (1 s for each reply).
 pub fn ping(lab: &Lab, from: &Container, dst: Ipv4Addr, count: u32, interval: Duration) -> io::Result<PingReport> {
+    ping_with_timeout(lab, from, dst, count, interval, Duration::from_secs(1))
+}
+
+/// Ping `dst` from container `from`, waiting up to `timeout` for each reply before the next
+/// request.
+pub fn ping_with_timeout(
+    lab: &Lab,
+    from: &Container,
+    dst: Ipv4Addr,
+    count: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> io::Result<PingReport> {
     let out = from.ns.output(
         &bin(lab),
-        &["probe", "ping", &dst.to_string(), "--count", &count.to_string(), "--interval-ms", &interval.as_millis().to_string()],
+        &[
+            "probe",
+            "ping",
+            &dst.to_string(),
+            "--count",
+            &count.to_string(),
+            "--interval-ms",
+            &interval.as_millis().to_string(),
+            "--timeout-ms",
+            &timeout.as_millis().to_string(),
+        ],
     )?;
     serde_json::from_str(out.trim()).map_err(io::Error::other)
 }

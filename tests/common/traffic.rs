@@ -9,21 +9,45 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use vxswitch::testnet::lab::Lab;
+use vxswitch::testnet::probes;
 
-/// `ping -c COUNT` from a container (to an IPv4 or IPv6 address); returns (transmitted,
-/// received).
+/// `COUNT` ICMP echo requests from a container, 50 ms apart; returns (sent, received).
+///
+/// Uses the built-in probe (`vxswitch probe ping`), which waits up to 2 s for each reply before
+/// it sends the next request. iputils `ping -c N` is not fit to count losses on a busy machine:
+/// once it has sent the last request and seen any reply, it waits only max(2 x the largest RTT so
+/// far, the interval) for the rest (`-W` applies only while no reply came), so a last reply that
+/// is 50 ms late is reported as lost although it arrived.
+/// An IPv6 `dst` goes to [`ping6`] (the probe speaks IPv4 only).
 pub fn ping(lab: &Lab, host: usize, container: usize, dst: impl Into<IpAddr>, count: u32) -> (u32, u32) {
-    let dst: IpAddr = dst.into();
+    let dst = match dst.into() {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => return ping6(lab, host, container, &v6.to_string(), count),
+    };
+    let from = &lab.hosts[host].containers[container];
+    let report = probes::ping_with_timeout(lab, from, dst, count, Duration::from_millis(50), Duration::from_secs(2))
+        .expect("the ping probe runs in the container");
+    (report.sent, report.received)
+}
+
+/// `COUNT` ICMPv6 echo requests from a container to `dst` (an address, or `fe80::..%eth0`);
+/// returns (sent, received).
+///
+/// One iputils `ping -6 -c 1 -W 2` per request: with a single request and no reply yet, iputils
+/// waits the full `-W` for it, whereas `ping -c N` gives the replies outstanding after its last
+/// request only max(2 x largest RTT, interval) (see [`ping`]).
+pub fn ping6(lab: &Lab, host: usize, container: usize, dst: &str, count: u32) -> (u32, u32) {
     let ns = &lab.hosts[host].containers[container].ns;
-    let out = ns
-        .command("ping")
-        .args(["-c", &count.to_string(), "-i", "0.05", "-W", "2", "-q", &dst.to_string()])
-        .output()
-        .expect("ping runs (apt-get install iputils-ping)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1])
+    let (mut sent, mut got) = (0, 0);
+    for _ in 0..count {
+        let out =
+            ns.command("ping").args(["-6", "-c", "1", "-W", "2", "-q", dst]).output().expect("ping runs (apt-get install iputils-ping)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("ping output: {text}"));
+        let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+        (sent, got) = (sent + nums[0], got + nums[1]);
+    }
+    (sent, got)
 }
 
 /// Every container pings every other container; asserts nothing is lost.
@@ -54,12 +78,13 @@ impl Capture {
         let child = lab
             .underlay
             .command("tcpdump")
-            // Immediate mode: without it libpcap hands packets over per ring block or after its
-            // 1 s timeout, and a burst shorter than that was still in the ring when stop() ended
-            // tcpdump (a capture of 0 packets while every ping had passed).
-            .args(["-i", dev, "-U", "--immediate-mode", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
+            // --immediate-mode: every frame reaches tcpdump (and, with -U, the file) at once.
+            // Without it libpcap's TPACKET_V3 ring hands over a block only when it is full or
+            // after tcpdump's 1 s timeout, and tcpdump exits on SIGINT without reading the
+            // partly filled block: the last frames of a test were missing from the file.
+            .args(["-i", dev, "--immediate-mode", "-U", "-n", "-B", "8192", "-w", &path.to_string_lossy(), filter])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump runs (apt-get install tcpdump)");
         // Wait until the pcap header is written: tcpdump is then listening.
@@ -88,7 +113,16 @@ impl Capture {
         }
         // SAFETY: signalling our own child so it flushes and exits.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut report = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut report);
+        }
         let _ = self.child.wait();
+        // Frames the kernel could not hand to tcpdump are missing from the file: a count of
+        // captured frames would then be wrong, so say so instead of failing on the count.
+        let dropped =
+            report.lines().find(|l| l.contains("dropped by kernel")).and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+        assert_eq!(dropped, Some(0), "tcpdump lost frames: {report}");
         read_pcap(&std::fs::read(&self.path).expect("pcap written"))
     }
 }
