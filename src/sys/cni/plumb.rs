@@ -169,7 +169,7 @@ fn plumb(a: &Attach<'_>, host: &Netlink, container: &Netlink, host_index: u32, b
             }
             (IpNet::V6(dst), IpAddr::V6(gw)) => {
                 let route = Ipv6Route::via(dst, gw, RTPROT_BOOT).dev(index);
-                container.route6_add(&route).map_err(nl_err("add an IPv6 route in the container"))?;
+                container.route_add(&route).map_err(nl_err("add an IPv6 route in the container"))?;
             }
             _ => {
                 return Err(CniError::new(
@@ -214,8 +214,8 @@ pub fn inspect(netns: &Path, ifname: &str) -> Result<Option<Seen>, CniError> {
         mtu: link.mtu,
         addresses: container.addresses_all(link.index).map_err(nl_err("list addresses"))?,
         routes: {
-            let v4 = container.routes_main().map_err(nl_err("list routes"))?;
-            let v6 = container.routes6_main().map_err(nl_err("list IPv6 routes"))?;
+            let v4 = container.routes_main::<std::net::Ipv4Addr>().map_err(nl_err("list routes"))?;
+            let v6 = container.routes_main::<std::net::Ipv6Addr>().map_err(nl_err("list IPv6 routes"))?;
             let v4 = v4.into_iter().map(|r| (IpNet::V4(r.dst), r.gateway.map(IpAddr::V4)));
             v4.chain(v6.into_iter().map(|r| (IpNet::V6(r.dst), r.gateway.map(IpAddr::V6)))).collect()
         },

@@ -321,9 +321,9 @@ impl HostSubnetRoutes {
                     (IpNet::V6(dst), IpAddr::V6(gw)) => {
                         let route = Ipv6Route::via(dst, gw, VXSWITCH_RT_PROTO);
                         if replace {
-                            self.nl.route6_replace(&route)
+                            self.nl.route_replace(&route)
                         } else {
-                            self.nl.route6_add(&route)
+                            self.nl.route_add(&route)
                         }
                     }
                     // The planner only pairs a subnet with a gateway of its family.
@@ -351,7 +351,7 @@ impl HostSubnetRoutes {
             IpNet::V6(dst) => {
                 let mut route = Ipv6Route::via(dst, Ipv6Addr::UNSPECIFIED, VXSWITCH_RT_PROTO);
                 route.gateway = via.and_then(|v| if let IpAddr::V6(v) = v { Some(v) } else { None });
-                self.nl.route6_delete(&route)
+                self.nl.route_delete(&route)
             }
         };
         match result {

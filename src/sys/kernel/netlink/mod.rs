@@ -26,7 +26,6 @@ mod fdb;
 mod link;
 mod netns;
 mod route;
-mod route6;
 
 use std::future::Future;
 
@@ -35,8 +34,7 @@ use tokio::runtime::Runtime;
 
 pub use error::NetlinkError;
 pub use link::{LinkInfo, VxlanSpec};
-pub use route::{Ipv4Route, RouteLookup, RT_TABLE_MAIN};
-pub use route6::Ipv6Route;
+pub use route::{Ipv4Route, Ipv6Route, Route, RouteFamily, RouteLookup, RT_TABLE_MAIN};
 
 /// Result of every netlink operation.
 pub type Result<T> = std::result::Result<T, NetlinkError>;

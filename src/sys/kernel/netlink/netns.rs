@@ -1,14 +1,13 @@
 //! Links across network namespaces (the CNI plugin's veth plumbing): move a link into another
-//! namespace, rename it, read its MAC address, list a namespace's routes.
+//! namespace, rename it, read its MAC address (a namespace's routes: [`Netlink::routes_main`]).
 
-use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::{LinkUnspec, RouteMessageBuilder};
+use rtnetlink::LinkUnspec;
 
-use super::{Ipv4Route, Netlink, NetlinkError, Result, RT_TABLE_MAIN};
+use super::{Netlink, NetlinkError, Result};
 
 impl Netlink {
     /// Moves the link into the network namespace open at `fd`.
@@ -38,13 +37,5 @@ impl Netlink {
             LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
             _ => None,
         }))
-    }
-
-    /// Every IPv4 unicast route of the main table, whatever its protocol.
-    // = ip -4 route show table main
-    pub fn routes_main(&self) -> Result<Vec<Ipv4Route>> {
-        let req = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build());
-        let msgs = self.run(req.execute().try_collect::<Vec<_>>()).map_err(|e| NetlinkError::request("route show", e))?;
-        Ok(msgs.iter().filter_map(Ipv4Route::from_message).filter(|r| r.table == RT_TABLE_MAIN).collect())
     }
 }
