@@ -18,9 +18,10 @@
 //! Discovery instead of ARP, ICMPv6, the hop limit) is [`v6`]. Both halves share the route table
 //! (one longest-prefix table per family) and the anycast gateway MAC.
 
+mod neighbours;
 pub mod v6;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -34,18 +35,10 @@ use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetR
 use crate::wire::icmpv4::{self, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::vxlan::Vni;
+use neighbours::{Neighbours, Resolution};
+pub use neighbours::{NEIGHBOUR_TTL, RESOLVE_TIMEOUT};
 use v6::Router6;
 
-/// How long a snooped local neighbour stays valid without being seen again.
-pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(300);
-/// How long packets wait for an ARP (or NDP) answer before they are dropped.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Packets held per unresolved destination (as Linux's `unres_qlen` idea, much smaller).
-const PENDING_PER_IP: usize = 4;
-/// Unresolved destinations held at once (per family).
-const PENDING_IPS: usize = 256;
-/// Local neighbours remembered at once.
-const MAX_NEIGHBOURS: usize = 4096;
 /// ICMP errors sent per second per network (RFC 1812 asks routers to rate-limit them).
 const ICMP_PER_SEC: u32 = 100;
 
@@ -94,19 +87,12 @@ pub enum Routed {
     Drop(DropReason),
 }
 
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) since: Instant,
-    pub(crate) frames: Vec<Vec<u8>>,
-}
-
 /// State of one routed network.
 #[derive(Debug)]
 pub struct Router {
     spec: RoutedSpec,
     routes: RouteTable,
-    neighbours: HashMap<Ipv4Addr, (EthernetAddress, Instant)>,
-    pending: HashMap<Ipv4Addr, Pending>,
+    neighbours: Neighbours<Ipv4Addr>,
     icmp_budget: (Instant, u32),
     /// The IPv6 half (dual stack), when the network has an IPv6 subnet.
     v6: Option<Router6>,
@@ -116,7 +102,7 @@ impl Router {
     /// A router with no routes yet.
     pub fn new(spec: RoutedSpec, now: Instant) -> Self {
         let v6 = spec.v6.map(|s| Router6::new(s, spec.gateway_mac, now));
-        Router { spec, routes: RouteTable::new(), neighbours: HashMap::new(), pending: HashMap::new(), icmp_budget: (now, 0), v6 }
+        Router { spec, routes: RouteTable::new(), neighbours: Neighbours::default(), icmp_budget: (now, 0), v6 }
     }
 
     /// The configuration.
@@ -131,7 +117,6 @@ impl Router {
             self.spec.subnet = subnet;
             self.spec.gateway_ip = gateway_ip;
             self.neighbours.clear();
-            self.pending.clear();
         }
     }
 
@@ -147,7 +132,7 @@ impl Router {
 
     /// A known local neighbour's MAC.
     pub fn neighbour(&self, ip: Ipv4Addr) -> Option<EthernetAddress> {
-        self.neighbours.get(&ip).map(|(mac, _)| *mac)
+        self.neighbours.get(ip)
     }
 
     /// The IPv6 half, on a dual-stack network.
@@ -201,16 +186,7 @@ impl Router {
         if !self.spec.subnet.contains(&ip) || ip == self.spec.gateway_ip || !mac.is_unicast() {
             return;
         }
-        if self.neighbours.len() >= MAX_NEIGHBOURS && !self.neighbours.contains_key(&ip) {
-            return;
-        }
-        self.neighbours.insert(ip, (mac, now));
-        if let Some(p) = self.pending.remove(&ip) {
-            for mut f in p.frames {
-                self.rewrite_to_neighbour(&mut f, mac);
-                out.push_back(f);
-            }
-        }
+        out.extend(self.neighbours.learn(now, ip, mac, self.spec.gateway_mac));
     }
 
     fn route_from_tap(
@@ -291,39 +267,22 @@ impl Router {
         out: &mut VecDeque<Vec<u8>>,
         counters: &mut Counters,
     ) -> Routed {
-        if let Some(&(mac, seen)) = self.neighbours.get(&dst) {
-            if now.saturating_duration_since(seen) < NEIGHBOUR_TTL {
-                self.rewrite_to_neighbour(frame, mac);
-                return Routed::ToTap;
-            }
+        match self.neighbours.resolve(now, dst, frame, self.spec.gateway_mac) {
+            Err(reason) => return Routed::Drop(reason),
+            Ok(Resolution::Known) => return Routed::ToTap,
+            Ok(Resolution::Held) => return Routed::Consumed,
+            Ok(Resolution::HeldFirst) => {}
         }
-        let first = !self.pending.contains_key(&dst);
-        if first && self.pending.len() >= PENDING_IPS {
-            return Routed::Drop(DropReason::NeighbourQueueFull);
-        }
-        let p = self.pending.entry(dst).or_insert_with(|| Pending { since: now, frames: Vec::new() });
-        if p.frames.len() >= PENDING_PER_IP {
-            return Routed::Drop(DropReason::NeighbourQueueFull);
-        }
-        p.frames.push(frame.to_vec());
-        if first {
-            counters.arp_requests_sent += 1;
-            let request = ArpRepr {
-                operation: ArpOperation::Request,
-                source_hardware_addr: self.spec.gateway_mac,
-                source_protocol_addr: self.spec.gateway_ip,
-                target_hardware_addr: EthernetAddress([0; 6]),
-                target_protocol_addr: dst,
-            };
-            out.push_back(arp_frame(&request, EthernetAddress::BROADCAST, None));
-        }
+        counters.arp_requests_sent += 1;
+        let request = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.spec.gateway_mac,
+            source_protocol_addr: self.spec.gateway_ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: dst,
+        };
+        out.push_back(arp_frame(&request, EthernetAddress::BROADCAST, None));
         Routed::Consumed
-    }
-
-    fn rewrite_to_neighbour(&self, frame: &mut [u8], mac: EthernetAddress) {
-        let mut eth = EthernetFrame::new_unchecked(frame);
-        eth.set_src_addr(self.spec.gateway_mac);
-        eth.set_dst_addr(mac);
     }
 
     fn answer_gateway_echo(
@@ -405,22 +364,13 @@ impl Router {
     /// Expire stale neighbours and packets that waited too long for ARP (or NDP). Returns packets
     /// dropped.
     pub fn handle_timeout(&mut self, now: Instant) -> u64 {
-        self.neighbours.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < NEIGHBOUR_TTL);
-        let mut dropped = self.v6.as_mut().map_or(0, |v6| v6.handle_timeout(now));
-        self.pending.retain(|_, p| {
-            let keep = now.saturating_duration_since(p.since) < RESOLVE_TIMEOUT;
-            if !keep {
-                dropped += p.frames.len() as u64;
-            }
-            keep
-        });
-        dropped
+        self.neighbours.handle_timeout(now) + self.v6.as_mut().map_or(0, |v6| v6.handle_timeout(now))
     }
 
     /// When [`Router::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let v6 = self.v6.as_ref().and_then(Router6::poll_timeout);
-        self.pending.values().map(|p| p.since + RESOLVE_TIMEOUT).chain(v6).min()
+        self.neighbours.poll_timeout().into_iter().chain(v6).min()
     }
 }
 

@@ -27,11 +27,12 @@
 //! much of the packet as fits 1280 bytes. "Packet too big" is the path-MTU code's
 //! ([`crate::dataplane::pmtu`]), answered from `gateway6`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use super::{Pending, Routed, RoutedSpec6, NEIGHBOUR_TTL, PENDING_IPS, PENDING_PER_IP, RESOLVE_TIMEOUT};
+use super::neighbours::{Neighbours, Resolution};
+use super::{Routed, RoutedSpec6};
 use crate::dataplane::counters::{Counters, DropReason};
 use crate::dataplane::routes::RouteTable;
 use crate::nd::{ndisc_frame, NdMessage};
@@ -42,8 +43,6 @@ use crate::wire::ipv6::{Ipv6Packet, Ipv6Repr, HEADER_LEN};
 
 /// ICMPv6 errors sent per second per network (RFC 4443 2.4(f) asks for a limit).
 pub const ICMP_PER_SEC: u32 = 100;
-/// Local neighbours remembered at once.
-const MAX_NEIGHBOURS: usize = 4096;
 /// ICMPv6 "destination unreachable" (RFC 4443 3.1), code 0 "no route to destination".
 const DST_UNREACHABLE: u8 = 1;
 /// ICMPv6 "time exceeded" (RFC 4443 3.3), code 0 "hop limit exceeded in transit".
@@ -85,22 +84,14 @@ pub struct Router6 {
     spec: RoutedSpec6,
     gateway_mac: EthernetAddress,
     link_local: Ipv6Addr,
-    neighbours: HashMap<Ipv6Addr, (EthernetAddress, Instant)>,
-    pending: HashMap<Ipv6Addr, Pending>,
+    neighbours: Neighbours<Ipv6Addr>,
     icmp_budget: (Instant, u32),
 }
 
 impl Router6 {
     /// The IPv6 half for `spec`, answering with `gateway_mac`.
     pub fn new(spec: RoutedSpec6, gateway_mac: EthernetAddress, now: Instant) -> Self {
-        Router6 {
-            spec,
-            gateway_mac,
-            link_local: link_local(gateway_mac),
-            neighbours: HashMap::new(),
-            pending: HashMap::new(),
-            icmp_budget: (now, 0),
-        }
+        Router6 { spec, gateway_mac, link_local: link_local(gateway_mac), neighbours: Neighbours::default(), icmp_budget: (now, 0) }
     }
 
     /// The configuration.
@@ -115,7 +106,7 @@ impl Router6 {
 
     /// A known local neighbour's MAC.
     pub fn neighbour(&self, ip: Ipv6Addr) -> Option<EthernetAddress> {
-        self.neighbours.get(&ip).map(|(mac, _)| *mac)
+        self.neighbours.get(ip)
     }
 
     fn is_gateway(&self, ip: &Ipv6Addr) -> bool {
@@ -237,22 +228,7 @@ impl Router6 {
         if !self.spec.subnet.contains(&ip) || self.is_gateway(&ip) || !mac.is_unicast() {
             return;
         }
-        if self.neighbours.len() >= MAX_NEIGHBOURS && !self.neighbours.contains_key(&ip) {
-            return;
-        }
-        self.neighbours.insert(ip, (mac, now));
-        if let Some(p) = self.pending.remove(&ip) {
-            for mut f in p.frames {
-                self.rewrite_to(&mut f, mac);
-                out.push_back(f);
-            }
-        }
-    }
-
-    fn rewrite_to(&self, frame: &mut [u8], mac: EthernetAddress) {
-        let mut e = EthernetFrame::new_unchecked(frame);
-        e.set_src_addr(self.gateway_mac);
-        e.set_dst_addr(mac);
+        out.extend(self.neighbours.learn(now, ip, mac, self.gateway_mac));
     }
 
     fn deliver_local(
@@ -263,27 +239,16 @@ impl Router6 {
         out: &mut VecDeque<Vec<u8>>,
         counters: &mut Counters,
     ) -> Routed {
-        if let Some(&(mac, seen)) = self.neighbours.get(&dst) {
-            if now.saturating_duration_since(seen) < NEIGHBOUR_TTL {
-                self.rewrite_to(frame, mac);
-                return Routed::ToTap;
-            }
+        match self.neighbours.resolve(now, dst, frame, self.gateway_mac) {
+            Err(reason) => return Routed::Drop(reason),
+            Ok(Resolution::Known) => return Routed::ToTap,
+            Ok(Resolution::Held) => return Routed::Consumed,
+            Ok(Resolution::HeldFirst) => {}
         }
-        let first = !self.pending.contains_key(&dst);
-        if first && self.pending.len() >= PENDING_IPS {
-            return Routed::Drop(DropReason::NeighbourQueueFull);
-        }
-        let p = self.pending.entry(dst).or_insert_with(|| Pending { since: now, frames: Vec::new() });
-        if p.frames.len() >= PENDING_PER_IP {
-            return Routed::Drop(DropReason::NeighbourQueueFull);
-        }
-        p.frames.push(frame.to_vec());
-        if first {
-            counters.nd_solicits_sent += 1;
-            let (group, group_mac) = solicited_node(dst);
-            let ns = NdiscRepr::NeighborSolicit { target_addr: dst, lladdr: Some(self.gateway_mac) };
-            out.push_back(ndisc_frame(&ns, self.gateway_mac, self.spec.gateway_ip, group_mac, group, None));
-        }
+        counters.nd_solicits_sent += 1;
+        let (group, group_mac) = solicited_node(dst);
+        let ns = NdiscRepr::NeighborSolicit { target_addr: dst, lladdr: Some(self.gateway_mac) };
+        out.push_back(ndisc_frame(&ns, self.gateway_mac, self.spec.gateway_ip, group_mac, group, None));
         Routed::Consumed
     }
 
@@ -372,21 +337,12 @@ impl Router6 {
 
     /// Expire stale neighbours and packets that waited too long for an NA. Returns packets dropped.
     pub fn handle_timeout(&mut self, now: Instant) -> u64 {
-        self.neighbours.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < NEIGHBOUR_TTL);
-        let mut dropped = 0;
-        self.pending.retain(|_, p| {
-            let keep = now.saturating_duration_since(p.since) < RESOLVE_TIMEOUT;
-            if !keep {
-                dropped += p.frames.len() as u64;
-            }
-            keep
-        });
-        dropped
+        self.neighbours.handle_timeout(now)
     }
 
     /// When [`Router6::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.since + RESOLVE_TIMEOUT).min()
+        self.neighbours.poll_timeout()
     }
 }
 

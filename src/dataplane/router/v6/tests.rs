@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 use super::*;
-use crate::dataplane::router::{RoutedSpec, Router};
+use crate::dataplane::router::{RoutedSpec, Router, RESOLVE_TIMEOUT};
 use crate::wire::icmpv6::NeighborFlags;
 
 const GW_MAC: EthernetAddress = EthernetAddress([0x02, 0x76, 0x78, 0x00, 0x03, 0xe8]);
