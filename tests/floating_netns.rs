@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use netns_common::have_root;
 use traffic::read_pcap;
-use vxswitch::testnet::lab::{underlay_ip, Addressing, HostKind, Lab, VNI};
+use vxswitch::testnet::lab::{Addressing, HostKind, Lab, VNI};
 use vxswitch::testnet::netns::Netns;
 
 const FIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
@@ -39,21 +39,8 @@ fn gateway(i: usize) -> Ipv4Addr {
 }
 
 fn config(lab: &Lab, i: usize) -> String {
-    let key = lab.dir.join("cluster.key");
-    if !key.exists() {
-        vxswitch::testnet::netns::run_cmd(std::process::Command::new(lab.bin()).arg("genkey").arg(&key)).expect("genkey");
-    }
-    format!(
-        "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ul}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\n\n\
-         [gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [\"{s0}\", \"{s1}\"]\nstate_dir = \"{state}\"\n\n\
-         [[floating_ip]]\naddress = \"{FIP}\"\ninterface = \"up0\"\ncontainer = \"{APP}\"\nvni = {VNI}\n",
-        sock = lab.socket(i).display(),
-        ul = underlay_ip(i),
-        key = key.display(),
-        s0 = underlay_ip(0),
-        s1 = underlay_ip(1),
-        state = lab.dir.join(format!("h{i}-state")).display(),
-    )
+    lab.overlay_gossip_config(i, &[0, 1]).expect("gossip configuration")
+        + &format!("\n[[floating_ip]]\naddress = \"{FIP}\"\ninterface = \"up0\"\ncontainer = \"{APP}\"\nvni = {VNI}\n")
 }
 
 /// The uplink bridge `upl` (in the underlay namespace) with every host's `up0` and the outside

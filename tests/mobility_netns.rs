@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netns_common::have_root;
-use vxswitch::testnet::lab::{underlay_ip, Addressing, HostKind, Lab, VNI};
+use vxswitch::testnet::lab::{Addressing, HostKind, Lab};
 use vxswitch::testnet::netns::Netns;
 
 const APP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -28,20 +28,7 @@ fn bin() -> &'static Path {
 }
 
 fn config(lab: &Lab, i: usize) -> String {
-    let key = lab.dir.join("cluster.key");
-    if !key.exists() {
-        vxswitch::testnet::netns::run_cmd(std::process::Command::new(lab.bin()).arg("genkey").arg(&key)).expect("genkey");
-    }
-    format!(
-        "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ul}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\n\n\
-         [gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [\"{s0}\", \"{s1}\"]\nstate_dir = \"{state}\"\n",
-        sock = lab.socket(i).display(),
-        ul = underlay_ip(i),
-        key = key.display(),
-        s0 = underlay_ip(0),
-        s1 = underlay_ip(1),
-        state = lab.dir.join(format!("h{i}-state")).display(),
-    )
+    lab.overlay_gossip_config(i, &[0, 1]).expect("gossip configuration")
 }
 
 /// Plug container `ns` into host `i`'s bridge through a veth named `port` there, with `ip` and

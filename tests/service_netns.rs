@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netns_common::have_root;
-use vxswitch::testnet::lab::{container_ip, underlay_ip, Addressing, HostKind, Lab, VNI};
+use vxswitch::testnet::lab::{container_ip, Addressing, HostKind, Lab};
 use vxswitch::testnet::setns::run_in;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -35,10 +35,6 @@ fn backend(i: usize) -> Ipv4Addr {
 }
 
 fn config(lab: &Lab, i: usize) -> String {
-    let key = lab.dir.join("cluster.key");
-    if !key.exists() {
-        vxswitch::testnet::netns::run_cmd(std::process::Command::new(lab.bin()).arg("genkey").arg(&key)).expect("genkey");
-    }
     let backends: Vec<String> = (0..3).map(|k| format!("\"{}\"", backend(k))).collect();
     let services = if i == 1 {
         format!(
@@ -48,16 +44,7 @@ fn config(lab: &Lab, i: usize) -> String {
     } else {
         String::new()
     };
-    format!(
-        "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ul}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\n\n\
-         [gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [\"{s0}\", \"{s1}\"]\nstate_dir = \"{state}\"\n{services}",
-        sock = lab.socket(i).display(),
-        ul = underlay_ip(i),
-        key = key.display(),
-        s0 = underlay_ip(0),
-        s1 = underlay_ip(1),
-        state = lab.dir.join(format!("h{i}-state")).display(),
-    )
+    lab.overlay_gossip_config(i, &[0, 1]).expect("gossip configuration") + &services
 }
 
 /// The live backends of the TCP service as host `i` sees them.

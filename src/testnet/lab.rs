@@ -317,17 +317,38 @@ impl Lab {
     }
 
     /// Host `i` in a gossip cluster: per-host subnet in `mode`, no static peers, joining through
-    /// the hosts in `seeds`. The cluster key is created on first use in the lab directory, and
-    /// each host keeps its gossip state (signing key, trust store) there too.
+    /// the hosts in `seeds` (see [`Lab::gossip_section`]).
     pub fn gossip_config(&self, i: usize, mode: &str, seeds: &[usize]) -> io::Result<String> {
+        Ok(format!(
+            "{}
+{}",
+            self.subnet_config(i, mode, &[]),
+            self.gossip_section(i, seeds)?
+        ))
+    }
+
+    /// Host `i` on an L2 overlay network (shared subnet) with no static peers, in a gossip
+    /// cluster joining through the hosts in `seeds` (see [`Lab::gossip_section`]).
+    pub fn overlay_gossip_config(&self, i: usize, seeds: &[usize]) -> io::Result<String> {
+        Ok(format!(
+            "control_socket = \"{sock}\"\n\n[underlay]\naddress = \"{ip}\"\n\n[[network]]\nvni = {VNI}\ntap = \"vxs{VNI}\"\nbridge = \"br0\"\n\n{gossip}",
+            sock = self.socket(i).display(),
+            ip = self.underlay_addr(i),
+            gossip = self.gossip_section(i, seeds)?,
+        ))
+    }
+
+    /// Host `i`'s `[gossip]` section, joining through the hosts in `seeds` (itself left out). The
+    /// cluster key is created on first use in the lab directory, and each host keeps its gossip
+    /// state (signing key, trust store) there too.
+    pub fn gossip_section(&self, i: usize, seeds: &[usize]) -> io::Result<String> {
         let key = self.dir.join("cluster.key");
         if !key.exists() {
             super::netns::run_cmd(std::process::Command::new(&self.bin).arg("genkey").arg(&key))?;
         }
         let seeds: Vec<String> = seeds.iter().filter(|&&k| k != i).map(|&k| format!("\"{}\"", self.underlay_addr(k))).collect();
-        let base = self.subnet_config(i, mode, &[]);
         Ok(format!(
-            "{base}\n[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\nstate_dir = \"{state}\"\n",
+            "[gossip]\ncluster = \"lab\"\nname = \"h{i}\"\nkey_file = \"{key}\"\nseeds = [{seeds}]\nstate_dir = \"{state}\"\n",
             key = key.display(),
             state = self.dir.join(format!("h{i}-state")).display(),
             seeds = seeds.join(", ")
