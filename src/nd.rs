@@ -67,6 +67,14 @@ impl NdMessage {
     }
 }
 
+/// The solicited-node multicast address of `target` and its Ethernet group (RFC 4291 2.7.1,
+/// RFC 2464 7).
+pub fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, EthernetAddress) {
+    let o = target.octets();
+    let ip = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]));
+    (ip, EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]))
+}
+
 /// Parses the IPv6 payload of an Ethernet frame from `eth_src` as an NS or NA. `None` for
 /// anything else, and for ND that fails RFC 4861 validation (not hop limit 255, extension
 /// headers, bad checksum or options): the switch forwards such frames as opaque payload.
@@ -174,12 +182,6 @@ mod tests {
 
     fn ip(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
-    }
-
-    fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, EthernetAddress) {
-        let o = target.octets();
-        let ip = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]));
-        (ip, EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]))
     }
 
     fn ns(from: EthernetAddress, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {

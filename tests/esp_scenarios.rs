@@ -185,15 +185,9 @@ fn esp_fails_closed() {
     assert_eq!(sim.hosts[1].switch().esp().unwrap().drops().get(vxswitch::ipsec::DropReason::Replay), 1);
 }
 
-#[test]
-fn esp_routed_network_carries_ip_packets() {
-    let gw_mac = vxswitch::dataplane::default_gateway_mac(VNI);
-    let routed = |i: usize| RoutedSpec {
-        subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
-        gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
-        gateway_mac: gw_mac,
-        v6: None,
-    };
+/// Two hosts on a routed ESP network (`routed(i)` is host `i`'s spec), with each other's ESP
+/// key and a route to `route(k)` via host `k`, as gossip would give them.
+fn routed_esp_pair(routed: impl Fn(usize) -> RoutedSpec, route: impl Fn(usize) -> ipnet::IpNet) -> Sim {
     let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, Some(routed(i))))).collect());
     let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
     let public: Vec<[u8; 32]> = hosts.iter().map(HostKey::public_key).collect();
@@ -204,10 +198,21 @@ fn esp_routed_network_carries_ip_packets() {
     for i in 0..2 {
         let k = 1 - i;
         sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
-        sim.hosts[i]
-            .node_mut()
-            .apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: routed(k).subnet.into(), via: ul(k), next_hop: None });
+        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: route(k), via: ul(k), next_hop: None });
     }
+    sim
+}
+
+#[test]
+fn esp_routed_network_carries_ip_packets() {
+    let gw_mac = vxswitch::dataplane::default_gateway_mac(VNI);
+    let routed = |i: usize| RoutedSpec {
+        subnet: format!("198.19.{}.0/24", i + 1).parse().unwrap(),
+        gateway_ip: Ipv4Addr::new(198, 19, i as u8 + 1, 1),
+        gateway_mac: gw_mac,
+        v6: None,
+    };
+    let mut sim = routed_esp_pair(routed, |k| routed(k).subnet.into());
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)
         .ipv4([198, 19, 1, 10], [198, 19, 2, 10], 64)
@@ -254,18 +259,7 @@ fn esp_routed_dual_stack_network_carries_ipv6_packets() {
         gateway_mac: gw_mac,
         v6: Some(vxswitch::dataplane::RoutedSpec6 { subnet: subnet6(i), gateway_ip: gw6(i) }),
     };
-    let mut sim = Sim::new((0..2).map(|i| (ul(i), spec(i, 2, Some(routed(i))))).collect());
-    let hosts: Vec<HostKey> = (0..2).map(|_| HostKey::generate().unwrap()).collect();
-    let public: Vec<[u8; 32]> = hosts.iter().map(HostKey::public_key).collect();
-    for (i, host) in hosts.into_iter().enumerate() {
-        sim.hosts[i].switch_mut().set_esp(EspTunnels::new(Some(host), i as u64 + 5, Suite::Aes128Gcm, SessionConfig::default()));
-    }
-    let now = sim.now;
-    for i in 0..2 {
-        let k = 1 - i;
-        sim.hosts[i].node_mut().apply(now, ControlUpdate::EspKey { underlay: ul(k), public_key: public[k], epoch: k as u64 + 5 });
-        sim.hosts[i].node_mut().apply(now, ControlUpdate::RouteAdd { vni: VNI, subnet: subnet6(k).into(), via: ul(k), next_hop: None });
-    }
+    let mut sim = routed_esp_pair(routed, |k| subnet6(k).into());
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(0, 1), gw_mac.0)
         .ipv6(ctr6(0).octets(), ctr6(1).octets(), 64)

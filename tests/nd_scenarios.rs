@@ -9,7 +9,7 @@ use std::time::Duration;
 use vxswitch::config::Config;
 use vxswitch::control::ClusterKey;
 use vxswitch::dataplane::DropReason;
-use vxswitch::nd::{ndisc_frame, parse, ALL_NODES};
+use vxswitch::nd::{ndisc_frame, parse, solicited_node, ALL_NODES};
 use vxswitch::node::PUBLISH_EVERY;
 use vxswitch::sim::Sim;
 use vxswitch::wire::ethernet::{EthernetAddress, EthernetFrame};
@@ -51,12 +51,6 @@ fn cluster(n: usize) -> Sim {
     let all_peers = |s: &Sim| s.hosts.iter().all(|h| h.switch().peers(0).len() == n - 1);
     assert!(sim.run_until_cond(deadline, all_peers), "nodes did not learn each other by gossip");
     sim
-}
-
-fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, EthernetAddress) {
-    let o = target.octets();
-    let ip = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]));
-    (ip, EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]))
 }
 
 /// A Neighbor Solicitation for `target` (a DAD probe when `src` is `::`).

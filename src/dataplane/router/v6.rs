@@ -35,7 +35,7 @@ use super::neighbours::{Neighbours, Resolution};
 use super::{Routed, RoutedSpec6};
 use crate::dataplane::counters::{Counters, DropReason};
 use crate::dataplane::routes::RouteTable;
-use crate::nd::{ndisc_frame, NdMessage};
+use crate::nd::{ndisc_frame, solicited_node, NdMessage};
 use crate::wire::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv6::{message_type, Icmpv6Packet, NdiscRepr, NeighborFlags};
 use crate::wire::ipv4::protocol;
@@ -57,14 +57,6 @@ const IPV6_MIN_MTU: usize = 1280;
 pub fn link_local(mac: EthernetAddress) -> Ipv6Addr {
     let m = mac.0;
     Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
-}
-
-/// The solicited-node multicast address of `target` and its Ethernet group (RFC 4291 2.7.1,
-/// RFC 2464 7).
-pub fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, EthernetAddress) {
-    let o = target.octets();
-    let ip = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]));
-    (ip, EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]))
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
