@@ -180,7 +180,7 @@ fn netns_tcp_over_esp_through_offload_fast_path_arrives_intact() {
         }
         // Every datagram sealed once and sent once: nothing refused, not even as a replay.
         for key in ["esp_rejected", "esp_seal_failed", "esp_seq_unreserved", "tap_oversize_esp"] {
-            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {}", s["counters"]["drops"]);
+            assert_eq!(s["counters"]["drops"][key], 0, "host {h} {key}: {} (esp: {})", s["counters"]["drops"], s["esp"]);
         }
         assert_eq!(s["esp"]["drops"]["replay"], 0, "host {h}: {}", s["esp"]);
         assert!(s["counters"]["tap_rx_bytes"].as_u64().unwrap() > 32 * BLOCK as u64, "host {h} carried a transfer");
