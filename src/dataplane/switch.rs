@@ -757,6 +757,20 @@ impl Switch {
         self.transmits.pop_front()
     }
 
+    /// Next datagram the switch originated for the underlay (the ESP copies of a flood, hellos),
+    /// leaving the frames for the TAPs queued. A driver that batches its sends takes these into
+    /// the batch it is filling, in order: an ESP copy took its sequence number when it was sealed,
+    /// and one handed to the kernel after the datagrams sealed behind it arrives late at the
+    /// peer, beyond its replay window once more than a window's worth overtook it.
+    // hot path
+    pub fn poll_underlay_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() {
+            return None;
+        }
+        let at = self.transmits.iter().position(|t| matches!(t, Transmit::Underlay { .. }))?;
+        self.transmits.remove(at)
+    }
+
     /// Traffic and drop counters.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -382,6 +382,10 @@ impl Daemon {
                 f.apply(action);
             }
         }
+        // Datagrams for the underlay go through the TAP side's batches, in the order they were
+        // sealed (behind any batch still with the send thread); what is left is for the TAPs.
+        let esp_sockets = self.esp.as_ref().map(|e| &e.sockets);
+        self.tx.send_originated(self.node.switch_mut(), &self.udp, esp_sockets, &mut self.driver);
         while let Some(t) = self.node.poll_transmit() {
             self.transmit(t);
         }

@@ -20,6 +20,13 @@
 //! sends run on a send thread ([`super::send_worker`]): a full batch of encapsulated (and sealed)
 //! datagrams is handed over whole, in order, and the daemon thread reads and switches the next
 //! one into a second set of slots; `workers = 1` sends on the daemon thread as before.
+//! Datagrams the switch originates for the underlay (the copies of a frame flooded on an
+//! encrypted network, sealed once per peer in buffers of their own, and hellos) join the batch
+//! being filled right after the frame that made them, and those made outside a TAP read go
+//! through the same batches ([`TxPath::send_originated`]): every ESP datagram reaches the kernel
+//! in the order of its sequence number. Sent apart, after the wakeup's batches, a flood copy
+//! arrived behind every datagram sealed after it in that wakeup (up to 64 super-frames' worth),
+//! and once those were more than the peer's replay window (1024) it was refused as too old.
 //!
 //! Underlay -> TAP. With `UDP_GRO` (on the VXLAN socket and on the ESP-in-UDP socket) a receive
 //! buffer may hold many datagrams of one stride ([`udp::gro_datagrams`]); each is handed to the
@@ -48,7 +55,7 @@ use super::tap::{is_gone, Tap};
 use super::tunnel_gso;
 use super::udp::{self, Received, UnderlaySockets};
 use super::{DriverCounters, HEADROOM, TAILROOM};
-use crate::dataplane::{Forward, PortId, Switch, Tunnel};
+use crate::dataplane::{Forward, PortId, Switch, Transmit, Tunnel};
 use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER;
 
 /// Spill buffer behind a slot: room for a 64 KB super-frame.
@@ -68,10 +75,19 @@ impl Buffers {
     }
 }
 
+/// Where the bytes of a datagram waiting to be sent are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In a frame slot, encapsulated in place.
+    Slot(usize),
+    /// In a buffer of its own the switch built (an ESP copy of a flood, a hello).
+    Owned(usize),
+}
+
 /// One datagram encapsulated and waiting to be sent.
 #[derive(Debug)]
 struct PendingSend {
-    buf: usize,
+    held: Held,
     payload: Range<usize>,
     dests: Range<usize>,
     flow: u32,
@@ -79,11 +95,13 @@ struct PendingSend {
 }
 
 /// One batch of the TAP -> underlay direction: frame slots, the datagrams encapsulated in them
-/// and waiting to be sent, and the counters of sending them (merged into the daemon's when the
+/// (and those the switch originated meanwhile, in their own buffers) waiting to be sent in the
+/// order they were sealed, and the counters of sending them (merged into the daemon's when the
 /// batch comes back from the send thread).
 #[derive(Debug)]
 pub struct TxBatch {
     slots: Buffers,
+    owned: Vec<Vec<u8>>,
     pending: Vec<PendingSend>,
     dests: Vec<IpAddr>,
     counters: DriverCounters,
@@ -93,6 +111,7 @@ impl TxBatch {
     fn new(payload: usize) -> Self {
         TxBatch {
             slots: Buffers::new(udp::BATCH, payload),
+            owned: Vec::new(),
             pending: Vec::with_capacity(udp::BATCH),
             dests: Vec::new(),
             counters: DriverCounters::default(),
@@ -101,9 +120,29 @@ impl TxBatch {
 
     /// Send what is queued (counted in the batch's own counters) and free the slots.
     fn send(&mut self, udp: &UnderlaySockets, esp: Option<&UnderlaySockets>) {
-        flush_sends(udp, esp, &self.slots, &self.pending, &self.dests, &mut self.counters);
+        flush_sends(udp, esp, (&self.slots, &self.owned), &self.pending, &self.dests, &mut self.counters);
         self.pending.clear();
+        self.owned.clear();
         self.dests.clear();
+    }
+
+    /// Queue, behind what is already queued, every datagram the switch originated for the
+    /// underlay (ESP copies of a flood, hellos): they leave in the order they were sealed.
+    // hot path
+    fn take_originated(&mut self, switch: &mut Switch) {
+        while let Some(t) = switch.poll_underlay_transmit() {
+            let Transmit::Underlay { dst, tunnel, payload } = t else { continue };
+            let start = self.dests.len();
+            self.dests.push(dst);
+            self.pending.push(PendingSend {
+                held: Held::Owned(self.owned.len()),
+                payload: 0..payload.len(),
+                dests: start..start + 1,
+                flow: 0,
+                tunnel,
+            });
+            self.owned.push(payload);
+        }
     }
 
     /// Move the send counters into `driver`.
@@ -170,7 +209,26 @@ impl TxPath {
         if let Forward::Underlay { payload, dests, flow_hash, tunnel } = switch.handle_tap_frame(now, port, buf, HEADROOM..HEADROOM + len) {
             let start = b.dests.len();
             b.dests.extend_from_slice(dests);
-            b.pending.push(PendingSend { buf: slot, payload, dests: start..b.dests.len(), flow: flow_hash, tunnel });
+            b.pending.push(PendingSend { held: Held::Slot(slot), payload, dests: start..b.dests.len(), flow: flow_hash, tunnel });
+        }
+        // A flooded frame on an encrypted network was sealed once per peer into copies the
+        // switch queued: they go with this batch, before anything sealed after them.
+        b.take_originated(switch);
+    }
+
+    /// Send what the switch originated for the underlay outside a TAP read (hellos, ESP copies
+    /// of a flood from a timer or the underlay side) through the same batches, behind those
+    /// still with the send thread, so no sealed datagram overtakes an earlier one.
+    pub fn send_originated(
+        &mut self,
+        switch: &mut Switch,
+        udp: &UnderlaySockets,
+        esp: Option<&UnderlaySockets>,
+        driver: &mut DriverCounters,
+    ) {
+        self.batch.take_originated(switch);
+        if !self.batch.pending.is_empty() {
+            self.flush(udp, esp, driver);
         }
     }
 
@@ -331,12 +389,15 @@ pub fn tap_to_underlay(
 fn flush_sends(
     udp: &UnderlaySockets,
     esp: Option<&UnderlaySockets>,
-    bufs: &Buffers,
+    (slots, owned): (&Buffers, &[Vec<u8>]),
     pending: &[PendingSend],
     dests: &[IpAddr],
     driver: &mut DriverCounters,
 ) {
-    let payload = |p: &PendingSend| &bufs.bufs[p.buf][p.payload.clone()];
+    let payload = |p: &PendingSend| match p.held {
+        Held::Slot(i) => &slots.bufs[i][p.payload.clone()],
+        Held::Owned(i) => &owned[i][p.payload.clone()],
+    };
     let sockets_of = |tunnel: Tunnel| match tunnel {
         Tunnel::Vxlan => Some(udp),
         Tunnel::Esp => esp,
@@ -595,6 +656,9 @@ fn deliver(
 }
 
 #[cfg(test)]
+mod esp_order;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
@@ -603,14 +667,19 @@ mod tests {
     fn pending(specs: &[(Tunnel, u8, usize)]) -> (Vec<Vec<u8>>, Vec<PendingSend>, Vec<IpAddr>) {
         let bufs = specs.iter().map(|s| vec![0u8; s.2]).collect();
         let dests = specs.iter().map(|s| IpAddr::V4(Ipv4Addr::new(10, 0, 0, s.1))).collect();
-        let pending =
-            specs.iter().enumerate().map(|(i, s)| PendingSend { buf: i, payload: 0..s.2, dests: i..i + 1, flow: 0, tunnel: s.0 }).collect();
+        let pending = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| PendingSend { held: Held::Slot(i), payload: 0..s.2, dests: i..i + 1, flow: 0, tunnel: s.0 })
+            .collect();
         (bufs, pending, dests)
     }
 
     fn runs(specs: &[(Tunnel, u8, usize)]) -> Vec<usize> {
         let (bufs, pending, dests) = pending(specs);
-        let payload = |p: &PendingSend| &bufs[p.buf][p.payload.clone()];
+        let payload = |p: &PendingSend| match p.held {
+            Held::Slot(i) | Held::Owned(i) => &bufs[i][p.payload.clone()],
+        };
         let mut out = Vec::new();
         let mut i = 0;
         while i < pending.len() {
