@@ -38,16 +38,19 @@ use crate::wire::vxlan::Vni;
 pub const DEFAULT_PORT: u16 = 4789;
 /// Default underlay MTU.
 pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
-/// Default `underlay.busy_poll_us`: one millisecond, long enough that a conversation with a frame
-/// at least every millisecond (a request/reply exchange, 1 ms pings) finds the daemon already
-/// polling instead of asleep, which is what brings the round trip near kernel vxlan's: in
-/// `vxswitch bench` runs, RTT p50 196 -> 43 us (quiet machine, window 2000) and 90 -> 58 us
-/// (loaded machine, window 1000) against 50. The window only grows when traffic keeps coming back
-/// within it and shrinks to nothing when spinning finds nothing, so an idle daemon never spins
-/// (0.0-0.5 % of a core idle in those runs); the price is CPU while a trickle of traffic flows
-/// (about 45 % of a core per daemon at one echo per millisecond, reported by the bench as
-/// "switch CPU pinged"). Operators who prefer the CPU set 50 (the reply of a request only) or 0.
-pub const DEFAULT_BUSY_POLL_US: u64 = 1000;
+/// Default `underlay.busy_poll_us`: about two scheduler wake-ups, long enough to catch the reply
+/// of a request just forwarded between containers on one machine (measured: RTT p50 halved),
+/// short enough that sparse traffic costs little (the window shrinks to nothing when spinning
+/// keeps finding nothing), and nothing at all when idle.
+///
+/// Not longer, although a longer window lowers latency further: with 2000 a conversation with a
+/// frame every millisecond keeps the daemon polling, and `vxswitch bench` measured RTT p50 63 us
+/// against 168 us (kernel vxlan 16 us) but 80 % of a core per daemon while the 1 kpps of echoes
+/// flowed, against 6.5 %. A host's background traffic (health checks, DNS, metrics scrapes) is
+/// such a trickle, so that default would keep a core busy on most hosts. 1000 did not hold the
+/// window for 1 ms echoes (the gap is right at its edge) and measured like 50. See
+/// `sys::daemon::busy_poll` and the README's latency section for the trade.
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// Default `underlay.priority_boost`: 0, the nice value the daemon was started with (see
 /// `sys::daemon::sched` for what a boost measured).
 pub const DEFAULT_PRIORITY_BOOST: u64 = 0;

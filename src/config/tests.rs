@@ -35,7 +35,7 @@ fn parses_a_full_file_with_defaults() {
             offload: None,
             udp_gso: true,
             udp_gro: true,
-            busy_poll: Duration::from_millis(1),
+            busy_poll: Duration::from_micros(50),
             priority_boost: 0,
             workers: 2,
         }
