@@ -146,6 +146,8 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
                 if id.starts_with("vxswitch") {
                     let v = m["metrics"]["switch_cpu_s_per_gb"]["median"].as_f64().unwrap_or(0.0);
                     assert!(v > 0.0, "{id}: switch CPU = {v}");
+                    let pinged = m["metrics"]["switch_ping_cpu_pct"]["median"].as_f64();
+                    assert!(pinged.is_some_and(|p| (0.0..=200.0).contains(&p)), "{id}: switch CPU during the latency run = {pinged:?}");
                 }
                 assert_eq!(m["metrics"]["tcp_1_gbps"]["samples"].as_array().map(Vec::len), Some(1), "--quick is one repeat");
             }
@@ -163,6 +165,7 @@ fn netns_bench_quick_reports_every_mode_and_cleans_up() {
     let vx = modes.iter().find(|m| m["id"] == "vxswitch-vxlan").unwrap();
     assert!(vx["metrics"]["tcp_1_gbps"]["vs_host_subnet"].as_f64().is_some_and(|r| r > 0.0));
     assert!(vx["metrics"]["tcp_1_gbps"]["vs_veth"].as_f64().is_some_and(|r| r > 0.0));
+    assert!(vx["metrics"]["rtt_p50_us"]["vs_kernel_vxlan"].as_f64().is_some_and(|r| r > 0.0), "the fast path's yardstick");
 
     // CSV: a header, then rows with as many fields, agreeing with the JSON.
     let text = std::fs::read_to_string(&csv).unwrap();

@@ -10,7 +10,7 @@ use std::io::IoSlice;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use vxswitch::ipsec::{sealed_len, EspError, InboundSa, OutboundSa, Suite, ESP_HEADROOM, ESP_TAILROOM, NEXT_HEADER_ETHERNET};
-use vxswitch::sys::fastpath::gro::Coalescer;
+use vxswitch::sys::fastpath::gro::{Coalescer, Integrity};
 use vxswitch::sys::fastpath::gso::TcpSplit;
 use vxswitch::sys::fastpath::udp::gro_datagrams;
 use vxswitch::sys::fastpath::virtio::{VirtioNetHdr, F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN};
@@ -62,7 +62,7 @@ fn receive(wire: Vec<u8>, stride: usize, sa: &mut InboundSa) -> (Vec<Vec<u8>>, u
             Ok(o) => {
                 assert_eq!(o.next_header, NEXT_HEADER_ETHERNET);
                 let frame = range.start + o.inner.start..range.start + o.inner.end;
-                c.offer(&mut bufs, 0, 0, frame, &mut w);
+                c.offer(&mut bufs, 0, (0, frame), Integrity::Authenticated, &mut w);
             }
             Err(e) => {
                 assert_eq!(e, EspError::Replay, "only ever refused as a replay");

@@ -6,7 +6,7 @@
 use std::io::IoSlice;
 
 use libfuzzer_sys::fuzz_target;
-use vxswitch::sys::fastpath::gro::Coalescer;
+use vxswitch::sys::fastpath::gro::{Coalescer, Integrity};
 use vxswitch::sys::fastpath::virtio::VNET_HDR_LEN;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
     let n = bufs.len();
     for i in 0..n {
         let range = 64..bufs[i].len();
-        coalescer.offer(&mut bufs, i % 2, i, range, &mut write);
+        let integrity = if data.first().is_some_and(|b| b & 1 == 1) { Integrity::Authenticated } else { Integrity::Unverified };
+        coalescer.offer(&mut bufs, i % 2, (i, range), integrity, &mut write);
     }
     coalescer.flush(&mut bufs, &mut write);
     assert!(writes <= n, "never more writes than frames");

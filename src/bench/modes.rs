@@ -102,12 +102,14 @@ pub struct ModeSpec {
 pub const HOST_SUBNET: &str = "host-subnet";
 /// Id of the ceiling mode.
 pub const VETH: &str = "veth";
+/// Id of the kernel-vxlan mode, the yardstick of vxswitch's own VXLAN.
+pub const KERNEL_VXLAN: &str = "kernel-vxlan";
 
 /// Every mode, in report order.
 pub const MODES: &[ModeSpec] = &[
     ModeSpec { id: VETH, name: "veth baseline", topology: Topology::Veth },
     ModeSpec { id: HOST_SUBNET, name: "host-subnet", topology: Topology::HostSubnet },
-    ModeSpec { id: "kernel-vxlan", name: "kernel vxlan", topology: Topology::KernelVxlan },
+    ModeSpec { id: KERNEL_VXLAN, name: "kernel vxlan", topology: Topology::KernelVxlan },
     ModeSpec {
         id: "vxswitch-vxlan",
         name: "vxswitch VXLAN",

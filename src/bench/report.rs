@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::modes::{HOST_SUBNET, VETH};
+use super::modes::{HOST_SUBNET, KERNEL_VXLAN, VETH};
 use super::summary::{ratio, Metric, Sample, Summary};
 
 /// What became of a mode.
@@ -111,11 +111,12 @@ impl BenchReport {
             modes.iter().find(|r| r.id == id && r.status == Status::Measured).and_then(|r| r.median(m))
         };
         for m in Metric::ALL {
-            let (hs, veth) = (reference(&modes, HOST_SUBNET, m), reference(&modes, VETH, m));
+            let (hs, veth, kvx) = (reference(&modes, HOST_SUBNET, m), reference(&modes, VETH, m), reference(&modes, KERNEL_VXLAN, m));
             for r in &mut modes {
                 if let Some(s) = r.metrics.get_mut(m.key()) {
                     s.vs_host_subnet = ratio(Some(s.median), hs);
                     s.vs_veth = ratio(Some(s.median), veth);
+                    s.vs_kernel_vxlan = ratio(Some(s.median), kvx);
                 }
             }
         }
@@ -146,7 +147,10 @@ impl BenchReport {
             let _ = writeln!(out, "| {} | {} |", r.name, cells.join(" | "));
         }
         let ratio_metrics = [Metric::Tcp1, Metric::TcpN, Metric::Udp64, Metric::RttP50, Metric::RttP99];
-        let _ = writeln!(out, "\nRatios of medians (throughput: higher is better; latency: lower is better), x host-subnet / x veth:\n");
+        let _ = writeln!(
+            out,
+            "\nRatios of medians (throughput: higher is better; latency: lower is better), x host-subnet / x veth / x kernel vxlan:\n"
+        );
         let heads: Vec<String> = ratio_metrics.iter().map(|m| m.label(st.streams)).collect();
         let _ = writeln!(out, "| mode | {} |", heads.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(heads.len()));
@@ -154,7 +158,7 @@ impl BenchReport {
             let cells: Vec<String> = ratio_metrics
                 .iter()
                 .map(|m| match r.metrics.get(m.key()) {
-                    Some(s) => format!("{} / {}", times(s.vs_host_subnet), times(s.vs_veth)),
+                    Some(s) => format!("{} / {} / {}", times(s.vs_host_subnet), times(s.vs_veth), times(s.vs_kernel_vxlan)),
                     None => "-".into(),
                 })
                 .collect();
@@ -170,19 +174,19 @@ impl BenchReport {
 
     /// One CSV row per mode and metric (one row with empty figures for a mode not measured).
     pub fn csv(&self) -> String {
-        let mut out = String::from("mode,name,status,metric,unit,median,min,max,vs_host_subnet,vs_veth,repeats,reason\n");
+        let mut out = String::from("mode,name,status,metric,unit,median,min,max,vs_host_subnet,vs_veth,vs_kernel_vxlan,repeats,reason\n");
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
         for r in &self.modes {
             let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let reason = csv_quote(r.reason.as_deref().unwrap_or(""));
             if r.metrics.is_empty() {
-                let _ = writeln!(out, "{},{},{status},,,,,,,,0,{reason}", r.id, csv_quote(&r.name));
+                let _ = writeln!(out, "{},{},{status},,,,,,,,,0,{reason}", r.id, csv_quote(&r.name));
             }
             for m in Metric::ALL {
                 if let Some(s) = r.metrics.get(m.key()) {
                     let _ = writeln!(
                         out,
-                        "{},{},{status},{},{},{:.6},{:.6},{:.6},{},{},{},{reason}",
+                        "{},{},{status},{},{},{:.6},{:.6},{:.6},{},{},{},{},{reason}",
                         r.id,
                         csv_quote(&r.name),
                         m.key(),
@@ -192,6 +196,7 @@ impl BenchReport {
                         s.max,
                         opt(s.vs_host_subnet),
                         opt(s.vs_veth),
+                        opt(s.vs_kernel_vxlan),
                         s.samples.len()
                     );
                 }
@@ -205,7 +210,7 @@ impl BenchReport {
 pub fn precision(m: Metric) -> usize {
     match m {
         Metric::Tcp1 | Metric::TcpN | Metric::SwitchCpu | Metric::KernelCpu => 2,
-        Metric::Udp64 | Metric::SwitchIdleCpu => 1,
+        Metric::Udp64 | Metric::SwitchIdleCpu | Metric::SwitchPingCpu => 1,
         Metric::RttP50 | Metric::RttP99 => 0,
     }
 }
@@ -244,6 +249,7 @@ mod tests {
             rtt_p99_us: 90.0,
             switch_cpu_s_per_gb: None,
             switch_idle_cpu_pct: None,
+            switch_ping_cpu_pct: None,
             kernel_cpu_s_per_gb: 1.0,
         }
     }
@@ -268,6 +274,7 @@ mod tests {
             vec![
                 ModeResult::measured(VETH, "veth baseline", vec![sample(10.0), sample(12.0)]),
                 ModeResult::measured(HOST_SUBNET, "host-subnet", vec![sample(5.0), sample(5.0)]),
+                ModeResult::measured(KERNEL_VXLAN, "kernel vxlan", vec![sample(4.0), sample(6.0)]),
                 ModeResult::measured("x", "x, \"quoted\"", vec![sample(2.0), sample(3.0)]),
                 ModeResult::skipped("esp", "esp", Status::NotAvailable, "not available in this build".into()),
             ],
@@ -277,10 +284,12 @@ mod tests {
     #[test]
     fn ratios_use_the_references_of_the_same_run() {
         let r = report();
-        let x = &r.modes[2].metrics["tcp_1_gbps"];
+        let x = &r.modes[3].metrics["tcp_1_gbps"];
         assert_eq!(x.median, 2.5);
         assert_eq!(x.vs_host_subnet, Some(0.5));
         assert_eq!(x.vs_veth, Some(2.5 / 11.0));
+        assert_eq!(x.vs_kernel_vxlan, Some(0.5));
+        assert_eq!(r.modes[3].metrics["rtt_p50_us"].vs_kernel_vxlan, Some(1.0), "same latency as kernel vxlan");
         assert_eq!(r.modes[1].metrics["tcp_1_gbps"].vs_host_subnet, Some(1.0));
     }
 
@@ -289,7 +298,7 @@ mod tests {
         let t = report().table();
         assert!(t.contains("| veth baseline | 11.00 (10.00-12.00) |"), "{t}");
         assert!(t.contains("| esp | not available in this build |"), "{t}");
-        assert!(t.contains("0.50x / 0.23x"), "{t}");
+        assert!(t.contains("0.50x / 0.23x / 0.50x"), "{t}");
         assert!(t.contains("vxswitch daemons with [underlay] workers=1"), "{t}");
     }
 
@@ -297,8 +306,8 @@ mod tests {
     fn csv_has_one_row_per_figure_and_quotes_names() {
         let csv = report().csv();
         let lines: Vec<&str> = csv.lines().collect();
-        // 3 measured modes x 6 metrics (no switch CPU) + 1 skipped + header.
-        assert_eq!(lines.len(), 1 + 3 * 6 + 1, "{csv}");
+        // 4 measured modes x 6 metrics (no switch CPU) + 1 skipped + header.
+        assert_eq!(lines.len(), 1 + 4 * 6 + 1, "{csv}");
         assert!(csv.contains("\"x, \"\"quoted\"\"\""));
         assert!(lines.last().unwrap().starts_with("esp,esp,not_available,"));
     }
@@ -306,7 +315,7 @@ mod tests {
     #[test]
     fn json_round_trips_through_serde_json() {
         let v: serde_json::Value = serde_json::from_str(&report().json()).unwrap();
-        assert_eq!(v["modes"][3]["status"], "not_available");
+        assert_eq!(v["modes"][4]["status"], "not_available");
         assert_eq!(v["modes"][0]["metrics"]["tcp_1_gbps"]["median"], 11.0);
         assert_eq!(v["settings"]["underlay"][0], "workers=1");
         assert_eq!(v["settings"]["variants"][0], "busy_poll_us=0");

@@ -23,6 +23,10 @@ pub struct Sample {
     /// CPU of one vxswitch daemon while the path is idle (after the latency run, no traffic), in
     /// percent of one core: what busy-polling costs when nothing moves; `None` without a daemon.
     pub switch_idle_cpu_pct: Option<f64>,
+    /// CPU of one vxswitch daemon during the latency run (one echo every millisecond), in percent
+    /// of one core: what busy-polling costs on a path that carries a steady trickle of traffic;
+    /// `None` without a daemon.
+    pub switch_ping_cpu_pct: Option<f64>,
     /// Machine-wide kernel CPU seconds (system + softirq) per GB of TCP goodput.
     pub kernel_cpu_s_per_gb: f64,
 }
@@ -44,13 +48,15 @@ pub enum Metric {
     SwitchCpu,
     /// [`Sample::switch_idle_cpu_pct`].
     SwitchIdleCpu,
+    /// [`Sample::switch_ping_cpu_pct`].
+    SwitchPingCpu,
     /// [`Sample::kernel_cpu_s_per_gb`].
     KernelCpu,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Tcp1,
         Metric::TcpN,
         Metric::Udp64,
@@ -58,6 +64,7 @@ impl Metric {
         Metric::RttP99,
         Metric::SwitchCpu,
         Metric::SwitchIdleCpu,
+        Metric::SwitchPingCpu,
         Metric::KernelCpu,
     ];
 
@@ -71,6 +78,7 @@ impl Metric {
             Metric::RttP99 => "rtt_p99_us",
             Metric::SwitchCpu => "switch_cpu_s_per_gb",
             Metric::SwitchIdleCpu => "switch_idle_cpu_pct",
+            Metric::SwitchPingCpu => "switch_ping_cpu_pct",
             Metric::KernelCpu => "kernel_cpu_s_per_gb",
         }
     }
@@ -85,6 +93,7 @@ impl Metric {
             Metric::RttP99 => "RTT p99".into(),
             Metric::SwitchCpu => "switch CPU".into(),
             Metric::SwitchIdleCpu => "switch CPU idle".into(),
+            Metric::SwitchPingCpu => "switch CPU pinged".into(),
             Metric::KernelCpu => "kernel CPU".into(),
         }
     }
@@ -96,7 +105,7 @@ impl Metric {
             Metric::Udp64 => "kpps",
             Metric::RttP50 | Metric::RttP99 => "us",
             Metric::SwitchCpu | Metric::KernelCpu => "s/GB",
-            Metric::SwitchIdleCpu => "% core",
+            Metric::SwitchIdleCpu | Metric::SwitchPingCpu => "% core",
         }
     }
 
@@ -115,6 +124,7 @@ impl Metric {
             Metric::RttP99 => Some(s.rtt_p99_us),
             Metric::SwitchCpu => s.switch_cpu_s_per_gb,
             Metric::SwitchIdleCpu => s.switch_idle_cpu_pct,
+            Metric::SwitchPingCpu => s.switch_ping_cpu_pct,
             Metric::KernelCpu => Some(s.kernel_cpu_s_per_gb),
         }
     }
@@ -135,6 +145,8 @@ pub struct Summary {
     pub vs_host_subnet: Option<f64>,
     /// This median divided by the veth-baseline median of the same run.
     pub vs_veth: Option<f64>,
+    /// This median divided by the kernel-vxlan median of the same run (the fast path's yardstick).
+    pub vs_kernel_vxlan: Option<f64>,
 }
 
 impl Summary {
@@ -147,7 +159,15 @@ impl Summary {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Some(Summary { median, min: sorted[0], max: sorted[n - 1], samples: samples.to_vec(), vs_host_subnet: None, vs_veth: None })
+        Some(Summary {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            samples: samples.to_vec(),
+            vs_host_subnet: None,
+            vs_veth: None,
+            vs_kernel_vxlan: None,
+        })
     }
 }
 
@@ -208,10 +228,11 @@ mod tests {
             rtt_p99_us: 5.0,
             switch_cpu_s_per_gb: None,
             switch_idle_cpu_pct: Some(6.5),
+            switch_ping_cpu_pct: Some(42.5),
             kernel_cpu_s_per_gb: 7.0,
         };
         let got: Vec<Option<f64>> = Metric::ALL.iter().map(|m| m.of(&s)).collect();
-        assert_eq!(got, vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0), None, Some(6.5), Some(7.0)]);
+        assert_eq!(got, vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0), None, Some(6.5), Some(42.5), Some(7.0)]);
         let keys: std::collections::HashSet<&str> = Metric::ALL.iter().map(|m| m.key()).collect();
         assert_eq!(keys.len(), Metric::ALL.len());
     }

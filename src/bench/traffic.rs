@@ -67,10 +67,15 @@ pub fn measure(p: &Prepared, s: &Settings, bin: &Path, progress: &mut dyn FnMut(
     if warm.received == 0 {
         bail!("no echo replies from {} to {}: the path does not carry traffic", p.client.ip, p.server.ip);
     }
+    let (pinged_at, pinged_before) = (Instant::now(), cpu::processes_ticks(&p.daemon_pids)?);
     let rtt = ping(bin, &p.client, p.server.ip, s.pings, 1)?;
+    let pinged = per_daemon_pct(&p.daemon_pids, cpu::processes_ticks(&p.daemon_pids)? - pinged_before, pinged_at.elapsed());
     let p50 = percentile(&rtt.rtt_us, 50.0).ok_or_else(|| anyhow!("no echo replies in the latency run"))?;
     let p99 = percentile(&rtt.rtt_us, 99.0).unwrap_or(p50);
     progress(format!("latency p50 {p50} us, p99 {p99} us ({}/{} replies)", rtt.received, rtt.sent));
+    if let Some(pct) = pinged {
+        progress(format!("switch CPU during the latency run {pct:.1} % of a core per daemon"));
+    }
     let idle = idle_cpu_pct(&p.daemon_pids)?;
     if let Some(pct) = idle {
         progress(format!("switch CPU while idle {pct:.1} % of a core per daemon"));
@@ -100,6 +105,7 @@ pub fn measure(p: &Prepared, s: &Settings, bin: &Path, progress: &mut dyn FnMut(
         rtt_p99_us: p99 as f64,
         switch_cpu_s_per_gb: switch,
         switch_idle_cpu_pct: idle,
+        switch_ping_cpu_pct: pinged,
         kernel_cpu_s_per_gb: kernel,
     })
 }
@@ -119,8 +125,17 @@ fn idle_cpu_pct(pids: &[u32]) -> anyhow::Result<Option<f64>> {
     let before = cpu::processes_ticks(pids)?;
     std::thread::sleep(IDLE_WINDOW);
     let after = cpu::processes_ticks(pids)?;
-    let secs = (after - before) as f64 / cpu::ticks_per_sec();
-    Ok(Some(100.0 * secs / IDLE_WINDOW.as_secs_f64() / pids.len() as f64))
+    Ok(per_daemon_pct(pids, after - before, IDLE_WINDOW))
+}
+
+/// `ticks` of CPU spent by the daemons `pids` over `wall`, as the mean percent of one core per
+/// daemon; `None` for modes without a daemon.
+fn per_daemon_pct(pids: &[u32], ticks: u64, wall: Duration) -> Option<f64> {
+    if pids.is_empty() || wall.is_zero() {
+        return None;
+    }
+    let secs = ticks as f64 / cpu::ticks_per_sec();
+    Some(100.0 * secs / wall.as_secs_f64() / pids.len() as f64)
 }
 
 /// `cmd` in namespace `ns`.

@@ -48,7 +48,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Instant;
 
-use super::gro::Coalescer;
+use super::gro::{Coalescer, Integrity};
 use super::gso::{self, TapFrame};
 use super::send_worker::Worker;
 use super::tap::{is_gone, Tap};
@@ -649,7 +649,11 @@ fn deliver(
     let Forward::Tap { port, frame } = forward else { return };
     // A port whose TAP is being recreated has none for now: counted as a write error.
     match taps.get(port).and_then(Option::as_ref) {
-        Some(tap) if tap.offload() => gro.offer(bufs, port, buf, frame, write),
+        Some(tap) if tap.offload() => {
+            // Only a datagram the AEAD opened reaches here from port 4500.
+            let integrity = if tunnel == Tunnel::Esp { Integrity::Authenticated } else { Integrity::Unverified };
+            gro.offer(bufs, port, (buf, frame), integrity, write)
+        }
         Some(tap) if tap.write(&bufs[buf][frame]).is_ok() => {}
         _ => driver.tap_write_errors += 1,
     }

@@ -21,6 +21,13 @@
 //! before anything else; a frame that fails is counted and written alone with a zeroed header, so
 //! the container's kernel drops it (and counts it) exactly as it would without offload.
 //!
+//! Frames that arrived in ESP skip that check ([`Integrity::Authenticated`]): the AEAD tag has
+//! already proved every byte of the inner frame is what the peer sealed, and the peer sealed a
+//! frame whose checksum it had computed (vxswitch finishes every checksum before it seals, a
+//! kernel ESP stack does too). Checking again cannot find corruption, only spend a pass over the
+//! payload (3 % of all CPU samples at 6 Gbit/s in a whole-machine profile); the kernel's WireGuard
+//! marks decrypted packets `CHECKSUM_UNNECESSARY` for the same reason.
+//!
 //! One exception: a frame whose checksum field holds exactly the pseudo-header sum was left
 //! CHECKSUM_PARTIAL by a sender on the same machine (kernel vxlan in another namespace, over veth,
 //! which never finishes checksums; the kernel's own vxlan receiver trusts such frames). Its
@@ -47,6 +54,15 @@ use crate::wire::udp::{self, UdpPacket};
 pub const MAX_SEGMENTS: usize = 64;
 /// Largest IP packet a coalesced frame may carry.
 const MAX_IP_LEN: usize = 65535;
+/// What already vouches for the bytes of a frame offered to the coalescer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// Nothing (VXLAN: the outer UDP checksum may be zero): the transport checksum is verified.
+    Unverified,
+    /// An AEAD tag (ESP): the transport checksum is trusted as sealed.
+    Authenticated,
+}
+
 /// A zeroed virtio header: an ordinary frame, checksum to be verified by the kernel.
 pub const ZERO_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -262,17 +278,22 @@ impl Coalescer {
 
     /// Offer the frame at `bufs[buf][range]`, bound for the TAP of `port`. It joins the pending
     /// group, or the group is written first and the frame starts a new one or is written alone.
+    /// `integrity` says whether its transport checksum still needs verifying.
     /// `write(port, iov)` writes one TAP frame (virtio header first).
     // hot path
     pub fn offer(
         &mut self,
         bufs: &mut [Vec<u8>],
         port: PortId,
-        buf: usize,
-        range: Range<usize>,
+        (buf, range): (usize, Range<usize>),
+        integrity: Integrity,
         write: &mut dyn FnMut(PortId, &[IoSlice<'_>]),
     ) {
-        match check_transport(&bufs[buf][range.clone()]) {
+        let csum = match integrity {
+            Integrity::Unverified => check_transport(&bufs[buf][range.clone()]),
+            Integrity::Authenticated => Csum::NotChecked,
+        };
+        match csum {
             Csum::Bad => {
                 self.stats.csum_failures += 1;
                 self.flush(bufs, write);
@@ -438,12 +459,16 @@ mod tests {
 
     /// Put frames one per buffer (as recvmmsg would) and offer them all; returns the writes.
     fn run(frames: &[Vec<u8>]) -> (Vec<(PortId, Vec<u8>)>, GroStats) {
+        run_with(frames, Integrity::Unverified)
+    }
+
+    fn run_with(frames: &[Vec<u8>], integrity: Integrity) -> (Vec<(PortId, Vec<u8>)>, GroStats) {
         let mut bufs: Vec<Vec<u8>> = frames.iter().map(|f| [vec![0xee; 30], f.clone()].concat()).collect();
         let mut out = Vec::new();
         let mut c = Coalescer::new();
         let mut w = |port: PortId, iov: &[IoSlice<'_>]| out.push((port, iov.iter().flat_map(|s| s.to_vec()).collect::<Vec<u8>>()));
         for (i, f) in frames.iter().enumerate() {
-            c.offer(&mut bufs, 0, i, 30..30 + f.len(), &mut w);
+            c.offer(&mut bufs, 0, (i, 30..30 + f.len()), integrity, &mut w);
         }
         c.flush(&mut bufs, &mut w);
         (out, c.stats)
@@ -522,6 +547,25 @@ mod tests {
         assert_eq!(writes.len(), 3);
         assert_eq!(writes[1].1[VNET_HDR_LEN..], frames[2][..], "the corrupted frame goes out alone, unchanged");
         assert_eq!(writes[1].1[..VNET_HDR_LEN], ZERO_HDR);
+    }
+
+    #[test]
+    fn authenticated_frames_are_coalesced_without_a_checksum_pass() {
+        let frames: Vec<Vec<u8>> = (0..4).map(|i| segment(false, (i * MSS) as u32, i as u16, MSS, false, 9)).collect();
+        // A frame whose checksum is wrong is the proof that nothing summed the payload: an
+        // authenticated one is coalesced with the rest (its field is rewritten to the
+        // pseudo-header sum like every coalesced frame's), an unverified one goes out alone.
+        let mut corrupt = frames.clone();
+        let last = corrupt[2].len() - 1;
+        corrupt[2][last] ^= 0x55;
+        let (writes, stats) = run_with(&corrupt, Integrity::Authenticated);
+        assert_eq!((stats.csum_failures, stats.coalesced_writes, stats.coalesced_segments), (0, 1, 4), "{writes:?}");
+        assert_eq!(writes.len(), 1);
+        let (writes, stats) = run_with(&corrupt, Integrity::Unverified);
+        assert_eq!(stats.csum_failures, 1);
+        assert_eq!(writes.len(), 3);
+        // Good frames come out the same either way.
+        assert_eq!(run_with(&frames, Integrity::Authenticated).0, run(&frames).0);
     }
 
     #[test]
