@@ -124,7 +124,7 @@ pub fn method(tool: &Tool, streams: u32) -> String {
          kernel = system+softirq of the whole machine (/proc/stat; includes the generators' and daemons' system time). \
          Switch CPU idle: utime+stime of each daemon over 2 s without traffic, 0.5 s after the latency run, in % of one core; \
          switch CPU pinged: the same over the latency run (what busy-polling costs on a path with one echo per millisecond). \
-         Container MTU: the TAP's default in vxswitch modes (1450 VXLAN, {} ESP), 1450 for kernel vxlan, 1500 for host-subnet (routes by the vxswitch host-subnet driver), {} for kernel xfrm. Ratios = median / median of host-subnet or veth in the same run.",
+         Container MTU: the TAP's default in vxswitch modes (1450 VXLAN, {} ESP), 1450 for kernel vxlan, 1500 for host-subnet (routes by the vxswitch host-subnet driver), {} for kernel xfrm. Ratios = median / median of host-subnet, veth or kernel vxlan in the same run.",
         modes::esp_container_mtu(),
         xfrm::MTU
     )
