@@ -44,12 +44,12 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// keeps finding nothing), and nothing at all when idle.
 ///
 /// Not longer, although a longer window lowers latency further: with 2000 a conversation with a
-/// frame every millisecond keeps the daemon polling, and `vxswitch bench` measured RTT p50 63 us
-/// against 168 us (kernel vxlan 16 us) but 80 % of a core per daemon while the 1 kpps of echoes
-/// flowed, against 6.5 %. A host's background traffic (health checks, DNS, metrics scrapes) is
-/// such a trickle, so that default would keep a core busy on most hosts. 1000 did not hold the
-/// window for 1 ms echoes (the gap is right at its edge) and measured like 50. See
-/// `sys::daemon::busy_poll` and the README's latency section for the trade.
+/// frame every millisecond keeps the daemon polling, and the full `vxswitch bench` run in
+/// `docs/bench.md` measured RTT p50 56 us against 140 us (kernel vxlan 12 us), but 95 % of a core
+/// per daemon while the 1 kpps of echoes flowed, against 5.8 % (1000: p50 58 against 90 us and
+/// 42 % of a core in a loaded run). A host's background traffic (health checks, DNS, metrics
+/// scrapes) is such a trickle, so a long default would keep a core busy on most hosts. See
+/// `sys::daemon::busy_poll` and the README's "Latency" for the trade.
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// Default `underlay.priority_boost`: 0, the nice value the daemon was started with (see
 /// `sys::daemon::sched` for what a boost measured).

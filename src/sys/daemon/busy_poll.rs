@@ -37,11 +37,12 @@
 //! A maximum long enough to span the gap between the frames of a conversation does catch the
 //! first frame too: with `busy_poll_us = 2000` and 1 ms echoes the window grows to cover the gap,
 //! the first daemon is already polling when the next request comes, and `vxswitch bench`
-//! measured RTT p50 63 us against 168 us at the default (kernel vxlan 16 us, loaded machine; 43
-//! against 196 us on a quieter one). The price is the spinning itself: about 80 % of a core per
-//! daemon while the 1 kpps of echoes flowed, against 6.5 %, and a longer p99 under heavy CPU
-//! contention (a yielding spinner waits behind other runnable work where a sleeper woken by the
-//! packet would preempt it). 1000 us sits right at the edge of a 1 ms gap and measured like 50.
+//! measured RTT p50 56 us against 140 us at the default (kernel vxlan 12 us; full run in
+//! `docs/bench.md`) and p99 200 against 363 us. The price is the spinning itself: 95 % of a core
+//! per daemon while the 1 kpps of echoes flowed, against 5.8 % (a 1000 us maximum, at the edge
+//! of the 1 ms gap, gave p50 58 us for 42 % of a core in a loaded run), and under heavy CPU
+//! contention a longer p99 (a yielding spinner waits behind other runnable work where a sleeper
+//! woken by the packet would preempt it).
 //! Hence a short default, and the long window as an operator's choice (README, "Latency").
 //!
 //! Pure state over `now` arguments, so the rules are tested on made-up instants, not sleeps.
