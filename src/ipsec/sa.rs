@@ -401,6 +401,10 @@ pub struct Opened {
     pub inner: Range<usize>,
     /// The full (ESN-inferred) sequence number.
     pub sequence: u64,
+    /// Accepted behind a higher sequence number already seen: reordered on the way, inside the
+    /// replay window. Reordering that grows toward the window's size ends in `left_of_window`
+    /// drops, so this is counted where an operator can see it coming.
+    pub late: bool,
 }
 
 /// The receiving half of an SA: key, replay window and drop counters.
@@ -512,6 +516,7 @@ impl InboundSa {
         let nonce = self.cipher.nonce(&head[ESP_HEADER_LEN..ESP_HEADROOM]);
         self.cipher.key.open_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), tag, ct).map_err(|_| EspError::IcvFailure)?;
         // Authenticated: the sender really used this number, whatever the trailer says.
+        let late = seq < self.window.top();
         self.window.update(seq);
         let pad = usize::from(ct[ct_len - 2]);
         let next_header = ct[ct_len - 1];
@@ -520,7 +525,7 @@ impl InboundSa {
         if !pad_ok {
             return Err(EspError::BadPadding);
         }
-        Ok(Opened { next_header, inner: ESP_HEADROOM..ESP_HEADROOM + inner_len, sequence: seq })
+        Ok(Opened { next_header, inner: ESP_HEADROOM..ESP_HEADROOM + inner_len, sequence: seq, late })
     }
 
     /// Refuses every sequence number up to `seq` (a resumed SA never accepts a replay).
@@ -633,6 +638,18 @@ mod tests {
         mangled[20] ^= 0xff;
         assert_eq!(inb.open(&mut mangled), Err(EspError::Replay));
         assert_eq!(inb.drops().get(DropReason::Replay), 2);
+    }
+
+    #[test]
+    fn packets_opened_behind_a_later_number_are_marked_late() {
+        let (mut out, mut inb) = pair(Suite::Aes256Gcm, false);
+        let pkts: Vec<Vec<u8>> = (0..4).map(|i| seal_frame(&mut out, &[i; 20], 4)).collect();
+        let late = |inb: &mut InboundSa, i: usize| inb.open(&mut pkts[i].clone()).unwrap().late;
+        assert!(!late(&mut inb, 0), "in order");
+        assert!(!late(&mut inb, 2), "a gap ahead is not lateness");
+        assert!(late(&mut inb, 1), "1 after 3: reordered on the way, still accepted");
+        assert!(!late(&mut inb, 3));
+        assert_eq!(inb.drops().total(), 0);
     }
 
     #[test]
