@@ -146,13 +146,7 @@ fn netns_tcp_over_esp_through_offload_fast_path_arrives_intact() {
     }
     // An encrypted L2 overlay (manual AES-GCM keys) at its default MTU, offload left at its default.
     let mut lab = Lab::build("ofes", &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
-    for i in 0..2 {
-        let config = lab.esp_manual_config(i, false);
-        lab.start_vxswitch_with(i, &config).unwrap();
-    }
-    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
-    lab.set_container_mtu(mtu).unwrap();
-    all_pairs_ping(&lab, 2);
+    start_at_tap_mtu(&mut lab, |lab, i| lab.esp_manual_config(i, false));
     let blocks = 64;
     assert_eq!(transfer(&lab, 0, 1, blocks, 5307), blocks * BLOCK as u64, "every byte arrived, in order");
     assert_eq!(transfer(&lab, 1, 0, 32, 5308), 32 * BLOCK as u64, "and the other way");
@@ -196,14 +190,11 @@ fn netns_esp_over_offload_fast_path_leaves_in_sequence_order() {
     // later-numbered ones is refused as left of the window. The copies of flooded frames were
     // once sent after the batches sealed behind them and were refused here in every run.
     let mut lab = Lab::build("ofeo", &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
-    for i in 0..2 {
+    start_at_tap_mtu(&mut lab, |lab, i| {
         let config = lab.esp_manual_config(i, false).replace("[esp]\n", "[esp]\nreplay_window = 64\n");
         assert!(config.contains("replay_window = 64"), "{config}");
-        lab.start_vxswitch_with(i, &config).unwrap();
-    }
-    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
-    lab.set_container_mtu(mtu).unwrap();
-    all_pairs_ping(&lab, 2);
+        config
+    });
     assert_eq!(transfer(&lab, 0, 1, 64, 5316), 64 * BLOCK as u64, "every byte arrived, in order");
     // Through the offload path: runs of sealed segments sent with UDP GSO, received with GRO.
     assert!(driver(&lab, 0, "gso_sends") > 0, "{}", lab.stats(0).unwrap()["driver"]);
@@ -222,13 +213,7 @@ fn netns_tcp_over_routed_esp_through_offload_fast_path_arrives_intact() {
     }
     // A routed encrypted network: IPv4 packets in ESP (next header 4), per-host subnets.
     let mut lab = Lab::build_with("ofer", &[HostKind::Bare, HostKind::Bare], 1, bin(), Addressing::PerHost).unwrap();
-    for i in 0..2 {
-        let config = lab.esp_manual_config(i, true);
-        lab.start_vxswitch_with(i, &config).unwrap();
-    }
-    let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
-    lab.set_container_mtu(mtu).unwrap();
-    all_pairs_ping(&lab, 2);
+    start_at_tap_mtu(&mut lab, |lab, i| lab.esp_manual_config(i, true));
     assert_eq!(transfer(&lab, 0, 1, 32, 5309), 32 * BLOCK as u64, "every byte arrived, in order");
     assert_eq!(transfer(&lab, 1, 0, 32, 5310), 32 * BLOCK as u64, "and the other way");
     for h in 0..2 {
@@ -309,15 +294,23 @@ fn netns_tcp_with_udp_gso_and_gro_turned_off_still_splits_and_coalesces() {
 /// workers` set.
 fn lab_with_workers(tag: &str, esp: bool, workers: u32) -> Lab {
     let mut lab = Lab::build(tag, &[HostKind::Bare, HostKind::Bare], 1, bin()).unwrap();
-    for i in 0..2 {
+    start_at_tap_mtu(&mut lab, |lab, i| {
         let config = if esp { lab.esp_manual_config(i, false) } else { lab.vxswitch_config(i, "") };
-        let config = config.replace("[underlay]\n", &format!("[underlay]\nworkers = {workers}\n"));
-        lab.start_vxswitch_with(i, &config).unwrap();
+        config.replace("[underlay]\n", &format!("[underlay]\nworkers = {workers}\n"))
+    });
+    lab
+}
+
+/// Start both hosts' daemons with `config(lab, host)`, give the containers the TAP's default MTU
+/// (read back from `stats`), and check every pair answers.
+fn start_at_tap_mtu(lab: &mut Lab, config: impl Fn(&Lab, usize) -> String) {
+    for i in 0..2 {
+        let text = config(lab, i);
+        lab.start_vxswitch_with(i, &text).unwrap();
     }
     let mtu = lab.stats(0).unwrap()["networks"][0]["mtu"].as_u64().unwrap() as u32;
     lab.set_container_mtu(mtu).unwrap();
-    all_pairs_ping(&lab, 2);
-    lab
+    all_pairs_ping(lab, 2);
 }
 
 /// Nothing lost or refused on either host: no send, checksum or TAP errors, no ESP refusals.
