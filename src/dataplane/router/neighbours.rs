@@ -4,7 +4,8 @@
 //!
 //! The IPv4 half asks with ARP, the IPv6 half with a Neighbor Solicitation; what they keep and
 //! how long is the same, so it lives here once (as Linux keeps one `neighbour` core under ARP and
-//! NDP).
+//! NDP). Every routed packet looks its destination up here, so the maps hash with keyed aHash,
+//! as the FDB does, not SipHash.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -33,13 +34,13 @@ struct Pending {
 /// Known local neighbours of one family, and packets held for unresolved ones.
 #[derive(Debug)]
 pub struct Neighbours<A> {
-    known: HashMap<A, (EthernetAddress, Instant)>,
-    pending: HashMap<A, Pending>,
+    known: HashMap<A, (EthernetAddress, Instant), ahash::RandomState>,
+    pending: HashMap<A, Pending, ahash::RandomState>,
 }
 
 impl<A> Default for Neighbours<A> {
     fn default() -> Self {
-        Neighbours { known: HashMap::new(), pending: HashMap::new() }
+        Neighbours { known: HashMap::default(), pending: HashMap::default() }
     }
 }
 

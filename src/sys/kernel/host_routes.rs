@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use super::netlink::{Ipv4Route, Ipv6Route, Netlink, NetlinkError, RouteLookup};
+use super::netlink::{Ipv4Route, Ipv6Route, Netlink, NetlinkError, Route, RouteFamily, RouteLookup};
 use crate::control::ControlUpdate;
 use crate::wire::vxlan::Vni;
 
@@ -310,22 +310,8 @@ impl HostSubnetRoutes {
                     return Err(refusal);
                 }
                 let result = match (subnet, via) {
-                    (IpNet::V4(dst), IpAddr::V4(gw)) => {
-                        let route = Ipv4Route::via(dst, gw, VXSWITCH_RT_PROTO);
-                        if replace {
-                            self.nl.route_replace(&route)
-                        } else {
-                            self.nl.route_add(&route)
-                        }
-                    }
-                    (IpNet::V6(dst), IpAddr::V6(gw)) => {
-                        let route = Ipv6Route::via(dst, gw, VXSWITCH_RT_PROTO);
-                        if replace {
-                            self.nl.route_replace(&route)
-                        } else {
-                            self.nl.route_add(&route)
-                        }
-                    }
+                    (IpNet::V4(dst), IpAddr::V4(gw)) => install(&self.nl, &Ipv4Route::via(dst, gw, VXSWITCH_RT_PROTO), replace),
+                    (IpNet::V6(dst), IpAddr::V6(gw)) => install(&self.nl, &Ipv6Route::via(dst, gw, VXSWITCH_RT_PROTO), replace),
                     // The planner only pairs a subnet with a gateway of its family.
                     _ => return Ok(()),
                 };
@@ -367,6 +353,15 @@ impl HostSubnetRoutes {
     fn check_peer(&self, peer: IpAddr, subnet: IpNet) -> Result<(), HostSubnetError> {
         let lookup = self.nl.route_get(peer).map_err(|e| HostSubnetError::PeerUnreachable { peer, subnet, source: Box::new(e) })?;
         on_link_verdict(peer, subnet, &lookup)
+    }
+}
+
+/// Add `route`, or replace whatever route the kernel has to its destination.
+fn install<A: RouteFamily>(nl: &Netlink, route: &Route<A>, replace: bool) -> Result<(), NetlinkError> {
+    if replace {
+        nl.route_replace(route)
+    } else {
+        nl.route_add(route)
     }
 }
 
